@@ -1,0 +1,346 @@
+/**
+ * The shapes of Repoman's REST API: JSON schemas (validated by the server, published as OpenAPI) and the
+ * TypeScript types that mirror them. Field names follow the original Repoman where its users relied on them.
+ */
+import { ACCOUNT_NAME_PATTERN, IMAGE_NAME_PATTERN } from './names.ts';
+import { PERMISSIONS } from './permissions.ts';
+
+const str = { type: 'string' } as const;
+const nullableStr = { type: ['string', 'null'] } as const;
+const bool = { type: 'boolean' } as const;
+const timestamp = { type: 'string', format: 'date-time' } as const;
+const nullableTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;
+const stringList = { type: 'array', items: str } as const;
+/** Accepts `a,b` (form fields, as the original client sent them), repeated fields, or a JSON array. */
+const nameList = { type: 'array', items: str } as const;
+
+export const userName = { type: 'string', pattern: ACCOUNT_NAME_PATTERN } as const;
+export const groupName = { type: 'string', pattern: ACCOUNT_NAME_PATTERN } as const;
+export const imageName = { type: 'string', pattern: IMAGE_NAME_PATTERN } as const;
+export const permissionName = { type: 'string', enum: PERMISSIONS } as const;
+
+// ---- users ----
+
+export interface User {
+  user_name: string;
+  full_name: string | null;
+  url: string;
+  /** Shown to the user themselves and to admins only. */
+  client_dn?: string;
+  email?: string | null;
+  suspended?: boolean;
+  groups?: string[];
+  permissions?: string[];
+  created?: string;
+  modified?: string;
+}
+
+export const userSchema = {
+  $id: 'User',
+  type: 'object',
+  required: ['user_name', 'full_name', 'url'],
+  properties: {
+    user_name: str,
+    full_name: nullableStr,
+    url: str,
+    client_dn: {
+      ...str,
+      description: 'Certificate subject DN in OpenSSL slash form (admins and the user only)',
+    },
+    email: { ...nullableStr, description: 'Admins and the user only' },
+    suspended: bool,
+    groups: stringList,
+    permissions: stringList,
+    created: timestamp,
+    modified: timestamp,
+  },
+} as const;
+
+export interface CreateUserBody {
+  user_name: string;
+  client_dn?: string;
+  /** The original API's name for client_dn. */
+  cert_dn?: string;
+  full_name?: string | null;
+  email?: string | null;
+  groups?: string[];
+  suspended?: boolean;
+}
+
+export const createUserBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['user_name'],
+  properties: {
+    user_name: userName,
+    client_dn: str,
+    cert_dn: str,
+    full_name: nullableStr,
+    email: nullableStr,
+    groups: nameList,
+    suspended: bool,
+  },
+} as const;
+
+export interface ModifyUserBody {
+  user_name?: string;
+  client_dn?: string;
+  cert_dn?: string;
+  full_name?: string | null;
+  email?: string | null;
+  suspended?: boolean;
+}
+
+export const modifyUserBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    user_name: { ...userName, description: 'Rename the user' },
+    client_dn: str,
+    cert_dn: str,
+    full_name: nullableStr,
+    email: nullableStr,
+    suspended: bool,
+  },
+} as const;
+
+// ---- groups ----
+
+export interface Group {
+  name: string;
+  url: string;
+  protected: boolean;
+  permissions: string[];
+  users: string[];
+  created: string;
+  modified: string;
+}
+
+export const groupSchema = {
+  $id: 'Group',
+  type: 'object',
+  required: ['name', 'url', 'protected', 'permissions', 'users', 'created', 'modified'],
+  properties: {
+    name: str,
+    url: str,
+    protected: bool,
+    permissions: stringList,
+    users: stringList,
+    created: timestamp,
+    modified: timestamp,
+  },
+} as const;
+
+export interface CreateGroupBody {
+  name: string;
+  users?: string[];
+  permissions?: string[];
+}
+
+export const createGroupBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: { name: groupName, users: nameList, permissions: nameList },
+} as const;
+
+export interface ModifyGroupBody {
+  name?: string;
+}
+
+export const modifyGroupBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { name: { ...groupName, description: 'Rename the group' } },
+} as const;
+
+// ---- images ----
+
+export interface ImageShares {
+  users: string[];
+  groups: string[];
+}
+
+export interface Image {
+  uuid: string;
+  name: string;
+  owner: string;
+  url: string;
+  owner_url: string;
+  file_url: string;
+  http_file_url: string | null;
+  description: string | null;
+  os_variant: string | null;
+  os_type: string | null;
+  os_arch: string | null;
+  hypervisor: string | null;
+  read_only: boolean;
+  unauthenticated_access: boolean;
+  expires: string | null;
+  expired: boolean;
+  raw_file_uploaded: boolean;
+  version: number;
+  size: number | null;
+  created: string;
+  modified: string;
+  uploaded: string | null;
+  /** Shown to the owner and admins only. */
+  shared_with?: ImageShares;
+}
+
+export const imageSchema = {
+  $id: 'Image',
+  type: 'object',
+  required: ['uuid', 'name', 'owner', 'url', 'file_url', 'read_only', 'unauthenticated_access', 'version'],
+  properties: {
+    uuid: str,
+    name: str,
+    owner: str,
+    url: str,
+    owner_url: str,
+    file_url: { ...str, description: 'HTTPS URL of the image bytes' },
+    http_file_url: { ...nullableStr, description: 'Plain HTTP URL, for public images only' },
+    description: nullableStr,
+    os_variant: nullableStr,
+    os_type: nullableStr,
+    os_arch: nullableStr,
+    hypervisor: nullableStr,
+    read_only: bool,
+    unauthenticated_access: bool,
+    expires: nullableTimestamp,
+    expired: bool,
+    raw_file_uploaded: bool,
+    version: { type: 'integer' },
+    size: { type: ['integer', 'null'] },
+    created: timestamp,
+    modified: timestamp,
+    uploaded: nullableTimestamp,
+    shared_with: {
+      type: 'object',
+      properties: { users: stringList, groups: stringList },
+    },
+  },
+} as const;
+
+const imageEditable = {
+  description: nullableStr,
+  os_variant: nullableStr,
+  os_type: nullableStr,
+  os_arch: nullableStr,
+  hypervisor: nullableStr,
+  read_only: bool,
+  unauthenticated_access: bool,
+  expires: { ...nullableStr, description: 'ISO 8601 date-time; empty or null for never' },
+} as const;
+
+export interface ImageEditableFields {
+  description?: string | null;
+  os_variant?: string | null;
+  os_type?: string | null;
+  os_arch?: string | null;
+  hypervisor?: string | null;
+  read_only?: boolean;
+  unauthenticated_access?: boolean;
+  expires?: string | null;
+}
+
+export interface CreateImageBody extends ImageEditableFields {
+  name: string;
+  /** Create the image in this user's namespace (admins only). */
+  owner?: string;
+  /** The original API's name for owner. */
+  user_name?: string;
+}
+
+export const createImageBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: { name: imageName, owner: userName, user_name: userName, ...imageEditable },
+} as const;
+
+export interface ModifyImageBody extends ImageEditableFields {
+  name?: string;
+  owner?: string;
+}
+
+export const modifyImageBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { ...imageName, description: 'Rename the image' },
+    owner: { ...userName, description: 'Give the image to this user' },
+    ...imageEditable,
+  },
+} as const;
+
+// ---- lists ----
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+  /** URL of the next page, or null on the last one. */
+  next: string | null;
+}
+
+export function pageSchema(item: string) {
+  return {
+    type: 'object',
+    required: ['items', 'total', 'limit', 'offset', 'next'],
+    properties: {
+      items: { type: 'array', items: { $ref: `${item}#` } },
+      total: { type: 'integer' },
+      limit: { type: 'integer' },
+      offset: { type: 'integer' },
+      next: nullableStr,
+    },
+  } as const;
+}
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+export const pageQuery = {
+  limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE },
+  offset: { type: 'integer', minimum: 0, default: 0 },
+} as const;
+
+export interface ImageListQuery {
+  limit: number;
+  offset: number;
+  owner?: string;
+  shared?: boolean;
+  public?: boolean;
+  name_prefix?: string;
+  os_variant?: string;
+  os_type?: string;
+  os_arch?: string;
+  hypervisor?: string;
+  sort?: 'name' | 'owner' | 'created' | 'modified';
+  order?: 'asc' | 'desc';
+}
+
+export const imageListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...pageQuery,
+    owner: { ...userName, description: 'Only images in this namespace' },
+    shared: { ...bool, description: 'true: only images shared with me (directly or through a group)' },
+    public: { ...bool, description: 'true: only images with unauthenticated_access' },
+    name_prefix: str,
+    os_variant: str,
+    os_type: str,
+    os_arch: str,
+    hypervisor: str,
+    sort: { type: 'string', enum: ['name', 'owner', 'created', 'modified'], default: 'name' },
+    order: { type: 'string', enum: ['asc', 'desc'], default: 'asc' },
+  },
+} as const;
+
+export interface Whoami extends User {
+  images_url: string;
+  shared_url: string;
+}

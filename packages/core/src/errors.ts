@@ -1,0 +1,75 @@
+/**
+ * Every error Repoman reports, with its HTTP status and a default message. The server throws `RepomanError`
+ * with one of these codes; the client maps the same codes to hints and exit codes.
+ */
+export const ERRORS = {
+  // 400: the request itself is wrong
+  bad_request: { status: 400, message: 'The request is malformed' },
+  unknown_field: { status: 400, message: 'The request has a field that this endpoint does not take' },
+  invalid_field: { status: 400, message: 'A field has an invalid value' },
+  invalid_name: { status: 400, message: 'The name is not valid' },
+  invalid_dn: { status: 400, message: 'The distinguished name is not valid' },
+  unsupported_media_type: { status: 415, message: 'Send JSON or form fields' },
+  payload_too_large: { status: 413, message: 'The request body is too large' },
+  // 401: who are you?
+  certificate_required: {
+    status: 401,
+    message: 'A client certificate is required; use HTTPS with your certificate or proxy',
+  },
+  certificate_invalid: { status: 401, message: 'The client certificate was not accepted' },
+  // 403: you may not
+  unknown_certificate: { status: 403, message: 'The certificate is valid but belongs to no Repoman user' },
+  user_suspended: { status: 403, message: 'This account is suspended; contact an administrator' },
+  forbidden: { status: 403, message: 'You are not allowed to do this' },
+  limited_proxy: { status: 403, message: 'A limited proxy may only download' },
+  // 404
+  not_found: { status: 404, message: 'No such resource' },
+  user_not_found: { status: 404, message: 'No such user' },
+  group_not_found: { status: 404, message: 'No such group' },
+  image_not_found: { status: 404, message: 'No such image' },
+  permission_not_found: { status: 404, message: 'No such permission' },
+  // 409: the state of the repository does not allow it
+  user_exists: { status: 409, message: 'A user with this name already exists' },
+  dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },
+  email_in_use: { status: 409, message: 'This email address already belongs to another user' },
+  group_exists: { status: 409, message: 'A group with this name already exists' },
+  image_exists: { status: 409, message: 'An image with this name already exists in the namespace' },
+  group_protected: { status: 409, message: 'This group is protected and cannot be deleted or renamed' },
+  image_read_only: { status: 409, message: 'The image is read-only' },
+  conflict: { status: 409, message: 'The request conflicts with the current state' },
+  // 5xx: our fault or a dependency's
+  database_unavailable: { status: 503, message: 'The database is unavailable; try again shortly' },
+  internal: { status: 500, message: 'Internal server error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+/** A coded error: thrown by services, turned into an HTTP response by one handler. */
+export class RepomanError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>, cause?: unknown) {
+    super(message ?? ERRORS[code].message, cause === undefined ? undefined : { cause });
+    this.name = 'RepomanError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+  }
+
+  toBody(): ErrorBody {
+    return {
+      error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) },
+    };
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERRORS, value);
+}

@@ -1,0 +1,32 @@
+/** The original Repoman's 14 permission names, granted to groups. */
+export const PERMISSIONS = [
+  'user_create',
+  'user_modify',
+  'user_delete',
+  'user_modify_self',
+  'group_create',
+  'group_modify',
+  'group_delete',
+  'group_modify_membership',
+  'group_modify_permissions',
+  'image_create',
+  'image_modify',
+  'image_delete',
+  'image_modify_group',
+  'image_delete_group',
+] as const;
+
+export type Permission = (typeof PERMISSIONS)[number];
+
+export function isPermission(value: string): value is Permission {
+  return (PERMISSIONS as readonly string[]).includes(value);
+}
+
+/** Groups every repository has; neither can be deleted or renamed. */
+export const ADMINS_GROUP = 'admins';
+export const USERS_GROUP = 'users';
+
+export const DEFAULT_GROUP_PERMISSIONS: Record<string, readonly Permission[]> = {
+  [ADMINS_GROUP]: PERMISSIONS,
+  [USERS_GROUP]: ['user_modify_self', 'image_create'],
+};

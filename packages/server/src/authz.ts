@@ -1,0 +1,131 @@
+/**
+ * Who may do what: small pure functions over plain data, tested on their own. Services load the facts
+ * (memberships, shares) and ask; nothing here touches the database or HTTP.
+ *
+ * Admins (members of the `admins` group) may do everything. Otherwise the original Repoman's permission names
+ * apply, without its holes: nobody can grant themselves more than they have.
+ */
+import { ADMINS_GROUP, type Permission, USERS_GROUP } from '@repoman/core';
+
+export interface Actor {
+  id: number;
+  name: string;
+  isAdmin: boolean;
+  permissions: ReadonlySet<Permission>;
+  /** Names of the groups the actor belongs to. */
+  groups: ReadonlySet<string>;
+  /** Authenticated with a limited proxy: may read, never change anything. */
+  limited: boolean;
+}
+
+export interface UserTarget {
+  id: number;
+  /** Whether the target user is an admin: only admins may change or delete admins. */
+  isAdmin: boolean;
+}
+
+export interface GroupTarget {
+  name: string;
+  permissions: readonly Permission[];
+}
+
+export interface ImageTarget {
+  ownerId: number;
+  /** Groups of the owner, for the image_*_group permissions. */
+  ownerGroups: ReadonlySet<string>;
+  public: boolean;
+  sharedWithUsers: ReadonlySet<number>;
+  sharedWithGroups: ReadonlySet<string>;
+}
+
+export type UserField = 'user_name' | 'client_dn' | 'full_name' | 'email' | 'suspended';
+
+const has = (actor: Actor, permission: Permission) => actor.isAdmin || actor.permissions.has(permission);
+
+// ---- users ----
+
+export const canCreateUser = (actor: Actor) => has(actor, 'user_create');
+
+/** DNs, emails, suspension and permissions of a user are private to the user and admins. */
+export const canSeeUserDetails = (actor: Actor, target: { id: number }) =>
+  actor.isAdmin || actor.id === target.id;
+
+/** user_modify_self covers the actor's own full name and email; everything else needs user_modify. */
+export function canModifyUser(actor: Actor, target: UserTarget, fields: readonly UserField[]): boolean {
+  if (actor.isAdmin) return true;
+  if (target.isAdmin) return false; // otherwise a user_modify holder could take over an admin by changing its DN
+  if (actor.permissions.has('user_modify')) return true;
+  const selfFields = fields.every((f) => f === 'full_name' || f === 'email');
+  return actor.id === target.id && selfFields && actor.permissions.has('user_modify_self');
+}
+
+export const canDeleteUser = (actor: Actor, target: UserTarget) =>
+  actor.isAdmin || (!target.isAdmin && actor.permissions.has('user_delete'));
+
+// ---- groups ----
+
+export const canCreateGroup = (actor: Actor) => has(actor, 'group_create');
+export const canDeleteGroup = (actor: Actor, group: GroupTarget) =>
+  actor.isAdmin || (group.name !== ADMINS_GROUP && actor.permissions.has('group_delete'));
+export const canRenameGroup = (actor: Actor, group: GroupTarget) =>
+  actor.isAdmin || (group.name !== ADMINS_GROUP && actor.permissions.has('group_modify'));
+
+/** Changing a group's members is allowed only for groups that grant nothing the actor lacks (no self-escalation). */
+export function canChangeMembers(actor: Actor, group: GroupTarget): boolean {
+  if (actor.isAdmin) return true;
+  if (group.name === ADMINS_GROUP || !actor.permissions.has('group_modify_membership')) return false;
+  return group.permissions.every((p) => actor.permissions.has(p));
+}
+
+/** A non-admin may grant or revoke only permissions they hold themselves, never on `admins`. */
+export function canChangePermission(actor: Actor, group: GroupTarget, permission: Permission): boolean {
+  if (actor.isAdmin) return true;
+  if (group.name === ADMINS_GROUP || !actor.permissions.has('group_modify_permissions')) return false;
+  return actor.permissions.has(permission);
+}
+
+// ---- images ----
+
+/** Creating in one's own namespace needs image_create; in another user's, being an admin. */
+export const canCreateImage = (actor: Actor, ownerId: number) =>
+  actor.isAdmin || (ownerId === actor.id && actor.permissions.has('image_create'));
+
+const isOwner = (actor: Actor, image: ImageTarget) => image.ownerId === actor.id;
+
+/** Groups the actor shares with the image's owner, other than the default group everybody is in. */
+function sharesGroupWithOwner(actor: Actor, image: ImageTarget): boolean {
+  for (const g of image.ownerGroups) if (g !== USERS_GROUP && actor.groups.has(g)) return true;
+  return false;
+}
+
+export function canReadImage(actor: Actor | null, image: ImageTarget): boolean {
+  if (image.public) return true;
+  if (!actor) return false;
+  if (actor.isAdmin || isOwner(actor, image) || image.sharedWithUsers.has(actor.id)) return true;
+  for (const g of image.sharedWithGroups) if (actor.groups.has(g)) return true;
+  return false;
+}
+
+/** Owners may change their images; image_modify covers any image, image_modify_group those of fellow group members. */
+export const canModifyImage = (actor: Actor, image: ImageTarget) =>
+  actor.isAdmin ||
+  isOwner(actor, image) ||
+  actor.permissions.has('image_modify') ||
+  (actor.permissions.has('image_modify_group') && sharesGroupWithOwner(actor, image));
+
+export const canDeleteImage = (actor: Actor, image: ImageTarget) =>
+  actor.isAdmin ||
+  isOwner(actor, image) ||
+  actor.permissions.has('image_delete') ||
+  (actor.permissions.has('image_delete_group') && sharesGroupWithOwner(actor, image));
+
+/** Giving an image away, or sharing it, is for its owner (and admins). */
+export const canTransferImage = (actor: Actor, image: ImageTarget) => actor.isAdmin || isOwner(actor, image);
+export const canShareImage = canTransferImage;
+
+/** Sharing with a group also needs membership of it, so users cannot push images on groups they are not in. */
+export const canShareImageWithGroup = (actor: Actor, image: ImageTarget, group: string) =>
+  actor.isAdmin || (isOwner(actor, image) && actor.groups.has(group));
+
+/** Share lists name other users and groups: for the owner and admins only. */
+export const canSeeImageShares = canTransferImage;

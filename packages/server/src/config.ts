@@ -1,0 +1,258 @@
+/**
+ * Server configuration: built-in defaults, then a TOML file (`--config FILE` or `$REPOMAN_CONFIG`), then
+ * `REPOMAN_*` environment variables. Every key, its type and its variable are listed once, in KEYS; the
+ * reference is docs/configuration.md.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+
+export type CrlMode = 'off' | 'if-present' | 'require';
+
+export interface AdminSpec {
+  name: string;
+  dn: string;
+}
+
+export interface ServerConfig {
+  dataDir: string;
+  databaseUrl: string;
+  databaseSchema: string | undefined;
+  blobDir: string;
+  publicUrl: string | undefined;
+  publicHttpUrl: string | undefined;
+  logLevel: string;
+  https: { listen: string; port: number; cert: string | undefined; key: string | undefined };
+  http: { enabled: boolean; listen: string; port: number };
+  trust: {
+    caDir: string | undefined;
+    crlDir: string | undefined;
+    crlMode: CrlMode;
+    reloadSeconds: number;
+    allowLegacyProxies: boolean;
+    allowLimitedProxies: boolean;
+    maxProxyDepth: number;
+  };
+  admins: AdminSpec[];
+  /** Where the values came from, for the start-up banner and error messages. */
+  configFile: string | undefined;
+}
+
+type Kind = 'string' | 'path' | 'port' | 'int' | 'bool' | 'url' | 'crlMode' | 'logLevel';
+
+interface Key {
+  path: string;
+  kind: Kind;
+  env: string;
+}
+
+/** Every scalar key: its TOML path and environment variable. */
+const KEYS: Key[] = [
+  ['data_dir', 'path'],
+  ['database_url', 'string'],
+  ['database_schema', 'string'],
+  ['blob_dir', 'path'],
+  ['public_url', 'url'],
+  ['public_http_url', 'url'],
+  ['log_level', 'logLevel'],
+  ['https.listen', 'string'],
+  ['https.port', 'port'],
+  ['https.cert', 'path'],
+  ['https.key', 'path'],
+  ['http.enabled', 'bool'],
+  ['http.listen', 'string'],
+  ['http.port', 'port'],
+  ['trust.ca_dir', 'path'],
+  ['trust.crl_dir', 'path'],
+  ['trust.crl_mode', 'crlMode'],
+  ['trust.reload_seconds', 'int'],
+  ['trust.allow_legacy_proxies', 'bool'],
+  ['trust.allow_limited_proxies', 'bool'],
+  ['trust.max_proxy_depth', 'int'],
+].map(([path, kind]) => ({
+  path: path as string,
+  kind: kind as Kind,
+  env: `REPOMAN_${(path as string).replaceAll('.', '_').toUpperCase()}`,
+}));
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function convert(key: Key, raw: unknown, source: string, baseDir: string): unknown {
+  const fail = (what: string): never => {
+    throw new ConfigError(`${key.path} (${source}) must be ${what}; got ${JSON.stringify(raw)}`);
+  };
+  const text = typeof raw === 'string' ? raw.trim() : raw;
+  switch (key.kind) {
+    case 'string':
+      return typeof text === 'string' ? text : fail('a string');
+    case 'path':
+      if (typeof text !== 'string' || text === '') return fail('a path');
+      return isAbsolute(text) ? text : resolve(baseDir, text);
+    case 'url':
+      if (typeof text !== 'string' || !/^https?:\/\/[^/\s]+/.test(text)) return fail('an http(s) URL');
+      return text.replace(/\/+$/, '');
+    case 'port':
+    case 'int': {
+      const n =
+        typeof text === 'number'
+          ? text
+          : typeof text === 'string' && /^\d+$/.test(text)
+            ? Number(text)
+            : Number.NaN;
+      if (!Number.isInteger(n) || n < 0 || (key.kind === 'port' && n > 65535)) {
+        return fail(key.kind === 'port' ? 'a port number (0-65535)' : 'a non-negative integer');
+      }
+      return n;
+    }
+    case 'bool':
+      if (typeof text === 'boolean') return text;
+      if (typeof text === 'string' && /^(true|yes|on|1)$/i.test(text)) return true;
+      if (typeof text === 'string' && /^(false|no|off|0)$/i.test(text)) return false;
+      return fail('true or false');
+    case 'crlMode':
+      return text === 'off' || text === 'if-present' || text === 'require'
+        ? text
+        : fail('off, if-present or require');
+    case 'logLevel':
+      return typeof text === 'string' && LOG_LEVELS.includes(text) ? text : fail(LOG_LEVELS.join(', '));
+  }
+}
+
+function lookup(table: Record<string, unknown>, path: string): unknown {
+  let value: unknown = table;
+  for (const part of path.split('.')) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+/** Rejects keys we do not know, so a typo is an error rather than a silently ignored setting. */
+function checkUnknownKeys(table: Record<string, unknown>, file: string) {
+  const known = new Set(KEYS.map((k) => k.path));
+  const walk = (obj: Record<string, unknown>, prefix: string) => {
+    for (const [name, value] of Object.entries(obj)) {
+      const path = prefix + name;
+      if (path === 'admins') continue;
+      if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)) {
+        walk(value as Record<string, unknown>, `${path}.`);
+      } else if (!known.has(path)) {
+        throw new ConfigError(`${file}: unknown setting '${path}'`);
+      }
+    }
+  };
+  walk(table, '');
+}
+
+function parseAdmins(raw: unknown, source: string): AdminSpec[] {
+  if (raw === undefined) return [];
+  if (typeof raw === 'string') {
+    // REPOMAN_ADMINS="alice=/C=CA/O=Grid/CN=Alice;bob=/C=CA/O=Grid/CN=Bob"
+    return raw
+      .split(/[;\n]/)
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((entry) => {
+        const at = entry.indexOf('=');
+        if (at < 1) throw new ConfigError(`${source}: admin entries are name=DN, got '${entry}'`);
+        return { name: entry.slice(0, at).trim(), dn: entry.slice(at + 1).trim() };
+      });
+  }
+  if (!Array.isArray(raw))
+    throw new ConfigError(`${source}: [[admins]] must be a list of tables with name and dn`);
+  return raw.map((entry, i) => {
+    const { name, dn } = (entry ?? {}) as Record<string, unknown>;
+    if (typeof name !== 'string' || typeof dn !== 'string') {
+      throw new ConfigError(`${source}: admins[${i}] needs a name and a dn`);
+    }
+    return { name, dn };
+  });
+}
+
+export interface LoadOptions {
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export function loadConfig(options: LoadOptions = {}): ServerConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const file = options.file ?? env.REPOMAN_CONFIG;
+  let table: Record<string, unknown> = {};
+  let fileDir = cwd;
+  if (file) {
+    const path = resolve(cwd, file);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`Cannot read the configuration file ${path}: ${(error as Error).message}`);
+    }
+    try {
+      table = parseToml(text) as Record<string, unknown>;
+    } catch (error) {
+      throw new ConfigError(`${path}: ${(error as Error).message}`);
+    }
+    checkUnknownKeys(table, path);
+    fileDir = dirname(path);
+  }
+
+  const values = new Map<string, unknown>();
+  for (const key of KEYS) {
+    const fromEnv = env[key.env];
+    if (fromEnv !== undefined && fromEnv !== '') values.set(key.path, convert(key, fromEnv, key.env, cwd));
+    else {
+      const fromFile = lookup(table, key.path);
+      if (fromFile !== undefined) values.set(key.path, convert(key, fromFile, file ?? 'config', fileDir));
+    }
+  }
+  const get = <T>(path: string, fallback: T): T => (values.has(path) ? (values.get(path) as T) : fallback);
+
+  const dataDir = get('data_dir', resolve(cwd, 'repoman-data'));
+  const admins = env.REPOMAN_ADMINS
+    ? parseAdmins(env.REPOMAN_ADMINS, 'REPOMAN_ADMINS')
+    : parseAdmins(table.admins, file ?? 'config');
+
+  return {
+    dataDir,
+    databaseUrl: get('database_url', `sqlite:${resolve(dataDir, 'repoman.db')}`),
+    databaseSchema: get<string | undefined>('database_schema', undefined),
+    blobDir: get('blob_dir', resolve(dataDir, 'blobs')),
+    publicUrl: get<string | undefined>('public_url', undefined),
+    publicHttpUrl: get<string | undefined>('public_http_url', undefined),
+    logLevel: get('log_level', 'info'),
+    https: {
+      listen: get('https.listen', '0.0.0.0'),
+      port: get('https.port', 8443),
+      cert: get<string | undefined>('https.cert', undefined),
+      key: get<string | undefined>('https.key', undefined),
+    },
+    http: {
+      enabled: get('http.enabled', true),
+      listen: get('http.listen', '0.0.0.0'),
+      port: get('http.port', 8080),
+    },
+    trust: {
+      caDir: get<string | undefined>('trust.ca_dir', undefined),
+      crlDir: get<string | undefined>('trust.crl_dir', undefined),
+      crlMode: get('trust.crl_mode', 'if-present'),
+      reloadSeconds: get('trust.reload_seconds', 3600),
+      allowLegacyProxies: get('trust.allow_legacy_proxies', true),
+      allowLimitedProxies: get('trust.allow_limited_proxies', true),
+      maxProxyDepth: get('trust.max_proxy_depth', 10),
+    },
+    admins,
+    configFile: file ? resolve(cwd, file) : undefined,
+  };
+}
+
+/** For documentation and `repoman-server config`: each key with its environment variable. */
+export const CONFIG_KEYS: readonly { path: string; env: string }[] = KEYS.map(({ path, env }) => ({
+  path,
+  env,
+}));

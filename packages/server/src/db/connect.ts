@@ -1,0 +1,96 @@
+/**
+ * Opens the metadata database named by a URL: `sqlite:PATH` (the embedded default) or `postgres://…` (for
+ * several servers sharing one repository), and applies the migrations.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { migrateToLatest } from './migrations.ts';
+import type { Database } from './schema.ts';
+import { nodeSqliteDialect, openSqlite } from './sqlite.ts';
+
+export type Engine = 'sqlite' | 'postgres';
+export type Db = Kysely<Database>;
+
+export interface DatabaseHandle {
+  db: Db;
+  engine: Engine;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  url: string;
+  /** PostgreSQL only: the schema to use (created if missing). Tests use a fresh one per run. */
+  schema?: string;
+  /** PostgreSQL only: the most connections this server opens. */
+  poolSize?: number;
+  /** Called when an idle PostgreSQL connection fails (the pool replaces it). */
+  onPoolError?: (error: Error) => void;
+}
+
+const INT8 = 20;
+const TIMESTAMPTZ = 1184;
+
+/** Per-pool type parsers (not pg's global ones): bigint as number (sizes stay below 2^53), timestamps as ISO text. */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8) return (value: string) => Number(value);
+    if (oid === TIMESTAMPTZ) {
+      const parseDate = pg.types.getTypeParser(TIMESTAMPTZ, 'text');
+      return (value: string) => (parseDate(value) as Date).toISOString();
+    }
+    return pg.types.getTypeParser(oid, format ?? 'text');
+  },
+} as pg.CustomTypesConfig;
+
+export function engineOf(url: string): Engine {
+  if (url.startsWith('sqlite:')) return 'sqlite';
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return 'postgres';
+  throw new Error(`database_url must start with sqlite: or postgres:// (got ${JSON.stringify(url)})`);
+}
+
+export function sqlitePath(url: string): string {
+  return resolve(url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, ''));
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+  const engine = engineOf(options.url);
+  let db: Db;
+  if (engine === 'sqlite') {
+    const path = sqlitePath(options.url);
+    mkdirSync(dirname(path), { recursive: true });
+    db = new Kysely<Database>({ dialect: nodeSqliteDialect(openSqlite(path)) });
+  } else {
+    const schema = options.schema;
+    if (schema !== undefined && !SCHEMA_NAME.test(schema))
+      throw new Error(`Invalid PostgreSQL schema name ${schema}`);
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      types: pgTypes,
+      connectionTimeoutMillis: 5000,
+      ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    });
+    // An idle client losing its server (a restart) must not crash the process; the pool opens a new one.
+    pool.on('error', (error) => options.onPoolError?.(error));
+    if (schema) {
+      const client = await pool.connect();
+      try {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      } finally {
+        client.release();
+      }
+    }
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  }
+  try {
+    await migrateToLatest(db as Kysely<unknown>, engine);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return { db, engine, close: () => db.destroy() };
+}

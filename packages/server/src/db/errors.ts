@@ -1,0 +1,30 @@
+/** Recognising database driver errors, so services can turn them into domain errors. */
+
+interface DriverError {
+  code?: unknown;
+  errcode?: unknown;
+}
+
+/** A UNIQUE constraint rejected the write: PostgreSQL 23505, SQLite SQLITE_CONSTRAINT_UNIQUE / PRIMARYKEY. */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as DriverError;
+  return e?.code === '23505' || e?.errcode === 2067 || e?.errcode === 1555;
+}
+
+const PG_UNAVAILABLE_CLASSES = ['08', '57', '53']; // connection exception, operator intervention, insufficient resources
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/** The database cannot answer now (down, restarting, locked) but may later: a 503, not a 500. */
+export function isUnavailable(error: unknown, depth = 0): boolean {
+  const e = error as DriverError & { message?: unknown; cause?: unknown };
+  if (e?.cause !== undefined && depth < 5 && isUnavailable(e.cause, depth + 1)) return true;
+  if (typeof e?.code === 'string') {
+    if (NET_CODES.has(e.code)) return true;
+    if (e.code.length === 5 && PG_UNAVAILABLE_CLASSES.includes(e.code.slice(0, 2))) return true;
+  }
+  if (e?.errcode === 5 || e?.errcode === 6) return true; // SQLITE_BUSY, SQLITE_LOCKED
+  const message = typeof e?.message === 'string' ? e.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+    message,
+  );
+}

@@ -1,0 +1,101 @@
+/** Data access for groups, their members and their permissions. */
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, GroupsTable } from './schema.ts';
+
+export type GroupRow = Selectable<GroupsTable>;
+type Q = Kysely<Database>;
+
+export const findGroupByName = (db: Q, name: string) =>
+  db.selectFrom('groups').selectAll().where('name', '=', name).executeTakeFirst();
+
+export async function insertGroup(db: Q, group: Omit<GroupRow, 'id'>): Promise<GroupRow> {
+  return db.insertInto('groups').values(group).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function updateGroup(db: Q, id: number, patch: Partial<Omit<GroupRow, 'id'>>): Promise<void> {
+  await db.updateTable('groups').set(patch).where('id', '=', id).execute();
+}
+
+export async function deleteGroup(db: Q, id: number): Promise<void> {
+  await db.deleteFrom('groups').where('id', '=', id).execute();
+}
+
+export async function listGroups(db: Q, page: { limit: number; offset: number }, memberId?: number) {
+  let query = db.selectFrom('groups');
+  if (memberId !== undefined) {
+    query = query.where(
+      'id',
+      'in',
+      db.selectFrom('group_members').select('group_id').where('user_id', '=', memberId),
+    );
+  }
+  const [rows, count] = await Promise.all([
+    query.selectAll().orderBy('name').orderBy('id').limit(page.limit).offset(page.offset).execute(),
+    query.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { rows, total: Number(count.n) };
+}
+
+/** Member names of each group, sorted. */
+export async function membersOfGroups(db: Q, groupIds: readonly number[]): Promise<Map<number, string[]>> {
+  const result = new Map<number, string[]>(groupIds.map((id) => [id, []]));
+  if (groupIds.length === 0) return result;
+  const rows = await db
+    .selectFrom('group_members')
+    .innerJoin('users', 'users.id', 'group_members.user_id')
+    .select(['group_members.group_id as groupId', 'users.name as name'])
+    .where('group_members.group_id', 'in', groupIds)
+    .orderBy('users.name')
+    .execute();
+  for (const row of rows) result.get(row.groupId)?.push(row.name);
+  return result;
+}
+
+/** Permission names of each group, sorted. */
+export async function permissionsOfGroups(
+  db: Q,
+  groupIds: readonly number[],
+): Promise<Map<number, string[]>> {
+  const result = new Map<number, string[]>(groupIds.map((id) => [id, []]));
+  if (groupIds.length === 0) return result;
+  const rows = await db
+    .selectFrom('group_permissions')
+    .select(['group_id', 'permission'])
+    .where('group_id', 'in', groupIds)
+    .orderBy('permission')
+    .execute();
+  for (const row of rows) result.get(row.group_id)?.push(row.permission);
+  return result;
+}
+
+export async function addMember(db: Q, groupId: number, userId: number): Promise<void> {
+  await db
+    .insertInto('group_members')
+    .values({ group_id: groupId, user_id: userId })
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+export async function removeMember(db: Q, groupId: number, userId: number): Promise<void> {
+  await db
+    .deleteFrom('group_members')
+    .where('group_id', '=', groupId)
+    .where('user_id', '=', userId)
+    .execute();
+}
+
+export async function addPermission(db: Q, groupId: number, permission: string): Promise<void> {
+  await db
+    .insertInto('group_permissions')
+    .values({ group_id: groupId, permission })
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+export async function removePermission(db: Q, groupId: number, permission: string): Promise<void> {
+  await db
+    .deleteFrom('group_permissions')
+    .where('group_id', '=', groupId)
+    .where('permission', '=', permission)
+    .execute();
+}

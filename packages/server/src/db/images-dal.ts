@@ -1,0 +1,182 @@
+/** Data access for images and their shares. */
+import {
+  type Expression,
+  type ExpressionBuilder,
+  type Kysely,
+  type Selectable,
+  type SqlBool,
+  sql,
+} from 'kysely';
+import type { Database, ImagesTable } from './schema.ts';
+
+export type ImageRow = Selectable<ImagesTable>;
+export type ImageWithOwner = ImageRow & { owner_name: string };
+type Q = Kysely<Database>;
+
+function selectImages(db: Q) {
+  return db
+    .selectFrom('images')
+    .innerJoin('users', 'users.id', 'images.owner_id')
+    .selectAll('images')
+    .select('users.name as owner_name');
+}
+
+export const findImage = (db: Q, ownerName: string, name: string) =>
+  selectImages(db).where('users.name', '=', ownerName).where('images.name', '=', name).executeTakeFirst();
+
+export const findImageById = (db: Q, id: number) =>
+  selectImages(db).where('images.id', '=', id).executeTakeFirst();
+
+export async function insertImage(db: Q, image: Omit<ImageRow, 'id'>): Promise<number> {
+  const row = await db.insertInto('images').values(image).returning('id').executeTakeFirstOrThrow();
+  return row.id;
+}
+
+export async function updateImage(db: Q, id: number, patch: Partial<Omit<ImageRow, 'id'>>): Promise<void> {
+  await db.updateTable('images').set(patch).where('id', '=', id).execute();
+}
+
+export async function deleteImage(db: Q, id: number): Promise<void> {
+  await db.deleteFrom('images').where('id', '=', id).execute();
+}
+
+export interface ImageShareRows {
+  users: { id: number; name: string }[];
+  groups: { id: number; name: string }[];
+}
+
+export async function sharesOfImage(db: Q, imageId: number): Promise<ImageShareRows> {
+  const [users, groups] = await Promise.all([
+    db
+      .selectFrom('image_user_shares')
+      .innerJoin('users', 'users.id', 'image_user_shares.user_id')
+      .select(['users.id', 'users.name'])
+      .where('image_id', '=', imageId)
+      .orderBy('users.name')
+      .execute(),
+    db
+      .selectFrom('image_group_shares')
+      .innerJoin('groups', 'groups.id', 'image_group_shares.group_id')
+      .select(['groups.id', 'groups.name'])
+      .where('image_id', '=', imageId)
+      .orderBy('groups.name')
+      .execute(),
+  ]);
+  return { users, groups };
+}
+
+export async function addUserShare(db: Q, imageId: number, userId: number): Promise<void> {
+  await db
+    .insertInto('image_user_shares')
+    .values({ image_id: imageId, user_id: userId })
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+export async function removeUserShare(db: Q, imageId: number, userId: number): Promise<void> {
+  await db
+    .deleteFrom('image_user_shares')
+    .where('image_id', '=', imageId)
+    .where('user_id', '=', userId)
+    .execute();
+}
+
+export async function addGroupShare(db: Q, imageId: number, groupId: number): Promise<void> {
+  await db
+    .insertInto('image_group_shares')
+    .values({ image_id: imageId, group_id: groupId })
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+export async function removeGroupShare(db: Q, imageId: number, groupId: number): Promise<void> {
+  await db
+    .deleteFrom('image_group_shares')
+    .where('image_id', '=', imageId)
+    .where('group_id', '=', groupId)
+    .execute();
+}
+
+export interface ImageQuery {
+  /** Restrict to what this user may see (own, public, shared directly or through a group); null: everything. */
+  visibleTo: { userId: number } | null;
+  ownerId?: number;
+  /** Only images shared with this user, directly or through one of their groups. */
+  sharedWith?: number;
+  public?: boolean;
+  namePrefix?: string;
+  os_variant?: string;
+  os_type?: string;
+  os_arch?: string;
+  hypervisor?: string;
+  sort: 'name' | 'owner' | 'created' | 'modified';
+  order: 'asc' | 'desc';
+  limit: number;
+  offset: number;
+}
+
+export async function listImages(db: Q, query: ImageQuery) {
+  const sharedWith = (userId: number) => (eb: ExpressionBuilder<Database, 'images' | 'users'>) =>
+    eb.or([
+      eb.exists(
+        eb
+          .selectFrom('image_user_shares as us')
+          .select('us.image_id')
+          .whereRef('us.image_id', '=', 'images.id')
+          .where('us.user_id', '=', userId),
+      ),
+      eb.exists(
+        eb
+          .selectFrom('image_group_shares as gs')
+          .innerJoin('group_members as gm', 'gm.group_id', 'gs.group_id')
+          .select('gs.image_id')
+          .whereRef('gs.image_id', '=', 'images.id')
+          .where('gm.user_id', '=', userId),
+      ),
+    ]);
+
+  let base = selectImages(db);
+  const visible = query.visibleTo;
+  if (visible) {
+    base = base.where((eb) =>
+      eb.or([
+        eb('images.owner_id', '=', visible.userId),
+        eb('images.unauthenticated_access', '=', true),
+        sharedWith(visible.userId)(eb),
+      ]),
+    );
+  }
+  if (query.ownerId !== undefined) base = base.where('images.owner_id', '=', query.ownerId);
+  if (query.sharedWith !== undefined) base = base.where(sharedWith(query.sharedWith));
+  if (query.public !== undefined) base = base.where('images.unauthenticated_access', '=', query.public);
+  if (query.namePrefix) {
+    const prefix = query.namePrefix;
+    base = base.where(
+      sql<SqlBool>`substr(images.name, 1, ${prefix.length}) = ${prefix}` as Expression<SqlBool>,
+    );
+  }
+  for (const field of ['os_variant', 'os_type', 'os_arch', 'hypervisor'] as const) {
+    const value = query[field];
+    if (value !== undefined) base = base.where(`images.${field}`, '=', value);
+  }
+
+  const sortColumn = {
+    name: 'images.name',
+    owner: 'users.name',
+    created: 'images.created',
+    modified: 'images.modified',
+  } as const;
+  // A total order: the chosen column, then owner and name (unique together), so pages never overlap.
+  const rows = await base
+    .orderBy(sortColumn[query.sort], query.order)
+    .orderBy('users.name', query.order)
+    .orderBy('images.name', query.order)
+    .limit(query.limit)
+    .offset(query.offset)
+    .execute();
+  const count = await base
+    .clearSelect()
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return { rows, total: Number(count.n) };
+}

@@ -1,0 +1,73 @@
+/** Table types for Kysely. Timestamps are ISO 8601 UTC strings on both engines; booleans read back as 0/1 on SQLite. */
+import type { Generated } from 'kysely';
+
+type Bool = boolean | number;
+
+export interface UsersTable {
+  id: Generated<number>;
+  name: string;
+  dn: string;
+  full_name: string | null;
+  email: string | null;
+  suspended: Bool;
+  created: string;
+  modified: string;
+}
+
+export interface GroupsTable {
+  id: Generated<number>;
+  name: string;
+  protected: Bool;
+  created: string;
+  modified: string;
+}
+
+export interface GroupMembersTable {
+  group_id: number;
+  user_id: number;
+}
+
+export interface GroupPermissionsTable {
+  group_id: number;
+  permission: string;
+}
+
+export interface ImagesTable {
+  id: Generated<number>;
+  uuid: string;
+  owner_id: number;
+  name: string;
+  description: string | null;
+  os_variant: string | null;
+  os_type: string | null;
+  os_arch: string | null;
+  hypervisor: string | null;
+  read_only: Bool;
+  unauthenticated_access: Bool;
+  expires: string | null;
+  version: number;
+  size: number | null;
+  created: string;
+  modified: string;
+  uploaded: string | null;
+}
+
+export interface ImageUserSharesTable {
+  image_id: number;
+  user_id: number;
+}
+
+export interface ImageGroupSharesTable {
+  image_id: number;
+  group_id: number;
+}
+
+export interface Database {
+  users: UsersTable;
+  groups: GroupsTable;
+  group_members: GroupMembersTable;
+  group_permissions: GroupPermissionsTable;
+  images: ImagesTable;
+  image_user_shares: ImageUserSharesTable;
+  image_group_shares: ImageGroupSharesTable;
+}

@@ -1,0 +1,76 @@
+/** Data access for users. Every function takes the database or a transaction. */
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, UsersTable } from './schema.ts';
+
+export type UserRow = Selectable<UsersTable>;
+type Q = Kysely<Database>;
+
+export const findUserByName = (db: Q, name: string) =>
+  db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+
+export const findUserById = (db: Q, id: number) =>
+  db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+
+export const findUserByDn = (db: Q, dn: string) =>
+  db.selectFrom('users').selectAll().where('dn', '=', dn).executeTakeFirst();
+
+export const findUserByEmail = (db: Q, email: string) =>
+  db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
+
+export async function insertUser(db: Q, user: Omit<UserRow, 'id'>): Promise<UserRow> {
+  return db.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function updateUser(db: Q, id: number, patch: Partial<Omit<UserRow, 'id'>>): Promise<void> {
+  await db.updateTable('users').set(patch).where('id', '=', id).execute();
+}
+
+export async function deleteUser(db: Q, id: number): Promise<void> {
+  await db.deleteFrom('users').where('id', '=', id).execute();
+}
+
+export async function listUsers(db: Q, page: { limit: number; offset: number }) {
+  const [rows, count] = await Promise.all([
+    db
+      .selectFrom('users')
+      .selectAll()
+      .orderBy('name')
+      .orderBy('id')
+      .limit(page.limit)
+      .offset(page.offset)
+      .execute(),
+    db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow(),
+  ]);
+  return { rows, total: Number(count.n) };
+}
+
+/** Group names of each user, sorted. */
+export async function groupsOfUsers(db: Q, userIds: readonly number[]): Promise<Map<number, string[]>> {
+  const result = new Map<number, string[]>(userIds.map((id) => [id, []]));
+  if (userIds.length === 0) return result;
+  const rows = await db
+    .selectFrom('group_members')
+    .innerJoin('groups', 'groups.id', 'group_members.group_id')
+    .select(['group_members.user_id as userId', 'groups.name as name'])
+    .where('group_members.user_id', 'in', userIds)
+    .orderBy('groups.name')
+    .execute();
+  for (const row of rows) result.get(row.userId)?.push(row.name);
+  return result;
+}
+
+/** The union of the permissions of a user's groups, sorted. */
+export async function permissionsOfUser(db: Q, userId: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('group_permissions')
+    .innerJoin('group_members', 'group_members.group_id', 'group_permissions.group_id')
+    .select('group_permissions.permission')
+    .distinct()
+    .where('group_members.user_id', '=', userId)
+    .orderBy('group_permissions.permission')
+    .execute();
+  return rows.map((r) => r.permission);
+}

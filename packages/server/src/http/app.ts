@@ -1,0 +1,88 @@
+/**
+ * Builds the Fastify application: schemas, authentication, routes, errors. `server.ts` starts it on HTTPS and
+ * HTTP; tests build the same app.
+ */
+import formbody from '@fastify/formbody';
+import swagger from '@fastify/swagger';
+import { groupSchema, imageSchema, userSchema } from '@repoman/core';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Services } from '../services/index.ts';
+import { authenticate } from './auth.ts';
+import { errorHandler, notFoundHandler } from './errors.ts';
+import { type PublicUrls, urlsFor } from './present.ts';
+import { groupRoutes } from './routes/groups.ts';
+import { imageRoutes } from './routes/images.ts';
+import { userRoutes } from './routes/users.ts';
+
+export interface AppOptions {
+  services: Services;
+  publicUrls: PublicUrls;
+  logger?: FastifyServerOptions['logger'];
+  /** Lets `server.ts` create the HTTPS server itself (TLS options, certificate verification on connect). */
+  serverFactory?: FastifyServerOptions['serverFactory'];
+  version?: string;
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    ...(options.serverFactory ? { serverFactory: options.serverFactory } : {}),
+    // Header and keep-alive limits: slow clients must not hold connections for ever.
+    requestTimeout: 120_000,
+    connectionTimeout: 0,
+    keepAliveTimeout: 65_000,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    },
+  });
+
+  // Bodies are JSON or form fields; anything else (text/plain included, which Fastify parses by default) is a 415.
+  app.removeContentTypeParser('text/plain');
+  await app.register(formbody);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Repoman',
+        description: 'VM image repository: users, groups, permissions and images in per-user namespaces',
+        version: options.version ?? '0.1.0',
+      },
+      tags: [{ name: 'users' }, { name: 'groups' }, { name: 'images' }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+
+  for (const schema of [userSchema, groupSchema, imageSchema]) app.addSchema(schema);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.decorateRequest('actor', null);
+  app.addHook('onRequest', async (request) => authenticate(request, options.services.identity));
+  // Bodiless modify requests (curl -X POST) are an empty change, not a schema error.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH'))
+      request.body = {};
+  });
+
+  const deps = {
+    services: options.services,
+    urls: (request: Parameters<typeof urlsFor>[0]) => urlsFor(request, options.publicUrls),
+  };
+  userRoutes(app, deps);
+  groupRoutes(app, deps);
+  imageRoutes(app, deps);
+
+  app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
+    app.swagger(),
+  );
+  app.get(
+    '/api/health',
+    {
+      config: { auth: 'optional' },
+      schema: { summary: 'Liveness: the server answers', tags: ['operations'] },
+    },
+    async () => ({ status: 'ok' }),
+  );
+  return app;
+}

@@ -1,0 +1,67 @@
+/**
+ * Authentication, decided in `onRequest` (before a byte of the body is read). The TLS layer has already
+ * verified the client's chain once per connection (pki/tls-auth.ts); here that verdict becomes an actor.
+ */
+import type { TLSSocket } from 'node:tls';
+import { RepomanError } from '@repoman/core';
+import type { FastifyRequest } from 'fastify';
+import type { Actor } from '../authz.ts';
+import { certificateAuthOf } from '../pki/tls-auth.ts';
+import type { IdentityService } from '../services/identity.ts';
+
+/** `user`: a known, active user is required (the default); `optional`: anonymous callers get `actor = null`. */
+export type AuthMode = 'user' | 'optional';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    actor: Actor | null;
+  }
+  interface FastifyContextConfig {
+    auth?: AuthMode;
+  }
+}
+
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export function isTls(request: FastifyRequest): boolean {
+  return Boolean((request.raw.socket as TLSSocket).encrypted);
+}
+
+export async function authenticate(request: FastifyRequest, identity: IdentityService): Promise<void> {
+  const mode: AuthMode = request.routeOptions.config.auth ?? 'user';
+  request.actor = null;
+  if (!isTls(request)) {
+    if (mode === 'optional') return;
+    throw new RepomanError(
+      'certificate_required',
+      'This needs HTTPS with a client certificate; plain HTTP serves public images only',
+    );
+  }
+  const verdict = certificateAuthOf(request.raw.socket as TLSSocket);
+  if (!verdict.ok) {
+    if (verdict.code === 'no_certificate') {
+      if (mode === 'optional') return;
+      throw new RepomanError(
+        'certificate_required',
+        'No client certificate was presented; use your certificate or grid proxy',
+      );
+    }
+    throw new RepomanError('certificate_invalid', `Client certificate rejected: ${verdict.reason}`, {
+      reason: verdict.code,
+    });
+  }
+  const actor = await identity.actorFor({ dn: verdict.dn, limited: verdict.limited });
+  if (actor.limited && !READ_METHODS.has(request.method)) {
+    throw new RepomanError(
+      'limited_proxy',
+      'A limited proxy may only read; use a full proxy to change anything',
+    );
+  }
+  request.actor = actor;
+}
+
+/** The actor of a route that requires one (the hook has already refused anonymous callers). */
+export function actorOf(request: FastifyRequest): Actor {
+  if (!request.actor) throw new RepomanError('certificate_required');
+  return request.actor;
+}

@@ -1,0 +1,77 @@
+/** One error handler: coded errors keep their status and message; anything unexpected is a 500 that hides internals. */
+import { type ErrorBody, RepomanError } from '@repoman/core';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+
+interface ValidationItem {
+  keyword: string;
+  instancePath: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+function validationError(error: FastifyError): RepomanError {
+  const first = (error.validation as ValidationItem[] | undefined)?.[0];
+  const where = error.validationContext === 'querystring' ? 'query parameter' : 'field';
+  if (!first) return new RepomanError('invalid_field', error.message);
+  const path = first.instancePath.replace(/^\//, '').replaceAll('/', '.');
+  if (first.keyword === 'additionalProperties') {
+    const name = String(first.params.additionalProperty);
+    return new RepomanError('unknown_field', `Unknown ${where} '${name}'`, { field: name });
+  }
+  if (first.keyword === 'required') {
+    const name = String(first.params.missingProperty);
+    return new RepomanError('invalid_field', `Missing required ${where} '${name}'`, { field: name });
+  }
+  if (!path)
+    return new RepomanError(
+      'invalid_field',
+      `The request ${error.validationContext ?? 'body'} ${first.message}`,
+    );
+  const allowed =
+    first.keyword === 'enum' ? ` (one of: ${(first.params.allowedValues as string[]).join(', ')})` : '';
+  return new RepomanError('invalid_field', `Invalid ${where} '${path}': ${first.message}${allowed}`, {
+    field: path,
+  });
+}
+
+/** Fastify's own errors for malformed requests, mapped onto our codes. */
+function frameworkError(error: FastifyError): RepomanError | null {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new RepomanError('unsupported_media_type', `Unsupported Content-Type; send JSON or form fields`);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new RepomanError('bad_request', error.message);
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new RepomanError('payload_too_large', 'The request body is too large');
+  }
+  if (error instanceof SyntaxError || error.statusCode === 400)
+    return new RepomanError('bad_request', error.message);
+  return null;
+}
+
+export function toRepomanError(error: unknown): RepomanError | null {
+  if (error instanceof RepomanError) return error;
+  const fe = error as FastifyError;
+  if (fe?.validation) return validationError(fe);
+  return frameworkError(fe);
+}
+
+export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply) {
+  const coded = toRepomanError(error);
+  if (coded) {
+    if (coded.status >= 500) request.log.error({ err: coded.cause ?? coded }, coded.message);
+    return reply.code(coded.status).type('application/json').send(coded.toBody());
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  const body: ErrorBody = { error: { code: 'internal', message: 'Internal server error' } };
+  return reply.code(500).type('application/json').send(body);
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
+  const body: ErrorBody = {
+    error: { code: 'not_found', message: `No route ${request.method} ${request.url.split('?')[0]}` },
+  };
+  return reply.code(404).type('application/json').send(body);
+}

@@ -1,0 +1,115 @@
+/** Turns service views into the API's JSON, with absolute URLs for the server the client reached. */
+import type { Group, Image, Page, User } from '@repoman/core';
+import type { FastifyRequest } from 'fastify';
+import type { GroupView } from '../services/groups.ts';
+import type { ImageView } from '../services/images.ts';
+import type { UserView } from '../services/users.ts';
+
+export interface PublicUrls {
+  /** Configured public base URLs; otherwise derived from the request's Host and the listening ports. */
+  https?: string | undefined;
+  http?: string | undefined;
+  httpsPort: number;
+  httpPort: number | null;
+}
+
+export interface Urls {
+  https: string;
+  http: string | null;
+}
+
+const withPort = (scheme: string, host: string, port: number, standard: number) =>
+  `${scheme}://${host}${port === standard ? '' : `:${port}`}`;
+
+export function urlsFor(request: FastifyRequest, config: PublicUrls): Urls {
+  const host = request.hostname.replace(/:\d+$/, '') || 'localhost';
+  const https = config.https ?? withPort('https', host, config.httpsPort, 443);
+  const http = config.http ?? (config.httpPort === null ? null : withPort('http', host, config.httpPort, 80));
+  return { https: https.replace(/\/+$/, ''), http: http?.replace(/\/+$/, '') ?? null };
+}
+
+const seg = encodeURIComponent;
+
+export const userUrl = (urls: Urls, name: string) => `${urls.https}/api/users/${seg(name)}`;
+export const groupUrl = (urls: Urls, name: string) => `${urls.https}/api/groups/${seg(name)}`;
+export const imageUrl = (urls: Urls, owner: string, name: string) =>
+  `${urls.https}/api/images/${seg(owner)}/${seg(name)}`;
+export const rawPath = (owner: string, name: string) => `/api/images/raw/${seg(owner)}/${seg(name)}`;
+
+export function userJson(urls: Urls, view: UserView): User {
+  const json: User = {
+    user_name: view.name,
+    full_name: view.fullName,
+    url: userUrl(urls, view.name),
+    groups: view.groups,
+  };
+  if (view.private) {
+    json.client_dn = view.private.dn;
+    json.email = view.private.email;
+    json.suspended = view.private.suspended;
+    json.permissions = view.private.permissions;
+    json.created = view.private.created;
+    json.modified = view.private.modified;
+  }
+  return json;
+}
+
+export function groupJson(urls: Urls, view: GroupView): Group {
+  return { ...view, url: groupUrl(urls, view.name) };
+}
+
+export function imageJson(urls: Urls, view: ImageView): Image {
+  const { row } = view;
+  const isPublic = Boolean(row.unauthenticated_access);
+  const json: Image = {
+    uuid: row.uuid,
+    name: row.name,
+    owner: row.owner_name,
+    url: imageUrl(urls, row.owner_name, row.name),
+    owner_url: userUrl(urls, row.owner_name),
+    file_url: urls.https + rawPath(row.owner_name, row.name),
+    http_file_url: isPublic && urls.http ? urls.http + rawPath(row.owner_name, row.name) : null,
+    description: row.description,
+    os_variant: row.os_variant,
+    os_type: row.os_type,
+    os_arch: row.os_arch,
+    hypervisor: row.hypervisor,
+    read_only: Boolean(row.read_only),
+    unauthenticated_access: isPublic,
+    expires: row.expires,
+    expired: view.expired,
+    raw_file_uploaded: row.version > 0,
+    version: row.version,
+    size: row.size,
+    created: row.created,
+    modified: row.modified,
+    uploaded: row.uploaded,
+  };
+  if (view.shares) json.shared_with = view.shares;
+  return json;
+}
+
+/** A page of items with the URL of the next one, keeping the request's other query parameters. */
+export function page<T, J>(
+  request: FastifyRequest,
+  urls: Urls,
+  result: { items: T[]; total: number },
+  query: { limit: number; offset: number },
+  toJson: (item: T) => J,
+): Page<J> {
+  const end = query.offset + result.items.length;
+  let next: string | null = null;
+  if (end < result.total && result.items.length > 0) {
+    const url = new URL(request.url, urls.https);
+    url.searchParams.set('offset', String(end));
+    url.searchParams.set('limit', String(query.limit));
+    next = `${urls.https}${url.pathname}${url.search}`;
+  }
+  return {
+    items: result.items.map(toJson),
+    total: result.total,
+    limit: query.limit,
+    offset: query.offset,
+    next,
+  };
+}

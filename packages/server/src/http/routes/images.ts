@@ -1,0 +1,146 @@
+/**
+ * /api/images: image slots and their metadata in per-user namespaces (paper figure 2): `/api/images/{image}`
+ * is the caller's own namespace, `/api/images/{user}/{image}` names one explicitly.
+ */
+import {
+  type CreateImageBody,
+  createImageBody,
+  type ImageListQuery,
+  imageListQuery,
+  type ModifyImageBody,
+  modifyImageBody,
+  pageSchema,
+} from '@repoman/core';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ImageRef } from '../../services/images.ts';
+import { actorOf } from '../auth.ts';
+import { imageJson, page, rawPath } from '../present.ts';
+import type { RouteDeps } from './deps.ts';
+
+const imageResponse = { 200: { $ref: 'Image#' } };
+const str = { type: 'string' } as const;
+
+interface RefParams {
+  user?: string;
+  image: string;
+}
+
+/** Both URL forms of one route: explicit namespace and the caller's own. */
+const FORMS = [
+  { prefix: '/api/images/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
+  { prefix: '/api/images/:image', params: { image: str }, required: ['image'] },
+] as const;
+
+function refOf(request: FastifyRequest<{ Params: RefParams }>): ImageRef {
+  return { owner: request.params.user ?? actorOf(request).name, name: request.params.image };
+}
+
+export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
+  const { services, urls } = deps;
+
+  app.get<{ Querystring: ImageListQuery }>(
+    '/api/images',
+    {
+      schema: {
+        summary: 'List the images you may see: yours, shared with you, public (admins: all)',
+        tags: ['images'],
+        querystring: imageListQuery,
+        response: { 200: pageSchema('Image') },
+      },
+    },
+    async (request) => {
+      const result = await services.images.list(actorOf(request), request.query);
+      const u = urls(request);
+      return page(request, u, result, request.query, (v) => imageJson(u, v));
+    },
+  );
+
+  app.post<{ Body: CreateImageBody }>(
+    '/api/images',
+    {
+      schema: {
+        summary: 'Create an image slot; upload its bytes to the Location URL (image_create)',
+        tags: ['images'],
+        body: createImageBody,
+        response: { 201: { $ref: 'Image#' } },
+      },
+    },
+    async (request, reply) => {
+      const view = await services.images.create(actorOf(request), request.body);
+      const u = urls(request);
+      return reply
+        .code(201)
+        .header('location', u.https + rawPath(view.row.owner_name, view.row.name))
+        .send(imageJson(u, view));
+    },
+  );
+
+  for (const form of FORMS) {
+    const params = { type: 'object', properties: form.params, required: form.required } as const;
+    const shareParams = {
+      type: 'object',
+      properties: { ...form.params, target: str },
+      required: [...form.required, 'target'],
+    } as const;
+
+    app.get<{ Params: RefParams }>(
+      form.prefix,
+      { schema: { summary: 'Show an image', tags: ['images'], params, response: imageResponse } },
+      async (request) =>
+        imageJson(urls(request), await services.images.get(actorOf(request), refOf(request))),
+    );
+
+    for (const method of ['post', 'patch'] as const) {
+      app[method]<{ Params: RefParams; Body: ModifyImageBody }>(
+        form.prefix,
+        {
+          schema: {
+            summary: 'Modify an image: metadata, rename (name), give away (owner)',
+            tags: ['images'],
+            params,
+            body: modifyImageBody,
+            response: imageResponse,
+          },
+        },
+        async (request) =>
+          imageJson(
+            urls(request),
+            await services.images.modify(actorOf(request), refOf(request), request.body),
+          ),
+      );
+    }
+
+    app.delete<{ Params: RefParams }>(
+      form.prefix,
+      { schema: { summary: 'Delete an image (not while read_only)', tags: ['images'], params } },
+      async (request, reply) => {
+        await services.images.remove(actorOf(request), refOf(request));
+        return reply.code(204).send();
+      },
+    );
+
+    for (const kind of ['user', 'group'] as const) {
+      for (const [method, on] of [
+        ['post', true],
+        ['delete', false],
+      ] as const) {
+        app[method]<{ Params: RefParams & { target: string } }>(
+          `${form.prefix}/share/${kind}/:target`,
+          {
+            schema: {
+              summary: `${on ? 'Share' : 'Stop sharing'} an image read-only with a ${kind}`,
+              tags: ['images'],
+              params: shareParams,
+              response: imageResponse,
+            },
+          },
+          async (request) =>
+            imageJson(
+              urls(request),
+              await services.images.share(actorOf(request), refOf(request), kind, request.params.target, on),
+            ),
+        );
+      }
+    }
+  }
+}

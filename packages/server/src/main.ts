@@ -1,0 +1,119 @@
+/**
+ * `repoman-server`: runs the server and its operator commands.
+ *   serve [--config FILE]                       run the server (the default)
+ *   issue-certificate --dn DN --out DIR         sign a user certificate with the development CA
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config.ts';
+import { derToPem } from './pki/certificate.ts';
+import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
+import { normalizeDn } from './pki/names.ts';
+import { startServer } from './server.ts';
+
+const USAGE = `Usage: repoman-server [command] [options]
+
+Commands:
+  serve                        Run the server (default)
+  issue-certificate            Sign a user certificate with the development CA (development only)
+
+Options:
+  -c, --config FILE            Configuration file (TOML); also $REPOMAN_CONFIG
+      --dn DN                  issue-certificate: the subject, e.g. "/O=Repoman Development/CN=Bob"
+      --out DIR                issue-certificate: where to write usercert.pem, userkey.pem, user.pem
+  -h, --help                   Show this help
+`;
+
+/** Paths in messages relative to where the user stands, when that is shorter. */
+const shown = (path: string) => {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') && rel.length < path.length ? rel : path;
+};
+
+async function serve(configFile: string | undefined) {
+  const config = loadConfig({ file: configFile });
+  const running = await startServer(config, {
+    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
+  });
+  const lines = [
+    `Repoman is serving HTTPS at ${running.httpsUrl}` +
+      (running.httpUrl ? ` and HTTP at ${running.httpUrl}` : ''),
+    `  database: ${config.databaseUrl.startsWith('sqlite:') ? config.databaseUrl : 'postgres'}   data: ${shown(config.dataDir)}`,
+  ];
+  for (const warning of running.trust.warnings()) lines.push(`  warning: ${warning}`);
+  if (running.devAdmin) {
+    const admin = running.devAdmin;
+    lines.push(
+      '',
+      `Development admin '${admin.name}' (${admin.dn}); call the API as that admin with:`,
+      '',
+      `  curl --cert ${shown(admin.pem)} --cacert ${shown(admin.caCert)} ${running.httpsUrl}/api/whoami`,
+      '',
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    running.app.log.info({ signal }, 'shutting down');
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function issueCertificate(
+  configFile: string | undefined,
+  dnText: string | undefined,
+  out: string | undefined,
+) {
+  if (!dnText || !out) throw new ConfigError('issue-certificate needs --dn DN and --out DIR');
+  const config = loadConfig({ file: configFile });
+  const caCert = join(config.dataDir, 'ca', 'ca.pem');
+  const caKey = join(config.dataDir, 'ca', 'ca.key');
+  if (!existsSync(caCert) || !existsSync(caKey)) {
+    throw new ConfigError(
+      `No development CA in ${shown(join(config.dataDir, 'ca'))}; run 'npm start' once first`,
+    );
+  }
+  const ca = loadCredential(readFileSync(caCert, 'utf8'), readFileSync(caKey, 'utf8'));
+  const dn = normalizeDn(dnText);
+  const credential = createUserCertificate(ca, dn, { keyKind: 'rsa' });
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  writeFileSync(join(out, 'usercert.pem'), derToPem(credential.cert.der), { mode: 0o644, flag: 'wx' });
+  writeFileSync(join(out, 'userkey.pem'), keyPem(credential), { mode: 0o400, flag: 'wx' });
+  writeFileSync(join(out, 'user.pem'), credentialPem(credential), { mode: 0o600, flag: 'wx' });
+  process.stdout.write(
+    `Issued ${dn}\n  ${shown(join(out, 'usercert.pem'))}, ${shown(join(out, 'userkey.pem'))}, ${shown(join(out, 'user.pem'))} (certificate and key in one file)\n`,
+  );
+}
+
+async function main(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      dn: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = positionals[0] ?? 'serve';
+  if (values.help) return void process.stdout.write(USAGE);
+  if (command === 'serve') return serve(values.config);
+  if (command === 'issue-certificate') return issueCertificate(values.config, values.dn, values.out);
+  throw new ConfigError(`Unknown command '${command}'\n\n${USAGE}`);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`repoman-server: ${message}\n`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
+});

@@ -1,0 +1,144 @@
+// Loading CAs and CRLs from directories laid out like /etc/grid-security/certificates (IGTF bundles, fetch-crl).
+import { createHash } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseCertificate, parseCrl, pemToDers } from './certificate.ts';
+
+export type TrustDirectory = {
+  /** DER of each distinct CA certificate found */
+  certificates: Buffer[];
+  /** files that were skipped or broken, one sentence each */
+  warnings: string[];
+};
+
+export type CrlDirectory = {
+  /** DER of each distinct CRL found (signatures are checked by the verifier) */
+  crls: Buffer[];
+  warnings: string[];
+};
+
+// companions of `<hash>.0` that hold no certificates
+const NOT_CERTIFICATES = /\.(signing_policy|namespaces|info|crl_url|r\d|crl|lsc|txt|md)$/i;
+const CERTIFICATE_FILES = /\.(pem|crt|cer|der|\d)$/i;
+const CRL_FILES = /\.(r\d|crl|pem)$/i;
+
+/** Regular files (symlinks followed) in `dir`, sorted by name, dotfiles left out. */
+async function regularFiles(dir: string): Promise<string[]> {
+  const names = (await readdir(dir)).filter((name) => !name.startsWith('.')).sort();
+  const out: string[] = [];
+  for (const name of names) {
+    try {
+      if ((await stat(join(dir, name))).isFile()) out.push(name);
+    } catch {
+      // a dangling symlink is not a file
+    }
+  }
+  return out;
+}
+
+const fingerprint = (der: Buffer) => createHash('sha256').update(der).digest('hex');
+
+/**
+ * Every CA certificate in a `/etc/grid-security/certificates`-style directory: PEM (one or more CERTIFICATE blocks)
+ * or DER, in `*.pem`, `*.crt`, hashed `<hash>.0`… files. Broken files become warnings, never exceptions.
+ */
+export async function loadTrustDirectory(dir: string): Promise<TrustDirectory> {
+  const certificates: Buffer[] = [];
+  const warnings: string[] = [];
+  const seen = new Set<string>();
+  for (const name of await regularFiles(dir)) {
+    if (NOT_CERTIFICATES.test(name)) continue;
+    const expected = CERTIFICATE_FILES.test(name);
+    let content: Buffer;
+    try {
+      content = await readFile(join(dir, name));
+    } catch (err) {
+      warnings.push(`${name}: cannot be read (${(err as Error).message})`);
+      continue;
+    }
+    const text = content.toString('latin1');
+    let ders: Buffer[];
+    try {
+      ders = text.includes('-----BEGIN ') ? pemToDers(text) : [content];
+    } catch (err) {
+      warnings.push(`${name}: ${(err as Error).message}`);
+      continue;
+    }
+    if (ders.length === 0) {
+      // a PEM file of CRLs or keys is not a broken CA file
+      if (expected && !text.includes('-----BEGIN X509 CRL-----'))
+        warnings.push(`${name}: no certificate found`);
+      continue;
+    }
+    ders.forEach((der, i) => {
+      const where = ders.length > 1 ? `${name} (certificate ${i + 1})` : name;
+      let cert: ReturnType<typeof parseCertificate>;
+      try {
+        cert = parseCertificate(der);
+      } catch (err) {
+        // unknown files that are not certificates are ignored quietly; expected ones are reported
+        if (expected || ders.length > 1 || text.includes('-----BEGIN ')) {
+          warnings.push(`${where}: not a valid certificate (${(err as Error).message})`);
+        }
+        return;
+      }
+      if (cert.basicConstraints ? !cert.basicConstraints.ca : !cert.selfIssued) {
+        warnings.push(`${where}: ${cert.subject.oneline} is not a CA certificate, skipped`);
+        return;
+      }
+      const id = fingerprint(cert.der);
+      if (seen.has(id)) return; // `<hash>.0` is often a link to the `.pem`
+      seen.add(id);
+      certificates.push(cert.der);
+    });
+  }
+  return { certificates, warnings };
+}
+
+/** Every CRL in a directory: `<hash>.r0`…`.r9`, `*.crl`, `*.pem` holding X509 CRL blocks; PEM or DER. */
+export async function loadCrlDirectory(dir: string): Promise<CrlDirectory> {
+  const crls: Buffer[] = [];
+  const warnings: string[] = [];
+  const seen = new Set<string>();
+  for (const name of await regularFiles(dir)) {
+    if (!CRL_FILES.test(name)) continue;
+    const isPemName = /\.pem$/i.test(name);
+    let content: Buffer;
+    try {
+      content = await readFile(join(dir, name));
+    } catch (err) {
+      warnings.push(`${name}: cannot be read (${(err as Error).message})`);
+      continue;
+    }
+    const text = content.toString('latin1');
+    let ders: Buffer[];
+    try {
+      ders = text.includes('-----BEGIN ') ? pemToDers(text, 'X509 CRL') : [content];
+    } catch (err) {
+      warnings.push(`${name}: ${(err as Error).message}`);
+      continue;
+    }
+    // CA certificates in `*.pem` share the directory with CRLs: only report .r0/.crl files without a CRL
+    if (ders.length === 0) {
+      if (!isPemName) warnings.push(`${name}: no CRL found`);
+      continue;
+    }
+    ders.forEach((der, i) => {
+      try {
+        parseCrl(der);
+      } catch (err) {
+        if (!isPemName || text.includes('-----BEGIN X509 CRL-----')) {
+          warnings.push(
+            `${ders.length > 1 ? `${name} (CRL ${i + 1})` : name}: not a valid CRL (${(err as Error).message})`,
+          );
+        }
+        return;
+      }
+      const id = fingerprint(der);
+      if (seen.has(id)) return;
+      seen.add(id);
+      crls.push(Buffer.from(der));
+    });
+  }
+  return { crls, warnings };
+}

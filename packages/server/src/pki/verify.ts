@@ -1,0 +1,580 @@
+// Client chain validation with grid proxy support (RFC 3820, GSI-3 draft and legacy GT2 proxies), done by us
+// because OpenSSL in Node cannot accept proxies (X509_V_FLAG_ALLOW_PROXY_CERTS cannot be set).
+import { constants, type KeyObject, verify as verifySignature } from 'node:crypto';
+import {
+  OID,
+  type ParsedCertificate,
+  type ParsedCrl,
+  parseCertificate,
+  parseCrl,
+  proxyPolicyKind,
+  signatureAlgorithmName,
+  signatureScheme,
+} from './certificate.ts';
+import { formatRfc2253, rdnKey } from './names.ts';
+
+export type CrlMode = 'off' | 'if-present' | 'require';
+
+export type VerifierOptions = {
+  /** trust anchors and intermediate CAs, like the files of X509_CERT_DIR */
+  trustedCAs: (ParsedCertificate | Buffer)[];
+  /** DER CRLs; each is used only once its signature verifies against its CA */
+  crls?: Buffer[];
+  /** default 'if-present' */
+  crlMode?: CrlMode;
+  /** GT2 `CN=proxy` / `CN=limited proxy` proxies; default true */
+  allowLegacyProxies?: boolean;
+  /** default true */
+  allowLimitedProxies?: boolean;
+  /** default false */
+  allowIndependentProxies?: boolean;
+  /** most proxies below the end-entity certificate; default 10 */
+  maxProxyDepth?: number;
+  /** tolerance for a notBefore in the future (a client clock ahead of ours); default 300 */
+  clockSkewSeconds?: number;
+};
+
+export type ProxyKind = 'rfc3820' | 'draft' | 'legacy';
+
+export type VerifySuccess = {
+  ok: true;
+  /** end-entity subject, OpenSSL oneline form: the user's identity */
+  dn: string;
+  /** end-entity subject as mod_ssl's SSL_CLIENT_S_DN */
+  dnRfc2253: string;
+  /** end-entity issuer, oneline form */
+  issuerDn: string;
+  /** end-entity serial, lowercase hex */
+  eecSerial: string;
+  proxyType: 'none' | ProxyKind;
+  /** number of proxies below the end-entity certificate */
+  proxyDepth: number;
+  limited: boolean;
+  /** the earliest notAfter of the chain */
+  notAfter: Date;
+};
+
+export type VerifyFailureCode =
+  | 'no_certificate'
+  | 'untrusted_issuer'
+  | 'bad_signature'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'revoked'
+  | 'invalid_proxy'
+  | 'invalid_certificate'
+  | 'crl_expired'
+  | 'crl_missing';
+
+export type VerifyFailure = { ok: false; code: VerifyFailureCode; reason: string };
+
+export type VerifyResult = VerifySuccess | VerifyFailure;
+
+export type Verifier = {
+  /** Verifies a presented chain, leaf first (the rest in any order). Synchronous and bounded. */
+  verifyChain(ders: Buffer[], now?: Date): VerifyResult;
+  /** CRLs and CAs that were ignored, and why */
+  readonly warnings: string[];
+};
+
+class Rejection extends Error {
+  code: VerifyFailureCode;
+  constructor(code: VerifyFailureCode, reason: string) {
+    super(reason);
+    this.code = code;
+  }
+}
+
+function reject(code: VerifyFailureCode, reason: string): never {
+  throw new Rejection(code, reason);
+}
+
+// OpenSSL's supported_nids plus the two proxyCertInfo forms; any other critical extension fails closed
+const SUPPORTED_CRITICAL = new Set<string>([
+  OID.basicConstraints,
+  OID.keyUsage,
+  OID.extKeyUsage,
+  OID.subjectAltName,
+  OID.certificatePolicies,
+  OID.proxyCertInfo,
+  OID.proxyCertInfoDraft,
+]);
+
+/** Signature checks one path search may spend: 18 same-named certificates sharing a key otherwise loop for ages. */
+const SIGNATURE_BUDGET = 64;
+const MAX_PRESENTED = 32;
+const MAX_PATH = 32;
+
+const iso = (date: Date) => date.toISOString();
+
+function toParsed(ca: ParsedCertificate | Buffer): ParsedCertificate {
+  return Buffer.isBuffer(ca) ? parseCertificate(ca) : ca;
+}
+
+function allowsClientAuth(cert: ParsedCertificate): boolean {
+  const eku = cert.extKeyUsage;
+  return !eku || eku.includes(OID.clientAuth) || eku.includes(OID.anyExtendedKeyUsage);
+}
+
+function verifiesCrl(crl: ParsedCrl, key: KeyObject): boolean {
+  const scheme = signatureScheme(crl.signatureAlgorithm);
+  if (!scheme) return false;
+  try {
+    const keyInput = scheme.pss
+      ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: scheme.pss.saltLength }
+      : key;
+    return verifySignature(scheme.digest, crl.tbs, keyInput, crl.signatureValue);
+  } catch {
+    return false;
+  }
+}
+
+export function createVerifier(opts: VerifierOptions): Verifier {
+  const crlMode = opts.crlMode ?? 'if-present';
+  const allowLegacy = opts.allowLegacyProxies ?? true;
+  const allowLimited = opts.allowLimitedProxies ?? true;
+  const allowIndependent = opts.allowIndependentProxies ?? false;
+  const maxProxyDepth = opts.maxProxyDepth ?? 10;
+  const skewMs = (opts.clockSkewSeconds ?? 300) * 1000;
+  const warnings: string[] = [];
+
+  const trusted = new Map<string, ParsedCertificate>();
+  for (const ca of opts.trustedCAs) {
+    const cert = toParsed(ca);
+    trusted.set(cert.fingerprint256, cert);
+  }
+  const trustedByName = new Map<string, ParsedCertificate[]>();
+  for (const cert of trusted.values()) {
+    const list = trustedByName.get(cert.subject.key) ?? [];
+    list.push(cert);
+    trustedByName.set(cert.subject.key, list);
+  }
+
+  // CRL signature verdicts per (CRL, CA), so each CRL is checked once per CA
+  const crlVerdicts = new WeakMap<ParsedCrl, Map<string, boolean>>();
+  function crlSignedBy(crl: ParsedCrl, ca: ParsedCertificate): boolean {
+    let verdicts = crlVerdicts.get(crl);
+    if (!verdicts) {
+      verdicts = new Map();
+      crlVerdicts.set(crl, verdicts);
+    }
+    let verdict = verdicts.get(ca.fingerprint256);
+    if (verdict === undefined) {
+      // RFC 5280 6.3.3 (f): the CRL issuer must be allowed to sign CRLs, and the signature must verify
+      verdict = (!ca.keyUsage || ca.keyUsage.has('cRLSign')) && verifiesCrl(crl, ca.publicKey);
+      verdicts.set(ca.fingerprint256, verdict);
+    }
+    return verdict;
+  }
+
+  const crlsByIssuer = new Map<string, ParsedCrl[]>();
+  (opts.crls ?? []).forEach((der, i) => {
+    let crl: ParsedCrl;
+    try {
+      crl = parseCrl(der);
+    } catch (err) {
+      warnings.push(`CRL #${i + 1} ignored: ${(err as Error).message}`);
+      return;
+    }
+    if (crl.unsupportedCritical.length) {
+      warnings.push(
+        `CRL of ${crl.issuer.oneline} ignored: unsupported critical extension ${crl.unsupportedCritical[0]}`,
+      );
+      return;
+    }
+    const list = crlsByIssuer.get(crl.issuer.key) ?? [];
+    list.push(crl);
+    crlsByIssuer.set(crl.issuer.key, list);
+    const cas = trustedByName.get(crl.issuer.key) ?? [];
+    if (cas.length && !cas.some((ca) => crlSignedBy(crl, ca))) {
+      warnings.push(`CRL of ${crl.issuer.oneline} ignored: its signature does not verify against that CA`);
+    }
+  });
+
+  /** The newest CRL issued by `ca` whose signature verifies and that has started. */
+  function currentCrl(ca: ParsedCertificate, now: Date): ParsedCrl | undefined {
+    let best: ParsedCrl | undefined;
+    for (const crl of crlsByIssuer.get(ca.subject.key) ?? []) {
+      if (crl.thisUpdate.getTime() > now.getTime() + skewMs) continue;
+      if (!crlSignedBy(crl, ca)) continue;
+      if (!best || crl.thisUpdate > best.thisUpdate) best = crl;
+    }
+    return best;
+  }
+
+  function buildPath(
+    leaf: ParsedCertificate,
+    presented: ParsedCertificate[],
+    now: Date,
+  ): ParsedCertificate[] {
+    const presentedByName = new Map<string, ParsedCertificate[]>();
+    for (const cert of presented) {
+      if (trusted.has(cert.fingerprint256)) continue; // the trusted copy is tried first anyway
+      const list = presentedByName.get(cert.subject.key) ?? [];
+      list.push(cert);
+      presentedByName.set(cert.subject.key, list);
+    }
+    let budget = SIGNATURE_BUDGET;
+    const signatures = new Map<string, boolean>();
+    const deadEnds = new Set<string>();
+    let failure: { depth: number; code: VerifyFailureCode; reason: string } | undefined;
+    const note = (depth: number, code: VerifyFailureCode, reason: string) => {
+      if (!failure || depth > failure.depth) failure = { depth, code, reason };
+    };
+
+    const signedBy = (cert: ParsedCertificate, issuer: ParsedCertificate): boolean => {
+      const key = `${cert.fingerprint256}/${issuer.fingerprint256}`;
+      let ok = signatures.get(key);
+      if (ok === undefined) {
+        if (budget-- <= 0) {
+          reject(
+            'untrusted_issuer',
+            `no path to a trusted CA found for ${leaf.subject.oneline} within ${SIGNATURE_BUDGET} signature checks`,
+          );
+        }
+        try {
+          ok = cert.x509.verify(issuer.publicKey);
+        } catch {
+          ok = false;
+        }
+        signatures.set(key, ok);
+      }
+      return ok;
+    };
+
+    const at = now.getTime();
+    const candidatesFor = (cert: ParsedCertificate): ParsedCertificate[] => {
+      // trusted CAs first; among same-named ones, currently valid and longest-lived first (CA key rollover)
+      const fromTrust = [...(trustedByName.get(cert.issuer.key) ?? [])].sort((a, b) => {
+        const validA = a.notBefore.getTime() <= at && at <= a.notAfter.getTime();
+        const validB = b.notBefore.getTime() <= at && at <= b.notAfter.getTime();
+        return validA === validB ? b.notAfter.getTime() - a.notAfter.getTime() : validA ? -1 : 1;
+      });
+      return [...fromTrust, ...(presentedByName.get(cert.issuer.key) ?? [])];
+    };
+
+    const search = (cert: ParsedCertificate, below: ParsedCertificate[]): ParsedCertificate[] | undefined => {
+      const depth = below.length;
+      // a self-issued trusted certificate is a trust anchor
+      if (cert.selfIssued && trusted.has(cert.fingerprint256)) return [...below, cert];
+      if (deadEnds.has(cert.fingerprint256)) return undefined;
+      if (depth + 1 >= MAX_PATH) {
+        note(depth, 'invalid_certificate', `certificate chain of ${leaf.subject.oneline} is too long`);
+        return undefined;
+      }
+      const onPath = new Set([...below, cert].map((c) => c.fingerprint256));
+      const candidates = candidatesFor(cert).filter((c) => !onPath.has(c.fingerprint256));
+      if (candidates.length === 0) {
+        note(
+          depth,
+          'untrusted_issuer',
+          cert.selfIssued
+            ? `unable to get issuer certificate: ${cert.subject.oneline} is self-signed and not a trusted CA`
+            : `unable to get issuer certificate for ${cert.subject.oneline} (issuer ${cert.issuer.oneline} is not a trusted CA and was not presented)`,
+        );
+      } else {
+        let verified = false;
+        for (const candidate of candidates) {
+          if (!signedBy(cert, candidate)) continue;
+          verified = true;
+          const path = search(candidate, [...below, cert]);
+          if (path) return path;
+        }
+        if (!verified) {
+          note(
+            depth,
+            'bad_signature',
+            `certificate signature failure: ${cert.subject.oneline} is not signed by the key of ${cert.issuer.oneline}`,
+          );
+        }
+      }
+      // the memo is what keeps loops of same-named certificates finite
+      deadEnds.add(cert.fingerprint256);
+      return undefined;
+    };
+
+    const path = search(leaf, []);
+    if (path) return path;
+    const why = failure ?? {
+      code: 'untrusted_issuer' as const,
+      reason: `no path to a trusted CA found for ${leaf.subject.oneline}`,
+    };
+    return reject(why.code, why.reason);
+  }
+
+  function checkEveryCertificate(path: ParsedCertificate[], now: Date): void {
+    // top down, as OpenSSL reports: the highest broken certificate is named
+    for (let i = path.length - 1; i >= 0; i--) {
+      const cert = path[i] as ParsedCertificate;
+      const name = cert.subject.oneline;
+      for (const ext of cert.extensions) {
+        if (ext.critical && !SUPPORTED_CRITICAL.has(ext.oid)) {
+          reject('invalid_certificate', `unhandled critical extension ${ext.oid} in ${name}`);
+        }
+      }
+      const scheme = signatureScheme({
+        oid: cert.signatureAlgorithm,
+        ...(cert.signatureParameters ? { parameters: cert.signatureParameters } : {}),
+      });
+      // a trust anchor's self-signature is never relied on, so only certificates below it are held to this
+      if (i < path.length - 1 && (!scheme || scheme.weak)) {
+        reject(
+          'invalid_certificate',
+          `signature algorithm ${signatureAlgorithmName(cert.signatureAlgorithm)} is too weak or unknown: ${name}`,
+        );
+      }
+      if (cert.notBefore.getTime() > now.getTime() + skewMs) {
+        reject('not_yet_valid', `certificate is not yet valid: ${name} (notBefore ${iso(cert.notBefore)})`);
+      }
+      if (cert.notAfter.getTime() < now.getTime()) {
+        reject('expired', `certificate has expired: ${name} (notAfter ${iso(cert.notAfter)})`);
+      }
+    }
+  }
+
+  /** RFC 5280 6.1.4 subset: cA, keyCertSign, pathLenConstraint (self-issued intermediates not counted). */
+  function checkCas(path: ParsedCertificate[], firstCa: number): void {
+    const anchor = path[path.length - 1] as ParsedCertificate;
+    if (anchor.basicConstraints && !anchor.basicConstraints.ca) {
+      reject('invalid_certificate', `trusted certificate ${anchor.subject.oneline} is not a CA`);
+    }
+    for (let i = path.length - 1; i >= firstCa; i--) {
+      const ca = path[i] as ParsedCertificate;
+      if (ca.keyUsage && !ca.keyUsage.has('keyCertSign')) {
+        reject(
+          'invalid_certificate',
+          `CA certificate ${ca.subject.oneline} may not sign certificates (no keyCertSign)`,
+        );
+      }
+      const pathLen = ca.basicConstraints?.pathLen;
+      if (pathLen === undefined) continue;
+      let below = 0;
+      for (let j = firstCa; j < i; j++) if (!(path[j] as ParsedCertificate).selfIssued) below++;
+      if (below > pathLen) {
+        reject(
+          'invalid_certificate',
+          `path length constraint exceeded: ${ca.subject.oneline} allows ${pathLen} intermediate CA(s) below it, the chain has ${below}`,
+        );
+      }
+    }
+  }
+
+  function checkEndEntity(eec: ParsedCertificate): void {
+    const name = eec.subject.oneline;
+    if (eec.proxyCertInfo) {
+      reject('invalid_proxy', `proxy certificate issued by a CA: ${name}`);
+    }
+    if (!allowsClientAuth(eec)) {
+      reject(
+        'invalid_certificate',
+        `certificate is not valid for client authentication (extendedKeyUsage): ${name}`,
+      );
+    }
+    if (eec.keyUsage && !eec.keyUsage.has('digitalSignature')) {
+      reject('invalid_certificate', `certificate may not sign (keyUsage lacks digitalSignature): ${name}`);
+    }
+  }
+
+  type ProxyVerdict = { kind: ProxyKind; limited: boolean };
+
+  function proxyKind(cert: ParsedCertificate): ProxyKind | undefined {
+    if (cert.proxyCertInfo) return cert.proxyCertInfo.kind;
+    const last = cert.subject.rdns[cert.subject.rdns.length - 1];
+    // GT2 legacy proxies are recognised by name alone: the last RDN is exactly CN=proxy or CN=limited proxy
+    if (last?.length === 1 && last[0]?.type === 'CN' && ['proxy', 'limited proxy'].includes(last[0].value)) {
+      return 'legacy';
+    }
+    return undefined;
+  }
+
+  /** RFC 3820 3 and 4 (and the same rules for draft and legacy proxies), for path[index] issued by path[index+1]. */
+  function checkProxy(
+    path: ParsedCertificate[],
+    index: number,
+    issuerVerdict: ProxyVerdict | undefined,
+  ): ProxyVerdict {
+    const proxy = path[index] as ParsedCertificate;
+    const issuer = path[index + 1] as ParsedCertificate;
+    const name = proxy.subject.oneline;
+    const kind = proxyKind(proxy);
+    if (!kind) {
+      reject(
+        'invalid_proxy',
+        `certificate issued by an end-entity/proxy certificate is not a proxy: ${name}`,
+      );
+    }
+    if (issuerVerdict && issuerVerdict.kind !== kind) {
+      reject(
+        'invalid_proxy',
+        `mixed proxy types in one chain: ${name} is ${kind}, its issuer is ${issuerVerdict.kind}`,
+      );
+    }
+    if (kind === 'legacy' && !allowLegacy)
+      reject('invalid_proxy', `legacy proxies are not accepted: ${name}`);
+
+    // RFC 3820 3.4: issuer = the issuing certificate's subject; subject = that subject plus exactly one CN RDN
+    const issuerRdns = issuer.subject.rdns;
+    const rdns = proxy.subject.rdns;
+    const last = rdns[rdns.length - 1];
+    const nameOk =
+      proxy.issuer.key === issuer.subject.key &&
+      rdns.length === issuerRdns.length + 1 &&
+      issuerRdns.every((rdn, i) => rdnKey(rdn) === rdnKey(rdns[i] ?? [])) &&
+      last?.length === 1 &&
+      last[0]?.type === 'CN';
+    if (!nameOk) {
+      reject(
+        'invalid_proxy',
+        `proxy subject name violation: ${name} is not ${issuer.subject.oneline} plus one CN`,
+      );
+    }
+    // RFC 3820 3.7/3.8: a proxy is never a CA and may not sign certificates other than through proxy rules
+    if (proxy.basicConstraints?.ca) reject('invalid_proxy', `a proxy certificate must not be a CA: ${name}`);
+    if (proxy.keyUsage?.has('keyCertSign'))
+      reject('invalid_proxy', `a proxy certificate must not assert keyCertSign: ${name}`);
+    if (proxy.keyUsage && !proxy.keyUsage.has('digitalSignature')) {
+      reject('invalid_proxy', `proxy keyUsage lacks digitalSignature: ${name}`);
+    }
+    if (issuer.keyUsage && !issuer.keyUsage.has('digitalSignature')) {
+      reject(
+        'invalid_proxy',
+        `${issuer.subject.oneline} may not sign a proxy (keyUsage lacks digitalSignature)`,
+      );
+    }
+    // RFC 3820 3.5/3.6: no subjectAltName, no issuerAltName
+    if (proxy.extensions.some((e) => e.oid === OID.subjectAltName || e.oid === OID.issuerAltName)) {
+      reject('invalid_proxy', `a proxy certificate must not carry subjectAltName or issuerAltName: ${name}`);
+    }
+
+    let limited: boolean;
+    if (kind === 'legacy') {
+      limited = last?.[0]?.value === 'limited proxy';
+    } else {
+      const info = proxy.proxyCertInfo as NonNullable<ParsedCertificate['proxyCertInfo']>;
+      // RFC 3820 3.8: proxyCertInfo MUST be critical
+      if (!info.critical) reject('invalid_proxy', `proxyCertInfo must be critical: ${name}`);
+      const policy = proxyPolicyKind(info.policyLanguage);
+      if (policy === 'independent' && !allowIndependent) {
+        reject('invalid_proxy', `independent proxies are not accepted: ${name}`);
+      }
+      if (policy === 'other') {
+        reject('invalid_proxy', `unsupported proxy policy language ${info.policyLanguage}: ${name}`);
+      }
+      limited = policy === 'limited';
+      // pCPathLenConstraint: the most proxies that may follow this one
+      if (info.pathLen !== undefined && index > info.pathLen) {
+        reject(
+          'invalid_proxy',
+          `proxy path length constraint exceeded: ${name} allows ${info.pathLen} proxies below it, the chain has ${index}`,
+        );
+      }
+    }
+    if (limited && !allowLimited) reject('invalid_proxy', `limited proxies are not accepted: ${name}`);
+    if (issuerVerdict?.limited && !limited) {
+      reject('invalid_proxy', `a limited proxy may only sign limited proxies: ${name}`);
+    }
+    return { kind: kind as ProxyKind, limited };
+  }
+
+  function checkRevocation(path: ParsedCertificate[], eecIndex: number, now: Date): void {
+    if (crlMode === 'off') return;
+    // proxies have no CRLs: the end-entity certificate and the CAs below the anchor are checked against their issuers
+    for (let i = path.length - 2; i >= eecIndex; i--) {
+      const cert = path[i] as ParsedCertificate;
+      const ca = path[i + 1] as ParsedCertificate;
+      const crl = currentCrl(ca, now);
+      if (!crl) {
+        if (crlMode === 'require') {
+          reject('crl_missing', `no valid CRL from ${ca.subject.oneline} to check ${cert.subject.oneline}`);
+        }
+        continue;
+      }
+      if (crl.nextUpdate && crl.nextUpdate.getTime() < now.getTime()) {
+        reject(
+          'crl_expired',
+          `the CRL of ${ca.subject.oneline} has expired (nextUpdate ${iso(crl.nextUpdate)})`,
+        );
+      }
+      const revokedAt = crl.revoked.get(cert.serial);
+      if (revokedAt) {
+        reject(
+          'revoked',
+          `certificate revoked: ${cert.subject.oneline} (serial ${cert.serial}, revoked ${iso(revokedAt)})`,
+        );
+      }
+    }
+  }
+
+  function verifyChain(ders: Buffer[], now: Date = new Date()): VerifyResult {
+    try {
+      if (ders.length === 0)
+        return { ok: false, code: 'no_certificate', reason: 'No client certificate was presented' };
+      if (ders.length > MAX_PRESENTED) {
+        reject(
+          'invalid_certificate',
+          `too many certificates presented (${ders.length}, at most ${MAX_PRESENTED})`,
+        );
+      }
+      const presented: ParsedCertificate[] = [];
+      const seen = new Set<string>();
+      for (const [i, der] of ders.entries()) {
+        let cert: ParsedCertificate;
+        try {
+          cert = parseCertificate(der);
+        } catch (err) {
+          reject(
+            'invalid_certificate',
+            `presented certificate #${i + 1} is malformed: ${(err as Error).message}`,
+          );
+        }
+        if (seen.has(cert.fingerprint256)) continue;
+        seen.add(cert.fingerprint256);
+        presented.push(cert);
+      }
+      const leaf = presented[0] as ParsedCertificate;
+      const path = buildPath(leaf, presented.slice(1), now);
+      checkEveryCertificate(path, now);
+
+      // the CAs are the top run of cA=TRUE certificates (the anchor always counts); the next one down is the EEC
+      let firstCa = path.length - 1;
+      while (firstCa > 0 && (path[firstCa - 1] as ParsedCertificate).basicConstraints?.ca === true) firstCa--;
+      const eecIndex = firstCa - 1;
+      if (eecIndex < 0)
+        reject('invalid_certificate', `the client certificate is a CA certificate: ${leaf.subject.oneline}`);
+      checkCas(path, firstCa);
+      const eec = path[eecIndex] as ParsedCertificate;
+      checkEndEntity(eec);
+
+      if (eecIndex > maxProxyDepth) {
+        reject('invalid_proxy', `too many proxies in the chain (${eecIndex}, at most ${maxProxyDepth})`);
+      }
+      let verdict: ProxyVerdict | undefined;
+      for (let i = eecIndex - 1; i >= 0; i--) verdict = checkProxy(path, i, verdict);
+      if (!allowsClientAuth(leaf)) {
+        reject(
+          'invalid_certificate',
+          `certificate is not valid for client authentication (extendedKeyUsage): ${leaf.subject.oneline}`,
+        );
+      }
+      checkRevocation(path, eecIndex, now);
+
+      const notAfter = new Date(Math.min(...path.map((c) => c.notAfter.getTime())));
+      return {
+        ok: true,
+        dn: eec.subject.oneline,
+        dnRfc2253: formatRfc2253(eec.subject.rdns),
+        issuerDn: eec.issuer.oneline,
+        eecSerial: eec.serial,
+        proxyType: verdict?.kind ?? 'none',
+        proxyDepth: eecIndex,
+        limited: verdict?.limited ?? false,
+        notAfter,
+      };
+    } catch (err) {
+      if (err instanceof Rejection) return { ok: false, code: err.code, reason: err.message };
+      throw err;
+    }
+  }
+
+  return { verifyChain, warnings };
+}

@@ -1,0 +1,121 @@
+/**
+ * Starts Repoman: the database (migrated), the accounts bootstrap, the trust store, and the Fastify app on
+ * HTTPS (client certificates verified by pki/, not by Node) and plain HTTP (public images only).
+ */
+import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
+import type { ServerConfig } from './config.ts';
+import { openDatabase } from './db/connect.ts';
+import { buildApp } from './http/app.ts';
+import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
+import { createServices } from './services/index.ts';
+import { loadTrust, type TrustStore } from './trust.ts';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  httpsUrl: string;
+  httpUrl: string | null;
+  httpsPort: number;
+  httpPort: number | null;
+  devAdmin: DevelopmentAdmin | null;
+  trust: TrustStore;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: FastifyServerOptions['logger'];
+}
+
+const urlHost = (host: string) =>
+  host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+
+export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const pki = await ensureDevelopmentPki(config);
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
+  });
+  let closers: (() => Promise<void>)[] = [() => database.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch(() => {});
+    closers = [];
+  };
+  try {
+    const devAdmin = await bootstrapAccounts(database.db, config, pki);
+    const trust = await loadTrust(config, pki.caDir);
+    closers.push(async () => trust.stop());
+
+    const [cert, key] = await Promise.all([readFile(pki.hostCert), readFile(pki.hostKey)]);
+    let handler: http.RequestListener | undefined;
+    const serverFactory: FastifyServerOptions['serverFactory'] = (requestHandler) => {
+      handler = requestHandler;
+      const server = https.createServer(
+        { cert, key, ...tlsServerOptionsForClientAuth(trust.caPems()) },
+        requestHandler,
+      );
+      attachCertificateAuth(server, () => trust.verifier());
+      return server;
+    };
+    const services = createServices({ db: database.db });
+    const publicUrls = {
+      https: config.publicUrl,
+      http: config.publicHttpUrl,
+      httpsPort: config.https.port,
+      httpPort: config.http.enabled ? config.http.port : null,
+    };
+    const app = await buildApp({ services, publicUrls, serverFactory, logger: options.logger ?? false });
+    closers.push(() => app.close());
+    await app.listen({ host: config.https.listen, port: config.https.port });
+    const httpsPort = (app.server.address() as AddressInfo).port;
+    publicUrls.httpsPort = httpsPort;
+    // Certificates are re-read on reload (new CA files, fresh CRLs); the TLS context's CA list follows.
+    trust.onReload(() =>
+      (app.server as https.Server).setSecureContext({
+        cert,
+        key,
+        ...tlsServerOptionsForClientAuth(trust.caPems()),
+      }),
+    );
+
+    let httpPort: number | null = null;
+    if (config.http.enabled && handler) {
+      const plain = http.createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, handler);
+      plain.keepAliveTimeout = 65_000;
+      await new Promise<void>((resolve, reject) => {
+        plain.once('error', reject);
+        plain.listen(config.http.port, config.http.listen, () => resolve());
+      });
+      httpPort = (plain.address() as AddressInfo).port;
+      publicUrls.httpPort = httpPort;
+      closers.push(
+        () =>
+          new Promise<void>((resolve) => {
+            plain.close(() => resolve());
+            plain.closeAllConnections();
+          }),
+      );
+    }
+    return {
+      app,
+      httpsPort,
+      httpPort,
+      httpsUrl: config.publicUrl ?? `https://${urlHost(config.https.listen)}:${httpsPort}`,
+      httpUrl:
+        httpPort === null
+          ? null
+          : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
+      devAdmin,
+      trust,
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The trusted CAs and CRLs, loaded from directories in the `/etc/grid-security/certificates` layout and
+ * re-read periodically (fetch-crl refreshes CRLs in place), so new CRLs apply without a restart.
+ */
+import type { ServerConfig } from './config.ts';
+import { derToPem } from './pki/certificate.ts';
+import { loadCrlDirectory, loadTrustDirectory } from './pki/trust-store.ts';
+import { createVerifier, type Verifier } from './pki/verify.ts';
+
+export interface TrustStore {
+  verifier(): Verifier;
+  caPems(): string[];
+  warnings(): string[];
+  reload(): Promise<void>;
+  onReload(listener: () => void): void;
+  stop(): void;
+}
+
+export async function loadTrust(config: ServerConfig, caDir: string): Promise<TrustStore> {
+  const crlDir = config.trust.crlDir ?? caDir;
+  let verifier: Verifier;
+  let pems: string[] = [];
+  let warnings: string[] = [];
+  const listeners: (() => void)[] = [];
+
+  async function reload() {
+    const cas = await loadTrustDirectory(caDir);
+    const crls = await loadCrlDirectory(crlDir);
+    if (cas.certificates.length === 0) throw new Error(`No CA certificates found in ${caDir}`);
+    verifier = createVerifier({
+      trustedCAs: cas.certificates,
+      crls: crls.crls,
+      crlMode: config.trust.crlMode,
+      allowLegacyProxies: config.trust.allowLegacyProxies,
+      allowLimitedProxies: config.trust.allowLimitedProxies,
+      maxProxyDepth: config.trust.maxProxyDepth,
+    });
+    pems = cas.certificates.map((der) => derToPem(der));
+    warnings = [...cas.warnings, ...crls.warnings];
+    for (const listener of listeners) listener();
+  }
+
+  await reload();
+  const timer =
+    config.trust.reloadSeconds > 0
+      ? setInterval(() => {
+          // A failed reload keeps the previous trust store rather than locking everyone out.
+          reload().catch(() => {});
+        }, config.trust.reloadSeconds * 1000)
+      : null;
+  timer?.unref();
+
+  return {
+    verifier: () => verifier,
+    caPems: () => pems,
+    warnings: () => warnings,
+    reload,
+    onReload: (listener) => listeners.push(listener),
+    stop: () => {
+      if (timer) clearInterval(timer);
+    },
+  };
+}

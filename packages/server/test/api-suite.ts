@@ -1,0 +1,561 @@
+/**
+ * The whole API over real HTTPS with real client certificates, run once per database engine
+ * (api-sqlite.test.ts, api-postgres.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { PERMISSIONS } from '@repoman/core';
+import { clientFor, request } from './helpers/http.ts';
+import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
+
+export function apiSuite(engine: Engine) {
+  describe(`API on ${engine}`, () => {
+    let pki: TestPki;
+    let server: TestServer;
+    let as: (name: string) => ReturnType<typeof clientFor>;
+    let anonymous: ReturnType<typeof clientFor>;
+
+    before(async () => {
+      pki = await makeTestPki();
+      server = await startTestServer({
+        engine,
+        caPems: [pki.ca.certPem],
+        crlPems: [pki.crlPem],
+        hostCertPem: pki.host.certPem,
+        hostKeyPem: pki.host.keyPem,
+        admins: [{ name: 'admin', dn: pki.dn('admin') }],
+      });
+      as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
+      anonymous = clientFor(server.httpsUrl, pki.ca.certPem, null);
+    });
+    after(async () => server?.stop());
+
+    const expectError = (
+      res: { status: number; json: { error?: { code?: string; message?: string } } },
+      status: number,
+      code: string,
+    ) => {
+      assert.equal(res.status, status, JSON.stringify(res.json));
+      assert.equal(res.json?.error?.code, code, JSON.stringify(res.json));
+      assert.equal(typeof res.json.error.message, 'string');
+    };
+
+    describe('authentication', () => {
+      it('identifies the admin by certificate, in OpenSSL slash form, with every permission', async () => {
+        const res = await as('admin').get('/api/whoami');
+        assert.equal(res.status, 200);
+        assert.equal(res.json.user_name, 'admin');
+        assert.equal(res.json.client_dn, pki.dn('admin'));
+        assert.match(res.json.client_dn, /^\//);
+        assert.deepEqual(res.json.groups, ['admins', 'users']);
+        assert.deepEqual(res.json.permissions, [...PERMISSIONS].sort());
+        assert.equal(res.json.url, `${server.httpsUrl}/api/users/admin`);
+      });
+
+      it('answers 401 without a certificate and on plain HTTP', async () => {
+        expectError(await anonymous.get('/api/whoami'), 401, 'certificate_required');
+        const plain = await request(`${server.httpUrl}/api/whoami`, 'GET', null, '');
+        expectError(plain, 401, 'certificate_required');
+      });
+
+      it('answers 403 unknown_certificate with the DN for a valid certificate of no user', async () => {
+        const res = await as('eve').get('/api/whoami');
+        expectError(res, 403, 'unknown_certificate');
+        assert.ok(res.json.error.message.includes(pki.dn('eve')), res.json.error.message);
+      });
+
+      it('refuses to read a body before authenticating', async () => {
+        const res = await anonymous.post('/api/users', { user_name: 'x', client_dn: '/CN=x' });
+        expectError(res, 401, 'certificate_required');
+      });
+    });
+
+    describe('users', () => {
+      it('creates users from DNs, by JSON and by form fields, in either DN form', async () => {
+        const bob = await as('admin').post('/api/users', {
+          user_name: 'bob',
+          client_dn: pki.dn('bob'),
+          full_name: 'Bob B',
+          email: 'bob@example.org',
+        });
+        assert.equal(bob.status, 201, bob.text);
+        assert.equal(bob.headers.location, `${server.httpsUrl}/api/users/bob`);
+        assert.deepEqual(bob.json.groups, ['users']);
+        const pam = await as('admin').post(
+          '/api/users',
+          { user_name: 'pam', cert_dn: pki.dnRfc2253('pam') },
+          { form: true },
+        );
+        assert.equal(pam.status, 201, pam.text);
+        assert.equal(pam.json.client_dn, pki.dn('pam'), 'RFC 2253 input is stored in slash form');
+        const doug = await as('admin').post('/api/users', { user_name: 'doug', client_dn: pki.dn('doug') });
+        assert.equal(doug.status, 201);
+        assert.equal((await as('bob').get('/api/whoami')).json.user_name, 'bob');
+        assert.equal((await as('pam').get('/api/whoami')).json.user_name, 'pam');
+      });
+
+      it('rejects duplicates, bad names, bad DNs and unknown fields with clear errors', async () => {
+        expectError(
+          await as('admin').post('/api/users', { user_name: 'bob', client_dn: '/CN=other' }),
+          409,
+          'user_exists',
+        );
+        expectError(
+          await as('admin').post('/api/users', { user_name: 'bob2', client_dn: pki.dn('bob') }),
+          409,
+          'dn_in_use',
+        );
+        expectError(
+          await as('admin').post('/api/users', {
+            user_name: 'x',
+            client_dn: '/CN=x',
+            email: 'bob@example.org',
+          }),
+          409,
+          'email_in_use',
+        );
+        expectError(
+          await as('admin').post('/api/users', { user_name: 'Bad Name', client_dn: '/CN=y' }),
+          400,
+          'invalid_field',
+        );
+        expectError(
+          await as('admin').post('/api/users', { user_name: 'raw', client_dn: '/CN=z' }),
+          400,
+          'invalid_name',
+        );
+        expectError(
+          await as('admin').post('/api/users', { user_name: 'zed', client_dn: 'not a dn' }),
+          400,
+          'invalid_dn',
+        );
+        const unknown = await as('admin').post('/api/users', {
+          user_name: 'zed',
+          client_dn: '/CN=zed',
+          colour: 'red',
+        });
+        expectError(unknown, 400, 'unknown_field');
+        assert.match(unknown.json.error.message, /colour/);
+        expectError(
+          await as('admin').post('/api/users', { user_name: 'zed', client_dn: '/CN=zed', groups: ['nope'] }),
+          400,
+          'invalid_field',
+        );
+        expectError(await as('admin').post('/api/users', '{"user_name":', {}), 400, 'bad_request');
+      });
+
+      it('lets only user_create holders create users', async () => {
+        expectError(
+          await as('bob').post('/api/users', { user_name: 'mallory', client_dn: '/CN=m' }),
+          403,
+          'forbidden',
+        );
+      });
+
+      it('shows DNs and emails of others to admins only', async () => {
+        const asBob = await as('bob').get('/api/users');
+        assert.equal(asBob.status, 200);
+        const names = asBob.json.items.map((u: { user_name: string }) => u.user_name);
+        assert.deepEqual(names, ['admin', 'bob', 'doug', 'pam']);
+        const pamSeenByBob = asBob.json.items.find((u: { user_name: string }) => u.user_name === 'pam');
+        assert.equal(pamSeenByBob.client_dn, undefined);
+        assert.equal(pamSeenByBob.email, undefined);
+        const bobSeenByBob = asBob.json.items.find((u: { user_name: string }) => u.user_name === 'bob');
+        assert.equal(bobSeenByBob.email, 'bob@example.org');
+        const pamSeenByAdmin = await as('admin').get('/api/users/pam');
+        assert.equal(pamSeenByAdmin.json.client_dn, pki.dn('pam'));
+        expectError(await as('bob').get('/api/users/nobody'), 404, 'user_not_found');
+        const page = await as('bob').get('/api/users?limit=2');
+        assert.equal(page.json.items.length, 2);
+        assert.equal(page.json.total, 4);
+        assert.equal(page.json.next, `${server.httpsUrl}/api/users?limit=2&offset=2`);
+        const last = await as('bob').get('/api/users?limit=2&offset=2');
+        assert.deepEqual(
+          last.json.items.map((u: { user_name: string }) => u.user_name),
+          ['doug', 'pam'],
+        );
+        assert.equal(last.json.next, null);
+      });
+
+      it('lets users edit their own full name and email, and nothing else', async () => {
+        const ok = await as('bob').post(
+          '/api/users/bob',
+          { full_name: 'Robert B', email: 'rob@example.org' },
+          { form: true },
+        );
+        assert.equal(ok.status, 200, ok.text);
+        assert.equal(ok.json.full_name, 'Robert B');
+        expectError(await as('bob').patch('/api/users/bob', { client_dn: '/CN=other' }), 403, 'forbidden');
+        expectError(await as('bob').patch('/api/users/bob', { suspended: true }), 403, 'forbidden');
+        expectError(await as('bob').patch('/api/users/pam', { full_name: 'P' }), 403, 'forbidden');
+      });
+
+      it('lets admins suspend, which blocks login with 403, and unsuspend', async () => {
+        const res = await as('admin').post('/api/users/doug', { suspended: 'true' }, { form: true });
+        assert.equal(res.json.suspended, true);
+        expectError(await as('doug').get('/api/whoami'), 403, 'user_suspended');
+        await as('admin').patch('/api/users/doug', { suspended: false });
+        assert.equal((await as('doug').get('/api/whoami')).status, 200);
+      });
+
+      it('renames users and changes DNs (admins)', async () => {
+        const res = await as('admin').patch('/api/users/doug', { user_name: 'douglas' });
+        assert.equal(res.status, 200);
+        assert.equal(res.json.url, `${server.httpsUrl}/api/users/douglas`);
+        assert.equal((await as('doug').get('/api/whoami')).json.user_name, 'douglas');
+        expectError(await as('admin').patch('/api/users/douglas', { user_name: 'bob' }), 409, 'user_exists');
+        expectError(
+          await as('admin').patch('/api/users/douglas', { client_dn: pki.dn('bob') }),
+          409,
+          'dn_in_use',
+        );
+        await as('admin').patch('/api/users/douglas', { user_name: 'doug' });
+      });
+    });
+
+    describe('groups', () => {
+      it('creates a group with members and permissions', async () => {
+        const res = await as('admin').post(
+          '/api/groups',
+          { name: 'atlas', users: 'bob,pam', permissions: ['image_create'] },
+          { form: true },
+        );
+        assert.equal(res.status, 201, res.text);
+        assert.deepEqual(res.json.users, ['bob', 'pam']);
+        assert.deepEqual(res.json.permissions, ['image_create']);
+        assert.equal(res.json.protected, false);
+        expectError(await as('admin').post('/api/groups', { name: 'atlas' }), 409, 'group_exists');
+        expectError(await as('bob').post('/api/groups', { name: 'bobs' }), 403, 'forbidden');
+      });
+
+      it('lists and shows groups, members and permissions', async () => {
+        const list = await as('bob').get('/api/groups');
+        assert.deepEqual(
+          list.json.items.map((g: { name: string }) => g.name),
+          ['admins', 'atlas', 'users'],
+        );
+        assert.deepEqual((await as('bob').get('/api/groups/atlas/users')).json, ['bob', 'pam']);
+        assert.deepEqual((await as('bob').get('/api/groups/users/permissions')).json, [
+          'image_create',
+          'user_modify_self',
+        ]);
+        const mine = await as('bob').get('/api/users/bob/groups');
+        assert.deepEqual(
+          mine.json.items.map((g: { name: string }) => g.name),
+          ['atlas', 'users'],
+        );
+        expectError(await as('bob').get('/api/groups/nope'), 404, 'group_not_found');
+      });
+
+      it('adds and removes members and permissions, idempotently', async () => {
+        let res = await as('admin').post('/api/groups/atlas/users/doug');
+        assert.deepEqual(res.json.users, ['bob', 'doug', 'pam']);
+        res = await as('admin').post('/api/groups/atlas/users/doug');
+        assert.deepEqual(res.json.users, ['bob', 'doug', 'pam']);
+        res = await as('admin').delete('/api/groups/atlas/users/doug');
+        assert.deepEqual(res.json.users, ['bob', 'pam']);
+        res = await as('admin').post('/api/groups/atlas/permissions/image_modify_group');
+        assert.deepEqual(res.json.permissions, ['image_create', 'image_modify_group']);
+        res = await as('admin').delete('/api/groups/atlas/permissions/image_modify_group');
+        assert.deepEqual(res.json.permissions, ['image_create']);
+        expectError(await as('admin').post('/api/groups/atlas/permissions/fly'), 404, 'permission_not_found');
+        expectError(await as('admin').post('/api/groups/atlas/users/nobody'), 404, 'user_not_found');
+        expectError(await as('bob').post('/api/groups/atlas/users/doug'), 403, 'forbidden');
+      });
+
+      it('stops membership managers from promoting themselves', async () => {
+        await as('admin').post('/api/groups', {
+          name: 'managers',
+          users: ['pam'],
+          permissions: ['group_modify_membership', 'group_modify_permissions'],
+        });
+        expectError(await as('pam').post('/api/groups/admins/users/pam'), 403, 'forbidden');
+        expectError(await as('pam').post('/api/groups/managers/permissions/user_delete'), 403, 'forbidden');
+        // atlas grants only image_create, which pam holds through users: she may manage it
+        assert.equal((await as('pam').post('/api/groups/atlas/users/doug')).status, 200);
+        await as('pam').delete('/api/groups/atlas/users/doug');
+        await as('admin').delete('/api/groups/managers');
+      });
+
+      it('renames and deletes groups, but never the protected ones', async () => {
+        const res = await as('admin').patch('/api/groups/atlas', { name: 'atlas-vo' });
+        assert.equal(res.json.name, 'atlas-vo');
+        await as('admin').post('/api/groups/atlas-vo', { name: 'atlas' });
+        expectError(await as('admin').delete('/api/groups/admins'), 409, 'group_protected');
+        expectError(await as('admin').patch('/api/groups/users', { name: 'people' }), 409, 'group_protected');
+        expectError(await as('admin').delete('/api/groups/admins/users/admin'), 409, 'conflict');
+        await as('admin').post('/api/groups', { name: 'tmp' });
+        assert.equal((await as('admin').delete('/api/groups/tmp')).status, 204);
+        expectError(await as('admin').get('/api/groups/tmp'), 404, 'group_not_found');
+      });
+    });
+
+    describe('images and namespaces (paper, figure 2)', () => {
+      it('creates slots in the caller namespace, with the upload URL in Location', async () => {
+        for (const user of ['bob', 'pam', 'doug']) {
+          for (const name of [`${user}-base.img`, 'rhel5.5.img']) {
+            const res = await as(user).post('/api/images', { name, os_type: 'linux', os_arch: 'x86_64' });
+            assert.equal(res.status, 201, res.text);
+            assert.equal(res.headers.location, `${server.httpsUrl}/api/images/raw/${user}/${name}`);
+            assert.equal(res.json.owner, user);
+            assert.equal(res.json.version, 0);
+            assert.equal(res.json.raw_file_uploaded, false);
+          }
+        }
+        await as('pam').post(
+          '/api/images',
+          { name: 'debian6.img.gz', unauthenticated_access: 'true' },
+          { form: true },
+        );
+        expectError(await as('bob').post('/api/images', { name: 'rhel5.5.img' }), 409, 'image_exists');
+        expectError(await as('bob').post('/api/images', { name: '.hidden' }), 400, 'invalid_field');
+        expectError(await as('bob').post('/api/images', { name: 'raw' }), 400, 'invalid_name');
+        expectError(
+          await as('bob').post('/api/images', { name: 'x.img', hypervisor: 'kvm', size: 5 }),
+          400,
+          'unknown_field',
+        );
+      });
+
+      it('resolves /api/images/{image} to the caller and /api/images/{user}/{image} explicitly', async () => {
+        const implicit = await as('bob').get('/api/images/rhel5.5.img');
+        const explicit = await as('bob').get('/api/images/bob/rhel5.5.img');
+        assert.equal(implicit.status, 200);
+        assert.equal(implicit.json.owner, 'bob');
+        assert.equal(implicit.json.uuid, explicit.json.uuid);
+        assert.equal(implicit.json.url, `${server.httpsUrl}/api/images/bob/rhel5.5.img`);
+        assert.equal(implicit.json.file_url, `${server.httpsUrl}/api/images/raw/bob/rhel5.5.img`);
+        assert.deepEqual(implicit.json.shared_with, { users: [], groups: [] });
+        const pams = await as('pam').get('/api/images/rhel5.5.img');
+        assert.equal(pams.json.owner, 'pam');
+        assert.notEqual(pams.json.uuid, implicit.json.uuid);
+      });
+
+      it("hides another user's private image as 404, and shows shared and public ones", async () => {
+        expectError(await as('pam').get('/api/images/bob/rhel5.5.img'), 404, 'image_not_found');
+        expectError(await as('bob').get('/api/images/debian6.img.gz'), 404, 'image_not_found');
+        const pub = await as('bob').get('/api/images/pam/debian6.img.gz');
+        assert.equal(pub.status, 200);
+        assert.equal(pub.json.http_file_url, `${server.httpUrl}/api/images/raw/pam/debian6.img.gz`);
+        assert.equal(pub.json.shared_with, undefined, 'share lists are for the owner');
+        const shared = await as('bob').post('/api/images/rhel5.5.img/share/user/pam');
+        assert.equal(shared.status, 200);
+        assert.deepEqual(shared.json.shared_with.users, ['pam']);
+        assert.equal((await as('pam').get('/api/images/bob/rhel5.5.img')).status, 200);
+        expectError(await as('doug').get('/api/images/bob/rhel5.5.img'), 404, 'image_not_found');
+        assert.equal((await as('admin').get('/api/images/bob/rhel5.5.img')).status, 200);
+      });
+
+      it('shares with groups the owner belongs to, and unshares', async () => {
+        const res = await as('bob').post('/api/images/bob/bob-base.img/share/group/atlas');
+        assert.equal(res.status, 200, res.text);
+        assert.deepEqual(res.json.shared_with.groups, ['atlas']);
+        assert.equal((await as('pam').get('/api/images/bob/bob-base.img')).status, 200, 'pam is in atlas');
+        expectError(await as('bob').post('/api/images/bob-base.img/share/group/admins'), 403, 'forbidden');
+        expectError(
+          await as('bob').post('/api/images/bob-base.img/share/group/nope'),
+          404,
+          'group_not_found',
+        );
+        expectError(
+          await as('bob').post('/api/images/bob-base.img/share/user/nobody'),
+          404,
+          'user_not_found',
+        );
+        expectError(await as('pam').post('/api/images/bob/bob-base.img/share/user/doug'), 403, 'forbidden');
+        const shared = await as('pam').get('/api/users/pam/shared');
+        assert.deepEqual(shared.json.items.map((i: { url: string }) => i.url).sort(), [
+          `${server.httpsUrl}/api/images/bob/bob-base.img`,
+          `${server.httpsUrl}/api/images/bob/rhel5.5.img`,
+        ]);
+        expectError(await as('bob').get('/api/users/pam/shared'), 403, 'forbidden');
+        await as('bob').delete('/api/images/bob-base.img/share/group/atlas');
+        expectError(await as('pam').get('/api/images/bob/bob-base.img'), 404, 'image_not_found');
+      });
+
+      it('lists what the caller may see, filtered, sorted and paginated', async () => {
+        const urlsOf = (res: { json: { items: { owner: string; name: string }[] } }) =>
+          res.json.items.map((i) => `${i.owner}/${i.name}`);
+        const all = await as('bob').get('/api/images');
+        assert.deepEqual(urlsOf(all), ['bob/bob-base.img', 'pam/debian6.img.gz', 'bob/rhel5.5.img']);
+        assert.equal(all.json.total, 3);
+        assert.deepEqual(urlsOf(await as('pam').get('/api/images?shared=true')), ['bob/rhel5.5.img']);
+        assert.deepEqual(urlsOf(await as('bob').get('/api/images?public=true')), ['pam/debian6.img.gz']);
+        assert.deepEqual(urlsOf(await as('bob').get('/api/images?owner=bob&name_prefix=rhel')), [
+          'bob/rhel5.5.img',
+        ]);
+        assert.deepEqual(urlsOf(await as('bob').get('/api/images?sort=owner&order=desc')), [
+          'pam/debian6.img.gz',
+          'bob/rhel5.5.img',
+          'bob/bob-base.img',
+        ]);
+        assert.equal((await as('admin').get('/api/images')).json.total, 7, 'admins see everything');
+        const first = await as('admin').get('/api/images?limit=4&os_type=linux');
+        assert.equal(first.json.items.length, 4);
+        const second = await as('admin').get(
+          new URL(first.json.next).pathname + new URL(first.json.next).search,
+        );
+        assert.deepEqual(
+          [...urlsOf(first), ...urlsOf(second)],
+          [
+            'bob/bob-base.img',
+            'doug/doug-base.img',
+            'pam/pam-base.img',
+            'bob/rhel5.5.img',
+            'doug/rhel5.5.img',
+            'pam/rhel5.5.img',
+          ],
+        );
+        expectError(await as('bob').get('/api/images?colour=red'), 400, 'unknown_field');
+        expectError(await as('bob').get('/api/images?sort=size'), 400, 'invalid_field');
+        const users = await as('pam').get('/api/users/bob/images');
+        assert.deepEqual(urlsOf(users), ['bob/rhel5.5.img']);
+      });
+
+      it('modifies metadata, renames, and refuses conflicts', async () => {
+        const res = await as('bob').patch('/api/images/rhel5.5.img', {
+          description: 'Analysis VM',
+          os_variant: 'rhel5',
+          hypervisor: 'kvm',
+          expires: '2099-01-01T00:00:00Z',
+        });
+        assert.equal(res.status, 200, res.text);
+        assert.equal(res.json.description, 'Analysis VM');
+        assert.equal(res.json.expires, '2099-01-01T00:00:00.000Z');
+        assert.equal(res.json.expired, false);
+        const renamed = await as('bob').post(
+          '/api/images/bob/rhel5.5.img',
+          { name: 'rhel6.img' },
+          { form: true },
+        );
+        assert.equal(renamed.json.url, `${server.httpsUrl}/api/images/bob/rhel6.img`);
+        assert.deepEqual(renamed.json.shared_with.users, ['pam'], 'shares follow a rename');
+        expectError(
+          await as('bob').patch('/api/images/rhel6.img', { name: 'bob-base.img' }),
+          409,
+          'image_exists',
+        );
+        expectError(
+          await as('bob').patch('/api/images/rhel6.img', { expires: 'tomorrow' }),
+          400,
+          'invalid_field',
+        );
+        expectError(await as('bob').patch('/api/images/rhel6.img', { version: 9 }), 400, 'unknown_field');
+        expectError(
+          await as('pam').patch('/api/images/bob/rhel6.img', { description: 'mine' }),
+          403,
+          'forbidden',
+        );
+        expectError(
+          await as('doug').patch('/api/images/bob/rhel6.img', { description: 'x' }),
+          404,
+          'image_not_found',
+        );
+        const expired = await as('bob').patch('/api/images/rhel6.img', { expires: '2001-01-01' });
+        assert.equal(expired.json.expired, true);
+        const cleared = await as('bob').patch('/api/images/rhel6.img', { expires: '' }, { form: true });
+        assert.equal(cleared.json.expires, null);
+      });
+
+      it('enforces read_only against deletion', async () => {
+        await as('bob').patch('/api/images/rhel6.img', { read_only: true });
+        expectError(await as('bob').delete('/api/images/rhel6.img'), 409, 'image_read_only');
+        await as('bob').patch('/api/images/rhel6.img', { read_only: false });
+      });
+
+      it('lets only admins create in another namespace; owners give images away', async () => {
+        expectError(
+          await as('bob').post('/api/images', { name: 'gift.img', owner: 'pam' }),
+          403,
+          'forbidden',
+        );
+        const made = await as('admin').post(
+          '/api/images',
+          { name: 'gift.img', user_name: 'pam' },
+          { form: true },
+        );
+        assert.equal(made.status, 201);
+        assert.equal(made.json.owner, 'pam');
+        const given = await as('pam').patch('/api/images/gift.img', { owner: 'doug' });
+        assert.equal(given.json.owner, 'doug');
+        expectError(
+          await as('doug').patch('/api/images/gift.img', { owner: 'nobody' }),
+          400,
+          'invalid_field',
+        );
+        expectError(await as('doug').patch('/api/images/rhel5.5.img', { owner: 'pam' }), 409, 'image_exists');
+      });
+
+      it('deletes images, and users with their images', async () => {
+        assert.equal((await as('doug').delete('/api/images/gift.img')).status, 204);
+        expectError(await as('doug').get('/api/images/gift.img'), 404, 'image_not_found');
+        expectError(await as('bob').delete('/api/images/pam/pam-base.img'), 404, 'image_not_found');
+        expectError(await as('bob').delete('/api/images/pam/debian6.img.gz'), 403, 'forbidden');
+        assert.equal((await as('admin').delete('/api/users/doug')).status, 204);
+        expectError(await as('admin').get('/api/images/doug/rhel5.5.img'), 404, 'image_not_found');
+        expectError(await as('doug').get('/api/whoami'), 403, 'unknown_certificate');
+        expectError(await as('admin').delete('/api/users/admin'), 409, 'conflict');
+        expectError(await as('bob').delete('/api/users/pam'), 403, 'forbidden');
+      });
+    });
+
+    describe('grid proxies', () => {
+      for (const kind of ['rfc', 'rfc-of-rfc', 'legacy', 'draft'] as const) {
+        it(`authenticates a ${kind} proxy as its end-entity user`, async () => {
+          const res = await clientFor(server.httpsUrl, pki.ca.certPem, pki.proxy('bob', kind)).get(
+            '/api/whoami',
+          );
+          assert.equal(res.status, 200, res.text);
+          assert.equal(res.json.user_name, 'bob');
+        });
+      }
+
+      it('lets a limited proxy read but not write', async () => {
+        const limited = clientFor(server.httpsUrl, pki.ca.certPem, pki.proxy('bob', 'limited'));
+        assert.equal((await limited.get('/api/images')).status, 200);
+        expectError(await limited.post('/api/images', { name: 'nope.img' }), 403, 'limited_proxy');
+      });
+
+      for (const bad of [
+        'expired',
+        'not-yet-valid',
+        'forged',
+        'untrusted',
+        'revoked',
+        'non-proxy-signed-by-eec',
+      ] as const) {
+        it(`refuses a ${bad} certificate with 401 and the reason`, async () => {
+          const res = await clientFor(server.httpsUrl, pki.ca.certPem, pki.bad(bad)).get('/api/whoami');
+          expectError(res, 401, 'certificate_invalid');
+          assert.ok(res.json.error.message.length > 30, res.json.error.message);
+        });
+      }
+    });
+
+    describe('protocol', () => {
+      it('answers unknown routes with JSON 404 and serves an OpenAPI document', async () => {
+        expectError(await as('bob').get('/api/nothing'), 404, 'not_found');
+        const doc = await anonymous.get('/api/openapi.json');
+        assert.equal(doc.status, 200);
+        assert.equal(doc.json.openapi, '3.1.0');
+        for (const path of [
+          '/api/whoami',
+          '/api/users/{user}',
+          '/api/images/{user}/{image}',
+          '/api/groups/{group}/users/{user}',
+        ]) {
+          assert.ok(doc.json.paths[path], `OpenAPI lacks ${path}`);
+        }
+        assert.ok(doc.json.components.schemas.Image);
+      });
+
+      it('refuses other content types with 415', async () => {
+        const res = await as('bob').post('/api/images', 'name=x', {
+          headers: { 'content-type': 'text/plain' },
+        });
+        expectError(res, 415, 'unsupported_media_type');
+      });
+    });
+  });
+}

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+describe('configuration', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-config-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('defaults to ./repoman-data with SQLite, HTTPS 8443 and HTTP 8080', () => {
+    const config = loadConfig({ env: {}, cwd: dir });
+    assert.equal(config.dataDir, join(dir, 'repoman-data'));
+    assert.equal(config.databaseUrl, `sqlite:${join(dir, 'repoman-data', 'repoman.db')}`);
+    assert.equal(config.blobDir, join(dir, 'repoman-data', 'blobs'));
+    assert.equal(config.https.port, 8443);
+    assert.equal(config.http.port, 8080);
+    assert.equal(config.trust.crlMode, 'if-present');
+    assert.deepEqual(config.admins, []);
+  });
+
+  it('reads a TOML file with paths relative to it, and lets variables override it', async () => {
+    const file = join(dir, 'server.toml');
+    await writeFile(
+      file,
+      `data_dir = "data"
+database_url = "postgres://repoman@db/repoman"
+[https]
+port = 443
+cert = "certs/host.pem"
+key = "/etc/key.pem"
+[trust]
+ca_dir = "/etc/grid-security/certificates"
+crl_mode = "require"
+[[admins]]
+name = "alice"
+dn = "/C=CA/O=Grid/CN=Alice"
+`,
+    );
+    const config = loadConfig({
+      file,
+      env: { REPOMAN_HTTPS_PORT: '9443', REPOMAN_HTTP_ENABLED: 'no' },
+      cwd: '/',
+    });
+    assert.equal(config.dataDir, join(dir, 'data'));
+    assert.equal(config.databaseUrl, 'postgres://repoman@db/repoman');
+    assert.equal(config.https.port, 9443, 'the variable wins');
+    assert.equal(config.https.cert, join(dir, 'certs/host.pem'));
+    assert.equal(config.https.key, '/etc/key.pem');
+    assert.equal(config.http.enabled, false);
+    assert.equal(config.trust.crlMode, 'require');
+    assert.deepEqual(config.admins, [{ name: 'alice', dn: '/C=CA/O=Grid/CN=Alice' }]);
+  });
+
+  it('takes admins from REPOMAN_ADMINS as name=DN pairs', () => {
+    const config = loadConfig({
+      env: { REPOMAN_ADMINS: 'alice=/C=CA/O=Grid/CN=Alice; bob=CN=Bob,O=Grid' },
+      cwd: dir,
+    });
+    assert.deepEqual(config.admins, [
+      { name: 'alice', dn: '/C=CA/O=Grid/CN=Alice' },
+      { name: 'bob', dn: 'CN=Bob,O=Grid' },
+    ]);
+  });
+
+  it('names the key and the source of a bad value, and rejects unknown keys', async () => {
+    assert.throws(
+      () => loadConfig({ env: { REPOMAN_HTTPS_PORT: 'eighty' }, cwd: dir }),
+      /https\.port \(REPOMAN_HTTPS_PORT\) must be a port/,
+    );
+    assert.throws(() => loadConfig({ env: { REPOMAN_TRUST_CRL_MODE: 'maybe' }, cwd: dir }), ConfigError);
+    const file = join(dir, 'typo.toml');
+    await writeFile(file, '[https]\nprot = 443\n');
+    assert.throws(() => loadConfig({ file, env: {}, cwd: dir }), /unknown setting 'https\.prot'/);
+    assert.throws(() => loadConfig({ file: join(dir, 'missing.toml'), env: {}, cwd: dir }), /Cannot read/);
+    await writeFile(file, 'data_dir = \n');
+    assert.throws(() => loadConfig({ file, env: {}, cwd: dir }), ConfigError);
+  });
+});

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { RepomanError } from '@repoman/core';
+import { openDatabase } from '../src/db/connect.ts';
+import { insertUser } from '../src/db/users-dal.ts';
+import { guardService } from '../src/services/common.ts';
+import { dropSchema, PG_URL, requirePostgres } from './helpers/postgres.ts';
+
+const user = (name: string, dn: string) => ({
+  name,
+  dn,
+  full_name: null,
+  email: null,
+  suspended: false,
+  created: new Date().toISOString(),
+  modified: new Date().toISOString(),
+});
+
+describe('database layer', () => {
+  let dir: string;
+  const schema = `repoman_dbtest_${process.pid}`;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-db-'));
+    await requirePostgres();
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await dropSchema(schema);
+  });
+
+  for (const engine of ['sqlite', 'postgres'] as const) {
+    it(`migrates ${engine} once, reopens it, and reads back booleans, timestamps and unique violations`, async () => {
+      const options = engine === 'sqlite' ? { url: `sqlite:${join(dir, 'r.db')}` } : { url: PG_URL, schema };
+      const first = await openDatabase(options);
+      await insertUser(first.db, user('ann', '/CN=Ann'));
+      await first.close();
+      const second = await openDatabase(options); // migrations already applied: a no-op
+      const row = await second.db
+        .selectFrom('users')
+        .selectAll()
+        .where('name', '=', 'ann')
+        .executeTakeFirstOrThrow();
+      assert.equal(Boolean(row.suspended), false);
+      assert.match(row.created, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+      const guarded = guardService(
+        { add: () => insertUser(second.db, user('ann', '/CN=Other')) },
+        'user_exists',
+      );
+      await assert.rejects(
+        guarded.add(),
+        (e: unknown) => e instanceof RepomanError && e.code === 'user_exists',
+      );
+      await second.close();
+    });
+  }
+
+  it('turns an unreachable PostgreSQL into database_unavailable (503)', async () => {
+    const closedPort = 'postgres://postgres@127.0.0.1:1/none';
+    const guarded = guardService({ open: () => openDatabase({ url: closedPort }) });
+    await assert.rejects(guarded.open(), (e: unknown) => e instanceof RepomanError && e.status === 503);
+  });
+
+  it('refuses unknown database URLs', async () => {
+    await assert.rejects(openDatabase({ url: 'mysql://x' }), /sqlite: or postgres/);
+  });
+});

@@ -1,0 +1,211 @@
+/**
+ * The README's promise, end to end with real processes: `repoman-server serve` on an empty directory makes
+ * its data directory, prints a curl command that works, reuses everything on the next start; a user certified
+ * by the development CA logs in with a proxy made by the real grid-proxy-init and manages images with curl.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const MAIN = resolve(import.meta.dirname, '../src/main.ts');
+
+interface Started {
+  child: ChildProcess;
+  output: string;
+  curlArgs: string[];
+  httpsUrl: string;
+}
+
+function startServer(cwd: string): Promise<Started> {
+  const child = spawn(process.execPath, [MAIN, 'serve'], {
+    cwd,
+    env: {
+      ...process.env,
+      REPOMAN_HTTPS_LISTEN: '127.0.0.1',
+      REPOMAN_HTTPS_PORT: '0',
+      REPOMAN_HTTP_LISTEN: '127.0.0.1',
+      REPOMAN_HTTP_PORT: '0',
+      REPOMAN_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolvePromise, reject) => {
+    let output = '';
+    const timer = setTimeout(
+      () => reject(new Error(`server did not print a curl command:\n${output}`)),
+      30_000,
+    );
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const curl = output.match(/^ {2}curl (.+)$/m);
+      const url = output.match(/serving HTTPS at (\S+)/);
+      if (curl?.[1] && url?.[1]) {
+        clearTimeout(timer);
+        resolvePromise({ child, output, curlArgs: curl[1].split(' '), httpsUrl: url[1] });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${output}`)));
+  });
+}
+
+async function stopServer(started: Started) {
+  started.child.kill('SIGTERM');
+  await new Promise((r) => started.child.once('exit', r));
+}
+
+async function curl(cwd: string, args: string[]) {
+  const { stdout } = await run('curl', ['-sS', '--max-time', '20', '-w', '\n%{http_code}', ...args], {
+    cwd,
+    timeout: 30_000,
+  });
+  const lines = stdout.trimEnd().split('\n');
+  const status = Number(lines.pop());
+  const body = lines.join('\n');
+  return { status, json: body ? JSON.parse(body) : undefined };
+}
+
+describe('npm start on an empty directory', () => {
+  let dir: string;
+  let first: Started;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-first-'));
+    first = await startServer(dir);
+  });
+  after(async () => {
+    if (first?.child.exitCode === null) await stopServer(first);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the data directory with database, blobs, CA, host certificate and admin credentials', async () => {
+    for (const path of [
+      'repoman.db',
+      'ca/ca.pem',
+      'ca/ca.key',
+      'host/hostcert.pem',
+      'host/hostkey.pem',
+      'admin/admin.pem',
+      'admin/usercert.pem',
+      'admin/userkey.pem',
+    ]) {
+      await stat(join(dir, 'repoman-data', path));
+    }
+    const keyMode = (await stat(join(dir, 'repoman-data/admin/admin.pem'))).mode & 0o777;
+    assert.equal(keyMode, 0o600);
+    const combined = await readFile(join(dir, 'repoman-data/admin/admin.pem'), 'utf8');
+    assert.match(combined, /BEGIN CERTIFICATE[\s\S]+BEGIN PRIVATE KEY/);
+  });
+
+  it('prints a curl command that calls whoami as the admin', async () => {
+    assert.deepEqual(first.curlArgs.slice(0, 4), [
+      '--cert',
+      'repoman-data/admin/admin.pem',
+      '--cacert',
+      'repoman-data/ca/ca.pem',
+    ]);
+    const res = await curl(dir, first.curlArgs);
+    assert.equal(res.status, 200);
+    assert.equal(res.json.user_name, 'admin');
+    assert.deepEqual(res.json.groups, ['admins', 'users']);
+  });
+
+  it('lets a new user with a grid-proxy-init proxy manage images with curl alone', async () => {
+    const admin = first.curlArgs.slice(0, 4);
+    const base = first.httpsUrl;
+    await run(
+      process.execPath,
+      [MAIN, 'issue-certificate', '--dn', '/O=Repoman Development/CN=Bob', '--out', 'bob'],
+      { cwd: dir },
+    );
+    const created = await curl(dir, [
+      ...admin,
+      '-d',
+      'user_name=bob',
+      '-d',
+      'client_dn=/O=Repoman Development/CN=Bob',
+      `${base}/api/users`,
+    ]);
+    assert.equal(created.status, 201);
+
+    for (const flavour of ['-rfc', '-old']) {
+      const proxy = `bob/proxy${flavour}.pem`;
+      await run(
+        'grid-proxy-init',
+        // Globus on OpenSSL 3 cannot -verify its own legacy proxies, so only the RFC one is verified locally.
+        [
+          flavour,
+          '-q',
+          '-cert',
+          'bob/usercert.pem',
+          '-key',
+          'bob/userkey.pem',
+          '-out',
+          proxy,
+          '-certdir',
+          'repoman-data/certificates',
+          ...(flavour === '-rfc' ? ['-verify'] : []),
+        ],
+        { cwd: dir },
+      );
+      const bob = ['--cert', proxy, '--cacert', 'repoman-data/ca/ca.pem'];
+      const name = `rhel${flavour}.img`;
+      const whoami = await curl(dir, [...bob, `${base}/api/whoami`]);
+      assert.equal(whoami.json.user_name, 'bob', JSON.stringify(whoami.json));
+      const slot = await curl(dir, [
+        ...bob,
+        '-d',
+        `name=${name}`,
+        '-d',
+        'os_type=linux',
+        `${base}/api/images`,
+      ]);
+      assert.equal(slot.status, 201, JSON.stringify(slot.json));
+      const list = await curl(dir, [...bob, `${base}/api/images`]);
+      assert.deepEqual(
+        list.json.items.map((i: { name: string }) => i.name),
+        [name],
+      );
+      const modified = await curl(dir, [
+        ...bob,
+        '-X',
+        'PATCH',
+        '-H',
+        'content-type: application/json',
+        '-d',
+        '{"description":"Analysis VM"}',
+        `${base}/api/images/${name}`,
+      ]);
+      assert.equal(modified.json.description, 'Analysis VM');
+      const shared = await curl(dir, [...bob, '-X', 'POST', `${base}/api/images/${name}/share/user/admin`]);
+      assert.deepEqual(shared.json.shared_with.users, ['admin']);
+      const seen = await curl(dir, [...admin, `${base}/api/images/bob/${name}`]);
+      assert.equal(seen.status, 200);
+      const deleted = await curl(dir, [...bob, '-X', 'DELETE', `${base}/api/images/${name}`]);
+      assert.equal(deleted.status, 204);
+      assert.equal((await curl(dir, [...bob, `${base}/api/images/${name}`])).status, 404);
+    }
+  });
+
+  it('reuses the CA, certificates and admin on the next start', async () => {
+    const caBefore = await readFile(join(dir, 'repoman-data/ca/ca.pem'), 'utf8');
+    const adminBefore = await readFile(join(dir, 'repoman-data/admin/admin.pem'), 'utf8');
+    await stopServer(first);
+    first = await startServer(dir);
+    assert.equal(await readFile(join(dir, 'repoman-data/ca/ca.pem'), 'utf8'), caBefore);
+    assert.equal(await readFile(join(dir, 'repoman-data/admin/admin.pem'), 'utf8'), adminBefore);
+    const res = await curl(dir, first.curlArgs);
+    assert.equal(res.json.user_name, 'admin');
+    const users = await curl(dir, [...first.curlArgs.slice(0, 4), `${first.httpsUrl}/api/users`]);
+    assert.deepEqual(
+      users.json.items.map((u: { user_name: string }) => u.user_name),
+      ['admin', 'bob'],
+    );
+  });
+});

@@ -1,0 +1,94 @@
+/** A small HTTPS/HTTP client for tests, presenting a client certificate (or a whole proxy chain) when given one. */
+import http from 'node:http';
+import https from 'node:https';
+
+export interface ClientCredential {
+  /** Certificate chain PEM, leaf first (a proxy file works as is). */
+  cert: string;
+  key: string;
+}
+
+export interface Response {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected field by field
+  json: any;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  /** Send the body as form fields (what `curl -d` does) instead of JSON. */
+  form?: boolean;
+  headers?: Record<string, string>;
+}
+
+export function request(
+  url: string,
+  method: string,
+  credential: ClientCredential | null,
+  ca: string,
+  options: RequestOptions = {},
+): Promise<Response> {
+  const target = new URL(url);
+  let payload: string | undefined;
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.body !== undefined) {
+    if (options.form) {
+      payload = new URLSearchParams(options.body as Record<string, string>).toString();
+      headers['content-type'] ??= 'application/x-www-form-urlencoded';
+    } else {
+      payload = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    headers['content-length'] = String(Buffer.byteLength(payload));
+  }
+  const transport = target.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = transport.request(
+      target,
+      {
+        method,
+        headers,
+        ...(target.protocol === 'https:'
+          ? { ca, ...(credential ? { cert: credential.cert, key: credential.key } : {}), agent: false }
+          : { agent: false }),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** A client bound to one server and one credential: `as(bob).get('/api/whoami')`. */
+export function clientFor(baseUrl: string, ca: string, credential: ClientCredential | null) {
+  const call =
+    (method: string) =>
+    (path: string, body?: unknown, options: Omit<RequestOptions, 'body'> = {}) =>
+      request(baseUrl + path, method, credential, ca, {
+        ...options,
+        ...(body === undefined ? {} : { body }),
+      });
+  return {
+    get: call('GET'),
+    post: call('POST'),
+    patch: call('PATCH'),
+    delete: call('DELETE'),
+    put: call('PUT'),
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * Starts a real Repoman server for a test file: HTTPS and HTTP on random loopback ports, a temporary data
+ * directory, a test CA of the test's own, and either a temporary SQLite file or a fresh PostgreSQL schema.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { type RunningServer, startServer } from '../../src/server.ts';
+import { dropSchema, PG_URL, requirePostgres } from './postgres.ts';
+
+export type Engine = 'sqlite' | 'postgres';
+
+export interface TestServer extends RunningServer {
+  dir: string;
+  engine: Engine;
+  stop(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  engine: Engine;
+  /** PEM of the CAs the server trusts (files in its trust.ca_dir). */
+  caPems: string[];
+  crlPems?: string[];
+  hostCertPem: string;
+  hostKeyPem: string;
+  admins: { name: string; dn: string }[];
+  env?: Record<string, string>;
+}
+
+export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'repoman-test-'));
+  const caDir = join(dir, 'certificates');
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(caDir);
+  await Promise.all(options.caPems.map((pem, i) => writeFile(join(caDir, `ca${i}.pem`), pem)));
+  await Promise.all((options.crlPems ?? []).map((pem, i) => writeFile(join(caDir, `crl${i}.r0`), pem)));
+  await writeFile(join(dir, 'hostcert.pem'), options.hostCertPem);
+  await writeFile(join(dir, 'hostkey.pem'), options.hostKeyPem, { mode: 0o600 });
+
+  let schema: string | undefined;
+  if (options.engine === 'postgres') {
+    await requirePostgres();
+    schema = `repoman_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  }
+  const env: Record<string, string> = {
+    REPOMAN_DATA_DIR: join(dir, 'data'),
+    REPOMAN_HTTPS_LISTEN: '127.0.0.1',
+    REPOMAN_HTTPS_PORT: '0',
+    REPOMAN_HTTP_LISTEN: '127.0.0.1',
+    REPOMAN_HTTP_PORT: '0',
+    REPOMAN_HTTPS_CERT: join(dir, 'hostcert.pem'),
+    REPOMAN_HTTPS_KEY: join(dir, 'hostkey.pem'),
+    REPOMAN_TRUST_CA_DIR: caDir,
+    REPOMAN_ADMINS: options.admins.map((a) => `${a.name}=${a.dn}`).join(';'),
+    ...(options.engine === 'postgres'
+      ? { REPOMAN_DATABASE_URL: PG_URL, REPOMAN_DATABASE_SCHEMA: schema as string }
+      : {}),
+    ...options.env,
+  };
+  const config = loadConfig({ env, cwd: dir });
+  const running = await startServer(config);
+  return {
+    ...running,
+    dir,
+    engine: options.engine,
+    async stop() {
+      await running.close();
+      if (schema) await dropSchema(schema);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
