@@ -65,6 +65,29 @@ export function apiSuite(engine: Engine) {
         assert.ok(res.json.error.message.includes(pki.dn('eve')), res.json.error.message);
       });
 
+      it('answers 401 on every route of the OpenAPI document without a certificate', async () => {
+        const doc = (await anonymous.get('/api/openapi.json')).json;
+        let checked = 0;
+        for (const [path, operations] of Object.entries(
+          doc.paths as Record<string, Record<string, unknown>>,
+        )) {
+          if (path === '/api/health') continue;
+          const concrete = path.replace(/\{[^}]+\}/g, 'x');
+          for (const method of Object.keys(operations)) {
+            if (method === 'head') continue;
+            const res = await request(
+              `${server.httpsUrl}${concrete}`,
+              method.toUpperCase(),
+              null,
+              pki.ca.certPem,
+            );
+            expectError(res, 401, 'certificate_required');
+            checked++;
+          }
+        }
+        assert.ok(checked >= 40, `only ${checked} routes checked`);
+      });
+
       it('refuses to read a body before authenticating', async () => {
         const res = await anonymous.post('/api/users', { user_name: 'x', client_dn: '/CN=x' });
         expectError(res, 401, 'certificate_required');

@@ -106,7 +106,13 @@ function migrations(engine: Engine): Record<string, Migration> {
 
 export async function migrateToLatest(db: Kysely<unknown>, engine: Engine): Promise<void> {
   const provider: MigrationProvider = { getMigrations: async () => migrations(engine) };
-  const migrator = new Migrator({ db, provider });
+  // Kysely looks for its migration table in every schema unless told which: name ours, so that two
+  // repositories in two schemas of one database never see each other's migrations.
+  const schema =
+    engine === 'postgres'
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+      : undefined;
+  const migrator = new Migrator({ db, provider, ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {

@@ -21,7 +21,8 @@ export type BadKind =
   | 'forged'
   | 'untrusted'
   | 'revoked'
-  | 'non-proxy-signed-by-eec';
+  | 'non-proxy-signed-by-eec'
+  | 'proxy-signed-by-ca';
 
 export interface TestPki {
   ca: { certPem: string };
@@ -104,6 +105,9 @@ export async function makeTestPki(): Promise<TestPki> {
         }
         case 'revoked':
           return asClient(revoked);
+        case 'proxy-signed-by-ca':
+          // a proxy's issuer must be an end-entity certificate or another proxy, never a CA
+          return asClient(createProxy(ca, { type: 'rfc3820' }));
         case 'non-proxy-signed-by-eec': {
           // bob's certificate signing an ordinary certificate that claims the admin's name
           const fake = createUserCertificate(bob, userCredential('admin').cert.subject.oneline);
