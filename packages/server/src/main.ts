@@ -113,7 +113,11 @@ async function main(argv: string[]) {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  const message = error instanceof Error ? error.message : String(error);
+  let message = error instanceof Error ? error.message : String(error);
+  if ((error as { code?: string }).code === 'EADDRINUSE') {
+    message +=
+      ' (another server has the port: stop it, or choose others with REPOMAN_HTTPS_PORT / REPOMAN_HTTP_PORT or https.port / http.port in the configuration)';
+  }
   process.stderr.write(`repoman-server: ${message}\n`);
   process.exit(error instanceof ConfigError ? 2 : 1);
 });

@@ -36,6 +36,8 @@ const urlHost = (host: string) =>
 
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // Image bytes land here (the image-bytes service); made now so a first start shows the whole layout.
+  mkdirSync(config.blobDir, { recursive: true, mode: 0o700 });
   const pki = await ensureDevelopmentPki(config);
   const database = await openDatabase({
     url: config.databaseUrl,
@@ -48,7 +50,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   };
   try {
     const devAdmin = await bootstrapAccounts(database.db, config, pki);
-    const trust = await loadTrust(config, pki.caDir);
+    let reloadLog: FastifyInstance['log'] | undefined;
+    const trust = await loadTrust(config, pki.caDir, (error) =>
+      reloadLog?.error(
+        { err: error },
+        'reloading the trusted CAs and CRLs failed; keeping the previous ones',
+      ),
+    );
     closers.push(async () => trust.stop());
 
     const [cert, key] = await Promise.all([readFile(pki.hostCert), readFile(pki.hostKey)]);
@@ -70,6 +78,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       httpPort: config.http.enabled ? config.http.port : null,
     };
     const app = await buildApp({ services, publicUrls, serverFactory, logger: options.logger ?? false });
+    reloadLog = app.log;
     closers.push(() => app.close());
     await app.listen({ host: config.https.listen, port: config.https.port });
     const httpsPort = (app.server.address() as AddressInfo).port;

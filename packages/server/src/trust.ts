@@ -16,7 +16,11 @@ export interface TrustStore {
   stop(): void;
 }
 
-export async function loadTrust(config: ServerConfig, caDir: string): Promise<TrustStore> {
+export async function loadTrust(
+  config: ServerConfig,
+  caDir: string,
+  onReloadError: (error: Error) => void = () => {},
+): Promise<TrustStore> {
   const crlDir = config.trust.crlDir ?? caDir;
   let verifier: Verifier;
   let pems: string[] = [];
@@ -45,7 +49,7 @@ export async function loadTrust(config: ServerConfig, caDir: string): Promise<Tr
     config.trust.reloadSeconds > 0
       ? setInterval(() => {
           // A failed reload keeps the previous trust store rather than locking everyone out.
-          reload().catch(() => {});
+          reload().catch(onReloadError);
         }, config.trust.reloadSeconds * 1000)
       : null;
   timer?.unref();

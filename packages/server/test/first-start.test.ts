@@ -87,6 +87,7 @@ describe('npm start on an empty directory', () => {
   it('creates the data directory with database, blobs, CA, host certificate and admin credentials', async () => {
     for (const path of [
       'repoman.db',
+      'blobs',
       'ca/ca.pem',
       'ca/ca.key',
       'host/hostcert.pem',
