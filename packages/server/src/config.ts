@@ -34,6 +34,8 @@ export interface ServerConfig {
     maxProxyDepth: number;
   };
   admins: AdminSpec[];
+  /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
+  warnings: string[];
   /** Where the values came from, for the start-up banner and error messages. */
   configFile: string | undefined;
 }
@@ -173,6 +175,22 @@ function parseAdmins(raw: unknown, source: string): AdminSpec[] {
   });
 }
 
+/** Variables that look like ours but set nothing (a typo such as REPOMAN_HTTPS_PROT). */
+const OTHER_VARIABLES = new Set([
+  'REPOMAN_CONFIG',
+  'REPOMAN_ADMINS',
+  'REPOMAN_TEST_PG_URL',
+  'REPOMAN_CLIENT_CONFIG',
+]);
+
+function unknownVariables(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set(KEYS.map((k) => k.env));
+  return Object.keys(env)
+    .filter((name) => name.startsWith('REPOMAN_') && !known.has(name) && !OTHER_VARIABLES.has(name))
+    .sort()
+    .map((name) => `the environment variable ${name} names no setting (see docs/configuration.md)`);
+}
+
 export interface LoadOptions {
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
@@ -247,12 +265,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       maxProxyDepth: get('trust.max_proxy_depth', 10),
     },
     admins,
+    warnings: unknownVariables(env),
     configFile: file ? resolve(cwd, file) : undefined,
   };
 }
-
-/** For documentation and `repoman-server config`: each key with its environment variable. */
-export const CONFIG_KEYS: readonly { path: string; env: string }[] = KEYS.map(({ path, env }) => ({
-  path,
-  env,
-}));

@@ -41,7 +41,8 @@ async function serve(configFile: string | undefined) {
       (running.httpUrl ? ` and HTTP at ${running.httpUrl}` : ''),
     `  database: ${config.databaseUrl.startsWith('sqlite:') ? config.databaseUrl : 'postgres'}   data: ${shown(config.dataDir)}`,
   ];
-  for (const warning of running.trust.warnings()) lines.push(`  warning: ${warning}`);
+  for (const warning of [...config.warnings, ...running.trust.warnings()])
+    lines.push(`  warning: ${warning}`);
   if (running.devAdmin) {
     const admin = running.devAdmin;
     lines.push(
@@ -84,6 +85,10 @@ async function issueCertificate(
   }
   const ca = loadCredential(readFileSync(caCert, 'utf8'), readFileSync(caKey, 'utf8'));
   const dn = normalizeDn(dnText);
+  const taken = ['usercert.pem', 'userkey.pem', 'user.pem'].filter((f) => existsSync(join(out, f)));
+  if (taken.length > 0) {
+    throw new ConfigError(`${shown(out)} already holds ${taken.join(', ')}; choose another --out directory`);
+  }
   const credential = createUserCertificate(ca, dn, { keyKind: 'rsa' });
   mkdirSync(out, { recursive: true, mode: 0o700 });
   writeFileSync(join(out, 'usercert.pem'), derToPem(credential.cert.der), { mode: 0o644, flag: 'wx' });

@@ -80,7 +80,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const app = await buildApp({ services, publicUrls, serverFactory, logger: options.logger ?? false });
     reloadLog = app.log;
     closers.push(() => app.close());
-    await app.listen({ host: config.https.listen, port: config.https.port });
+    await app.listen({
+      host: config.https.listen,
+      port: config.https.port,
+      listenTextResolver: (address) => `HTTPS listening at ${address.replace(/^http:/, 'https:')}`,
+    });
     const httpsPort = (app.server.address() as AddressInfo).port;
     publicUrls.httpsPort = httpsPort;
     // Certificates are re-read on reload (new CA files, fresh CRLs); the TLS context's CA list follows.

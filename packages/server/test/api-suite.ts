@@ -138,11 +138,16 @@ export function apiSuite(engine: Engine) {
           409,
           'email_in_use',
         );
-        expectError(
-          await as('admin').post('/api/users', { user_name: 'Bad Name', client_dn: '/CN=y' }),
-          400,
-          'invalid_field',
-        );
+        const badName = await as('admin').post('/api/users', { user_name: 'Bad Name', client_dn: '/CN=y' });
+        expectError(badName, 400, 'invalid_name');
+        assert.match(badName.json.error.message, /'Bad Name'.*lowercase letters/);
+        for (const typo of ['/O=Grid/CN', 'O=Grid/CN=Hank', '/O=Grid/CN=Gina/', '/O=Grid/CN=']) {
+          expectError(
+            await as('admin').post('/api/users', { user_name: 'typo', client_dn: typo }),
+            400,
+            'invalid_dn',
+          );
+        }
         expectError(
           await as('admin').post('/api/users', { user_name: 'raw', client_dn: '/CN=z' }),
           400,
@@ -332,7 +337,7 @@ export function apiSuite(engine: Engine) {
           { form: true },
         );
         expectError(await as('bob').post('/api/images', { name: 'rhel5.5.img' }), 409, 'image_exists');
-        expectError(await as('bob').post('/api/images', { name: '.hidden' }), 400, 'invalid_field');
+        expectError(await as('bob').post('/api/images', { name: '.hidden' }), 400, 'invalid_name');
         expectError(await as('bob').post('/api/images', { name: 'raw' }), 400, 'invalid_name');
         expectError(
           await as('bob').post('/api/images', { name: 'x.img', hypervisor: 'kvm', size: 5 }),

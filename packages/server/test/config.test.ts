@@ -67,6 +67,15 @@ dn = "/C=CA/O=Grid/CN=Alice"
     ]);
   });
 
+  it('warns about REPOMAN_* variables that name no setting', () => {
+    const config = loadConfig({
+      env: { REPOMAN_HTTPS_PROT: '1', REPOMAN_HTTPS_PORT: '1', REPOMAN_CONFIG: '' },
+      cwd: dir,
+    });
+    assert.equal(config.warnings.length, 1);
+    assert.match(config.warnings[0] ?? '', /REPOMAN_HTTPS_PROT names no setting/);
+  });
+
   it('names the key and the source of a bad value, and rejects unknown keys', async () => {
     assert.throws(
       () => loadConfig({ env: { REPOMAN_HTTPS_PORT: 'eighty' }, cwd: dir }),

@@ -122,7 +122,7 @@ describe('npm start on an empty directory', () => {
     const base = first.httpsUrl;
     await run(
       process.execPath,
-      [MAIN, 'issue-certificate', '--dn', '/O=Repoman Development/CN=Bob', '--out', 'bob'],
+      [MAIN, 'issue-certificate', '--dn', '/O=Repoman Development/CN=Bob', '--out', 'repoman-data/users/bob'],
       { cwd: dir },
     );
     const created = await curl(dir, [
@@ -136,7 +136,7 @@ describe('npm start on an empty directory', () => {
     assert.equal(created.status, 201);
 
     for (const flavour of ['-rfc', '-old']) {
-      const proxy = `bob/proxy${flavour}.pem`;
+      const proxy = `repoman-data/users/bob/proxy${flavour}.pem`;
       await run(
         'grid-proxy-init',
         // Globus on OpenSSL 3 cannot -verify its own legacy proxies, so only the RFC one is verified locally.
@@ -144,9 +144,9 @@ describe('npm start on an empty directory', () => {
           flavour,
           '-q',
           '-cert',
-          'bob/usercert.pem',
+          'repoman-data/users/bob/usercert.pem',
           '-key',
-          'bob/userkey.pem',
+          'repoman-data/users/bob/userkey.pem',
           '-out',
           proxy,
           '-certdir',

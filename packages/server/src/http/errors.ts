@@ -1,5 +1,5 @@
 /** One error handler: coded errors keep their status and message; anything unexpected is a 500 that hides internals. */
-import { type ErrorBody, RepomanError } from '@repoman/core';
+import { ACCOUNT_NAME_PATTERN, type ErrorBody, IMAGE_NAME_PATTERN, RepomanError } from '@repoman/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 interface ValidationItem {
@@ -9,7 +9,22 @@ interface ValidationItem {
   message?: string;
 }
 
-function validationError(error: FastifyError): RepomanError {
+/** Name patterns explained in words instead of as a regular expression. */
+const NAME_RULES: Record<string, string> = {
+  [IMAGE_NAME_PATTERN]:
+    "an image name has 1-128 letters, digits, '.', '_' or '-' and does not start with '.'",
+  [ACCOUNT_NAME_PATTERN]: "user and group names have 1-64 lowercase letters, digits, '_' or '-'",
+};
+
+/** The offending value, for the message. */
+function valueAt(request: FastifyRequest | undefined, context: string | undefined, path: string): string {
+  const source =
+    context === 'querystring' ? request?.query : context === 'params' ? request?.params : request?.body;
+  const value = source && typeof source === 'object' ? (source as Record<string, unknown>)[path] : undefined;
+  return String(value ?? '');
+}
+
+function validationError(error: FastifyError, request?: FastifyRequest): RepomanError {
   const first = (error.validation as ValidationItem[] | undefined)?.[0];
   const where = error.validationContext === 'querystring' ? 'query parameter' : 'field';
   if (!first) return new RepomanError('invalid_field', error.message);
@@ -22,11 +37,17 @@ function validationError(error: FastifyError): RepomanError {
     const name = String(first.params.missingProperty);
     return new RepomanError('invalid_field', `Missing required ${where} '${name}'`, { field: name });
   }
-  if (!path)
+  if (!path) {
     return new RepomanError(
       'invalid_field',
       `The request ${error.validationContext ?? 'body'} ${first.message}`,
     );
+  }
+  const rule = first.keyword === 'pattern' ? NAME_RULES[String(first.params.pattern)] : undefined;
+  if (rule) {
+    const value = valueAt(request, error.validationContext, path);
+    return new RepomanError('invalid_name', `Invalid ${path} '${value}': ${rule}`, { field: path });
+  }
   const allowed =
     first.keyword === 'enum' ? ` (one of: ${(first.params.allowedValues as string[]).join(', ')})` : '';
   return new RepomanError('invalid_field', `Invalid ${where} '${path}': ${first.message}${allowed}`, {
@@ -51,15 +72,15 @@ function frameworkError(error: FastifyError): RepomanError | null {
   return null;
 }
 
-export function toRepomanError(error: unknown): RepomanError | null {
+export function toRepomanError(error: unknown, request?: FastifyRequest): RepomanError | null {
   if (error instanceof RepomanError) return error;
   const fe = error as FastifyError;
-  if (fe?.validation) return validationError(fe);
+  if (fe?.validation) return validationError(fe, request);
   return frameworkError(fe);
 }
 
 export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply) {
-  const coded = toRepomanError(error);
+  const coded = toRepomanError(error, request);
   if (coded) {
     if (coded.status >= 500) request.log.error({ err: coded.cause ?? coded }, coded.message);
     return reply.code(coded.status).type('application/json').send(coded.toBody());

@@ -597,7 +597,31 @@ function sortMultiValued(rdns: Rdn[]): Rdn[] {
 export function normalizeDn(text: string): string {
   const rdns = parseDnString(text);
   if (rdns.length === 0) throw new Error('Invalid DN: it is empty');
+  checkTypedDn(text.trim(), rdns);
   return formatOneline(sortMultiValued(rdns));
+}
+
+/**
+ * Typing mistakes that parse but could never match a certificate: an empty last value, a trailing '/', a bare
+ * attribute type swallowed into the value before it, or the slash form without its leading '/'.
+ */
+function checkTypedDn(input: string, rdns: Rdn[]): void {
+  const text = input.replace(/^(?:subject|issuer)\s*=\s*/i, '');
+  const fail = (why: string): never => {
+    throw new Error(`Invalid DN '${input}': ${why}`);
+  };
+  if (!text.startsWith('/')) {
+    if (/^[A-Za-z][A-Za-z0-9-]*=[^,;+]*\/[A-Za-z][A-Za-z0-9-]*=/.test(text)) {
+      fail("it looks like the slash form without its leading '/'");
+    }
+    return;
+  }
+  if (text.endsWith('=')) fail('the last value is empty');
+  for (const ava of rdns.flat()) {
+    if (ava.value.endsWith('/')) fail("it ends with '/'");
+    const tail = /\/([A-Za-z][A-Za-z0-9-]*)$/.exec(ava.value)?.[1];
+    if (tail && lookupAttributeOid(tail)) fail(`'${tail}' has no '='`);
+  }
 }
 
 // ---- canonical form (X509_NAME_cmp, X509_NAME_hash) ----

@@ -56,10 +56,7 @@ export function checkedDn(text: string): string {
   try {
     return normalizeDn(text);
   } catch (error) {
-    throw new RepomanError(
-      'invalid_dn',
-      `Invalid certificate DN ${JSON.stringify(text)}: ${(error as Error).message}`,
-    );
+    throw new RepomanError('invalid_dn', (error as Error).message);
   }
 }
 

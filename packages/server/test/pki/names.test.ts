@@ -133,7 +133,12 @@ describe('formats and hashes against the openssl CLI', () => {
       if (c.roundTrip) {
         // what the API relies on: both printed forms normalize to the oneline form
         assert.equal(normalizeDn(formatRfc2253(parsed)), formatOneline(parsed));
-        assert.equal(normalizeDn(formatOneline(parsed)), formatOneline(parsed));
+        if (formatOneline(parsed).endsWith('=')) {
+          // typed in slash form, an empty last value is taken for a truncated DN
+          assert.throws(() => normalizeDn(formatOneline(parsed)), /the last value is empty/);
+        } else {
+          assert.equal(normalizeDn(formatOneline(parsed)), formatOneline(parsed));
+        }
         // what users paste: `openssl x509 -noout -subject` with its default format
         assert.equal(normalizeDn(printed), formatOneline(parsed), printed);
       }
