@@ -22,6 +22,8 @@ export interface UserTarget {
   id: number;
   /** Whether the target user is an admin: only admins may change or delete admins. */
   isAdmin: boolean;
+  /** The target's permissions: a non-admin may act only on users who hold nothing the actor lacks. */
+  permissions: ReadonlySet<Permission>;
 }
 
 export interface GroupTarget {
@@ -50,17 +52,24 @@ export const canCreateUser = (actor: Actor) => has(actor, 'user_create');
 export const canSeeUserDetails = (actor: Actor, target: { id: number }) =>
   actor.isAdmin || actor.id === target.id;
 
+/**
+ * Taking over an account (its DN) must not gain anything: a non-admin acts only on non-admin users who
+ * hold no permission the actor lacks.
+ */
+const outranks = (actor: Actor, target: UserTarget) =>
+  !target.isAdmin && [...target.permissions].every((p) => actor.permissions.has(p));
+
 /** user_modify_self covers the actor's own full name and email; everything else needs user_modify. */
 export function canModifyUser(actor: Actor, target: UserTarget, fields: readonly UserField[]): boolean {
   if (actor.isAdmin) return true;
-  if (target.isAdmin) return false; // otherwise a user_modify holder could take over an admin by changing its DN
-  if (actor.permissions.has('user_modify')) return true;
-  const selfFields = fields.every((f) => f === 'full_name' || f === 'email');
-  return actor.id === target.id && selfFields && actor.permissions.has('user_modify_self');
+  if (actor.id === target.id && fields.every((f) => f === 'full_name' || f === 'email')) {
+    return actor.permissions.has('user_modify_self') || actor.permissions.has('user_modify');
+  }
+  return actor.permissions.has('user_modify') && outranks(actor, target);
 }
 
 export const canDeleteUser = (actor: Actor, target: UserTarget) =>
-  actor.isAdmin || (!target.isAdmin && actor.permissions.has('user_delete'));
+  actor.isAdmin || (actor.permissions.has('user_delete') && outranks(actor, target));
 
 // ---- groups ----
 
@@ -70,10 +79,14 @@ export const canDeleteGroup = (actor: Actor, group: GroupTarget) =>
 export const canRenameGroup = (actor: Actor, group: GroupTarget) =>
   actor.isAdmin || (group.name !== ADMINS_GROUP && actor.permissions.has('group_modify'));
 
-/** Changing a group's members is allowed only for groups that grant nothing the actor lacks (no self-escalation). */
-export function canChangeMembers(actor: Actor, group: GroupTarget): boolean {
+/**
+ * Changing a group's members (not of `admins` or `users`, never oneself) is allowed only for groups that grant
+ * nothing the actor lacks and that the actor belongs to: no self-escalation, no joining groups to read their shares.
+ */
+export function canChangeMembers(actor: Actor, group: GroupTarget, memberId?: number): boolean {
   if (actor.isAdmin) return true;
-  if (group.name === ADMINS_GROUP || !actor.permissions.has('group_modify_membership')) return false;
+  if (group.name === ADMINS_GROUP || group.name === USERS_GROUP || memberId === actor.id) return false;
+  if (!actor.permissions.has('group_modify_membership') || !actor.groups.has(group.name)) return false;
   return group.permissions.every((p) => actor.permissions.has(p));
 }
 
@@ -128,4 +141,5 @@ export const canShareImageWithGroup = (actor: Actor, image: ImageTarget, group: 
   actor.isAdmin || (isOwner(actor, image) && actor.groups.has(group));
 
 /** Share lists name other users and groups: for the owner and admins only. */
-export const canSeeImageShares = canTransferImage;
+export const canSeeImageShares = (actor: Actor, image: Pick<ImageTarget, 'ownerId'>) =>
+  actor.isAdmin || image.ownerId === actor.id;

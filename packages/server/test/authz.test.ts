@@ -7,6 +7,7 @@ import {
   canChangePermission,
   canCreateImage,
   canDeleteImage,
+  canDeleteUser,
   canModifyImage,
   canModifyUser,
   canReadImage,
@@ -98,6 +99,17 @@ describe('no self-escalation', () => {
     assert.equal(canChangeMembers(admin, { name: 'admins', permissions: [] }), true);
   });
 
+  it('membership changes only in groups the actor is in, never of users, never of oneself', () => {
+    assert.equal(
+      canChangeMembers(manager, { name: 'atlas', permissions: [] }),
+      false,
+      'not a member of atlas',
+    );
+    assert.equal(canChangeMembers(manager, { name: 'users', permissions: [] }), false);
+    assert.equal(canChangeMembers(manager, { name: 'ops', permissions: [] }, 5), false, 'not oneself');
+    assert.equal(canChangeMembers(manager, { name: 'ops', permissions: [] }, 6), true);
+  });
+
   it('permission grants only of permissions the actor holds, never on admins', () => {
     assert.equal(canChangePermission(manager, { name: 'ops', permissions: [] }, 'image_create'), true);
     assert.equal(canChangePermission(manager, { name: 'ops', permissions: [] }, 'user_delete'), false);
@@ -107,16 +119,48 @@ describe('no self-escalation', () => {
 
 describe('user changes', () => {
   it('user_modify_self covers own full name and email only', () => {
-    assert.equal(canModifyUser(user(1), { id: 1, isAdmin: false }, ['full_name', 'email']), true);
-    assert.equal(canModifyUser(user(1), { id: 1, isAdmin: false }, ['client_dn']), false);
-    assert.equal(canModifyUser(user(1), { id: 1, isAdmin: false }, ['suspended']), false);
-    assert.equal(canModifyUser(user(1), { id: 2, isAdmin: false }, ['full_name']), false);
-    assert.equal(canModifyUser(user(1, []), { id: 1, isAdmin: false }, ['full_name']), false);
+    assert.equal(
+      canModifyUser(user(1), { id: 1, isAdmin: false, permissions: new Set() }, ['full_name', 'email']),
+      true,
+    );
+    assert.equal(
+      canModifyUser(user(1), { id: 1, isAdmin: false, permissions: new Set() }, ['client_dn']),
+      false,
+    );
+    assert.equal(
+      canModifyUser(user(1), { id: 1, isAdmin: false, permissions: new Set() }, ['suspended']),
+      false,
+    );
+    assert.equal(
+      canModifyUser(user(1), { id: 2, isAdmin: false, permissions: new Set() }, ['full_name']),
+      false,
+    );
+    assert.equal(
+      canModifyUser(user(1, []), { id: 1, isAdmin: false, permissions: new Set() }, ['full_name']),
+      false,
+    );
   });
 
   it('user_modify does not reach admins', () => {
     const moderator = user(3, ['user_modify']);
-    assert.equal(canModifyUser(moderator, { id: 4, isAdmin: false }, ['client_dn']), true);
-    assert.equal(canModifyUser(moderator, { id: 99, isAdmin: true }, ['client_dn']), false);
+    assert.equal(
+      canModifyUser(moderator, { id: 4, isAdmin: false, permissions: new Set() }, ['client_dn']),
+      true,
+    );
+    assert.equal(
+      canModifyUser(moderator, { id: 99, isAdmin: true, permissions: new Set() }, ['client_dn']),
+      false,
+    );
+  });
+
+  it('user_modify and user_delete do not reach users holding permissions the actor lacks', () => {
+    const moderator = user(3, ['user_modify', 'user_delete']);
+    const boss = { id: 4, isAdmin: false, permissions: new Set<Permission>(['group_delete']) };
+    const peer = { id: 5, isAdmin: false, permissions: new Set<Permission>(['user_modify']) };
+    assert.equal(canModifyUser(moderator, boss, ['client_dn']), false);
+    assert.equal(canDeleteUser(moderator, boss), false);
+    assert.equal(canModifyUser(moderator, peer, ['client_dn']), true);
+    assert.equal(canDeleteUser(moderator, peer), true);
+    assert.equal(canDeleteUser(user(1), peer), false);
   });
 });

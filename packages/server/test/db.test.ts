@@ -47,7 +47,7 @@ describe('database layer', () => {
       assert.match(row.created, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
       const guarded = guardService(
         { add: () => insertUser(second.db, user('ann', '/CN=Other')) },
-        'user_exists',
+        () => 'user_exists',
       );
       await assert.rejects(
         guarded.add(),

@@ -11,6 +11,19 @@ export function isUniqueViolation(error: unknown): boolean {
   return e?.code === '23505' || e?.errcode === 2067 || e?.errcode === 1555;
 }
 
+/** A FOREIGN KEY constraint rejected the write (the row it names went away): PostgreSQL 23503, SQLite 787. */
+export function isForeignKeyViolation(error: unknown): boolean {
+  const e = error as DriverError;
+  return e?.code === '23503' || e?.errcode === 787;
+}
+
+/** The column a unique violation is about, from PostgreSQL's constraint name or SQLite's message. */
+export function uniqueViolationTarget(error: unknown): string {
+  const e = error as { constraint?: unknown; message?: unknown };
+  if (typeof e?.constraint === 'string') return e.constraint;
+  return typeof e?.message === 'string' ? e.message : '';
+}
+
 const PG_UNAVAILABLE_CLASSES = ['08', '57', '53']; // connection exception, operator intervention, insufficient resources
 const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
 

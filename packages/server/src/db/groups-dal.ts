@@ -8,6 +8,17 @@ type Q = Kysely<Database>;
 export const findGroupByName = (db: Q, name: string) =>
   db.selectFrom('groups').selectAll().where('name', '=', name).executeTakeFirst();
 
+export const findGroupById = (db: Q, id: number) =>
+  db.selectFrom('groups').selectAll().where('id', '=', id).executeTakeFirst();
+
+/**
+ * Marks the group modified and, inside a transaction, locks its row until commit (an UPDATE takes a row lock
+ * on PostgreSQL; SQLite serialises all writers anyway), so checks on its members cannot race.
+ */
+export async function touchGroup(db: Q, id: number, now: string): Promise<void> {
+  await db.updateTable('groups').set({ modified: now }).where('id', '=', id).execute();
+}
+
 export async function insertGroup(db: Q, group: Omit<GroupRow, 'id'>): Promise<GroupRow> {
   return db.insertInto('groups').values(group).returningAll().executeTakeFirstOrThrow();
 }

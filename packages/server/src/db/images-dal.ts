@@ -45,24 +45,36 @@ export interface ImageShareRows {
   groups: { id: number; name: string }[];
 }
 
-export async function sharesOfImage(db: Q, imageId: number): Promise<ImageShareRows> {
+/** Who each image is shared with, names sorted, for a page of images at once. */
+export async function sharesOfImages(
+  db: Q,
+  imageIds: readonly number[],
+): Promise<Map<number, ImageShareRows>> {
+  const result = new Map<number, ImageShareRows>(imageIds.map((id) => [id, { users: [], groups: [] }]));
+  if (imageIds.length === 0) return result;
   const [users, groups] = await Promise.all([
     db
       .selectFrom('image_user_shares')
       .innerJoin('users', 'users.id', 'image_user_shares.user_id')
-      .select(['users.id', 'users.name'])
-      .where('image_id', '=', imageId)
+      .select(['image_user_shares.image_id as imageId', 'users.id', 'users.name'])
+      .where('image_id', 'in', imageIds)
       .orderBy('users.name')
       .execute(),
     db
       .selectFrom('image_group_shares')
       .innerJoin('groups', 'groups.id', 'image_group_shares.group_id')
-      .select(['groups.id', 'groups.name'])
-      .where('image_id', '=', imageId)
+      .select(['image_group_shares.image_id as imageId', 'groups.id', 'groups.name'])
+      .where('image_id', 'in', imageIds)
       .orderBy('groups.name')
       .execute(),
   ]);
-  return { users, groups };
+  for (const { imageId, id, name } of users) result.get(imageId)?.users.push({ id, name });
+  for (const { imageId, id, name } of groups) result.get(imageId)?.groups.push({ id, name });
+  return result;
+}
+
+export async function sharesOfImage(db: Q, imageId: number): Promise<ImageShareRows> {
+  return (await sharesOfImages(db, [imageId])).get(imageId) as ImageShareRows;
 }
 
 export async function addUserShare(db: Q, imageId: number, userId: number): Promise<void> {

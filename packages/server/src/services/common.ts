@@ -1,6 +1,13 @@
 /** What every service shares: the clock, paging, and turning storage failures into domain errors. */
-import { RepomanError } from '@repoman/core';
-import { isUnavailable, isUniqueViolation } from '../db/errors.ts';
+import { checkAccountName, checkImageName, RepomanError } from '@repoman/core';
+import type { Db } from '../db/connect.ts';
+import {
+  isForeignKeyViolation,
+  isUnavailable,
+  isUniqueViolation,
+  uniqueViolationTarget,
+} from '../db/errors.ts';
+import { findUserByName } from '../db/users-dal.ts';
 
 export const nowIso = () => new Date().toISOString();
 
@@ -14,11 +21,15 @@ export interface PageOf<T> {
   total: number;
 }
 
+/** The conflict a unique-constraint race means, chosen from the constraint it hit. */
+export type UniqueConflict = (target: string) => RepomanError['code'];
+
 /**
  * Wraps each method of a service so that no driver error escapes it: an unreachable or busy database becomes
- * `database_unavailable` (503), a unique-constraint race becomes the given conflict, anything else stays a 500.
+ * `database_unavailable` (503), a unique-constraint race the matching conflict, a row deleted under a
+ * concurrent write a `conflict` (409); anything else stays a 500.
  */
-export function guardService<T extends object>(service: T, onUnique: RepomanError['code'] = 'conflict'): T {
+export function guardService<T extends object>(service: T, onUnique: UniqueConflict = () => 'conflict'): T {
   const guarded = {} as Record<string, unknown>;
   for (const [name, fn] of Object.entries(service)) {
     if (typeof fn !== 'function') {
@@ -36,13 +47,68 @@ export function guardService<T extends object>(service: T, onUnique: RepomanErro
   return guarded as T;
 }
 
-export function translateStorageError(error: unknown, onUnique: RepomanError['code'] = 'conflict'): unknown {
+export function translateStorageError(error: unknown, onUnique: UniqueConflict = () => 'conflict'): unknown {
   if (error instanceof RepomanError) return error;
   if (isUnavailable(error)) return new RepomanError('database_unavailable', undefined, undefined, error);
-  if (isUniqueViolation(error)) return new RepomanError(onUnique, undefined, undefined, error);
+  if (isUniqueViolation(error)) {
+    return new RepomanError(onUnique(uniqueViolationTarget(error)), undefined, undefined, error);
+  }
+  if (isForeignKeyViolation(error)) {
+    return new RepomanError(
+      'conflict',
+      'Something this request refers to was deleted meanwhile; try again',
+      undefined,
+      error,
+    );
+  }
   return error;
 }
 
 /** `""` from a form field means "clear it". */
 export const emptyToNull = (value: string | null | undefined) =>
   value === undefined ? undefined : value === null || value.trim() === '' ? null : value;
+
+export function checkedAccountName(kind: 'user' | 'group', name: string): string {
+  const problem = checkAccountName(name);
+  if (problem === 'reserved')
+    throw new RepomanError('invalid_name', `'${name}' is a reserved word and cannot name a ${kind}`);
+  if (problem) {
+    throw new RepomanError(
+      'invalid_name',
+      `A ${kind} name has 1-64 lowercase letters, digits, '_' or '-' (got '${name}')`,
+    );
+  }
+  return name;
+}
+
+export function checkedImageName(name: string): string {
+  const problem = checkImageName(name);
+  if (problem === 'reserved')
+    throw new RepomanError('invalid_name', `'${name}' is a reserved word and cannot name an image`);
+  if (problem) {
+    throw new RepomanError(
+      'invalid_name',
+      `An image name has 1-128 letters, digits, '.', '_' or '-' and does not start with '.' (got '${name}')`,
+    );
+  }
+  return name;
+}
+
+/** Name lists arrive as arrays, repeated form fields, or the original client's comma-separated string. */
+export function splitNames(values: readonly string[] | undefined): string[] {
+  return (values ?? [])
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v.length > 0);
+}
+
+/** A user the request names: in the path (404 user_not_found) or in a body field (400 invalid_field). */
+export async function requireUserRow(db: Db, name: string, field?: string) {
+  const user = await findUserByName(db, name);
+  if (!user) {
+    throw field
+      ? new RepomanError('invalid_field', `No user '${name}' (in ${field})`, { field })
+      : new RepomanError('user_not_found', `No user '${name}'`);
+  }
+  return user;
+}

@@ -19,9 +19,15 @@ import {
 import type { Db } from '../db/connect.ts';
 import type { GroupRow } from '../db/groups-dal.ts';
 import * as groups from '../db/groups-dal.ts';
-import { findUserByName } from '../db/users-dal.ts';
-import { guardService, nowIso, type PageOf, type PageRequest } from './common.ts';
-import { checkedAccountName, splitNames } from './users.ts';
+import {
+  checkedAccountName,
+  guardService,
+  nowIso,
+  type PageOf,
+  type PageRequest,
+  requireUserRow,
+  splitNames,
+} from './common.ts';
 
 export interface GroupView {
   name: string;
@@ -70,16 +76,56 @@ export function createGroupService(deps: { db: Db }) {
     }));
   }
 
-  const viewOne = async (row: GroupRow) => (await view([row]))[0] as GroupView;
-
-  async function requireMember(name: string) {
-    const user = await findUserByName(db, name);
-    if (!user) throw new RepomanError('user_not_found', `No user '${name}'`);
-    return user;
+  /** The group as it is now (after a change), or a clean 404 if a concurrent request deleted it. */
+  async function viewById(id: number): Promise<GroupView> {
+    const row = await groups.findGroupById(db, id);
+    if (!row) throw new RepomanError('group_not_found', 'The group was deleted meanwhile');
+    return (await view([row]))[0] as GroupView;
   }
 
-  async function touch(group: GroupRow) {
-    await groups.updateGroup(db, group.id, { modified: nowIso() });
+  async function changeMembers(
+    actor: Actor,
+    name: string,
+    userName: string,
+    add: boolean,
+  ): Promise<GroupView> {
+    const group = await requireGroup(name);
+    const user = await requireUserRow(db, userName);
+    if (!canChangeMembers(actor, await target(group), user.id)) {
+      throw new RepomanError(
+        'forbidden',
+        `You may not change the members of '${name}' (admins only for admins, users and yourself; otherwise ` +
+          'group_modify_membership, membership of the group, and every permission it grants)',
+      );
+    }
+    await db.transaction().execute(async (trx) => {
+      await groups.touchGroup(trx, group.id, nowIso());
+      if (add) return groups.addMember(trx, group.id, user.id);
+      await groups.removeMember(trx, group.id, user.id);
+      if (group.name === ADMINS_GROUP) {
+        const left = await groups.membersOfGroups(trx, [group.id]);
+        if ((left.get(group.id) ?? []).length === 0) {
+          throw new RepomanError('conflict', 'The last member of admins cannot be removed');
+        }
+      }
+    });
+    return viewById(group.id);
+  }
+
+  async function changePermission(actor: Actor, name: string, permission: string, grant: boolean) {
+    const group = await requireGroup(name);
+    const p = checkedPermission(permission);
+    if (!canChangePermission(actor, await target(group), p)) {
+      throw new RepomanError(
+        'forbidden',
+        `You may not ${grant ? 'grant' : 'revoke'} '${p}' on '${name}' (needs group_modify_permissions and '${p}' itself)`,
+      );
+    }
+    await db.transaction().execute(async (trx) => {
+      await groups.touchGroup(trx, group.id, nowIso());
+      await (grant ? groups.addPermission : groups.removePermission)(trx, group.id, p);
+    });
+    return viewById(group.id);
   }
 
   return guardService(
@@ -90,7 +136,7 @@ export function createGroupService(deps: { db: Db }) {
       },
 
       async get(name: string): Promise<GroupView> {
-        return viewOne(await requireGroup(name));
+        return (await view([await requireGroup(name)]))[0] as GroupView;
       },
 
       async create(actor: Actor, body: CreateGroupBody): Promise<GroupView> {
@@ -102,13 +148,18 @@ export function createGroupService(deps: { db: Db }) {
           if (!canChangePermission(actor, { name, permissions: [] }, p)) {
             throw new RepomanError(
               'forbidden',
-              `You may not grant the permission '${p}', which you do not hold`,
+              `You may not grant '${p}' (needs group_modify_permissions and '${p}' itself)`,
             );
           }
         }
         const memberNames = [...new Set(splitNames(body.users))];
-        if (memberNames.length > 0 && !canChangeMembers(actor, { name, permissions })) {
-          throw new RepomanError('forbidden', 'Adding members needs the group_modify_membership permission');
+        // The creator may fill a new group as if a member of it: it has no shares yet to read.
+        const creator = { ...actor, groups: new Set([...actor.groups, name]) };
+        if (memberNames.length > 0 && !canChangeMembers(creator, { name, permissions })) {
+          throw new RepomanError(
+            'forbidden',
+            'Adding members needs group_modify_membership and every permission the group grants',
+          );
         }
         const row = await db.transaction().execute(async (trx) => {
           if (await groups.findGroupByName(trx, name))
@@ -116,21 +167,18 @@ export function createGroupService(deps: { db: Db }) {
           const now = nowIso();
           const row = await groups.insertGroup(trx, { name, protected: false, created: now, modified: now });
           for (const p of permissions) await groups.addPermission(trx, row.id, p);
-          for (const member of memberNames) {
-            const user = await findUserByName(trx, member);
-            if (!user) throw new RepomanError('invalid_field', `No user '${member}' (in users)`);
-            await groups.addMember(trx, row.id, user.id);
-          }
+          for (const member of memberNames)
+            await groups.addMember(trx, row.id, (await requireUserRow(trx, member, 'users')).id);
           return row;
         });
-        return viewOne(row);
+        return viewById(row.id);
       },
 
       async modify(actor: Actor, name: string, body: ModifyGroupBody): Promise<GroupView> {
         const group = await requireGroup(name);
         if (body.name !== undefined && body.name !== group.name) {
           if (!canRenameGroup(actor, await target(group))) {
-            throw new RepomanError('forbidden', `Renaming groups needs the group_modify permission`);
+            throw new RepomanError('forbidden', 'Renaming groups needs the group_modify permission');
           }
           if (group.protected)
             throw new RepomanError(
@@ -138,12 +186,11 @@ export function createGroupService(deps: { db: Db }) {
               `The group '${name}' is protected and cannot be renamed`,
             );
           const newName = checkedAccountName('group', body.name);
-          if (await groups.findGroupByName(db, newName)) {
+          if (await groups.findGroupByName(db, newName))
             throw new RepomanError('group_exists', `A group '${newName}' already exists`);
-          }
           await groups.updateGroup(db, group.id, { name: newName, modified: nowIso() });
         }
-        return viewOne((await groups.findGroupByName(db, body.name ?? name)) as GroupRow);
+        return viewById(group.id);
       },
 
       async remove(actor: Actor, name: string): Promise<void> {
@@ -156,61 +203,17 @@ export function createGroupService(deps: { db: Db }) {
         await groups.deleteGroup(db, group.id);
       },
 
-      async addMember(actor: Actor, name: string, userName: string): Promise<GroupView> {
-        const group = await requireGroup(name);
-        if (!canChangeMembers(actor, await target(group))) {
-          throw new RepomanError('forbidden', `You may not change the members of '${name}'`);
-        }
-        const user = await requireMember(userName);
-        await groups.addMember(db, group.id, user.id);
-        await touch(group);
-        return viewOne(group);
-      },
-
-      async removeMember(actor: Actor, name: string, userName: string): Promise<GroupView> {
-        const group = await requireGroup(name);
-        if (!canChangeMembers(actor, await target(group))) {
-          throw new RepomanError('forbidden', `You may not change the members of '${name}'`);
-        }
-        const user = await requireMember(userName);
-        await db.transaction().execute(async (trx) => {
-          await groups.removeMember(trx, group.id, user.id);
-          if (group.name === ADMINS_GROUP) {
-            const left = await groups.membersOfGroups(trx, [group.id]);
-            if ((left.get(group.id) ?? []).length === 0) {
-              throw new RepomanError('conflict', 'The last member of admins cannot be removed');
-            }
-          }
-        });
-        await touch(group);
-        return viewOne(group);
-      },
-
-      async addPermission(actor: Actor, name: string, permission: string): Promise<GroupView> {
-        const group = await requireGroup(name);
-        const p = checkedPermission(permission);
-        if (!canChangePermission(actor, await target(group), p)) {
-          throw new RepomanError('forbidden', `You may not grant '${p}' to '${name}'`);
-        }
-        await groups.addPermission(db, group.id, p);
-        await touch(group);
-        return viewOne(group);
-      },
-
-      async removePermission(actor: Actor, name: string, permission: string): Promise<GroupView> {
-        const group = await requireGroup(name);
-        const p = checkedPermission(permission);
-        if (!canChangePermission(actor, await target(group), p)) {
-          throw new RepomanError('forbidden', `You may not revoke '${p}' from '${name}'`);
-        }
-        await groups.removePermission(db, group.id, p);
-        await touch(group);
-        return viewOne(group);
-      },
+      addMember: (actor: Actor, name: string, userName: string) => changeMembers(actor, name, userName, true),
+      removeMember: (actor: Actor, name: string, userName: string) =>
+        changeMembers(actor, name, userName, false),
+      addPermission: (actor: Actor, name: string, permission: string) =>
+        changePermission(actor, name, permission, true),
+      removePermission: (actor: Actor, name: string, permission: string) =>
+        changePermission(actor, name, permission, false),
 
       requireGroup,
     },
-    'group_exists',
+    () => 'group_exists',
   );
 }
 

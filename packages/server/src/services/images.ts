@@ -2,7 +2,6 @@
 import { randomUUID } from 'node:crypto';
 import {
   type CreateImageBody,
-  checkImageName,
   type ImageEditableFields,
   type ImageListQuery,
   type ModifyImageBody,
@@ -22,10 +21,17 @@ import {
 } from '../authz.ts';
 import type { Db } from '../db/connect.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
-import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
+import type { ImageRow, ImageShareRows, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import { findUserByName, groupsOfUsers } from '../db/users-dal.ts';
-import { emptyToNull, guardService, nowIso, type PageOf } from './common.ts';
+import {
+  checkedImageName,
+  emptyToNull,
+  guardService,
+  nowIso,
+  type PageOf,
+  requireUserRow,
+} from './common.ts';
 
 export interface ImageView {
   row: ImageWithOwner;
@@ -39,27 +45,41 @@ export interface ImageRef {
   name: string;
 }
 
-function checkedImageName(name: string): string {
-  const problem = checkImageName(name);
-  if (problem === 'reserved')
-    throw new RepomanError('invalid_name', `'${name}' is a reserved word and cannot name an image`);
-  if (problem) {
-    throw new RepomanError(
-      'invalid_name',
-      `An image name has 1-128 letters, digits, '.', '_' or '-' and does not start with '.' (got '${name}')`,
-    );
-  }
-  return name;
-}
+const ISO_INSTANT =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2}))?$/i;
 
-function checkedExpiry(value: string | null | undefined): string | null | undefined {
+/**
+ * `expires`: a date (midnight UTC) or a date-time with its offset (`Z` or `±hh:mm`), strictly: no rolled-over
+ * days, no local time, years 1970-9999; the same instant on both engines.
+ */
+export function parseExpiry(value: string | null | undefined): string | null | undefined {
   const text = emptyToNull(value);
   if (text === undefined || text === null) return text;
-  const date = new Date(text);
-  if (Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    throw new RepomanError('invalid_field', `expires must be an ISO 8601 date or date-time (got '${text}')`);
+  const fail = (): never => {
+    throw new RepomanError(
+      'invalid_field',
+      `expires must be a date (2027-01-31) or a date-time with its offset (2027-01-31T12:00:00Z); got '${text}'`,
+      { field: 'expires' },
+    );
+  };
+  const m = ISO_INSTANT.exec(text.trim()) ?? fail();
+  const [year, month, day, hour, minute, second] = [1, 2, 3, 4, 5, 6].map((i) =>
+    Number(m[i] ?? 0),
+  ) as number[];
+  const millis = Number(`0.${m[7] ?? '0'}`) * 1000;
+  const offset = m[8] && m[8].toUpperCase() !== 'Z' ? m[8] : null;
+  if ((year as number) < 1970 || (hour as number) > 23 || (minute as number) > 59 || (second as number) > 59)
+    fail();
+  const utc = Date.UTC(year as number, (month as number) - 1, day, hour, minute, second, millis);
+  const check = new Date(utc);
+  if (check.getUTCMonth() !== (month as number) - 1 || check.getUTCDate() !== day) fail();
+  let shift = 0;
+  if (offset) {
+    const [, sign, hh, mm] = /^([+-])(\d{2}):?(\d{2})$/.exec(offset) ?? fail();
+    if (Number(hh) > 23 || Number(mm) > 59) fail();
+    shift = (sign === '-' ? -1 : 1) * (Number(hh) * 60 + Number(mm)) * 60_000;
   }
-  return date.toISOString();
+  return new Date(utc - shift).toISOString();
 }
 
 function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
@@ -69,7 +89,7 @@ function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
   }
   if (body.read_only !== undefined) patch.read_only = body.read_only;
   if (body.unauthenticated_access !== undefined) patch.unauthenticated_access = body.unauthenticated_access;
-  const expires = checkedExpiry(body.expires);
+  const expires = parseExpiry(body.expires);
   if (expires !== undefined) patch.expires = expires;
   return patch;
 }
@@ -77,13 +97,18 @@ function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
 export const isExpired = (row: Pick<ImageRow, 'expires'>, now = new Date()) =>
   row.expires !== null && new Date(row.expires).getTime() <= now.getTime();
 
+const shareNames = (shares: ImageShareRows) => ({
+  users: shares.users.map((u) => u.name),
+  groups: shares.groups.map((g) => g.name),
+});
+
 export function createImageService(deps: { db: Db }) {
   const { db } = deps;
 
   const notFound = (ref: ImageRef) =>
     new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
 
-  async function targetOf(row: ImageWithOwner): Promise<ImageTarget> {
+  async function targetOf(row: ImageWithOwner): Promise<ImageTarget & { shares: ImageShareRows }> {
     const [shares, ownerGroups] = await Promise.all([
       images.sharesOfImage(db, row.id),
       groupsOfUsers(db, [row.owner_id]),
@@ -94,42 +119,43 @@ export function createImageService(deps: { db: Db }) {
       public: Boolean(row.unauthenticated_access),
       sharedWithUsers: new Set(shares.users.map((u) => u.id)),
       sharedWithGroups: new Set(shares.groups.map((g) => g.name)),
+      shares,
     };
   }
 
-  /** The image, if the actor may see it; another user's private image is indistinguishable from a missing one. */
-  async function findVisible(actor: Actor | null, ref: ImageRef) {
+  /**
+   * The image, if the actor may see it or may act on it with `may` (image_modify and the like reach images
+   * not shared with their holder); otherwise a 404 indistinguishable from a missing image.
+   */
+  async function find(
+    actor: Actor | null,
+    ref: ImageRef,
+    may?: (actor: Actor, image: ImageTarget) => boolean,
+  ) {
     const row = await images.findImage(db, ref.owner, ref.name);
     if (!row) throw notFound(ref);
     const target = await targetOf(row);
-    if (!canReadImage(actor, target)) throw notFound(ref);
-    return { row, target };
+    const allowed = canReadImage(actor, target) || (actor !== null && may?.(actor, target) === true);
+    if (!allowed) throw notFound(ref);
+    const view: ImageView = { row, expired: isExpired(row) };
+    if (actor && canSeeImageShares(actor, target)) view.shares = shareNames(target.shares);
+    return { row, target, view };
   }
 
-  async function view(actor: Actor | null, row: ImageWithOwner, target?: ImageTarget): Promise<ImageView> {
-    const t = target ?? (await targetOf(row));
-    const result: ImageView = { row, expired: isExpired(row) };
-    if (actor && canSeeImageShares(actor, t)) {
-      const shares = await images.sharesOfImage(db, row.id);
-      result.shares = { users: shares.users.map((u) => u.name), groups: shares.groups.map((g) => g.name) };
-    }
-    return result;
-  }
-
-  async function reload(actor: Actor, id: number): Promise<ImageView> {
+  async function viewById(actor: Actor, id: number): Promise<ImageView> {
     const row = await images.findImageById(db, id);
-    if (!row) throw new RepomanError('image_not_found');
-    return view(actor, row);
+    if (!row) throw new RepomanError('image_not_found', 'The image was deleted meanwhile');
+    return (await views(actor, [row]))[0] as ImageView;
   }
 
-  async function requireUser(name: string, field?: string) {
-    const user = await findUserByName(db, name);
-    if (!user) {
-      throw field
-        ? new RepomanError('invalid_field', `No user '${name}' (in ${field})`)
-        : new RepomanError('user_not_found', `No user '${name}'`);
-    }
-    return user;
+  /** Views of a page of images, with share lists (owner and admins) fetched in one go. */
+  async function views(actor: Actor, rows: ImageWithOwner[]): Promise<ImageView[]> {
+    const ownedIds = rows.filter((r) => canSeeImageShares(actor, { ownerId: r.owner_id })).map((r) => r.id);
+    const shares = await images.sharesOfImages(db, ownedIds);
+    return rows.map((row) => {
+      const own = shares.get(row.id);
+      return { row, expired: isExpired(row), ...(own ? { shares: shareNames(own) } : {}) };
+    });
   }
 
   return guardService(
@@ -140,7 +166,7 @@ export function createImageService(deps: { db: Db }) {
         const owner =
           ownerName === actor.name
             ? { id: actor.id, name: actor.name }
-            : await requireUser(ownerName, 'owner');
+            : await requireUserRow(db, ownerName, 'owner');
         if (!canCreateImage(actor, owner.id)) {
           throw new RepomanError(
             'forbidden',
@@ -177,16 +203,15 @@ export function createImageService(deps: { db: Db }) {
             ...editablePatch(body),
           });
         });
-        return reload(actor, id);
+        return viewById(actor, id);
       },
 
       async get(actor: Actor | null, ref: ImageRef): Promise<ImageView> {
-        const { row, target } = await findVisible(actor, ref);
-        return view(actor, row, target);
+        return (await find(actor, ref)).view;
       },
 
       async modify(actor: Actor, ref: ImageRef, body: ModifyImageBody): Promise<ImageView> {
-        const { row, target } = await findVisible(actor, ref);
+        const { row, target } = await find(actor, ref, canModifyImage);
         if (!canModifyImage(actor, target))
           throw new RepomanError('forbidden', `You may not modify ${ref.owner}/${ref.name}`);
         const patch = editablePatch(body);
@@ -198,7 +223,7 @@ export function createImageService(deps: { db: Db }) {
               'Only the owner or an admin may give an image to another user',
             );
           }
-          const owner = await requireUser(body.owner, 'owner');
+          const owner = await requireUserRow(db, body.owner, 'owner');
           patch.owner_id = owner.id;
           ownerName = owner.name;
         }
@@ -216,11 +241,11 @@ export function createImageService(deps: { db: Db }) {
           patch.modified = nowIso();
           await images.updateImage(db, row.id, patch);
         }
-        return reload(actor, row.id);
+        return viewById(actor, row.id);
       },
 
       async remove(actor: Actor, ref: ImageRef): Promise<void> {
-        const { row, target } = await findVisible(actor, ref);
+        const { row, target } = await find(actor, ref, canDeleteImage);
         if (!canDeleteImage(actor, target))
           throw new RepomanError('forbidden', `You may not delete ${ref.owner}/${ref.name}`);
         if (row.read_only) {
@@ -239,11 +264,11 @@ export function createImageService(deps: { db: Db }) {
         name: string,
         on: boolean,
       ): Promise<ImageView> {
-        const { row, target } = await findVisible(actor, ref);
+        const { row, target } = await find(actor, ref);
         if (kind === 'user') {
           if (!canShareImage(actor, target))
             throw new RepomanError('forbidden', 'Only the owner or an admin may share an image');
-          const user = await requireUser(name);
+          const user = await requireUserRow(db, name);
           await (on ? images.addUserShare : images.removeUserShare)(db, row.id, user.id);
         } else {
           const group = await findGroupByName(db, name);
@@ -259,7 +284,7 @@ export function createImageService(deps: { db: Db }) {
           }
           await (on ? images.addGroupShare : images.removeGroupShare)(db, row.id, group.id);
         }
-        return reload(actor, row.id);
+        return viewById(actor, row.id);
       },
 
       async list(actor: Actor, query: ImageListQuery): Promise<PageOf<ImageView>> {
@@ -280,7 +305,7 @@ export function createImageService(deps: { db: Db }) {
           limit: query.limit,
           offset: query.offset,
         });
-        return { items: await Promise.all(rows.map((row) => view(actor, row))), total };
+        return { items: await views(actor, rows), total };
       },
 
       /** Images shared with a user directly or through their groups (what `/api/users/{u}/shared` shows). */
@@ -289,7 +314,7 @@ export function createImageService(deps: { db: Db }) {
         userName: string,
         page: { limit: number; offset: number },
       ): Promise<PageOf<ImageView>> {
-        const user = await requireUser(userName);
+        const user = await requireUserRow(db, userName);
         if (!actor.isAdmin && actor.id !== user.id) {
           throw new RepomanError('forbidden', 'Only the user and admins may see what is shared with a user');
         }
@@ -300,10 +325,10 @@ export function createImageService(deps: { db: Db }) {
           order: 'asc',
           ...page,
         });
-        return { items: await Promise.all(rows.map((row) => view(actor, row))), total };
+        return { items: await views(actor, rows), total };
       },
     },
-    'image_exists',
+    () => 'image_exists',
   );
 }
 

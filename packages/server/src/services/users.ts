@@ -1,7 +1,7 @@
 /** Users: who may see, create, change and delete accounts, and what each sees of the others. */
 import {
+  ADMINS_GROUP,
   type CreateUserBody,
-  checkAccountName,
   isPermission,
   type ModifyUserBody,
   type Permission,
@@ -16,13 +16,23 @@ import {
   canModifyUser,
   canSeeUserDetails,
   type UserField,
+  type UserTarget,
 } from '../authz.ts';
 import type { Db } from '../db/connect.ts';
 import { addMember, findGroupByName, permissionsOfGroups } from '../db/groups-dal.ts';
 import type { UserRow } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
 import { normalizeDn } from '../pki/names.ts';
-import { emptyToNull, guardService, nowIso, type PageOf, type PageRequest } from './common.ts';
+import {
+  checkedAccountName,
+  emptyToNull,
+  guardService,
+  nowIso,
+  type PageOf,
+  type PageRequest,
+  requireUserRow,
+  splitNames,
+} from './common.ts';
 
 /** A user as one actor may see them: private fields only for the user and admins. */
 export interface UserView {
@@ -39,19 +49,6 @@ export interface UserView {
   };
 }
 
-export function checkedAccountName(kind: 'user' | 'group', name: string): string {
-  const problem = checkAccountName(name);
-  if (problem === 'reserved')
-    throw new RepomanError('invalid_name', `'${name}' is a reserved word and cannot name a ${kind}`);
-  if (problem) {
-    throw new RepomanError(
-      'invalid_name',
-      `A ${kind} name has 1-64 lowercase letters, digits, '_' or '-' (got '${name}')`,
-    );
-  }
-  return name;
-}
-
 export function checkedDn(text: string): string {
   try {
     return normalizeDn(text);
@@ -62,23 +59,33 @@ export function checkedDn(text: string): string {
 
 function checkedEmail(email: string | null | undefined): string | null | undefined {
   const value = emptyToNull(email);
-  if (value && !/^[^\s@]+@[^\s@]+$/.test(value))
-    throw new RepomanError('invalid_field', `Invalid email address '${value}'`);
+  if (value && !/^[^\s@]+@[^\s@]+$/.test(value)) {
+    throw new RepomanError('invalid_field', `Invalid email address '${value}'`, { field: 'email' });
+  }
   return value;
 }
+
+/** A unique-constraint race on users means the name, the DN or the email was taken meanwhile. */
+const userConflict = (target: string) =>
+  /dn/.test(target) ? 'dn_in_use' : /email/.test(target) ? 'email_in_use' : 'user_exists';
+
+const asPermissions = (names: string[]) => new Set(names.filter(isPermission) as Permission[]);
 
 export function createUserService(deps: { db: Db }) {
   const { db } = deps;
 
-  async function requireUser(name: string): Promise<UserRow> {
-    const user = await users.findUserByName(db, name);
-    if (!user) throw new RepomanError('user_not_found', `No user '${name}'`);
-    return user;
-  }
+  const requireUser = (name: string) => requireUserRow(db, name);
 
-  async function isAdminUser(userId: number): Promise<boolean> {
-    const groups = await users.groupsOfUsers(db, [userId]);
-    return (groups.get(userId) ?? []).includes('admins');
+  async function targetOf(row: UserRow): Promise<UserTarget> {
+    const [groups, permissions] = await Promise.all([
+      users.groupsOfUsers(db, [row.id]),
+      users.permissionsOfUser(db, row.id),
+    ]);
+    return {
+      id: row.id,
+      isAdmin: (groups.get(row.id) ?? []).includes(ADMINS_GROUP),
+      permissions: asPermissions(permissions),
+    };
   }
 
   async function view(actor: Actor, rows: UserRow[]): Promise<UserView[]> {
@@ -105,28 +112,38 @@ export function createUserService(deps: { db: Db }) {
     );
   }
 
-  async function viewOne(actor: Actor, row: UserRow): Promise<UserView> {
-    const [one] = await view(actor, [row]);
-    return one as UserView;
+  async function viewById(actor: Actor, id: number): Promise<UserView> {
+    const row = await users.findUserById(db, id);
+    if (!row) throw new RepomanError('user_not_found', 'The user was deleted meanwhile');
+    return (await view(actor, [row]))[0] as UserView;
   }
 
-  async function assertDnFree(q: Db, dn: string, exceptId?: number) {
+  /** Who holds a DN or an email is private: only admins learn the name. */
+  async function assertDnFree(actor: Actor, q: Db, dn: string, exceptId?: number) {
     const holder = await users.findUserByDn(q, dn);
-    if (holder && holder.id !== exceptId)
-      throw new RepomanError('dn_in_use', `The DN ${dn} already belongs to user '${holder.name}'`);
+    if (holder && holder.id !== exceptId) {
+      throw new RepomanError(
+        'dn_in_use',
+        `The DN ${dn} already belongs to ${actor.isAdmin ? `user '${holder.name}'` : 'another user'}`,
+      );
+    }
   }
 
-  async function assertEmailFree(q: Db, email: string | null | undefined, exceptId?: number) {
+  async function assertEmailFree(actor: Actor, q: Db, email: string | null | undefined, exceptId?: number) {
     if (!email) return;
     const holder = await users.findUserByEmail(q, email);
-    if (holder && holder.id !== exceptId)
-      throw new RepomanError('email_in_use', `The email ${email} is already in use`);
+    if (holder && holder.id !== exceptId) {
+      throw new RepomanError(
+        'email_in_use',
+        `The email ${email} already belongs to ${actor.isAdmin ? `user '${holder.name}'` : 'another user'}`,
+      );
+    }
   }
 
   return guardService(
     {
       async get(actor: Actor, name: string): Promise<UserView> {
-        return viewOne(actor, await requireUser(name));
+        return (await view(actor, [await requireUser(name)]))[0] as UserView;
       },
 
       async list(actor: Actor, page: PageRequest): Promise<PageOf<UserView>> {
@@ -139,108 +156,112 @@ export function createUserService(deps: { db: Db }) {
           throw new RepomanError('forbidden', 'Creating users needs the user_create permission');
         const name = checkedAccountName('user', body.user_name);
         const dnText = body.client_dn ?? body.cert_dn;
-        if (!dnText)
-          throw new RepomanError('invalid_field', 'client_dn (the certificate subject DN) is required');
+        if (!dnText) {
+          throw new RepomanError('invalid_field', 'client_dn (the certificate subject DN) is required', {
+            field: 'client_dn',
+          });
+        }
         const dn = checkedDn(dnText);
         const email = checkedEmail(body.email);
         const groupNames = [...new Set([USERS_GROUP, ...splitNames(body.groups)])];
 
-        return db
-          .transaction()
-          .execute(async (trx) => {
-            if (await users.findUserByName(trx, name))
-              throw new RepomanError('user_exists', `A user '${name}' already exists`);
-            await assertDnFree(trx, dn);
-            await assertEmailFree(trx, email);
-            const groups = [];
-            for (const groupName of groupNames) {
-              const group = await findGroupByName(trx, groupName);
-              if (!group) throw new RepomanError('invalid_field', `No group '${groupName}' (in groups)`);
-              groups.push(group);
+        const row = await db.transaction().execute(async (trx) => {
+          if (await users.findUserByName(trx, name))
+            throw new RepomanError('user_exists', `A user '${name}' already exists`);
+          await assertDnFree(actor, trx, dn);
+          await assertEmailFree(actor, trx, email);
+          const groups = [];
+          for (const groupName of groupNames) {
+            const group = await findGroupByName(trx, groupName);
+            if (!group)
+              throw new RepomanError('invalid_field', `No group '${groupName}' (in groups)`, {
+                field: 'groups',
+              });
+            groups.push(group);
+          }
+          const perms = await permissionsOfGroups(
+            trx,
+            groups.map((g) => g.id),
+          );
+          for (const group of groups) {
+            const permissions = [...asPermissions(perms.get(group.id) ?? [])];
+            if (group.name !== USERS_GROUP && !canChangeMembers(actor, { name: group.name, permissions })) {
+              throw new RepomanError('forbidden', `You may not add members to the group '${group.name}'`);
             }
-            const perms = await permissionsOfGroups(
-              trx,
-              groups.map((g) => g.id),
-            );
-            for (const group of groups) {
-              const permissions = (perms.get(group.id) ?? []).filter(isPermission) as Permission[];
-              if (group.name !== USERS_GROUP && !canChangeMembers(actor, { name: group.name, permissions })) {
-                throw new RepomanError('forbidden', `You may not add members to the group '${group.name}'`);
-              }
-            }
-            const now = nowIso();
-            const row = await users.insertUser(trx, {
-              name,
-              dn,
-              full_name: emptyToNull(body.full_name) ?? null,
-              email: email ?? null,
-              suspended: body.suspended ?? false,
-              created: now,
-              modified: now,
-            });
-            for (const group of groups) await addMember(trx, group.id, row.id);
-            return row;
-          })
-          .then((row) => viewOne(actor, row));
+          }
+          const now = nowIso();
+          const row = await users.insertUser(trx, {
+            name,
+            dn,
+            full_name: emptyToNull(body.full_name) ?? null,
+            email: email ?? null,
+            suspended: body.suspended ?? false,
+            created: now,
+            modified: now,
+          });
+          for (const group of groups) await addMember(trx, group.id, row.id);
+          return row;
+        });
+        return viewById(actor, row.id);
       },
 
       async modify(actor: Actor, name: string, body: ModifyUserBody): Promise<UserView> {
         const target = await requireUser(name);
+        const patch: Partial<UserRow> = {};
+        // Only what changes counts: sending back unchanged fields (e.g. a GET's JSON) needs no extra right.
+        if (body.user_name !== undefined && body.user_name !== target.name)
+          patch.name = checkedAccountName('user', body.user_name);
         const dnText = body.client_dn ?? body.cert_dn;
-        const fields = (
-          [
-            ['user_name', body.user_name],
-            ['client_dn', dnText],
-            ['full_name', body.full_name],
-            ['email', body.email],
-            ['suspended', body.suspended],
-          ] as const
-        )
-          .filter(([, v]) => v !== undefined)
-          .map(([f]) => f as UserField);
-        if (!canModifyUser(actor, { id: target.id, isAdmin: await isAdminUser(target.id) }, fields)) {
-          const own = actor.id === target.id;
+        if (dnText !== undefined) {
+          const dn = checkedDn(dnText);
+          if (dn !== target.dn) patch.dn = dn;
+        }
+        if (body.full_name !== undefined) {
+          const fullName = emptyToNull(body.full_name) ?? null;
+          if (fullName !== target.full_name) patch.full_name = fullName;
+        }
+        if (body.email !== undefined) {
+          const email = checkedEmail(body.email) ?? null;
+          if (email !== target.email) patch.email = email;
+        }
+        if (body.suspended !== undefined && body.suspended !== Boolean(target.suspended))
+          patch.suspended = body.suspended;
+
+        const fieldOf: Record<string, UserField> = {
+          name: 'user_name',
+          dn: 'client_dn',
+          full_name: 'full_name',
+          email: 'email',
+          suspended: 'suspended',
+        };
+        const fields = Object.keys(patch).map((k) => fieldOf[k] as UserField);
+        if (fields.length === 0) return viewById(actor, target.id);
+        if (!canModifyUser(actor, await targetOf(target), fields)) {
           throw new RepomanError(
             'forbidden',
-            own
+            actor.id === target.id
               ? 'You may change only your own full_name and email'
-              : `You may not modify user '${name}' (needs user_modify; admins only for admins)`,
+              : `You may not modify user '${name}' (needs user_modify, and admins or users with permissions you lack need an admin)`,
           );
         }
-        const patch: Partial<UserRow> = {};
-        if (body.user_name !== undefined && body.user_name !== target.name) {
-          patch.name = checkedAccountName('user', body.user_name);
-          if (await users.findUserByName(db, patch.name)) {
-            throw new RepomanError('user_exists', `A user '${patch.name}' already exists`);
-          }
+        if (patch.name !== undefined && (await users.findUserByName(db, patch.name))) {
+          throw new RepomanError('user_exists', `A user '${patch.name}' already exists`);
         }
-        if (dnText !== undefined) {
-          patch.dn = checkedDn(dnText);
-          await assertDnFree(db, patch.dn, target.id);
-        }
-        if (body.full_name !== undefined) patch.full_name = emptyToNull(body.full_name) ?? null;
-        if (body.email !== undefined) {
-          patch.email = checkedEmail(body.email) ?? null;
-          await assertEmailFree(db, patch.email, target.id);
-        }
-        if (body.suspended !== undefined) {
-          if (body.suspended && target.id === actor.id)
-            throw new RepomanError('conflict', 'You cannot suspend yourself');
-          patch.suspended = body.suspended;
-        }
-        if (Object.keys(patch).length > 0) {
-          patch.modified = nowIso();
-          await users.updateUser(db, target.id, patch);
-        }
-        return viewOne(actor, (await users.findUserById(db, target.id)) as UserRow);
+        if (patch.dn !== undefined) await assertDnFree(actor, db, patch.dn, target.id);
+        if (patch.email) await assertEmailFree(actor, db, patch.email, target.id);
+        if (patch.suspended && target.id === actor.id)
+          throw new RepomanError('conflict', 'You cannot suspend yourself');
+        patch.modified = nowIso();
+        await users.updateUser(db, target.id, patch);
+        return viewById(actor, target.id);
       },
 
       async remove(actor: Actor, name: string): Promise<void> {
         const target = await requireUser(name);
-        if (!canDeleteUser(actor, { id: target.id, isAdmin: await isAdminUser(target.id) })) {
+        if (!canDeleteUser(actor, await targetOf(target))) {
           throw new RepomanError(
             'forbidden',
-            `You may not delete user '${name}' (needs user_delete; admins only for admins)`,
+            `You may not delete user '${name}' (needs user_delete, and admins or users with permissions you lack need an admin)`,
           );
         }
         if (target.id === actor.id) throw new RepomanError('conflict', 'You cannot delete your own account');
@@ -250,16 +271,8 @@ export function createUserService(deps: { db: Db }) {
 
       requireUser,
     },
-    'user_exists',
+    userConflict,
   );
 }
 
 export type UserService = ReturnType<typeof createUserService>;
-
-/** Group lists arrive as arrays, repeated form fields, or the original client's comma-separated string. */
-export function splitNames(values: readonly string[] | undefined): string[] {
-  return (values ?? [])
-    .flatMap((v) => v.split(','))
-    .map((v) => v.trim())
-    .filter((v) => v.length > 0);
-}
