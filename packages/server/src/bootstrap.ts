@@ -29,8 +29,10 @@ export interface PkiPaths {
   hostKey: string;
   /** The trusted-CA directory clients' certificates are checked against. */
   caDir: string;
-  /** The development CA, when Repoman made one (it signs the development admin's certificate). */
+  /** The development CA, when Repoman made one (it signs the host certificate and the development admin's). */
   devCa: { cert: string; key: string } | null;
+  /** Whether clients are checked against the development CA (nothing configured): only then is a dev admin made. */
+  devCaTrusted: boolean;
 }
 
 export interface DevelopmentAdmin {
@@ -57,9 +59,13 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
   if (configuredHost && (config.https.cert === undefined || config.https.key === undefined)) {
     throw new Error('https.cert and https.key must be set together');
   }
-  const needCa = !configuredHost || config.trust.caDir === undefined;
+  if (configuredHost && config.trust.caDir === undefined) {
+    // Never fall back to trusting a development CA on a host with a real certificate.
+    throw new Error('https.cert is set but trust.ca_dir is not: set trust.ca_dir to the CAs of your users');
+  }
+  const devCaTrusted = config.trust.caDir === undefined;
   const caDir = join(config.dataDir, 'ca');
-  const devCa = needCa ? { cert: join(caDir, 'ca.pem'), key: join(caDir, 'ca.key') } : null;
+  const devCa = configuredHost ? null : { cert: join(caDir, 'ca.pem'), key: join(caDir, 'ca.key') };
   const trustDir = config.trust.caDir ?? join(config.dataDir, 'certificates');
 
   let ca: Credential | null = null;
@@ -73,7 +79,7 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
       writeFileSync(devCa.cert, certPemOf(ca), { mode: 0o644 });
       writePrivate(devCa.key, keyPem(ca));
     }
-    if (config.trust.caDir === undefined) {
+    if (devCaTrusted) {
       // The CA in OpenSSL's hashed form, with a signing policy, as grid tools expect in X509_CERT_DIR.
       mkdirSync(trustDir, { recursive: true });
       // Both hash forms: grid-proxy-init -verify looks the CA and its policy up under the old one.
@@ -96,6 +102,7 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
       hostKey: config.https.key as string,
       caDir: trustDir,
       devCa,
+      devCaTrusted,
     };
   }
   const hostDir = join(config.dataDir, 'host');
@@ -108,22 +115,30 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
     writeFileSync(hostCert, certPemOf(host), { mode: 0o644 });
     writePrivate(hostKey, keyPem(host));
   }
-  return { hostCert, hostKey, caDir: trustDir, devCa };
+  return { hostCert, hostKey, caDir: trustDir, devCa, devCaTrusted };
 }
 
 async function ensureDefaultGroups(db: Db) {
   for (const name of [ADMINS_GROUP, USERS_GROUP]) {
-    if (await groups.findGroupByName(db, name)) continue;
     const now = nowIso();
     await db.transaction().execute(async (trx) => {
-      const group = await groups.insertGroup(trx, { name, protected: true, created: now, modified: now });
+      const group = await groups.insertGroupIfMissing(trx, {
+        name,
+        protected: true,
+        created: now,
+        modified: now,
+      });
+      if (!group) return; // it exists already (made by an earlier start, or another server now)
       for (const permission of DEFAULT_GROUP_PERMISSIONS[name] ?? [])
         await groups.addPermission(trx, group.id, permission);
     });
   }
 }
 
-/** Makes sure a configured admin exists and is in `admins` (and `users`): the configuration is authoritative. */
+/**
+ * Makes sure a configured admin exists and is in `admins` (and `users`): the configuration is authoritative.
+ * The user is found by DN first, so renaming an admin through the API does not stop the next start.
+ */
 async function ensureAdmin(db: Db, admin: AdminSpec) {
   const dn = normalizeDn(admin.dn);
   const [adminsGroup, usersGroup] = await Promise.all([
@@ -131,11 +146,14 @@ async function ensureAdmin(db: Db, admin: AdminSpec) {
     groups.findGroupByName(db, USERS_GROUP),
   ]);
   await db.transaction().execute(async (trx) => {
-    let user = await users.findUserByName(trx, admin.name);
+    let user = await users.findUserByDn(trx, dn);
     if (!user) {
-      const holder = await users.findUserByDn(trx, dn);
-      if (holder)
-        throw new Error(`Admin ${admin.name}: the DN ${dn} already belongs to user '${holder.name}'`);
+      const namesake = await users.findUserByName(trx, admin.name);
+      if (namesake) {
+        throw new Error(
+          `Admin ${admin.name}: a user of that name exists with another DN (${namesake.dn}); fix the configuration or the user`,
+        );
+      }
       const now = nowIso();
       user = await users.insertUser(trx, {
         name: admin.name,
@@ -146,16 +164,17 @@ async function ensureAdmin(db: Db, admin: AdminSpec) {
         created: now,
         modified: now,
       });
-    } else if (user.dn !== dn) {
-      throw new Error(
-        `Admin ${admin.name} exists with another DN (${user.dn}); fix the configuration or the user`,
-      );
     }
     for (const group of [adminsGroup, usersGroup]) if (group) await groups.addMember(trx, group.id, user.id);
   });
 }
 
-/** Default groups, configured admins, and on a zero-configuration start the development admin. */
+const DEV_ADMIN_DN = '/O=Repoman Development/CN=Repoman Administrator';
+
+/**
+ * Default groups, configured admins, and on a zero-configuration start the development admin: made once,
+ * when no admin exists; if an admin later deletes it, it stays deleted.
+ */
 export async function bootstrapAccounts(
   db: Db,
   config: ServerConfig,
@@ -163,7 +182,7 @@ export async function bootstrapAccounts(
 ): Promise<DevelopmentAdmin | null> {
   await ensureDefaultGroups(db);
   for (const admin of config.admins) await ensureAdmin(db, admin);
-  if (config.admins.length > 0 || !pki.devCa || config.trust.caDir !== undefined) return null;
+  if (config.admins.length > 0 || !pki.devCa || !pki.devCaTrusted) return null;
 
   const dir = join(config.dataDir, 'admin');
   const files = {
@@ -171,21 +190,19 @@ export async function bootstrapAccounts(
     cert: join(dir, 'usercert.pem'),
     key: join(dir, 'userkey.pem'),
   };
-  const dn = '/O=Repoman Development/CN=Repoman Administrator';
-  const existing = await users.findUserByDn(db, dn);
   if (!existsSync(files.pem)) {
     const adminsGroup = await groups.findGroupByName(db, ADMINS_GROUP);
     const members = adminsGroup ? await groups.membersOfGroups(db, [adminsGroup.id]) : new Map();
-    if (existing || (adminsGroup && (members.get(adminsGroup.id) ?? []).length > 0)) return null;
+    if (adminsGroup && (members.get(adminsGroup.id) ?? []).length > 0) return null;
     const ca = loadCredential(readFileSync(pki.devCa.cert, 'utf8'), readFileSync(pki.devCa.key, 'utf8'));
-    const credential = createUserCertificate(ca, dn, { keyKind: 'rsa' });
+    const credential = createUserCertificate(ca, DEV_ADMIN_DN, { keyKind: 'rsa' });
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     writeFileSync(files.cert, certPemOf(credential), { mode: 0o644 });
     writePrivate(files.key, keyPem(credential));
     writePrivate(files.pem, credentialPem(credential));
+    await ensureAdmin(db, { name: 'admin', dn: DEV_ADMIN_DN });
   }
-  if (!existing) await ensureAdmin(db, { name: 'admin', dn });
-  const user = await users.findUserByDn(db, dn);
+  const user = await users.findUserByDn(db, DEV_ADMIN_DN);
   if (!user) return null;
-  return { name: user.name, dn, ...files, caCert: pki.devCa.cert };
+  return { name: user.name, dn: DEV_ADMIN_DN, ...files, caCert: pki.devCa.cert };
 }

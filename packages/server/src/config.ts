@@ -191,6 +191,13 @@ function unknownVariables(env: NodeJS.ProcessEnv): string[] {
     .map((name) => `the environment variable ${name} names no setting (see docs/configuration.md)`);
 }
 
+/** `sqlite:PATH` with a relative path means relative to where it was written, like every other path. */
+function sqliteRelativeTo(url: string, base: string): string {
+  if (!url.startsWith('sqlite:')) return url;
+  const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+  return `sqlite:${resolve(base, path)}`;
+}
+
 export interface LoadOptions {
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
@@ -238,7 +245,10 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
 
   return {
     dataDir,
-    databaseUrl: get('database_url', `sqlite:${resolve(dataDir, 'repoman.db')}`),
+    databaseUrl: sqliteRelativeTo(
+      get('database_url', `sqlite:${resolve(dataDir, 'repoman.db')}`),
+      env.REPOMAN_DATABASE_URL ? cwd : fileDir,
+    ),
     databaseSchema: get<string | undefined>('database_schema', undefined),
     blobDir: get('blob_dir', resolve(dataDir, 'blobs')),
     publicUrl: get<string | undefined>('public_url', undefined),

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
+import { redactUrl } from './db/connect.ts';
 import { derToPem } from './pki/certificate.ts';
 import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
 import { normalizeDn } from './pki/names.ts';
@@ -32,6 +33,8 @@ const shown = (path: string) => {
 };
 
 async function serve(configFile: string | undefined) {
+  // Everything the server writes (database, keys, blobs) is for its own user only.
+  process.umask(0o077);
   const config = loadConfig({ file: configFile });
   const running = await startServer(config, {
     logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
@@ -39,7 +42,7 @@ async function serve(configFile: string | undefined) {
   const lines = [
     `Repoman is serving HTTPS at ${running.httpsUrl}` +
       (running.httpUrl ? ` and HTTP at ${running.httpUrl}` : ''),
-    `  database: ${config.databaseUrl.startsWith('sqlite:') ? config.databaseUrl : 'postgres'}   data: ${shown(config.dataDir)}`,
+    `  database: ${redactUrl(config.databaseUrl)}   data: ${shown(config.dataDir)}`,
   ];
   for (const warning of [...config.warnings, ...running.trust.warnings()])
     lines.push(`  warning: ${warning}`);

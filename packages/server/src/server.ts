@@ -31,6 +31,15 @@ export interface StartOptions {
   logger?: FastifyServerOptions['logger'];
 }
 
+/** Slow or idle clients must not hold connections for ever (set on both servers: Fastify leaves a factory's alone). */
+const TIMEOUTS = { requestTimeout: 120_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 } as const;
+
+function applyTimeouts(server: http.Server | https.Server) {
+  server.requestTimeout = TIMEOUTS.requestTimeout;
+  server.headersTimeout = TIMEOUTS.headersTimeout;
+  server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout;
+}
+
 const urlHost = (host: string) =>
   host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 
@@ -68,6 +77,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         requestHandler,
       );
       attachCertificateAuth(server, () => trust.verifier());
+      applyTimeouts(server);
       return server;
     };
     const services = createServices({ db: database.db });
@@ -98,8 +108,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
     let httpPort: number | null = null;
     if (config.http.enabled && handler) {
-      const plain = http.createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, handler);
-      plain.keepAliveTimeout = 65_000;
+      const plain = http.createServer(handler);
+      applyTimeouts(plain);
       await new Promise<void>((resolve, reject) => {
         plain.once('error', reject);
         plain.listen(config.http.port, config.http.listen, () => resolve());

@@ -88,9 +88,19 @@ export function apiSuite(engine: Engine) {
         assert.ok(checked >= 40, `only ${checked} routes checked`);
       });
 
-      it('refuses to read a body before authenticating', async () => {
-        const res = await anonymous.post('/api/users', { user_name: 'x', client_dn: '/CN=x' });
-        expectError(res, 401, 'certificate_required');
+      it('refuses before reading a body: 401, not 413, for 2 MiB without a certificate', async () => {
+        const big = { user_name: 'x', client_dn: '/CN=x', full_name: 'x'.repeat(2 * 1024 * 1024) };
+        expectError(await anonymous.post('/api/users', big), 401, 'certificate_required');
+        expectError(await as('eve').post('/api/users', big), 403, 'unknown_certificate');
+        expectError(await as('admin').post('/api/users', big), 413, 'payload_too_large');
+      });
+
+      it('keeps open routes open to refused and unknown certificates', async () => {
+        assert.equal((await as('eve').get('/api/openapi.json')).status, 200);
+        assert.equal(
+          (await clientFor(server.httpsUrl, pki.ca.certPem, pki.bad('expired')).get('/api/health')).status,
+          200,
+        );
       });
     });
 
@@ -482,6 +492,17 @@ export function apiSuite(engine: Engine) {
         );
         const expired = await as('bob').patch('/api/images/rhel6.img', { expires: '2001-01-01' });
         assert.equal(expired.json.expired, true);
+        for (const bad of [
+          '2024-02-30',
+          '2030-01-01 junk',
+          '2030-01-01T12:00',
+          '0000-01-01',
+          '2030-01-01T25:00Z',
+        ]) {
+          expectError(await as('bob').patch('/api/images/rhel6.img', { expires: bad }), 400, 'invalid_field');
+        }
+        const offset = await as('bob').patch('/api/images/rhel6.img', { expires: '2030-01-01T12:00+02:00' });
+        assert.equal(offset.json.expires, '2030-01-01T10:00:00.000Z');
         const cleared = await as('bob').patch('/api/images/rhel6.img', { expires: '' }, { form: true });
         assert.equal(cleared.json.expires, null);
       });
@@ -528,6 +549,102 @@ export function apiSuite(engine: Engine) {
       });
     });
 
+    describe('permissions beyond ownership', () => {
+      before(async () => {
+        for (const name of ['mod', 'boss', 'plain']) {
+          assert.equal(
+            (await as('admin').post('/api/users', { user_name: name, client_dn: pki.dn(name) })).status,
+            201,
+          );
+        }
+        const groups = [
+          {
+            name: 'moderators',
+            users: ['mod'],
+            permissions: ['image_modify', 'image_delete', 'user_modify', 'user_delete'],
+          },
+          { name: 'bosses', users: ['boss'], permissions: ['group_delete'] },
+          { name: 'crew', users: ['bob', 'pam'], permissions: ['image_modify_group'] },
+        ];
+        for (const group of groups) assert.equal((await as('admin').post('/api/groups', group)).status, 201);
+        for (const name of ['private.img', 'crew.img']) await as('bob').post('/api/images', { name });
+        await as('admin').post('/api/images', { name: 'admins-own.img' });
+      });
+
+      it('image_modify and image_delete reach images not shared with their holder', async () => {
+        const res = await as('mod').patch('/api/images/bob/private.img', { description: 'moderated' });
+        assert.equal(res.status, 200, res.text);
+        assert.equal((await as('mod').get('/api/images/bob/private.img')).json.description, 'moderated');
+        assert.equal((await as('mod').delete('/api/images/bob/private.img')).status, 204);
+        expectError(await as('bob').get('/api/images/private.img'), 404, 'image_not_found');
+      });
+
+      it('image_modify_group reaches images of fellow group members only', async () => {
+        const res = await as('pam').patch('/api/images/bob/crew.img', { description: 'by pam' });
+        assert.equal(res.status, 200, res.text);
+        expectError(
+          await as('pam').patch('/api/images/admin/admins-own.img', { description: 'x' }),
+          404,
+          'image_not_found',
+        );
+        expectError(await as('pam').delete('/api/images/bob/crew.img'), 404, 'image_not_found');
+      });
+
+      it('user_modify and user_delete reach only users who hold nothing more than the actor', async () => {
+        assert.equal(
+          (await as('mod').patch('/api/users/plain', { full_name: 'Plain (moderated)' })).status,
+          200,
+        );
+        expectError(await as('mod').patch('/api/users/bob', { full_name: 'x' }), 403, 'forbidden'); // bob holds image_modify_group
+        expectError(
+          await as('mod').patch('/api/users/boss', { client_dn: '/CN=taken over' }),
+          403,
+          'forbidden',
+        );
+        expectError(await as('mod').delete('/api/users/boss'), 403, 'forbidden');
+        expectError(await as('mod').patch('/api/users/admin', { suspended: true }), 403, 'forbidden');
+        assert.equal((await as('boss').get('/api/whoami')).status, 200, 'boss still logs in');
+      });
+
+      it('hides who holds a DN from non-admins', async () => {
+        await as('admin').post('/api/groups/moderators/permissions/user_create');
+        const res = await as('mod').post('/api/users', { user_name: 'copycat', client_dn: pki.dn('pam') });
+        expectError(res, 409, 'dn_in_use');
+        assert.doesNotMatch(res.json.error.message, /pam/);
+      });
+    });
+
+    describe('concurrent changes', () => {
+      it('never empties admins when two admins remove each other at once', async () => {
+        await as('admin').post('/api/users', {
+          user_name: 'admin2',
+          client_dn: pki.dn('admin2'),
+          groups: ['admins'],
+        });
+        const results = await Promise.all([
+          as('admin').delete('/api/groups/admins/users/admin2'),
+          as('admin2').delete('/api/groups/admins/users/admin'),
+        ]);
+        for (const res of results) assert.ok([200, 403, 409].includes(res.status), res.text);
+        const admins = (await as('bob').get('/api/groups/admins')).json.users;
+        assert.equal(admins.length, 1, JSON.stringify(admins));
+        const survivor = admins[0] as string;
+        if (survivor !== 'admin') await as(survivor).post('/api/groups/admins/users/admin');
+        assert.equal((await as('admin').delete('/api/users/admin2')).status, 204);
+      });
+
+      it('answers 4xx, never 5xx, when a user is deleted while images are shared with them', async () => {
+        await as('admin').post('/api/users', { user_name: 'victim', client_dn: pki.dn('victim') });
+        await as('bob').post('/api/images', { name: 'race.img' });
+        const shares = Array.from({ length: 8 }, () =>
+          as('bob').post('/api/images/race.img/share/user/victim'),
+        );
+        const results = await Promise.all([...shares, as('admin').delete('/api/users/victim')]);
+        for (const res of results) assert.ok(res.status < 500, `${res.status} ${res.text}`);
+        assert.deepEqual((await as('bob').get('/api/images/race.img')).json.shared_with.users, []);
+      });
+    });
+
     describe('grid proxies', () => {
       for (const kind of ['rfc', 'rfc-of-rfc', 'legacy', 'draft'] as const) {
         it(`authenticates a ${kind} proxy as its end-entity user`, async () => {
@@ -543,6 +660,12 @@ export function apiSuite(engine: Engine) {
         const limited = clientFor(server.httpsUrl, pki.ca.certPem, pki.proxy('bob', 'limited'));
         assert.equal((await limited.get('/api/images')).status, 200);
         expectError(await limited.post('/api/images', { name: 'nope.img' }), 403, 'limited_proxy');
+        expectError(
+          await limited.patch('/api/images/bob-base.img', { description: 'x' }),
+          403,
+          'limited_proxy',
+        );
+        expectError(await limited.delete('/api/images/bob-base.img'), 403, 'limited_proxy');
       });
 
       for (const bad of [

@@ -98,8 +98,18 @@ describe('npm start on an empty directory', () => {
     ]) {
       await stat(join(dir, 'repoman-data', path));
     }
-    const keyMode = (await stat(join(dir, 'repoman-data/admin/admin.pem'))).mode & 0o777;
-    assert.equal(keyMode, 0o600);
+    const mode = async (path: string) => (await stat(join(dir, 'repoman-data', path))).mode & 0o777;
+    for (const secret of [
+      'admin/admin.pem',
+      'admin/userkey.pem',
+      'ca/ca.key',
+      'host/hostkey.pem',
+      'repoman.db',
+    ]) {
+      assert.equal(await mode(secret), 0o600, secret);
+    }
+    for (const private_ of ['.', 'admin', 'ca', 'host', 'blobs'])
+      assert.equal(await mode(private_), 0o700, private_);
     const combined = await readFile(join(dir, 'repoman-data/admin/admin.pem'), 'utf8');
     assert.match(combined, /BEGIN CERTIFICATE[\s\S]+BEGIN PRIVATE KEY/);
   });

@@ -44,10 +44,15 @@ const pgTypes = {
   },
 } as pg.CustomTypesConfig;
 
+/** The URL without its password, for messages and logs. */
+export const redactUrl = (url: string) => url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+
 export function engineOf(url: string): Engine {
   if (url.startsWith('sqlite:')) return 'sqlite';
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return 'postgres';
-  throw new Error(`database_url must start with sqlite: or postgres:// (got ${JSON.stringify(url)})`);
+  throw new Error(
+    `database_url must start with sqlite: or postgres:// (got ${JSON.stringify(redactUrl(url))})`,
+  );
 }
 
 export function sqlitePath(url: string): string {

@@ -23,6 +23,19 @@ export async function insertGroup(db: Q, group: Omit<GroupRow, 'id'>): Promise<G
   return db.insertInto('groups').values(group).returningAll().executeTakeFirstOrThrow();
 }
 
+/** Creates the group unless one of that name exists (several servers may start at once); the new row or nothing. */
+export async function insertGroupIfMissing(
+  db: Q,
+  group: Omit<GroupRow, 'id'>,
+): Promise<GroupRow | undefined> {
+  return db
+    .insertInto('groups')
+    .values(group)
+    .onConflict((oc) => oc.column('name').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+}
+
 export async function updateGroup(db: Q, id: number, patch: Partial<Omit<GroupRow, 'id'>>): Promise<void> {
   await db.updateTable('groups').set(patch).where('id', '=', id).execute();
 }

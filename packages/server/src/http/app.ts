@@ -27,10 +27,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     ...(options.serverFactory ? { serverFactory: options.serverFactory } : {}),
-    // Header and keep-alive limits: slow clients must not hold connections for ever.
-    requestTimeout: 120_000,
-    connectionTimeout: 0,
-    keepAliveTimeout: 65_000,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     ajv: {

@@ -37,10 +37,22 @@ export async function authenticate(request: FastifyRequest, identity: IdentitySe
       'This needs HTTPS with a client certificate; plain HTTP serves public images only',
     );
   }
+  try {
+    request.actor = await actorOf(request, identity);
+  } catch (error) {
+    // Routes open to everyone stay open to a caller whose certificate is refused or unknown.
+    const refused =
+      error instanceof RepomanError &&
+      (error.status === 401 || error.code === 'unknown_certificate' || error.code === 'user_suspended');
+    if (mode === 'optional' && refused) return;
+    throw error;
+  }
+}
+
+async function actorOf(request: FastifyRequest, identity: IdentityService): Promise<Actor> {
   const verdict = certificateAuthOf(request.raw.socket as TLSSocket);
   if (!verdict.ok) {
     if (verdict.code === 'no_certificate') {
-      if (mode === 'optional') return;
       throw new RepomanError(
         'certificate_required',
         'No client certificate was presented; use your certificate or grid proxy',
@@ -57,11 +69,11 @@ export async function authenticate(request: FastifyRequest, identity: IdentitySe
       'A limited proxy may only read; use a full proxy to change anything',
     );
   }
-  request.actor = actor;
+  return actor;
 }
 
 /** The actor of a route that requires one (the hook has already refused anonymous callers). */
-export function actorOf(request: FastifyRequest): Actor {
+export function requireActor(request: FastifyRequest): Actor {
   if (!request.actor) throw new RepomanError('certificate_required');
   return request.actor;
 }

@@ -207,7 +207,9 @@ export function createImageService(deps: { db: Db }) {
       },
 
       async get(actor: Actor | null, ref: ImageRef): Promise<ImageView> {
-        return (await find(actor, ref)).view;
+        // whoever may change or delete an image may also see it
+        const mayChange = (a: Actor, t: ImageTarget) => canModifyImage(a, t) || canDeleteImage(a, t);
+        return (await find(actor, ref, mayChange)).view;
       },
 
       async modify(actor: Actor, ref: ImageRef, body: ModifyImageBody): Promise<ImageView> {

@@ -8,7 +8,7 @@ import {
   pageSchema,
 } from '@repoman/core';
 import type { FastifyInstance } from 'fastify';
-import { actorOf } from '../auth.ts';
+import { requireActor } from '../auth.ts';
 import { groupJson, page } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
@@ -43,7 +43,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      actorOf(request);
+      requireActor(request);
       const result = await services.groups.list(request.query);
       const u = urls(request);
       return page(request, u, result, request.query, (v) => groupJson(u, v));
@@ -61,7 +61,10 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      const json = groupJson(urls(request), await services.groups.create(actorOf(request), request.body));
+      const json = groupJson(
+        urls(request),
+        await services.groups.create(requireActor(request), request.body),
+      );
       return reply.code(201).header('location', json.url).send(json);
     },
   );
@@ -70,7 +73,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
     '/api/groups/:group',
     { schema: { summary: 'Show a group', tags: ['groups'], params: groupParams, response: groupResponse } },
     async (request) => {
-      actorOf(request);
+      requireActor(request);
       return groupJson(urls(request), await services.groups.get(request.params.group));
     },
   );
@@ -91,7 +94,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       async (request) =>
         groupJson(
           urls(request),
-          await services.groups.modify(actorOf(request), request.params.group, request.body),
+          await services.groups.modify(requireActor(request), request.params.group, request.body),
         ),
     );
   }
@@ -106,7 +109,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      await services.groups.remove(actorOf(request), request.params.group);
+      await services.groups.remove(requireActor(request), request.params.group);
       return reply.code(204).send();
     },
   );
@@ -122,7 +125,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      actorOf(request);
+      requireActor(request);
       return (await services.groups.get(request.params.group)).users;
     },
   );
@@ -138,7 +141,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      actorOf(request);
+      requireActor(request);
       return (await services.groups.get(request.params.group)).permissions;
     },
   );
@@ -159,7 +162,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
       async (request) => {
         const { group, user } = request.params;
-        const actor = actorOf(request);
+        const actor = requireActor(request);
         const view =
           method === 'post'
             ? await services.groups.addMember(actor, group, user)
@@ -179,7 +182,7 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
       async (request) => {
         const { group, permission } = request.params;
-        const actor = actorOf(request);
+        const actor = requireActor(request);
         const view =
           method === 'post'
             ? await services.groups.addPermission(actor, group, permission)

@@ -13,7 +13,7 @@ import {
 } from '@repoman/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ImageRef } from '../../services/images.ts';
-import { actorOf } from '../auth.ts';
+import { requireActor } from '../auth.ts';
 import { imageJson, page, rawPath } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
@@ -32,7 +32,7 @@ const FORMS = [
 ] as const;
 
 function refOf(request: FastifyRequest<{ Params: RefParams }>): ImageRef {
-  return { owner: request.params.user ?? actorOf(request).name, name: request.params.image };
+  return { owner: request.params.user ?? requireActor(request).name, name: request.params.image };
 }
 
 export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
@@ -49,7 +49,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      const result = await services.images.list(actorOf(request), request.query);
+      const result = await services.images.list(requireActor(request), request.query);
       const u = urls(request);
       return page(request, u, result, request.query, (v) => imageJson(u, v));
     },
@@ -66,7 +66,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      const view = await services.images.create(actorOf(request), request.body);
+      const view = await services.images.create(requireActor(request), request.body);
       const u = urls(request);
       return reply
         .code(201)
@@ -87,7 +87,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       form.prefix,
       { schema: { summary: 'Show an image', tags: ['images'], params, response: imageResponse } },
       async (request) =>
-        imageJson(urls(request), await services.images.get(actorOf(request), refOf(request))),
+        imageJson(urls(request), await services.images.get(requireActor(request), refOf(request))),
     );
 
     for (const method of ['post', 'patch'] as const) {
@@ -105,7 +105,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
         async (request) =>
           imageJson(
             urls(request),
-            await services.images.modify(actorOf(request), refOf(request), request.body),
+            await services.images.modify(requireActor(request), refOf(request), request.body),
           ),
       );
     }
@@ -114,7 +114,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       form.prefix,
       { schema: { summary: 'Delete an image (not while read_only)', tags: ['images'], params } },
       async (request, reply) => {
-        await services.images.remove(actorOf(request), refOf(request));
+        await services.images.remove(requireActor(request), refOf(request));
         return reply.code(204).send();
       },
     );
@@ -137,7 +137,13 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
           async (request) =>
             imageJson(
               urls(request),
-              await services.images.share(actorOf(request), refOf(request), kind, request.params.target, on),
+              await services.images.share(
+                requireActor(request),
+                refOf(request),
+                kind,
+                request.params.target,
+                on,
+              ),
             ),
         );
       }

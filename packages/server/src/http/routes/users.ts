@@ -10,7 +10,7 @@ import {
   pageSchema,
 } from '@repoman/core';
 import type { FastifyInstance } from 'fastify';
-import { actorOf } from '../auth.ts';
+import { requireActor } from '../auth.ts';
 import { groupJson, imageJson, page, userJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
@@ -31,7 +31,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      const actor = actorOf(request);
+      const actor = requireActor(request);
       return userJson(urls(request), await services.users.get(actor, actor.name));
     },
   );
@@ -47,7 +47,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      const result = await services.users.list(actorOf(request), request.query);
+      const result = await services.users.list(requireActor(request), request.query);
       const u = urls(request);
       return page(request, u, result, request.query, (v) => userJson(u, v));
     },
@@ -64,7 +64,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      const view = await services.users.create(actorOf(request), request.body);
+      const view = await services.users.create(requireActor(request), request.body);
       const json = userJson(urls(request), view);
       return reply.code(201).header('location', json.url).send(json);
     },
@@ -81,7 +81,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) =>
-      userJson(urls(request), await services.users.get(actorOf(request), request.params.user)),
+      userJson(urls(request), await services.users.get(requireActor(request), request.params.user)),
   );
 
   const modify = {
@@ -101,7 +101,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       async (request) =>
         userJson(
           urls(request),
-          await services.users.modify(actorOf(request), request.params.user, request.body),
+          await services.users.modify(requireActor(request), request.params.user, request.body),
         ),
     );
   }
@@ -116,7 +116,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      await services.users.remove(actorOf(request), request.params.user);
+      await services.users.remove(requireActor(request), request.params.user);
       return reply.code(204).send();
     },
   );
@@ -133,7 +133,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      const actor = actorOf(request);
+      const actor = requireActor(request);
       await services.users.requireUser(request.params.user);
       const result = await services.images.list(actor, { ...request.query, owner: request.params.user });
       const u = urls(request);
@@ -153,7 +153,7 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      actorOf(request);
+      requireActor(request);
       const user = await services.users.requireUser(request.params.user);
       const result = await services.groups.list(request.query, user.id);
       const u = urls(request);
@@ -173,7 +173,11 @@ export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request) => {
-      const result = await services.images.sharedWith(actorOf(request), request.params.user, request.query);
+      const result = await services.images.sharedWith(
+        requireActor(request),
+        request.params.user,
+        request.query,
+      );
       const u = urls(request);
       return page(request, u, result, request.query, (v) => imageJson(u, v));
     },
