@@ -11,8 +11,8 @@ const bool = { type: 'boolean' } as const;
 const timestamp = { type: 'string', format: 'date-time' } as const;
 const nullableTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 const stringList = { type: 'array', items: str } as const;
-/** Accepts `a,b` (form fields, as the original client sent them), repeated fields, or a JSON array. */
-const nameList = { type: 'array', items: str } as const;
+/** A JSON array or repeated form fields; the server also splits each item on commas (`a,b`, as the original client sent). */
+const nameList = { ...stringList, description: 'A list, or names separated by commas' } as const;
 
 export const userName = { type: 'string', pattern: ACCOUNT_NAME_PATTERN } as const;
 export const groupName = { type: 'string', pattern: ACCOUNT_NAME_PATTERN } as const;
@@ -339,8 +339,3 @@ export const imageListQuery = {
     order: { type: 'string', enum: ['asc', 'desc'], default: 'asc' },
   },
 } as const;
-
-export interface Whoami extends User {
-  images_url: string;
-  shared_url: string;
-}

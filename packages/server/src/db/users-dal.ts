@@ -62,15 +62,22 @@ export async function groupsOfUsers(db: Q, userIds: readonly number[]): Promise<
   return result;
 }
 
-/** The union of the permissions of a user's groups, sorted. */
-export async function permissionsOfUser(db: Q, userId: number): Promise<string[]> {
+/** The union of the permissions of each user's groups, sorted. */
+export async function permissionsOfUsers(db: Q, userIds: readonly number[]): Promise<Map<number, string[]>> {
+  const result = new Map<number, string[]>(userIds.map((id) => [id, []]));
+  if (userIds.length === 0) return result;
   const rows = await db
     .selectFrom('group_permissions')
     .innerJoin('group_members', 'group_members.group_id', 'group_permissions.group_id')
-    .select('group_permissions.permission')
+    .select(['group_members.user_id as userId', 'group_permissions.permission'])
     .distinct()
-    .where('group_members.user_id', '=', userId)
+    .where('group_members.user_id', 'in', userIds)
     .orderBy('group_permissions.permission')
     .execute();
-  return rows.map((r) => r.permission);
+  for (const row of rows) result.get(row.userId)?.push(row.permission);
+  return result;
+}
+
+export async function permissionsOfUser(db: Q, userId: number): Promise<string[]> {
+  return (await permissionsOfUsers(db, [userId])).get(userId) ?? [];
 }

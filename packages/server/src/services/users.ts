@@ -89,27 +89,28 @@ export function createUserService(deps: { db: Db }) {
   }
 
   async function view(actor: Actor, rows: UserRow[]): Promise<UserView[]> {
-    const groups = await users.groupsOfUsers(
-      db,
-      rows.map((r) => r.id),
-    );
-    return Promise.all(
-      rows.map(async (row) => {
-        const base: UserView = { name: row.name, fullName: row.full_name, groups: groups.get(row.id) ?? [] };
-        if (!canSeeUserDetails(actor, row)) return base;
-        return {
-          ...base,
-          private: {
-            dn: row.dn,
-            email: row.email,
-            suspended: Boolean(row.suspended),
-            permissions: await users.permissionsOfUser(db, row.id),
-            created: row.created,
-            modified: row.modified,
-          },
-        };
-      }),
-    );
+    const ids = rows.map((r) => r.id);
+    const detailed = rows.filter((row) => canSeeUserDetails(actor, row)).map((row) => row.id);
+    const [groups, permissions] = await Promise.all([
+      users.groupsOfUsers(db, ids),
+      users.permissionsOfUsers(db, detailed),
+    ]);
+    return rows.map((row) => {
+      const base: UserView = { name: row.name, fullName: row.full_name, groups: groups.get(row.id) ?? [] };
+      const own = permissions.get(row.id);
+      if (!own) return base;
+      return {
+        ...base,
+        private: {
+          dn: row.dn,
+          email: row.email,
+          suspended: Boolean(row.suspended),
+          permissions: own,
+          created: row.created,
+          modified: row.modified,
+        },
+      };
+    });
   }
 
   async function viewById(actor: Actor, id: number): Promise<UserView> {
