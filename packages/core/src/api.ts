@@ -179,6 +179,8 @@ export interface Image {
   expires: string | null;
   expired: boolean;
   raw_file_uploaded: boolean;
+  /** Digests of the current version's bytes, lowercase hex; null before the first upload. */
+  digests: { sha256: string; md5: string | null; sha512: string | null } | null;
   version: number;
   size: number | null;
   created: string;
@@ -210,6 +212,10 @@ export const imageSchema = {
     expires: nullableTimestamp,
     expired: bool,
     raw_file_uploaded: bool,
+    digests: {
+      type: ['object', 'null'],
+      properties: { sha256: str, md5: nullableStr, sha512: nullableStr },
+    },
     version: { type: 'integer' },
     size: { type: ['integer', 'null'] },
     created: timestamp,

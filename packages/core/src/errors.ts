@@ -11,6 +11,10 @@ export const ERRORS = {
   invalid_dn: { status: 400, message: 'The distinguished name is not valid' },
   unsupported_media_type: { status: 415, message: 'Send JSON or form fields' },
   payload_too_large: { status: 413, message: 'The request body is too large' },
+  image_too_large: { status: 413, message: 'The image is larger than this repository accepts' },
+  length_mismatch: { status: 400, message: 'The body is not as long as its Content-Length' },
+  digest_mismatch: { status: 400, message: 'The body does not match the digest the client sent' },
+  range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
   // 401: who are you?
   certificate_required: {
     status: 401,
@@ -21,6 +25,10 @@ export const ERRORS = {
   unknown_certificate: { status: 403, message: 'The certificate is valid but belongs to no Repoman user' },
   user_suspended: { status: 403, message: 'This account is suspended; contact an administrator' },
   forbidden: { status: 403, message: 'You are not allowed to do this' },
+  https_required: {
+    status: 403,
+    message: 'Plain HTTP serves public images only; use HTTPS with a certificate',
+  },
   limited_proxy: { status: 403, message: 'A limited proxy may only download' },
   // 404
   not_found: { status: 404, message: 'No such resource' },
@@ -28,6 +36,9 @@ export const ERRORS = {
   group_not_found: { status: 404, message: 'No such group' },
   image_not_found: { status: 404, message: 'No such image' },
   permission_not_found: { status: 404, message: 'No such permission' },
+  image_not_uploaded: { status: 404, message: 'No bytes have been uploaded to this image yet' },
+  version_not_found: { status: 404, message: 'No such version of the image' },
+  image_expired: { status: 410, message: 'The image has expired' },
   // 409: the state of the repository does not allow it
   user_exists: { status: 409, message: 'A user with this name already exists' },
   dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },
@@ -38,6 +49,7 @@ export const ERRORS = {
   image_read_only: { status: 409, message: 'The image is read-only' },
   conflict: { status: 409, message: 'The request conflicts with the current state' },
   // 5xx: our fault or a dependency's
+  insufficient_storage: { status: 507, message: 'The repository is out of storage space' },
   database_unavailable: { status: 503, message: 'The database is unavailable; try again shortly' },
   internal: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -3,7 +3,7 @@
  * directory: a development CA, a certificate for localhost, and a first admin with a certificate. On every
  * start it creates the default groups and the configured admins. Later starts reuse what exists.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ADMINS_GROUP, DEFAULT_GROUP_PERMISSIONS, USERS_GROUP } from '@repoman/core';
@@ -53,6 +53,12 @@ function writePrivate(path: string, content: string) {
   writeFileSync(path, content, { mode: PRIVATE, flag: 'wx' });
 }
 
+/** Certificates are public: readable by all, whatever the server's umask (it keeps everything else private). */
+function writePublic(path: string, content: string) {
+  writeFileSync(path, content);
+  chmodSync(path, 0o644);
+}
+
 /** Creates (once) whatever of the development PKI the configuration does not provide. */
 export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPaths> {
   const configuredHost = config.https.cert !== undefined || config.https.key !== undefined;
@@ -76,19 +82,20 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
       mkdirSync(caDir, { recursive: true, mode: 0o700 });
       const suffix = Math.random().toString(16).slice(2, 8);
       ca = createCA(`/O=Repoman Development/CN=Repoman Development CA ${suffix}`, { keyKind: 'rsa' });
-      writeFileSync(devCa.cert, certPemOf(ca), { mode: 0o644 });
+      writePublic(devCa.cert, certPemOf(ca));
       writePrivate(devCa.key, keyPem(ca));
     }
     if (devCaTrusted) {
       // The CA in OpenSSL's hashed form, with a signing policy, as grid tools expect in X509_CERT_DIR.
       mkdirSync(trustDir, { recursive: true });
+      chmodSync(trustDir, 0o755); // usable as X509_CERT_DIR by grid tools
       // Both hash forms: grid-proxy-init -verify looks the CA and its policy up under the old one.
       const subject = ca.cert.subject.oneline;
       for (const hash of new Set([subjectHash(ca.cert.subject.der), subjectHashOld(ca.cert.subject.der)])) {
         const hashed = join(trustDir, `${hash}.0`);
         if (existsSync(hashed)) continue;
-        writeFileSync(hashed, certPemOf(ca));
-        writeFileSync(
+        writePublic(hashed, certPemOf(ca));
+        writePublic(
           join(trustDir, `${hash}.signing_policy`),
           `access_id_CA X509 '${subject}'\npos_rights globus CA:sign\ncond_subjects globus '"*"'\n`,
         );
@@ -112,7 +119,7 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
     mkdirSync(hostDir, { recursive: true, mode: 0o700 });
     const names = [...new Set(['localhost', hostname(), '127.0.0.1', '::1'])];
     const host = createServerCertificate(ca as Credential, names);
-    writeFileSync(hostCert, certPemOf(host), { mode: 0o644 });
+    writePublic(hostCert, certPemOf(host));
     writePrivate(hostKey, keyPem(host));
   }
   return { hostCert, hostKey, caDir: trustDir, devCa, devCaTrusted };
@@ -155,7 +162,8 @@ async function ensureAdmin(db: Db, admin: AdminSpec) {
         );
       }
       const now = nowIso();
-      user = await users.insertUser(trx, {
+      // Several servers may start at once: whoever inserts second finds the first one's row.
+      await users.insertUserIfMissing(trx, {
         name: admin.name,
         dn,
         full_name: null,
@@ -164,6 +172,8 @@ async function ensureAdmin(db: Db, admin: AdminSpec) {
         created: now,
         modified: now,
       });
+      user = await users.findUserByDn(trx, dn);
+      if (!user) throw new Error(`Admin ${admin.name}: the name is taken by a user with another DN`);
     }
     for (const group of [adminsGroup, usersGroup]) if (group) await groups.addMember(trx, group.id, user.id);
   });
@@ -172,8 +182,8 @@ async function ensureAdmin(db: Db, admin: AdminSpec) {
 const DEV_ADMIN_DN = '/O=Repoman Development/CN=Repoman Administrator';
 
 /**
- * Default groups, configured admins, and on a zero-configuration start the development admin: made once,
- * when no admin exists; if an admin later deletes it, it stays deleted.
+ * Default groups, configured admins, and on a zero-configuration start the development admin: made (or its
+ * existing credential reused) whenever `admins` is empty, so an admin who deletes it keeps it deleted.
  */
 export async function bootstrapAccounts(
   db: Db,
@@ -190,19 +200,23 @@ export async function bootstrapAccounts(
     cert: join(dir, 'usercert.pem'),
     key: join(dir, 'userkey.pem'),
   };
-  if (!existsSync(files.pem)) {
-    const adminsGroup = await groups.findGroupByName(db, ADMINS_GROUP);
-    const members = adminsGroup ? await groups.membersOfGroups(db, [adminsGroup.id]) : new Map();
-    if (adminsGroup && (members.get(adminsGroup.id) ?? []).length > 0) return null;
-    const ca = loadCredential(readFileSync(pki.devCa.cert, 'utf8'), readFileSync(pki.devCa.key, 'utf8'));
-    const credential = createUserCertificate(ca, DEV_ADMIN_DN, { keyKind: 'rsa' });
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(files.cert, certPemOf(credential), { mode: 0o644 });
-    writePrivate(files.key, keyPem(credential));
-    writePrivate(files.pem, credentialPem(credential));
-    await ensureAdmin(db, { name: 'admin', dn: DEV_ADMIN_DN });
+  const adminsGroup = await groups.findGroupByName(db, ADMINS_GROUP);
+  const members = adminsGroup ? await groups.membersOfGroups(db, [adminsGroup.id]) : new Map();
+  if ((members.get(adminsGroup?.id) ?? []).length === 0) {
+    if (!existsSync(files.pem)) {
+      const ca = loadCredential(readFileSync(pki.devCa.cert, 'utf8'), readFileSync(pki.devCa.key, 'utf8'));
+      const credential = createUserCertificate(ca, DEV_ADMIN_DN, { keyKind: 'rsa' });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writePublic(files.cert, certPemOf(credential));
+      writePrivate(files.key, keyPem(credential));
+      writePrivate(files.pem, credentialPem(credential));
+    }
+    await ensureAdmin(db, {
+      name: (await users.findUserByName(db, 'admin')) ? 'dev-admin' : 'admin',
+      dn: DEV_ADMIN_DN,
+    });
   }
   const user = await users.findUserByDn(db, DEV_ADMIN_DN);
-  if (!user) return null;
+  if (!user || !existsSync(files.pem)) return null;
   return { name: user.name, dn: DEV_ADMIN_DN, ...files, caCert: pki.devCa.cert };
 }

@@ -33,6 +33,7 @@ export interface ServerConfig {
     allowLimitedProxies: boolean;
     maxProxyDepth: number;
   };
+  uploads: { maxImageSize: number; md5: boolean; sha512: boolean; keepVersions: number };
   admins: AdminSpec[];
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
   warnings: string[];
@@ -71,6 +72,10 @@ const KEYS: Key[] = [
   ['trust.allow_legacy_proxies', 'bool'],
   ['trust.allow_limited_proxies', 'bool'],
   ['trust.max_proxy_depth', 'int'],
+  ['uploads.max_image_size', 'int'],
+  ['uploads.md5', 'bool'],
+  ['uploads.sha512', 'bool'],
+  ['uploads.keep_versions', 'int'],
 ].map(([path, kind]) => ({
   path: path as string,
   kind: kind as Kind,
@@ -273,6 +278,12 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       allowLegacyProxies: get('trust.allow_legacy_proxies', true),
       allowLimitedProxies: get('trust.allow_limited_proxies', true),
       maxProxyDepth: get('trust.max_proxy_depth', 10),
+    },
+    uploads: {
+      maxImageSize: get('uploads.max_image_size', 1024 ** 4),
+      md5: get('uploads.md5', true),
+      sha512: get('uploads.sha512', true),
+      keepVersions: Math.max(1, get('uploads.keep_versions', 3)),
     },
     admins,
     warnings: unknownVariables(env),

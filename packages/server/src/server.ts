@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { createDirectoryStore } from './blobs/directory.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
@@ -32,12 +33,22 @@ export interface StartOptions {
 }
 
 /** Slow or idle clients must not hold connections for ever (set on both servers: Fastify leaves a factory's alone). */
-const TIMEOUTS = { requestTimeout: 120_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 } as const;
+/**
+ * No whole-request deadline (a 15 GB upload on a slow link must not be cut); a client that stalls is cut by the
+ * socket's idle timeout instead, and slow headers by headersTimeout.
+ */
+const TIMEOUTS = {
+  requestTimeout: 0,
+  headersTimeout: 30_000,
+  keepAliveTimeout: 65_000,
+  idle: 120_000,
+} as const;
 
 function applyTimeouts(server: http.Server | https.Server) {
   server.requestTimeout = TIMEOUTS.requestTimeout;
   server.headersTimeout = TIMEOUTS.headersTimeout;
   server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout;
+  server.timeout = TIMEOUTS.idle;
 }
 
 const urlHost = (host: string) =>
@@ -78,9 +89,21 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       );
       attachCertificateAuth(server, () => trust.verifier());
       applyTimeouts(server);
+      // Expect: 100-continue is answered by the route once it has accepted the request (see http/continue.ts).
+      server.on('checkContinue', requestHandler);
       return server;
     };
-    const services = createServices({ db: database.db });
+    const store = createDirectoryStore(config.blobDir);
+    await store.removeStaleUploads(); // no upload survives a restart: their clients resume or retry
+    const policy = {
+      maxImageSize: config.uploads.maxImageSize,
+      keepVersions: config.uploads.keepVersions,
+      digests: [
+        ...(config.uploads.md5 ? ['md5' as const] : []),
+        ...(config.uploads.sha512 ? ['sha512' as const] : []),
+      ],
+    };
+    const services = createServices({ db: database.db, store, policy });
     const publicUrls = {
       https: config.publicUrl,
       http: config.publicHttpUrl,
@@ -110,6 +133,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     if (config.http.enabled && handler) {
       const plain = http.createServer(handler);
       applyTimeouts(plain);
+      plain.on('checkContinue', handler);
       await new Promise<void>((resolve, reject) => {
         plain.once('error', reject);
         plain.listen(config.http.port, config.http.listen, () => resolve());

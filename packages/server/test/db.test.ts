@@ -67,3 +67,15 @@ describe('database layer', () => {
     await assert.rejects(openDatabase({ url: 'mysql://x' }), /sqlite: or postgres/);
   });
 });
+
+describe('database URLs in messages', () => {
+  it('never show a password', async () => {
+    const { redactUrl } = await import('../src/db/connect.ts');
+    assert.equal(
+      redactUrl('postgres://repo:s3cret@db.example.org:5432/repoman?password=x'),
+      'postgres://repo@db.example.org:5432/repoman',
+    );
+    assert.equal(redactUrl('postgres://u:p@ss@h/db').includes('ss'), false);
+    assert.equal(redactUrl('sqlite:/var/lib/repoman/repoman.db'), 'sqlite:/var/lib/repoman/repoman.db');
+  });
+});

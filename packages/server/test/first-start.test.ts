@@ -219,4 +219,14 @@ describe('npm start on an empty directory', () => {
       ['admin', 'bob'],
     );
   });
+
+  it('makes the admin again from its credential when the database starts empty', async () => {
+    await stopServer(first);
+    for (const file of ['repoman.db', 'repoman.db-wal', 'repoman.db-shm'])
+      await rm(join(dir, 'repoman-data', file), { force: true });
+    first = await startServer(dir);
+    const res = await curl(dir, first.curlArgs);
+    assert.equal(res.json.user_name, 'admin');
+    assert.deepEqual(res.json.groups, ['admins', 'users']);
+  });
 });

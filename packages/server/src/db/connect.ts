@@ -44,8 +44,17 @@ const pgTypes = {
   },
 } as pg.CustomTypesConfig;
 
-/** The URL without its password, for messages and logs. */
-export const redactUrl = (url: string) => url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+/** A database URL fit for messages and logs: `sqlite:PATH`, or `postgres://user@host:port/database` without secrets. */
+export function redactUrl(url: string): string {
+  if (url.startsWith('sqlite:')) return url;
+  try {
+    const parsed = new URL(url);
+    const user = parsed.username ? `${parsed.username}@` : '';
+    return `${parsed.protocol}//${user}${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(an unparsable database URL)';
+  }
+}
 
 export function engineOf(url: string): Engine {
   if (url.startsWith('sqlite:')) return 'sqlite';
@@ -84,7 +93,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     if (schema) {
       const client = await pool.connect();
       try {
-        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((error: { code?: string }) => {
+          // Another server creating it at the same moment: it exists, which is what we wanted.
+          if (error.code !== '23505' && error.code !== '42P06') throw error;
+        });
       } finally {
         client.release();
       }

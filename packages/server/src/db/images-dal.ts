@@ -10,15 +10,24 @@ import {
 import type { Database, ImagesTable } from './schema.ts';
 
 export type ImageRow = Selectable<ImagesTable>;
-export type ImageWithOwner = ImageRow & { owner_name: string };
+export type ImageWithOwner = ImageRow & {
+  owner_name: string;
+  /** Digests of the current version; null before the first upload. */
+  sha256: string | null;
+  md5: string | null;
+  sha512: string | null;
+};
 type Q = Kysely<Database>;
 
 function selectImages(db: Q) {
   return db
     .selectFrom('images')
     .innerJoin('users', 'users.id', 'images.owner_id')
+    .leftJoin('image_versions as current', (join) =>
+      join.onRef('current.image_id', '=', 'images.id').onRef('current.version', '=', 'images.version'),
+    )
     .selectAll('images')
-    .select('users.name as owner_name');
+    .select(['users.name as owner_name', 'current.sha256', 'current.md5', 'current.sha512']);
 }
 
 export const findImage = (db: Q, ownerName: string, name: string) =>

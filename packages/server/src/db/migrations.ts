@@ -101,6 +101,22 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0002_image_versions': {
+      async up(db) {
+        // Every upload is a version; the image's `version` column names the current one.
+        await idColumn(db, 'image_versions')
+          .addColumn('image_id', 'integer', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('blob_key', 'text', (c) => c.notNull().unique())
+          .addColumn('size', big, (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('md5', 'text')
+          .addColumn('sha512', 'text')
+          .addColumn('created', time, (c) => c.notNull())
+          .addUniqueConstraint('image_versions_image_version', ['image_id', 'version'])
+          .execute();
+      },
+    },
   };
 }
 

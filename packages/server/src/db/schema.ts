@@ -52,6 +52,18 @@ export interface ImagesTable {
   uploaded: string | null;
 }
 
+export interface ImageVersionsTable {
+  id: Generated<number>;
+  image_id: number;
+  version: number;
+  blob_key: string;
+  size: number;
+  sha256: string;
+  md5: string | null;
+  sha512: string | null;
+  created: string;
+}
+
 export interface ImageUserSharesTable {
   image_id: number;
   user_id: number;
@@ -68,6 +80,7 @@ export interface Database {
   group_members: GroupMembersTable;
   group_permissions: GroupPermissionsTable;
   images: ImagesTable;
+  image_versions: ImageVersionsTable;
   image_user_shares: ImageUserSharesTable;
   image_group_shares: ImageGroupSharesTable;
 }

@@ -21,6 +21,15 @@ export async function insertUser(db: Q, user: Omit<UserRow, 'id'>): Promise<User
   return db.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow();
 }
 
+/** Inserts unless a row with the same name or DN exists (a concurrent start made it). */
+export async function insertUserIfMissing(db: Q, user: Omit<UserRow, 'id'>): Promise<void> {
+  await db
+    .insertInto('users')
+    .values(user)
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
 export async function updateUser(db: Q, id: number, patch: Partial<Omit<UserRow, 'id'>>): Promise<void> {
   await db.updateTable('users').set(patch).where('id', '=', id).execute();
 }

@@ -8,10 +8,12 @@ import { groupSchema, imageSchema, userSchema } from '@repoman/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Services } from '../services/index.ts';
 import { authenticate } from './auth.ts';
+import { acceptBody } from './continue.ts';
 import { errorHandler, notFoundHandler } from './errors.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
+import { rawRoutes } from './routes/raw.ts';
 import { userRoutes } from './routes/users.ts';
 
 export interface AppOptions {
@@ -55,6 +57,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler(notFoundHandler);
   app.decorateRequest('actor', null);
   app.addHook('onRequest', async (request) => authenticate(request, options.services.identity));
+  // JSON and form bodies are read only after authentication (onRequest) has accepted the caller.
+  // Routes that stream the body themselves say yes later, after their own checks (routes/raw.ts).
+  app.addHook('preParsing', async (request, reply) => {
+    if (!request.routeOptions.config.streamsBody) acceptBody(request, reply);
+  });
   // Bodiless modify requests (curl -X POST) are an empty change, not a schema error.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH'))
@@ -68,6 +75,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   userRoutes(app, deps);
   groupRoutes(app, deps);
   imageRoutes(app, deps);
+  rawRoutes(app, deps);
 
   app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
     app.swagger(),

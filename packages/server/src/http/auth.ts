@@ -18,6 +18,8 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     auth?: AuthMode;
+    /** The handler reads the body itself, after deciding from the headers (it answers Expect: 100-continue). */
+    streamsBody?: boolean;
   }
 }
 
@@ -33,8 +35,8 @@ export async function authenticate(request: FastifyRequest, identity: IdentitySe
   if (!isTls(request)) {
     if (mode === 'optional') return;
     throw new RepomanError(
-      'certificate_required',
-      'This needs HTTPS with a client certificate; plain HTTP serves public images only',
+      'https_required',
+      'Plain HTTP serves public images only; use HTTPS with your certificate',
     );
   }
   try {

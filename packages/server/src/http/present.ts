@@ -79,6 +79,7 @@ export function imageJson(urls: Urls, view: ImageView): Image {
     expires: row.expires,
     expired: view.expired,
     raw_file_uploaded: row.version > 0,
+    digests: row.sha256 ? { sha256: row.sha256, md5: row.md5, sha512: row.sha512 } : null,
     version: row.version,
     size: row.size,
     created: row.created,

@@ -12,18 +12,19 @@ import {
   canCreateImage,
   canDeleteImage,
   canModifyImage,
-  canReadImage,
   canSeeImageShares,
   canShareImage,
   canShareImageWithGroup,
   canTransferImage,
   type ImageTarget,
 } from '../authz.ts';
+import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
-import type { ImageRow, ImageShareRows, ImageWithOwner } from '../db/images-dal.ts';
+import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
-import { findUserByName, groupsOfUsers } from '../db/users-dal.ts';
+import { findUserByName } from '../db/users-dal.ts';
+import { blobKeysOfImages } from '../db/versions-dal.ts';
 import {
   checkedImageName,
   emptyToNull,
@@ -32,18 +33,9 @@ import {
   type PageOf,
   requireUserRow,
 } from './common.ts';
+import { createImageAccess, type ImageRef, type ImageView, isExpired, shareNames } from './image-access.ts';
 
-export interface ImageView {
-  row: ImageWithOwner;
-  expired: boolean;
-  /** Present for the owner and admins. */
-  shares?: { users: string[]; groups: string[] };
-}
-
-export interface ImageRef {
-  owner: string;
-  name: string;
-}
+export type { ImageRef, ImageView } from './image-access.ts';
 
 const ISO_INSTANT =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2}))?$/i;
@@ -73,13 +65,15 @@ export function parseExpiry(value: string | null | undefined): string | null | u
   const utc = Date.UTC(year as number, (month as number) - 1, day, hour, minute, second, millis);
   const check = new Date(utc);
   if (check.getUTCMonth() !== (month as number) - 1 || check.getUTCDate() !== day) fail();
-  let shift = 0;
+  let shift = 0; // (the year is checked again after the offset: 9999-12-31T23:00-05:00 is in 10000)
   if (offset) {
     const [, sign, hh, mm] = /^([+-])(\d{2}):?(\d{2})$/.exec(offset) ?? fail();
     if (Number(hh) > 23 || Number(mm) > 59) fail();
     shift = (sign === '-' ? -1 : 1) * (Number(hh) * 60 + Number(mm)) * 60_000;
   }
-  return new Date(utc - shift).toISOString();
+  const instant = new Date(utc - shift);
+  if (instant.getUTCFullYear() > 9999) fail();
+  return instant.toISOString();
 }
 
 function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
@@ -94,53 +88,10 @@ function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
   return patch;
 }
 
-export const isExpired = (row: Pick<ImageRow, 'expires'>, now = new Date()) =>
-  row.expires !== null && new Date(row.expires).getTime() <= now.getTime();
+export function createImageService(deps: { db: Db; store: BlobStore }) {
+  const { db, store } = deps;
 
-const shareNames = (shares: ImageShareRows) => ({
-  users: shares.users.map((u) => u.name),
-  groups: shares.groups.map((g) => g.name),
-});
-
-export function createImageService(deps: { db: Db }) {
-  const { db } = deps;
-
-  const notFound = (ref: ImageRef) =>
-    new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
-
-  async function targetOf(row: ImageWithOwner): Promise<ImageTarget & { shares: ImageShareRows }> {
-    const [shares, ownerGroups] = await Promise.all([
-      images.sharesOfImage(db, row.id),
-      groupsOfUsers(db, [row.owner_id]),
-    ]);
-    return {
-      ownerId: row.owner_id,
-      ownerGroups: new Set(ownerGroups.get(row.owner_id) ?? []),
-      public: Boolean(row.unauthenticated_access),
-      sharedWithUsers: new Set(shares.users.map((u) => u.id)),
-      sharedWithGroups: new Set(shares.groups.map((g) => g.name)),
-      shares,
-    };
-  }
-
-  /**
-   * The image, if the actor may see it or may act on it with `may` (image_modify and the like reach images
-   * not shared with their holder); otherwise a 404 indistinguishable from a missing image.
-   */
-  async function find(
-    actor: Actor | null,
-    ref: ImageRef,
-    may?: (actor: Actor, image: ImageTarget) => boolean,
-  ) {
-    const row = await images.findImage(db, ref.owner, ref.name);
-    if (!row) throw notFound(ref);
-    const target = await targetOf(row);
-    const allowed = canReadImage(actor, target) || (actor !== null && may?.(actor, target) === true);
-    if (!allowed) throw notFound(ref);
-    const view: ImageView = { row, expired: isExpired(row) };
-    if (actor && canSeeImageShares(actor, target)) view.shares = shareNames(target.shares);
-    return { row, target, view };
-  }
+  const { find } = createImageAccess(db);
 
   async function viewById(actor: Actor, id: number): Promise<ImageView> {
     const row = await images.findImageById(db, id);
@@ -217,6 +168,17 @@ export function createImageService(deps: { db: Db }) {
         if (!canModifyImage(actor, target))
           throw new RepomanError('forbidden', `You may not modify ${ref.owner}/${ref.name}`);
         const patch = editablePatch(body);
+        // Publishing (or unpublishing) an image is the owner's call, like sharing it.
+        if (
+          patch.unauthenticated_access !== undefined &&
+          Boolean(patch.unauthenticated_access) !== Boolean(row.unauthenticated_access) &&
+          !canShareImage(actor, target)
+        ) {
+          throw new RepomanError(
+            'forbidden',
+            'Only the owner or an admin may make an image public or private',
+          );
+        }
         let ownerName = row.owner_name;
         if (body.owner !== undefined && body.owner !== row.owner_name) {
           if (!canTransferImage(actor, target)) {
@@ -256,7 +218,10 @@ export function createImageService(deps: { db: Db }) {
             `${ref.owner}/${ref.name} is read-only; clear read_only before deleting it`,
           );
         }
+        const blobs = await blobKeysOfImages(db, [row.id]);
         await images.deleteImage(db, row.id);
+        // After the rows: a crash in between leaves orphan blobs (found by fsck), never an image without bytes.
+        await Promise.all(blobs.map((key) => store.delete(key).catch(() => {})));
       },
 
       async share(

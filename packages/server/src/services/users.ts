@@ -18,10 +18,18 @@ import {
   type UserField,
   type UserTarget,
 } from '../authz.ts';
+import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
-import { addMember, findGroupByName, permissionsOfGroups } from '../db/groups-dal.ts';
+import {
+  addMember,
+  findGroupByName,
+  membersOfGroups,
+  permissionsOfGroups,
+  touchGroup,
+} from '../db/groups-dal.ts';
 import type { UserRow } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
+import { blobKeysOfOwner } from '../db/versions-dal.ts';
 import { normalizeDn } from '../pki/names.ts';
 import {
   checkedAccountName,
@@ -71,8 +79,8 @@ const userConflict = (target: string) =>
 
 const asPermissions = (names: string[]) => new Set(names.filter(isPermission) as Permission[]);
 
-export function createUserService(deps: { db: Db }) {
-  const { db } = deps;
+export function createUserService(deps: { db: Db; store: BlobStore }) {
+  const { db, store } = deps;
 
   const requireUser = (name: string) => requireUserRow(db, name);
 
@@ -235,7 +243,22 @@ export function createUserService(deps: { db: Db }) {
           email: 'email',
           suspended: 'suspended',
         };
-        const fields = Object.keys(patch).map((k) => fieldOf[k] as UserField);
+        // Only those who may see a user's private fields may send them back unchanged; for anyone else every
+        // field sent counts, or 200-versus-403 would tell whether a guessed DN or email is right.
+        const sent = (
+          [
+            ['user_name', body.user_name],
+            ['client_dn', dnText],
+            ['full_name', body.full_name],
+            ['email', body.email],
+            ['suspended', body.suspended],
+          ] as const
+        )
+          .filter(([, value]) => value !== undefined)
+          .map(([field]) => field as UserField);
+        const fields = canSeeUserDetails(actor, target)
+          ? Object.keys(patch).map((k) => fieldOf[k] as UserField)
+          : sent;
         if (fields.length === 0) return viewById(actor, target.id);
         if (!canModifyUser(actor, await targetOf(target), fields)) {
           throw new RepomanError(
@@ -266,8 +289,19 @@ export function createUserService(deps: { db: Db }) {
           );
         }
         if (target.id === actor.id) throw new RepomanError('conflict', 'You cannot delete your own account');
-        // Images, memberships and shares go with the user (ON DELETE CASCADE).
-        await users.deleteUser(db, target.id);
+        // Images, versions, memberships and shares go with the user (ON DELETE CASCADE), then their bytes.
+        const blobs = await blobKeysOfOwner(db, target.id);
+        await db.transaction().execute(async (trx) => {
+          const admins = await findGroupByName(trx, ADMINS_GROUP);
+          // Lock admins first, so two admins deleting each other cannot both succeed (see groups.changeMembers).
+          if (admins) await touchGroup(trx, admins.id, nowIso());
+          await users.deleteUser(trx, target.id);
+          const left = admins ? await membersOfGroups(trx, [admins.id]) : new Map();
+          if (admins && (left.get(admins.id) ?? []).length === 0) {
+            throw new RepomanError('conflict', 'The last member of admins cannot be deleted');
+          }
+        });
+        await Promise.all(blobs.map((key) => store.delete(key).catch(() => {})));
       },
 
       requireUser,

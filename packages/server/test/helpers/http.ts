@@ -90,5 +90,7 @@ export function clientFor(baseUrl: string, ca: string, credential: ClientCredent
     patch: call('PATCH'),
     delete: call('DELETE'),
     put: call('PUT'),
+    request: (method: string, path: string, options: RequestOptions = {}) =>
+      request(baseUrl + path, method, credential, ca, options),
   };
 }

@@ -1,0 +1,44 @@
+/**
+ * The narrow interface image bytes live behind. A store holds immutable blobs under opaque keys (never built
+ * from user or image names). Writing is two-phase, as in the OCI registry: bytes stream into an upload that
+ * nothing can see, and only `commit` publishes it, durably, under its key.
+ */
+import type { Readable } from 'node:stream';
+
+export interface BlobUpload {
+  /** The key the blob will have once committed. */
+  readonly key: string;
+  /** Appends the stream's bytes to the upload; resolves with the number written. Rejects if the stream fails. */
+  write(source: Readable, signal?: AbortSignal): Promise<number>;
+  /** Makes the upload durable (flushed to stable storage) and visible under `key`. */
+  commit(): Promise<void>;
+  /** Discards the upload and everything written to it. Safe to call twice, or after a failed write. */
+  abort(): Promise<void>;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+export interface BlobStore {
+  /** Starts a new upload under a fresh key. */
+  createUpload(): Promise<BlobUpload>;
+  /** The blob's bytes, or one range of them. Rejects with a `BlobNotFoundError` for a missing key. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  /** The blob's size, or null when there is no such blob. */
+  stat(key: string): Promise<{ size: number } | null>;
+  /** Removes the blob; a missing key is not an error. */
+  delete(key: string): Promise<void>;
+}
+
+export class BlobNotFoundError extends Error {
+  override name = 'BlobNotFoundError';
+}
+
+/** The store ran out of space (ENOSPC, EDQUOT): the caller answers 507. */
+export class BlobStoreFullError extends Error {
+  override name = 'BlobStoreFullError';
+}

@@ -1,0 +1,16 @@
+/**
+ * `Expect: 100-continue`: Node answers it by itself unless the server listens for 'checkContinue', which ours
+ * do (server.ts), so a client such as curl sends a large body only once the request has been accepted. Routes
+ * call this when they are ready to read the body; a refusal before it is answered at once, and the client
+ * never sends the body.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+const CONTINUED = Symbol('repoman.continued');
+
+export function acceptBody(request: FastifyRequest, reply: FastifyReply): void {
+  const raw = request.raw as FastifyRequest['raw'] & { [CONTINUED]?: boolean };
+  if (raw[CONTINUED] || !/100-continue/i.test(raw.headers.expect ?? '')) return;
+  raw[CONTINUED] = true;
+  reply.raw.writeContinue();
+}

@@ -1,0 +1,186 @@
+/**
+ * /api/images/raw/[{user}/]{image}: the bytes. PUT uploads a new version (the raw body, as `curl -T` sends
+ * it); GET and HEAD download with everything plain HTTP clients and hypervisors use: lengths, validators,
+ * single ranges, conditional requests, a digest, a file name. Public images need no certificate, also on the
+ * plain-HTTP port.
+ */
+import { RepomanError } from '@repoman/core';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ByteRange } from '../../blobs/store.ts';
+import type { ImageRef } from '../../services/image-access.ts';
+import { requireActor } from '../auth.ts';
+import { acceptBody } from '../continue.ts';
+import { expectedDigests, reprDigest } from '../digests.ts';
+import { imageJson } from '../present.ts';
+import type { RouteDeps } from './deps.ts';
+
+const str = { type: 'string' } as const;
+const FORMS = [
+  { path: '/api/images/raw/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
+  { path: '/api/images/raw/:image', params: { image: str }, required: ['image'] },
+] as const;
+
+interface RawParams {
+  user?: string;
+  image: string;
+}
+
+function refOf(request: FastifyRequest<{ Params: RawParams }>): ImageRef {
+  if (request.params.user !== undefined) return { owner: request.params.user, name: request.params.image };
+  // The caller's own namespace needs a caller.
+  return { owner: requireActor(request).name, name: request.params.image };
+}
+
+function declaredLength(request: FastifyRequest): number | undefined {
+  const header = request.headers['content-length'];
+  if (header === undefined) return undefined;
+  if (!/^\d+$/.test(header)) throw new RepomanError('bad_request', `Invalid Content-Length '${header}'`);
+  return Number(header);
+}
+
+/** One `bytes=a-b`, `a-` or `-n` range; null for none, for one we ignore (several), or 'unsatisfiable'. */
+export function parseRange(header: string | undefined, size: number): ByteRange | null | 'unsatisfiable' {
+  if (!header) return null;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return null; // several ranges or junk: send it all (RFC 9110)
+  if (match[1] === '') {
+    const suffix = Number(match[2]);
+    if (suffix === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(match[1]);
+  const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+const httpDate = (iso: string) => new Date(iso).toUTCString();
+/** HTTP dates have whole seconds: compare at that precision. */
+const seconds = (value: string | number) => Math.floor(new Date(value).getTime() / 1000);
+
+function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
+  const { services, urls } = deps;
+
+  app.register(async (raw) => {
+    // The body is the image: no parser reads it; the PUT handler streams it once it has said yes.
+    raw.removeAllContentTypeParsers();
+    raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+    for (const form of FORMS) {
+      const params = { type: 'object', properties: form.params, required: form.required } as const;
+
+      raw.put<{ Params: RawParams }>(
+        form.path,
+        {
+          config: { streamsBody: true },
+          schema: {
+            summary:
+              'Upload the image bytes as the raw body (curl -T FILE URL); each upload is a new version',
+            tags: ['images'],
+            params,
+          },
+        },
+        async (request, reply) => {
+          const actor = requireActor(request);
+          const ref = refOf(request);
+          const expected = expectedDigests(request.headers);
+          const admitted = await services.bytes.admitUpload(actor, ref, declaredLength(request));
+          acceptBody(request, reply);
+          const aborted = new AbortController();
+          request.raw.once('close', () => {
+            if (!request.raw.complete) aborted.abort(new Error('the client closed the connection'));
+          });
+          const received = await services.bytes.receive(admitted, request.raw, expected, aborted.signal);
+          const view = await services.images.get(actor, ref);
+          return reply
+            .code(received.created ? 201 : 200)
+            .header('repr-digest', reprDigest(received.digests.sha256))
+            .send(imageJson(urls(request), view));
+        },
+      );
+
+      raw.route<{ Params: RawParams; Querystring: { version?: number } }>({
+        method: ['GET', 'HEAD'],
+        url: form.path,
+        exposeHeadRoute: false,
+        config: { auth: 'optional' },
+        schema: {
+          summary:
+            'Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one',
+          tags: ['images'],
+          params,
+          querystring: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { version: { type: 'integer', minimum: 1 } },
+          },
+        },
+        handler: async (request, reply) => download(request, reply),
+      });
+    }
+  });
+
+  async function download(
+    request: FastifyRequest<{ Params: RawParams; Querystring: { version?: number } }>,
+    reply: FastifyReply,
+  ) {
+    if (request.params.user === undefined && !request.actor) {
+      throw new RepomanError(
+        'certificate_required',
+        'Name the namespace (/api/images/raw/{user}/{image}) or present a certificate',
+      );
+    }
+    const { image, version } = await services.bytes.openDownload(
+      request.actor,
+      refOf(request),
+      request.query.version,
+    );
+    const etag = `"${version.sha256}"`;
+    reply
+      .header('content-type', 'application/octet-stream')
+      .header('accept-ranges', 'bytes')
+      .header('etag', etag)
+      .header('last-modified', httpDate(version.created))
+      .header('content-disposition', contentDisposition(image.name))
+      .header('repr-digest', reprDigest(version.sha256))
+      .header('cache-control', image.unauthenticated_access ? 'public, no-cache' : 'private, no-cache');
+
+    const ifNoneMatch = request.headers['if-none-match'];
+    const ifModifiedSince = request.headers['if-modified-since'];
+    const notModified =
+      ifNoneMatch !== undefined
+        ? ifNoneMatch.split(',').some((tag) => ['*', etag, `W/${etag}`].includes(tag.trim()))
+        : ifModifiedSince !== undefined && seconds(ifModifiedSince) >= seconds(version.created);
+    if (notModified) return reply.code(304).send();
+
+    // If-Range: the range applies only to the representation the client already has part of.
+    const ifRange = request.headers['if-range'] as string | undefined;
+    const rangeHeader =
+      ifRange === undefined ||
+      ifRange === etag ||
+      (!ifRange.startsWith('"') && seconds(ifRange) === seconds(version.created))
+        ? request.headers.range
+        : undefined;
+    const range = parseRange(rangeHeader, version.size);
+    if (range === 'unsatisfiable') {
+      reply.header('content-range', `bytes */${version.size}`);
+      throw new RepomanError(
+        'range_not_satisfiable',
+        `The image has ${version.size} bytes; ${rangeHeader} is outside them`,
+      );
+    }
+    if (range) {
+      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${version.size}`);
+      reply.header('content-length', String(range.end - range.start + 1));
+    } else {
+      reply.header('content-length', String(version.size));
+    }
+    if (request.method === 'HEAD' || version.size === 0) return reply.send();
+    return reply.send(await services.bytes.read(version, range ?? undefined));
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * Image bytes: admitting an upload from its headers alone, receiving it into a new blob while hashing it,
+ * publishing it as the image's next version in one transaction, and opening a version for download.
+ * A refused, short, cut or mismatched upload leaves the image exactly as it was.
+ */
+import type { Readable } from 'node:stream';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RepomanError } from '@repoman/core';
+import { type Actor, canModifyImage } from '../authz.ts';
+import { type DigestAlgorithm, type Digests, HashingTap } from '../blobs/hashing.ts';
+import { type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
+import type { Db } from '../db/connect.ts';
+import type { ImageWithOwner } from '../db/images-dal.ts';
+import { addVersion, findVersion, listVersions, pruneVersions, type VersionRow } from '../db/versions-dal.ts';
+import { guardService, nowIso } from './common.ts';
+import { createImageAccess, type ImageRef } from './image-access.ts';
+
+export interface UploadPolicy {
+  /** Largest image accepted, in bytes. */
+  maxImageSize: number;
+  /** Versions kept per image; older blobs are deleted. */
+  keepVersions: number;
+  /** Digests computed for every upload besides SHA-256. */
+  digests: DigestAlgorithm[];
+}
+
+/** Digests the client declared (Content-Digest / Repr-Digest / Content-MD5), as lowercase hex. */
+export type ExpectedDigests = Partial<Record<DigestAlgorithm, string>>;
+
+export interface AdmittedUpload {
+  imageId: number;
+  ref: ImageRef;
+  declaredLength: number | undefined;
+}
+
+export interface ReceivedVersion {
+  version: number;
+  size: number;
+  digests: Digests;
+  created: boolean;
+}
+
+/** Fails the stream as soon as it passes the size limit, so an undeclared huge body stops early. */
+function sizeLimit(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > max)
+        callback(new RepomanError('image_too_large', `The image is larger than the limit of ${max} bytes`));
+      else callback(null, chunk);
+    },
+  });
+}
+
+export function createBytesService(deps: { db: Db; store: BlobStore; policy: UploadPolicy }) {
+  const { db, store, policy } = deps;
+  const { find } = createImageAccess(db);
+
+  async function deleteBlobs(keys: string[]) {
+    // Best effort: a blob left behind is an orphan that fsck finds; it never changes what is served.
+    await Promise.all(keys.map((key) => store.delete(key).catch(() => {})));
+  }
+
+  return guardService({
+    /** Everything that can be decided from the headers, decided before a byte of the body is read. */
+    async admitUpload(
+      actor: Actor,
+      ref: ImageRef,
+      declaredLength: number | undefined,
+    ): Promise<AdmittedUpload> {
+      const { row, target } = await find(actor, ref, canModifyImage);
+      if (!canModifyImage(actor, target))
+        throw new RepomanError('forbidden', `You may not upload to ${ref.owner}/${ref.name}`);
+      if (row.read_only)
+        throw new RepomanError(
+          'image_read_only',
+          `${ref.owner}/${ref.name} is read-only; clear read_only to upload`,
+        );
+      if (declaredLength !== undefined && declaredLength > policy.maxImageSize) {
+        throw new RepomanError(
+          'image_too_large',
+          `${declaredLength} bytes is more than the limit of ${policy.maxImageSize}`,
+        );
+      }
+      return { imageId: row.id, ref, declaredLength };
+    },
+
+    /** Streams the body into a new blob, checks it, and publishes it as the image's next version. */
+    async receive(
+      admitted: AdmittedUpload,
+      body: Readable,
+      expected: ExpectedDigests,
+      signal?: AbortSignal,
+    ): Promise<ReceivedVersion> {
+      const algorithms = [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
+      const tap = new HashingTap(algorithms);
+      const upload = await store.createUpload();
+      try {
+        // body -> size limit -> hashing tap -> blob, all in one pass with backpressure
+        await Promise.all([
+          pipeline(body, sizeLimit(policy.maxImageSize), tap, signal ? { signal } : {}),
+          upload.write(tap, signal),
+        ]);
+        const size = tap.bytes;
+        if (admitted.declaredLength !== undefined && size !== admitted.declaredLength) {
+          throw new RepomanError(
+            'length_mismatch',
+            `Received ${size} bytes but Content-Length said ${admitted.declaredLength}`,
+          );
+        }
+        const digests = await tap.digests();
+        for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
+          if (digests[algorithm] !== value) {
+            throw new RepomanError(
+              'digest_mismatch',
+              `The body's ${algorithm} is ${digests[algorithm]}, not ${value} as the request said`,
+            );
+          }
+        }
+        await upload.commit();
+        const now = nowIso();
+        const outcome = await db.transaction().execute(async (trx) => {
+          const version = await addVersion(trx, admitted.imageId, {
+            blob_key: upload.key,
+            size,
+            sha256: digests.sha256,
+            md5: digests.md5 ?? null,
+            sha512: digests.sha512 ?? null,
+            created: now,
+          });
+          if (version === undefined) return undefined;
+          return { version, pruned: await pruneVersions(trx, admitted.imageId, policy.keepVersions) };
+        });
+        if (!outcome) {
+          await store.delete(upload.key);
+          throw new RepomanError(
+            'image_not_found',
+            `${admitted.ref.owner}/${admitted.ref.name} was deleted during the upload`,
+          );
+        }
+        await deleteBlobs(outcome.pruned);
+        return { version: outcome.version, size, digests, created: outcome.version === 1 };
+      } catch (error) {
+        await Promise.all([upload.abort(), tap.dispose()]);
+        if (error instanceof BlobStoreFullError)
+          throw new RepomanError('insufficient_storage', undefined, undefined, error);
+        throw error;
+      }
+    },
+
+    /** The image and the version to serve: the current one, or `version` if asked for and still kept. */
+    async openDownload(
+      actor: Actor | null,
+      ref: ImageRef,
+      version?: number,
+    ): Promise<{ image: ImageWithOwner; version: VersionRow }> {
+      const { row, view } = await find(actor, ref);
+      if (view.expired)
+        throw new RepomanError('image_expired', `${ref.owner}/${ref.name} expired on ${row.expires}`);
+      if (row.version === 0)
+        throw new RepomanError(
+          'image_not_uploaded',
+          `No bytes have been uploaded to ${ref.owner}/${ref.name} yet`,
+        );
+      const wanted = version ?? row.version;
+      const found = await findVersion(db, row.id, wanted);
+      if (!found)
+        throw new RepomanError(
+          'version_not_found',
+          `${ref.owner}/${ref.name} has no version ${wanted} (any more)`,
+        );
+      return { image: row, version: found };
+    },
+
+    read: (version: VersionRow, range?: ByteRange) => store.read(version.blob_key, range),
+
+    async versions(
+      actor: Actor | null,
+      ref: ImageRef,
+    ): Promise<{ image: ImageWithOwner; versions: VersionRow[] }> {
+      const { row } = await find(actor, ref);
+      return { image: row, versions: await listVersions(db, row.id) };
+    },
+  });
+}
+
+export type BytesService = ReturnType<typeof createBytesService>;

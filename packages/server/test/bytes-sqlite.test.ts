@@ -1,0 +1,3 @@
+import { bytesSuite } from './bytes-suite.ts';
+
+bytesSuite('sqlite');

@@ -1,0 +1,293 @@
+/**
+ * Image bytes over real HTTPS and HTTP with the clients users have: curl and wget upload and download, ranges
+ * compared with dd, refusals that arrive before the body, and failed uploads that change nothing. Run once per
+ * database engine (bytes-sqlite.test.ts, bytes-postgres.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
+import { clientFor } from './helpers/http.ts';
+import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
+
+const run = promisify(execFile);
+const MAX = 8 * 1024 * 1024;
+
+export function bytesSuite(engine: Engine) {
+  describe(`image bytes on ${engine}`, () => {
+    let pki: TestPki;
+    let server: TestServer;
+    let files: string;
+    let as: (name: string) => ReturnType<typeof clientFor>;
+    const image = Buffer.alloc(3 * 1024 * 1024 + 123);
+    const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+    /** curl as a user (or anonymously), returning status, headers and the bytes uploaded. */
+    async function curl(user: string | null, args: string[]) {
+      const creds = user ? ['--cert', join(files, `${user}.pem`), '--key', join(files, `${user}.key`)] : [];
+      const { stdout } = await run(
+        'curl',
+        ['-sS', '--cacert', join(files, 'ca.pem'), ...creds, '-w', '\n%{http_code} %{size_upload}', ...args],
+        { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
+      );
+      const text = stdout.toString('latin1');
+      const cut = text.lastIndexOf('\n');
+      const [status, uploaded] = text
+        .slice(cut + 1)
+        .split(' ')
+        .map(Number);
+      return { status: status as number, uploaded: uploaded as number, body: stdout.subarray(0, cut) };
+    }
+
+    const raw = (path: string) => `${server.httpsUrl}/api/images/raw/${path}`;
+
+    before(async () => {
+      pki = await makeTestPki();
+      server = await startTestServer({
+        engine,
+        caPems: [pki.ca.certPem],
+        hostCertPem: pki.host.certPem,
+        hostKeyPem: pki.host.keyPem,
+        admins: [{ name: 'admin', dn: pki.dn('admin') }],
+        env: { REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(MAX), REPOMAN_UPLOADS_KEEP_VERSIONS: '2' },
+      });
+      as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
+      files = join(server.dir, 'client');
+      await run('mkdir', ['-p', files]);
+      await writeFile(join(files, 'ca.pem'), pki.ca.certPem);
+      await writeFile(join(files, 'image.bin'), image.fill(7).fill(9, 1000, 2000));
+      for (const user of ['admin', 'bob', 'pam']) {
+        await writeFile(join(files, `${user}.pem`), pki.credential(user).cert);
+        await writeFile(join(files, `${user}.key`), pki.credential(user).key);
+        if (user !== 'admin')
+          await as('admin').post('/api/users', { user_name: user, client_dn: pki.dn(user) });
+      }
+      await as('bob').post('/api/images', { name: 'vm.img' });
+    });
+    after(async () => server?.stop());
+
+    const blobFiles = async () => {
+      const root = join(server.dir, 'data', 'blobs', 'blobs');
+      const dirs = await readdir(root).catch(() => [] as string[]);
+      return (await Promise.all(dirs.map((d) => readdir(join(root, d))))).flat();
+    };
+
+    it('uploads with curl -T and downloads the same bytes with curl', async () => {
+      const put = await curl('bob', ['-T', join(files, 'image.bin'), raw('vm.img')]);
+      assert.equal(put.status, 201, put.body.toString());
+      const json = JSON.parse(put.body.toString());
+      assert.equal(json.version, 1);
+      assert.equal(json.size, image.length);
+      assert.equal(json.digests.sha256, sha256(image));
+      assert.equal(json.digests.md5, createHash('md5').update(image).digest('hex'));
+      assert.equal(json.digests.sha512, createHash('sha512').update(image).digest('hex'));
+      const get = await curl('bob', ['-o', join(files, 'out.bin'), raw('bob/vm.img')]);
+      assert.equal(get.status, 200);
+      assert.equal(sha256(await readFile(join(files, 'out.bin'))), sha256(image));
+    });
+
+    it('sends the headers HTTP clients use, and answers HEAD and conditional requests', async () => {
+      const head = await as('bob').request('HEAD', '/api/images/raw/bob/vm.img');
+      assert.equal(head.status, 200);
+      assert.equal(head.headers['content-type'], 'application/octet-stream');
+      assert.equal(head.headers['content-length'], String(image.length));
+      assert.equal(head.headers['accept-ranges'], 'bytes');
+      assert.equal(head.headers.etag, `"${sha256(image)}"`);
+      assert.match(head.headers['content-disposition'] ?? '', /filename="vm.img"/);
+      assert.equal(
+        head.headers['repr-digest'],
+        `sha-256=:${createHash('sha256').update(image).digest('base64')}:`,
+      );
+      assert.equal(head.text, '');
+      const etag = head.headers.etag as string;
+      const lastModified = head.headers['last-modified'] as string;
+      assert.equal(
+        (await as('bob').get('/api/images/raw/bob/vm.img', undefined, { headers: { 'if-none-match': etag } }))
+          .status,
+        304,
+      );
+      assert.equal(
+        (
+          await as('bob').get('/api/images/raw/bob/vm.img', undefined, {
+            headers: { 'if-modified-since': lastModified },
+          })
+        ).status,
+        304,
+      );
+      const stale = await as('bob').get('/api/images/raw/bob/vm.img', undefined, {
+        headers: { range: 'bytes=0-9', 'if-range': '"other"' },
+      });
+      assert.equal(stale.status, 200, 'If-Range with another ETag gets the whole image');
+    });
+
+    it('serves single ranges that match dd of the same bytes, and 416 outside them', async () => {
+      const size = image.length;
+      for (const [range, skip, count] of [
+        ['500-2499', 500, 2000],
+        [`${size - 100}-`, size - 100, 100],
+        ['-777', size - 777, 777],
+        ['0-0', 0, 1],
+      ] as const) {
+        const out = join(files, 'range.bin');
+        const res = await curl('bob', ['-r', range, '-o', out, raw('bob/vm.img')]);
+        assert.equal(res.status, 206, range);
+        const { stdout } = await run(
+          'dd',
+          [`if=${join(files, 'image.bin')}`, 'bs=1', `skip=${skip}`, `count=${count}`, 'status=none'],
+          {
+            encoding: 'buffer',
+            maxBuffer: 8 * 1024 * 1024,
+          },
+        );
+        assert.deepEqual(await readFile(out), stdout, range);
+      }
+      const outside = await as('bob').get('/api/images/raw/bob/vm.img', undefined, {
+        headers: { range: `bytes=${size}-` },
+      });
+      assert.equal(outside.status, 416);
+      assert.equal(outside.headers['content-range'], `bytes */${size}`);
+      assert.equal(outside.json.error.code, 'range_not_satisfiable');
+    });
+
+    it('refuses before reading the body: curl never sends it', async () => {
+      const cases: [string | null, string, number, string][] = [
+        ['bob', 'nothing.img', 404, 'image_not_found'],
+        ['pam', 'bob/vm.img', 404, 'image_not_found'],
+        [null, 'bob/vm.img', 401, 'certificate_required'],
+      ];
+      for (const [user, path, status, code] of cases) {
+        const res = await curl(user, ['-T', join(files, 'image.bin'), raw(path)]);
+        assert.equal(res.status, status, res.body.toString());
+        assert.equal(JSON.parse(res.body.toString()).error.code, code);
+        assert.equal(res.uploaded, 0, `${path}: the body was sent`);
+      }
+      await writeFile(join(files, 'huge.bin'), Buffer.alloc(MAX + 1));
+      const tooBig = await curl('bob', ['-T', join(files, 'huge.bin'), raw('vm.img')]);
+      assert.equal(tooBig.status, 413);
+      assert.equal(tooBig.uploaded, 0);
+      await as('bob').patch('/api/images/vm.img', { read_only: true });
+      const readOnly = await curl('bob', ['-T', join(files, 'image.bin'), raw('vm.img')]);
+      assert.equal(readOnly.status, 409);
+      assert.equal(readOnly.uploaded, 0);
+      await as('bob').patch('/api/images/vm.img', { read_only: false });
+    });
+
+    it('rejects a body that does not match its digest or outgrows the limit, and keeps the previous version', async () => {
+      const wrong = Buffer.alloc(32).toString('base64');
+      const mismatch = await curl('bob', [
+        '-T',
+        join(files, 'image.bin'),
+        '-H',
+        `Content-Digest: sha-256=:${wrong}:`,
+        raw('vm.img'),
+      ]);
+      assert.equal(mismatch.status, 400);
+      assert.equal(JSON.parse(mismatch.body.toString()).error.code, 'digest_mismatch');
+      const chunked = await curl('bob', [
+        '-T',
+        join(files, 'huge.bin'),
+        '-H',
+        'Transfer-Encoding: chunked',
+        raw('vm.img'),
+      ]);
+      assert.equal(chunked.status, 413, chunked.body.toString());
+      const md5 = createHash('md5').update(image).digest('base64');
+      const good = await curl('bob', [
+        '-T',
+        join(files, 'image.bin'),
+        '-H',
+        `Content-MD5: ${md5}`,
+        raw('vm.img'),
+      ]);
+      assert.equal(good.status, 200, good.body.toString());
+      assert.equal(JSON.parse(good.body.toString()).version, 2);
+      assert.equal((await as('bob').get('/api/images/vm.img')).json.version, 2);
+    });
+
+    it('leaves the image and no temporary file behind when the client cuts the upload', async () => {
+      const before = (await as('bob').get('/api/images/vm.img')).json;
+      const credential = pki.credential('bob');
+      await new Promise<void>((resolve, reject) => {
+        const socket = tls.connect(
+          {
+            host: '127.0.0.1',
+            port: server.httpsPort,
+            ca: pki.ca.certPem,
+            cert: credential.cert,
+            key: credential.key,
+            servername: 'localhost',
+          },
+          () => {
+            socket.write(
+              `PUT /api/images/raw/vm.img HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${image.length}\r\n\r\n`,
+            );
+            socket.write(image.subarray(0, 100_000), () => setTimeout(() => socket.destroy(), 200));
+          },
+        );
+        socket.on('close', () => resolve());
+        socket.on('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const now = (await as('bob').get('/api/images/vm.img')).json;
+      assert.equal(now.version, before.version);
+      assert.equal(now.digests.sha256, before.digests.sha256);
+      assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
+    });
+
+    it('serves public images without a certificate over HTTPS and plain HTTP (wget), and nothing else', async () => {
+      await as('bob').patch('/api/images/vm.img', { unauthenticated_access: true });
+      const out = join(files, 'wget.bin');
+      await run('wget', ['-q', '-O', out, `${server.httpUrl}/api/images/raw/bob/vm.img`]);
+      assert.equal(sha256(await readFile(out)), sha256(image));
+      const anonymous = await curl(null, ['-o', out, raw('bob/vm.img')]);
+      assert.equal(anonymous.status, 200);
+      await as('bob').patch('/api/images/vm.img', { unauthenticated_access: false });
+      const hidden = await curl(null, ['-o', out, `${server.httpUrl}/api/images/raw/bob/vm.img`]);
+      assert.equal(hidden.status, 404);
+      const other = await curl(null, [`${server.httpUrl}/api/images`]);
+      assert.equal(other.status, 403);
+    });
+
+    it('keeps the last versions, serves older ones by number, and deletes the bytes of the rest', async () => {
+      await writeFile(join(files, 'small.bin'), 'version three');
+      assert.equal((await curl('bob', ['-T', join(files, 'small.bin'), raw('vm.img')])).status, 200);
+      assert.equal((await as('bob').get('/api/images/vm.img')).json.version, 3);
+      assert.equal((await as('bob').get('/api/images/raw/vm.img?version=2')).status, 200);
+      const gone = await as('bob').get('/api/images/raw/vm.img?version=1');
+      assert.equal(gone.json.error.code, 'version_not_found');
+      assert.equal((await blobFiles()).length, 2, 'two versions kept');
+      assert.equal((await as('bob').get('/api/images/raw/vm.img')).text, 'version three');
+    });
+
+    it('numbers concurrent uploads without gaps and serves one of them whole', async () => {
+      await as('bob').post('/api/images', { name: 'race.img' });
+      const bodies = ['first', 'second', 'third'].map((w) => Buffer.from(w.repeat(1000)));
+      await Promise.all(bodies.map((b, i) => writeFile(join(files, `race${i}.bin`), b)));
+      const results = await Promise.all(
+        bodies.map((_, i) => curl('bob', ['-T', join(files, `race${i}.bin`), raw('race.img')])),
+      );
+      const versions = results.map((r) => JSON.parse(r.body.toString()).version).sort();
+      assert.deepEqual(versions, [1, 2, 3]);
+      const served = Buffer.from((await as('bob').get('/api/images/raw/race.img')).text);
+      assert.ok(bodies.some((b) => b.equals(served)));
+    });
+
+    it('answers 404 before any upload and 410 once expired, and deletes the bytes with the image', async () => {
+      await as('bob').post('/api/images', { name: 'empty.img' });
+      assert.equal((await as('bob').get('/api/images/raw/empty.img')).json.error.code, 'image_not_uploaded');
+      await as('bob').patch('/api/images/vm.img', { expires: '2001-01-01' });
+      const expired = await as('bob').get('/api/images/raw/vm.img');
+      assert.equal(expired.status, 410);
+      const before = (await blobFiles()).length;
+      assert.equal((await as('bob').delete('/api/images/vm.img')).status, 204);
+      assert.equal((await blobFiles()).length, before - 2);
+      await as('admin').delete('/api/users/bob');
+      assert.deepEqual(await blobFiles(), [], "bob's remaining bytes went with him");
+    });
+  });
+}
