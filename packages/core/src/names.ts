@@ -14,6 +14,7 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set([
   'share',
   'shares',
   'versions',
+  'rollback',
   'me',
   '.',
   '..',

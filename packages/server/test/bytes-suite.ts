@@ -44,6 +44,14 @@ export function bytesSuite(engine: Engine) {
       return { status: status as number, uploaded: uploaded as number, body: stdout.subarray(0, cut) };
     }
 
+    const expectCode = (
+      res: { status: number; json: { error?: { code?: string } } },
+      status: number,
+      code: string,
+    ) => {
+      assert.equal(res.status, status, JSON.stringify(res.json));
+      assert.equal(res.json?.error?.code, code);
+    };
     const raw = (path: string) => `${server.httpsUrl}/api/images/raw/${path}`;
 
     before(async () => {
@@ -262,6 +270,40 @@ export function bytesSuite(engine: Engine) {
       assert.equal(gone.json.error.code, 'version_not_found');
       assert.equal((await blobFiles()).length, 2, 'two versions kept');
       assert.equal((await as('bob').get('/api/images/raw/vm.img')).text, 'version three');
+    });
+
+    it('lists the kept versions and rolls back to one, numbering the next upload after all', async () => {
+      const listed = await as('bob').get('/api/images/vm.img/versions');
+      assert.deepEqual(
+        listed.json.items.map((v: { version: number; current: boolean }) => [v.version, v.current]),
+        [
+          [3, true],
+          [2, false],
+        ],
+      );
+      assert.equal(listed.json.items[1].digests.sha256, sha256(image));
+      expectCode(await as('pam').get('/api/images/bob/vm.img/versions'), 404, 'image_not_found');
+      const back = await as('bob').post('/api/images/vm.img/rollback', { version: 2 });
+      assert.equal(back.status, 200, back.text);
+      assert.equal(back.json.version, 2);
+      assert.equal(back.json.digests.sha256, sha256(image));
+      assert.equal(
+        sha256(Buffer.from((await as('bob').get('/api/images/raw/vm.img')).text, 'latin1')),
+        sha256(image),
+      );
+      expectCode(
+        await as('bob').post('/api/images/vm.img/rollback', { version: 1 }),
+        404,
+        'version_not_found',
+      );
+      await writeFile(join(files, 'small.bin'), 'version four');
+      const fourth = await curl('bob', ['-T', join(files, 'small.bin'), raw('vm.img')]);
+      assert.equal(JSON.parse(fourth.body.toString()).version, 4);
+      const after = await as('bob').get('/api/images/vm.img/versions');
+      assert.deepEqual(
+        after.json.items.map((v: { version: number }) => v.version),
+        [4, 3],
+      );
     });
 
     it('numbers concurrent uploads without gaps and serves one of them whole', async () => {

@@ -36,7 +36,7 @@ export const findImage = (db: Q, ownerName: string, name: string) =>
 export const findImageById = (db: Q, id: number) =>
   selectImages(db).where('images.id', '=', id).executeTakeFirst();
 
-export async function insertImage(db: Q, image: Omit<ImageRow, 'id'>): Promise<number> {
+export async function insertImage(db: Q, image: Omit<ImageRow, 'id' | 'last_version'>): Promise<number> {
   const row = await db.insertInto('images').values(image).returning('id').executeTakeFirstOrThrow();
   return row.id;
 }

@@ -117,6 +117,16 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0003_current_version': {
+      async up(db) {
+        // `version` is the version served (a rollback moves it back); `last_version` numbers the uploads.
+        await db.schema
+          .alterTable('images')
+          .addColumn('last_version', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await sql`update images set last_version = version`.execute(db);
+      },
+    },
   };
 }
 

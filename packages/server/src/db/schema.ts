@@ -45,7 +45,10 @@ export interface ImagesTable {
   read_only: Bool;
   unauthenticated_access: Bool;
   expires: string | null;
+  /** The version served. */
   version: number;
+  /** The highest version number given so far (rollbacks make `version` smaller). */
+  last_version: Generated<number>;
   size: number | null;
   created: string;
   modified: string;

@@ -55,32 +55,53 @@ export async function addVersion(
   const updated = await db
     .updateTable('images')
     .set((eb) => ({
-      version: eb('version', '+', 1),
+      last_version: eb('last_version', '+', 1),
+      version: eb('last_version', '+', 1),
       size: version.size,
       uploaded: version.created,
       modified: version.created,
     }))
     .where('id', '=', imageId)
-    .returning('version')
+    .returning('last_version')
     .executeTakeFirst();
   if (!updated) return undefined;
   await db
     .insertInto('image_versions')
-    .values({ ...version, image_id: imageId, version: updated.version })
+    .values({ ...version, image_id: imageId, version: updated.last_version })
     .execute();
-  return updated.version;
+  return updated.last_version;
 }
 
-/** Removes all but the newest `keep` versions; returns their blob keys, for deletion after commit. */
-export async function pruneVersions(db: Q, imageId: number, keep: number): Promise<string[]> {
-  const old = await db
-    .selectFrom('image_versions')
-    .select(['id', 'blob_key'])
-    .where('image_id', '=', imageId)
-    .orderBy('version', 'desc')
-    .offset(keep)
-    .limit(1_000_000)
+/** Makes an existing version the one served (a rollback). */
+export async function setCurrentVersion(
+  db: Q,
+  imageId: number,
+  version: VersionRow,
+  now: string,
+): Promise<void> {
+  await db
+    .updateTable('images')
+    .set({ version: version.version, size: version.size, uploaded: version.created, modified: now })
+    .where('id', '=', imageId)
     .execute();
+}
+
+/**
+ * Removes all but the newest `keep` versions, never the one served; returns their blob keys, for deletion
+ * after commit.
+ */
+export async function pruneVersions(db: Q, imageId: number, keep: number): Promise<string[]> {
+  const image = await db.selectFrom('images').select('version').where('id', '=', imageId).executeTakeFirst();
+  const old = (
+    await db
+      .selectFrom('image_versions')
+      .select(['id', 'blob_key', 'version'])
+      .where('image_id', '=', imageId)
+      .orderBy('version', 'desc')
+      .offset(keep)
+      .limit(1_000_000)
+      .execute()
+  ).filter((row) => row.version !== image?.version);
   if (old.length === 0) return [];
   await db
     .deleteFrom('image_versions')

@@ -12,7 +12,14 @@ import { type DigestAlgorithm, type Digests, HashingTap } from '../blobs/hashing
 import { type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import type { ImageWithOwner } from '../db/images-dal.ts';
-import { addVersion, findVersion, listVersions, pruneVersions, type VersionRow } from '../db/versions-dal.ts';
+import {
+  addVersion,
+  findVersion,
+  listVersions,
+  pruneVersions,
+  setCurrentVersion,
+  type VersionRow,
+} from '../db/versions-dal.ts';
 import { guardService, nowIso } from './common.ts';
 import { createImageAccess, type ImageRef } from './image-access.ts';
 
@@ -180,8 +187,29 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
       actor: Actor | null,
       ref: ImageRef,
     ): Promise<{ image: ImageWithOwner; versions: VersionRow[] }> {
-      const { row } = await find(actor, ref);
+      const { row } = await find(actor, ref, canModifyImage);
       return { image: row, versions: await listVersions(db, row.id) };
+    },
+
+    /** Serves an older, still kept version again; the next upload still gets a new number. */
+    async rollback(actor: Actor, ref: ImageRef, version: number): Promise<void> {
+      const { row, target } = await find(actor, ref, canModifyImage);
+      if (!canModifyImage(actor, target))
+        throw new RepomanError('forbidden', `You may not roll back ${ref.owner}/${ref.name}`);
+      if (row.read_only)
+        throw new RepomanError(
+          'image_read_only',
+          `${ref.owner}/${ref.name} is read-only; clear read_only first`,
+        );
+      await db.transaction().execute(async (trx) => {
+        const found = await findVersion(trx, row.id, version);
+        if (!found)
+          throw new RepomanError(
+            'version_not_found',
+            `${ref.owner}/${ref.name} has no version ${version} (any more)`,
+          );
+        await setCurrentVersion(trx, row.id, found, nowIso());
+      });
     },
   });
 }

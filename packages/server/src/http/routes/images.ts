@@ -119,6 +119,82 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     );
 
+    app.get<{ Params: RefParams }>(
+      `${form.prefix}/versions`,
+      {
+        schema: {
+          summary: 'The kept versions of an image, newest first',
+          tags: ['images'],
+          params,
+          response: {
+            200: {
+              type: 'object',
+              properties: {
+                items: {
+                  type: 'array',
+                  items: {
+                    type: 'object',
+                    properties: {
+                      version: { type: 'integer' },
+                      current: { type: 'boolean' },
+                      size: { type: 'integer' },
+                      digests: {
+                        type: 'object',
+                        properties: {
+                          sha256: str,
+                          md5: { type: ['string', 'null'] },
+                          sha512: { type: ['string', 'null'] },
+                        },
+                      },
+                      created: str,
+                      file_url: str,
+                    },
+                  },
+                },
+                total: { type: 'integer' },
+              },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const { image, versions } = await services.bytes.versions(requireActor(request), refOf(request));
+        const file = urls(request).https + rawPath(image.owner_name, image.name);
+        const items = versions.map((v) => ({
+          version: v.version,
+          current: v.version === image.version,
+          size: v.size,
+          digests: { sha256: v.sha256, md5: v.md5, sha512: v.sha512 },
+          created: v.created,
+          file_url: `${file}?version=${v.version}`,
+        }));
+        return { items, total: items.length };
+      },
+    );
+
+    app.post<{ Params: RefParams; Body: { version: number } }>(
+      `${form.prefix}/rollback`,
+      {
+        schema: {
+          summary: 'Serve a kept older version again (the next upload still gets a new number)',
+          tags: ['images'],
+          params,
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['version'],
+            properties: { version: { type: 'integer', minimum: 1 } },
+          },
+          response: imageResponse,
+        },
+      },
+      async (request) => {
+        const actor = requireActor(request);
+        await services.bytes.rollback(actor, refOf(request), request.body.version);
+        return imageJson(urls(request), await services.images.get(actor, refOf(request)));
+      },
+    );
+
     for (const kind of ['user', 'group'] as const) {
       for (const [method, on] of [
         ['post', true],
