@@ -31,6 +31,9 @@ export interface User {
   suspended?: boolean;
   groups?: string[];
   permissions?: string[];
+  /** Bytes the user may store, null for no limit, and bytes stored (every kept version of their images). */
+  quota?: number | null;
+  usage?: number;
   created?: string;
   modified?: string;
 }
@@ -51,6 +54,8 @@ export const userSchema = {
     suspended: bool,
     groups: stringList,
     permissions: stringList,
+    quota: { type: ['integer', 'null'] },
+    usage: { type: 'integer' },
     created: timestamp,
     modified: timestamp,
   },
@@ -83,6 +88,7 @@ export const createUserBody = {
 } as const;
 
 export interface ModifyUserBody {
+  quota?: number | null;
   user_name?: string;
   client_dn?: string;
   cert_dn?: string;
@@ -101,6 +107,11 @@ export const modifyUserBody = {
     full_name: nullableStr,
     email: nullableStr,
     suspended: bool,
+    quota: {
+      type: ['integer', 'null'],
+      minimum: 0,
+      description: 'Bytes the user may store (all kept versions); null: no limit. Admins only',
+    },
   },
 } as const;
 

@@ -50,6 +50,7 @@ export const ERRORS = {
   conflict: { status: 409, message: 'The request conflicts with the current state' },
   // 5xx: our fault or a dependency's
   insufficient_storage: { status: 507, message: 'The repository is out of storage space' },
+  quota_exceeded: { status: 507, message: 'The upload would exceed your storage quota' },
   database_unavailable: { status: 503, message: 'The database is unavailable; try again shortly' },
   internal: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;

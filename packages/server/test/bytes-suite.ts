@@ -319,6 +319,29 @@ export function bytesSuite(engine: Engine) {
       assert.ok(bodies.some((b) => b.equals(served)));
     });
 
+    it('enforces quotas set by admins, before the body, and shows usage in whoami', async () => {
+      const usage = (await as('bob').get('/api/whoami')).json.usage as number;
+      assert.ok(usage > 0 && usage + 100 < image.length, `usage ${usage}`);
+      expectCode(await as('bob').patch('/api/users/bob', { quota: 10 ** 12 }), 403, 'forbidden');
+      assert.equal((await as('admin').patch('/api/users/bob', { quota: usage + 100 })).status, 200);
+      const me = (await as('bob').get('/api/whoami')).json;
+      assert.deepEqual([me.quota, me.usage], [usage + 100, usage]);
+      const refused = await curl('bob', ['-T', join(files, 'image.bin'), raw('vm.img')]);
+      assert.equal(refused.status, 507, refused.body.toString());
+      assert.equal(JSON.parse(refused.body.toString()).error.code, 'quota_exceeded');
+      assert.equal(refused.uploaded, 0);
+      const chunked = await curl('bob', [
+        '-T',
+        join(files, 'image.bin'),
+        '-H',
+        'Transfer-Encoding: chunked',
+        raw('vm.img'),
+      ]);
+      assert.equal(chunked.status, 507, 'also when the length is only known at the end');
+      assert.equal((await as('bob').get('/api/whoami')).json.usage, usage);
+      assert.equal((await as('admin').patch('/api/users/bob', { quota: null })).status, 200);
+    });
+
     it('answers 404 before any upload and 410 once expired, and deletes the bytes with the image', async () => {
       await as('bob').post('/api/images', { name: 'empty.img' });
       assert.equal((await as('bob').get('/api/images/raw/empty.img')).json.error.code, 'image_not_uploaded');

@@ -127,6 +127,12 @@ function migrations(engine: Engine): Record<string, Migration> {
         await sql`update images set last_version = version`.execute(db);
       },
     },
+    '0004_user_quota': {
+      async up(db) {
+        // Bytes a user may store across all kept versions of their images; null: no limit.
+        await db.schema.alterTable('users').addColumn('quota', big).execute();
+      },
+    },
   };
 }
 

@@ -10,6 +10,7 @@ export interface UsersTable {
   full_name: string | null;
   email: string | null;
   suspended: Bool;
+  quota: Generated<number | null>;
   created: string;
   modified: string;
 }

@@ -17,12 +17,14 @@ export const findUserByDn = (db: Q, dn: string) =>
 export const findUserByEmail = (db: Q, email: string) =>
   db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
 
-export async function insertUser(db: Q, user: Omit<UserRow, 'id'>): Promise<UserRow> {
+export type NewUser = Omit<UserRow, 'id' | 'quota'> & { quota?: number | null };
+
+export async function insertUser(db: Q, user: NewUser): Promise<UserRow> {
   return db.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow();
 }
 
 /** Inserts unless a row with the same name or DN exists (a concurrent start made it). */
-export async function insertUserIfMissing(db: Q, user: Omit<UserRow, 'id'>): Promise<void> {
+export async function insertUserIfMissing(db: Q, user: NewUser): Promise<void> {
   await db
     .insertInto('users')
     .values(user)

@@ -32,6 +32,21 @@ export async function blobKeysOfImages(db: Q, imageIds: readonly number[]): Prom
   return rows.map((r) => r.blob_key);
 }
 
+/** Bytes each user stores: every kept version of every image they own. */
+export async function usageOfOwners(db: Q, ownerIds: readonly number[]): Promise<Map<number, number>> {
+  const result = new Map<number, number>(ownerIds.map((id) => [id, 0]));
+  if (ownerIds.length === 0) return result;
+  const rows = await db
+    .selectFrom('image_versions')
+    .innerJoin('images', 'images.id', 'image_versions.image_id')
+    .select(['images.owner_id as ownerId', (eb) => eb.fn.sum<number>('image_versions.size').as('bytes')])
+    .where('images.owner_id', 'in', ownerIds)
+    .groupBy('images.owner_id')
+    .execute();
+  for (const row of rows) result.set(row.ownerId, Number(row.bytes));
+  return result;
+}
+
 /** Blob keys of every version of every image a user owns. */
 export async function blobKeysOfOwner(db: Q, ownerId: number): Promise<string[]> {
   const rows = await db

@@ -48,6 +48,8 @@ export function userJson(urls: Urls, view: UserView): User {
     json.email = view.private.email;
     json.suspended = view.private.suspended;
     json.permissions = view.private.permissions;
+    json.quota = view.private.quota;
+    json.usage = view.private.usage;
     json.created = view.private.created;
     json.modified = view.private.modified;
   }

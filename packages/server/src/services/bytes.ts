@@ -12,12 +12,14 @@ import { type DigestAlgorithm, type Digests, HashingTap } from '../blobs/hashing
 import { type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import type { ImageWithOwner } from '../db/images-dal.ts';
+import { findUserById } from '../db/users-dal.ts';
 import {
   addVersion,
   findVersion,
   listVersions,
   pruneVersions,
   setCurrentVersion,
+  usageOfOwners,
   type VersionRow,
 } from '../db/versions-dal.ts';
 import { guardService, nowIso } from './common.ts';
@@ -37,6 +39,7 @@ export type ExpectedDigests = Partial<Record<DigestAlgorithm, string>>;
 
 export interface AdmittedUpload {
   imageId: number;
+  ownerId: number;
   ref: ImageRef;
   declaredLength: number | undefined;
 }
@@ -65,6 +68,19 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
   const { db, store, policy } = deps;
   const { find } = createImageAccess(db);
 
+  /** The owner's quota counts every kept version; a new version must fit beside them. */
+  async function checkQuota(ownerId: number, incoming: number) {
+    const owner = await findUserById(db, ownerId);
+    if (owner?.quota === null || owner?.quota === undefined) return;
+    const usage = (await usageOfOwners(db, [ownerId])).get(ownerId) ?? 0;
+    if (usage + incoming > owner.quota) {
+      throw new RepomanError(
+        'quota_exceeded',
+        `${owner.name} stores ${usage} bytes of a ${owner.quota}-byte quota; ${incoming} more do not fit (delete images or ask an admin)`,
+      );
+    }
+  }
+
   async function deleteBlobs(keys: string[]) {
     // Best effort: a blob left behind is an orphan that fsck finds; it never changes what is served.
     await Promise.all(keys.map((key) => store.delete(key).catch(() => {})));
@@ -91,7 +107,8 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
           `${declaredLength} bytes is more than the limit of ${policy.maxImageSize}`,
         );
       }
-      return { imageId: row.id, ref, declaredLength };
+      await checkQuota(row.owner_id, declaredLength ?? 0);
+      return { imageId: row.id, ownerId: row.owner_id, ref, declaredLength };
     },
 
     /** Streams the body into a new blob, checks it, and publishes it as the image's next version. */
@@ -117,6 +134,7 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
             `Received ${size} bytes but Content-Length said ${admitted.declaredLength}`,
           );
         }
+        await checkQuota(admitted.ownerId, size);
         const digests = await tap.digests();
         for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
           if (digests[algorithm] !== value) {

@@ -29,7 +29,7 @@ import {
 } from '../db/groups-dal.ts';
 import type { UserRow } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
-import { blobKeysOfOwner } from '../db/versions-dal.ts';
+import { blobKeysOfOwner, usageOfOwners } from '../db/versions-dal.ts';
 import { normalizeDn } from '../pki/names.ts';
 import {
   checkedAccountName,
@@ -52,6 +52,8 @@ export interface UserView {
     email: string | null;
     suspended: boolean;
     permissions: string[];
+    quota: number | null;
+    usage: number;
     created: string;
     modified: string;
   };
@@ -99,9 +101,10 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
   async function view(actor: Actor, rows: UserRow[]): Promise<UserView[]> {
     const ids = rows.map((r) => r.id);
     const detailed = rows.filter((row) => canSeeUserDetails(actor, row)).map((row) => row.id);
-    const [groups, permissions] = await Promise.all([
+    const [groups, permissions, usage] = await Promise.all([
       users.groupsOfUsers(db, ids),
       users.permissionsOfUsers(db, detailed),
+      usageOfOwners(db, detailed),
     ]);
     return rows.map((row) => {
       const base: UserView = { name: row.name, fullName: row.full_name, groups: groups.get(row.id) ?? [] };
@@ -114,6 +117,8 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
           email: row.email,
           suspended: Boolean(row.suspended),
           permissions: own,
+          quota: row.quota,
+          usage: usage.get(row.id) ?? 0,
           created: row.created,
           modified: row.modified,
         },
@@ -235,6 +240,7 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
         }
         if (body.suspended !== undefined && body.suspended !== Boolean(target.suspended))
           patch.suspended = body.suspended;
+        if (body.quota !== undefined && body.quota !== target.quota) patch.quota = body.quota;
 
         const fieldOf: Record<string, UserField> = {
           name: 'user_name',
@@ -242,6 +248,7 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
           full_name: 'full_name',
           email: 'email',
           suspended: 'suspended',
+          quota: 'quota',
         };
         // Only those who may see a user's private fields may send them back unchanged; for anyone else every
         // field sent counts, or 200-versus-403 would tell whether a guessed DN or email is right.
@@ -252,6 +259,7 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
             ['full_name', body.full_name],
             ['email', body.email],
             ['suspended', body.suspended],
+            ['quota', body.quota],
           ] as const
         )
           .filter(([, value]) => value !== undefined)
