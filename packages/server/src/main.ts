@@ -6,8 +6,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createDirectoryStore } from './blobs/directory.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { redactUrl } from './db/connect.ts';
+import { openDatabase, redactUrl } from './db/connect.ts';
+import { formatReport, fsck } from './fsck.ts';
 import { derToPem } from './pki/certificate.ts';
 import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
 import { normalizeDn } from './pki/names.ts';
@@ -18,11 +20,15 @@ const USAGE = `Usage: repoman-server [command] [options]
 Commands:
   serve                        Run the server (default)
   issue-certificate            Sign a user certificate with the development CA (development only)
+  fsck                         Check that the database and the blob store agree
 
 Options:
   -c, --config FILE            Configuration file (TOML); also $REPOMAN_CONFIG
       --dn DN                  issue-certificate: the subject, e.g. "/O=Repoman Development/CN=Bob"
       --out DIR                issue-certificate: where to write usercert.pem, userkey.pem, user.pem
+      --verify                 fsck: also check every blob's SHA-256 (reads every byte)
+      --repair                 fsck: remove orphan blobs and abandoned uploads, drop broken versions
+      --json                   fsck: print the report as JSON
   -h, --help                   Show this help
 `;
 
@@ -102,6 +108,27 @@ async function issueCertificate(
   );
 }
 
+async function runFsck(
+  configFile: string | undefined,
+  flags: { verify?: boolean; repair?: boolean; json?: boolean },
+) {
+  const config = loadConfig({ file: configFile });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
+  });
+  try {
+    const report = await fsck(database.db, createDirectoryStore(config.blobDir), {
+      verify: Boolean(flags.verify),
+      repair: Boolean(flags.repair),
+    });
+    process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    if (report.problems.some((p) => !p.repaired)) process.exitCode = 1;
+  } finally {
+    await database.close();
+  }
+}
+
 async function main(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -111,12 +138,17 @@ async function main(argv: string[]) {
       dn: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      verify: { type: 'boolean' },
+      repair: { type: 'boolean' },
+      json: { type: 'boolean' },
     },
   });
   const command = positionals[0] ?? 'serve';
   if (values.help) return void process.stdout.write(USAGE);
   if (command === 'serve') return serve(values.config);
   if (command === 'issue-certificate') return issueCertificate(values.config, values.dn, values.out);
+  if (command === 'fsck')
+    return runFsck(values.config, { verify: values.verify, repair: values.repair, json: values.json });
   throw new ConfigError(`Unknown command '${command}'\n\n${USAGE}`);
 }
 

@@ -8,7 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { createDirectoryStore } from './blobs/directory.ts';
+import { createDirectoryStore, STALE_UPLOAD_MS } from './blobs/directory.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
@@ -94,7 +94,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       return server;
     };
     const store = createDirectoryStore(config.blobDir);
-    await store.removeStaleUploads(); // no upload survives a restart: their clients resume or retry
+    // A lone server (SQLite) owns every upload in progress: none survives its restart. Servers sharing a
+    // database may share the directory too, so only uploads abandoned for an hour are theirs to remove.
+    await store.removeStaleUploads(database.engine === 'sqlite' ? 0 : STALE_UPLOAD_MS);
     const policy = {
       maxImageSize: config.uploads.maxImageSize,
       keepVersions: config.uploads.keepVersions,

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -218,6 +218,50 @@ describe('npm start on an empty directory', () => {
       users.json.items.map((u: { user_name: string }) => u.user_name),
       ['admin', 'bob'],
     );
+  });
+
+  it('fsck finds missing, truncated, corrupt and orphan blobs, and --repair fixes what it can', async () => {
+    const admin = first.curlArgs.slice(0, 4);
+    const base = first.httpsUrl;
+    await writeFile(join(dir, 'a.img'), Buffer.alloc(4096, 1));
+    for (const name of ['one.img', 'two.img', 'three.img']) {
+      await curl(dir, [...admin, '-d', `name=${name}`, `${base}/api/images`]);
+      assert.equal(
+        (await curl(dir, [...admin, '-T', 'a.img', `${base}/api/images/raw/${name}`])).status,
+        201,
+      );
+    }
+    const fsckRun = (...flags: string[]) =>
+      run(process.execPath, [MAIN, 'fsck', ...flags], { cwd: dir }).then(
+        (r) => ({ code: 0, out: r.stdout }),
+        (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
+      );
+    const clean = await fsckRun('--verify');
+    assert.equal(clean.code, 0, clean.out);
+    assert.match(clean.out, /3 versions, 3 blobs, 0 problems/);
+
+    const root = join(dir, 'repoman-data/blobs/blobs');
+    const blobs = (
+      await Promise.all(
+        (await readdir(root)).map(async (d) => (await readdir(join(root, d))).map((f) => join(root, d, f))),
+      )
+    ).flat();
+    const [gone, short, corrupt] = blobs as [string, string, string];
+    await rm(gone);
+    await writeFile(short, Buffer.alloc(10));
+    await writeFile(corrupt, Buffer.alloc(4096, 2));
+    await mkdir(join(root, 'ff'), { recursive: true });
+    await writeFile(join(root, 'ff', 'ff'.padEnd(32, '0')), 'an orphan');
+    const found = await fsckRun('--verify');
+    assert.equal(found.code, 1);
+    for (const kind of ['missing', 'size', 'digest', 'orphan'])
+      assert.match(found.out, new RegExp(`^${kind} `, 'm'));
+    const repaired = await fsckRun('--verify', '--repair');
+    assert.equal(repaired.code, 0, repaired.out);
+    const after = await fsckRun('--verify');
+    assert.match(after.out, /0 versions, 0 blobs, 0 problems/);
+    const image = await curl(dir, [...admin, `${base}/api/images/one.img`]);
+    assert.equal(image.json.raw_file_uploaded, false, 'broken versions are dropped, not served');
   });
 
   it('makes the admin again from its credential when the database starts empty', async () => {

@@ -37,7 +37,16 @@ async function fsyncPath(path: string) {
   }
 }
 
-export function createDirectoryStore(root: string): BlobStore & { removeStaleUploads(): Promise<string[]> } {
+/** An upload nobody has written to for this long is abandoned (no client stalls an hour and then goes on). */
+export const STALE_UPLOAD_MS = 60 * 60 * 1000;
+
+export type DirectoryStore = BlobStore & {
+  removeStaleUploads(olderThanMs?: number): Promise<string[]>;
+  listUploads(): Promise<{ name: string; ageMs: number }[]>;
+};
+
+export function createDirectoryStore(root: string): DirectoryStore {
+  const dirRoot = root;
   const blobPath = (key: string) => {
     if (!KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);
     return join(root, 'blobs', key.slice(0, 2), key);
@@ -118,12 +127,35 @@ export function createDirectoryStore(root: string): BlobStore & { removeStaleUpl
       });
     },
 
-    /** Uploads left by a crash or a killed process: removed at start-up (no upload survives a restart). */
-    async removeStaleUploads() {
-      const dir = join(root, 'uploads');
+    async *list() {
+      const root = join(dirRoot, 'blobs');
+      for (const fan of await readdir(root).catch(() => [] as string[])) {
+        for (const name of await readdir(join(root, fan)).catch(() => [] as string[])) {
+          if (KEY.test(name) && name.startsWith(fan)) yield name;
+        }
+      }
+    },
+
+    /** Uploads in progress or left behind: file name and age in milliseconds. */
+    async listUploads() {
+      const dir = join(dirRoot, 'uploads');
       const names = await readdir(dir).catch(() => [] as string[]);
-      await Promise.all(names.map((name) => rm(join(dir, name), { force: true })));
-      return names;
+      const now = Date.now();
+      const stats = await Promise.all(names.map((name) => stat(join(dir, name)).catch(() => null)));
+      return names.flatMap((name, i) => {
+        const info = stats[i];
+        return info ? [{ name, ageMs: now - info.mtimeMs }] : [];
+      });
+    },
+
+    /**
+     * Uploads nobody has written to for `olderThanMs` (a crash or a killed process left them): removed at
+     * start-up and by fsck. Younger ones may belong to another server sharing this directory.
+     */
+    async removeStaleUploads(olderThanMs = STALE_UPLOAD_MS) {
+      const stale = (await this.listUploads()).filter((u) => u.ageMs > olderThanMs).map((u) => u.name);
+      await Promise.all(stale.map((name) => rm(join(dirRoot, 'uploads', name), { force: true })));
+      return stale;
     },
   };
 }

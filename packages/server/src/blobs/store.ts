@@ -32,6 +32,8 @@ export interface BlobStore {
   stat(key: string): Promise<{ size: number } | null>;
   /** Removes the blob; a missing key is not an error. */
   delete(key: string): Promise<void>;
+  /** Every committed blob's key (for fsck: orphans are keys no version names). */
+  list(): AsyncIterable<string>;
 }
 
 export class BlobNotFoundError extends Error {

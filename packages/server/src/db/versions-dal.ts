@@ -128,3 +128,37 @@ export async function pruneVersions(db: Q, imageId: number, keep: number): Promi
     .execute();
   return old.map((r) => r.blob_key);
 }
+
+/** Every version with its image's name, for fsck. */
+export const allVersions = (db: Q) =>
+  db
+    .selectFrom('image_versions')
+    .innerJoin('images', 'images.id', 'image_versions.image_id')
+    .innerJoin('users', 'users.id', 'images.owner_id')
+    .selectAll('image_versions')
+    .select(['images.name as image_name', 'users.name as owner_name', 'images.version as current_version'])
+    .orderBy('image_versions.id')
+    .execute();
+
+export async function deleteVersion(db: Q, id: number): Promise<void> {
+  await db.deleteFrom('image_versions').where('id', '=', id).execute();
+}
+
+/** After versions were removed: serve the newest one left, or none. */
+export async function resetCurrentVersion(db: Q, imageId: number, now: string): Promise<void> {
+  const newest = await db
+    .selectFrom('image_versions')
+    .selectAll()
+    .where('image_id', '=', imageId)
+    .orderBy('version', 'desc')
+    .executeTakeFirst();
+  await db
+    .updateTable('images')
+    .set(
+      newest
+        ? { version: newest.version, size: newest.size, uploaded: newest.created, modified: now }
+        : { version: 0, size: null, uploaded: null, modified: now },
+    )
+    .where('id', '=', imageId)
+    .execute();
+}

@@ -1,0 +1,124 @@
+/**
+ * `repoman-server fsck`: checks that the database and the blob store agree. Every version must have its blob
+ * with the recorded size (and, with `verify`, the recorded SHA-256); every blob must belong to a version; no
+ * upload may be abandoned. With `repair`: orphan blobs and abandoned uploads are removed, and broken versions
+ * are dropped (an image whose served version broke falls back to its newest intact one).
+ */
+import { createHash } from 'node:crypto';
+import type { DirectoryStore } from './blobs/directory.ts';
+import { STALE_UPLOAD_MS } from './blobs/directory.ts';
+import type { Db } from './db/connect.ts';
+import { allVersions, deleteVersion, resetCurrentVersion } from './db/versions-dal.ts';
+
+export type ProblemKind = 'missing' | 'size' | 'digest' | 'orphan' | 'stale_upload';
+
+export interface Problem {
+  kind: ProblemKind;
+  /** `owner/image vN` or the blob or upload name. */
+  subject: string;
+  detail: string;
+  repaired: boolean;
+}
+
+export interface FsckReport {
+  versions: number;
+  blobs: number;
+  problems: Problem[];
+}
+
+export interface FsckOptions {
+  verify?: boolean;
+  repair?: boolean;
+  /** Uploads untouched for longer are abandoned (default an hour; another server may be writing younger ones). */
+  staleUploadMs?: number;
+}
+
+async function sha256Of(store: DirectoryStore, key: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of await store.read(key)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions = {}): Promise<FsckReport> {
+  const problems: Problem[] = [];
+  const versions = await allVersions(db);
+  const known = new Set(versions.map((v) => v.blob_key));
+  const broken: typeof versions = [];
+
+  for (const version of versions) {
+    const subject = `${version.owner_name}/${version.image_name} v${version.version}`;
+    const found = await store.stat(version.blob_key);
+    let problem: Omit<Problem, 'repaired'> | null = null;
+    if (!found) problem = { kind: 'missing', subject, detail: `its blob ${version.blob_key} is gone` };
+    else if (found.size !== version.size) {
+      problem = {
+        kind: 'size',
+        subject,
+        detail: `its blob has ${found.size} bytes; ${version.size} were recorded`,
+      };
+    } else if (options.verify) {
+      const actual = await sha256Of(store, version.blob_key);
+      if (actual !== version.sha256) {
+        problem = {
+          kind: 'digest',
+          subject,
+          detail: `its blob's SHA-256 is ${actual}; ${version.sha256} was recorded`,
+        };
+      }
+    }
+    if (problem) {
+      broken.push(version);
+      problems.push({ ...problem, repaired: Boolean(options.repair) });
+    }
+  }
+  if (options.repair && broken.length > 0) {
+    const now = new Date().toISOString();
+    await db.transaction().execute(async (trx) => {
+      for (const version of broken) await deleteVersion(trx, version.id);
+      for (const imageId of new Set(
+        broken.filter((v) => v.version === v.current_version).map((v) => v.image_id),
+      )) {
+        await resetCurrentVersion(trx, imageId, now);
+      }
+    });
+    for (const version of broken) await store.delete(version.blob_key);
+  }
+
+  let blobs = 0;
+  for await (const key of store.list()) {
+    blobs++;
+    if (known.has(key)) continue;
+    if (options.repair) await store.delete(key);
+    problems.push({
+      kind: 'orphan',
+      subject: key,
+      detail: 'no version names this blob',
+      repaired: Boolean(options.repair),
+    });
+  }
+
+  const staleMs = options.staleUploadMs ?? STALE_UPLOAD_MS;
+  for (const upload of await store.listUploads()) {
+    if (upload.ageMs <= staleMs) continue;
+    problems.push({
+      kind: 'stale_upload',
+      subject: upload.name,
+      detail: `abandoned ${Math.round(upload.ageMs / 60000)} minutes ago`,
+      repaired: Boolean(options.repair),
+    });
+  }
+  if (options.repair) await store.removeStaleUploads(staleMs);
+  return { versions: versions.length, blobs, problems };
+}
+
+export function formatReport(report: FsckReport): string {
+  const lines = report.problems.map(
+    (p) => `${p.kind.padEnd(12)} ${p.subject}: ${p.detail}${p.repaired ? ' [repaired]' : ''}`,
+  );
+  const open = report.problems.filter((p) => !p.repaired).length;
+  lines.push(
+    `fsck: ${report.versions} versions, ${report.blobs} blobs, ${report.problems.length} problems` +
+      (report.problems.length > 0 ? `, ${open} left (run with --repair to fix what can be fixed)` : ''),
+  );
+  return `${lines.join('\n')}\n`;
+}
