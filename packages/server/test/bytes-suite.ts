@@ -261,6 +261,26 @@ export function bytesSuite(engine: Engine) {
       assert.equal(other.status, 403);
     });
 
+    it('lets qemu-img read a public qcow2 image straight from its HTTP URL', async () => {
+      const qemu = await run('qemu-img', ['--version']).catch(() => {
+        throw new Error('qemu-img is missing: apt-get install qemu-utils qemu-block-extra (.ci/run does)');
+      });
+      assert.match(qemu.stdout, /qemu-img version/);
+      const disk = join(files, 'disk.qcow2');
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '1G']);
+      await as('bob').post('/api/images', { name: 'disk.qcow2', unauthenticated_access: true });
+      assert.equal((await curl('bob', ['-T', disk, raw('disk.qcow2')])).status, 201);
+      const { stdout } = await run('qemu-img', [
+        'info',
+        '--output=json',
+        `${server.httpUrl}/api/images/raw/bob/disk.qcow2`,
+      ]);
+      const info = JSON.parse(stdout);
+      assert.equal(info.format, 'qcow2');
+      assert.equal(info['virtual-size'], 1024 ** 3);
+      assert.equal((await as('bob').delete('/api/images/disk.qcow2')).status, 204);
+    });
+
     it('keeps the last versions, serves older ones by number, and deletes the bytes of the rest', async () => {
       await writeFile(join(files, 'small.bin'), 'version three');
       assert.equal((await curl('bob', ['-T', join(files, 'small.bin'), raw('vm.img')])).status, 200);
