@@ -13,6 +13,7 @@ export const ERRORS = {
   payload_too_large: { status: 413, message: 'The request body is too large' },
   image_too_large: { status: 413, message: 'The image is larger than this repository accepts' },
   length_mismatch: { status: 400, message: 'The body is not as long as its Content-Length' },
+  upload_incomplete: { status: 400, message: 'The upload ended before its body did' },
   digest_mismatch: { status: 400, message: 'The body does not match the digest the client sent' },
   range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
   // 401: who are you?

@@ -87,6 +87,23 @@ export async function addVersion(
   return updated.last_version;
 }
 
+/** Locks the image's row until the transaction ends (an UPDATE on PostgreSQL; SQLite serialises writers). */
+export async function lockImage(db: Q, imageId: number): Promise<void> {
+  await db
+    .updateTable('images')
+    .set((eb) => ({ version: eb.ref('version') }))
+    .where('id', '=', imageId)
+    .execute();
+}
+
+export async function lockImagesOfOwner(db: Q, ownerId: number): Promise<void> {
+  await db
+    .updateTable('images')
+    .set((eb) => ({ version: eb.ref('version') }))
+    .where('owner_id', '=', ownerId)
+    .execute();
+}
+
 /** Makes an existing version the one served (a rollback). */
 export async function setCurrentVersion(
   db: Q,
@@ -96,7 +113,7 @@ export async function setCurrentVersion(
 ): Promise<void> {
   await db
     .updateTable('images')
-    .set({ version: version.version, size: version.size, uploaded: version.created, modified: now })
+    .set({ version: version.version, size: version.size, uploaded: now, modified: now })
     .where('id', '=', imageId)
     .execute();
 }

@@ -60,7 +60,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // JSON and form bodies are read only after authentication (onRequest) has accepted the caller.
   // Routes that stream the body themselves say yes later, after their own checks (routes/raw.ts).
   app.addHook('preParsing', async (request, reply) => {
-    if (!request.routeOptions.config.streamsBody) acceptBody(request, reply);
+    if (!request.routeOptions.config.streamsBody && !request.is404) acceptBody(request, reply);
   });
   // Bodiless modify requests (curl -X POST) are an empty change, not a schema error.
   app.addHook('preValidation', async (request) => {

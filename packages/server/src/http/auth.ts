@@ -18,6 +18,8 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     auth?: AuthMode;
+    /** Served on the plain-HTTP port too (public image downloads only). */
+    plainHttp?: boolean;
     /** The handler reads the body itself, after deciding from the headers (it answers Expect: 100-continue). */
     streamsBody?: boolean;
   }
@@ -33,7 +35,7 @@ export async function authenticate(request: FastifyRequest, identity: IdentitySe
   const mode: AuthMode = request.routeOptions.config.auth ?? 'user';
   request.actor = null;
   if (!isTls(request)) {
-    if (mode === 'optional') return;
+    if (request.routeOptions.config.plainHttp) return; // public image downloads: the only thing plain HTTP serves
     throw new RepomanError(
       'https_required',
       'Plain HTTP serves public images only; use HTTPS with your certificate',

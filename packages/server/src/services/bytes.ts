@@ -9,14 +9,15 @@ import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
 import { type DigestAlgorithm, type Digests, HashingTap } from '../blobs/hashing.ts';
-import { type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
+import { BlobNotFoundError, type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
-import type { ImageWithOwner } from '../db/images-dal.ts';
+import { findImageById, type ImageWithOwner } from '../db/images-dal.ts';
 import { findUserById } from '../db/users-dal.ts';
 import {
   addVersion,
   findVersion,
   listVersions,
+  lockImage,
   pruneVersions,
   setCurrentVersion,
   usageOfOwners,
@@ -69,10 +70,10 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
   const { find } = createImageAccess(db);
 
   /** The owner's quota counts every kept version; a new version must fit beside them. */
-  async function checkQuota(ownerId: number, incoming: number) {
-    const owner = await findUserById(db, ownerId);
+  async function checkQuota(ownerId: number, incoming: number, q: Db = db) {
+    const owner = await findUserById(q, ownerId);
     if (owner?.quota === null || owner?.quota === undefined) return;
-    const usage = (await usageOfOwners(db, [ownerId])).get(ownerId) ?? 0;
+    const usage = (await usageOfOwners(q, [ownerId])).get(ownerId) ?? 0;
     if (usage + incoming > owner.quota) {
       throw new RepomanError(
         'quota_exceeded',
@@ -121,12 +122,22 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
       const algorithms = [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
       const tap = new HashingTap(algorithms);
       const upload = await store.createUpload();
+      let committed = false;
       try {
         // body -> size limit -> hashing tap -> blob, all in one pass with backpressure
         await Promise.all([
           pipeline(body, sizeLimit(policy.maxImageSize), tap, signal ? { signal } : {}),
           upload.write(tap, signal),
-        ]);
+        ]).catch((error: unknown) => {
+          if (error instanceof RepomanError || error instanceof BlobStoreFullError) throw error;
+          // The client went away or its stream broke: its fault, not the database's or ours.
+          throw new RepomanError(
+            'upload_incomplete',
+            `The upload ended early: ${(error as Error).message}`,
+            undefined,
+            error,
+          );
+        });
         const size = tap.bytes;
         if (admitted.declaredLength !== undefined && size !== admitted.declaredLength) {
           throw new RepomanError(
@@ -145,6 +156,7 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
           }
         }
         await upload.commit();
+        committed = true;
         const now = nowIso();
         const outcome = await db.transaction().execute(async (trx) => {
           const version = await addVersion(trx, admitted.imageId, {
@@ -156,10 +168,18 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
             created: now,
           });
           if (version === undefined) return undefined;
-          return { version, pruned: await pruneVersions(trx, admitted.imageId, policy.keepVersions) };
+          // Checked again under the image's row lock: read_only or a quota may have changed meanwhile.
+          const image = await findImageById(trx, admitted.imageId);
+          if (image?.read_only)
+            throw new RepomanError(
+              'image_read_only',
+              `${admitted.ref.owner}/${admitted.ref.name} became read-only`,
+            );
+          const pruned = await pruneVersions(trx, admitted.imageId, policy.keepVersions);
+          await checkQuota(admitted.ownerId, 0, trx);
+          return { version, pruned };
         });
         if (!outcome) {
-          await store.delete(upload.key);
           throw new RepomanError(
             'image_not_found',
             `${admitted.ref.owner}/${admitted.ref.name} was deleted during the upload`,
@@ -168,7 +188,11 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
         await deleteBlobs(outcome.pruned);
         return { version: outcome.version, size, digests, created: outcome.version === 1 };
       } catch (error) {
-        await Promise.all([upload.abort(), tap.dispose()]);
+        // Before commit the upload is discarded; after it, the published-but-unrecorded blob is deleted.
+        await Promise.all([
+          committed ? store.delete(upload.key).catch(() => {}) : upload.abort(),
+          tap.dispose(),
+        ]);
         if (error instanceof BlobStoreFullError)
           throw new RepomanError('insufficient_storage', undefined, undefined, error);
         throw error;
@@ -199,7 +223,16 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
       return { image: row, version: found };
     },
 
-    read: (version: VersionRow, range?: ByteRange) => store.read(version.blob_key, range),
+    async read(version: VersionRow, range?: ByteRange) {
+      try {
+        return await store.read(version.blob_key, range);
+      } catch (error) {
+        // Pruned or removed by fsck since the download was opened.
+        if (error instanceof BlobNotFoundError)
+          throw new RepomanError('version_not_found', `Version ${version.version} is no longer kept`);
+        throw error;
+      }
+    },
 
     async versions(
       actor: Actor | null,
@@ -220,6 +253,7 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
           `${ref.owner}/${ref.name} is read-only; clear read_only first`,
         );
       await db.transaction().execute(async (trx) => {
+        await lockImage(trx, row.id); // an upload's pruning cannot remove the version under us
         const found = await findVersion(trx, row.id, version);
         if (!found)
           throw new RepomanError(

@@ -24,7 +24,7 @@ import { findGroupByName } from '../db/groups-dal.ts';
 import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import { findUserByName } from '../db/users-dal.ts';
-import { blobKeysOfImages } from '../db/versions-dal.ts';
+import { blobKeysOfImages, lockImage } from '../db/versions-dal.ts';
 import {
   checkedImageName,
   emptyToNull,
@@ -218,8 +218,12 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
             `${ref.owner}/${ref.name} is read-only; clear read_only before deleting it`,
           );
         }
-        const blobs = await blobKeysOfImages(db, [row.id]);
-        await images.deleteImage(db, row.id);
+        const blobs = await db.transaction().execute(async (trx) => {
+          await lockImage(trx, row.id); // an upload finishing now either lands before this or finds no image
+          const keys = await blobKeysOfImages(trx, [row.id]);
+          await images.deleteImage(trx, row.id);
+          return keys;
+        });
         // After the rows: a crash in between leaves orphan blobs (found by fsck), never an image without bytes.
         await Promise.all(blobs.map((key) => store.delete(key).catch(() => {})));
       },

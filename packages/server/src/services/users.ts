@@ -29,7 +29,7 @@ import {
 } from '../db/groups-dal.ts';
 import type { UserRow } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
-import { blobKeysOfOwner, usageOfOwners } from '../db/versions-dal.ts';
+import { blobKeysOfOwner, lockImagesOfOwner, usageOfOwners } from '../db/versions-dal.ts';
 import { normalizeDn } from '../pki/names.ts';
 import {
   checkedAccountName,
@@ -298,16 +298,18 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
         }
         if (target.id === actor.id) throw new RepomanError('conflict', 'You cannot delete your own account');
         // Images, versions, memberships and shares go with the user (ON DELETE CASCADE), then their bytes.
-        const blobs = await blobKeysOfOwner(db, target.id);
-        await db.transaction().execute(async (trx) => {
+        const blobs = await db.transaction().execute(async (trx) => {
           const admins = await findGroupByName(trx, ADMINS_GROUP);
           // Lock admins first, so two admins deleting each other cannot both succeed (see groups.changeMembers).
           if (admins) await touchGroup(trx, admins.id, nowIso());
+          await lockImagesOfOwner(trx, target.id); // uploads finishing now land before this or find no image
+          const keys = await blobKeysOfOwner(trx, target.id);
           await users.deleteUser(trx, target.id);
           const left = admins ? await membersOfGroups(trx, [admins.id]) : new Map();
           if (admins && (left.get(admins.id) ?? []).length === 0) {
             throw new RepomanError('conflict', 'The last member of admins cannot be deleted');
           }
+          return keys;
         });
         await Promise.all(blobs.map((key) => store.delete(key).catch(() => {})));
       },

@@ -41,7 +41,7 @@ function declaredLength(request: FastifyRequest): number | undefined {
 /** One `bytes=a-b`, `a-` or `-n` range; null for none, for one we ignore (several), or 'unsatisfiable'. */
 export function parseRange(header: string | undefined, size: number): ByteRange | null | 'unsatisfiable' {
   if (!header) return null;
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  const match = /^bytes\s*=\s*(\d*)-(\d*)$/i.exec(header.trim());
   if (!match || (match[1] === '' && match[2] === '')) return null; // several ranges or junk: send it all (RFC 9110)
   if (match[1] === '') {
     const suffix = Number(match[2]);
@@ -49,8 +49,9 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(match[1]);
+  if (match[2] !== '' && Number(match[2]) < start) return null; // an invalid range is ignored (RFC 9110 14.1.1)
   const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  if (start >= size || end < start) return 'unsatisfiable';
+  if (start >= size) return 'unsatisfiable';
   return { start, end };
 }
 
@@ -70,6 +71,12 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     // The body is the image: no parser reads it; the PUT handler streams it once it has said yes.
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
+    // rather than let Node read and discard gigabytes to keep it alive.
+    raw.addHook('onSend', async (request, reply) => {
+      if (request.method === 'PUT' && reply.statusCode >= 400 && !request.raw.complete)
+        reply.header('connection', 'close');
+    });
 
     for (const form of FORMS) {
       const params = { type: 'object', properties: form.params, required: form.required } as const;
@@ -108,7 +115,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         method: ['GET', 'HEAD'],
         url: form.path,
         exposeHeadRoute: false,
-        config: { auth: 'optional' },
+        config: { auth: 'optional', plainHttp: true },
         schema: {
           summary:
             'Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one',
@@ -135,37 +142,44 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         'Name the namespace (/api/images/raw/{user}/{image}) or present a certificate',
       );
     }
+    if (request.query.version !== undefined && !request.actor) {
+      // Older versions may predate the image's publication, or have been replaced for a reason.
+      throw new RepomanError(
+        'certificate_required',
+        'Older versions need a certificate; the current one is public',
+      );
+    }
     const { image, version } = await services.bytes.openDownload(
       request.actor,
       refOf(request),
       request.query.version,
     );
     const etag = `"${version.sha256}"`;
+    // When these bytes became what this URL serves (an upload, or a rollback), not when they were uploaded.
+    const lastModified =
+      request.query.version === undefined && image.uploaded ? image.uploaded : version.created;
     reply
-      .header('content-type', 'application/octet-stream')
-      .header('accept-ranges', 'bytes')
       .header('etag', etag)
-      .header('last-modified', httpDate(version.created))
-      .header('content-disposition', contentDisposition(image.name))
-      .header('repr-digest', reprDigest(version.sha256))
-      .header('cache-control', image.unauthenticated_access ? 'public, no-cache' : 'private, no-cache');
+      .header('last-modified', httpDate(lastModified))
+      .header(
+        'cache-control',
+        image.unauthenticated_access && request.query.version === undefined
+          ? 'public, no-cache'
+          : 'private, no-cache',
+      );
 
     const ifNoneMatch = request.headers['if-none-match'];
     const ifModifiedSince = request.headers['if-modified-since'];
     const notModified =
       ifNoneMatch !== undefined
         ? ifNoneMatch.split(',').some((tag) => ['*', etag, `W/${etag}`].includes(tag.trim()))
-        : ifModifiedSince !== undefined && seconds(ifModifiedSince) >= seconds(version.created);
+        : ifModifiedSince !== undefined && seconds(ifModifiedSince) >= seconds(lastModified);
     if (notModified) return reply.code(304).send();
 
-    // If-Range: the range applies only to the representation the client already has part of.
+    // If-Range: the range applies only to the bytes the client already has part of. Only the strong ETag
+    // identifies them; a date could match two versions uploaded within one second.
     const ifRange = request.headers['if-range'] as string | undefined;
-    const rangeHeader =
-      ifRange === undefined ||
-      ifRange === etag ||
-      (!ifRange.startsWith('"') && seconds(ifRange) === seconds(version.created))
-        ? request.headers.range
-        : undefined;
+    const rangeHeader = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
     const range = parseRange(rangeHeader, version.size);
     if (range === 'unsatisfiable') {
       reply.header('content-range', `bytes */${version.size}`);
@@ -174,13 +188,22 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         `The image has ${version.size} bytes; ${rangeHeader} is outside them`,
       );
     }
+    // Open the bytes before promising anything about them: a blob pruned meanwhile is a clean 404.
+    const body =
+      request.method === 'HEAD' || version.size === 0
+        ? null
+        : await services.bytes.read(version, range ?? undefined);
+    reply
+      .header('content-type', 'application/octet-stream')
+      .header('accept-ranges', 'bytes')
+      .header('content-disposition', contentDisposition(image.name))
+      .header('repr-digest', reprDigest(version.sha256));
     if (range) {
       reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${version.size}`);
       reply.header('content-length', String(range.end - range.start + 1));
     } else {
       reply.header('content-length', String(version.size));
     }
-    if (request.method === 'HEAD' || version.size === 0) return reply.send();
-    return reply.send(await services.bytes.read(version, range ?? undefined));
+    return reply.send(body ?? undefined);
   }
 }
