@@ -8,9 +8,15 @@ import { createHash } from 'node:crypto';
 import type { DirectoryStore } from './blobs/directory.ts';
 import { STALE_UPLOAD_MS } from './blobs/directory.ts';
 import type { Db } from './db/connect.ts';
-import { allVersions, deleteVersion, resetCurrentVersion } from './db/versions-dal.ts';
+import {
+  allVersions,
+  deleteVersion,
+  findVersionByBlob,
+  imagesWithoutCurrentVersion,
+  resetCurrentVersion,
+} from './db/versions-dal.ts';
 
-export type ProblemKind = 'missing' | 'size' | 'digest' | 'orphan' | 'stale_upload';
+export type ProblemKind = 'missing' | 'size' | 'digest' | 'no_current' | 'orphan' | 'stale_upload';
 
 export interface Problem {
   kind: ProblemKind;
@@ -84,10 +90,25 @@ export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions =
     for (const version of broken) await store.delete(version.blob_key);
   }
 
+  for (const image of await imagesWithoutCurrentVersion(db)) {
+    if (options.repair) await resetCurrentVersion(db, image.id, new Date().toISOString());
+    problems.push({
+      kind: 'no_current',
+      subject: `${image.owner_name}/${image.name}`,
+      detail: `it serves version ${image.version}, which does not exist`,
+      repaired: Boolean(options.repair),
+    });
+  }
+
+  const staleMs = options.staleUploadMs ?? STALE_UPLOAD_MS;
   let blobs = 0;
   for await (const key of store.list()) {
     blobs++;
     if (known.has(key)) continue;
+    // A blob committed after the versions were read is a running server's upload about to be recorded.
+    const info = await store.stat(key);
+    if (!info || Date.now() - info.modified.getTime() < staleMs) continue;
+    if (await findVersionByBlob(db, key)) continue;
     if (options.repair) await store.delete(key);
     problems.push({
       kind: 'orphan',
@@ -97,7 +118,6 @@ export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions =
     });
   }
 
-  const staleMs = options.staleUploadMs ?? STALE_UPLOAD_MS;
   for (const upload of await store.listUploads()) {
     if (upload.ageMs <= staleMs) continue;
     problems.push({

@@ -5,9 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
@@ -224,6 +226,7 @@ describe('npm start on an empty directory', () => {
     const admin = first.curlArgs.slice(0, 4);
     const base = first.httpsUrl;
     await writeFile(join(dir, 'a.img'), Buffer.alloc(4096, 1));
+    await writeFile(join(dir, 'b.img'), Buffer.alloc(4096, 3));
     for (const name of ['one.img', 'two.img', 'three.img']) {
       await curl(dir, [...admin, '-d', `name=${name}`, `${base}/api/images`]);
       assert.equal(
@@ -231,6 +234,7 @@ describe('npm start on an empty directory', () => {
         201,
       );
     }
+    assert.equal((await curl(dir, [...admin, '-T', 'b.img', `${base}/api/images/raw/one.img`])).status, 200);
     const fsckRun = (...flags: string[]) =>
       run(process.execPath, [MAIN, 'fsck', ...flags], { cwd: dir }).then(
         (r) => ({ code: 0, out: r.stdout }),
@@ -238,20 +242,32 @@ describe('npm start on an empty directory', () => {
       );
     const clean = await fsckRun('--verify');
     assert.equal(clean.code, 0, clean.out);
-    assert.match(clean.out, /3 versions, 3 blobs, 0 problems/);
+    assert.match(clean.out, /4 versions, 4 blobs, 0 problems/);
 
-    const root = join(dir, 'repoman-data/blobs/blobs');
-    const blobs = (
-      await Promise.all(
-        (await readdir(root)).map(async (d) => (await readdir(join(root, d))).map((f) => join(root, d, f))),
-      )
-    ).flat();
-    const [gone, short, corrupt] = blobs as [string, string, string];
-    await rm(gone);
-    await writeFile(short, Buffer.alloc(10));
-    await writeFile(corrupt, Buffer.alloc(4096, 2));
-    await mkdir(join(root, 'ff'), { recursive: true });
-    await writeFile(join(root, 'ff', 'ff'.padEnd(32, '0')), 'an orphan');
+    // Which blob is which version, from the database itself.
+    const database = new DatabaseSync(join(dir, 'repoman-data/repoman.db'), { readOnly: true });
+    const blobOf = (image: string, version: number) => {
+      const row = database
+        .prepare(
+          'select blob_key from image_versions v join images i on i.id = v.image_id where i.name = ? and v.version = ?',
+        )
+        .get(image, version) as { blob_key: string };
+      return join(dir, 'repoman-data/blobs/blobs', row.blob_key.slice(0, 2), row.blob_key);
+    };
+    const [oneV2, two, three] = [blobOf('one.img', 2), blobOf('two.img', 1), blobOf('three.img', 1)];
+    database.close();
+    await writeFile(oneV2, Buffer.alloc(4096, 2)); // corrupt: same size, other bytes
+    await writeFile(two, Buffer.alloc(10)); // truncated
+    await rm(three); // missing
+    const orphan = join(dir, 'repoman-data/blobs/blobs', 'ff', 'ff'.padEnd(32, '0'));
+    await mkdir(join(orphan, '..'), { recursive: true });
+    await writeFile(orphan, 'an orphan');
+    const hourAgo = new Date(Date.now() - 2 * 3600_000);
+    await utimes(orphan, hourAgo, hourAgo); // a fresh one could be a running server's upload being recorded
+
+    const quick = await fsckRun();
+    assert.equal(quick.code, 1);
+    assert.doesNotMatch(quick.out, /^digest /m, 'digests only with --verify');
     const found = await fsckRun('--verify');
     assert.equal(found.code, 1);
     for (const kind of ['missing', 'size', 'digest', 'orphan'])
@@ -259,9 +275,12 @@ describe('npm start on an empty directory', () => {
     const repaired = await fsckRun('--verify', '--repair');
     assert.equal(repaired.code, 0, repaired.out);
     const after = await fsckRun('--verify');
-    assert.match(after.out, /0 versions, 0 blobs, 0 problems/);
-    const image = await curl(dir, [...admin, `${base}/api/images/one.img`]);
-    assert.equal(image.json.raw_file_uploaded, false, 'broken versions are dropped, not served');
+    assert.match(after.out, /1 versions, 1 blobs, 0 problems/);
+    const one = await curl(dir, [...admin, `${base}/api/images/one.img`]);
+    assert.equal(one.json.version, 1, 'one.img falls back to its intact version');
+    assert.equal(one.json.digests.sha256, createHash('sha256').update(Buffer.alloc(4096, 1)).digest('hex'));
+    const two_ = await curl(dir, [...admin, `${base}/api/images/two.img`]);
+    assert.equal(two_.json.raw_file_uploaded, false, 'an image left with no intact version serves nothing');
   });
 
   it('makes the admin again from its credential when the database starts empty', async () => {

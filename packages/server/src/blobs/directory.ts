@@ -113,7 +113,8 @@ export function createDirectoryStore(root: string): DirectoryStore {
 
     async stat(key: string) {
       try {
-        return { size: (await stat(blobPath(key))).size };
+        const info = await stat(blobPath(key));
+        return { size: info.size, modified: info.mtime };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof BlobNotFoundError)
           return null;

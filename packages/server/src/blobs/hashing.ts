@@ -44,7 +44,11 @@ export class HashingTap extends Transform {
           } else resolve(message.digests);
         },
       );
-      worker.on('error', reject);
+      worker.on('error', (error) => {
+        reject(error);
+        this.#waiting = null;
+        this.destroy(error); // fail the upload now rather than stall it until the idle timeout
+      });
     });
     this.#digests.catch(() => {}); // observed by digests(); never an unhandled rejection
     worker.postMessage({ type: 'start', algorithms });

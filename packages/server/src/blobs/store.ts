@@ -28,8 +28,8 @@ export interface BlobStore {
   createUpload(): Promise<BlobUpload>;
   /** The blob's bytes, or one range of them. Rejects with a `BlobNotFoundError` for a missing key. */
   read(key: string, range?: ByteRange): Promise<Readable>;
-  /** The blob's size, or null when there is no such blob. */
-  stat(key: string): Promise<{ size: number } | null>;
+  /** The blob's size and when it was committed, or null when there is no such blob. */
+  stat(key: string): Promise<{ size: number; modified: Date } | null>;
   /** Removes the blob; a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Every committed blob's key (for fsck: orphans are keys no version names). */

@@ -13,6 +13,9 @@ export const findVersion = (db: Q, imageId: number, version: number) =>
     .where('version', '=', version)
     .executeTakeFirst();
 
+export const findVersionByBlob = (db: Q, blobKey: string) =>
+  db.selectFrom('image_versions').select('id').where('blob_key', '=', blobKey).executeTakeFirst();
+
 export const listVersions = (db: Q, imageId: number) =>
   db
     .selectFrom('image_versions')
@@ -179,3 +182,16 @@ export async function resetCurrentVersion(db: Q, imageId: number, now: string): 
     .where('id', '=', imageId)
     .execute();
 }
+
+/** Images whose served version has no row (a crash or race left the pointer dangling), for fsck. */
+export const imagesWithoutCurrentVersion = (db: Q) =>
+  db
+    .selectFrom('images')
+    .innerJoin('users', 'users.id', 'images.owner_id')
+    .leftJoin('image_versions as current', (join) =>
+      join.onRef('current.image_id', '=', 'images.id').onRef('current.version', '=', 'images.version'),
+    )
+    .select(['images.id', 'images.name', 'images.version', 'users.name as owner_name'])
+    .where('images.version', '>', 0)
+    .where('current.id', 'is', null)
+    .execute();
