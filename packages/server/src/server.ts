@@ -9,6 +9,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { createDirectoryStore, STALE_UPLOAD_MS } from './blobs/directory.ts';
+import { HashingPool } from './blobs/hashing.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
@@ -105,7 +106,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         ...(config.uploads.sha512 ? ['sha512' as const] : []),
       ],
     };
-    const services = createServices({ db: database.db, store, policy });
+    const hashing = new HashingPool();
+    closers.push(() => hashing.close());
+    const services = createServices({ db: database.db, store, policy, hashing });
     const publicUrls = {
       https: config.publicUrl,
       http: config.publicHttpUrl,

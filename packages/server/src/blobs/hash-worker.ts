@@ -3,20 +3,31 @@ import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 
 type Message =
-  | { type: 'start'; algorithms: string[] }
-  | { type: 'data'; chunk: Uint8Array }
-  | { type: 'end' };
+  | { id: number; type: 'start'; algorithms: string[] }
+  | { id: number; type: 'data'; chunk: Uint8Array }
+  | { id: number; type: 'end' }
+  | { id: number; type: 'drop' };
 
-let hashes: [string, Hash][] = [];
+/** The uploads this worker hashes at once, by id. */
+const uploads = new Map<number, [string, Hash][]>();
+
 parentPort?.on('message', (message: Message) => {
-  if (message.type === 'start') hashes = message.algorithms.map((a) => [a, createHash(a)]);
+  const { id } = message;
+  if (message.type === 'start')
+    uploads.set(
+      id,
+      message.algorithms.map((a) => [a, createHash(a)]),
+    );
   else if (message.type === 'data') {
-    for (const [, hash] of hashes) hash.update(message.chunk);
-    parentPort?.postMessage({ type: 'ack', bytes: message.chunk.byteLength });
-  } else {
+    for (const [, hash] of uploads.get(id) ?? []) hash.update(message.chunk);
+    parentPort?.postMessage({ id, type: 'ack', bytes: message.chunk.byteLength });
+  } else if (message.type === 'end') {
+    const hashes = uploads.get(id) ?? [];
+    uploads.delete(id);
     parentPort?.postMessage({
+      id,
       type: 'digests',
       digests: Object.fromEntries(hashes.map(([a, h]) => [a, h.digest('hex')])),
     });
-  }
+  } else uploads.delete(id);
 });

@@ -1,6 +1,7 @@
 /**
  * Digests of an upload, computed in the same pass as it streams to the store: SHA-256 (the ETag and the
- * version's identity) on the main thread, MD5 and SHA-512 in a worker thread so they do not cap the rate.
+ * version's identity) on the main thread, MD5 and SHA-512 in one shared worker thread so they do not cap the
+ * rate. Each upload may run a few MiB ahead of the worker; past that it waits, so memory stays bounded.
  */
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -9,78 +10,133 @@ import { Worker } from 'node:worker_threads';
 export type DigestAlgorithm = 'sha256' | 'md5' | 'sha512';
 export type Digests = Partial<Record<DigestAlgorithm, string>> & { sha256: string };
 
-/** How far the worker may fall behind before the upload waits for it: memory stays bounded. */
-const MAX_BACKLOG = 32 * 1024 * 1024;
+/** How far one upload may run ahead of the worker. */
+const MAX_BACKLOG = 8 * 1024 * 1024;
+
+type Reply =
+  | { id: number; type: 'ack'; bytes: number }
+  | { id: number; type: 'digests'; digests: Record<string, string> };
+
+interface Session {
+  onAck(bytes: number): void;
+  onDigests(digests: Record<string, string>): void;
+  onError(error: Error): void;
+}
+
+/** One worker thread shared by every upload of the server; started on first use, restarted if it dies. */
+export class HashingPool {
+  #worker: Worker | null = null;
+  #sessions = new Map<number, Session>();
+  #nextId = 1;
+
+  #ensure(): Worker {
+    if (this.#worker) return this.#worker;
+    // A small heap: the worker holds only hash states and the chunk in hand (a default one costs ~60 MB RSS).
+    const worker = new Worker(new URL('./hash-worker.ts', import.meta.url), {
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+    });
+    worker.unref(); // an idle worker must not keep the process alive
+    worker.on('message', (reply: Reply) => {
+      const session = this.#sessions.get(reply.id);
+      if (reply.type === 'ack') session?.onAck(reply.bytes);
+      else {
+        this.#sessions.delete(reply.id);
+        session?.onDigests(reply.digests);
+      }
+    });
+    const fail = (error: Error) => {
+      this.#worker = null;
+      const sessions = [...this.#sessions.values()];
+      this.#sessions.clear();
+      for (const session of sessions) session.onError(error);
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (this.#worker === worker) fail(new Error(`the hashing worker exited with code ${code}`));
+    });
+    this.#worker = worker;
+    return worker;
+  }
+
+  open(algorithms: string[], session: Session) {
+    const id = this.#nextId++;
+    const worker = this.#ensure();
+    this.#sessions.set(id, session);
+    worker.postMessage({ id, type: 'start', algorithms });
+    return {
+      data: (chunk: Uint8Array) =>
+        worker.postMessage({ id, type: 'data', chunk }, [chunk.buffer as ArrayBuffer]),
+      end: () => worker.postMessage({ id, type: 'end' }),
+      drop: () => {
+        this.#sessions.delete(id);
+        worker.postMessage({ id, type: 'drop' });
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = null;
+    await worker?.terminate();
+  }
+}
 
 export class HashingTap extends Transform {
   #sha256 = createHash('sha256');
-  #worker: Worker | null;
+  #channel: ReturnType<HashingPool['open']> | null = null;
   #backlog = 0;
   #waiting: (() => void) | null = null;
-  #digests: Promise<Record<string, string>>;
+  #digests: Promise<Record<string, string>> = Promise.resolve({});
   bytes = 0;
 
-  constructor(offThread: DigestAlgorithm[]) {
+  constructor(pool: HashingPool, offThread: DigestAlgorithm[]) {
     super({ highWaterMark: 1024 * 1024 });
     const algorithms = offThread.filter((a) => a !== 'sha256');
-    if (algorithms.length === 0) {
-      this.#worker = null;
-      this.#digests = Promise.resolve({});
-      return;
-    }
-    const worker = new Worker(new URL('./hash-worker.ts', import.meta.url));
-    this.#worker = worker;
+    if (algorithms.length === 0) return;
     this.#digests = new Promise((resolve, reject) => {
-      worker.on(
-        'message',
-        (message: { type: 'ack'; bytes: number } | { type: 'digests'; digests: Record<string, string> }) => {
-          if (message.type === 'ack') {
-            this.#backlog -= message.bytes;
-            if (this.#backlog <= MAX_BACKLOG / 2 && this.#waiting) {
-              const resume = this.#waiting;
-              this.#waiting = null;
-              resume();
-            }
-          } else resolve(message.digests);
+      this.#channel = pool.open(algorithms, {
+        onAck: (bytes) => {
+          this.#backlog -= bytes;
+          if (this.#backlog <= MAX_BACKLOG / 2 && this.#waiting) {
+            const resume = this.#waiting;
+            this.#waiting = null;
+            resume();
+          }
         },
-      );
-      worker.on('error', (error) => {
-        reject(error);
-        this.#waiting = null;
-        this.destroy(error); // fail the upload now rather than stall it until the idle timeout
+        onDigests: resolve,
+        onError: (error) => {
+          reject(error);
+          this.#waiting = null;
+          this.destroy(error); // fail the upload now rather than stall it until the idle timeout
+        },
       });
     });
     this.#digests.catch(() => {}); // observed by digests(); never an unhandled rejection
-    worker.postMessage({ type: 'start', algorithms });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
     this.bytes += chunk.length;
     this.#sha256.update(chunk);
-    if (this.#worker) {
+    if (this.#channel) {
       const copy = new Uint8Array(chunk); // the chunk's memory may be pooled: send a copy, transferred not cloned
       this.#backlog += copy.byteLength;
-      this.#worker.postMessage({ type: 'data', chunk: copy }, [copy.buffer]);
+      this.#channel.data(copy);
     }
     this.push(chunk);
     if (this.#backlog > MAX_BACKLOG) this.#waiting = () => callback();
     else callback();
   }
 
-  /** All digests, once the stream has ended; stops the worker. */
+  /** All digests, once the stream has ended. */
   async digests(): Promise<Digests> {
     const sha256 = this.#sha256.digest('hex');
-    if (!this.#worker) return { sha256 };
-    this.#worker.postMessage({ type: 'end' });
-    try {
-      return { ...(await this.#digests), sha256 };
-    } finally {
-      await this.#worker.terminate();
-    }
+    this.#channel?.end();
+    return { ...(await this.#digests), sha256 };
   }
 
-  /** Stops the worker without waiting for digests (the upload failed). */
-  async dispose(): Promise<void> {
-    await this.#worker?.terminate();
+  /** Stops hashing without waiting for digests (the upload failed). */
+  dispose(): void {
+    this.#channel?.drop();
+    this.#channel = null;
   }
 }

@@ -8,7 +8,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
-import { type DigestAlgorithm, type Digests, HashingTap } from '../blobs/hashing.ts';
+import { type DigestAlgorithm, type Digests, type HashingPool, HashingTap } from '../blobs/hashing.ts';
 import { BlobNotFoundError, type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findImageById, type ImageWithOwner } from '../db/images-dal.ts';
@@ -65,8 +65,13 @@ function sizeLimit(max: number): Transform {
   });
 }
 
-export function createBytesService(deps: { db: Db; store: BlobStore; policy: UploadPolicy }) {
-  const { db, store, policy } = deps;
+export function createBytesService(deps: {
+  db: Db;
+  store: BlobStore;
+  policy: UploadPolicy;
+  hashing: HashingPool;
+}) {
+  const { db, store, policy, hashing } = deps;
   const { find } = createImageAccess(db);
 
   /** The owner's quota counts every kept version; a new version must fit beside them. */
@@ -120,7 +125,7 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
       signal?: AbortSignal,
     ): Promise<ReceivedVersion> {
       const algorithms = [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
-      const tap = new HashingTap(algorithms);
+      const tap = new HashingTap(hashing, algorithms);
       const upload = await store.createUpload();
       let committed = false;
       try {
@@ -189,10 +194,8 @@ export function createBytesService(deps: { db: Db; store: BlobStore; policy: Upl
         return { version: outcome.version, size, digests, created: outcome.version === 1 };
       } catch (error) {
         // Before commit the upload is discarded; after it, the published-but-unrecorded blob is deleted.
-        await Promise.all([
-          committed ? store.delete(upload.key).catch(() => {}) : upload.abort(),
-          tap.dispose(),
-        ]);
+        tap.dispose();
+        await (committed ? store.delete(upload.key).catch(() => {}) : upload.abort());
         if (error instanceof BlobStoreFullError)
           throw new RepomanError('insufficient_storage', undefined, undefined, error);
         throw error;

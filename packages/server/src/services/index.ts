@@ -1,3 +1,4 @@
+import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { createBytesService, type UploadPolicy } from './bytes.ts';
@@ -6,7 +7,12 @@ import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
 import { createUserService } from './users.ts';
 
-export function createServices(deps: { db: Db; store: BlobStore; policy: UploadPolicy }) {
+export function createServices(deps: {
+  db: Db;
+  store: BlobStore;
+  policy: UploadPolicy;
+  hashing: HashingPool;
+}) {
   return {
     identity: createIdentityService(deps),
     users: createUserService(deps),
