@@ -33,10 +33,10 @@ export interface StartOptions {
   logger?: FastifyServerOptions['logger'];
 }
 
-/** Slow or idle clients must not hold connections for ever (set on both servers: Fastify leaves a factory's alone). */
 /**
- * No whole-request deadline (a 15 GB upload on a slow link must not be cut); a client that stalls is cut by the
- * socket's idle timeout instead, and slow headers by headersTimeout.
+ * Slow or idle clients must not hold connections for ever, set on both servers (Fastify leaves a factory's
+ * alone). No whole-request deadline, so a 15 GB upload on a slow link is not cut; a client that stalls is cut
+ * by the socket's idle timeout instead, and slow headers by headersTimeout.
  */
 const TIMEOUTS = {
   requestTimeout: 0,
