@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PERMISSIONS } from '@repoman/core';
-import { clientFor, request } from './helpers/http.ts';
+import { clientFor, expectError, request } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
 
@@ -30,16 +30,6 @@ export function apiSuite(engine: Engine) {
       anonymous = clientFor(server.httpsUrl, pki.ca.certPem, null);
     });
     after(async () => server?.stop());
-
-    const expectError = (
-      res: { status: number; json: { error?: { code?: string; message?: string } } },
-      status: number,
-      code: string,
-    ) => {
-      assert.equal(res.status, status, JSON.stringify(res.json));
-      assert.equal(res.json?.error?.code, code, JSON.stringify(res.json));
-      assert.equal(typeof res.json.error.message, 'string');
-    };
 
     describe('authentication', () => {
       it('identifies the admin by certificate, in OpenSSL slash form, with every permission', async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { clientFor } from './helpers/http.ts';
+import { clientFor, expectError } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
 
@@ -44,14 +44,6 @@ export function bytesSuite(engine: Engine) {
       return { status: status as number, uploaded: uploaded as number, body: stdout.subarray(0, cut) };
     }
 
-    const expectCode = (
-      res: { status: number; json: { error?: { code?: string } } },
-      status: number,
-      code: string,
-    ) => {
-      assert.equal(res.status, status, JSON.stringify(res.json));
-      assert.equal(res.json?.error?.code, code);
-    };
     const raw = (path: string) => `${server.httpsUrl}/api/images/raw/${path}`;
 
     before(async () => {
@@ -302,7 +294,7 @@ export function bytesSuite(engine: Engine) {
         ],
       );
       assert.equal(listed.json.items[1].digests.sha256, sha256(image));
-      expectCode(await as('pam').get('/api/images/bob/vm.img/versions'), 404, 'image_not_found');
+      expectError(await as('pam').get('/api/images/bob/vm.img/versions'), 404, 'image_not_found');
       const back = await as('bob').post('/api/images/vm.img/rollback', { version: 2 });
       assert.equal(back.status, 200, back.text);
       assert.equal(back.json.version, 2);
@@ -310,7 +302,7 @@ export function bytesSuite(engine: Engine) {
       const rolledBack = join(files, 'rolled-back.bin');
       assert.equal((await curl('bob', ['-o', rolledBack, raw('vm.img')])).status, 200);
       assert.equal(sha256(await readFile(rolledBack)), sha256(image));
-      expectCode(
+      expectError(
         await as('bob').post('/api/images/vm.img/rollback', { version: 1 }),
         404,
         'version_not_found',
@@ -341,7 +333,7 @@ export function bytesSuite(engine: Engine) {
     it('enforces quotas set by admins, before the body, and shows usage in whoami', async () => {
       const usage = (await as('bob').get('/api/whoami')).json.usage as number;
       assert.ok(usage > 0 && usage + 100 < image.length, `usage ${usage}`);
-      expectCode(await as('bob').patch('/api/users/bob', { quota: 10 ** 12 }), 403, 'forbidden');
+      expectError(await as('bob').patch('/api/users/bob', { quota: 10 ** 12 }), 403, 'forbidden');
       assert.equal((await as('admin').patch('/api/users/bob', { quota: usage + 100 })).status, 200);
       const me = (await as('bob').get('/api/whoami')).json;
       assert.deepEqual([me.quota, me.usage], [usage + 100, usage]);

@@ -44,3 +44,11 @@ export class BlobNotFoundError extends Error {
 export class BlobStoreFullError extends Error {
   override name = 'BlobStoreFullError';
 }
+
+/**
+ * Deletes blobs whose rows are already gone, best effort: one left behind is an orphan that fsck finds; it
+ * never changes what is served.
+ */
+export async function deleteBlobsQuietly(store: BlobStore, keys: readonly string[]): Promise<void> {
+  await Promise.all(keys.map((key) => store.delete(key).catch(() => {})));
+}

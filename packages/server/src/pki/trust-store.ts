@@ -36,6 +36,32 @@ async function regularFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+/**
+ * A file's `label` blocks if it is PEM, else its whole content as one DER blob; null (with a warning) if it
+ * cannot be read or its PEM is broken.
+ */
+async function readDerFile(
+  dir: string,
+  name: string,
+  label: string,
+  warnings: string[],
+): Promise<{ text: string; ders: Buffer[] } | null> {
+  let content: Buffer;
+  try {
+    content = await readFile(join(dir, name));
+  } catch (err) {
+    warnings.push(`${name}: cannot be read (${(err as Error).message})`);
+    return null;
+  }
+  const text = content.toString('latin1');
+  try {
+    return { text, ders: text.includes('-----BEGIN ') ? pemToDers(text, label) : [content] };
+  } catch (err) {
+    warnings.push(`${name}: ${(err as Error).message}`);
+    return null;
+  }
+}
+
 const fingerprint = (der: Buffer) => createHash('sha256').update(der).digest('hex');
 
 /**
@@ -49,21 +75,9 @@ export async function loadTrustDirectory(dir: string): Promise<TrustDirectory> {
   for (const name of await regularFiles(dir)) {
     if (NOT_CERTIFICATES.test(name)) continue;
     const expected = CERTIFICATE_FILES.test(name);
-    let content: Buffer;
-    try {
-      content = await readFile(join(dir, name));
-    } catch (err) {
-      warnings.push(`${name}: cannot be read (${(err as Error).message})`);
-      continue;
-    }
-    const text = content.toString('latin1');
-    let ders: Buffer[];
-    try {
-      ders = text.includes('-----BEGIN ') ? pemToDers(text) : [content];
-    } catch (err) {
-      warnings.push(`${name}: ${(err as Error).message}`);
-      continue;
-    }
+    const file = await readDerFile(dir, name, 'CERTIFICATE', warnings);
+    if (!file) continue;
+    const { text, ders } = file;
     if (ders.length === 0) {
       // a PEM file of CRLs or keys is not a broken CA file
       if (expected && !text.includes('-----BEGIN X509 CRL-----'))
@@ -103,21 +117,9 @@ export async function loadCrlDirectory(dir: string): Promise<CrlDirectory> {
   for (const name of await regularFiles(dir)) {
     if (!CRL_FILES.test(name)) continue;
     const isPemName = /\.pem$/i.test(name);
-    let content: Buffer;
-    try {
-      content = await readFile(join(dir, name));
-    } catch (err) {
-      warnings.push(`${name}: cannot be read (${(err as Error).message})`);
-      continue;
-    }
-    const text = content.toString('latin1');
-    let ders: Buffer[];
-    try {
-      ders = text.includes('-----BEGIN ') ? pemToDers(text, 'X509 CRL') : [content];
-    } catch (err) {
-      warnings.push(`${name}: ${(err as Error).message}`);
-      continue;
-    }
+    const file = await readDerFile(dir, name, 'X509 CRL', warnings);
+    if (!file) continue;
+    const { text, ders } = file;
     // CA certificates in `*.pem` share the directory with CRLs: only report .r0/.crl files without a CRL
     if (ders.length === 0) {
       if (!isPemName) warnings.push(`${name}: no CRL found`);

@@ -9,7 +9,13 @@ import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
 import { type DigestAlgorithm, type Digests, type HashingPool, HashingTap } from '../blobs/hashing.ts';
-import { BlobNotFoundError, type BlobStore, BlobStoreFullError, type ByteRange } from '../blobs/store.ts';
+import {
+  BlobNotFoundError,
+  type BlobStore,
+  BlobStoreFullError,
+  type ByteRange,
+  deleteBlobsQuietly,
+} from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findImageById, type ImageWithOwner } from '../db/images-dal.ts';
 import { findUserById } from '../db/users-dal.ts';
@@ -85,11 +91,6 @@ export function createBytesService(deps: {
         `${owner.name} stores ${usage} bytes of a ${owner.quota}-byte quota; ${incoming} more do not fit (delete images or ask an admin)`,
       );
     }
-  }
-
-  async function deleteBlobs(keys: string[]) {
-    // Best effort: a blob left behind is an orphan that fsck finds; it never changes what is served.
-    await Promise.all(keys.map((key) => store.delete(key).catch(() => {})));
   }
 
   return guardService({
@@ -190,12 +191,12 @@ export function createBytesService(deps: {
             `${admitted.ref.owner}/${admitted.ref.name} was deleted during the upload`,
           );
         }
-        await deleteBlobs(outcome.pruned);
+        await deleteBlobsQuietly(store, outcome.pruned);
         return { version: outcome.version, size, digests, created: outcome.version === 1 };
       } catch (error) {
         // Before commit the upload is discarded; after it, the published-but-unrecorded blob is deleted.
         tap.dispose();
-        await (committed ? store.delete(upload.key).catch(() => {}) : upload.abort());
+        await (committed ? deleteBlobsQuietly(store, [upload.key]) : upload.abort());
         if (error instanceof BlobStoreFullError)
           throw new RepomanError('insufficient_storage', undefined, undefined, error);
         throw error;

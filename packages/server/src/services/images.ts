@@ -18,7 +18,7 @@ import {
   canTransferImage,
   type ImageTarget,
 } from '../authz.ts';
-import type { BlobStore } from '../blobs/store.ts';
+import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
@@ -225,7 +225,7 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
           return keys;
         });
         // After the rows: a crash in between leaves orphan blobs (found by fsck), never an image without bytes.
-        await Promise.all(blobs.map((key) => store.delete(key).catch(() => {})));
+        await deleteBlobsQuietly(store, blobs);
       },
 
       async share(

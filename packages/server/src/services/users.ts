@@ -18,7 +18,7 @@ import {
   type UserField,
   type UserTarget,
 } from '../authz.ts';
-import type { BlobStore } from '../blobs/store.ts';
+import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import {
   addMember,
@@ -311,7 +311,7 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
           }
           return keys;
         });
-        await Promise.all(blobs.map((key) => store.delete(key).catch(() => {})));
+        await deleteBlobsQuietly(store, blobs);
       },
 
       requireUser,

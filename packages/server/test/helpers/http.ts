@@ -1,4 +1,5 @@
 /** A small HTTPS/HTTP client for tests, presenting a client certificate (or a whole proxy chain) when given one. */
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
 
@@ -93,4 +94,15 @@ export function clientFor(baseUrl: string, ca: string, credential: ClientCredent
     request: (method: string, path: string, options: RequestOptions = {}) =>
       request(baseUrl + path, method, credential, ca, options),
   };
+}
+
+/** Asserts an error response: its status, its stable code, and a human message. */
+export function expectError(
+  res: { status: number; json: { error?: { code?: string; message?: string } } },
+  status: number,
+  code: string,
+): void {
+  assert.equal(res.status, status, JSON.stringify(res.json));
+  assert.equal(res.json?.error?.code, code, JSON.stringify(res.json));
+  assert.equal(typeof res.json?.error?.message, 'string');
 }
