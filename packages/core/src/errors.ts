@@ -16,6 +16,12 @@ export const ERRORS = {
   upload_incomplete: { status: 400, message: 'The upload ended before its body did' },
   digest_mismatch: { status: 400, message: 'The body does not match the digest the client sent' },
   range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
+  checksum_algorithm_unsupported: {
+    status: 400,
+    message: 'Upload-Checksum names an algorithm this server does not support (sha1, md5, sha256, sha512)',
+  },
+  checksum_mismatch: { status: 460, message: 'The request body does not match its Upload-Checksum' },
+  tus_version_unsupported: { status: 412, message: 'This server speaks tus 1.0.0 (Tus-Resumable: 1.0.0)' },
   // 401: who are you?
   certificate_required: {
     status: 401,
@@ -39,6 +45,8 @@ export const ERRORS = {
   permission_not_found: { status: 404, message: 'No such permission' },
   image_not_uploaded: { status: 404, message: 'No bytes have been uploaded to this image yet' },
   version_not_found: { status: 404, message: 'No such version of the image' },
+  upload_not_found: { status: 404, message: 'No such upload' },
+  upload_expired: { status: 410, message: 'The upload expired; start a new one' },
   image_expired: { status: 410, message: 'The image has expired' },
   // 409: the state of the repository does not allow it
   user_exists: { status: 409, message: 'A user with this name already exists' },
@@ -49,6 +57,8 @@ export const ERRORS = {
   group_protected: { status: 409, message: 'This group is protected and cannot be deleted or renamed' },
   image_read_only: { status: 409, message: 'The image is read-only' },
   conflict: { status: 409, message: 'The request conflicts with the current state' },
+  upload_offset_mismatch: { status: 409, message: 'Upload-Offset is not where the upload stands' },
+  upload_locked: { status: 423, message: 'Another request is writing to this upload; try again shortly' },
   // 5xx: our fault or a dependency's
   insufficient_storage: { status: 507, message: 'The repository is out of storage space' },
   quota_exceeded: { status: 507, message: 'The upload would exceed your storage quota' },

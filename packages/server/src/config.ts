@@ -33,7 +33,13 @@ export interface ServerConfig {
     allowLimitedProxies: boolean;
     maxProxyDepth: number;
   };
-  uploads: { maxImageSize: number; md5: boolean; sha512: boolean; keepVersions: number };
+  uploads: {
+    maxImageSize: number;
+    md5: boolean;
+    sha512: boolean;
+    keepVersions: number;
+    resumableExpirySeconds: number;
+  };
   admins: AdminSpec[];
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
   warnings: string[];
@@ -76,6 +82,7 @@ const KEYS: Key[] = [
   ['uploads.md5', 'bool'],
   ['uploads.sha512', 'bool'],
   ['uploads.keep_versions', 'int'],
+  ['uploads.resumable_expiry_seconds', 'int'],
 ].map(([path, kind]) => ({
   path: path as string,
   kind: kind as Kind,
@@ -284,6 +291,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       md5: get('uploads.md5', true),
       sha512: get('uploads.sha512', true),
       keepVersions: Math.max(1, get('uploads.keep_versions', 3)),
+      resumableExpirySeconds: Math.max(1, get('uploads.resumable_expiry_seconds', 24 * 3600)),
     },
     admins,
     warnings: unknownVariables(env),

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { DirectoryStore } from './blobs/directory.ts';
 import { STALE_UPLOAD_MS } from './blobs/directory.ts';
 import type { Db } from './db/connect.ts';
+import { pendingUploadKeys } from './db/uploads-dal.ts';
 import {
   allVersions,
   deleteVersion,
@@ -118,8 +119,10 @@ export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions =
     });
   }
 
+  // Resumable uploads wait for their client until they expire (the server's sweep removes them then).
+  const pending = await pendingUploadKeys(db);
   for (const upload of await store.listUploads()) {
-    if (upload.ageMs <= staleMs) continue;
+    if (upload.ageMs <= staleMs || pending.has(upload.key)) continue;
     problems.push({
       kind: 'stale_upload',
       subject: upload.name,
@@ -127,7 +130,7 @@ export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions =
       repaired: Boolean(options.repair),
     });
   }
-  if (options.repair) await store.removeStaleUploads(staleMs);
+  if (options.repair) await store.removeStaleUploads(staleMs, pending);
   return { versions: versions.length, blobs, problems };
 }
 

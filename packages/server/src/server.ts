@@ -26,6 +26,8 @@ export interface RunningServer {
   httpPort: number | null;
   devAdmin: DevelopmentAdmin | null;
   trust: TrustStore;
+  /** Removes expired resumable uploads and abandoned temporary files now (it also runs every few minutes). */
+  sweep(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,9 @@ function applyTimeouts(server: http.Server | https.Server) {
   server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout;
   server.timeout = TIMEOUTS.idle;
 }
+
+/** How often expired resumable uploads and abandoned temporary files are looked for. */
+const SWEEP_INTERVAL_MS = 10 * 60_000;
 
 const urlHost = (host: string) =>
   host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
@@ -95,9 +100,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       return server;
     };
     const store = createDirectoryStore(config.blobDir);
-    // A lone server (SQLite) owns every upload in progress: none survives its restart. Servers sharing a
-    // database may share the directory too, so only uploads abandoned for an hour are theirs to remove.
-    await store.removeStaleUploads(database.engine === 'sqlite' ? 0 : STALE_UPLOAD_MS);
     const policy = {
       maxImageSize: config.uploads.maxImageSize,
       keepVersions: config.uploads.keepVersions,
@@ -105,10 +107,29 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         ...(config.uploads.md5 ? ['md5' as const] : []),
         ...(config.uploads.sha512 ? ['sha512' as const] : []),
       ],
+      expiryMs: config.uploads.resumableExpirySeconds * 1000,
     };
     const hashing = new HashingPool();
     closers.push(() => hashing.close());
     const services = createServices({ db: database.db, store, policy, hashing });
+    closers.push(async () => services.resumable.close());
+    // Expired resumable uploads go, and so do temporary files nobody owns. A lone server (SQLite) owns every
+    // PUT in progress, so none survives its restart; servers sharing a database may share the directory too,
+    // so only files abandoned for an hour are theirs to remove. Resumable uploads wait for their client.
+    const sweep = async (olderThanMs: number) => {
+      await services.resumable.expire();
+      await store.removeStaleUploads(olderThanMs, await services.resumable.pendingKeys());
+    };
+    await sweep(database.engine === 'sqlite' ? 0 : STALE_UPLOAD_MS);
+    const sweeper = setInterval(
+      () =>
+        sweep(STALE_UPLOAD_MS).catch((error: unknown) =>
+          reloadLog?.warn({ err: error }, 'removing expired uploads failed; trying again later'),
+        ),
+      SWEEP_INTERVAL_MS,
+    );
+    sweeper.unref();
+    closers.push(async () => clearInterval(sweeper));
     const publicUrls = {
       https: config.publicUrl,
       http: config.publicHttpUrl,
@@ -164,6 +185,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
       devAdmin,
       trust,
+      sweep: () => sweep(STALE_UPLOAD_MS),
       close: closeAll,
     };
   } catch (error) {

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -41,8 +41,8 @@ async function fsyncPath(path: string) {
 export const STALE_UPLOAD_MS = 60 * 60 * 1000;
 
 export type DirectoryStore = BlobStore & {
-  removeStaleUploads(olderThanMs?: number): Promise<string[]>;
-  listUploads(): Promise<{ name: string; ageMs: number }[]>;
+  removeStaleUploads(olderThanMs?: number, keep?: ReadonlySet<string>): Promise<string[]>;
+  listUploads(): Promise<{ name: string; key: string; ageMs: number }[]>;
 };
 
 export function createDirectoryStore(root: string): DirectoryStore {
@@ -53,50 +53,71 @@ export function createDirectoryStore(root: string): DirectoryStore {
   };
   const uploadPath = (key: string) => join(root, 'uploads', `${key}.part`);
 
+  function uploadOf(key: string): BlobUpload {
+    const path = uploadPath(key);
+    let done = false;
+    return {
+      key,
+      async write(source, signal) {
+        const sink = createWriteStream(path, { flags: 'a', highWaterMark: IO_CHUNK, mode: 0o600 });
+        let written = 0;
+        source.on('data', (chunk: Buffer) => {
+          written += chunk.length;
+        });
+        try {
+          await pipeline(source, sink, signal ? { signal } : {});
+        } catch (error) {
+          if (isFull(error)) throw new BlobStoreFullError('The blob store is out of space', { cause: error });
+          throw error;
+        }
+        return written;
+      },
+      async commit() {
+        const target = blobPath(key);
+        try {
+          await fsyncPath(path);
+          await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+          await rename(path, target);
+          await fsyncPath(dirname(target));
+        } catch (error) {
+          if (isFull(error)) throw new BlobStoreFullError('The blob store is out of space', { cause: error });
+          throw error;
+        }
+        done = true;
+      },
+      async abort() {
+        if (done) return;
+        done = true;
+        await rm(path, { force: true });
+      },
+      async size() {
+        return (await stat(path)).size;
+      },
+      async truncate(length) {
+        await truncate(path, length);
+      },
+      async readBack() {
+        return createReadStream(path, { highWaterMark: IO_CHUNK });
+      },
+    };
+  }
+
   return {
     async createUpload(): Promise<BlobUpload> {
       const key = randomBytes(16).toString('hex');
       const path = uploadPath(key);
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      let written = 0;
-      let done = false;
-      return {
-        key,
-        async write(source, signal) {
-          const sink = createWriteStream(path, { flags: 'a', highWaterMark: IO_CHUNK, mode: 0o600 });
-          const before = written;
-          source.on('data', (chunk: Buffer) => {
-            written += chunk.length;
-          });
-          try {
-            await pipeline(source, sink, signal ? { signal } : {});
-          } catch (error) {
-            if (isFull(error))
-              throw new BlobStoreFullError('The blob store is out of space', { cause: error });
-            throw error;
-          }
-          return written - before;
-        },
-        async commit() {
-          const target = blobPath(key);
-          try {
-            await fsyncPath(path);
-            await mkdir(dirname(target), { recursive: true, mode: 0o700 });
-            await rename(path, target);
-            await fsyncPath(dirname(target));
-          } catch (error) {
-            if (isFull(error))
-              throw new BlobStoreFullError('The blob store is out of space', { cause: error });
-            throw error;
-          }
-          done = true;
-        },
-        async abort() {
-          if (done) return;
-          done = true;
-          await rm(path, { force: true });
-        },
-      };
+      await writeFile(path, '', { mode: 0o600, flag: 'wx' });
+      return uploadOf(key);
+    },
+
+    async resumeUpload(key: string) {
+      if (!KEY.test(key)) return null;
+      const exists = await stat(uploadPath(key)).then(
+        () => true,
+        () => false,
+      );
+      return exists ? uploadOf(key) : null;
     },
 
     async read(key: string, range?: ByteRange): Promise<Readable> {
@@ -137,7 +158,7 @@ export function createDirectoryStore(root: string): DirectoryStore {
       }
     },
 
-    /** Uploads in progress or left behind: file name and age in milliseconds. */
+    /** Uploads in progress or left behind: file name, upload key and age in milliseconds. */
     async listUploads() {
       const dir = join(dirRoot, 'uploads');
       const names = await readdir(dir).catch(() => [] as string[]);
@@ -145,16 +166,19 @@ export function createDirectoryStore(root: string): DirectoryStore {
       const stats = await Promise.all(names.map((name) => stat(join(dir, name)).catch(() => null)));
       return names.flatMap((name, i) => {
         const info = stats[i];
-        return info ? [{ name, ageMs: now - info.mtimeMs }] : [];
+        return info ? [{ name, key: name.replace(/\.part$/, ''), ageMs: now - info.mtimeMs }] : [];
       });
     },
 
     /**
      * Uploads nobody has written to for `olderThanMs` (a crash or a killed process left them): removed at
-     * start-up and by fsck. Younger ones may belong to another server sharing this directory.
+     * start-up, periodically and by fsck. Younger ones may belong to another server sharing this directory;
+     * `keep` names the resumable uploads still waiting for their next request, which have their own expiry.
      */
-    async removeStaleUploads(olderThanMs = STALE_UPLOAD_MS) {
-      const stale = (await this.listUploads()).filter((u) => u.ageMs > olderThanMs).map((u) => u.name);
+    async removeStaleUploads(olderThanMs = STALE_UPLOAD_MS, keep: ReadonlySet<string> = new Set()) {
+      const stale = (await this.listUploads())
+        .filter((u) => u.ageMs > olderThanMs && !keep.has(u.key))
+        .map((u) => u.name);
       await Promise.all(stale.map((name) => rm(join(dirRoot, 'uploads', name), { force: true })));
       return stale;
     },

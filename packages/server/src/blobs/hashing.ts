@@ -81,20 +81,26 @@ export class HashingPool {
   }
 }
 
-export class HashingTap extends Transform {
+/**
+ * The digests of one upload. It outlives a request: a resumable upload feeds the same hasher from each of its
+ * requests (`tap()` makes a pass-through stream for one of them), so its bytes are hashed once, as they arrive.
+ */
+export class Hasher {
   #sha256 = createHash('sha256');
   #channel: ReturnType<HashingPool['open']> | null = null;
   #backlog = 0;
   #waiting: (() => void) | null = null;
   #digests: Promise<Record<string, string>> = Promise.resolve({});
+  #current: Transform | null = null;
+  #failed: Error | null = null;
+  /** Bytes hashed so far. */
   bytes = 0;
 
-  constructor(pool: HashingPool, offThread: DigestAlgorithm[]) {
-    super({ highWaterMark: 1024 * 1024 });
-    const algorithms = offThread.filter((a) => a !== 'sha256');
-    if (algorithms.length === 0) return;
+  constructor(pool: HashingPool, algorithms: DigestAlgorithm[]) {
+    const offThread = algorithms.filter((a) => a !== 'sha256');
+    if (offThread.length === 0) return;
     this.#digests = new Promise((resolve, reject) => {
-      this.#channel = pool.open(algorithms, {
+      this.#channel = pool.open(offThread, {
         onAck: (bytes) => {
           this.#backlog -= bytes;
           if (this.#backlog <= MAX_BACKLOG / 2 && this.#waiting) {
@@ -106,15 +112,18 @@ export class HashingTap extends Transform {
         onDigests: resolve,
         onError: (error) => {
           reject(error);
+          this.#failed = error;
           this.#waiting = null;
-          this.destroy(error); // fail the upload now rather than stall it until the idle timeout
+          this.#current?.destroy(error); // fail the upload now rather than stall it until the idle timeout
         },
       });
     });
     this.#digests.catch(() => {}); // observed by digests(); never an unhandled rejection
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+  /** Hashes a chunk; `done` is called once the worker's backlog allows the next one. */
+  update(chunk: Buffer, done: () => void): void {
+    if (this.#failed) throw this.#failed;
     this.bytes += chunk.length;
     this.#sha256.update(chunk);
     if (this.#channel) {
@@ -122,21 +131,38 @@ export class HashingTap extends Transform {
       this.#backlog += copy.byteLength;
       this.#channel.data(copy);
     }
-    this.push(chunk);
-    if (this.#backlog > MAX_BACKLOG) this.#waiting = () => callback();
-    else callback();
+    if (this.#backlog > MAX_BACKLOG) this.#waiting = done;
+    else done();
   }
 
-  /** All digests, once the stream has ended. */
+  /** A pass-through stream that hashes what flows through it (one at a time). */
+  tap(): Transform {
+    const tap = new Transform({
+      highWaterMark: 1024 * 1024,
+      transform: (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) => {
+        try {
+          tap.push(chunk);
+          this.update(chunk, () => callback());
+        } catch (error) {
+          callback(error as Error);
+        }
+      },
+    });
+    this.#current = tap;
+    return tap;
+  }
+
+  /** All digests, once every byte has been hashed. The hasher is finished afterwards. */
   async digests(): Promise<Digests> {
     const sha256 = this.#sha256.digest('hex');
     this.#channel?.end();
     return { ...(await this.#digests), sha256 };
   }
 
-  /** Stops hashing without waiting for digests (the upload failed). */
+  /** Stops hashing without waiting for digests (the upload failed or was set aside). */
   dispose(): void {
     this.#channel?.drop();
     this.#channel = null;
+    this.#current = null;
   }
 }

@@ -14,6 +14,12 @@ export interface BlobUpload {
   commit(): Promise<void>;
   /** Discards the upload and everything written to it. Safe to call twice, or after a failed write. */
   abort(): Promise<void>;
+  /** Bytes written so far (a resumable upload's offset is checked against it). */
+  size(): Promise<number>;
+  /** Cuts the upload back to `length` bytes (bytes a cut or failed request wrote but nobody recorded). */
+  truncate(length: number): Promise<void>;
+  /** The bytes written so far, from the start (to hash a resumed upload again). */
+  readBack(): Promise<Readable>;
 }
 
 export interface ByteRange {
@@ -26,6 +32,8 @@ export interface ByteRange {
 export interface BlobStore {
   /** Starts a new upload under a fresh key. */
   createUpload(): Promise<BlobUpload>;
+  /** Reopens an upload started earlier and not yet committed or aborted (a resumable upload); null if gone. */
+  resumeUpload(key: string): Promise<BlobUpload | null>;
   /** The blob's bytes, or one range of them. Rejects with a `BlobNotFoundError` for a missing key. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   /** The blob's size and when it was committed, or null when there is no such blob. */

@@ -133,6 +133,30 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.alterTable('users').addColumn('quota', big).execute();
       },
     },
+    '0005_resumable_uploads': {
+      async up(db) {
+        // tus uploads: state that outlives a request (and a server), so any server can take the next one.
+        await db.schema
+          .createTable('uploads')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('image_id', 'integer', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('blob_key', 'text', (c) => c.notNull().unique())
+          .addColumn('length', big, (c) => c.notNull())
+          .addColumn('upload_offset', big, (c) => c.notNull())
+          .addColumn('metadata', 'text')
+          .addColumn('expected', 'text', (c) => c.notNull())
+          .addColumn('version', 'integer')
+          .addColumn('lease', 'text')
+          .addColumn('lease_until', time)
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('modified', time, (c) => c.notNull())
+          .addColumn('expires', time, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('uploads_expires').on('uploads').column('expires').execute();
+        await db.schema.createIndex('uploads_image').on('uploads').column('image_id').execute();
+      },
+    },
   };
 }
 

@@ -78,6 +78,32 @@ export interface ImageGroupSharesTable {
   group_id: number;
 }
 
+/** A resumable (tus) upload in progress, or finished and remembered until it expires. */
+export interface UploadsTable {
+  /** Opaque, in the upload's URL. */
+  id: string;
+  /** Who created it; only they may continue it. */
+  user_id: number;
+  image_id: number;
+  /** The blob store upload holding the bytes received so far. */
+  blob_key: string;
+  length: number;
+  /** Bytes received and recorded. */
+  upload_offset: number;
+  /** The Upload-Metadata header as the client sent it. */
+  metadata: string | null;
+  /** Digests the client declared for the whole image (JSON). */
+  expected: string;
+  /** The version it became, once finished. */
+  version: number | null;
+  /** Which request holds the upload, and until when (servers sharing a database do not write it twice). */
+  lease: string | null;
+  lease_until: string | null;
+  created: string;
+  modified: string;
+  expires: string;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -87,4 +113,5 @@ export interface Database {
   image_versions: ImageVersionsTable;
   image_user_shares: ImageUserSharesTable;
   image_group_shares: ImageGroupSharesTable;
+  uploads: UploadsTable;
 }

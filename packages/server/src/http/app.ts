@@ -14,6 +14,7 @@ import { type PublicUrls, urlsFor } from './present.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
 import { rawRoutes } from './routes/raw.ts';
+import { uploadRoutes } from './routes/uploads.ts';
 import { userRoutes } from './routes/users.ts';
 
 export interface AppOptions {
@@ -47,7 +48,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         description: 'VM image repository: users, groups, permissions and images in per-user namespaces',
         version: options.version ?? '0.1.0',
       },
-      tags: [{ name: 'users' }, { name: 'groups' }, { name: 'images' }],
+      tags: [{ name: 'users' }, { name: 'groups' }, { name: 'images' }, { name: 'uploads' }],
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
@@ -61,6 +62,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Routes that stream the body themselves say yes later, after their own checks (routes/raw.ts).
   app.addHook('preParsing', async (request, reply) => {
     if (!request.routeOptions.config.streamsBody && !request.is404) acceptBody(request, reply);
+  });
+  // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
+  // rather than let Node read and discard gigabytes to keep it alive.
+  app.addHook('onSend', async (request, reply) => {
+    if (request.routeOptions.config.streamsBody && reply.statusCode >= 400 && !request.raw.complete)
+      reply.header('connection', 'close');
   });
   // Bodiless modify requests (curl -X POST) are an empty change, not a schema error.
   app.addHook('preValidation', async (request) => {
@@ -76,6 +83,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   groupRoutes(app, deps);
   imageRoutes(app, deps);
   rawRoutes(app, deps);
+  uploadRoutes(app, deps);
 
   app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
     app.swagger(),

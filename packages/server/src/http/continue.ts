@@ -14,3 +14,12 @@ export function acceptBody(request: FastifyRequest, reply: FastifyReply): void {
   raw[CONTINUED] = true;
   reply.raw.writeContinue();
 }
+
+/** A signal that fires when the client goes away before its body has all arrived. */
+export function abortOnClose(request: FastifyRequest): AbortSignal {
+  const aborted = new AbortController();
+  request.raw.once('close', () => {
+    if (!request.raw.complete) aborted.abort(new Error('the client closed the connection'));
+  });
+  return aborted.signal;
+}

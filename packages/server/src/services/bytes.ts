@@ -8,11 +8,12 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
-import { type DigestAlgorithm, type Digests, type HashingPool, HashingTap } from '../blobs/hashing.ts';
+import { type DigestAlgorithm, type Digests, Hasher, type HashingPool } from '../blobs/hashing.ts';
 import {
   BlobNotFoundError,
   type BlobStore,
   BlobStoreFullError,
+  type BlobUpload,
   type ByteRange,
   deleteBlobsQuietly,
 } from '../blobs/store.ts';
@@ -29,7 +30,7 @@ import {
   usageOfOwners,
   type VersionRow,
 } from '../db/versions-dal.ts';
-import { guardService, nowIso } from './common.ts';
+import { guardService, nowIso, translateStorageError } from './common.ts';
 import { createImageAccess, type ImageRef } from './image-access.ts';
 
 export interface UploadPolicy {
@@ -58,17 +59,30 @@ export interface ReceivedVersion {
   created: boolean;
 }
 
-/** Fails the stream as soon as it passes the size limit, so an undeclared huge body stops early. */
-function sizeLimit(max: number): Transform {
+/** Fails the stream as soon as it passes `max` bytes, so an undeclared huge body stops early. */
+export function sizeLimit(max: number, tooLarge: () => RepomanError): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       seen += chunk.length;
-      if (seen > max)
-        callback(new RepomanError('image_too_large', `The image is larger than the limit of ${max} bytes`));
+      if (seen > max) callback(tooLarge());
       else callback(null, chunk);
     },
   });
+}
+
+/** What went wrong while a body streamed into the store, as the client should hear it. */
+export function streamFailure(error: unknown): unknown {
+  if (error instanceof RepomanError) return error;
+  if (error instanceof BlobStoreFullError)
+    return new RepomanError('insufficient_storage', undefined, undefined, error);
+  // The client went away or its stream broke: its fault, not the database's or ours.
+  return new RepomanError(
+    'upload_incomplete',
+    `The upload ended early: ${(error as Error).message}`,
+    undefined,
+    error,
+  );
 }
 
 export function createBytesService(deps: {
@@ -81,7 +95,7 @@ export function createBytesService(deps: {
   const { find } = createImageAccess(db);
 
   /** The owner's quota counts every kept version; a new version must fit beside them. */
-  async function checkQuota(ownerId: number, incoming: number, q: Db = db) {
+  async function checkQuota(ownerId: number, incoming: number, q: Db = db): Promise<void> {
     const owner = await findUserById(q, ownerId);
     if (owner?.quota === null || owner?.quota === undefined) return;
     const usage = (await usageOfOwners(q, [ownerId])).get(ownerId) ?? 0;
@@ -93,12 +107,83 @@ export function createBytesService(deps: {
     }
   }
 
-  return guardService({
+  /** The digests an upload computes: the configured ones, and any the client declared. */
+  function algorithmsFor(expected: ExpectedDigests): DigestAlgorithm[] {
+    return [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
+  }
+
+  /**
+   * Checks a whole upload (quota, the client's digests), makes its blob durable and records it as the image's
+   * next version, pruning old ones, in one transaction. On failure before the commit the upload is left to
+   * the caller; after it, the blob is deleted, so nothing unrecorded stays behind.
+   */
+  async function publish(
+    admitted: AdmittedUpload,
+    upload: BlobUpload,
+    hasher: Hasher,
+    expected: ExpectedDigests,
+  ): Promise<ReceivedVersion> {
+    const size = hasher.bytes;
+    await checkQuota(admitted.ownerId, size);
+    const digests = await hasher.digests();
+    for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
+      if (digests[algorithm] !== value) {
+        throw new RepomanError(
+          'digest_mismatch',
+          `The image's ${algorithm} is ${digests[algorithm]}, not ${value} as the client said`,
+        );
+      }
+    }
+    await upload.commit().catch((error: unknown) => {
+      throw error instanceof BlobStoreFullError
+        ? new RepomanError('insufficient_storage', undefined, undefined, error)
+        : error;
+    });
+    try {
+      const now = nowIso();
+      const outcome = await db.transaction().execute(async (trx) => {
+        const version = await addVersion(trx, admitted.imageId, {
+          blob_key: upload.key,
+          size,
+          sha256: digests.sha256,
+          md5: digests.md5 ?? null,
+          sha512: digests.sha512 ?? null,
+          created: now,
+        });
+        if (version === undefined) return undefined;
+        // Checked again under the image's row lock: read_only or a quota may have changed meanwhile.
+        const image = await findImageById(trx, admitted.imageId);
+        if (image?.read_only)
+          throw new RepomanError(
+            'image_read_only',
+            `${admitted.ref.owner}/${admitted.ref.name} became read-only`,
+          );
+        const pruned = await pruneVersions(trx, admitted.imageId, policy.keepVersions);
+        await checkQuota(admitted.ownerId, 0, trx);
+        return { version, pruned };
+      });
+      if (!outcome) {
+        throw new RepomanError(
+          'image_not_found',
+          `${admitted.ref.owner}/${admitted.ref.name} was deleted during the upload`,
+        );
+      }
+      await deleteBlobsQuietly(store, outcome.pruned);
+      return { version: outcome.version, size, digests, created: outcome.version === 1 };
+    } catch (error) {
+      await deleteBlobsQuietly(store, [upload.key]);
+      throw translateStorageError(error);
+    }
+  }
+
+  const service = guardService({
     /** Everything that can be decided from the headers, decided before a byte of the body is read. */
     async admitUpload(
       actor: Actor,
       ref: ImageRef,
       declaredLength: number | undefined,
+      /** Bytes already promised to the owner's unfinished resumable uploads. */
+      reserved = 0,
     ): Promise<AdmittedUpload> {
       const { row, target } = await find(actor, ref, canModifyImage);
       if (!canModifyImage(actor, target))
@@ -114,8 +199,13 @@ export function createBytesService(deps: {
           `${declaredLength} bytes is more than the limit of ${policy.maxImageSize}`,
         );
       }
-      await checkQuota(row.owner_id, declaredLength ?? 0);
-      return { imageId: row.id, ownerId: row.owner_id, ref, declaredLength };
+      await checkQuota(row.owner_id, (declaredLength ?? 0) + reserved);
+      return {
+        imageId: row.id,
+        ownerId: row.owner_id,
+        ref: { owner: row.owner_name, name: row.name },
+        declaredLength,
+      };
     },
 
     /** Streams the body into a new blob, checks it, and publishes it as the image's next version. */
@@ -125,83 +215,37 @@ export function createBytesService(deps: {
       expected: ExpectedDigests,
       signal?: AbortSignal,
     ): Promise<ReceivedVersion> {
-      const algorithms = [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
-      const tap = new HashingTap(hashing, algorithms);
+      const hasher = new Hasher(hashing, algorithmsFor(expected));
       const upload = await store.createUpload();
-      let committed = false;
       try {
+        const tap = hasher.tap();
+        const tooLarge = () =>
+          new RepomanError(
+            'image_too_large',
+            `The image is larger than the limit of ${policy.maxImageSize} bytes`,
+          );
         // body -> size limit -> hashing tap -> blob, all in one pass with backpressure
         await Promise.all([
-          pipeline(body, sizeLimit(policy.maxImageSize), tap, signal ? { signal } : {}),
+          pipeline(body, sizeLimit(policy.maxImageSize, tooLarge), tap, signal ? { signal } : {}),
           upload.write(tap, signal),
         ]).catch((error: unknown) => {
-          if (error instanceof RepomanError || error instanceof BlobStoreFullError) throw error;
-          // The client went away or its stream broke: its fault, not the database's or ours.
-          throw new RepomanError(
-            'upload_incomplete',
-            `The upload ended early: ${(error as Error).message}`,
-            undefined,
-            error,
-          );
+          throw streamFailure(error);
         });
-        const size = tap.bytes;
-        if (admitted.declaredLength !== undefined && size !== admitted.declaredLength) {
+        if (admitted.declaredLength !== undefined && hasher.bytes !== admitted.declaredLength) {
           throw new RepomanError(
             'length_mismatch',
-            `Received ${size} bytes but Content-Length said ${admitted.declaredLength}`,
+            `Received ${hasher.bytes} bytes but Content-Length said ${admitted.declaredLength}`,
           );
         }
-        await checkQuota(admitted.ownerId, size);
-        const digests = await tap.digests();
-        for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
-          if (digests[algorithm] !== value) {
-            throw new RepomanError(
-              'digest_mismatch',
-              `The body's ${algorithm} is ${digests[algorithm]}, not ${value} as the request said`,
-            );
-          }
-        }
-        await upload.commit();
-        committed = true;
-        const now = nowIso();
-        const outcome = await db.transaction().execute(async (trx) => {
-          const version = await addVersion(trx, admitted.imageId, {
-            blob_key: upload.key,
-            size,
-            sha256: digests.sha256,
-            md5: digests.md5 ?? null,
-            sha512: digests.sha512 ?? null,
-            created: now,
-          });
-          if (version === undefined) return undefined;
-          // Checked again under the image's row lock: read_only or a quota may have changed meanwhile.
-          const image = await findImageById(trx, admitted.imageId);
-          if (image?.read_only)
-            throw new RepomanError(
-              'image_read_only',
-              `${admitted.ref.owner}/${admitted.ref.name} became read-only`,
-            );
-          const pruned = await pruneVersions(trx, admitted.imageId, policy.keepVersions);
-          await checkQuota(admitted.ownerId, 0, trx);
-          return { version, pruned };
-        });
-        if (!outcome) {
-          throw new RepomanError(
-            'image_not_found',
-            `${admitted.ref.owner}/${admitted.ref.name} was deleted during the upload`,
-          );
-        }
-        await deleteBlobsQuietly(store, outcome.pruned);
-        return { version: outcome.version, size, digests, created: outcome.version === 1 };
+        return await publish(admitted, upload, hasher, expected);
       } catch (error) {
-        // Before commit the upload is discarded; after it, the published-but-unrecorded blob is deleted.
-        tap.dispose();
-        await (committed ? deleteBlobsQuietly(store, [upload.key]) : upload.abort());
-        if (error instanceof BlobStoreFullError)
-          throw new RepomanError('insufficient_storage', undefined, undefined, error);
+        hasher.dispose();
+        await upload.abort(); // nothing once published: a blob committed but not recorded is already gone
         throw error;
       }
     },
+
+    publish,
 
     /** The image and the version to serve: the current one, or `version` if asked for and still kept. */
     async openDownload(
@@ -268,6 +312,7 @@ export function createBytesService(deps: {
       });
     },
   });
+  return { ...service, algorithmsFor, maxImageSize: policy.maxImageSize };
 }
 
 export type BytesService = ReturnType<typeof createBytesService>;

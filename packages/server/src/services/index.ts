@@ -5,20 +5,23 @@ import { createBytesService, type UploadPolicy } from './bytes.ts';
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
+import { createResumableService, type ResumablePolicy } from './resumable.ts';
 import { createUserService } from './users.ts';
 
 export function createServices(deps: {
   db: Db;
   store: BlobStore;
-  policy: UploadPolicy;
+  policy: UploadPolicy & ResumablePolicy;
   hashing: HashingPool;
 }) {
+  const bytes = createBytesService(deps);
   return {
     identity: createIdentityService(deps),
     users: createUserService(deps),
     groups: createGroupService(deps),
     images: createImageService(deps),
-    bytes: createBytesService(deps),
+    bytes,
+    resumable: createResumableService({ ...deps, bytes }),
   };
 }
 

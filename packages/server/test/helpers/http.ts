@@ -13,6 +13,8 @@ export interface Response {
   status: number;
   headers: http.IncomingHttpHeaders;
   text: string;
+  /** The body's bytes. */
+  body: Buffer;
   // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected field by field
   json: any;
 }
@@ -32,9 +34,11 @@ export function request(
   options: RequestOptions = {},
 ): Promise<Response> {
   const target = new URL(url);
-  let payload: string | undefined;
+  let payload: string | Buffer | undefined = Buffer.isBuffer(options.body) ? options.body : undefined;
   const headers: Record<string, string> = { ...options.headers };
-  if (options.body !== undefined) {
+  if (Buffer.isBuffer(options.body)) {
+    headers['content-length'] = String(options.body.length);
+  } else if (options.body !== undefined) {
     if (options.form) {
       payload = new URLSearchParams(options.body as Record<string, string>).toString();
       headers['content-type'] ??= 'application/x-www-form-urlencoded';
@@ -59,14 +63,15 @@ export function request(
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+          const body = Buffer.concat(chunks);
+          const text = body.toString('utf8');
           let json: unknown;
           try {
             json = text ? JSON.parse(text) : undefined;
           } catch {
             json = undefined;
           }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body, json });
         });
         res.on('error', reject);
       },
@@ -96,7 +101,7 @@ export function clientFor(baseUrl: string, ca: string, credential: ClientCredent
   };
 }
 
-/** Asserts an error response: its status, its stable code, and a human message. */
+/** Asserts an error response: its status, its stable code, and a human message (HEAD: the status alone). */
 export function expectError(
   res: { status: number; json: { error?: { code?: string; message?: string } } },
   status: number,

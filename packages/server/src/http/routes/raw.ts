@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
 import type { ImageRef } from '../../services/image-access.ts';
 import { requireActor } from '../auth.ts';
-import { acceptBody } from '../continue.ts';
+import { abortOnClose, acceptBody } from '../continue.ts';
 import { expectedDigests, reprDigest } from '../digests.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
@@ -71,12 +71,6 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     // The body is the image: no parser reads it; the PUT handler streams it once it has said yes.
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
-    // rather than let Node read and discard gigabytes to keep it alive.
-    raw.addHook('onSend', async (request, reply) => {
-      if (request.method === 'PUT' && reply.statusCode >= 400 && !request.raw.complete)
-        reply.header('connection', 'close');
-    });
 
     for (const form of FORMS) {
       const params = { type: 'object', properties: form.params, required: form.required } as const;
@@ -98,11 +92,12 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           const expected = expectedDigests(request.headers);
           const admitted = await services.bytes.admitUpload(actor, ref, declaredLength(request));
           acceptBody(request, reply);
-          const aborted = new AbortController();
-          request.raw.once('close', () => {
-            if (!request.raw.complete) aborted.abort(new Error('the client closed the connection'));
-          });
-          const received = await services.bytes.receive(admitted, request.raw, expected, aborted.signal);
+          const received = await services.bytes.receive(
+            admitted,
+            request.raw,
+            expected,
+            abortOnClose(request),
+          );
           const view = await services.images.get(actor, ref);
           return reply
             .code(received.created ? 201 : 200)

@@ -1,0 +1,78 @@
+/** Data access for resumable uploads: their offsets, expiry, and the lease that lets one request write at a time. */
+import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { Database, UploadsTable } from './schema.ts';
+
+export type UploadRow = Selectable<UploadsTable>;
+type Q = Kysely<Database>;
+
+export async function insertUpload(db: Q, row: Insertable<UploadsTable>): Promise<void> {
+  await db.insertInto('uploads').values(row).execute();
+}
+
+export const findUpload = (db: Q, id: string) =>
+  db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
+
+export async function deleteUpload(db: Q, id: string): Promise<void> {
+  await db.deleteFrom('uploads').where('id', '=', id).execute();
+}
+
+/** Takes the upload for one request unless another holds an unexpired lease; false if it does. */
+export async function takeLease(
+  db: Q,
+  id: string,
+  lease: string,
+  now: string,
+  until: string,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('uploads')
+    .set({ lease, lease_until: until })
+    .where('id', '=', id)
+    .where((eb) => eb.or([eb('lease', 'is', null), eb('lease_until', '<', now), eb('lease', '=', lease)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Records what the lease holder did and, unless it goes on, lets the upload go. */
+export async function updateLeased(
+  db: Q,
+  id: string,
+  lease: string,
+  patch: Partial<Pick<UploadRow, 'upload_offset' | 'modified' | 'expires' | 'version' | 'lease_until'>>,
+  release: boolean,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('uploads')
+    .set({ ...patch, ...(release ? { lease: null, lease_until: null } : {}) })
+    .where('id', '=', id)
+    .where('lease', '=', lease)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Uploads past their expiry (finished ones included) that no request holds. */
+export const expiredUploads = (db: Q, now: string) =>
+  db
+    .selectFrom('uploads')
+    .selectAll()
+    .where('expires', '<', now)
+    .where((eb) => eb.or([eb('lease', 'is', null), eb('lease_until', '<', now)]))
+    .execute();
+
+/** Blob keys of the uploads still waiting for bytes: the stale-upload sweep leaves their files alone. */
+export async function pendingUploadKeys(db: Q): Promise<Set<string>> {
+  const rows = await db.selectFrom('uploads').select('blob_key').where('version', 'is', null).execute();
+  return new Set(rows.map((r) => r.blob_key));
+}
+
+/** Bytes announced by a user's unfinished uploads to their images: reserved against their quota. */
+export async function pendingLengthOfOwner(db: Q, ownerId: number): Promise<number> {
+  const row = await db
+    .selectFrom('uploads')
+    .innerJoin('images', 'images.id', 'uploads.image_id')
+    .select((eb) => eb.fn.sum<number>('uploads.length').as('bytes'))
+    .where('images.owner_id', '=', ownerId)
+    .where('uploads.version', 'is', null)
+    .executeTakeFirst();
+  return Number(row?.bytes ?? 0);
+}

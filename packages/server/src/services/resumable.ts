@@ -1,0 +1,381 @@
+/**
+ * Resumable uploads (the tus 1.0 protocol's state, without its HTTP): an upload is created for an image with
+ * its final length, receives its bytes over as many requests as the network needs, and once whole becomes
+ * the image's next version through the same checks and the same publishing transaction as a PUT.
+ *
+ * Durable state is in the database (offset, expiry, a lease) and the blob store's upload; any server sharing
+ * them can take the next request. Hash state lives in memory: while one server keeps receiving an upload,
+ * each byte is hashed once as it arrives; elsewhere, or after a restart, the bytes already stored are
+ * hashed again before new ones are appended.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RepomanError } from '@repoman/core';
+import type { Actor } from '../authz.ts';
+import { Hasher, type HashingPool } from '../blobs/hashing.ts';
+import type { BlobStore, BlobUpload } from '../blobs/store.ts';
+import type { Db } from '../db/connect.ts';
+import { findImageById } from '../db/images-dal.ts';
+import {
+  deleteUpload,
+  expiredUploads,
+  findUpload,
+  insertUpload,
+  pendingLengthOfOwner,
+  pendingUploadKeys,
+  takeLease,
+  type UploadRow,
+  updateLeased,
+} from '../db/uploads-dal.ts';
+import type { BytesService, ExpectedDigests } from './bytes.ts';
+import { sizeLimit, streamFailure } from './bytes.ts';
+import { guardService, nowIso } from './common.ts';
+import type { ImageRef } from './image-access.ts';
+
+export interface ResumablePolicy {
+  /** An upload nobody has continued for this long expires and its bytes are deleted. */
+  expiryMs: number;
+}
+
+/** A checksum of one request's body (tus checksum extension): algorithm and the raw digest. */
+export interface ChunkChecksum {
+  algorithm: string;
+  digest: Buffer;
+}
+
+export const CHECKSUM_ALGORITHMS = ['sha1', 'md5', 'sha256', 'sha512'] as const;
+
+export interface UploadState {
+  id: string;
+  length: number;
+  offset: number;
+  metadata: string | null;
+  expires: string;
+  /** The version it became, once finished. */
+  version: number | null;
+  imageId: number;
+}
+
+export interface AppendOptions {
+  /** Where the client believes the upload stands (Upload-Offset). */
+  offset: number;
+  body: Readable;
+  /** Content-Length of the body, when given. */
+  declaredLength?: number | undefined;
+  checksum?: ChunkChecksum | undefined;
+  /** The request went away. */
+  signal?: AbortSignal;
+  /** Called once the request is accepted, just before its body is read (to answer Expect: 100-continue). */
+  onAccepted?: () => void;
+}
+
+/** A lease outlives a request that stops sending by this much; it is renewed while bytes flow. */
+const LEASE_MS = 90_000;
+const LEASE_RENEW_MS = 30_000;
+/** Hash states kept for uploads between their requests (each a few hundred bytes and a worker session). */
+const MAX_IDLE_HASHERS = 64;
+
+const stateOf = (row: UploadRow): UploadState => ({
+  id: row.id,
+  length: Number(row.length),
+  offset: Number(row.upload_offset),
+  metadata: row.metadata,
+  expires: row.expires,
+  version: row.version,
+  imageId: row.image_id,
+});
+
+const later = (ms: number) => new Date(Date.now() + ms).toISOString();
+
+const discard = () =>
+  new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
+
+export function createResumableService(deps: {
+  db: Db;
+  store: BlobStore;
+  hashing: HashingPool;
+  bytes: BytesService;
+  policy: ResumablePolicy;
+}) {
+  const { db, store, hashing, bytes, policy } = deps;
+
+  /** Requests running here, per upload: a newer one stops the older (its client has given up on it). */
+  const running = new Map<string, { stop: AbortController; done: Promise<void> }>();
+  /** Hash state of uploads received here, with the offset it covers. */
+  const hashers = new Map<string, Hasher>();
+
+  function setAsideHasher(id: string) {
+    hashers.get(id)?.dispose();
+    hashers.delete(id);
+  }
+
+  function keepHasher(id: string, hasher: Hasher) {
+    hashers.delete(id);
+    hashers.set(id, hasher);
+    for (const [oldest] of hashers) {
+      if (hashers.size <= MAX_IDLE_HASHERS) break;
+      setAsideHasher(oldest);
+    }
+  }
+
+  /** Runs `work` as the only request on this upload in this process, stopping any older one first. */
+  async function exclusively<T>(id: string, work: (stop: AbortSignal) => Promise<T>): Promise<T> {
+    for (let current = running.get(id); current; current = running.get(id)) {
+      current.stop.abort(new Error('a newer request for this upload arrived'));
+      await current.done;
+    }
+    const stop = new AbortController();
+    let finished = () => {};
+    running.set(id, { stop, done: new Promise((resolve) => (finished = resolve)) });
+    try {
+      return await work(stop.signal);
+    } finally {
+      running.delete(id);
+      finished();
+    }
+  }
+
+  /** The caller's upload; someone else's is as absent as a missing one. */
+  async function ownUpload(actor: Actor, id: string): Promise<UploadRow> {
+    const row = await findUpload(db, id);
+    if (!row || row.user_id !== actor.id) throw new RepomanError('upload_not_found', `No upload ${id}`);
+    if (row.expires < nowIso())
+      throw new RepomanError('upload_expired', `Upload ${id} expired at ${row.expires}`);
+    return row;
+  }
+
+  /** Deletes the upload and its bytes (best effort for the bytes: fsck finds what is left). */
+  async function remove(row: UploadRow): Promise<void> {
+    setAsideHasher(row.id);
+    await deleteUpload(db, row.id);
+    if (row.version === null) await (await store.resumeUpload(row.blob_key))?.abort().catch(() => {});
+  }
+
+  /** A hasher covering exactly the `offset` bytes already stored: the one kept here, or a fresh one fed them. */
+  async function hasherAt(row: UploadRow, blob: BlobUpload, offset: number, expected: ExpectedDigests) {
+    const kept = hashers.get(row.id);
+    hashers.delete(row.id);
+    if (kept && kept.bytes === offset) return kept;
+    kept?.dispose();
+    const hasher = new Hasher(hashing, bytes.algorithmsFor(expected));
+    if (offset > 0) {
+      try {
+        await pipeline(await blob.readBack(), hasher.tap(), discard());
+      } catch (error) {
+        hasher.dispose();
+        throw error;
+      }
+    }
+    return hasher;
+  }
+
+  /** The image the upload belongs to, as an admitted upload: permission, read_only, size and quota rechecked. */
+  async function admit(actor: Actor, row: UploadRow) {
+    const image = await findImageById(db, row.image_id);
+    if (!image) throw new RepomanError('image_not_found', 'The image of this upload was deleted');
+    const ref: ImageRef = { owner: image.owner_name, name: image.name };
+    return bytes.admitUpload(actor, ref, Number(row.length));
+  }
+
+  const service = guardService({
+    /** Starts an upload of `length` bytes to an image, decided from the headers like a PUT. */
+    async create(
+      actor: Actor,
+      ref: ImageRef,
+      length: number,
+      metadata: string | null,
+      expected: ExpectedDigests,
+    ): Promise<UploadState> {
+      const probe = await bytes.admitUpload(actor, ref, length);
+      // Unfinished uploads to the owner's images hold their space until they finish or expire.
+      await bytes.admitUpload(actor, ref, length, await pendingLengthOfOwner(db, probe.ownerId));
+      const blob = await store.createUpload();
+      const now = nowIso();
+      const row: UploadRow = {
+        id: randomBytes(16).toString('hex'),
+        user_id: actor.id,
+        image_id: probe.imageId,
+        blob_key: blob.key,
+        length,
+        upload_offset: 0,
+        metadata,
+        expected: JSON.stringify(expected),
+        version: null,
+        lease: null,
+        lease_until: null,
+        created: now,
+        modified: now,
+        expires: later(policy.expiryMs),
+      };
+      try {
+        await insertUpload(db, row);
+      } catch (error) {
+        await blob.abort();
+        throw error;
+      }
+      return stateOf(row);
+    },
+
+    /** Where the upload stands (stopping a request of ours still writing to it, so the offset is final). */
+    async status(actor: Actor, id: string): Promise<UploadState> {
+      await ownUpload(actor, id);
+      return exclusively(id, async () => stateOf(await ownUpload(actor, id)));
+    },
+
+    /** Appends a request's body at `offset`; the upload is published as a new version once whole. */
+    async append(actor: Actor, id: string, options: AppendOptions): Promise<UploadState> {
+      await ownUpload(actor, id);
+      return exclusively(id, async (stop) => {
+        const row = await ownUpload(actor, id);
+        const offset = Number(row.upload_offset);
+        const length = Number(row.length);
+        if (row.version !== null) {
+          if (options.offset === length) return stateOf(row); // finished already: a retried last request
+          throw new RepomanError('upload_offset_mismatch', `Upload ${id} is finished`);
+        }
+        if (options.offset !== offset) {
+          throw new RepomanError(
+            'upload_offset_mismatch',
+            `Upload ${id} stands at ${offset} bytes, not ${options.offset}`,
+            { offset },
+          );
+        }
+        if (options.declaredLength !== undefined && offset + options.declaredLength > length) {
+          throw new RepomanError(
+            'payload_too_large',
+            `The upload is ${length} bytes long; ${options.declaredLength} bytes at ${offset} go past its end`,
+          );
+        }
+        const admitted = await admit(actor, row);
+        const lease = randomUUID();
+        if (!(await takeLease(db, id, lease, nowIso(), later(LEASE_MS))))
+          throw new RepomanError('upload_locked', `Another server is receiving upload ${id}`);
+        const renew = setInterval(() => {
+          updateLeased(db, id, lease, { lease_until: later(LEASE_MS) }, false).catch(() => {});
+        }, LEASE_RENEW_MS);
+        renew.unref();
+        let recorded = offset;
+        try {
+          const blob = await store.resumeUpload(row.blob_key);
+          if (!blob) {
+            await remove(row);
+            throw new RepomanError('upload_expired', `The bytes of upload ${id} are gone; start a new one`);
+          }
+          // The store may hold bytes a cut request wrote but never recorded (or, after a crash, fewer).
+          const stored = await blob.size();
+          if (stored < offset) {
+            recorded = stored;
+            throw new RepomanError('upload_offset_mismatch', `Upload ${id} stands at ${stored} bytes`, {
+              offset: stored,
+            });
+          }
+          if (stored > offset) await blob.truncate(offset);
+
+          const expected = JSON.parse(row.expected) as ExpectedDigests;
+          const hasher = await hasherAt(row, blob, offset, expected);
+          const chunkHash = options.checksum ? createHash(options.checksum.algorithm) : null;
+          const signal = AbortSignal.any([stop, ...(options.signal ? [options.signal] : [])]);
+          options.onAccepted?.();
+          const tap = hasher.tap();
+          const tooLong = () =>
+            new RepomanError(
+              'payload_too_large',
+              `The upload is ${length} bytes long; this request goes past its end`,
+            );
+          const checksumTap = new Transform({
+            transform(chunk: Buffer, _encoding, callback) {
+              chunkHash?.update(chunk);
+              callback(null, chunk);
+            },
+          });
+          let failure: unknown = null;
+          await Promise.all([
+            pipeline(options.body, sizeLimit(length - offset, tooLong), checksumTap, tap, { signal }),
+            blob.write(tap, signal),
+          ]).catch((error: unknown) => {
+            failure = streamFailure(error);
+          });
+
+          const checksumFailed =
+            options.checksum && (failure !== null || !chunkHash?.digest().equals(options.checksum.digest));
+          if (checksumFailed) {
+            // A body that is not what its checksum says, or that cannot be checked, is not kept.
+            hasher.dispose();
+            await blob.truncate(offset);
+            if (failure) throw failure;
+            throw new RepomanError(
+              'checksum_mismatch',
+              `The request body's ${options.checksum?.algorithm} does not match Upload-Checksum`,
+            );
+          }
+          // A cut request keeps what reached the store: the client resumes from there.
+          recorded = await blob.size();
+          if (hasher.bytes === recorded) keepHasher(id, hasher);
+          else hasher.dispose(); // it saw bytes the store did not take: hash the stored ones again next time
+          if (failure) throw failure;
+
+          if (recorded < length) return stateOf({ ...row, upload_offset: recorded });
+          const whole = await hasherAt(row, blob, recorded, expected);
+          hashers.delete(id);
+          let version: number;
+          try {
+            version = (await bytes.publish(admitted, blob, whole, expected)).version;
+          } catch (error) {
+            whole.dispose();
+            // The upload can be finished again (an empty request at its end) only if its bytes are still there.
+            const retryable =
+              error instanceof RepomanError &&
+              error.code === 'database_unavailable' &&
+              (await store.resumeUpload(row.blob_key)) !== null;
+            if (!retryable) await remove(row).catch(() => {});
+            throw error;
+          }
+          await updateLeased(db, id, lease, { version, upload_offset: length }, false);
+          return stateOf({ ...row, upload_offset: length, version });
+        } finally {
+          clearInterval(renew);
+          await updateLeased(
+            db,
+            id,
+            lease,
+            { upload_offset: recorded, modified: nowIso(), expires: later(policy.expiryMs) },
+            true,
+          ).catch(() => {}); // the upload may be gone (finished and failed, or deleted)
+        }
+      });
+    },
+
+    /** Deletes an upload and the bytes received (tus termination). A finished upload's version stays. */
+    async terminate(actor: Actor, id: string): Promise<void> {
+      await ownUpload(actor, id);
+      await exclusively(id, async () => remove(await ownUpload(actor, id)));
+    },
+
+    /** Removes uploads past their expiry; returns how many. */
+    async expire(): Promise<number> {
+      const rows = await expiredUploads(db, nowIso());
+      for (const row of rows) await remove(row);
+      return rows.length;
+    },
+
+    /** Blob keys of unfinished uploads: the stale-upload sweep must leave them alone. */
+    async pendingKeys(): Promise<Set<string>> {
+      return pendingUploadKeys(db);
+    },
+  });
+
+  return {
+    ...service,
+    close() {
+      for (const id of [...hashers.keys()]) setAsideHasher(id);
+    },
+  };
+}
+
+export type ResumableService = ReturnType<typeof createResumableService>;

@@ -1,0 +1,4 @@
+import { expirySuite, uploadsSuite } from './uploads-suite.ts';
+
+uploadsSuite('sqlite');
+expirySuite('sqlite');
