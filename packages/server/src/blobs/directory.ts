@@ -8,12 +8,24 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+  truncate,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   BlobNotFoundError,
+  type BlobReadable,
   type BlobStore,
   BlobStoreFullError,
   type BlobUpload,
@@ -39,6 +51,37 @@ async function fsyncPath(path: string) {
 
 /** An upload nobody has written to for this long is abandoned (no client stalls an hour and then goes on). */
 export const STALE_UPLOAD_MS = 60 * 60 * 1000;
+
+/** Writes a `Writable` chunk and resolves once it has been handed on (or rejects if the destination goes away). */
+function written(destination: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const gone = () => reject(new Error('the destination closed'));
+    destination.once('close', gone);
+    destination.write(chunk, (error) => {
+      destination.off('close', gone);
+      if (error) reject(error);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * Copies bytes [start, end) of a file to `destination` with two buffers in turn: one is read into while the
+ * other is being written, and a buffer is reused only once its write has completed.
+ */
+async function copyThroughTwoBuffers(handle: FileHandle, start: number, end: number, destination: Writable) {
+  const buffers = [Buffer.allocUnsafeSlow(IO_CHUNK), Buffer.allocUnsafeSlow(IO_CHUNK)];
+  let inFlight: Promise<void> = Promise.resolve();
+  for (let position = start, turn = 0; position < end; turn ^= 1) {
+    const buffer = buffers[turn] as Buffer;
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(IO_CHUNK, end - position), position);
+    if (bytesRead === 0) throw new Error('the blob is shorter than expected');
+    await inFlight; // the other buffer's write: once done, that buffer is free for the next read
+    inFlight = written(destination, buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  await inFlight;
+}
 
 export type DirectoryStore = BlobStore & {
   removeStaleUploads(olderThanMs?: number, keep?: ReadonlySet<string>): Promise<string[]>;
@@ -120,15 +163,21 @@ export function createDirectoryStore(root: string): DirectoryStore {
       return exists ? uploadOf(key) : null;
     },
 
-    async read(key: string, range?: ByteRange): Promise<Readable> {
+    async read(key: string, range?: ByteRange): Promise<BlobReadable> {
       const path = blobPath(key);
       const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
         throw error.code === 'ENOENT' ? new BlobNotFoundError(`No blob ${key}`) : error;
       });
-      return createReadStream('', {
+      const stream = createReadStream('', {
         fd: handle,
         highWaterMark: IO_CHUNK,
         ...(range ? { start: range.start, end: range.end } : {}),
+      });
+      const start = range?.start ?? 0;
+      const end = range ? range.end + 1 : (await handle.stat()).size;
+      return Object.assign(stream, {
+        pipeTo: (destination: Writable) =>
+          copyThroughTwoBuffers(handle, start, end, destination).finally(() => stream.destroy()),
       });
     },
 

@@ -20,7 +20,9 @@ parentPort?.on('message', (message: Message) => {
     );
   else if (message.type === 'data') {
     for (const [, hash] of uploads.get(id) ?? []) hash.update(message.chunk);
-    parentPort?.postMessage({ id, type: 'ack', bytes: message.chunk.byteLength });
+    // The buffer goes back for the next batch: no garbage piles up here between collections.
+    const buffer = message.chunk.buffer as ArrayBuffer;
+    parentPort?.postMessage({ id, type: 'ack', bytes: message.chunk.byteLength, buffer }, [buffer]);
   } else if (message.type === 'end') {
     const hashes = uploads.get(id) ?? [];
     uploads.delete(id);

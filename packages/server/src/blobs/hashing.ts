@@ -4,21 +4,24 @@
  * rate. Each upload may run a few MiB ahead of the worker; past that it waits, so memory stays bounded.
  */
 import { createHash } from 'node:crypto';
+import { extname } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 
 export type DigestAlgorithm = 'sha256' | 'md5' | 'sha512';
 export type Digests = Partial<Record<DigestAlgorithm, string>> & { sha256: string };
 
+/** Bytes go to the worker in batches this large (TLS hands us 16 KiB records; a message each would cost more than the hashing). */
+const BATCH = 1024 * 1024;
 /** How far one upload may run ahead of the worker. */
-const MAX_BACKLOG = 8 * 1024 * 1024;
+const MAX_BACKLOG = 8 * BATCH;
 
 type Reply =
-  | { id: number; type: 'ack'; bytes: number }
+  | { id: number; type: 'ack'; bytes: number; buffer: ArrayBuffer }
   | { id: number; type: 'digests'; digests: Record<string, string> };
 
 interface Session {
-  onAck(bytes: number): void;
+  onAck(bytes: number, buffer: ArrayBuffer): void;
   onDigests(digests: Record<string, string>): void;
   onError(error: Error): void;
 }
@@ -32,13 +35,14 @@ export class HashingPool {
   #ensure(): Worker {
     if (this.#worker) return this.#worker;
     // A small heap: the worker holds only hash states and the chunk in hand (a default one costs ~60 MB RSS).
-    const worker = new Worker(new URL('./hash-worker.ts', import.meta.url), {
+    // Beside this module, as .ts from the sources or .js from the build.
+    const worker = new Worker(new URL(`./hash-worker${extname(import.meta.url)}`, import.meta.url), {
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
     });
     worker.unref(); // an idle worker must not keep the process alive
     worker.on('message', (reply: Reply) => {
       const session = this.#sessions.get(reply.id);
-      if (reply.type === 'ack') session?.onAck(reply.bytes);
+      if (reply.type === 'ack') session?.onAck(reply.bytes, reply.buffer);
       else {
         this.#sessions.delete(reply.id);
         session?.onDigests(reply.digests);
@@ -93,6 +97,10 @@ export class Hasher {
   #digests: Promise<Record<string, string>> = Promise.resolve({});
   #current: Transform | null = null;
   #failed: Error | null = null;
+  /** The batch being filled, and batches the worker has given back. */
+  #batch: Buffer | null = null;
+  #filled = 0;
+  #spare: ArrayBuffer[] = [];
   /** Bytes hashed so far. */
   bytes = 0;
 
@@ -101,8 +109,9 @@ export class Hasher {
     if (offThread.length === 0) return;
     this.#digests = new Promise((resolve, reject) => {
       this.#channel = pool.open(offThread, {
-        onAck: (bytes) => {
+        onAck: (bytes, buffer) => {
           this.#backlog -= bytes;
+          if (buffer.byteLength === BATCH && this.#spare.length < 2) this.#spare.push(buffer);
           if (this.#backlog <= MAX_BACKLOG / 2 && this.#waiting) {
             const resume = this.#waiting;
             this.#waiting = null;
@@ -127,12 +136,25 @@ export class Hasher {
     this.bytes += chunk.length;
     this.#sha256.update(chunk);
     if (this.#channel) {
-      const copy = new Uint8Array(chunk); // the chunk's memory may be pooled: send a copy, transferred not cloned
-      this.#backlog += copy.byteLength;
-      this.#channel.data(copy);
+      // Copied into a batch (the chunk's memory may be pooled or reused); full batches are transferred.
+      for (let at = 0; at < chunk.length; ) {
+        this.#batch ??= Buffer.from(this.#spare.pop() ?? new ArrayBuffer(BATCH));
+        const copied = chunk.copy(this.#batch, this.#filled, at);
+        this.#filled += copied;
+        at += copied;
+        if (this.#filled === BATCH) this.#flush();
+      }
     }
     if (this.#backlog > MAX_BACKLOG) this.#waiting = done;
     else done();
+  }
+
+  #flush() {
+    if (!this.#batch || this.#filled === 0) return;
+    this.#backlog += this.#filled;
+    this.#channel?.data(new Uint8Array(this.#batch.buffer, 0, this.#filled));
+    this.#batch = null;
+    this.#filled = 0;
   }
 
   /** A pass-through stream that hashes what flows through it (one at a time). */
@@ -155,6 +177,7 @@ export class Hasher {
   /** All digests, once every byte has been hashed. The hasher is finished afterwards. */
   async digests(): Promise<Digests> {
     const sha256 = this.#sha256.digest('hex');
+    this.#flush();
     this.#channel?.end();
     return { ...(await this.#digests), sha256 };
   }
@@ -164,5 +187,7 @@ export class Hasher {
     this.#channel?.drop();
     this.#channel = null;
     this.#current = null;
+    this.#batch = null;
+    this.#spare = [];
   }
 }

@@ -3,7 +3,7 @@
  * from user or image names). Writing is two-phase, as in the OCI registry: bytes stream into an upload that
  * nothing can see, and only `commit` publishes it, durably, under its key.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface BlobUpload {
   /** The key the blob will have once committed. */
@@ -29,13 +29,20 @@ export interface ByteRange {
   end: number;
 }
 
+/**
+ * A blob being read: a stream, which a store may also offer to write out itself (`pipeTo`) through a few
+ * reused buffers. Streamed chunks are garbage once sent, and V8 collects them only when some 64 MiB of them
+ * have piled up; reused buffers keep a download's memory flat.
+ */
+export type BlobReadable = Readable & { pipeTo?: (destination: Writable) => Promise<void> };
+
 export interface BlobStore {
   /** Starts a new upload under a fresh key. */
   createUpload(): Promise<BlobUpload>;
   /** Reopens an upload started earlier and not yet committed or aborted (a resumable upload); null if gone. */
   resumeUpload(key: string): Promise<BlobUpload | null>;
   /** The blob's bytes, or one range of them. Rejects with a `BlobNotFoundError` for a missing key. */
-  read(key: string, range?: ByteRange): Promise<Readable>;
+  read(key: string, range?: ByteRange): Promise<BlobReadable>;
   /** The blob's size and when it was committed, or null when there is no such blob. */
   stat(key: string): Promise<{ size: number; modified: Date } | null>;
   /** Removes the blob; a missing key is not an error. */

@@ -4,6 +4,7 @@
  * single ranges, conditional requests, a digest, a file name. Public images need no certificate, also on the
  * plain-HTTP port.
  */
+import type http from 'node:http';
 import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
@@ -198,6 +199,18 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       reply.header('content-length', String(range.end - range.start + 1));
     } else {
       reply.header('content-length', String(version.size));
+    }
+    if (body?.pipeTo) {
+      // The store writes the bytes itself through reused buffers (memory stays flat at any size).
+      reply.hijack();
+      reply.raw.writeHead(reply.statusCode, reply.getHeaders() as http.OutgoingHttpHeaders);
+      try {
+        await body.pipeTo(reply.raw);
+        reply.raw.end();
+      } catch (error) {
+        reply.raw.destroy(error as Error); // headers are out: cutting the connection is the only way to say it
+      }
+      return reply;
     }
     return reply.send(body ?? undefined);
   }
