@@ -54,6 +54,24 @@ function applyTimeouts(server: http.Server | https.Server) {
   server.timeout = TIMEOUTS.idle;
 }
 
+/**
+ * tus clients behind proxies that drop PATCH or DELETE send POST with `X-HTTP-Method-Override` (tus core:
+ * the server MUST honour it). Only for the upload routes, before routing.
+ */
+function withMethodOverride(handler: http.RequestListener): http.RequestListener {
+  return (request, response) => {
+    const override = request.headers['x-http-method-override'];
+    if (
+      request.method === 'POST' &&
+      typeof override === 'string' &&
+      ['PATCH', 'DELETE', 'HEAD'].includes(override.toUpperCase()) &&
+      request.url?.startsWith('/api/uploads/')
+    )
+      request.method = override.toUpperCase();
+    handler(request, response);
+  };
+}
+
 /** How often expired resumable uploads and abandoned temporary files are looked for. */
 const SWEEP_INTERVAL_MS = 10 * 60_000;
 
@@ -87,7 +105,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
     const [cert, key] = await Promise.all([readFile(pki.hostCert), readFile(pki.hostKey)]);
     let handler: http.RequestListener | undefined;
-    const serverFactory: FastifyServerOptions['serverFactory'] = (requestHandler) => {
+    const serverFactory: FastifyServerOptions['serverFactory'] = (fastifyHandler) => {
+      const requestHandler = withMethodOverride(fastifyHandler);
       handler = requestHandler;
       const server = https.createServer(
         { cert, key, ...tlsServerOptionsForClientAuth(trust.caPems()) },

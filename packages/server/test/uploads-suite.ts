@@ -271,7 +271,18 @@ export function uploadsSuite(engine: Engine) {
         'tus_version_unsupported',
       );
 
-      const middle = await patch('bob', path, 1000, image.subarray(1000, 2000));
+      // Through a proxy that only passes POST: X-HTTP-Method-Override.
+      const overridden = await as('bob').request('POST', path, {
+        body: image.subarray(1000, 2000),
+        headers: {
+          ...TUS,
+          'x-http-method-override': 'PATCH',
+          'content-type': 'application/offset+octet-stream',
+          'upload-offset': '1000',
+        },
+      });
+      assert.equal(overridden.status, 204, overridden.text);
+      const middle = { status: overridden.status, headers: overridden.headers };
       assert.equal(middle.status, 204);
       assert.equal(middle.headers['upload-offset'], '2000');
       assert.equal((await current('proto.img')).version, 0, 'nothing is published before the last byte');
@@ -316,6 +327,20 @@ export function uploadsSuite(engine: Engine) {
       const end = await patch('bob', path, 1000, second, { 'upload-checksum': `sha256 ${sha256b64}` });
       assert.equal(end.status, 204, end.text);
       assert.equal((await current('sum.img')).digests.sha256, sha256(image.subarray(0, 2000)));
+
+      // A creation-with-upload whose body fails its checksum leaves no upload behind.
+      const refusedCreation = await as('bob').request('POST', '/api/uploads', {
+        body: first,
+        headers: {
+          ...TUS,
+          'upload-length': '2000',
+          'upload-metadata': `image ${b64('sum.img')}`,
+          'content-type': 'application/offset+octet-stream',
+          'upload-checksum': `sha1 ${sha1(Buffer.from('other'))}`,
+        },
+      });
+      expectError(refusedCreation, 460, 'checksum_mismatch');
+      assert.deepEqual(await partFiles(), []);
 
       // A whole-image digest in the metadata that the bytes do not match: refused, the image unchanged.
       const wrong = await create('bob', 'sum.img', 100, {

@@ -85,6 +85,11 @@ export class HashingPool {
   }
 }
 
+/** The hashing worker failed: the server's fault, not the client's (a 500; the client may retry). */
+export class HashingError extends Error {
+  override name = 'HashingError';
+}
+
 /**
  * The digests of one upload. It outlives a request: a resumable upload feeds the same hasher from each of its
  * requests (`tap()` makes a pass-through stream for one of them), so its bytes are hashed once, as they arrive.
@@ -104,6 +109,11 @@ export class Hasher {
   /** Bytes hashed so far. */
   bytes = 0;
 
+  /** The worker failed: this hasher can never give digests. */
+  get failed(): boolean {
+    return this.#failed !== null;
+  }
+
   constructor(pool: HashingPool, algorithms: DigestAlgorithm[]) {
     const offThread = algorithms.filter((a) => a !== 'sha256');
     if (offThread.length === 0) return;
@@ -119,7 +129,8 @@ export class Hasher {
           }
         },
         onDigests: resolve,
-        onError: (error) => {
+        onError: (cause) => {
+          const error = new HashingError(`Hashing the upload failed: ${cause.message}`, { cause });
           reject(error);
           this.#failed = error;
           this.#waiting = null;

@@ -12,8 +12,19 @@ export async function insertUpload(db: Q, row: Insertable<UploadsTable>): Promis
 export const findUpload = (db: Q, id: string) =>
   db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
 
-export async function deleteUpload(db: Q, id: string): Promise<void> {
-  await db.deleteFrom('uploads').where('id', '=', id).execute();
+/** Deletes the upload unless a request (on any server) holds it; false if one does. */
+export async function deleteUnlessLeased(db: Q, id: string, now: string): Promise<boolean> {
+  const result = await db
+    .deleteFrom('uploads')
+    .where('id', '=', id)
+    .where((eb) => eb.or([eb('lease', 'is', null), eb('lease_until', '<', now)]))
+    .executeTakeFirst();
+  return Number(result.numDeletedRows) === 1;
+}
+
+/** Deletes the upload that the caller's lease holds. */
+export async function deleteLeased(db: Q, id: string, lease: string): Promise<void> {
+  await db.deleteFrom('uploads').where('id', '=', id).where('lease', '=', lease).execute();
 }
 
 /** Takes the upload for one request unless another holds an unexpired lease; false if it does. */
@@ -65,12 +76,12 @@ export async function pendingUploadKeys(db: Q): Promise<Set<string>> {
   return new Set(rows.map((r) => r.blob_key));
 }
 
-/** Bytes announced by a user's unfinished uploads to their images: reserved against their quota. */
-export async function pendingLengthOfOwner(db: Q, ownerId: number): Promise<number> {
+/** Bytes stored by a user's unfinished uploads to their images: counted against their quota. */
+export async function pendingBytesOfOwner(db: Q, ownerId: number): Promise<number> {
   const row = await db
     .selectFrom('uploads')
     .innerJoin('images', 'images.id', 'uploads.image_id')
-    .select((eb) => eb.fn.sum<number>('uploads.length').as('bytes'))
+    .select((eb) => eb.fn.sum<number>('uploads.upload_offset').as('bytes'))
     .where('images.owner_id', '=', ownerId)
     .where('uploads.version', 'is', null)
     .executeTakeFirst();

@@ -18,6 +18,8 @@ export function acceptBody(request: FastifyRequest, reply: FastifyReply): void {
 /** A signal that fires when the client goes away before its body has all arrived. */
 export function abortOnClose(request: FastifyRequest): AbortSignal {
   const aborted = new AbortController();
+  if (request.raw.destroyed && !request.raw.complete)
+    aborted.abort(new Error('the client closed the connection'));
   request.raw.once('close', () => {
     if (!request.raw.complete) aborted.abort(new Error('the client closed the connection'));
   });

@@ -8,7 +8,13 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
-import { type DigestAlgorithm, type Digests, Hasher, type HashingPool } from '../blobs/hashing.ts';
+import {
+  type DigestAlgorithm,
+  type Digests,
+  Hasher,
+  HashingError,
+  type HashingPool,
+} from '../blobs/hashing.ts';
 import {
   BlobNotFoundError,
   type BlobStore,
@@ -73,7 +79,7 @@ export function sizeLimit(max: number, tooLarge: () => RepomanError): Transform 
 
 /** What went wrong while a body streamed into the store, as the client should hear it. */
 export function streamFailure(error: unknown): unknown {
-  if (error instanceof RepomanError) return error;
+  if (error instanceof RepomanError || error instanceof HashingError) return error;
   if (error instanceof BlobStoreFullError)
     return new RepomanError('insufficient_storage', undefined, undefined, error);
   // The client went away or its stream broke: its fault, not the database's or ours.

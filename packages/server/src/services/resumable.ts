@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Transform, Writable } from 'node:stream';
+import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
@@ -19,11 +19,12 @@ import type { BlobStore, BlobUpload } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findImageById } from '../db/images-dal.ts';
 import {
-  deleteUpload,
+  deleteLeased,
+  deleteUnlessLeased,
   expiredUploads,
   findUpload,
   insertUpload,
-  pendingLengthOfOwner,
+  pendingBytesOfOwner,
   pendingUploadKeys,
   takeLease,
   type UploadRow,
@@ -58,22 +59,26 @@ export interface UploadState {
   imageId: number;
 }
 
-export interface AppendOptions {
+/** When a request arrived (a newer one takes an upload over from an older one), and whether it went away. */
+export interface RequestOrder {
+  arrival: bigint;
+  signal?: AbortSignal | undefined;
+}
+
+export interface AppendOptions extends RequestOrder {
   /** Where the client believes the upload stands (Upload-Offset). */
   offset: number;
   body: Readable;
   /** Content-Length of the body, when given. */
   declaredLength?: number | undefined;
   checksum?: ChunkChecksum | undefined;
-  /** The request went away. */
-  signal?: AbortSignal;
   /** Called once the request is accepted, just before its body is read (to answer Expect: 100-continue). */
   onAccepted?: () => void;
 }
 
 /** A lease outlives a request that stops sending by this much; it is renewed while bytes flow. */
-const LEASE_MS = 90_000;
-const LEASE_RENEW_MS = 30_000;
+const LEASE_MS = 30_000;
+const LEASE_RENEW_MS = 10_000;
 /** Hash states kept for uploads between their requests (each a few hundred bytes and a worker session). */
 const MAX_IDLE_HASHERS = 64;
 
@@ -88,6 +93,10 @@ const stateOf = (row: UploadRow): UploadState => ({
 });
 
 const later = (ms: number) => new Date(Date.now() + ms).toISOString();
+
+const gone = () => new RepomanError('upload_incomplete', 'The client went away');
+
+const passThrough = () => new PassThrough({ highWaterMark: 1024 * 1024 });
 
 const discard = () =>
   new Writable({
@@ -106,7 +115,7 @@ export function createResumableService(deps: {
   const { db, store, hashing, bytes, policy } = deps;
 
   /** Requests running here, per upload: a newer one stops the older (its client has given up on it). */
-  const running = new Map<string, { stop: AbortController; done: Promise<void> }>();
+  const running = new Map<string, { stop: AbortController; done: Promise<void>; arrival: bigint }>();
   /** Hash state of uploads received here, with the offset it covers. */
   const hashers = new Map<string, Hasher>();
 
@@ -117,6 +126,7 @@ export function createResumableService(deps: {
 
   function keepHasher(id: string, hasher: Hasher) {
     hashers.delete(id);
+    if (hasher.failed) return hasher.dispose();
     hashers.set(id, hasher);
     for (const [oldest] of hashers) {
       if (hashers.size <= MAX_IDLE_HASHERS) break;
@@ -124,15 +134,26 @@ export function createResumableService(deps: {
     }
   }
 
-  /** Runs `work` as the only request on this upload in this process, stopping any older one first. */
-  async function exclusively<T>(id: string, work: (stop: AbortSignal) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` as the only request on this upload in this process, stopping any older one first. A request
+   * that arrived before the one running (its client has moved on), or whose client is already gone, stops.
+   */
+  async function exclusively<T>(
+    id: string,
+    request: RequestOrder,
+    work: (stop: AbortSignal) => Promise<T>,
+  ): Promise<T> {
     for (let current = running.get(id); current; current = running.get(id)) {
+      if (request.signal?.aborted) throw gone();
+      if (current.arrival > request.arrival)
+        throw new RepomanError('upload_locked', `A newer request is writing to upload ${id}`);
       current.stop.abort(new Error('a newer request for this upload arrived'));
       await current.done;
     }
+    if (request.signal?.aborted) throw gone();
     const stop = new AbortController();
     let finished = () => {};
-    running.set(id, { stop, done: new Promise((resolve) => (finished = resolve)) });
+    running.set(id, { stop, done: new Promise((resolve) => (finished = resolve)), arrival: request.arrival });
     try {
       return await work(stop.signal);
     } finally {
@@ -150,19 +171,35 @@ export function createResumableService(deps: {
     return row;
   }
 
-  /** Deletes the upload and its bytes (best effort for the bytes: fsck finds what is left). */
-  async function remove(row: UploadRow): Promise<void> {
+  /**
+   * Deletes the upload and its bytes (best effort for the bytes: fsck finds what is left), under the caller's
+   * lease or when no request holds it; false if one does.
+   */
+  async function remove(row: UploadRow, lease?: string): Promise<boolean> {
+    if (lease) await deleteLeased(db, row.id, lease);
+    else if (!(await deleteUnlessLeased(db, row.id, nowIso()))) return false;
     setAsideHasher(row.id);
-    await deleteUpload(db, row.id);
     if (row.version === null) await (await store.resumeUpload(row.blob_key))?.abort().catch(() => {});
+    return true;
   }
 
-  /** A hasher covering exactly the `offset` bytes already stored: the one kept here, or a fresh one fed them. */
-  async function hasherAt(row: UploadRow, blob: BlobUpload, offset: number, expected: ExpectedDigests) {
+  /**
+   * A hasher covering exactly the `offset` bytes already stored: the one kept here, or (with `catchUp`) a
+   * fresh one fed the stored bytes. Without `catchUp`, null: the request is not hashed as it arrives, and the
+   * whole upload is hashed once when it is complete (cheaper than re-reading it for every request).
+   */
+  async function hasherAt(
+    row: UploadRow,
+    blob: BlobUpload,
+    offset: number,
+    expected: ExpectedDigests,
+    catchUp: boolean,
+  ): Promise<Hasher | null> {
     const kept = hashers.get(row.id);
     hashers.delete(row.id);
-    if (kept && kept.bytes === offset) return kept;
+    if (kept && !kept.failed && kept.bytes === offset) return kept;
     kept?.dispose();
+    if (offset > 0 && !catchUp) return null;
     const hasher = new Hasher(hashing, bytes.algorithmsFor(expected));
     if (offset > 0) {
       try {
@@ -193,8 +230,8 @@ export function createResumableService(deps: {
       expected: ExpectedDigests,
     ): Promise<UploadState> {
       const probe = await bytes.admitUpload(actor, ref, length);
-      // Unfinished uploads to the owner's images hold their space until they finish or expire.
-      await bytes.admitUpload(actor, ref, length, await pendingLengthOfOwner(db, probe.ownerId));
+      // What unfinished uploads to the owner's images have stored counts until they finish or expire.
+      await bytes.admitUpload(actor, ref, length, await pendingBytesOfOwner(db, probe.ownerId));
       const blob = await store.createUpload();
       const now = nowIso();
       const row: UploadRow = {
@@ -223,15 +260,15 @@ export function createResumableService(deps: {
     },
 
     /** Where the upload stands (stopping a request of ours still writing to it, so the offset is final). */
-    async status(actor: Actor, id: string): Promise<UploadState> {
+    async status(actor: Actor, id: string, order: RequestOrder): Promise<UploadState> {
       await ownUpload(actor, id);
-      return exclusively(id, async () => stateOf(await ownUpload(actor, id)));
+      return exclusively(id, order, async () => stateOf(await ownUpload(actor, id)));
     },
 
     /** Appends a request's body at `offset`; the upload is published as a new version once whole. */
     async append(actor: Actor, id: string, options: AppendOptions): Promise<UploadState> {
       await ownUpload(actor, id);
-      return exclusively(id, async (stop) => {
+      return exclusively(id, options, async (stop) => {
         const row = await ownUpload(actor, id);
         const offset = Number(row.upload_offset);
         const length = Number(row.length);
@@ -256,19 +293,29 @@ export function createResumableService(deps: {
         const lease = randomUUID();
         if (!(await takeLease(db, id, lease, nowIso(), later(LEASE_MS))))
           throw new RepomanError('upload_locked', `Another server is receiving upload ${id}`);
+        // The lease lives while bytes flow: a stalled request lets it lapse, so another server can take over,
+        // and a request that has lost its lease stops.
+        const lost = new AbortController();
+        let flowed = 0;
+        let renewed = 0;
         const renew = setInterval(() => {
-          updateLeased(db, id, lease, { lease_until: later(LEASE_MS) }, false).catch(() => {});
+          if (flowed === renewed) return;
+          renewed = flowed;
+          updateLeased(db, id, lease, { lease_until: later(LEASE_MS) }, false).then(
+            (held) => held || lost.abort(new Error('another server took the upload over')),
+            () => {},
+          );
         }, LEASE_RENEW_MS);
         renew.unref();
         let recorded = offset;
         try {
           const blob = await store.resumeUpload(row.blob_key);
-          if (!blob) {
-            await remove(row);
+          const stored = await blob?.size().catch(() => null);
+          if (!blob || stored === null || stored === undefined) {
+            await remove(row, lease);
             throw new RepomanError('upload_expired', `The bytes of upload ${id} are gone; start a new one`);
           }
           // The store may hold bytes a cut request wrote but never recorded (or, after a crash, fewer).
-          const stored = await blob.size();
           if (stored < offset) {
             recorded = stored;
             throw new RepomanError('upload_offset_mismatch', `Upload ${id} stands at ${stored} bytes`, {
@@ -278,25 +325,26 @@ export function createResumableService(deps: {
           if (stored > offset) await blob.truncate(offset);
 
           const expected = JSON.parse(row.expected) as ExpectedDigests;
-          const hasher = await hasherAt(row, blob, offset, expected);
+          let hasher = await hasherAt(row, blob, offset, expected, false);
           const chunkHash = options.checksum ? createHash(options.checksum.algorithm) : null;
-          const signal = AbortSignal.any([stop, ...(options.signal ? [options.signal] : [])]);
+          const signal = AbortSignal.any([stop, lost.signal, ...(options.signal ? [options.signal] : [])]);
           options.onAccepted?.();
-          const tap = hasher.tap();
+          const tap = hasher?.tap() ?? passThrough();
           const tooLong = () =>
             new RepomanError(
               'payload_too_large',
               `The upload is ${length} bytes long; this request goes past its end`,
             );
-          const checksumTap = new Transform({
+          const meter = new Transform({
             transform(chunk: Buffer, _encoding, callback) {
               chunkHash?.update(chunk);
+              flowed += chunk.length;
               callback(null, chunk);
             },
           });
           let failure: unknown = null;
           await Promise.all([
-            pipeline(options.body, sizeLimit(length - offset, tooLong), checksumTap, tap, { signal }),
+            pipeline(options.body, sizeLimit(length - offset, tooLong), meter, tap, { signal }),
             blob.write(tap, signal),
           ]).catch((error: unknown) => {
             failure = streamFailure(error);
@@ -306,7 +354,7 @@ export function createResumableService(deps: {
             options.checksum && (failure !== null || !chunkHash?.digest().equals(options.checksum.digest));
           if (checksumFailed) {
             // A body that is not what its checksum says, or that cannot be checked, is not kept.
-            hasher.dispose();
+            hasher?.dispose();
             await blob.truncate(offset);
             if (failure) throw failure;
             throw new RepomanError(
@@ -316,24 +364,20 @@ export function createResumableService(deps: {
           }
           // A cut request keeps what reached the store: the client resumes from there.
           recorded = await blob.size();
-          if (hasher.bytes === recorded) keepHasher(id, hasher);
-          else hasher.dispose(); // it saw bytes the store did not take: hash the stored ones again next time
+          if (hasher && hasher.bytes === recorded) keepHasher(id, hasher);
+          else hasher?.dispose(); // it saw bytes the store did not take: hash the stored ones again later
           if (failure) throw failure;
 
           if (recorded < length) return stateOf({ ...row, upload_offset: recorded });
-          const whole = await hasherAt(row, blob, recorded, expected);
-          hashers.delete(id);
+          hasher = await hasherAt(row, blob, recorded, expected, true);
+          if (!hasher) throw new Error('no hasher for a complete upload');
           let version: number;
           try {
-            version = (await bytes.publish(admitted, blob, whole, expected)).version;
+            version = (await bytes.publish(admitted, blob, hasher, expected)).version;
           } catch (error) {
-            whole.dispose();
-            // The upload can be finished again (an empty request at its end) only if its bytes are still there.
-            const retryable =
-              error instanceof RepomanError &&
-              error.code === 'database_unavailable' &&
-              (await store.resumeUpload(row.blob_key)) !== null;
-            if (!retryable) await remove(row).catch(() => {});
+            // Nothing was published. The upload goes, so that no client mistakes its full offset for success.
+            hasher.dispose();
+            await remove(row, lease).catch(() => {});
             throw error;
           }
           await updateLeased(db, id, lease, { version, upload_offset: length }, false);
@@ -352,16 +396,19 @@ export function createResumableService(deps: {
     },
 
     /** Deletes an upload and the bytes received (tus termination). A finished upload's version stays. */
-    async terminate(actor: Actor, id: string): Promise<void> {
+    async terminate(actor: Actor, id: string, order: RequestOrder): Promise<void> {
       await ownUpload(actor, id);
-      await exclusively(id, async () => remove(await ownUpload(actor, id)));
+      await exclusively(id, order, async () => {
+        if (!(await remove(await ownUpload(actor, id))))
+          throw new RepomanError('upload_locked', `Another server is receiving upload ${id}; try again`);
+      });
     },
 
-    /** Removes uploads past their expiry; returns how many. */
+    /** Removes uploads past their expiry that no request holds; returns how many. */
     async expire(): Promise<number> {
-      const rows = await expiredUploads(db, nowIso());
-      for (const row of rows) await remove(row);
-      return rows.length;
+      let removed = 0;
+      for (const row of await expiredUploads(db, nowIso())) if (await remove(row)) removed++;
+      return removed;
     },
 
     /** Blob keys of unfinished uploads: the stale-upload sweep must leave them alone. */

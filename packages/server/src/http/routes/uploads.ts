@@ -20,6 +20,13 @@ const OFFSET_STREAM = 'application/offset+octet-stream';
 const CHECKSUM_BYTES: Record<string, number> = { sha1: 20, md5: 16, sha256: 32, sha512: 64 };
 const DIGEST_HEX: Record<DigestAlgorithm, number> = { sha256: 64, md5: 32, sha512: 128 };
 
+/** When each request arrived (a newer request on an upload takes it over from an older one). */
+const arrivals = new WeakMap<FastifyRequest['raw'], bigint>();
+const orderOf = (request: FastifyRequest) => ({
+  arrival: arrivals.get(request.raw) ?? process.hrtime.bigint(),
+  signal: abortOnClose(request),
+});
+
 const header = (request: FastifyRequest, name: string) => {
   const value = request.headers[name];
   return typeof value === 'string' ? value : undefined;
@@ -108,6 +115,7 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
     tus.removeAllContentTypeParsers();
     tus.addContentTypeParser('*', (_request, _payload, done) => done(null));
     tus.addHook('onRequest', async (request, reply) => {
+      arrivals.set(request.raw, process.hrtime.bigint());
       reply.header('tus-resumable', TUS_VERSION);
       if (request.method !== 'OPTIONS' && header(request, 'tus-resumable') !== TUS_VERSION) {
         reply.header('tus-version', TUS_VERSION);
@@ -165,20 +173,31 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
         const withBody = hasBody(request);
         if (withBody) requireOffsetStream(request);
         const checksum = withBody ? chunkChecksum(request) : undefined;
+        const declaredLength = integerHeader(request, 'content-length');
+        if (declaredLength !== undefined && declaredLength > length)
+          throw new RepomanError('payload_too_large', `The body is longer than Upload-Length (${length})`);
 
         const created = await resumable.create(actor, { owner, name: image }, length, rawMetadata, expected);
         // Relative: the client resolves it against the URL it used, whatever proxy or balancer is in between.
         reply.header('location', `/api/uploads/${created.id}`);
         let state = created;
         if (withBody || length === 0) {
-          state = await resumable.append(actor, created.id, {
-            offset: 0,
-            body: request.raw,
-            declaredLength: integerHeader(request, 'content-length'),
-            checksum,
-            signal: abortOnClose(request),
-            onAccepted: () => acceptBody(request, reply),
-          });
+          try {
+            state = await resumable.append(actor, created.id, {
+              offset: 0,
+              body: request.raw,
+              declaredLength,
+              checksum,
+              ...orderOf(request),
+              onAccepted: () => acceptBody(request, reply),
+            });
+          } catch (error) {
+            // The client learns no Location from a failed creation: it would never come back for this one.
+            await resumable
+              .terminate(actor, created.id, { arrival: process.hrtime.bigint() })
+              .catch(() => {});
+            throw error;
+          }
         }
         progressHeaders(reply, state);
         if (state.version !== null) reply.header('content-location', imageUrl(urls(request), owner, image));
@@ -191,7 +210,7 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
       url: '/api/uploads/:id',
       schema: { summary: 'Where the upload stands (Upload-Offset, Upload-Length)', tags, params: id },
       handler: async (request, reply) => {
-        const state = await resumable.status(requireActor(request), request.params.id);
+        const state = await resumable.status(requireActor(request), request.params.id, orderOf(request));
         progressHeaders(reply, state);
         reply.header('upload-length', String(state.length));
         if (state.metadata) reply.header('upload-metadata', state.metadata);
@@ -222,7 +241,7 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
           body: request.raw,
           declaredLength,
           checksum,
-          signal: abortOnClose(request),
+          ...orderOf(request),
           onAccepted: () => acceptBody(request, reply),
         });
         progressHeaders(reply, state);
@@ -234,7 +253,7 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
       '/api/uploads/:id',
       { schema: { summary: 'Abandon the upload and delete its bytes (tus termination)', tags, params: id } },
       async (request, reply) => {
-        await resumable.terminate(requireActor(request), request.params.id);
+        await resumable.terminate(requireActor(request), request.params.id, orderOf(request));
         return reply.code(204).send();
       },
     );
