@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { PERMISSIONS } from '@repoman/core';
 import { clientFor, expectError, request } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
-import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
+import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
 
 export function apiSuite(engine: Engine) {
   describe(`API on ${engine}`, () => {
@@ -18,14 +18,7 @@ export function apiSuite(engine: Engine) {
 
     before(async () => {
       pki = await makeTestPki();
-      server = await startTestServer({
-        engine,
-        caPems: [pki.ca.certPem],
-        crlPems: [pki.crlPem],
-        hostCertPem: pki.host.certPem,
-        hostKeyPem: pki.host.keyPem,
-        admins: [{ name: 'admin', dn: pki.dn('admin') }],
-      });
+      server = await startServerFor(pki, engine, {}, true);
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
       anonymous = clientFor(server.httpsUrl, pki.ca.certPem, null);
     });

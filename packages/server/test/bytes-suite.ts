@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { clientFor, expectError } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
-import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
+import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
 
 const run = promisify(execFile);
 const MAX = 8 * 1024 * 1024;
@@ -48,13 +48,9 @@ export function bytesSuite(engine: Engine) {
 
     before(async () => {
       pki = await makeTestPki();
-      server = await startTestServer({
-        engine,
-        caPems: [pki.ca.certPem],
-        hostCertPem: pki.host.certPem,
-        hostKeyPem: pki.host.keyPem,
-        admins: [{ name: 'admin', dn: pki.dn('admin') }],
-        env: { REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(MAX), REPOMAN_UPLOADS_KEEP_VERSIONS: '2' },
+      server = await startServerFor(pki, engine, {
+        REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(MAX),
+        REPOMAN_UPLOADS_KEEP_VERSIONS: '2',
       });
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
       files = join(server.dir, 'client');

@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { DefaultHttpStack, Upload } from 'tus-js-client';
 import { clientFor, expectError, request } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
-import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
+import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
 
 const TUS = { 'tus-resumable': '1.0.0' };
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -152,13 +152,8 @@ export function uploadsSuite(engine: Engine) {
 
     before(async () => {
       pki = await makeTestPki();
-      server = await startTestServer({
-        engine,
-        caPems: [pki.ca.certPem],
-        hostCertPem: pki.host.certPem,
-        hostKeyPem: pki.host.keyPem,
-        admins: [{ name: 'admin', dn: pki.dn('admin') }],
-        env: { REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(16 * 1024 * 1024) },
+      server = await startServerFor(pki, engine, {
+        REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(16 * 1024 * 1024),
       });
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
       files = join(server.dir, 'client');
@@ -465,14 +460,7 @@ export function expirySuite(engine: Engine) {
     let server: TestServer;
     before(async () => {
       pki = await makeTestPki();
-      server = await startTestServer({
-        engine,
-        caPems: [pki.ca.certPem],
-        hostCertPem: pki.host.certPem,
-        hostKeyPem: pki.host.keyPem,
-        admins: [{ name: 'admin', dn: pki.dn('admin') }],
-        env: { REPOMAN_UPLOADS_RESUMABLE_EXPIRY_SECONDS: '1' },
-      });
+      server = await startServerFor(pki, engine, { REPOMAN_UPLOADS_RESUMABLE_EXPIRY_SECONDS: '1' });
     });
     after(async () => server?.stop());
 

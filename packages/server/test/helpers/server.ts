@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
+import type { TestPki } from './pki.ts';
 import { dropSchema, PG_URL, requirePostgres } from './postgres.ts';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -70,4 +71,22 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A test server for a test PKI: trusting its CA, with its host certificate, and its `admin` as the admin. */
+export function startServerFor(
+  pki: TestPki,
+  engine: Engine,
+  env: Record<string, string> = {},
+  crl = false,
+): Promise<TestServer> {
+  return startTestServer({
+    engine,
+    caPems: [pki.ca.certPem],
+    ...(crl ? { crlPems: [pki.crlPem] } : {}),
+    hostCertPem: pki.host.certPem,
+    hostKeyPem: pki.host.keyPem,
+    admins: [{ name: 'admin', dn: pki.dn('admin') }],
+    env,
+  });
 }
