@@ -400,7 +400,44 @@ export function uploadsSuite(engine: Engine) {
 
     it('lets a newer request take over an upload whose older request is still hanging', async () => {
       const path = await create('bob', 'gone.img', 4000);
-      // Send half a body and then stall, as a client whose network went away without a reset would.
+      // Half a body and then nothing, as from a client whose network went away without a reset.
+      const socket = await stalledPatch(path, image.subarray(0, 1500), 4000);
+      // HEAD stops the stalled request and reports what it stored.
+      const offset = Number((await head('bob', path)).headers['upload-offset']);
+      assert.equal(offset, 1500);
+      socket.destroy();
+      const rest = await patch('bob', path, 1500, image.subarray(1500, 4000));
+      assert.equal(rest.status, 204, rest.text);
+      assert.equal((await current('gone.img')).digests.sha256, sha256(image.subarray(0, 4000)));
+    });
+
+    // Several servers share one repository on PostgreSQL.
+    if (engine === 'postgres')
+      it('lets a request on a second server take an upload over from a stalled one on the first', async () => {
+        const other = await startServerFor(pki, engine, {}, false, server);
+        try {
+          await as('bob').post('/api/images', { name: 'two.img' });
+          const path = await create('bob', 'two.img', 4000);
+          const stalled = await stalledPatch(path, image.subarray(0, 1500), 4000);
+          // Server two asks server one to let go, and reports the bytes server one stored meanwhile.
+          const onOther = clientFor(other.httpsUrl, pki.ca.certPem, pki.credential('bob'));
+          const status = await onOther.request('HEAD', path, { headers: TUS });
+          assert.equal(status.status, 200);
+          assert.equal(status.headers['upload-offset'], '1500');
+          stalled.destroy();
+          const rest = await onOther.request('PATCH', path, {
+            body: image.subarray(1500, 4000),
+            headers: { ...TUS, 'content-type': 'application/offset+octet-stream', 'upload-offset': '1500' },
+          });
+          assert.equal(rest.status, 204, rest.text);
+          assert.equal((await current('two.img')).digests.sha256, sha256(image.subarray(0, 4000)));
+        } finally {
+          await other.stop();
+        }
+      });
+
+    /** Starts a PATCH of `length` bytes, sends `part`, waits until the server has stored it, and stalls. */
+    async function stalledPatch(path: string, part: Buffer, length: number) {
       const socket = tls.connect({
         host: '127.0.0.1',
         port: server.httpsPort,
@@ -411,25 +448,19 @@ export function uploadsSuite(engine: Engine) {
       await new Promise((resolve) => socket.once('secureConnect', resolve));
       socket.on('error', () => {});
       socket.write(
-        `PATCH ${path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: 4000\r\n\r\n`,
+        `PATCH ${path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: ${length}\r\n\r\n`,
       );
-      socket.write(image.subarray(0, 1500));
-      // Once the server has stored those bytes, HEAD stops the stalled request and reports them.
+      socket.write(part);
       const uploads = join(server.dir, 'data', 'blobs', 'uploads');
       for (let i = 0; i < 250; i++) {
         const sizes = await Promise.all(
-          (await partFiles()).map(async (name) => (await stat(join(uploads, name))).size),
+          (await partFiles()).map(async (name) => (await stat(join(uploads, name)).catch(() => null))?.size),
         );
-        if (sizes.includes(1500)) break;
+        if (sizes.includes(part.length)) break;
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      const offset = Number((await head('bob', path)).headers['upload-offset']);
-      assert.equal(offset, 1500);
-      socket.destroy();
-      const rest = await patch('bob', path, 1500, image.subarray(1500, 4000));
-      assert.equal(rest.status, 204, rest.text);
-      assert.equal((await current('gone.img')).digests.sha256, sha256(image.subarray(0, 4000)));
-    });
+      return socket;
+    }
 
     /** A PATCH by hand over TLS with Expect: 100-continue: what the server answered, and whether it asked for the body. */
     async function rawPatch(path: string, offset: number, length: number) {

@@ -149,6 +149,7 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addColumn('version', 'integer')
           .addColumn('lease', 'text')
           .addColumn('lease_until', time)
+          .addColumn('takeover', time)
           .addColumn('created', time, (c) => c.notNull())
           .addColumn('modified', time, (c) => c.notNull())
           .addColumn('expires', time, (c) => c.notNull())

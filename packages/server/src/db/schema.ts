@@ -99,6 +99,8 @@ export interface UploadsTable {
   /** Which request holds the upload, and until when (servers sharing a database do not write it twice). */
   lease: string | null;
   lease_until: string | null;
+  /** When a request on another server asked the holder to let go (its client has moved on). */
+  takeover: string | null;
   created: string;
   modified: string;
   expires: string;

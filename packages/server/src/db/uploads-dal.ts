@@ -37,9 +37,34 @@ export async function takeLease(
 ): Promise<boolean> {
   const result = await db
     .updateTable('uploads')
-    .set({ lease, lease_until: until })
+    .set({ lease, lease_until: until, takeover: null })
     .where('id', '=', id)
     .where((eb) => eb.or([eb('lease', 'is', null), eb('lease_until', '<', now), eb('lease', '=', lease)]))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Asks the request holding the upload (on another server) to let it go. */
+export async function requestTakeover(db: Q, id: string, now: string): Promise<void> {
+  await db
+    .updateTable('uploads')
+    .set({ takeover: now })
+    .where('id', '=', id)
+    .where('lease', 'is not', null)
+    .execute();
+}
+
+/**
+ * Keeps the lease (until `until`, or as it is when null) unless another request has asked for the upload;
+ * false if it has, or the lease is gone.
+ */
+export async function renewLease(db: Q, id: string, lease: string, until: string | null): Promise<boolean> {
+  const result = await db
+    .updateTable('uploads')
+    .set((eb) => ({ lease_until: until ?? eb.ref('lease_until') }))
+    .where('id', '=', id)
+    .where('lease', '=', lease)
+    .where('takeover', 'is', null)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
@@ -54,7 +79,7 @@ export async function updateLeased(
 ): Promise<boolean> {
   const result = await db
     .updateTable('uploads')
-    .set({ ...patch, ...(release ? { lease: null, lease_until: null } : {}) })
+    .set({ ...patch, ...(release ? { lease: null, lease_until: null, takeover: null } : {}) })
     .where('id', '=', id)
     .where('lease', '=', lease)
     .executeTakeFirst();

@@ -26,6 +26,8 @@ import {
   insertUpload,
   pendingBytesOfOwner,
   pendingUploadKeys,
+  renewLease,
+  requestTakeover,
   takeLease,
   type UploadRow,
   updateLeased,
@@ -78,7 +80,10 @@ export interface AppendOptions extends RequestOrder {
 
 /** A lease outlives a request that stops sending by this much; it is renewed while bytes flow. */
 const LEASE_MS = 30_000;
-const LEASE_RENEW_MS = 10_000;
+/** How often a request holding an upload renews its lease and looks whether another server asked for it. */
+const LEASE_CHECK_MS = 1000;
+/** How long a request waits for another server's request to let an upload go. */
+const TAKEOVER_WAIT_MS = 15_000;
 /** Hash states kept for uploads between their requests (each a few hundred bytes and a worker session). */
 const MAX_IDLE_HASHERS = 64;
 
@@ -172,6 +177,28 @@ export function createResumableService(deps: {
   }
 
   /**
+   * Takes the upload's lease for this request. If a request on another server holds it, asks that one to let
+   * go (its client has moved on: this request is the one it sends now) and waits for it.
+   */
+  async function acquire(id: string, signal?: AbortSignal): Promise<string> {
+    const lease = randomUUID();
+    const deadline = Date.now() + TAKEOVER_WAIT_MS;
+    for (let asked = false; ; asked = true) {
+      if (await takeLease(db, id, lease, nowIso(), later(LEASE_MS))) return lease;
+      if (!(await findUpload(db, id))) throw new RepomanError('upload_not_found', `No upload ${id}`);
+      if (!asked) await requestTakeover(db, id, nowIso());
+      if (Date.now() > deadline)
+        throw new RepomanError('upload_locked', `Another server is receiving upload ${id}`);
+      if (signal?.aborted) throw gone();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Lets the upload go, recording what the request did. */
+  const release = (id: string, lease: string, patch: Parameters<typeof updateLeased>[3] = {}) =>
+    updateLeased(db, id, lease, patch, true).catch(() => false); // the upload may be gone (finished, failed, deleted)
+
+  /**
    * Deletes the upload and its bytes (best effort for the bytes: fsck finds what is left), under the caller's
    * lease or when no request holds it; false if one does.
    */
@@ -246,6 +273,7 @@ export function createResumableService(deps: {
         version: null,
         lease: null,
         lease_until: null,
+        takeover: null,
         created: now,
         modified: now,
         expires: later(policy.expiryMs),
@@ -262,53 +290,60 @@ export function createResumableService(deps: {
     /** Where the upload stands (stopping a request of ours still writing to it, so the offset is final). */
     async status(actor: Actor, id: string, order: RequestOrder): Promise<UploadState> {
       await ownUpload(actor, id);
-      return exclusively(id, order, async () => stateOf(await ownUpload(actor, id)));
+      return exclusively(id, order, async () => {
+        const lease = await acquire(id, order.signal);
+        try {
+          return stateOf(await ownUpload(actor, id));
+        } finally {
+          await release(id, lease);
+        }
+      });
     },
 
     /** Appends a request's body at `offset`; the upload is published as a new version once whole. */
     async append(actor: Actor, id: string, options: AppendOptions): Promise<UploadState> {
       await ownUpload(actor, id);
       return exclusively(id, options, async (stop) => {
-        const row = await ownUpload(actor, id);
-        const offset = Number(row.upload_offset);
-        const length = Number(row.length);
-        if (row.version !== null) {
-          if (options.offset === length) return stateOf(row); // finished already: a retried last request
-          throw new RepomanError('upload_offset_mismatch', `Upload ${id} is finished`);
-        }
-        if (options.offset !== offset) {
-          throw new RepomanError(
-            'upload_offset_mismatch',
-            `Upload ${id} stands at ${offset} bytes, not ${options.offset}`,
-            { offset },
-          );
-        }
-        if (options.declaredLength !== undefined && offset + options.declaredLength > length) {
-          throw new RepomanError(
-            'payload_too_large',
-            `The upload is ${length} bytes long; ${options.declaredLength} bytes at ${offset} go past its end`,
-          );
-        }
-        const admitted = await admit(actor, row);
-        const lease = randomUUID();
-        if (!(await takeLease(db, id, lease, nowIso(), later(LEASE_MS))))
-          throw new RepomanError('upload_locked', `Another server is receiving upload ${id}`);
-        // The lease lives while bytes flow: a stalled request lets it lapse, so another server can take over,
-        // and a request that has lost its lease stops.
+        const lease = await acquire(id, options.signal);
+        // The lease lives while bytes flow: a stalled request lets it lapse. A request that another server
+        // asks to let go, or that has lost its lease, stops.
         const lost = new AbortController();
         let flowed = 0;
         let renewed = 0;
         const renew = setInterval(() => {
-          if (flowed === renewed) return;
+          const until = flowed === renewed ? null : later(LEASE_MS);
           renewed = flowed;
-          updateLeased(db, id, lease, { lease_until: later(LEASE_MS) }, false).then(
-            (held) => held || lost.abort(new Error('another server took the upload over')),
+          renewLease(db, id, lease, until).then(
+            (held) => held || lost.abort(new Error('another request took the upload over')),
             () => {},
           );
-        }, LEASE_RENEW_MS);
+        }, LEASE_CHECK_MS);
         renew.unref();
-        let recorded = offset;
+        /** The offset to record when the lease is let go; unset while nothing was written. */
+        let recorded: number | undefined;
         try {
+          // Read under the lease: a request another server was running has recorded its bytes by now.
+          const row = await ownUpload(actor, id);
+          const offset = Number(row.upload_offset);
+          const length = Number(row.length);
+          if (row.version !== null) {
+            if (options.offset === length) return stateOf(row); // finished already: a retried last request
+            throw new RepomanError('upload_offset_mismatch', `Upload ${id} is finished`);
+          }
+          if (options.offset !== offset) {
+            throw new RepomanError(
+              'upload_offset_mismatch',
+              `Upload ${id} stands at ${offset} bytes, not ${options.offset}`,
+              { offset },
+            );
+          }
+          if (options.declaredLength !== undefined && offset + options.declaredLength > length) {
+            throw new RepomanError(
+              'payload_too_large',
+              `The upload is ${length} bytes long; ${options.declaredLength} bytes at ${offset} go past its end`,
+            );
+          }
+          const admitted = await admit(actor, row);
           const blob = await store.resumeUpload(row.blob_key);
           const stored = await blob?.size().catch(() => null);
           if (!blob || stored === null || stored === undefined) {
@@ -368,7 +403,8 @@ export function createResumableService(deps: {
           else hasher?.dispose(); // it saw bytes the store did not take: hash the stored ones again later
           if (failure) throw failure;
 
-          if (recorded < length) return stateOf({ ...row, upload_offset: recorded });
+          if (recorded < length)
+            return stateOf({ ...row, upload_offset: recorded, expires: later(policy.expiryMs) });
           hasher = await hasherAt(row, blob, recorded, expected, true);
           if (!hasher) throw new Error('no hasher for a complete upload');
           let version: number;
@@ -384,13 +420,13 @@ export function createResumableService(deps: {
           return stateOf({ ...row, upload_offset: length, version });
         } finally {
           clearInterval(renew);
-          await updateLeased(
-            db,
+          await release(
             id,
             lease,
-            { upload_offset: recorded, modified: nowIso(), expires: later(policy.expiryMs) },
-            true,
-          ).catch(() => {}); // the upload may be gone (finished and failed, or deleted)
+            recorded === undefined
+              ? {}
+              : { upload_offset: recorded, modified: nowIso(), expires: later(policy.expiryMs) },
+          );
         }
       });
     },
@@ -399,8 +435,12 @@ export function createResumableService(deps: {
     async terminate(actor: Actor, id: string, order: RequestOrder): Promise<void> {
       await ownUpload(actor, id);
       await exclusively(id, order, async () => {
-        if (!(await remove(await ownUpload(actor, id))))
-          throw new RepomanError('upload_locked', `Another server is receiving upload ${id}; try again`);
+        const lease = await acquire(id, order.signal);
+        try {
+          await remove(await ownUpload(actor, id), lease);
+        } finally {
+          await release(id, lease);
+        }
       });
     },
 

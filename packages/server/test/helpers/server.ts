@@ -15,6 +15,8 @@ export type Engine = 'sqlite' | 'postgres';
 export interface TestServer extends RunningServer {
   dir: string;
   engine: Engine;
+  /** The PostgreSQL schema, if any. */
+  schema: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -27,6 +29,8 @@ export interface TestServerOptions {
   hostKeyPem: string;
   admins: { name: string; dn: string }[];
   env?: Record<string, string>;
+  /** Another test server whose database and blob directory this one shares (several servers, one repository). */
+  sharing?: TestServer;
 }
 
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
@@ -39,13 +43,13 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
   await writeFile(join(dir, 'hostcert.pem'), options.hostCertPem);
   await writeFile(join(dir, 'hostkey.pem'), options.hostKeyPem, { mode: 0o600 });
 
-  let schema: string | undefined;
-  if (options.engine === 'postgres') {
+  let schema: string | undefined = options.sharing?.schema;
+  if (options.engine === 'postgres' && !schema) {
     await requirePostgres();
     schema = `repoman_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   }
   const env: Record<string, string> = {
-    REPOMAN_DATA_DIR: join(dir, 'data'),
+    REPOMAN_DATA_DIR: join(options.sharing?.dir ?? dir, 'data'),
     REPOMAN_HTTPS_LISTEN: '127.0.0.1',
     REPOMAN_HTTPS_PORT: '0',
     REPOMAN_HTTP_LISTEN: '127.0.0.1',
@@ -65,9 +69,10 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     ...running,
     dir,
     engine: options.engine,
+    schema,
     async stop() {
       await running.close();
-      if (schema) await dropSchema(schema);
+      if (schema && !options.sharing) await dropSchema(schema);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -79,8 +84,10 @@ export function startServerFor(
   engine: Engine,
   env: Record<string, string> = {},
   crl = false,
+  sharing?: TestServer,
 ): Promise<TestServer> {
   return startTestServer({
+    ...(sharing ? { sharing } : {}),
     engine,
     caPems: [pki.ca.certPem],
     ...(crl ? { crlPems: [pki.crlPem] } : {}),
