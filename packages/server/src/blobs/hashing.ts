@@ -1,7 +1,7 @@
 /**
  * Digests of an upload, computed in the same pass as it streams to the store: SHA-256 (the ETag and the
  * version's identity) on the main thread, MD5 and SHA-512 in one shared worker thread so they do not cap the
- * rate. Each upload may run a few MiB ahead of the worker; past that it waits, so memory stays bounded.
+ * rate. All uploads together may run 8 MiB ahead of the worker; past that they wait, so memory stays bounded.
  */
 import { createHash } from 'node:crypto';
 import { extname } from 'node:path';
@@ -13,7 +13,10 @@ export type Digests = Partial<Record<DigestAlgorithm, string>> & { sha256: strin
 
 /** Bytes go to the worker in batches this large (TLS hands us 16 KiB records; a message each would cost more than the hashing). */
 const BATCH = 1024 * 1024;
-/** How far one upload may run ahead of the worker. */
+/**
+ * How far all uploads together may run ahead of the worker (bytes sent, not yet hashed). One budget for the
+ * server, not one per upload: the worker is one thread, and memory must not grow with the number of uploads.
+ */
 const MAX_BACKLOG = 8 * BATCH;
 
 type Reply =
@@ -21,7 +24,8 @@ type Reply =
   | { id: number; type: 'digests'; digests: Record<string, string> };
 
 interface Session {
-  onAck(bytes: number, buffer: ArrayBuffer): void;
+  /** A batch was hashed; its buffer is handed back for reuse. */
+  onAck(buffer: ArrayBuffer): void;
   onDigests(digests: Record<string, string>): void;
   onError(error: Error): void;
 }
@@ -31,6 +35,23 @@ export class HashingPool {
   #worker: Worker | null = null;
   #sessions = new Map<number, Session>();
   #nextId = 1;
+  /** Bytes sent to the worker and not yet acknowledged, and the uploads waiting for that to shrink. */
+  #backlog = 0;
+  #waiting: (() => void)[] = [];
+
+  /** Calls `proceed` now, or once the worker has caught up if every upload together is too far ahead. */
+  whenRoom(proceed: () => void): void {
+    if (this.#backlog > MAX_BACKLOG) this.#waiting.push(proceed);
+    else proceed();
+  }
+
+  #drained(bytes: number) {
+    this.#backlog = Math.max(0, this.#backlog - bytes);
+    if (this.#backlog > MAX_BACKLOG / 2) return;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const proceed of waiting) proceed();
+  }
 
   #ensure(): Worker {
     if (this.#worker) return this.#worker;
@@ -42,8 +63,10 @@ export class HashingPool {
     worker.unref(); // an idle worker must not keep the process alive
     worker.on('message', (reply: Reply) => {
       const session = this.#sessions.get(reply.id);
-      if (reply.type === 'ack') session?.onAck(reply.bytes, reply.buffer);
-      else {
+      if (reply.type === 'ack') {
+        session?.onAck(reply.buffer);
+        this.#drained(reply.bytes);
+      } else {
         this.#sessions.delete(reply.id);
         session?.onDigests(reply.digests);
       }
@@ -53,6 +76,7 @@ export class HashingPool {
       const sessions = [...this.#sessions.values()];
       this.#sessions.clear();
       for (const session of sessions) session.onError(error);
+      this.#drained(Number.POSITIVE_INFINITY); // nothing in flight any more: let waiting uploads fail
     };
     worker.on('error', fail);
     worker.on('exit', (code) => {
@@ -68,8 +92,10 @@ export class HashingPool {
     this.#sessions.set(id, session);
     worker.postMessage({ id, type: 'start', algorithms });
     return {
-      data: (chunk: Uint8Array) =>
-        worker.postMessage({ id, type: 'data', chunk }, [chunk.buffer as ArrayBuffer]),
+      data: (chunk: Uint8Array) => {
+        this.#backlog += chunk.byteLength;
+        worker.postMessage({ id, type: 'data', chunk }, [chunk.buffer as ArrayBuffer]);
+      },
       end: () => worker.postMessage({ id, type: 'end' }),
       drop: () => {
         this.#sessions.delete(id);
@@ -96,9 +122,8 @@ export class HashingError extends Error {
  */
 export class Hasher {
   #sha256 = createHash('sha256');
+  #pool: HashingPool;
   #channel: ReturnType<HashingPool['open']> | null = null;
-  #backlog = 0;
-  #waiting: (() => void) | null = null;
   #digests: Promise<Record<string, string>> = Promise.resolve({});
   #current: Transform | null = null;
   #failed: Error | null = null;
@@ -115,25 +140,19 @@ export class Hasher {
   }
 
   constructor(pool: HashingPool, algorithms: DigestAlgorithm[]) {
+    this.#pool = pool;
     const offThread = algorithms.filter((a) => a !== 'sha256');
     if (offThread.length === 0) return;
     this.#digests = new Promise((resolve, reject) => {
       this.#channel = pool.open(offThread, {
-        onAck: (bytes, buffer) => {
-          this.#backlog -= bytes;
+        onAck: (buffer) => {
           if (buffer.byteLength === BATCH && this.#spare.length < 2) this.#spare.push(buffer);
-          if (this.#backlog <= MAX_BACKLOG / 2 && this.#waiting) {
-            const resume = this.#waiting;
-            this.#waiting = null;
-            resume();
-          }
         },
         onDigests: resolve,
         onError: (cause) => {
           const error = new HashingError(`Hashing the upload failed: ${cause.message}`, { cause });
           reject(error);
           this.#failed = error;
-          this.#waiting = null;
           this.#current?.destroy(error); // fail the upload now rather than stall it until the idle timeout
         },
       });
@@ -156,13 +175,12 @@ export class Hasher {
         if (this.#filled === BATCH) this.#flush();
       }
     }
-    if (this.#backlog > MAX_BACKLOG) this.#waiting = done;
+    if (this.#channel) this.#pool.whenRoom(done);
     else done();
   }
 
   #flush() {
     if (!this.#batch || this.#filled === 0) return;
-    this.#backlog += this.#filled;
     this.#channel?.data(new Uint8Array(this.#batch.buffer, 0, this.#filled));
     this.#batch = null;
     this.#filled = 0;
@@ -171,7 +189,7 @@ export class Hasher {
   /** A pass-through stream that hashes what flows through it (one at a time). */
   tap(): Transform {
     const tap = new Transform({
-      highWaterMark: 1024 * 1024,
+      highWaterMark: 64 * 1024, // chunks wait here only while the store is busy
       transform: (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) => {
         try {
           tap.push(chunk);

@@ -101,7 +101,7 @@ const later = (ms: number) => new Date(Date.now() + ms).toISOString();
 
 const gone = () => new RepomanError('upload_incomplete', 'The client went away');
 
-const passThrough = () => new PassThrough({ highWaterMark: 1024 * 1024 });
+const passThrough = () => new PassThrough({ highWaterMark: 64 * 1024 });
 
 const discard = () =>
   new Writable({
