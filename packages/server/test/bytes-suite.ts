@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
@@ -247,6 +248,40 @@ export function bytesSuite(engine: Engine) {
       assert.equal(hidden.status, 404);
       const other = await curl(null, [`${server.httpUrl}/api/images`]);
       assert.equal(other.status, 403);
+    });
+
+    it('survives clients that drop downloads halfway, and serves the next one whole', async () => {
+      await as('bob').patch('/api/images/vm.img', { unauthenticated_access: true });
+      try {
+        const url = `${server.httpUrl}/api/images/raw/bob/vm.img`;
+        const dropped = await Promise.all(
+          Array.from(
+            { length: 20 },
+            () =>
+              new Promise<number>((resolve, reject) => {
+                const request = http.get(url, (response) => {
+                  let seen = 0;
+                  response.on('data', (chunk: Buffer) => {
+                    seen += chunk.length;
+                    if (seen > 64 * 1024) request.destroy(); // gone after the first bytes, reset mid-stream
+                  });
+                  response.on('close', () => resolve(seen));
+                });
+                request.on('error', () => {});
+                request.on('close', () => resolve(-1));
+                setTimeout(() => reject(new Error('a dropped download never ended')), 10_000).unref();
+              }),
+          ),
+        );
+        assert.ok(dropped.every((seen) => seen < image.length));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        // The server is still here (an unhandled rejection would have ended this process) and serves it whole.
+        const whole = await curl(null, ['-o', join(files, 'after.bin'), url]);
+        assert.equal(whole.status, 200);
+        assert.equal(sha256(await readFile(join(files, 'after.bin'))), sha256(image));
+      } finally {
+        await as('bob').patch('/api/images/vm.img', { unauthenticated_access: false });
+      }
     });
 
     it('lets qemu-img read a public qcow2 image straight from its HTTP URL', async () => {

@@ -114,7 +114,8 @@ class CoalescingFileSink extends Writable {
       at += copied;
       if (this.#filled === IO_CHUNK) await this.#flush();
     }
-    if (this.#filled > 0 && !this.#idle) {
+    if (this.#idle) this.#idle.refresh();
+    else if (this.#filled > 0) {
       this.#idle = setTimeout(() => {
         this.#idle = null;
         this.#flush().catch((error: Error) => this.destroy(error));
@@ -177,6 +178,7 @@ async function copyThroughTwoBuffers(handle: FileHandle, start: number, end: num
     if (bytesRead === 0) throw new Error('the blob is shorter than expected');
     await inFlight; // the other buffer's write: once done, that buffer is free for the next read
     inFlight = written(destination, buffer.subarray(0, bytesRead));
+    inFlight.catch(() => {}); // awaited on the next turn; a client gone meanwhile is not an unhandled rejection
     position += bytesRead;
   }
   await inFlight;

@@ -131,6 +131,8 @@ export class Hasher {
   #batch: Buffer | null = null;
   #filled = 0;
   #spare: ArrayBuffer[] = [];
+  /** Between requests of a resumable upload: buffers the worker hands back are let go. */
+  #resting = false;
   /** Bytes hashed so far. */
   bytes = 0;
 
@@ -146,7 +148,8 @@ export class Hasher {
     this.#digests = new Promise((resolve, reject) => {
       this.#channel = pool.open(offThread, {
         onAck: (buffer) => {
-          if (buffer.byteLength === BATCH && this.#spare.length < 2) this.#spare.push(buffer);
+          if (buffer.byteLength === BATCH && this.#spare.length < 2 && !this.#resting)
+            this.#spare.push(buffer);
         },
         onDigests: resolve,
         onError: (cause) => {
@@ -163,6 +166,7 @@ export class Hasher {
   /** Hashes a chunk; `done` is called once the worker's backlog allows the next one. */
   update(chunk: Buffer, done: () => void): void {
     if (this.#failed) throw this.#failed;
+    this.#resting = false;
     this.bytes += chunk.length;
     this.#sha256.update(chunk);
     if (this.#channel) {
@@ -209,6 +213,13 @@ export class Hasher {
     this.#flush();
     this.#channel?.end();
     return { ...(await this.#digests), sha256 };
+  }
+
+  /** Sends what is batched and lets spare buffers go: the hasher waits, small, for its upload's next request. */
+  idle(): void {
+    this.#flush();
+    this.#spare = [];
+    this.#resting = true;
   }
 
   /** Stops hashing without waiting for digests (the upload failed or was set aside). */

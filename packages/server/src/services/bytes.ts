@@ -231,12 +231,13 @@ export function createBytesService(deps: {
             `The image is larger than the limit of ${policy.maxImageSize} bytes`,
           );
         // body -> size limit -> hashing tap -> blob, all in one pass with backpressure
-        await Promise.all([
+        // Both sides settle (the store has written or dropped every byte) before anything else happens.
+        const outcomes = await Promise.allSettled([
           pipeline(body, sizeLimit(policy.maxImageSize, tooLarge), tap, signal ? { signal } : {}),
           upload.write(tap, signal),
-        ]).catch((error: unknown) => {
-          throw streamFailure(error);
-        });
+        ]);
+        const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
+        if (rejected) throw streamFailure(rejected.reason);
         if (admitted.declaredLength !== undefined && hasher.bytes !== admitted.declaredLength) {
           throw new RepomanError(
             'length_mismatch',

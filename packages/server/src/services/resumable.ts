@@ -132,6 +132,7 @@ export function createResumableService(deps: {
   function keepHasher(id: string, hasher: Hasher) {
     hashers.delete(id);
     if (hasher.failed) return hasher.dispose();
+    hasher.idle();
     hashers.set(id, hasher);
     for (const [oldest] of hashers) {
       if (hashers.size <= MAX_IDLE_HASHERS) break;
@@ -183,10 +184,11 @@ export function createResumableService(deps: {
   async function acquire(id: string, signal?: AbortSignal): Promise<string> {
     const lease = randomUUID();
     const deadline = Date.now() + TAKEOVER_WAIT_MS;
-    for (let asked = false; ; asked = true) {
+    for (;;) {
       if (await takeLease(db, id, lease, nowIso(), later(LEASE_MS))) return lease;
       if (!(await findUpload(db, id))) throw new RepomanError('upload_not_found', `No upload ${id}`);
-      if (!asked) await requestTakeover(db, id, nowIso());
+      // Asked again each time: another request may have taken the upload between two tries.
+      await requestTakeover(db, id, nowIso());
       if (Date.now() > deadline)
         throw new RepomanError('upload_locked', `Another server is receiving upload ${id}`);
       if (signal?.aborted) throw gone();
@@ -305,17 +307,26 @@ export function createResumableService(deps: {
       await ownUpload(actor, id);
       return exclusively(id, options, async (stop) => {
         const lease = await acquire(id, options.signal);
-        // The lease lives while bytes flow: a stalled request lets it lapse. A request that another server
-        // asks to let go, or that has lost its lease, stops.
+        // The lease lives while bytes flow (and while the finished upload is published): a stalled request
+        // lets it lapse. A request that another server asks to let go, that has lost its lease, or that
+        // cannot renew it in time (the database is away), stops.
         const lost = new AbortController();
         let flowed = 0;
         let renewed = 0;
+        let publishing = false;
+        let heldUntil = Date.now() + LEASE_MS;
         const renew = setInterval(() => {
-          const until = flowed === renewed ? null : later(LEASE_MS);
+          const extend = publishing || flowed !== renewed;
           renewed = flowed;
-          renewLease(db, id, lease, until).then(
-            (held) => held || lost.abort(new Error('another request took the upload over')),
-            () => {},
+          renewLease(db, id, lease, extend ? later(LEASE_MS) : null).then(
+            (held) => {
+              if (!held) lost.abort(new Error('another request took the upload over'));
+              else if (extend) heldUntil = Date.now() + LEASE_MS;
+            },
+            () => {
+              if (Date.now() > heldUntil - 5 * LEASE_CHECK_MS)
+                lost.abort(new Error('the upload lease ran out'));
+            },
           );
         }, LEASE_CHECK_MS);
         renew.unref();
@@ -377,13 +388,14 @@ export function createResumableService(deps: {
               callback(null, chunk);
             },
           });
-          let failure: unknown = null;
-          await Promise.all([
+          // Both sides settle before anything looks at the file: a stopped request's last buffered bytes must
+          // land before its size is read and its lease let go.
+          const outcomes = await Promise.allSettled([
             pipeline(options.body, sizeLimit(length - offset, tooLong), meter, tap, { signal }),
             blob.write(tap, signal),
-          ]).catch((error: unknown) => {
-            failure = streamFailure(error);
-          });
+          ]);
+          const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
+          const failure: unknown = rejected ? streamFailure(rejected.reason) : null;
 
           const checksumFailed =
             options.checksum && (failure !== null || !chunkHash?.digest().equals(options.checksum.digest));
@@ -405,6 +417,11 @@ export function createResumableService(deps: {
 
           if (recorded < length)
             return stateOf({ ...row, upload_offset: recorded, expires: later(policy.expiryMs) });
+          if (recorded > length) {
+            await remove(row, lease);
+            throw new Error(`upload ${id} held ${recorded} bytes, more than its ${length}; discarded`);
+          }
+          publishing = true;
           hasher = await hasherAt(row, blob, recorded, expected, true);
           if (!hasher) throw new Error('no hasher for a complete upload');
           let version: number;

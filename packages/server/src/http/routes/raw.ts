@@ -208,7 +208,9 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         await body.pipeTo(reply.raw);
         reply.raw.end();
       } catch (error) {
-        reply.raw.destroy(error as Error); // headers are out: cutting the connection is the only way to say it
+        // Headers are out: cutting the connection is the only way to say it. Usually the client went away.
+        request.log.info({ err: error }, 'download ended early');
+        reply.raw.destroy(error as Error);
       }
       return reply;
     }
