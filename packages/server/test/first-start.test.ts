@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,11 +23,17 @@ interface Started {
   httpsUrl: string;
 }
 
-function startServer(cwd: string): Promise<Started> {
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
+function startServer(
+  cwd: string,
+  command: string[] = [process.execPath, MAIN, 'serve'],
+  env: Record<string, string> = {},
+): Promise<Started> {
+  const child = spawn(command[0] as string, command.slice(1), {
     cwd,
+    detached: true, // its own process group: `npm start` runs the server in a child of its own
     env: {
       ...process.env,
+      ...env,
       REPOMAN_HTTPS_LISTEN: '127.0.0.1',
       REPOMAN_HTTPS_PORT: '0',
       REPOMAN_HTTP_LISTEN: '127.0.0.1',
@@ -40,7 +46,7 @@ function startServer(cwd: string): Promise<Started> {
     let output = '';
     const timer = setTimeout(
       () => reject(new Error(`server did not print a curl command:\n${output}`)),
-      30_000,
+      60_000,
     );
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
@@ -58,8 +64,9 @@ function startServer(cwd: string): Promise<Started> {
 }
 
 async function stopServer(started: Started) {
-  started.child.kill('SIGTERM');
-  await new Promise((r) => started.child.once('exit', r));
+  const exited = new Promise((r) => started.child.once('exit', r));
+  process.kill(-(started.child.pid as number), 'SIGTERM'); // the whole group
+  await exited;
 }
 
 async function curl(cwd: string, args: string[]) {
@@ -291,5 +298,49 @@ describe('npm start on an empty directory', () => {
     const res = await curl(dir, first.curlArgs);
     assert.equal(res.json.user_name, 'admin');
     assert.deepEqual(res.json.groups, ['admins', 'users']);
+  });
+});
+
+describe('npm start as users run it', () => {
+  const root = resolve(import.meta.dirname, '../../..');
+  let dir: string;
+  let started: Started;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-npm-start-'));
+    // The real command: it builds the JavaScript, then runs it with the flags of package.json.
+    started = await startServer(root, ['npm', 'start', '--silent'], { REPOMAN_DATA_DIR: join(dir, 'data') });
+  });
+  after(async () => {
+    if (started?.child.exitCode === null) await stopServer(started);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves uploads hashed by the built hashing worker, and downloads them whole', async () => {
+    const image = randomBytes(5 * 1024 * 1024 + 3);
+    await writeFile(join(dir, 'image.bin'), image);
+    const base = started.httpsUrl;
+    assert.equal(
+      (await curl(root, [...started.curlArgs.slice(0, 4), '-d', 'name=built.img', `${base}/api/images`]))
+        .status,
+      201,
+    );
+    const put = await curl(root, [
+      ...started.curlArgs.slice(0, 4),
+      '-T',
+      join(dir, 'image.bin'),
+      `${base}/api/images/raw/built.img`,
+    ]);
+    assert.equal(put.status, 201);
+    assert.equal(put.json.digests.sha256, createHash('sha256').update(image).digest('hex'));
+    assert.equal(put.json.digests.md5, createHash('md5').update(image).digest('hex'));
+    assert.equal(put.json.digests.sha512, createHash('sha512').update(image).digest('hex'));
+    const out = join(dir, 'out.bin');
+    await run(
+      'curl',
+      ['-sS', '--fail', ...started.curlArgs.slice(0, 4), '-o', out, `${base}/api/images/raw/admin/built.img`],
+      { cwd: root },
+    );
+    assert.ok((await readFile(out)).equals(image));
   });
 });
