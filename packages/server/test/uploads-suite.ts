@@ -436,8 +436,8 @@ export function uploadsSuite(engine: Engine) {
         }
       });
 
-    /** Starts a PATCH of `length` bytes, sends `part`, waits until the server has stored it, and stalls. */
-    async function stalledPatch(path: string, part: Buffer, length: number) {
+    /** Bob's TLS connection with a PATCH's headers sent (and `extra` header lines), the body left to the caller. */
+    async function patchByHand(path: string, offset: number, length: number, extra: string) {
       const socket = tls.connect({
         host: '127.0.0.1',
         port: server.httpsPort,
@@ -448,8 +448,14 @@ export function uploadsSuite(engine: Engine) {
       await new Promise((resolve) => socket.once('secureConnect', resolve));
       socket.on('error', () => {});
       socket.write(
-        `PATCH ${path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: ${length}\r\n\r\n`,
+        `PATCH ${path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: ${offset}\r\nContent-Length: ${length}\r\n${extra}\r\n`,
       );
+      return socket;
+    }
+
+    /** Starts a PATCH of `length` bytes, sends `part`, waits until the server has stored it, and stalls. */
+    async function stalledPatch(path: string, part: Buffer, length: number) {
+      const socket = await patchByHand(path, 0, length, '');
       socket.write(part);
       const uploads = join(server.dir, 'data', 'blobs', 'uploads');
       for (let i = 0; i < 250; i++) {
@@ -464,17 +470,7 @@ export function uploadsSuite(engine: Engine) {
 
     /** A PATCH by hand over TLS with Expect: 100-continue: what the server answered, and whether it asked for the body. */
     async function rawPatch(path: string, offset: number, length: number) {
-      const socket = tls.connect({
-        host: '127.0.0.1',
-        port: server.httpsPort,
-        ca: pki.ca.certPem,
-        ...pki.credential('bob'),
-        servername: 'localhost',
-      });
-      await new Promise((resolve) => socket.once('secureConnect', resolve));
-      socket.write(
-        `PATCH ${path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: ${offset}\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`,
-      );
+      const socket = await patchByHand(path, offset, length, 'Expect: 100-continue\r\n');
       const head = await new Promise<string>((resolve) =>
         socket.once('data', (chunk: Buffer) => resolve(chunk.toString())),
       );
