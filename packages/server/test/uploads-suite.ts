@@ -8,67 +8,18 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { DefaultHttpStack, Upload } from 'tus-js-client';
 import { clientFor, expectError, request } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { cuttingRelay } from './helpers/relay.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
 
 const TUS = { 'tus-resumable': '1.0.0' };
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-/**
- * A TCP relay in front of the server that cuts the first connection over which `cutAfter` bytes have gone
- * upstream (a dropped network, mid-request); everything else passes untouched. TLS runs end to end through it.
- */
-async function cuttingRelay(targetPort: number, cutAfter: number) {
-  let cut = false;
-  let upstreamBytes = 0;
-  const sockets = new Set<net.Socket>();
-  const relay = net.createServer((client) => {
-    const server = net.connect(targetPort, '127.0.0.1');
-    sockets.add(client).add(server);
-    let sent = 0;
-    client.on('data', (chunk: Buffer) => {
-      upstreamBytes += chunk.length;
-      sent += chunk.length;
-      if (!cut && sent > cutAfter) {
-        cut = true;
-        client.destroy();
-        server.destroy();
-        return;
-      }
-      server.write(chunk);
-    });
-    server.pipe(client);
-    for (const socket of [client, server]) {
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        client.destroy();
-        server.destroy();
-      });
-    }
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (relay.address() as net.AddressInfo).port,
-    get cut() {
-      return cut;
-    },
-    get upstreamBytes() {
-      return upstreamBytes;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        relay.close(() => resolve());
-      }),
-  };
-}
 
 export function uploadsSuite(engine: Engine) {
   describe(`resumable uploads (tus) on ${engine}`, () => {

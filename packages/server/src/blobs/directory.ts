@@ -7,6 +7,7 @@
  * A commit fsyncs the file, renames it, and fsyncs the directory, so a crash leaves either no blob or a whole one.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import {
   type FileHandle,
@@ -207,6 +208,9 @@ export function createDirectoryStore(root: string): DirectoryStore {
         try {
           await pipeline(source, sink, signal ? { signal } : {});
         } catch (error) {
+          // A failed pipeline does not wait for the sink to finish writing what it holds: wait, so that the
+          // file's size is final when the caller looks at it.
+          if (!sink.closed) await once(sink, 'close').catch(() => {});
           if (isFull(error)) throw new BlobStoreFullError('The blob store is out of space', { cause: error });
           throw error;
         }

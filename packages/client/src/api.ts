@@ -1,0 +1,195 @@
+/**
+ * The Repoman API over HTTPS with the user's certificate or proxy, the server's certificate always checked
+ * against the configured CAs. Errors come back as `ClientError`s with the server's code and message.
+ */
+
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import type { Credential } from './config.ts';
+import { ClientError } from './errors.ts';
+
+export interface Connection {
+  /** `https://host:port` */
+  base: string;
+  ca: string[];
+  caSource: string;
+  credential: Credential;
+  passphrase?: string | undefined;
+}
+
+export interface Response {
+  status: number;
+  headers: IncomingHttpHeaders;
+  // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field by the commands
+  json: any;
+}
+
+export interface RequestOptions {
+  /** A JSON body. */
+  json?: unknown;
+  /** A raw body (uploads). */
+  body?: Readable | Buffer;
+  headers?: Record<string, string>;
+  query?: Record<string, string | number | boolean | undefined>;
+  /** Statuses that are not errors (besides 2xx). */
+  accept?: number[];
+}
+
+const TLS_TRUST_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+export class Api {
+  readonly connection: Connection;
+  readonly agent: https.Agent;
+
+  constructor(connection: Connection) {
+    this.connection = connection;
+    this.agent = new https.Agent({
+      keepAlive: true,
+      ca: connection.ca,
+      cert: connection.credential.cert,
+      key: connection.credential.key,
+      ...(connection.passphrase === undefined ? {} : { passphrase: connection.passphrase }),
+    });
+  }
+
+  url(path: string, query?: RequestOptions['query']): URL {
+    const url = new URL(path, this.connection.base);
+    for (const [key, value] of Object.entries(query ?? {}))
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    return url;
+  }
+
+  /** Sends a request; the response is not read (for downloads). */
+  async open(method: string, path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
+    const url = this.url(path, options.query);
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    let payload: Buffer | undefined;
+    if (options.json !== undefined) {
+      payload = Buffer.from(JSON.stringify(options.json));
+      headers['content-type'] = 'application/json';
+    } else if (Buffer.isBuffer(options.body)) payload = options.body;
+    if (payload) headers['content-length'] = String(payload.length);
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const request = https.request(url, { method, headers, agent: this.agent }, resolve);
+      request.on('error', (error) => reject(this.#connectionError(error)));
+      if (options.body && !Buffer.isBuffer(options.body)) {
+        options.body.on('error', (error) => request.destroy(error));
+        options.body.pipe(request);
+      } else request.end(payload);
+    });
+    const ok = (response.statusCode ?? 0) < 300 || options.accept?.includes(response.statusCode ?? 0);
+    if (!ok) throw await this.#serverError(response);
+    return response;
+  }
+
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+    const response = await this.open(method, path, options);
+    const text = await readText(response);
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      throw new ClientError(
+        'server',
+        `The server answered ${response.statusCode} with something that is not JSON`,
+      );
+    }
+    return { status: response.statusCode ?? 0, headers: response.headers, json };
+  }
+
+  get = (path: string, query?: RequestOptions['query']) =>
+    this.request('GET', path, { query }).then((r) => r.json);
+  post = (path: string, json?: unknown) =>
+    this.request('POST', path, { json: json ?? {} }).then((r) => r.json);
+  patch = (path: string, json: unknown) => this.request('PATCH', path, { json }).then((r) => r.json);
+  delete = (path: string) => this.request('DELETE', path).then((r) => r.json);
+
+  /** Every item of a paged list, following `next`. */
+  async all(path: string, query: RequestOptions['query'] = {}): Promise<unknown[]> {
+    const items: unknown[] = [];
+    let page = await this.get(path, { limit: 1000, ...query });
+    items.push(...page.items);
+    while (page.next) {
+      const next = new URL(page.next);
+      page = await this.get(next.pathname + next.search);
+      items.push(...page.items);
+    }
+    return items;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  #connectionError(error: NodeJS.ErrnoException): ClientError {
+    const { base, caSource, credential } = this.connection;
+    const code = error.code ?? '';
+    if (TLS_TRUST_ERRORS.has(code)) {
+      return new ClientError(
+        'connection',
+        `The server ${base} is not who it should be: its certificate is not trusted by the CAs in ${caSource} (${error.message})`,
+        { cause: error },
+      );
+    }
+    if (
+      /bad decrypt|bad password|ERR_OSSL_BAD_DECRYPT|maybe wrong password/i.test(`${code} ${error.message}`)
+    )
+      return new ClientError(
+        'credentials',
+        `Cannot unlock the key of ${credential.source}: wrong passphrase?`,
+        {
+          cause: error,
+        },
+      );
+    if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ETIMEDOUT', 'ENETUNREACH'].includes(code))
+      return new ClientError('connection', `Cannot reach ${base}: ${error.message}`, { cause: error });
+    if (code === 'ECONNRESET' || /socket hang up/.test(error.message))
+      return new ClientError(
+        'connection',
+        `${base} closed the connection: ${error.message} (is ${credential.source} accepted by this server?)`,
+        { cause: error },
+      );
+    return new ClientError('connection', `Talking to ${base} failed: ${error.message}`, { cause: error });
+  }
+
+  async #serverError(response: IncomingMessage): Promise<ClientError> {
+    const text = await readText(response).catch(() => '');
+    const status = response.statusCode ?? 0;
+    try {
+      const { error } = JSON.parse(text) as { error: { code: string; message: string } };
+      return new ClientError('server', error.message, { code: error.code, status });
+    } catch {
+      return new ClientError(
+        'server',
+        `The server answered ${status} ${response.statusMessage ?? ''}`.trim(),
+        {
+          status,
+        },
+      );
+    }
+  }
+}
+
+async function readText(response: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const seg = encodeURIComponent;
+
+/** `/api/images/[owner/]name` (and the like) with each segment escaped. */
+export const path = (...segments: (string | undefined)[]) =>
+  `/api/${segments
+    .filter((s): s is string => s !== undefined)
+    .map((s, i) => (i === 0 ? s : seg(s)))
+    .join('/')}`;

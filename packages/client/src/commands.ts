@@ -1,0 +1,791 @@
+/** Every command: the original client's names, aliases and options, and what each asks the server. */
+import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { path } from './api.ts';
+import type { CommandSpec, Context, OptionSpec } from './cli.ts';
+import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
+import { ClientError } from './errors.ts';
+import { bytes, details, table, text } from './output.ts';
+import { download, upload } from './transfer.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
+type Json = any;
+
+export const VERSION: string = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+).version;
+
+const str = (value: unknown) => (typeof value === 'string' ? value : undefined);
+const list = (value: unknown) =>
+  str(value)
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean) ?? [];
+
+function bool(value: unknown, name: string): boolean | undefined {
+  const v = str(value)?.toLowerCase();
+  if (v === undefined) return undefined;
+  if (['true', 'yes', '1'].includes(v)) return true;
+  if (['false', 'no', '0'].includes(v)) return false;
+  throw new ClientError('usage', `--${name} takes true or false, not '${value}'`);
+}
+
+/** Drops undefined fields: only what the user gave is sent. */
+const given = (fields: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
+
+const done = (context: Context, json: unknown, message: string) => {
+  if (context.json) context.print(JSON.stringify(json, null, 2));
+  else context.print(`[OK] ${message}`);
+};
+
+const show = (context: Context, json: unknown, human: () => string) =>
+  context.print(context.json ? JSON.stringify(json, null, 2) : human());
+
+/** `image` in the caller's namespace, or `owner/image` with --owner (or written as owner/image). */
+function imageRef(context: Context, name = context.args.image as string) {
+  const owner = str(context.options.owner);
+  if (owner) return { owner, name };
+  const slash = name.indexOf('/');
+  if (slash > 0) return { owner: name.slice(0, slash), name: name.slice(slash + 1) };
+  return { owner: undefined, name };
+}
+
+const imagePath = (ref: { owner: string | undefined; name: string }, ...rest: string[]) =>
+  path('images', ref.owner, ref.name, ...rest);
+
+const imageFields = {
+  unauthenticated_access: {
+    type: 'string',
+    short: 'a',
+    help: 'public: anyone may download it',
+    value: 'true|false',
+  },
+  description: { type: 'string', short: 'd', help: 'what the image is', value: 'TEXT' },
+  hypervisor: { type: 'string', short: 'h', help: 'hypervisors it boots on (comma list)', value: 'LIST' },
+  os_arch: { type: 'string', help: 'x86, x86_64, …', value: 'ARCH' },
+  os_type: { type: 'string', help: 'linux, windows, …', value: 'TYPE' },
+  os_variant: { type: 'string', help: 'the distribution and release', value: 'VARIANT' },
+  read_only: { type: 'string', help: 'no new bytes and no deletion while set', value: 'true|false' },
+  expires: { type: 'string', help: 'when it expires (2027-01-31, or "" for never)', value: 'DATE' },
+} satisfies Record<string, OptionSpec>;
+
+const ownerOption: Record<string, OptionSpec> = {
+  owner: { type: 'string', short: 'o', help: "the image's namespace, when it is not yours", value: 'USER' },
+};
+const forceOption: Record<string, OptionSpec> = {
+  force: { type: 'boolean', short: 'f', help: 'do not ask for confirmation' },
+};
+const retriesOption: Record<string, OptionSpec> = {
+  retries: { type: 'string', help: 'tries after a cut connection before giving up (default 5)', value: 'N' },
+};
+
+function retries(context: Context): number {
+  const value = str(context.options.retries) ?? '5';
+  if (!/^\d+$/.test(value)) throw new ClientError('usage', `--retries takes a number, not '${value}'`);
+  return Number(value);
+}
+
+const shortOption: Record<string, OptionSpec> = {
+  short: { type: 'boolean', short: 's', help: 'names only' },
+};
+
+function imageBody(options: Context['options']) {
+  return given({
+    unauthenticated_access: bool(options.unauthenticated_access, 'unauthenticated_access'),
+    description: str(options.description),
+    hypervisor: str(options.hypervisor),
+    os_arch: str(options.os_arch),
+    os_type: str(options.os_type),
+    os_variant: str(options.os_variant),
+    read_only: bool(options.read_only, 'read_only'),
+    expires: options.expires === undefined ? undefined : str(options.expires) || null,
+  });
+}
+
+function imagesTable(images: Json[]): string {
+  if (images.length === 0) return 'No images.';
+  const sorted = [...images].sort((a, b) =>
+    `${a.owner}/${a.name}`.localeCompare(`${b.owner}/${b.name}`, undefined, { sensitivity: 'base' }),
+  );
+  return table(sorted, [
+    { title: 'Image', value: (i) => i.name },
+    { title: 'Owner', value: (i) => i.owner },
+    { title: 'Size', value: (i) => bytes(i.size), right: true },
+    { title: 'Version', value: (i) => String(i.version), right: true },
+    { title: 'Modified', value: (i) => text(i.modified) },
+    {
+      title: 'Flags',
+      value: (i) =>
+        [i.unauthenticated_access && 'public', i.read_only && 'read-only', i.expired && 'expired']
+          .filter(Boolean)
+          .join(',') || '-',
+    },
+    { title: 'Description', value: (i) => i.description ?? '' },
+  ]);
+}
+
+async function confirmOrForce(context: Context, question: string) {
+  if (context.options.force) return;
+  if (!(await context.confirm(question))) throw new ClientError('aborted', 'Nothing was changed');
+}
+
+/** Applies `each` to every name in turn, stopping at the first failure (its message names the item). */
+async function forEach(names: string[], each: (name: string) => Promise<void>) {
+  if (names.length === 0) throw new ClientError('usage', 'Name at least one');
+  for (const name of names) await each(name);
+}
+
+export const commands: CommandSpec[] = [
+  {
+    name: 'help',
+    summary: 'show the commands, or one command’s arguments and options',
+    args: ['command?'],
+    async run(context) {
+      const { commandHelp, generalHelp } = await import('./cli.ts');
+      const wanted = str(context.args.command);
+      if (!wanted) return context.print(generalHelp(commands));
+      const command = commands.find((c) => c.name === wanted || c.alias === wanted);
+      if (!command) throw new ClientError('usage', `'${wanted}' is not a repoman command`);
+      context.print(commandHelp(command));
+    },
+  },
+  {
+    name: 'version',
+    summary: 'the client’s version',
+    async run(context) {
+      show(context, { version: VERSION }, () => VERSION);
+    },
+  },
+  {
+    name: 'about',
+    summary: 'the configuration in use: files, repository, credentials, CAs, snapshot settings',
+    async run(context) {
+      const { settings, options } = context;
+      const attempt = <T>(f: () => T): T | string => {
+        try {
+          return f();
+        } catch (error) {
+          return `(${(error as Error).message})`;
+        }
+      };
+      const credential = attempt(() =>
+        findCredential(settings, {
+          proxy: str(options.proxy),
+          cert: str(options.cert),
+          key: str(options.key),
+        }),
+      );
+      const ca = attempt(() => findCaCertificates(settings, str(options.ca)));
+      const about = {
+        client_version: VERSION,
+        config_files: settings.files,
+        repository: str(options.repository) ?? settings.repository ?? null,
+        port: options.port === undefined ? settings.port : Number(options.port),
+        credentials: typeof credential === 'string' ? credential : credential.source,
+        subject: typeof credential === 'string' ? null : credential.subject,
+        valid_until: typeof credential === 'string' ? null : (credential.notAfter?.toISOString() ?? null),
+        ca: typeof ca === 'string' ? ca : `${ca.source} (${ca.pems.length} certificates)`,
+        snapshot_dir: settings.snapshotDir,
+        snapshot: settings.snapshot,
+        mountpoint: settings.mountpoint,
+        lockfile: settings.lockfile,
+        system_excludes: settings.systemExcludes,
+        user_excludes: settings.userExcludes,
+      };
+      show(context, about, () => details(about));
+    },
+  },
+  {
+    name: 'make-config',
+    alias: 'mc',
+    summary: 'write ~/.repoman/repoman.conf (an existing one is kept as .bak)',
+    options: { stdout: { type: 'boolean', help: 'print the file instead of writing it' } },
+    async run(context) {
+      const port = context.options.port === undefined ? undefined : Number(context.options.port);
+      const content = configTemplate(str(context.options.repository), port);
+      if (context.options.stdout) return context.print(content.trimEnd());
+      const file = join(userHome(), '.repoman', 'repoman.conf');
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      if (existsSync(file)) renameSync(file, `${file}.bak`);
+      writeFileSync(file, content, { mode: 0o644 });
+      const uid = Number(process.env.SUDO_UID);
+      const gid = Number(process.env.SUDO_GID);
+      if (process.getuid?.() === 0 && uid && gid) {
+        chownSync(dirname(file), uid, gid);
+        chownSync(file, uid, gid);
+      }
+      done(context, { file }, `New repoman configuration file written to ${file}`);
+    },
+  },
+  {
+    name: 'whoami',
+    summary: 'the user your certificate or proxy identifies',
+    server: true,
+    options: { long: { type: 'boolean', short: 'l', help: 'everything about you, not just your name' } },
+    async run(context) {
+      const me = await (await context.api()).get('/api/whoami');
+      show(context, me, () => (context.options.long ? details(me) : me.user_name));
+    },
+  },
+
+  // Images
+  {
+    name: 'create-image',
+    alias: 'ci',
+    summary: 'create an image slot (upload its bytes with put-image)',
+    args: ['image'],
+    options: { ...imageFields, ...ownerOption },
+    server: true,
+    async run(context) {
+      const ref = imageRef(context);
+      const created = await (await context.api()).post('/api/images', {
+        name: ref.name,
+        ...(ref.owner ? { owner: ref.owner } : {}),
+        ...imageBody(context.options),
+      });
+      done(context, created, `Created image ${created.owner}/${created.name}`);
+    },
+  },
+  {
+    name: 'list-images',
+    alias: 'li',
+    summary: 'list your images (or all you may see, or those shared with a user), or show one in full',
+    args: ['image?'],
+    options: {
+      ...ownerOption,
+      all: { type: 'boolean', short: 'a', help: 'every image you may see: yours, shared with you, public' },
+      user: {
+        type: 'string',
+        short: 'u',
+        help: 'images you share with USER, and USER’s images shared with you',
+        value: 'USER',
+      },
+      ...shortOption,
+      url: { type: 'boolean', short: 'U', help: 'the download URLs' },
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const { options } = context;
+      if (options.short && options.url)
+        throw new ClientError('usage', '--short and --url do not go together');
+      if (context.args.image) {
+        const image = await api.get(imagePath(imageRef(context)));
+        return show(context, image, () => details(image));
+      }
+      if ([options.all, options.user].filter(Boolean).length > 1)
+        throw new ClientError('usage', '--all and --user do not go together');
+      const me = (await api.get('/api/whoami')).user_name as string;
+      let images: Json[];
+      if (options.all) images = await api.all('/api/images');
+      else if (options.user) {
+        const user = options.user as string;
+        const mine = (await api.all('/api/images', { owner: me })) as Json[];
+        const theirs = (await api.all(path('users', me, 'shared'))) as Json[];
+        images = [
+          ...mine.filter((i) => i.shared_with?.users?.includes(user)),
+          ...theirs.filter((i) => i.owner === user),
+        ];
+      } else images = await api.all('/api/images', { owner: str(options.owner) ?? me });
+      if (context.json) return context.print(JSON.stringify(images, null, 2));
+      if (options.short) return context.print(images.map((i) => `${i.owner}/${i.name}`).join('\n'));
+      if (options.url)
+        return context.print(
+          images
+            .map((i) =>
+              [
+                `${i.owner}/${i.name}`,
+                ...(i.http_file_url ? [`  ${i.http_file_url}`] : []),
+                `  ${i.file_url}`,
+              ].join('\n'),
+            )
+            .join('\n\n'),
+        );
+      context.print(imagesTable(images));
+    },
+  },
+  {
+    name: 'put-image',
+    alias: 'pi',
+    summary: 'upload a file as the image’s next version (resumable: rerun the same command to go on)',
+    args: ['file', 'image'],
+    options: {
+      ...forceOption,
+      ...ownerOption,
+      hypervisor: {
+        type: 'string',
+        short: 'h',
+        help: 'accepted for compatibility; images are not per hypervisor',
+        value: 'HV',
+      },
+      ...retriesOption,
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const ref = imageRef(context);
+      const image = await api.get(imagePath(ref));
+      if (image.raw_file_uploaded && !context.options.force)
+        await confirmOrForce(
+          context,
+          `${image.owner}/${image.name} already holds version ${image.version} (${bytes(image.size)}). Upload a new version?`,
+        );
+      const file = context.args.file as string;
+      const result = (await upload(api, {
+        file,
+        owner: image.owner,
+        image: image.name,
+        home: userHome(),
+        retries: retries(context),
+        note: context.note,
+      })) as Json;
+      done(
+        context,
+        result,
+        `${file} uploaded to ${result.owner}/${result.name}: version ${result.version}, sha256 ${result.digests.sha256}`,
+      );
+    },
+  },
+  {
+    name: 'get-image',
+    alias: 'gi',
+    summary: 'download an image (resumes a partial download; checks its SHA-256)',
+    args: ['image', 'path?'],
+    options: {
+      ...forceOption,
+      ...ownerOption,
+      version: { type: 'string', help: 'an older, kept version', value: 'N' },
+      ...retriesOption,
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const ref = imageRef(context);
+      const owner = ref.owner ?? (await api.get('/api/whoami')).user_name;
+      const version = context.options.version === undefined ? undefined : Number(context.options.version);
+      if (version !== undefined && (!Number.isInteger(version) || version < 1))
+        throw new ClientError('usage', `'${context.options.version}' is not a version number`);
+      const target = str(context.args.path) ?? ref.name;
+      const destination =
+        existsSync(target) && statSync(target).isDirectory() ? join(target, ref.name) : target;
+      const result = await download(api, {
+        owner,
+        image: ref.name,
+        destination,
+        version,
+        force: Boolean(context.options.force),
+        retries: retries(context),
+        note: context.note,
+      });
+      done(
+        context,
+        result,
+        `${owner}/${ref.name} saved to ${result.file} (${bytes(result.size)}, sha256 ${result.sha256})`,
+      );
+    },
+  },
+  {
+    name: 'modify-image',
+    alias: 'mi',
+    summary: 'change an image’s metadata, rename it (-n) or give it to another user (-N)',
+    args: ['image'],
+    options: {
+      ...imageFields,
+      ...ownerOption,
+      new_name: { type: 'string', short: 'n', help: 'rename the image', value: 'NAME' },
+      new_owner: { type: 'string', short: 'N', help: 'give the image to USER', value: 'USER' },
+    },
+    server: true,
+    async run(context) {
+      const body = given({
+        ...imageBody(context.options),
+        name: str(context.options.new_name),
+        owner: str(context.options.new_owner),
+      });
+      if (Object.keys(body).length === 0)
+        throw new ClientError('usage', 'Nothing to change: give at least one option');
+      const image = await (await context.api()).patch(imagePath(imageRef(context)), body);
+      done(context, image, `Modified image ${image.owner}/${image.name}`);
+    },
+  },
+  {
+    name: 'remove-image',
+    alias: 'ri',
+    summary: 'delete an image and all its versions',
+    args: ['image'],
+    options: { ...forceOption, ...ownerOption },
+    server: true,
+    async run(context) {
+      const ref = imageRef(context);
+      const api = await context.api();
+      const image = await api.get(imagePath(ref));
+      await confirmOrForce(context, `Delete ${image.owner}/${image.name} and all its versions?`);
+      await api.delete(imagePath(ref));
+      done(
+        context,
+        { deleted: `${image.owner}/${image.name}` },
+        `Removed image ${image.owner}/${image.name}`,
+      );
+    },
+  },
+  ...(['users', 'groups'] as const).flatMap((kind): CommandSpec[] => {
+    const singular = kind === 'users' ? 'user' : 'group';
+    const letter = kind === 'users' ? 'u' : 'g';
+    return [
+      {
+        name: `share-image-with-${kind}`,
+        alias: `si${letter}`,
+        summary: `share an image read-only with ${kind} (comma list)`,
+        args: ['image', kind],
+        options: ownerOption,
+        server: true,
+        async run(context) {
+          const api = await context.api();
+          const ref = imageRef(context);
+          await forEach(list(context.args[kind]), async (name) => {
+            await api.post(imagePath(ref, 'share', singular, name));
+            if (!context.json) context.print(`[OK] Shared image ${ref.name} with ${singular} ${name}`);
+          });
+          if (context.json) context.print(JSON.stringify(await api.get(imagePath(ref)), null, 2));
+        },
+      },
+      {
+        name: `unshare-image-with-${kind}`,
+        alias: `ui${letter}`,
+        summary: `stop sharing an image with ${kind} (comma list)`,
+        args: ['image', kind],
+        options: ownerOption,
+        server: true,
+        async run(context) {
+          const api = await context.api();
+          const ref = imageRef(context);
+          await forEach(list(context.args[kind]), async (name) => {
+            await api.delete(imagePath(ref, 'share', singular, name));
+            if (!context.json) context.print(`[OK] Unshared image ${ref.name} with ${singular} ${name}`);
+          });
+          if (context.json) context.print(JSON.stringify(await api.get(imagePath(ref)), null, 2));
+        },
+      },
+    ];
+  }),
+  {
+    name: 'list-versions',
+    alias: 'lv',
+    summary: 'the kept versions of an image, newest first',
+    args: ['image'],
+    options: ownerOption,
+    server: true,
+    async run(context) {
+      const versions = await (await context.api()).get(imagePath(imageRef(context), 'versions'));
+      show(context, versions, () =>
+        table(versions.items as Json[], [
+          { title: 'Version', value: (v) => `${v.version}${v.current ? '*' : ''}`, right: true },
+          { title: 'Size', value: (v) => bytes(v.size), right: true },
+          { title: 'Uploaded', value: (v) => text(v.created) },
+          { title: 'SHA-256', value: (v) => v.digests.sha256 },
+        ]),
+      );
+    },
+  },
+  {
+    name: 'rollback',
+    alias: 'rb',
+    summary: 'serve an older, kept version of an image again',
+    args: ['image', 'version'],
+    options: ownerOption,
+    server: true,
+    async run(context) {
+      const version = Number(context.args.version);
+      if (!Number.isInteger(version) || version < 1)
+        throw new ClientError('usage', `'${context.args.version}' is not a version number`);
+      const ref = imageRef(context);
+      const api = await context.api();
+      await api.post(imagePath(ref, 'rollback'), { version });
+      const image = await api.get(imagePath(ref));
+      done(context, image, `Image ${image.owner}/${image.name} serves version ${version} again`);
+    },
+  },
+
+  // Users
+  {
+    name: 'create-user',
+    alias: 'cu',
+    summary: 'create a user from the DN of their certificate',
+    args: ['user', 'client_dn'],
+    options: {
+      email: { type: 'string', short: 'e', help: 'their email address', value: 'ADDRESS' },
+      full_name: { type: 'string', short: 'f', help: 'their full name', value: 'NAME' },
+      groups: { type: 'string', short: 'g', help: 'groups to put them in (comma list)', value: 'LIST' },
+    },
+    server: true,
+    async run(context) {
+      const user = await (await context.api()).post('/api/users', {
+        user_name: context.args.user,
+        client_dn: context.args.client_dn,
+        ...given({
+          email: str(context.options.email),
+          full_name: str(context.options.full_name),
+          groups: context.options.groups === undefined ? undefined : list(context.options.groups),
+        }),
+      });
+      done(context, user, `Created user ${user.user_name}`);
+    },
+  },
+  {
+    name: 'list-users',
+    alias: 'lu',
+    summary: 'list users (or a group’s members), or show one in full',
+    args: ['user?'],
+    options: {
+      ...shortOption,
+      group: { type: 'string', short: 'g', help: 'only the members of GROUP', value: 'GROUP' },
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      if (context.args.user) {
+        const user = await api.get(path('users', context.args.user as string));
+        return show(context, user, () => details(user));
+      }
+      let users = (await api.all('/api/users')) as Json[];
+      if (context.options.group) {
+        const members = new Set(
+          (await api.get(path('groups', context.options.group as string))).users as string[],
+        );
+        users = users.filter((u) => members.has(u.user_name));
+      }
+      if (context.json) return context.print(JSON.stringify(users, null, 2));
+      if (context.options.short) return context.print(users.map((u) => u.user_name).join('\n'));
+      context.print(
+        table(users, [
+          { title: 'User', value: (u) => u.user_name },
+          { title: 'Full name', value: (u) => u.full_name ?? '' },
+          { title: 'Client DN', value: (u) => u.client_dn ?? '' },
+        ]),
+      );
+    },
+  },
+  {
+    name: 'modify-user',
+    alias: 'mu',
+    summary: 'change a user: name, DN, email, full name, suspension, quota',
+    args: ['user'],
+    options: {
+      client_dn: { type: 'string', short: 'c', help: 'the DN of their new certificate', value: 'DN' },
+      email: { type: 'string', short: 'e', help: 'their email address', value: 'ADDRESS' },
+      full_name: { type: 'string', short: 'f', help: 'their full name', value: 'NAME' },
+      new_name: { type: 'string', short: 'n', help: 'rename the user', value: 'NAME' },
+      suspended: { type: 'string', help: 'suspend or restore the account', value: 'true|false' },
+      quota: { type: 'string', help: 'bytes they may store ("" for no limit)', value: 'BYTES' },
+    },
+    server: true,
+    async run(context) {
+      const { options } = context;
+      const quota = str(options.quota);
+      if (quota !== undefined && quota !== '' && !/^\d+$/.test(quota))
+        throw new ClientError('usage', `--quota takes a number of bytes, not '${quota}'`);
+      const body = given({
+        client_dn: str(options.client_dn),
+        email: str(options.email),
+        full_name: str(options.full_name),
+        user_name: str(options.new_name),
+        suspended: bool(options.suspended, 'suspended'),
+        quota: quota === undefined ? undefined : quota === '' ? null : Number(quota),
+      });
+      if (Object.keys(body).length === 0)
+        throw new ClientError('usage', 'Nothing to change: give at least one option');
+      const user = await (await context.api()).patch(path('users', context.args.user as string), body);
+      done(context, user, `Modified user ${user.user_name}`);
+    },
+  },
+  {
+    name: 'remove-user',
+    alias: 'ru',
+    summary: 'delete a user, with all their images',
+    args: ['user'],
+    options: forceOption,
+    server: true,
+    async run(context) {
+      const name = context.args.user as string;
+      await confirmOrForce(context, `Delete user ${name} and all their images?`);
+      await (await context.api()).delete(path('users', name));
+      done(context, { deleted: name }, `Removed user ${name}`);
+    },
+  },
+
+  // Groups
+  {
+    name: 'create-group',
+    alias: 'cg',
+    summary: 'create a group, with members and permissions',
+    args: ['group'],
+    options: {
+      permissions: {
+        type: 'string',
+        short: 'p',
+        help: 'permissions of its members (comma list)',
+        value: 'LIST',
+      },
+      users: { type: 'string', short: 'u', help: 'its members (comma list)', value: 'LIST' },
+    },
+    server: true,
+    async run(context) {
+      const group = await (await context.api()).post('/api/groups', {
+        name: context.args.group,
+        permissions: list(context.options.permissions),
+        users: list(context.options.users),
+      });
+      done(context, group, `Created group ${group.name}`);
+    },
+  },
+  {
+    name: 'list-groups',
+    alias: 'lg',
+    summary: 'list your groups (or all, or a user’s), or show one in full',
+    args: ['group?'],
+    options: {
+      ...shortOption,
+      all: { type: 'boolean', short: 'a', help: 'every group' },
+      user: { type: 'string', short: 'u', help: 'the groups of USER', value: 'USER' },
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      if (context.args.group) {
+        const group = await api.get(path('groups', context.args.group as string));
+        return show(context, group, () => details(group));
+      }
+      let groups = (await api.all('/api/groups')) as Json[];
+      if (!context.options.all) {
+        const user = str(context.options.user) ?? (await api.get('/api/whoami')).user_name;
+        const names = new Set(
+          ((await api.get(path('users', user, 'groups'))).items ?? []).map((g: Json) => g.name ?? g),
+        );
+        groups = groups.filter((g) => names.has(g.name));
+      }
+      if (context.json) return context.print(JSON.stringify(groups, null, 2));
+      if (context.options.short) return context.print(groups.map((g) => g.name).join('\n'));
+      context.print(
+        table(groups, [
+          { title: 'Group', value: (g) => g.name },
+          { title: 'Members', value: (g) => [...g.users].sort().join(', ') },
+          { title: 'Permissions', value: (g) => [...g.permissions].sort().join(', ') },
+        ]),
+      );
+    },
+  },
+  {
+    name: 'modify-group',
+    alias: 'mg',
+    summary: 'rename a group, or set its members or permissions to exactly these',
+    args: ['group'],
+    options: {
+      new_name: { type: 'string', short: 'n', help: 'rename the group', value: 'NAME' },
+      permissions: {
+        type: 'string',
+        short: 'p',
+        help: 'its permissions, exactly (comma list)',
+        value: 'LIST',
+      },
+      users: { type: 'string', short: 'u', help: 'its members, exactly (comma list)', value: 'LIST' },
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const { options } = context;
+      if (options.new_name === undefined && options.permissions === undefined && options.users === undefined)
+        throw new ClientError('usage', 'Nothing to change: give at least one option');
+      let name = context.args.group as string;
+      const group = await api.get(path('groups', name));
+      for (const [option, field, route] of [
+        ['users', 'users', 'users'],
+        ['permissions', 'permissions', 'permissions'],
+      ] as const) {
+        if (options[option] === undefined) continue;
+        const wanted = new Set(list(options[option]));
+        const current = new Set(group[field] as string[]);
+        for (const item of wanted) if (!current.has(item)) await api.post(path('groups', name, route, item));
+        for (const item of current)
+          if (!wanted.has(item)) await api.delete(path('groups', name, route, item));
+      }
+      if (options.new_name !== undefined) {
+        await api.patch(path('groups', name), { name: options.new_name });
+        name = options.new_name as string;
+      }
+      const after = await api.get(path('groups', name));
+      done(context, after, `Modified group ${after.name}`);
+    },
+  },
+  {
+    name: 'remove-group',
+    alias: 'rg',
+    summary: 'delete a group (its shares go too)',
+    args: ['group'],
+    options: forceOption,
+    server: true,
+    async run(context) {
+      const name = context.args.group as string;
+      await confirmOrForce(context, `Delete group ${name}?`);
+      await (await context.api()).delete(path('groups', name));
+      done(context, { deleted: name }, `Removed group ${name}`);
+    },
+  },
+  ...(
+    [
+      ['add-users-to-group', 'aug', 'users', 'POST', 'add users to a group', 'Added user %s to group %g'],
+      [
+        'remove-users-from-group',
+        'rug',
+        'users',
+        'DELETE',
+        'remove users from a group',
+        'Removed user %s from group %g',
+      ],
+      [
+        'add-permissions-to-group',
+        'apg',
+        'permissions',
+        'POST',
+        'grant permissions (comma list) to a group',
+        'Added permission %s to group %g',
+      ],
+      [
+        'remove-permissions-from-group',
+        'rpg',
+        'permissions',
+        'DELETE',
+        'revoke permissions (comma list) from a group',
+        'Removed permission %s from group %g',
+      ],
+    ] as const
+  ).map(
+    ([name, alias, route, method, summary, message]): CommandSpec => ({
+      name,
+      alias,
+      summary,
+      args: ['group', route === 'users' ? 'users...' : 'permissions'],
+      server: true,
+      async run(context) {
+        const api = await context.api();
+        const group = context.args.group as string;
+        const items =
+          route === 'users' ? (context.args.users as string[]).flatMap(list) : list(context.args.permissions);
+        await forEach(items, async (item) => {
+          await api.request(method, path('groups', group, route, item));
+          if (!context.json) context.print(`[OK] ${message.replace('%s', item).replace('%g', group)}`);
+        });
+        if (context.json) context.print(JSON.stringify(await api.get(path('groups', group)), null, 2));
+      },
+    }),
+  ),
+  {
+    name: 'save-image',
+    alias: 'si',
+    summary: 'snapshot this machine into an image and upload it (not available in this version)',
+    args: ['image'],
+    async run() {
+      throw new ClientError('usage', 'save-image is not available in this version of the client yet');
+    },
+  },
+];

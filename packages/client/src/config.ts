@@ -1,0 +1,279 @@
+/**
+ * The client's configuration, as the original Repoman client had it: INI files read in order (later ones win),
+ * `/etc/repoman/repoman.conf`, `$REPOMAN_CLIENT_CONFIG`, `~/.repoman/repoman.conf`; command-line flags on top.
+ * Credentials and the CAs that vouch for the server are found the way grid tools find them.
+ */
+import { X509Certificate as X509 } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ClientError } from './errors.ts';
+
+/** Section -> key -> value. */
+export type Ini = Record<string, Record<string, string>>;
+
+/** `key: value` or `key = value` lines under `[Section]` headers; `#` and `;` start comments. */
+export function parseIni(text: string, source: string): Ini {
+  const ini: Ini = {};
+  let section: Record<string, string> | null = null;
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const header = /^\[([^\]]+)\]$/.exec(line);
+    if (header) {
+      const name = (header[1] as string).trim();
+      ini[name] ??= {};
+      section = ini[name];
+      continue;
+    }
+    const pair = /^([^:=]+?)\s*[:=]\s*(.*)$/.exec(line);
+    if (!pair || !section)
+      throw new ClientError(
+        'config',
+        `${source}:${index + 1}: cannot read '${line}' (expected key: value under a [section])`,
+      );
+    section[(pair[1] as string).toLowerCase()] = pair[2] as string;
+  }
+  return ini;
+}
+
+export interface Settings {
+  /** Host name of the repository, and its HTTPS port. */
+  repository: string | undefined;
+  port: number;
+  proxy: string | undefined;
+  /** A user certificate and key, when not using a proxy. */
+  certificate: string | undefined;
+  key: string | undefined;
+  /** CA directory or file that vouches for the server. */
+  caPath: string | undefined;
+  snapshotDir: string;
+  lockfile: string;
+  snapshot: string;
+  mountpoint: string;
+  systemExcludes: string;
+  userExcludes: string;
+  /** The configuration files read, in order. */
+  files: string[];
+}
+
+export const DEFAULT_SYSTEM_EXCLUDES = '/dev/* /mnt/* /proc/* /root/.ssh /sys/* /tmp/*';
+
+export function configFiles(env: NodeJS.ProcessEnv = process.env): string[] {
+  const home = userHome(env);
+  return [
+    '/etc/repoman/repoman.conf',
+    ...(env.REPOMAN_CLIENT_CONFIG ? [env.REPOMAN_CLIENT_CONFIG] : []),
+    join(home, '.repoman', 'repoman.conf'),
+  ];
+}
+
+/** The home of the user who ran the command (under sudo, the invoking user's, as the original did). */
+export function userHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.SUDO_USER && process.getuid?.() === 0) {
+    const line = readFileSafe('/etc/passwd')
+      ?.split('\n')
+      .find((entry) => entry.split(':')[0] === env.SUDO_USER);
+    const home = line?.split(':')[5];
+    if (home) return home;
+  }
+  return env.HOME ?? homedir();
+}
+
+function readFileSafe(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const files = configFiles(env).filter((file) => existsSync(file));
+  const merged: Ini = {};
+  for (const file of files) {
+    const text = readFileSafe(file);
+    if (text === undefined) throw new ClientError('config', `Cannot read ${file}`);
+    for (const [section, values] of Object.entries(parseIni(text, file))) {
+      merged[section.toLowerCase()] = { ...merged[section.toLowerCase()], ...values };
+    }
+  }
+  const get = (section: string, key: string) => {
+    const value = merged[section]?.[key]?.trim();
+    return value === '' ? undefined : value;
+  };
+  const port = get('repository', 'port') ?? '443';
+  if (!/^\d+$/.test(port)) throw new ClientError('config', `Repository port '${port}' is not a number`);
+  return {
+    repository: get('repository', 'repository'),
+    port: Number(port),
+    proxy: get('user', 'proxy_cert'),
+    certificate: get('user', 'user_cert'),
+    key: get('user', 'user_key'),
+    caPath: get('security', 'ca_dir') ?? get('repository', 'ca_dir'),
+    snapshotDir: get('thisimage', 'snapshot_dir') ?? '/tmp',
+    lockfile: get('thisimage', 'lockfile') ?? 'repoman-sync.lock',
+    snapshot: get('thisimage', 'snapshot') ?? 'repoman-fscopy.img',
+    mountpoint: get('thisimage', 'mountpoint') ?? 'repoman-fscopy',
+    systemExcludes: get('thisimage', 'system_excludes') ?? DEFAULT_SYSTEM_EXCLUDES,
+    userExcludes: get('thisimage', 'user_excludes') ?? '',
+    files,
+  };
+}
+
+/** The file `make-config` writes: every setting, with the defaults commented out, as the original's. */
+export function configTemplate(repository?: string, port?: number): string {
+  return `# Repoman client configuration (repoman make-config). Later files override earlier ones:
+#   /etc/repoman/repoman.conf, $REPOMAN_CLIENT_CONFIG, ~/.repoman/repoman.conf
+# Command-line flags override them all.
+
+[Repository]
+# The repository server's host name, and its HTTPS port.
+${repository ? '' : '# '}repository: ${repository ?? 'repoman.example.org'}
+${port ? '' : '# '}port: ${port ?? 443}
+
+[User]
+# A grid proxy (grid-proxy-init, voms-proxy-init). Default: $X509_USER_PROXY, then /tmp/x509up_u<uid>.
+# proxy_cert: /tmp/x509up_u1000
+# Or a user certificate and key. Default: ~/.globus/usercert.pem and ~/.globus/userkey.pem.
+# user_cert: ~/.globus/usercert.pem
+# user_key: ~/.globus/userkey.pem
+
+[Security]
+# The CAs that vouch for the server: a directory of PEM files (as /etc/grid-security/certificates) or one
+# file. Default: $X509_CERT_DIR, then /etc/grid-security/certificates.
+# ca_dir: /etc/grid-security/certificates
+
+[ThisImage]
+# save-image: where the snapshot is built, and what it leaves out (rsync patterns, space-separated;
+# a trailing /* keeps the directory and drops its contents).
+# snapshot_dir: /tmp
+# lockfile: repoman-sync.lock
+# snapshot: repoman-fscopy.img
+# mountpoint: repoman-fscopy
+# system_excludes: ${DEFAULT_SYSTEM_EXCLUDES}
+# user_excludes:
+`;
+}
+
+const expandHome = (path: string, env: NodeJS.ProcessEnv) =>
+  path.startsWith('~/') ? join(userHome(env), path.slice(2)) : path;
+
+export interface Credential {
+  /** PEM: the certificate chain, leaf first (a proxy file holds all of it and the key). */
+  cert: string;
+  key: string;
+  /** Where it came from, for messages. */
+  source: string;
+  /** Ask for the key's passphrase (an encrypted user key). */
+  encrypted: boolean;
+  notAfter: Date | null;
+  subject: string | null;
+}
+
+/**
+ * The credential to present: `--proxy`, the configured proxy, `$X509_USER_PROXY`, `/tmp/x509up_u<uid>`; else
+ * `--cert`/`--key`, the configured user certificate, `~/.globus/usercert.pem` and `userkey.pem`.
+ */
+export function findCredential(
+  settings: Settings,
+  flags: { proxy?: string | undefined; cert?: string | undefined; key?: string | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+): Credential {
+  const explicitProxy = flags.proxy ?? (flags.cert ? undefined : settings.proxy);
+  if (explicitProxy) return proxyCredential(expandHome(explicitProxy, env));
+  if (!flags.cert) {
+    const candidates = [env.X509_USER_PROXY, `/tmp/x509up_u${process.getuid?.() ?? ''}`].filter(
+      (path): path is string => Boolean(path),
+    );
+    for (const path of candidates) if (existsSync(path)) return proxyCredential(path);
+  }
+  const cert = expandHome(flags.cert ?? settings.certificate ?? '~/.globus/usercert.pem', env);
+  const key = expandHome(flags.key ?? settings.key ?? '~/.globus/userkey.pem', env);
+  if (!existsSync(cert) || !existsSync(key)) {
+    throw new ClientError(
+      'credentials',
+      `No credentials: no proxy (--proxy, proxy_cert in the configuration, $X509_USER_PROXY or /tmp/x509up_u${process.getuid?.() ?? '<uid>'}) and no user certificate and key (${cert}, ${key}). Make a proxy with grid-proxy-init.`,
+    );
+  }
+  const keyPem = readFileSync(key, 'utf8');
+  return describe(readFileSync(cert, 'utf8'), keyPem, `${cert} and ${key}`);
+}
+
+function proxyCredential(path: string): Credential {
+  const pem = readFileSafe(path);
+  if (pem === undefined) {
+    throw new ClientError(
+      'credentials',
+      `Cannot read the proxy ${path}: make one with grid-proxy-init (or give --proxy FILE)`,
+    );
+  }
+  const key = /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC )?PRIVATE KEY-----/.exec(
+    pem,
+  )?.[0];
+  if (!key) throw new ClientError('credentials', `${path} holds no private key: is it a proxy file?`);
+  const credential = describe(pem, key, `the proxy ${path}`);
+  if (credential.notAfter && credential.notAfter.getTime() < Date.now()) {
+    throw new ClientError(
+      'credentials',
+      `The proxy ${path} expired on ${credential.notAfter.toLocaleString()}: make a new one with grid-proxy-init`,
+    );
+  }
+  return credential;
+}
+
+function describe(certPem: string, keyPem: string, source: string): Credential {
+  const certs = certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certs.length === 0) throw new ClientError('credentials', `${source}: no certificate found`);
+  let notAfter: Date | null = null;
+  let subject: string | null = null;
+  try {
+    const leaf = new X509(certs[0] as string);
+    notAfter = new Date(leaf.validTo);
+    subject = leaf.subject.split('\n').join('/');
+  } catch {
+    // an unusual certificate Node cannot parse: the server will say what it thinks of it
+  }
+  return {
+    cert: certs.join('\n'),
+    key: keyPem,
+    source,
+    encrypted: /ENCRYPTED/.test(keyPem),
+    notAfter,
+    subject: subject ? `/${subject}` : null,
+  };
+}
+
+/** The CA certificates that vouch for the server: `--ca`, `$X509_CERT_DIR`, the configuration, the grid default. */
+export function findCaCertificates(
+  settings: Settings,
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): { pems: string[]; source: string } {
+  const candidates = [flag, env.X509_CERT_DIR, settings.caPath, '/etc/grid-security/certificates'].filter(
+    (path): path is string => Boolean(path),
+  );
+  for (const raw of candidates) {
+    const path = expandHome(raw, env);
+    if (!existsSync(path)) {
+      if (raw === flag || raw === settings.caPath)
+        throw new ClientError('config', `The CA directory or file ${path} does not exist`);
+      continue;
+    }
+    const files = statSync(path).isDirectory()
+      ? readdirSync(path)
+          .filter((name) => /\.(\d+|pem|crt)$/.test(name))
+          .map((name) => join(path, name))
+      : [path];
+    const pems = files.flatMap(
+      (file) =>
+        readFileSafe(file)?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [],
+    );
+    if (pems.length === 0) throw new ClientError('config', `No CA certificates in ${path}`);
+    return { pems, source: path };
+  }
+  throw new ClientError(
+    'config',
+    'No CA certificates to check the server with: set ca_dir in the configuration, $X509_CERT_DIR, or --ca',
+  );
+}

@@ -1,2 +1,0 @@
-/** The `repoman` client: not written yet (its own issue). It will share error codes and types with @repoman/core. */
-export {};

@@ -1,0 +1,394 @@
+/**
+ * The real `repoman` executable, built as users install it, run as a child process on the system's Node
+ * (20 or newer) against a real server over HTTPS with real certificates and a grid proxy: every command and
+ * alias, `--json` output, exit statuses on failures, transfers cut in the middle that resume when the
+ * command is run again, and a corrupted download that is caught.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { clientFor } from '../../server/test/helpers/http.ts';
+import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
+import { cuttingRelay } from '../../server/test/helpers/relay.ts';
+import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const BIN = join(root, 'bin', 'repoman.js');
+
+/** The system's Node when it has one (the Node users have), else the one running the tests. */
+function systemNode(): string {
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    const probe = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (probe.status === 0 && Number(probe.stdout.split('.')[0]) >= 20) return candidate;
+  }
+  return process.execPath;
+}
+const NODE = systemNode();
+
+interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf8' }).stdout.trim()})`, () => {
+  let pki: TestPki;
+  let server: TestServer;
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  const image = randomBytes(6 * 1024 * 1024 + 17);
+  const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+  function repoman(args: string[], extraEnv: NodeJS.ProcessEnv = {}, cwd = dir, node = NODE): Promise<Run> {
+    return new Promise((done) => {
+      execFile(
+        node,
+        [BIN, ...args],
+        { cwd, env: { ...env, ...extraEnv }, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
+        (error, stdout, stderr) => {
+          const status = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+          done({ status, stdout, stderr });
+        },
+      );
+    });
+  }
+
+  /** Runs and asserts success; returns stdout. */
+  async function ok(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<string> {
+    const run = await repoman(args, extraEnv);
+    assert.equal(run.status, 0, `repoman ${args.join(' ')}: ${run.stderr}`);
+    return run.stdout;
+  }
+
+  /** Runs with --json and parses what it printed. */
+  const json = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+    JSON.parse(await ok([...args, '--json'], extraEnv));
+
+  /** Runs, asserts failure with this exit status, and returns the one-line message. */
+  async function fails(args: string[], status: number, pattern: RegExp, extraEnv: NodeJS.ProcessEnv = {}) {
+    const run = await repoman(args, extraEnv);
+    assert.equal(
+      run.status,
+      status,
+      `repoman ${args.join(' ')} should exit ${status}: ${run.stdout}${run.stderr}`,
+    );
+    const line = run.stderr.trim().split('\n').at(-1) ?? '';
+    assert.match(line, /^\[FAILED\] /);
+    assert.match(line, pattern);
+    return line;
+  }
+
+  before(async () => {
+    // The executable users install is the compiled one.
+    const build = spawnSync(
+      process.execPath,
+      [join(root, '../../node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(build.status, 0, build.stdout + build.stderr);
+    pki = await makeTestPki();
+    server = await startServerFor(pki, 'sqlite');
+    dir = await mkdtemp(join(tmpdir(), 'repoman-client-'));
+    const certificates = join(dir, 'certificates');
+    await mkdir(certificates);
+    await writeFile(join(certificates, 'ca.pem'), pki.ca.certPem);
+    const bob = pki.proxy('bob', 'rfc');
+    await writeFile(join(dir, 'bob-proxy.pem'), `${bob.cert}\n${bob.key}`, { mode: 0o600 });
+    const admin = pki.credential('admin');
+    await writeFile(join(dir, 'admin.pem'), admin.cert);
+    await writeFile(join(dir, 'admin.key'), admin.key, { mode: 0o600 });
+    await writeFile(join(dir, 'image.bin'), image);
+    env = {
+      PATH: process.env.PATH,
+      HOME: join(dir, 'home'),
+      X509_CERT_DIR: certificates,
+      X509_USER_PROXY: join(dir, 'bob-proxy.pem'),
+    };
+    await mkdir(join(dir, 'home'));
+    await clientFor(server.httpsUrl, pki.ca.certPem, admin).post('/api/users', {
+      user_name: 'bob',
+      client_dn: pki.dn('bob'),
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const asAdmin = { X509_USER_PROXY: '' };
+  const adminFlags = () => ['--cert', join(dir, 'admin.pem'), '--key', join(dir, 'admin.key')];
+
+  it('answers version and help without a server, and exits 2 on usage errors', async () => {
+    assert.match(await ok(['version']), /^\d+\.\d+\.\d+\n$/);
+    const help = await ok(['help']);
+    for (const name of [
+      'create-image (ci)',
+      'list-images (li)',
+      'put-image (pi)',
+      'get-image (gi)',
+      'add-permissions-to-group (apg)',
+    ])
+      assert.ok(help.includes(name), name);
+    assert.match(await ok(['help', 'ci']), /usage: repoman create-image image/);
+    assert.match(await ok(['list-images', '--help']), /--all/);
+    await fails([], 2, /too few arguments/);
+    await fails(['frobnicate'], 2, /not a repoman command/);
+    await fails(['create-image'], 2, /missing image/);
+    await fails(['li', '--bogus'], 2, /Unknown option/);
+  });
+
+  it('says what is missing before a configuration exists, then make-config writes one', async () => {
+    await fails(['whoami'], 1, /make-config/);
+    const written = await ok(['make-config', '-r', 'localhost', '-p', String(server.httpsPort)]);
+    assert.match(written, /New repoman configuration file written to .*\.repoman\/repoman\.conf/);
+    const conf = await readFile(join(dir, 'home/.repoman/repoman.conf'), 'utf8');
+    assert.match(conf, /^repository: localhost$/m);
+    assert.match(conf, new RegExp(`^port: ${server.httpsPort}$`, 'm'));
+    await ok(['mc', '-r', 'localhost', '-p', String(server.httpsPort)]);
+    assert.ok(existsSync(join(dir, 'home/.repoman/repoman.conf.bak')), 'the previous file is kept');
+    assert.match(await ok(['make-config', '--stdout']), /\[ThisImage\]/);
+    const about = await json(['about']);
+    assert.equal(about.repository, 'localhost');
+    assert.equal(about.port, server.httpsPort);
+    assert.match(about.credentials, /bob-proxy\.pem/);
+  });
+
+  it('knows who the proxy belongs to', async () => {
+    assert.equal(await ok(['whoami']), 'bob\n');
+    const me = await json(['whoami']);
+    assert.equal(me.user_name, 'bob');
+    assert.equal(me.client_dn, pki.dn('bob'));
+  });
+
+  it('creates, lists, shows, modifies and removes images, with aliases and --json', async () => {
+    const created = await json([
+      'ci',
+      'rhel.img',
+      '-d',
+      'Analysis VM',
+      '--os_type',
+      'linux',
+      '--os_arch',
+      'x86_64',
+    ]);
+    assert.equal(created.owner, 'bob');
+    assert.equal(created.description, 'Analysis VM');
+    assert.match(
+      await ok(['create-image', 'other.img', '-a', 'true']),
+      /\[OK\] Created image bob\/other\.img/,
+    );
+    const table = await ok(['li']);
+    assert.match(table, /^Image\s+Owner\s+Size/m);
+    assert.match(table, /^rhel\.img\s+bob\s/m);
+    assert.match(table, /other\.img.*public/);
+    assert.deepEqual((await ok(['list-images', '-s'])).trim().split('\n'), ['bob/other.img', 'bob/rhel.img']);
+    assert.match(
+      await ok(['li', '-U']),
+      /bob\/other\.img\n {2}http:\/\/.*\/api\/images\/raw\/bob\/other\.img\n {2}https:/,
+    );
+    const full = await ok(['li', 'rhel.img']);
+    assert.match(full, /^\s*description : Analysis VM$/m);
+    assert.match(full, /^\s*created : \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/m); // local time
+    const listed = await json(['li']);
+    assert.deepEqual(listed.map((i: { name: string }) => i.name).sort(), ['other.img', 'rhel.img']);
+    const modified = await json(['mi', 'other.img', '-n', 'renamed.img', '-d', 'New', '-a', 'false']);
+    assert.equal(modified.name, 'renamed.img');
+    assert.equal(modified.unauthenticated_access, false);
+    await fails(['mi', 'renamed.img', '-a', 'maybe'], 2, /true or false/);
+    await fails(['ri', 'renamed.img'], 1, /add --force/); // no terminal to ask on
+    assert.match(await ok(['ri', 'renamed.img', '-f']), /\[OK\] Removed image bob\/renamed\.img/);
+    await fails(['li', 'renamed.img'], 1, /No image 'renamed\.img'/);
+  });
+
+  it('uploads with put-image and downloads with get-image, checked by SHA-256, and keeps versions', async () => {
+    const put = await json(['pi', join(dir, 'image.bin'), 'rhel.img']);
+    assert.equal(put.version, 1);
+    assert.equal(put.digests.sha256, sha256(image));
+    await fails(['put-image', join(dir, 'image.bin'), 'rhel.img'], 1, /already holds version 1.*--force/);
+    assert.match(await ok(['put-image', join(dir, 'image.bin'), 'rhel.img', '-f']), /version 2, sha256 /);
+    const out = join(dir, 'copy.img');
+    assert.match(await ok(['gi', 'rhel.img', out]), /saved to .*copy\.img/);
+    assert.equal(sha256(await readFile(out)), sha256(image));
+    await fails(['get-image', 'rhel.img', out], 1, /exists: add --force/);
+    await mkdir(join(dir, 'downloads'));
+    await ok(['get-image', 'bob/rhel.img', join(dir, 'downloads')]);
+    assert.ok(existsSync(join(dir, 'downloads', 'rhel.img')));
+    const versions = await json(['lv', 'rhel.img']);
+    assert.deepEqual(
+      versions.items.map((v: { version: number }) => v.version),
+      [2, 1],
+    );
+    assert.match(await ok(['list-versions', 'rhel.img']), /^\s+2\*\s/m);
+    assert.match(await ok(['rollback', 'rhel.img', '1']), /serves version 1 again/);
+    assert.equal((await json(['li', 'rhel.img'])).version, 1);
+    await fails(['rb', 'rhel.img', '9'], 1, /no version 9/);
+    await fails(['pi', join(dir, 'missing.bin'), 'rhel.img', '-f'], 2, /Cannot read/);
+  });
+
+  it('resumes an upload cut in the middle when the same command runs again', async () => {
+    await ok(['ci', 'cut.img']);
+    const relay = await cuttingRelay(server.httpsPort, image.length / 2);
+    try {
+      const through = ['-p', String(relay.port), '--retries', '0'];
+      await fails(['pi', join(dir, 'image.bin'), 'cut.img', ...through], 1, /closed|reset|hang up|ended/i);
+      assert.equal((await json(['li', 'cut.img'])).version, 0, 'nothing published from a cut upload');
+      const again = await repoman(['pi', join(dir, 'image.bin'), 'cut.img', ...through]);
+      assert.equal(again.status, 0, again.stderr);
+      const resumedAt = /Resuming the upload at ([\d.]+) MiB/.exec(again.stderr);
+      assert.ok(resumedAt && Number(resumedAt[1]) > 1, again.stderr);
+      assert.ok(relay.upstreamBytes < image.length * 1.3, `${relay.upstreamBytes} bytes sent in all`);
+    } finally {
+      await relay.close();
+    }
+    const shown = await json(['li', 'cut.img']);
+    assert.equal(shown.digests.sha256, sha256(image));
+  });
+
+  it('resumes a download cut in the middle, and refuses a corrupted one', async () => {
+    const relay = await cuttingRelay(server.httpsPort, image.length / 2, 'down');
+    const out = join(dir, 'resumed.img');
+    try {
+      const through = ['-p', String(relay.port), '--retries', '0'];
+      await fails(['gi', 'cut.img', out, ...through], 1, /closed|reset|aborted|hang up|ended/i);
+      assert.ok((await stat(`${out}.part`)).size > 0, 'the partial file stays');
+      const again = await repoman(['gi', 'cut.img', out, ...through]);
+      assert.equal(again.status, 0, again.stderr);
+      assert.match(again.stderr, /Resuming the download at/);
+      assert.ok(relay.downstreamBytes < image.length * 1.3, `${relay.downstreamBytes} bytes received in all`);
+    } finally {
+      await relay.close();
+    }
+    assert.equal(sha256(await readFile(out)), sha256(image));
+
+    // Flip bytes of the stored blob: the server serves them under the recorded digest; the client notices.
+    const blobs = join(server.dir, 'data', 'blobs', 'blobs');
+    for (const fan of await readdir(blobs)) {
+      for (const name of await readdir(join(blobs, fan))) {
+        const file = join(blobs, fan, name);
+        const handle = await open(file, 'r+');
+        await handle.write(Buffer.alloc(64, 0xee), 0, 64, 1000);
+        await handle.close();
+      }
+    }
+    const corrupt = join(dir, 'corrupt.img');
+    await fails(['gi', 'cut.img', corrupt], 1, /corrupt/);
+    assert.ok(!existsSync(corrupt) && !existsSync(`${corrupt}.part`), 'nothing corrupt is left behind');
+  });
+
+  it('manages users and groups as an admin, and shares images', async () => {
+    const as = (args: string[]) => [...args, ...adminFlags()];
+    const created = await json(
+      as(['cu', 'pam', pki.dn('pam'), '-e', 'pam@example.org', '-f', 'Pam Example']),
+      asAdmin,
+    );
+    assert.equal(created.user_name, 'pam');
+    assert.match(await ok(as(['lu']), asAdmin), /^pam\s+Pam Example\s+\/C=CA/m);
+    assert.equal((await json(as(['lu', 'pam']), asAdmin)).email, 'pam@example.org');
+    assert.equal(
+      (await json(as(['mu', 'pam', '-f', 'Pamela Example']), asAdmin)).full_name,
+      'Pamela Example',
+    );
+    const group = await json(as(['cg', 'atlas', '-p', 'image_create', '-u', 'bob']), asAdmin);
+    assert.deepEqual(group.users, ['bob']);
+    assert.deepEqual(group.permissions, ['image_create']);
+    assert.match(await ok(as(['aug', 'atlas', 'pam']), asAdmin), /Added user pam to group atlas/);
+    assert.deepEqual((await json(as(['lg', 'atlas']), asAdmin)).users.sort(), ['bob', 'pam']);
+    assert.match(
+      await ok(as(['apg', 'atlas', 'image_delete,image_modify']), asAdmin),
+      /Added permission image_modify/,
+    );
+    assert.match(await ok(as(['rpg', 'atlas', 'image_delete']), asAdmin), /Removed permission image_delete/);
+    const exact = await json(
+      as(['mg', 'atlas', '-p', 'image_create', '-u', 'bob,pam', '-n', 'atlas2']),
+      asAdmin,
+    );
+    assert.equal(exact.name, 'atlas2');
+    assert.deepEqual(exact.permissions, ['image_create']);
+    assert.match(await ok(as(['rug', 'atlas2', 'pam']), asAdmin), /Removed user pam from group atlas2/);
+    assert.match(await ok(['lg']), /^atlas2\s+bob/m); // bob's own groups
+    assert.match(await ok(as(['lg', '-a', '-s']), asAdmin), /^admins$/m);
+
+    assert.match(await ok(['siu', 'rhel.img', 'pam']), /Shared image rhel\.img with user pam/);
+    assert.match(await ok(['sig', 'rhel.img', 'atlas2']), /Shared image rhel\.img with group atlas2/);
+    const shared = await json(['li', 'rhel.img']);
+    assert.deepEqual(shared.shared_with, { users: ['pam'], groups: ['atlas2'] });
+    assert.match(await ok(['li', '-u', 'pam']), /rhel\.img/);
+    await ok(['uiu', 'rhel.img', 'pam']);
+    await ok(['unshare-image-with-groups', 'rhel.img', 'atlas2']);
+    assert.deepEqual((await json(['li', 'rhel.img'])).shared_with, { users: [], groups: [] });
+
+    assert.match(await ok(as(['rg', 'atlas2', '-f']), asAdmin), /Removed group atlas2/);
+    assert.match(await ok(as(['ru', 'pam', '-f']), asAdmin), /Removed user pam/);
+  });
+
+  it('exits 1 with the server’s reason on 403, 404 and 409', async () => {
+    await fails(['cu', 'eve', '/CN=Eve'], 1, /not allowed|may not|permission/i);
+    await fails(['li', 'nothing.img'], 1, /No image 'nothing\.img'/);
+    await fails(['ci', 'rhel.img'], 1, /already exists/);
+    const denied = await repoman(['cu', 'eve', '/CN=Eve', '--json']);
+    assert.equal(denied.status, 1);
+  });
+
+  it('refuses an unreachable server, an untrusted one, and an expired proxy, each with a clear message', async () => {
+    const closed = net.createServer();
+    await new Promise<void>((done) => closed.listen(0, '127.0.0.1', done));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise((done) => closed.close(done));
+    await fails(['whoami', '-p', String(port)], 1, /Cannot reach https:\/\/localhost:\d+/);
+
+    const otherCa = await makeTestPki();
+    const wrong = join(dir, 'other-ca');
+    await mkdir(wrong);
+    await writeFile(join(wrong, 'ca.pem'), otherCa.ca.certPem);
+    await fails(['whoami'], 1, /not trusted by the CAs in .*other-ca/, { X509_CERT_DIR: wrong });
+
+    const expired = pki.bad('expired');
+    await writeFile(join(dir, 'expired.pem'), `${expired.cert}\n${expired.key}`, { mode: 0o600 });
+    await fails(['whoami', '-P', join(dir, 'expired.pem')], 1, /expired on .*grid-proxy-init/);
+    await fails(
+      ['whoami', '--cert', join(dir, 'none.pem'), '--key', join(dir, 'none.key')],
+      1,
+      /No credentials/,
+    );
+  });
+
+  it('installs from a packed tarball with no dependencies, and runs', async () => {
+    const npm = (args: string[], cwd: string) =>
+      new Promise<string>((done, fail) =>
+        execFile(
+          'npm',
+          args,
+          { cwd, env: { ...process.env, npm_config_cache: join(dir, 'npm-cache') } },
+          (error, stdout, stderr) =>
+            error ? fail(new Error(`npm ${args.join(' ')}: ${stderr}`)) : done(stdout),
+        ),
+      );
+    const packs = join(dir, 'packs');
+    await mkdir(packs);
+    await npm(['pack', '--pack-destination', packs], root);
+    const [tarball] = await readdir(packs);
+    const prefix = join(dir, 'prefix');
+    const installed = await npm(['install', '-g', '--prefix', prefix, join(packs, tarball as string)], dir);
+    assert.match(installed, /added 1 package/); // the client alone: no dependencies
+    const runInstalled = (args: string[]) =>
+      new Promise<string>((done) =>
+        execFile(join(prefix, 'bin', 'repoman'), args, { env, cwd: dir }, (_error, stdout) => done(stdout)),
+      );
+    assert.match(await runInstalled(['version']), /^\d+\.\d+\.\d+\n$/);
+    assert.equal(await runInstalled(['whoami']), 'bob\n');
+  });
+
+  it('runs on the Node that runs the server too', async () => {
+    const run = await repoman(['whoami'], {}, dir, process.execPath); // not spawnSync: the server is in this process
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout, 'bob\n');
+  });
+});
