@@ -250,11 +250,18 @@ export const commands: CommandSpec[] = [
   {
     name: 'list-images',
     alias: 'li',
-    summary: 'list your images (or all you may see, or those shared with a user), or show one in full',
+    summary:
+      'list your images (or all you may see, or those shared with a group or user), or show one in full',
     args: ['image?'],
     options: {
       ...ownerOption,
       all: { type: 'boolean', short: 'a', help: 'every image you may see: yours, shared with you, public' },
+      group: {
+        type: 'string',
+        short: 'g',
+        help: 'the images shared with GROUP (one of yours)',
+        value: 'GROUP',
+      },
       user: {
         type: 'string',
         short: 'u',
@@ -274,11 +281,12 @@ export const commands: CommandSpec[] = [
         const image = await api.get(imagePath(imageRef(context)));
         return show(context, image, () => details(image));
       }
-      if ([options.all, options.user].filter(Boolean).length > 1)
-        throw new ClientError('usage', '--all and --user do not go together');
+      if ([options.all, options.user, options.group].filter(Boolean).length > 1)
+        throw new ClientError('usage', 'Choose one of --all, --group and --user');
       const me = (await api.get('/api/whoami')).user_name as string;
       let images: Json[];
       if (options.all) images = await api.all('/api/images');
+      else if (options.group) images = await api.all(path('groups', options.group as string, 'shared'));
       else if (options.user) {
         const user = options.user as string;
         const mine = (await api.all('/api/images', { owner: me })) as Json[];

@@ -321,6 +321,8 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     const shared = await json(['li', 'rhel.img']);
     assert.deepEqual(shared.shared_with, { users: ['pam'], groups: ['atlas2'] });
     assert.match(await ok(['li', '-u', 'pam']), /rhel\.img/);
+    assert.deepEqual((await ok(['li', '-g', 'atlas2', '-s'])).trim(), 'bob/rhel.img');
+    await fails(['li', '-g', 'atlas2', '-a'], 2, /Choose one/);
     await ok(['uiu', 'rhel.img', 'pam']);
     await ok(['unshare-image-with-groups', 'rhel.img', 'atlas2']);
     assert.deepEqual((await json(['li', 'rhel.img'])).shared_with, { users: [], groups: [] });

@@ -394,6 +394,15 @@ export function apiSuite(engine: Engine) {
           `${server.httpsUrl}/api/images/bob/rhel5.5.img`,
         ]);
         expectError(await as('bob').get('/api/users/pam/shared'), 403, 'forbidden');
+        const withGroup = await as('pam').get('/api/groups/atlas/shared');
+        assert.deepEqual(
+          withGroup.json.items.map((i: { url: string }) => i.url),
+          [`${server.httpsUrl}/api/images/bob/bob-base.img`],
+          'only what is shared with the group, not with pam herself',
+        );
+        expectError(await as('doug').get('/api/groups/atlas/shared'), 403, 'forbidden'); // not a member
+        assert.equal((await as('admin').get('/api/groups/atlas/shared')).json.total, 1);
+        expectError(await as('pam').get('/api/groups/nope/shared'), 404, 'group_not_found');
         await as('bob').delete('/api/images/bob-base.img/share/group/atlas');
         expectError(await as('pam').get('/api/images/bob/bob-base.img'), 404, 'image_not_found');
       });

@@ -124,6 +124,8 @@ export interface ImageQuery {
   ownerId?: number;
   /** Only images shared with this user, directly or through one of their groups. */
   sharedWith?: number;
+  /** Only images shared with this group. */
+  sharedWithGroup?: number;
   public?: boolean;
   namePrefix?: string;
   os_variant?: string;
@@ -169,6 +171,18 @@ export async function listImages(db: Q, query: ImageQuery) {
   }
   if (query.ownerId !== undefined) base = base.where('images.owner_id', '=', query.ownerId);
   if (query.sharedWith !== undefined) base = base.where(sharedWith(query.sharedWith));
+  const group = query.sharedWithGroup;
+  if (group !== undefined) {
+    base = base.where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('image_group_shares as gs')
+          .select('gs.image_id')
+          .whereRef('gs.image_id', '=', 'images.id')
+          .where('gs.group_id', '=', group),
+      ),
+    );
+  }
   if (query.public !== undefined) base = base.where('images.unauthenticated_access', '=', query.public);
   if (query.namePrefix) {
     const prefix = query.namePrefix;

@@ -279,6 +279,29 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
         return { items: await views(actor, rows), total };
       },
 
+      /** Images shared with a group (what `/api/groups/{g}/shared` shows): for its members and admins. */
+      async sharedWithGroup(
+        actor: Actor,
+        groupName: string,
+        page: { limit: number; offset: number },
+      ): Promise<PageOf<ImageView>> {
+        const group = await findGroupByName(db, groupName);
+        if (!group) throw new RepomanError('group_not_found', `No group '${groupName}'`);
+        if (!actor.isAdmin && !actor.groups.has(group.name))
+          throw new RepomanError(
+            'forbidden',
+            `Only members of ${group.name} and admins may see what is shared with it`,
+          );
+        const { rows, total } = await images.listImages(db, {
+          visibleTo: null,
+          sharedWithGroup: group.id,
+          sort: 'name',
+          order: 'asc',
+          ...page,
+        });
+        return { items: await views(actor, rows), total };
+      },
+
       /** Images shared with a user directly or through their groups (what `/api/users/{u}/shared` shows). */
       async sharedWith(
         actor: Actor,

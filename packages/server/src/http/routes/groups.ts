@@ -9,7 +9,7 @@ import {
 } from '@repoman/core';
 import type { FastifyInstance } from 'fastify';
 import { requireActor } from '../auth.ts';
-import { groupJson, page } from '../present.ts';
+import { groupJson, imageJson, page } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
 const groupParams = {
@@ -111,6 +111,28 @@ export function groupRoutes(app: FastifyInstance, deps: RouteDeps) {
     async (request, reply) => {
       await services.groups.remove(requireActor(request), request.params.group);
       return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Params: { group: string }; Querystring: { limit: number; offset: number } }>(
+    '/api/groups/:group/shared',
+    {
+      schema: {
+        summary: 'Images shared with the group (its members and admins)',
+        tags: ['groups', 'images'],
+        params: groupParams,
+        querystring: { type: 'object', additionalProperties: false, properties: pageQuery },
+        response: { 200: pageSchema('Image') },
+      },
+    },
+    async (request) => {
+      const result = await services.images.sharedWithGroup(
+        requireActor(request),
+        request.params.group,
+        request.query,
+      );
+      const u = urls(request);
+      return page(request, u, result, request.query, (v) => imageJson(u, v));
     },
   );
 
