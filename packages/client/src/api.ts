@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { Credential } from './config.ts';
 import { ClientError } from './errors.ts';
 
@@ -46,6 +47,17 @@ const TLS_TRUST_ERRORS = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/**
+ * The server's name as TLS checks it, plus the grid convention: a host certificate without subjectAltName
+ * whose common name is `host/<fqdn>` names that host.
+ */
+export function checkServer(host: string, certificate: PeerCertificate): Error | undefined {
+  const error = checkServerIdentity(host, certificate);
+  if (!error || certificate.subjectaltname) return error;
+  const names = ([] as string[]).concat(certificate.subject?.CN ?? []);
+  return names.some((cn) => cn.toLowerCase() === `host/${host.toLowerCase()}`) ? undefined : error;
+}
+
 export class Api {
   readonly connection: Connection;
   readonly agent: https.Agent;
@@ -55,6 +67,7 @@ export class Api {
     this.agent = new https.Agent({
       keepAlive: true,
       ca: connection.ca,
+      checkServerIdentity: checkServer,
       cert: connection.credential.cert,
       key: connection.credential.key,
       ...(connection.passphrase === undefined ? {} : { passphrase: connection.passphrase }),
