@@ -92,7 +92,13 @@ export class Api {
     } else if (Buffer.isBuffer(options.body)) payload = options.body;
     if (payload) headers['content-length'] = String(payload.length);
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
-      const request = https.request(url, { method, headers, agent: this.agent }, resolve);
+      let request: ReturnType<typeof https.request>;
+      try {
+        request = https.request(url, { method, headers, agent: this.agent }, resolve);
+      } catch (error) {
+        // The credential is read here: a key that will not unlock fails at once.
+        return reject(this.#connectionError(error as NodeJS.ErrnoException));
+      }
       request.on('error', (error) => reject(this.#connectionError(error)));
       if (options.body && !Buffer.isBuffer(options.body)) {
         options.body.on('error', (error) => request.destroy(error));

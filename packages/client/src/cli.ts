@@ -290,19 +290,36 @@ async function confirm(io: Io, question: string): Promise<boolean> {
 }
 
 async function secret(io: Io, prompt: string): Promise<string> {
-  if (!io.stdin.isTTY)
+  const input = io.stdin as NodeJS.ReadStream;
+  if (!input.isTTY || typeof input.setRawMode !== 'function')
     throw new ClientError(
       'credentials',
       'The key is encrypted and there is no terminal to ask for its passphrase: use a proxy',
     );
-  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: true });
-  const output = rl as unknown as { _writeToOutput: (text: string) => void };
   io.stderr.write(prompt);
-  output._writeToOutput = () => {}; // no echo
+  input.setRawMode(true);
+  input.resume();
+  let answer = '';
   try {
-    return await new Promise<string>((resolve) => rl.question('', resolve));
+    await new Promise<void>((resolve, reject) => {
+      const onData = (data: Buffer) => {
+        for (const char of data.toString('utf8')) {
+          if (char === '\r' || char === '\n' || char === '\u0003') {
+            input.off('data', onData);
+            if (char === '\u0003') reject(new ClientError('aborted', 'Interrupted'));
+            else resolve();
+            return;
+          }
+          if (char === '\u007f' || char === '\b') answer = answer.slice(0, -1);
+          else answer += char;
+        }
+      };
+      input.on('data', onData);
+    });
   } finally {
+    input.setRawMode(false);
+    input.pause();
     io.stderr.write('\n');
-    rl.close();
   }
+  return answer;
 }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -360,6 +360,49 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
       1,
       /No credentials/,
     );
+  });
+
+  /** Runs in a pseudo-terminal (util-linux `script`), typing `typed` after a moment; returns what it showed. */
+  function inTerminal(args: string[], typed?: string): Promise<Run> {
+    return new Promise((done) => {
+      const child = execFile(
+        'script',
+        ['-qec', [NODE, BIN, ...args].join(' '), '/dev/null'],
+        { cwd: dir, env, timeout: 60_000 },
+        (error, stdout, stderr) => done({ status: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+      );
+      if (typed !== undefined) setTimeout(() => child.stdin?.write(`${typed}\n`), 1000);
+    });
+  }
+
+  it('shows a progress bar on a terminal and none on a pipe', async () => {
+    await ok(['ci', 'progress.img']);
+    await ok(['pi', join(dir, 'image.bin'), 'progress.img']); // the blobs before were corrupted on purpose
+    const piped = await repoman(['gi', 'progress.img', join(dir, 'piped.img')]);
+    assert.equal(piped.status, 0, piped.stderr);
+    assert.doesNotMatch(piped.stderr, /downloading/);
+    const shown = await inTerminal(['gi', 'progress.img', join(dir, 'tty.img')]);
+    assert.equal(shown.status, 0, shown.stdout);
+    assert.match(shown.stdout, /downloading 100% 6\.0 MiB of 6\.0 MiB .*\/s .*left/);
+  });
+
+  it('asks for the passphrase of an encrypted key on a terminal', async () => {
+    const locked = createPrivateKey(await readFile(join(dir, 'admin.key'), 'utf8')).export({
+      type: 'pkcs8',
+      format: 'pem',
+      cipher: 'aes-256-cbc',
+      passphrase: 'open sesame',
+    });
+    await writeFile(join(dir, 'locked.key'), locked, { mode: 0o600 });
+    const flags = ['whoami', '--cert', join(dir, 'admin.pem'), '--key', join(dir, 'locked.key')];
+    const right = await inTerminal(flags, 'open sesame');
+    assert.equal(right.status, 0, right.stdout);
+    assert.match(right.stdout, /Passphrase for .*locked\.key: \r?\n(\r?\n)*admin/);
+    assert.doesNotMatch(right.stdout, /open sesame/, 'the passphrase is not echoed');
+    const wrong = await inTerminal(flags, 'guess');
+    assert.notEqual(wrong.status, 0);
+    assert.match(wrong.stdout, /Cannot unlock the key .*wrong passphrase/);
+    await fails(flags, 1, /no terminal to ask for its passphrase/); // piped: no prompt, a clear refusal
   });
 
   it('installs from a packed tarball with no dependencies, and runs', async () => {
