@@ -793,7 +793,7 @@ export const commands: CommandSpec[] = [
     summary: 'snapshot this machine into an image and upload it (not available in this version)',
     args: ['image'],
     async run() {
-      throw new ClientError('usage', 'save-image is not available in this version of the client yet');
+      throw new ClientError('aborted', 'save-image is not available in this version of the client yet');
     },
   },
 ];

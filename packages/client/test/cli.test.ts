@@ -17,6 +17,7 @@ import { clientFor } from '../../server/test/helpers/http.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { cuttingRelay } from '../../server/test/helpers/relay.ts';
 import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
+import { commands } from '../src/commands.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const BIN = join(root, 'bin', 'repoman.js');
@@ -143,6 +144,17 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     await fails(['frobnicate'], 2, /not a repoman command/);
     await fails(['create-image'], 2, /missing image/);
     await fails(['li', '--bogus'], 2, /Unknown option/);
+  });
+
+  it('knows every command by its name and its alias, each with --help', async () => {
+    for (const command of commands) {
+      for (const name of [command.name, ...(command.alias ? [command.alias] : [])]) {
+        const help = await ok([name, '--help']);
+        assert.match(help, new RegExp(`^usage: repoman ${command.name}\\b`), name);
+        assert.match(help, /--json/, `${name} documents --json`);
+      }
+    }
+    await fails(['save-image', 'x.img'], 1, /not available in this version/);
   });
 
   it('says what is missing before a configuration exists, then make-config writes one', async () => {
