@@ -17,6 +17,8 @@ export interface Connection {
   caSource: string;
   credential: Credential;
   passphrase?: string | undefined;
+  /** A request whose server says nothing for this long fails (and a transfer then retries). */
+  timeoutMs?: number;
 }
 
 export interface Response {
@@ -99,9 +101,27 @@ export class Api {
         // The credential is read here: a key that will not unlock fails at once.
         return reject(this.#connectionError(error as NodeJS.ErrnoException));
       }
-      request.on('error', (error) => reject(this.#connectionError(error)));
+      const timeoutMs = this.connection.timeoutMs ?? 120_000;
+      request.setTimeout(timeoutMs, () =>
+        request.destroy(
+          Object.assign(new Error(`no answer for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }),
+        ),
+      );
+      let bodyError: Error | null = null;
+      request.on('error', (error) =>
+        reject(
+          bodyError
+            ? new ClientError('transfer', `Reading what was to be sent failed: ${bodyError.message}`, {
+                cause: bodyError,
+              })
+            : this.#connectionError(error),
+        ),
+      );
       if (options.body && !Buffer.isBuffer(options.body)) {
-        options.body.on('error', (error) => request.destroy(error));
+        options.body.on('error', (error) => {
+          bodyError = error;
+          request.destroy(error);
+        });
         options.body.pipe(request);
       } else request.end(payload);
     });
@@ -172,11 +192,9 @@ export class Api {
     if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ETIMEDOUT', 'ENETUNREACH'].includes(code))
       return new ClientError('connection', `Cannot reach ${base}: ${error.message}`, { cause: error });
     if (code === 'ECONNRESET' || /socket hang up/.test(error.message))
-      return new ClientError(
-        'connection',
-        `${base} closed the connection: ${error.message} (is ${credential.source} accepted by this server?)`,
-        { cause: error },
-      );
+      return new ClientError('connection', `${base} closed the connection: ${error.message}`, {
+        cause: error,
+      });
     return new ClientError('connection', `Talking to ${base} failed: ${error.message}`, { cause: error });
   }
 

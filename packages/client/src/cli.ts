@@ -3,6 +3,7 @@
  * original client's; every one has `--help` and `--json`, and exits 0 only on success (1 on a failure, 2 on a
  * usage error).
  */
+import { createPrivateKey } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Api } from './api.ts';
@@ -59,6 +60,11 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   cert: { type: 'string', help: 'a user certificate to present instead of a proxy', value: 'FILE' },
   key: { type: 'string', help: 'the key of --cert', value: 'FILE' },
   ca: { type: 'string', help: 'the CA directory or file that vouches for the server', value: 'PATH' },
+  timeout: {
+    type: 'string',
+    help: 'give up on a server silent for this long (default 120)',
+    value: 'SECONDS',
+  },
   json: { type: 'boolean', help: 'print what the server returned, as JSON' },
   help: { type: 'boolean', help: 'show help' },
 };
@@ -182,17 +188,21 @@ export async function main(argv: string[], commands: CommandSpec[], io: Io): Pro
       return 0;
     }
     const args = bindArguments(command, parsed.positionals);
-    const settings = loadSettings(io.env);
+    // Read on first use: make-config, help and version work even beside a broken configuration file.
+    let settings: Settings | undefined;
     const context: Context = {
       args,
       options,
-      settings,
+      get settings() {
+        settings ??= loadSettings(io.env);
+        return settings;
+      },
       json: Boolean(options.json),
       command,
       print,
       note,
       async api() {
-        connected.api ??= await connect(settings, options, io, context);
+        connected.api ??= await connect(context.settings, options, io, context);
         return connected.api;
       },
       confirm: (question) => confirm(io, question),
@@ -267,9 +277,29 @@ async function connect(
   const passphrase = credential.encrypted
     ? await context.secret(`Passphrase for ${credential.source}: `)
     : undefined;
+  try {
+    createPrivateKey({ key: credential.key, ...(passphrase === undefined ? {} : { passphrase }) });
+  } catch {
+    throw new ClientError(
+      'credentials',
+      credential.encrypted
+        ? `Cannot unlock the key of ${credential.source}: wrong passphrase?`
+        : `The key of ${credential.source} cannot be read`,
+    );
+  }
+  const timeout = options.timeout === undefined ? 120 : Number(options.timeout);
+  if (!(timeout > 0))
+    throw new ClientError('usage', `--timeout takes a number of seconds, not '${options.timeout}'`);
   const base = `https://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
   try {
-    return new Api({ base, ca: ca.pems, caSource: ca.source, credential, passphrase });
+    return new Api({
+      base,
+      ca: ca.pems,
+      caSource: ca.source,
+      credential,
+      passphrase,
+      timeoutMs: timeout * 1000,
+    });
   } catch (error) {
     throw new ClientError('credentials', `Cannot use ${credential.source}: ${(error as Error).message}`, {
       cause: error,
@@ -282,8 +312,11 @@ async function confirm(io: Io, question: string): Promise<boolean> {
     throw new ClientError('aborted', `${question} (not asked without a terminal: add --force)`);
   const rl = createInterface({ input: io.stdin, output: io.stderr });
   try {
-    const answer = await new Promise<string>((resolve) => rl.question(`${question} [yes/no]: `, resolve));
-    return answer.trim().toLowerCase() === 'yes';
+    const answer = await new Promise<string>((resolve) => {
+      rl.once('close', () => resolve('')); // end of input: no
+      rl.question(`${question} [yes/no]: `, resolve);
+    });
+    return ['y', 'yes'].includes(answer.trim().toLowerCase());
   } finally {
     rl.close();
   }
@@ -315,6 +348,7 @@ async function secret(io: Io, prompt: string): Promise<string> {
         }
       };
       input.on('data', onData);
+      input.once('end', () => reject(new ClientError('aborted', 'No passphrase given')));
     });
   } finally {
     input.setRawMode(false);

@@ -203,6 +203,8 @@ export const commands: CommandSpec[] = [
     options: { stdout: { type: 'boolean', help: 'print the file instead of writing it' } },
     async run(context) {
       const port = context.options.port === undefined ? undefined : Number(context.options.port);
+      if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
+        throw new ClientError('usage', `Invalid port '${context.options.port}'`);
       const content = configTemplate(str(context.options.repository), port);
       if (context.options.stdout) return context.print(content.trimEnd());
       const file = join(userHome(), '.repoman', 'repoman.conf');

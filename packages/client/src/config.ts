@@ -183,6 +183,11 @@ export function findCredential(
   const explicitProxy = flags.proxy ?? (flags.cert ? undefined : settings.proxy);
   if (explicitProxy) return proxyCredential(expandHome(explicitProxy, env));
   if (!flags.cert) {
+    if (env.X509_USER_PROXY && !existsSync(env.X509_USER_PROXY))
+      throw new ClientError(
+        'credentials',
+        `$X509_USER_PROXY names ${env.X509_USER_PROXY}, which does not exist: make a proxy with grid-proxy-init (or unset it)`,
+      );
     const candidates = [env.X509_USER_PROXY, `/tmp/x509up_u${process.getuid?.() ?? ''}`].filter(
       (path): path is string => Boolean(path),
     );

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  chownSync,
   createReadStream,
   createWriteStream,
   existsSync,
@@ -15,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Api } from './api.ts';
@@ -92,14 +93,48 @@ export async function sha256Of(file: string, length?: number, progress?: Progres
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Errors of the local disk: another try would fail the same way. */
+const LOCAL = new Set([
+  'ENOENT',
+  'ENOSPC',
+  'EACCES',
+  'EPERM',
+  'EISDIR',
+  'ENOTDIR',
+  'EROFS',
+  'EDQUOT',
+  'EMFILE',
+]);
+
 /** Retries after failures that another try may cure (the connection, a server busy or away). */
 function retryable(error: unknown): boolean {
-  if (!(error instanceof ClientError)) return true;
+  if (!(error instanceof ClientError)) return !LOCAL.has((error as NodeJS.ErrnoException)?.code ?? '');
   if (error.kind === 'connection') return true;
   return (
     error.kind === 'server' &&
     (error.status === undefined || error.status >= 500 || [409, 423].includes(error.status))
   );
+}
+
+/**
+ * Runs `attempt` until it succeeds, pausing longer after each failure that another try may cure; the count of
+ * tries starts again whenever one made progress (so a long transfer survives many short cuts).
+ */
+async function persist<T>(
+  retries: number,
+  attempt: () => Promise<T>,
+  onFailure: (error: unknown) => Promise<boolean>,
+): Promise<T> {
+  for (let failures = 0; ; ) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (failures >= retries || !retryable(error)) throw error;
+      const progressed = await onFailure(error);
+      failures = progressed ? 1 : failures + 1;
+      await sleep(Math.min(1000 * 2 ** (failures - 1), 15_000));
+    }
+  }
 }
 
 /** Where unfinished uploads are remembered, so that rerunning the same command resumes them. */
@@ -111,13 +146,19 @@ function readState(file: string): Record<string, string> {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
   } catch {
-    return {};
+    return {}; // none yet, or unreadable: uploads then start afresh
   }
 }
 
+/** Written whole or not at all (a new file renamed over the old), and owned by the user under sudo. */
 function writeState(file: string, state: Record<string, string>) {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  const fresh = `${file}.${process.pid}.tmp`;
+  writeFileSync(fresh, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  const uid = Number(process.env.SUDO_UID);
+  const gid = Number(process.env.SUDO_GID);
+  if (process.getuid?.() === 0 && uid && gid) chownSync(fresh, uid, gid);
+  renameSync(fresh, file);
 }
 
 const TUS = { 'tus-resumable': '1.0.0' };
@@ -131,100 +172,126 @@ export interface UploadOptions {
   note: (text: string) => void;
 }
 
-/** Uploads a file as the image's next version; resolves with the image JSON the server then shows. */
-export async function upload(api: Api, options: UploadOptions): Promise<unknown> {
-  const { file, owner, image, note } = options;
-  let size: number;
+function statOf(file: string) {
   try {
     const info = statSync(file);
     if (!info.isFile()) throw new ClientError('usage', `${file} is not a file`);
-    size = info.size;
+    return { size: info.size, mtime: info.mtimeMs };
   } catch (error) {
     if (error instanceof ClientError) throw error;
     throw new ClientError('usage', `Cannot read ${file}: ${(error as Error).message}`);
   }
+}
+
+/** Uploads a file as the image's next version; resolves with the image JSON the server then shows. */
+export async function upload(api: Api, options: UploadOptions): Promise<unknown> {
+  const { file, owner, image, note } = options;
+  const before = statOf(file);
+  const size = before.size;
+  const unchanged = () => {
+    const now = statOf(file);
+    if (now.size !== before.size || now.mtime !== before.mtime)
+      throw new ClientError(
+        'transfer',
+        `${file} changed during the upload: upload it again once it is complete`,
+      );
+  };
   const hashing = new Progress('checking ', size);
   const sha256 = await sha256Of(file, undefined, hashing);
   hashing.finish();
+  unchanged();
 
   const stateFile = uploadsFile(options.home);
   const key = `${api.connection.base} ${owner}/${image} ${sha256} ${size}`;
-  let location: string | undefined = readState(stateFile)[key];
   const remember = (url: string | undefined) => {
     const state = readState(stateFile);
     if (url) state[key] = url;
     else delete state[key];
     writeState(stateFile, state);
   };
+  const where = (location: string) =>
+    api.request('HEAD', location, { headers: TUS }).then((head) => Number(head.headers['upload-offset']));
 
+  let location: string | undefined = readState(stateFile)[key];
   let offset = 0;
   if (location) {
-    try {
-      const head = await api.request('HEAD', location, { headers: TUS });
-      offset = Number(head.headers['upload-offset']);
-      note(`Resuming the upload at ${bytes(offset)} of ${bytes(size)}`);
-    } catch (error) {
-      if (!(error instanceof ClientError && [404, 410].includes(error.status ?? 0))) throw error;
-      location = undefined; // expired or finished long ago: start again
-    }
+    const known = location;
+    offset = await persist(
+      options.retries,
+      () => where(known),
+      async () => false,
+    ).catch((error: unknown) => {
+      if (error instanceof ClientError && [404, 410].includes(error.status ?? 0)) return -1; // expired: afresh
+      throw error;
+    });
+    if (offset < 0) location = undefined;
+    else note(`Resuming the upload at ${bytes(offset)} of ${bytes(size)}`);
   }
   if (!location) {
     const metadata = [
       `image ${b64(image)}`,
       `owner ${b64(owner)}`,
       `sha256 ${b64(sha256)}`,
-      `filename ${b64(file)}`,
+      `filename ${b64(basename(file))}`,
     ];
-    const created = await api.request('POST', '/api/uploads', {
-      headers: { ...TUS, 'upload-length': String(size), 'upload-metadata': metadata.join(',') },
-    });
+    const created = await persist(
+      options.retries,
+      () =>
+        api.request('POST', '/api/uploads', {
+          headers: { ...TUS, 'upload-length': String(size), 'upload-metadata': metadata.join(',') },
+        }),
+      async () => false,
+    );
     location = String(created.headers.location);
     offset = Number(created.headers['upload-offset'] ?? 0);
     remember(location);
   }
 
+  const url = location;
   const progress = new Progress('uploading', size, offset);
-  for (let attempt = 0; offset < size || size === 0; attempt++) {
-    try {
-      const sent = await api.request('PATCH', location, {
-        headers: {
-          ...TUS,
-          'content-type': 'application/offset+octet-stream',
-          'upload-offset': String(offset),
-          'content-length': String(size - offset),
-        },
-        body:
-          size === offset
-            ? Buffer.alloc(0)
-            : createReadStream(file, { start: offset, highWaterMark: 1024 * 1024 }).pipe(progress.meter()),
-      });
-      offset = Number(sent.headers['upload-offset']);
-      if (offset >= size) break;
-    } catch (error) {
-      if (attempt >= options.retries || !retryable(error)) {
-        if (
-          error instanceof ClientError &&
-          error.status !== undefined &&
-          error.status < 500 &&
-          ![409, 423].includes(error.status)
-        )
-          remember(undefined); // refused for good: a rerun starts afresh
-        progress.finish();
-        throw error;
-      }
-      await sleep(Math.min(1000 * 2 ** attempt, 15_000));
-      const head = await api.request('HEAD', location, { headers: TUS }).catch(() => null);
-      if (head) offset = Number(head.headers['upload-offset']);
-      note(`\nThe upload was cut (${(error as Error).message}); going on at ${bytes(offset)}`);
-    }
+  try {
+    await persist(
+      options.retries,
+      async () => {
+        do {
+          unchanged();
+          const source = createReadStream(file, { start: offset, highWaterMark: 1024 * 1024 });
+          const meter = progress.meter();
+          source.on('error', (error) => meter.destroy(error));
+          const sent = await api.request('PATCH', url, {
+            headers: {
+              ...TUS,
+              'content-type': 'application/offset+octet-stream',
+              'upload-offset': String(offset),
+              'content-length': String(size - offset),
+            },
+            body: size === offset ? Buffer.alloc(0) : source.pipe(meter),
+          });
+          offset = Number(sent.headers['upload-offset']);
+        } while (offset < size);
+      },
+      async (error) => {
+        const was = offset;
+        offset = await where(url).catch(() => offset);
+        note(`\nThe upload was cut (${(error as Error).message}); going on at ${bytes(offset)}`);
+        return offset > was;
+      },
+    );
+  } catch (error) {
+    progress.finish();
+    // Refused for good (not a network or server hiccup): a rerun starts afresh.
+    if (error instanceof ClientError && error.kind === 'server' && !retryable(error)) remember(undefined);
+    throw error;
   }
   progress.finish();
   remember(undefined);
-  const json = await api.get(`/api/images/${encodeURIComponent(owner)}/${encodeURIComponent(image)}`);
-  if ((json as { digests?: { sha256?: string } }).digests?.sha256 !== sha256) {
+  const json = (await api.get(`/api/images/${encodeURIComponent(owner)}/${encodeURIComponent(image)}`)) as {
+    digests?: { sha256?: string };
+  };
+  if (json.digests?.sha256 !== sha256) {
     throw new ClientError(
       'transfer',
-      `The server holds a different SHA-256 (${(json as { digests?: { sha256?: string } }).digests?.sha256}) than ${file} (${sha256}): upload again`,
+      `The server holds a different SHA-256 (${json.digests?.sha256}) than ${file} (${sha256}): upload again`,
     );
   }
   return json;
@@ -248,15 +315,14 @@ export async function download(
   options: DownloadOptions,
 ): Promise<{ file: string; size: number; sha256: string }> {
   const { destination, note } = options;
-  const imagePath = `/api/images/${encodeURIComponent(options.owner)}/${encodeURIComponent(options.image)}`;
-  const image = (await api.get(imagePath)) as {
+  const name = `${encodeURIComponent(options.owner)}/${encodeURIComponent(options.image)}`;
+  const image = (await api.get(`/api/images/${name}`)) as {
     size: number | null;
     digests: { sha256: string } | null;
-    version: number;
   };
   let expected: { size: number; sha256: string };
   if (options.version !== undefined) {
-    const versions = (await api.get(`${imagePath}/versions`)) as {
+    const versions = (await api.get(`/api/images/${name}/versions`)) as {
       items: { version: number; size: number; digests: { sha256: string } }[];
     };
     const found = versions.items.find((v) => v.version === options.version);
@@ -270,80 +336,73 @@ export async function download(
       throw new ClientError(
         'server',
         `No bytes have been uploaded to ${options.owner}/${options.image} yet`,
-        { status: 404 },
+        {
+          status: 404,
+        },
       );
     expected = { size: image.size, sha256: image.digests.sha256 };
   }
   if (existsSync(destination) && !options.force)
     throw new ClientError('aborted', `${destination} exists: add --force to replace it`);
+  const folder = dirname(destination);
+  if (!existsSync(folder) || !statSync(folder).isDirectory())
+    throw new ClientError('usage', `There is no directory ${folder} to download into`);
 
   const part = `${destination}.part`;
   const query = options.version === undefined ? {} : { version: options.version };
   const etag = `"${expected.sha256}"`;
-  const hash = createHash('sha256');
-  let have = existsSync(part) ? statSync(part).size : 0;
-  if (have > expected.size) have = 0;
-  if (have > 0) {
-    // The bytes already here count towards the digest.
-    for await (const chunk of createReadStream(part, { end: have - 1, highWaterMark: 1024 * 1024 }))
-      hash.update(chunk as Buffer);
-    note(`Resuming the download at ${bytes(have)} of ${bytes(expected.size)}`);
+  const sizeOfPart = () => (existsSync(part) ? statSync(part).size : 0);
+  let have = sizeOfPart();
+  if (have > expected.size) {
+    await rm(part, { force: true });
+    have = 0;
   }
+  if (have > 0) note(`Resuming the download at ${bytes(have)} of ${bytes(expected.size)}`);
   const progress = new Progress('downloading', expected.size, have);
-  const raw = `/api/images/raw/${encodeURIComponent(options.owner)}/${encodeURIComponent(options.image)}`;
-  try {
-    if (have < expected.size) {
-      const response = await api.open('GET', raw, {
-        query,
-        headers: have > 0 ? { range: `bytes=${have}-`, 'if-range': etag } : {},
-      });
-      if (response.headers.etag !== etag || (response.statusCode === 200 && have > 0)) {
-        // The image changed since we looked (or since the partial download): start from the beginning.
-        response.destroy();
-        return await restart(api, options);
-      }
-      const hashing = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          callback(null, chunk);
-        },
-      });
-      await pipeline(
-        response,
-        hashing,
-        progress.meter(),
-        createWriteStream(part, { flags: have > 0 ? 'a' : 'w', mode: 0o644 }),
-      );
+
+  /** Appends the rest of the image to the partial file; false if the image changed (start again). */
+  const fetchRest = async (): Promise<boolean> => {
+    have = sizeOfPart();
+    if (have >= expected.size) return true;
+    const response = await api.open('GET', `/api/images/raw/${name}`, {
+      query,
+      headers: have > 0 ? { range: `bytes=${have}-`, 'if-range': etag } : {},
+    });
+    if (response.headers.etag !== etag || (response.statusCode === 200 && have > 0)) {
+      response.destroy();
+      return false;
     }
-  } catch (error) {
+    await pipeline(
+      response,
+      progress.meter(),
+      createWriteStream(part, { flags: have > 0 ? 'a' : 'w', mode: 0o644 }),
+    );
+    return true;
+  };
+  try {
+    const complete = await persist(options.retries, fetchRest, async (error) => {
+      const was = have;
+      note(`\nThe download was cut (${(error as Error).message}); going on`);
+      return sizeOfPart() > was;
+    });
+    if (!complete) {
+      // The image changed since we looked (or since the partial download): start from the beginning.
+      note('The image changed since the partial download: starting again');
+      await rm(part, { force: true });
+      return download(api, { ...options, force: true });
+    }
+  } finally {
     progress.finish();
-    if (options.retries <= 0 || !retryable(error)) throw error;
-    // What reached the disk stays; the next try hashes it again and asks for the rest.
-    note(`The download was cut (${(error as Error).message}); going on`);
-    await sleep(1000);
-    return download(api, { ...options, retries: options.retries - 1 });
   }
-  progress.finish();
-  if (expected.size === 0) await (await open(part, 'w')).close();
-  const sha256 = hash.digest('hex');
-  if (sha256 !== expected.sha256) {
+  if (!existsSync(part)) await (await open(part, 'w')).close(); // an empty image
+  const sha256 = await sha256Of(part);
+  if (sha256 !== expected.sha256 || statSync(part).size !== expected.size) {
     await rm(part, { force: true });
     throw new ClientError(
       'transfer',
       `The downloaded bytes are corrupt: their SHA-256 is ${sha256}, the server's is ${expected.sha256}; nothing was kept`,
     );
   }
-  if (statSync(part).size !== expected.size)
-    throw new ClientError(
-      'transfer',
-      `${part} is ${statSync(part).size} bytes, not ${expected.size}: run the command again`,
-    );
   renameSync(part, destination);
   return { file: destination, size: expected.size, sha256 };
-}
-
-async function restart(api: Api, options: DownloadOptions) {
-  await rm(`${options.destination}.part`, { force: true });
-  options.note('The image changed since the partial download: starting again');
-  return download(api, { ...options, force: true });
 }

@@ -264,6 +264,28 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     assert.equal(shown.digests.sha256, sha256(image));
   });
 
+  it('goes on by itself after a cut within one run, upload and download alike', async () => {
+    await ok(['ci', 'retried.img']);
+    const up = await cuttingRelay(server.httpsPort, image.length / 3);
+    try {
+      const run = await repoman(['pi', join(dir, 'image.bin'), 'retried.img', '-p', String(up.port)]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stderr, /The upload was cut .*going on at/);
+    } finally {
+      await up.close();
+    }
+    const down = await cuttingRelay(server.httpsPort, image.length / 3, 'down');
+    try {
+      const out = join(dir, 'retried.out');
+      const run = await repoman(['gi', 'retried.img', out, '-p', String(down.port)]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stderr, /The download was cut/);
+      assert.equal(sha256(await readFile(out)), sha256(image));
+    } finally {
+      await down.close();
+    }
+  });
+
   it('resumes a download cut in the middle, and refuses a corrupted one', async () => {
     const relay = await cuttingRelay(server.httpsPort, image.length / 2, 'down');
     const out = join(dir, 'resumed.img');
@@ -415,6 +437,40 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     assert.notEqual(wrong.status, 0);
     assert.match(wrong.stdout, /Cannot unlock the key .*wrong passphrase/);
     await fails(flags, 1, /no terminal to ask for its passphrase/); // piped: no prompt, a clear refusal
+  });
+
+  it('gives up on a silent server, refuses local mistakes without retrying, and survives a broken configuration', async () => {
+    const silent = net.createServer((socket) => socket.on('error', () => {})); // accepts, never answers
+    await new Promise<void>((done) => silent.listen(0, '127.0.0.1', done));
+    try {
+      const started = Date.now();
+      await fails(
+        ['whoami', '-p', String((silent.address() as net.AddressInfo).port), '--timeout', '1'],
+        1,
+        /no answer for 1 s/,
+      );
+      assert.ok(Date.now() - started < 20_000);
+    } finally {
+      silent.close();
+    }
+    await fails(['gi', 'progress.img', join(dir, 'no-such-dir', 'x.img')], 2, /no directory .*no-such-dir/);
+    await fails(['mc', '-p', 'abc', '--stdout'], 2, /Invalid port 'abc'/);
+    await fails(['whoami'], 1, /X509_USER_PROXY names .*missing\.pem, which does not exist/, {
+      X509_USER_PROXY: join(dir, 'missing.pem'),
+    });
+    const broken = join(dir, 'broken.conf');
+    await writeFile(broken, '[Repository]\ngarbage line\n');
+    await fails(['whoami'], 1, /broken\.conf:2: cannot read 'garbage line'/, {
+      REPOMAN_CLIENT_CONFIG: broken,
+    });
+    assert.match(await ok(['version'], { REPOMAN_CLIENT_CONFIG: broken }), /^\d/);
+  });
+
+  it('takes end of input at a question as no', async () => {
+    const answered = await inTerminal(['ri', 'progress.img'], '\u0004');
+    assert.notEqual(answered.status, 0);
+    assert.match(answered.stdout, /\[FAILED\] remove-image: Nothing was changed/);
+    assert.equal((await json(['li', 'progress.img'])).name, 'progress.img');
   });
 
   it('installs from a packed tarball with no dependencies, and runs', async () => {
