@@ -361,6 +361,12 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     await ok(['unshare-image-with-groups', 'rhel.img', 'atlas2']);
     assert.deepEqual((await json(['li', 'rhel.img'])).shared_with, { users: [], groups: [] });
 
+    await ok(['ci', 'gift.img']);
+    const given = await json(['mi', 'gift.img', '-N', 'pam']);
+    assert.equal(given.owner, 'pam');
+    await fails(['li', 'gift.img'], 1, /No image 'gift\.img' in namespace 'bob'/);
+    assert.equal((await json(as(['li', 'pam/gift.img']), asAdmin)).owner, 'pam');
+
     assert.match(await ok(as(['rg', 'atlas2', '-f']), asAdmin), /Removed group atlas2/);
     assert.match(await ok(as(['ru', 'pam', '-f']), asAdmin), /Removed user pam/);
   });
