@@ -439,46 +439,33 @@ export const commands: CommandSpec[] = [
       );
     },
   },
-  ...(['users', 'groups'] as const).flatMap((kind): CommandSpec[] => {
-    const singular = kind === 'users' ? 'user' : 'group';
-    const letter = kind === 'users' ? 'u' : 'g';
-    return [
-      {
-        name: `share-image-with-${kind}`,
-        alias: `si${letter}`,
-        summary: `share an image read-only with ${kind} (comma list)`,
+  ...(['users', 'groups'] as const).flatMap((kind) =>
+    (
+      [
+        ['share', 'si', 'POST', 'share an image read-only with', 'Shared'],
+        ['unshare', 'ui', 'DELETE', 'stop sharing an image with', 'Unshared'],
+      ] as const
+    ).map(
+      ([verb, prefix, method, summary, past]): CommandSpec => ({
+        name: `${verb}-image-with-${kind}`,
+        alias: `${prefix}${kind[0]}`,
+        summary: `${summary} ${kind} (comma list)`,
         args: ['image', kind],
         options: ownerOption,
         server: true,
         async run(context) {
           const api = await context.api();
           const ref = imageRef(context);
+          const singular = kind.slice(0, -1);
           await forEach(list(context.args[kind]), async (name) => {
-            await api.post(imagePath(ref, 'share', singular, name));
-            if (!context.json) context.print(`[OK] Shared image ${ref.name} with ${singular} ${name}`);
+            await api.request(method, imagePath(ref, 'share', singular, name));
+            if (!context.json) context.print(`[OK] ${past} image ${ref.name} with ${singular} ${name}`);
           });
           if (context.json) context.print(JSON.stringify(await api.get(imagePath(ref)), null, 2));
         },
-      },
-      {
-        name: `unshare-image-with-${kind}`,
-        alias: `ui${letter}`,
-        summary: `stop sharing an image with ${kind} (comma list)`,
-        args: ['image', kind],
-        options: ownerOption,
-        server: true,
-        async run(context) {
-          const api = await context.api();
-          const ref = imageRef(context);
-          await forEach(list(context.args[kind]), async (name) => {
-            await api.delete(imagePath(ref, 'share', singular, name));
-            if (!context.json) context.print(`[OK] Unshared image ${ref.name} with ${singular} ${name}`);
-          });
-          if (context.json) context.print(JSON.stringify(await api.get(imagePath(ref)), null, 2));
-        },
-      },
-    ];
-  }),
+      }),
+    ),
+  ),
   {
     name: 'list-versions',
     alias: 'lv',
