@@ -15,6 +15,19 @@ export const ERRORS = {
   length_mismatch: { status: 400, message: 'The body is not as long as its Content-Length' },
   upload_incomplete: { status: 400, message: 'The upload ended before its body did' },
   digest_mismatch: { status: 400, message: 'The body does not match the digest the client sent' },
+  backing_file_refused: {
+    status: 400,
+    message: 'The image reads another file as its backing file; upload a self-contained image',
+  },
+  external_data_file_refused: {
+    status: 400,
+    message: 'The image keeps its data in another file; upload a self-contained image',
+  },
+  external_extent_refused: {
+    status: 400,
+    message: 'The vmdk reads its data from other files; upload a self-contained (monolithic) vmdk',
+  },
+  invalid_image_header: { status: 400, message: 'The image header is cut short or points outside the file' },
   range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
   checksum_algorithm_unsupported: {
     status: 400,

@@ -284,6 +284,30 @@ export function bytesSuite(engine: Engine) {
       }
     });
 
+    it('refuses an image that would read other files, and keeps the previous version', async () => {
+      await run('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-b',
+        '/etc/passwd',
+        '-F',
+        'raw',
+        join(files, 'evil.qcow2'),
+      ]);
+      const before = (await as('bob').get('/api/images/vm.img')).json;
+      const put = await curl('bob', ['-T', join(files, 'evil.qcow2'), raw('vm.img')]);
+      assert.equal(put.status, 400);
+      const { error } = JSON.parse(put.body.toString());
+      assert.equal(error.code, 'backing_file_refused');
+      assert.match(error.message, /\/etc\/passwd/);
+      const after = (await as('bob').get('/api/images/vm.img')).json;
+      assert.equal(after.version, before.version);
+      assert.equal(after.digests.sha256, before.digests.sha256);
+      assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
+    });
+
     it('lets qemu-img read a public qcow2 image straight from its HTTP URL', async () => {
       const qemu = await run('qemu-img', ['--version']).catch(() => {
         throw new Error('qemu-img is missing: apt-get install qemu-utils qemu-block-extra (.ci/run does)');

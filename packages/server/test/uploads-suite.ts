@@ -298,6 +298,18 @@ export function uploadsSuite(engine: Engine) {
       assert.deepEqual(await partFiles(), []);
     });
 
+    it('refuses a vmdk that reads /etc/shadow once it is whole, and forgets the upload', async () => {
+      const descriptor = Buffer.from(
+        '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n',
+      );
+      const path = await create('bob', 'sum.img', descriptor.length);
+      const refused = await patch('bob', path, 0, descriptor);
+      expectError(refused, 400, 'external_extent_refused');
+      assert.match(refused.json.error.message, /\/etc\/shadow/);
+      assert.equal((await head('bob', path)).status, 404);
+      assert.deepEqual(await partFiles(), []);
+    });
+
     it('refuses from the headers before reading a byte, and terminates on DELETE', async () => {
       const post = (user: string, headers: Record<string, string>) =>
         as(user).request('POST', '/api/uploads', { headers: { ...TUS, ...headers } });

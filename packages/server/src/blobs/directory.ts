@@ -240,6 +240,16 @@ export function createDirectoryStore(root: string): DirectoryStore {
       async truncate(length) {
         await truncate(path, length);
       },
+      async readAt(offset, length) {
+        const handle = await open(path, 'r');
+        try {
+          const buffer = Buffer.alloc(length);
+          const { bytesRead } = await handle.read(buffer, 0, length, offset);
+          return buffer.subarray(0, bytesRead);
+        } finally {
+          await handle.close();
+        }
+      },
       async readBack() {
         return createReadStream(path, { highWaterMark: IO_CHUNK });
       },

@@ -20,6 +20,8 @@ export interface BlobUpload {
   truncate(length: number): Promise<void>;
   /** The bytes written so far, from the start (to hash a resumed upload again). */
   readBack(): Promise<Readable>;
+  /** Up to `length` bytes written so far at `offset` (to inspect an image's headers before it is committed). */
+  readAt(offset: number, length: number): Promise<Buffer>;
 }
 
 export interface ByteRange {

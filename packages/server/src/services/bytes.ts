@@ -36,6 +36,7 @@ import {
   usageOfOwners,
   type VersionRow,
 } from '../db/versions-dal.ts';
+import { type Inspection, inspect, type Refusal } from '../formats/inspect.ts';
 import { guardService, nowIso, translateStorageError } from './common.ts';
 import { createImageAccess, type ImageRef } from './image-access.ts';
 
@@ -91,6 +92,13 @@ export function streamFailure(error: unknown): unknown {
   );
 }
 
+const REFUSAL_CODES = {
+  backing_file: 'backing_file_refused',
+  external_data_file: 'external_data_file_refused',
+  external_extent: 'external_extent_refused',
+  header_invalid: 'invalid_image_header',
+} as const satisfies Record<Refusal['code'], string>;
+
 export function createBytesService(deps: {
   db: Db;
   store: BlobStore;
@@ -113,6 +121,16 @@ export function createBytesService(deps: {
     }
   }
 
+  /** An image that would make a hypervisor read other files, or whose header lies, is never stored. */
+  async function refuseUnsafe(inspection: Inspection): Promise<void> {
+    const [refusal] = inspection.refusals;
+    if (!refusal) return;
+    const code = REFUSAL_CODES[refusal.code];
+    throw new RepomanError(code, `Refused: ${refusal.reason} (${inspection.format})`, {
+      format: inspection.format,
+    });
+  }
+
   /** The digests an upload computes: the configured ones, and any the client declared. */
   function algorithmsFor(expected: ExpectedDigests): DigestAlgorithm[] {
     return [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
@@ -130,6 +148,7 @@ export function createBytesService(deps: {
     expected: ExpectedDigests,
   ): Promise<ReceivedVersion> {
     const size = hasher.bytes;
+    await refuseUnsafe(await inspect(size, (offset, length) => upload.readAt(offset, length)));
     await checkQuota(admitted.ownerId, size);
     const digests = await hasher.digests();
     for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {

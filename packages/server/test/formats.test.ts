@@ -1,0 +1,185 @@
+/**
+ * The format inspector against the real qemu-img: images of every format made from the same data agree with
+ * `qemu-img info` on format and virtual size; hostile files (a backing file, an external data file, a vmdk
+ * reading /etc/shadow, truncated and lying headers) are refused; random and mutated headers never make it
+ * throw.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { type Inspection, inspect } from '../src/formats/inspect.ts';
+
+const run = promisify(execFile);
+
+async function inspectFile(file: string): Promise<Inspection> {
+  const { size } = await stat(file);
+  const handle = await open(file, 'r');
+  try {
+    return await inspect(size, async (offset, length) => {
+      const buffer = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
+      await handle.read(buffer, 0, buffer.length, offset);
+      return buffer;
+    });
+  } finally {
+    await handle.close();
+  }
+}
+
+const inspectBuffer = (data: Buffer) =>
+  inspect(data.length, async (offset, length) => data.subarray(offset, offset + length));
+
+describe('the format inspector', () => {
+  let dir: string;
+  const qemu = (...args: string[]) => run('qemu-img', args, { cwd: dir });
+  const info = async (file: string, format: string) =>
+    JSON.parse((await qemu('info', '-f', format, '--output=json', file)).stdout) as {
+      'virtual-size': number;
+    };
+
+  before(async () => {
+    await run('qemu-img', ['--version']).catch(() => {
+      throw new Error('qemu-img is missing: apt-get install qemu-utils (.ci/run does)');
+    });
+    dir = await mkdtemp(join(tmpdir(), 'repoman-formats-'));
+    // The same data in every format: 3 MiB of random bytes, then a hole.
+    const data = Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.alloc(5 * 1024 * 1024)]);
+    await writeFile(join(dir, 'disk.raw'), data);
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const formats: [string, string[], string, string?][] = [
+    ['disk.qcow2', ['-O', 'qcow2'], 'qcow2'],
+    ['disk-v2.qcow2', ['-O', 'qcow2', '-o', 'compat=0.10'], 'qcow2'],
+    ['disk-zstd.qcow2', ['-O', 'qcow2', '-o', 'compression_type=zstd', '-c'], 'qcow2'],
+    ['disk.vmdk', ['-O', 'vmdk'], 'vmdk', 'monolithicSparse'],
+    ['disk-stream.vmdk', ['-O', 'vmdk', '-o', 'subformat=streamOptimized'], 'vmdk', 'streamOptimized'],
+    ['disk.vhd', ['-O', 'vpc'], 'vpc', 'dynamic'],
+    ['disk-fixed.vhd', ['-O', 'vpc', '-o', 'subformat=fixed'], 'vpc', 'fixed'],
+    ['disk.vhdx', ['-O', 'vhdx'], 'vhdx'],
+    ['disk.vdi', ['-O', 'vdi'], 'vdi'],
+  ];
+
+  for (const [file, options, format, subformat] of formats) {
+    it(`reads ${file} as qemu-img does: ${format}, same virtual size`, async () => {
+      await qemu('convert', '-f', 'raw', ...options, 'disk.raw', file);
+      const found = await inspectFile(join(dir, file));
+      assert.equal(found.format, format);
+      assert.equal(found.virtualSize, (await info(file, format))['virtual-size']);
+      assert.deepEqual(found.refusals, []);
+      if (subformat) assert.equal(found.subformat, subformat);
+      if (file === 'disk-zstd.qcow2') assert.equal(found.compressionType, 'zstd');
+      if (file === 'disk-v2.qcow2') assert.equal(found.version, 2);
+    });
+  }
+
+  it('reads raw disks (bare, MBR, GPT, ext), ISO 9660, and sees compressed files and OVA archives', async () => {
+    const bare = await inspectFile(join(dir, 'disk.raw'));
+    assert.equal(bare.format, 'raw');
+    assert.equal(bare.virtualSize, 8 * 1024 * 1024);
+    const mbr = Buffer.alloc(1024 * 1024);
+    mbr[446 + 4] = 0x83; // a Linux partition
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    assert.equal((await inspectBuffer(mbr)).partitionTable, 'mbr');
+    const gpt = Buffer.from(mbr);
+    gpt.write('EFI PART', 512, 'latin1');
+    assert.equal((await inspectBuffer(gpt)).partitionTable, 'gpt');
+    const ext = Buffer.alloc(64 * 1024);
+    ext.writeUInt16LE(0xef53, 1080);
+    assert.equal((await inspectBuffer(ext)).filesystem, 'ext');
+    // The wrappers, made by their own tools; an OVA is a tar of an OVF and its disks.
+    for (const [tool, suffix, format] of [
+      ['gzip', 'gz', 'gzip'],
+      ['xz', 'xz', 'xz'],
+      ['bzip2', 'bz2', 'bzip2'],
+      ['zstd', 'zst', 'zstd'],
+    ] as const) {
+      await run(tool, ['-k', '-f', '-q', join(dir, 'disk.raw')]);
+      assert.equal((await inspectFile(join(dir, `disk.raw.${suffix}`))).format, format, tool);
+    }
+    await run('tar', ['-cf', 'disk.ova', 'disk.vmdk'], { cwd: dir });
+    assert.equal((await inspectFile(join(dir, 'disk.ova'))).format, 'ova');
+    // An ISO 9660 primary volume descriptor: 'CD001' at 32769, the size in 2048-byte blocks.
+    const iso = Buffer.alloc(40 * 2048);
+    iso[32768] = 1;
+    iso.write('CD001', 32769, 'latin1');
+    iso.writeUInt32LE(40, 32768 + 80);
+    iso.writeUInt16LE(2048, 32768 + 128);
+    const found = await inspectBuffer(iso);
+    assert.equal(found.format, 'iso');
+    assert.equal(found.virtualSize, 40 * 2048);
+  });
+
+  it('refuses a qcow2 with a backing file, or with an external data file, naming it', async () => {
+    await qemu('create', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', 'backed.qcow2');
+    const backed = await inspectFile(join(dir, 'backed.qcow2'));
+    assert.deepEqual(
+      backed.refusals.map((r) => r.code),
+      ['backing_file'],
+    );
+    assert.match(backed.refusals[0]?.reason ?? '', /\/etc\/passwd/);
+    await qemu('create', '-f', 'qcow2', '-o', `data_file=${join(dir, 'data.bin')}`, 'external.qcow2', '64M');
+    const external = await inspectFile(join(dir, 'external.qcow2'));
+    assert.deepEqual(
+      external.refusals.map((r) => r.code),
+      ['external_data_file'],
+    );
+  });
+
+  it('refuses a vmdk descriptor that reads /etc/shadow, and a sparse vmdk naming other extents', async () => {
+    await writeFile(
+      join(dir, 'shadow.vmdk'),
+      '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n',
+    );
+    const shadow = await inspectFile(join(dir, 'shadow.vmdk'));
+    assert.equal(shadow.refusals[0]?.code, 'external_extent');
+    assert.match(shadow.refusals[0]?.reason ?? '', /\/etc\/shadow/);
+    // qemu-img's own split format: a sparse file whose descriptor names other files.
+    await qemu('create', '-f', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', 'split.vmdk', '64M');
+    assert.equal((await inspectFile(join(dir, 'split.vmdk'))).refusals[0]?.code, 'external_extent');
+  });
+
+  it('refuses truncated headers and headers that point past the end of the file', async () => {
+    const qcow2 = await readFile(join(dir, 'disk.qcow2'));
+    const cut = await inspectBuffer(qcow2.subarray(0, 40));
+    assert.equal(cut.refusals[0]?.code, 'header_invalid');
+    const lying = Buffer.from(qcow2);
+    lying.writeBigUInt64BE(0x7f00000000n, 40); // the L1 table far beyond the end
+    const lie = await inspectBuffer(lying);
+    assert.equal(lie.refusals[0]?.code, 'header_invalid');
+    assert.match(lie.refusals[0]?.reason ?? '', /beyond the end/);
+    const vmdk = Buffer.from(await readFile(join(dir, 'disk.vmdk')));
+    vmdk.writeBigUInt64LE(0xffffffn, 28); // the descriptor far beyond the end
+    assert.equal((await inspectBuffer(vmdk)).refusals[0]?.code, 'header_invalid');
+  });
+
+  it('never throws on random or mutated headers: a refusal or an answer, every time', async () => {
+    const seeds = await Promise.all(
+      ['disk.qcow2', 'disk-v2.qcow2', 'disk.vmdk', 'disk.vhd', 'disk.vhdx', 'disk.vdi'].map(async (f) =>
+        (await readFile(join(dir, f))).subarray(0, 512 * 1024),
+      ),
+    );
+    for (let trial = 0; trial < 3000; trial++) {
+      let sample: Buffer;
+      if (trial % 3 === 0) sample = randomBytes(Math.floor(Math.random() * 4096));
+      else {
+        sample = Buffer.from(seeds[trial % seeds.length] as Buffer);
+        for (let flips = 1 + Math.floor(Math.random() * 8); flips > 0; flips--) {
+          const at =
+            Math.random() < 0.7 ? Math.floor(Math.random() * 512) : Math.floor(Math.random() * sample.length);
+          sample[at] = Math.floor(Math.random() * 256);
+        }
+        if (trial % 5 === 0) sample = sample.subarray(0, Math.floor(Math.random() * sample.length));
+      }
+      const result = await inspectBuffer(sample);
+      assert.ok(typeof result.format === 'string' && Array.isArray(result.refusals), `trial ${trial}`);
+    }
+  });
+});
