@@ -112,6 +112,8 @@ function imagesTable(images: Json[]): string {
     { title: 'Image', value: (i) => i.name },
     { title: 'Owner', value: (i) => i.owner },
     { title: 'Size', value: (i) => bytes(i.size), right: true },
+    { title: 'Format', value: (i) => [i.disk_format, i.compression].filter(Boolean).join('+') || '-' },
+    { title: 'Virtual', value: (i) => bytes(i.virtual_size), right: true },
     { title: 'Version', value: (i) => String(i.version), right: true },
     { title: 'Modified', value: (i) => text(i.modified) },
     {

@@ -226,6 +226,7 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     assert.equal(put.digests.sha256, sha256(image));
     await fails(['put-image', join(dir, 'image.bin'), 'rhel.img'], 1, /already holds version 1.*--force/);
     assert.match(await ok(['put-image', join(dir, 'image.bin'), 'rhel.img', '-f']), /version 2, sha256 /);
+    assert.match(await ok(['li']), /^rhel\.img\s+bob\s+6\.0 MiB\s+raw\s+6\.0 MiB\s+2\s/m);
     const out = join(dir, 'copy.img');
     assert.match(await ok(['gi', 'rhel.img', out]), /saved to .*copy\.img/);
     assert.equal(sha256(await readFile(out)), sha256(image));

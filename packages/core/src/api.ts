@@ -194,6 +194,11 @@ export interface Image {
   digests: { sha256: string; md5: string | null; sha512: string | null } | null;
   version: number;
   size: number | null;
+  /** What the current version's bytes are (docs/formats.md); null before the first upload. */
+  disk_format: string | null;
+  virtual_size: number | null;
+  compression: string | null;
+  partition_table: string | null;
   created: string;
   modified: string;
   uploaded: string | null;
@@ -229,6 +234,10 @@ export const imageSchema = {
     },
     version: { type: 'integer' },
     size: { type: ['integer', 'null'] },
+    disk_format: { ...nullableStr, description: 'qcow2, vmdk, vpc, vhdx, vdi, iso, raw or ova' },
+    virtual_size: { type: ['integer', 'null'], description: 'Bytes the guest sees' },
+    compression: { ...nullableStr, description: 'gzip, xz, zstd or bzip2, when the upload is compressed' },
+    partition_table: { ...nullableStr, description: 'mbr or gpt, for raw disks' },
     created: timestamp,
     modified: timestamp,
     uploaded: nullableTimestamp,
@@ -335,6 +344,7 @@ export interface ImageListQuery {
   os_type?: string;
   os_arch?: string;
   hypervisor?: string;
+  disk_format?: string;
   sort?: 'name' | 'owner' | 'created' | 'modified';
   order?: 'asc' | 'desc';
 }
@@ -352,6 +362,7 @@ export const imageListQuery = {
     os_type: str,
     os_arch: str,
     hypervisor: str,
+    disk_format: str,
     sort: { type: 'string', enum: ['name', 'owner', 'created', 'modified'], default: 'name' },
     order: { type: 'string', enum: ['asc', 'desc'], default: 'asc' },
   },

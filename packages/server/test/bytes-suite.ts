@@ -325,6 +325,26 @@ export function bytesSuite(engine: Engine) {
       const info = JSON.parse(stdout);
       assert.equal(info.format, 'qcow2');
       assert.equal(info['virtual-size'], 1024 ** 3);
+      // What the inspector found is recorded with the version, shown, and filterable.
+      const shown = (await as('bob').get('/api/images/disk.qcow2')).json;
+      assert.equal(shown.disk_format, 'qcow2');
+      assert.equal(shown.virtual_size, 1024 ** 3);
+      assert.equal(shown.compression, null);
+      const versions = (await as('bob').get('/api/images/disk.qcow2/versions')).json;
+      assert.equal(versions.items[0].disk_format, 'qcow2');
+      const qcow2s = (await as('bob').get('/api/images?disk_format=qcow2')).json;
+      assert.deepEqual(
+        qcow2s.items.map((i: { name: string }) => i.name),
+        ['disk.qcow2'],
+      );
+      assert.equal((await as('bob').get('/api/images/vm.img')).json.disk_format, 'raw');
+      // A compressed upload keeps its registered media type on the way out.
+      await run('gzip', ['-k', '-f', disk]);
+      assert.equal((await curl('bob', ['-T', `${disk}.gz`, raw('disk.qcow2')])).status, 200);
+      const gz = (await as('bob').get('/api/images/disk.qcow2')).json;
+      assert.deepEqual([gz.disk_format, gz.compression], [null, 'gzip']);
+      const head = await as('bob').request('HEAD', '/api/images/raw/bob/disk.qcow2');
+      assert.equal(head.headers['content-type'], 'application/gzip');
       assert.equal((await as('bob').delete('/api/images/disk.qcow2')).status, 204);
     });
 

@@ -16,6 +16,10 @@ export type ImageWithOwner = ImageRow & {
   sha256: string | null;
   md5: string | null;
   sha512: string | null;
+  disk_format: string | null;
+  virtual_size: number | null;
+  compression: string | null;
+  partition_table: string | null;
 };
 type Q = Kysely<Database>;
 
@@ -27,7 +31,16 @@ function selectImages(db: Q) {
       join.onRef('current.image_id', '=', 'images.id').onRef('current.version', '=', 'images.version'),
     )
     .selectAll('images')
-    .select(['users.name as owner_name', 'current.sha256', 'current.md5', 'current.sha512']);
+    .select([
+      'users.name as owner_name',
+      'current.sha256',
+      'current.md5',
+      'current.sha512',
+      'current.disk_format',
+      'current.virtual_size',
+      'current.compression',
+      'current.partition_table',
+    ]);
 }
 
 export const findImage = (db: Q, ownerName: string, name: string) =>
@@ -132,6 +145,7 @@ export interface ImageQuery {
   os_type?: string;
   os_arch?: string;
   hypervisor?: string;
+  disk_format?: string;
   sort: 'name' | 'owner' | 'created' | 'modified';
   order: 'asc' | 'desc';
   limit: number;
@@ -194,6 +208,7 @@ export async function listImages(db: Q, query: ImageQuery) {
     const value = query[field];
     if (value !== undefined) base = base.where(`images.${field}`, '=', value);
   }
+  if (query.disk_format !== undefined) base = base.where('current.disk_format', '=', query.disk_format);
 
   const sortColumn = {
     name: 'images.name',

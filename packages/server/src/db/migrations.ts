@@ -158,6 +158,18 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.createIndex('uploads_image').on('uploads').column('image_id').execute();
       },
     },
+    '0006_version_formats': {
+      async up(db) {
+        // What each version's bytes are, as the format inspector found them (null for versions before it).
+        for (const [column, type] of [
+          ['disk_format', sql.raw('text')],
+          ['virtual_size', big],
+          ['compression', sql.raw('text')],
+          ['partition_table', sql.raw('text')],
+        ] as const)
+          await db.schema.alterTable('image_versions').addColumn(column, type).execute();
+      },
+    },
   };
 }
 

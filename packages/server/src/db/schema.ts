@@ -65,6 +65,10 @@ export interface ImageVersionsTable {
   sha256: string;
   md5: string | null;
   sha512: string | null;
+  disk_format: string | null;
+  virtual_size: number | null;
+  compression: string | null;
+  partition_table: string | null;
   created: string;
 }
 

@@ -84,6 +84,11 @@ export function imageJson(urls: Urls, view: ImageView): Image {
     digests: row.sha256 ? { sha256: row.sha256, md5: row.md5, sha512: row.sha512 } : null,
     version: row.version,
     size: row.size,
+    disk_format: row.disk_format ?? null,
+    virtual_size:
+      row.virtual_size === null || row.virtual_size === undefined ? null : Number(row.virtual_size),
+    compression: row.compression ?? null,
+    partition_table: row.partition_table ?? null,
     created: row.created,
     modified: row.modified,
     uploaded: row.uploaded,

@@ -92,6 +92,19 @@ export function streamFailure(error: unknown): unknown {
   );
 }
 
+const COMPRESSIONS = new Set(['gzip', 'xz', 'zstd', 'bzip2']);
+
+/** What a version records of its inspection. */
+function formatColumns(inspection: Inspection) {
+  const compressed = COMPRESSIONS.has(inspection.format);
+  return {
+    disk_format: compressed ? null : inspection.format,
+    virtual_size: inspection.virtualSize,
+    compression: compressed ? inspection.format : null,
+    partition_table: inspection.partitionTable ?? null,
+  };
+}
+
 const REFUSAL_CODES = {
   backing_file: 'backing_file_refused',
   external_data_file: 'external_data_file_refused',
@@ -148,7 +161,8 @@ export function createBytesService(deps: {
     expected: ExpectedDigests,
   ): Promise<ReceivedVersion> {
     const size = hasher.bytes;
-    await refuseUnsafe(await inspect(size, (offset, length) => upload.readAt(offset, length)));
+    const inspection = await inspect(size, (offset, length) => upload.readAt(offset, length));
+    await refuseUnsafe(inspection);
     await checkQuota(admitted.ownerId, size);
     const digests = await hasher.digests();
     for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
@@ -173,6 +187,7 @@ export function createBytesService(deps: {
           sha256: digests.sha256,
           md5: digests.md5 ?? null,
           sha512: digests.sha512 ?? null,
+          ...formatColumns(inspection),
           created: now,
         });
         if (version === undefined) return undefined;

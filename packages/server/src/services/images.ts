@@ -271,6 +271,7 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
           ...(query.os_type === undefined ? {} : { os_type: query.os_type }),
           ...(query.os_arch === undefined ? {} : { os_arch: query.os_arch }),
           ...(query.hypervisor === undefined ? {} : { hypervisor: query.hypervisor }),
+          ...(query.disk_format === undefined ? {} : { disk_format: query.disk_format }),
           sort: query.sort ?? 'name',
           order: query.order ?? 'asc',
           limit: query.limit,

@@ -8,6 +8,7 @@ import type http from 'node:http';
 import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
+import type { VersionRow } from '../../db/versions-dal.ts';
 import type { ImageRef } from '../../services/image-access.ts';
 import { requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody } from '../continue.ts';
@@ -59,6 +60,13 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 const httpDate = (iso: string) => new Date(iso).toUTCString();
 /** HTTP dates have whole seconds: compare at that precision. */
 const seconds = (value: string | number) => Math.floor(new Date(value).getTime() / 1000);
+
+/** The registered media type of what the version is, where one exists; otherwise plain bytes. */
+function contentType(version: VersionRow): string {
+  if (version.compression === 'gzip') return 'application/gzip';
+  if (version.compression === 'zstd') return 'application/zstd';
+  return 'application/octet-stream';
+}
 
 function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
@@ -190,7 +198,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         ? null
         : await services.bytes.read(version, range ?? undefined);
     reply
-      .header('content-type', 'application/octet-stream')
+      .header('content-type', contentType(version))
       .header('accept-ranges', 'bytes')
       .header('content-disposition', contentDisposition(image.name))
       .header('repr-digest', reprDigest(version.sha256));
