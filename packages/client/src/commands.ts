@@ -331,6 +331,11 @@ export const commands: CommandSpec[] = [
         help: 'accepted for compatibility; images are not per hypervisor',
         value: 'HV',
       },
+      format: {
+        type: 'string',
+        help: 'refuse the upload unless the file is in this format (qcow2, raw, vmdk, …)',
+        value: 'FORMAT',
+      },
       ...retriesOption,
     },
     server: true,
@@ -350,6 +355,7 @@ export const commands: CommandSpec[] = [
         image: image.name,
         home: userHome(),
         retries: retries(context),
+        format: str(context.options.format),
         note: context.note,
       })) as Json;
       done(

@@ -169,6 +169,8 @@ export interface UploadOptions {
   image: string;
   home: string;
   retries: number;
+  /** The format the file must be in (the server refuses it otherwise). */
+  format?: string | undefined;
   note: (text: string) => void;
 }
 
@@ -233,6 +235,7 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
       `owner ${b64(owner)}`,
       `sha256 ${b64(sha256)}`,
       `filename ${b64(basename(file))}`,
+      ...(options.format ? [`disk_format ${b64(options.format)}`] : []),
     ];
     const created = await persist(
       options.retries,

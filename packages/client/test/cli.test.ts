@@ -244,6 +244,11 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     assert.equal((await json(['li', 'rhel.img'])).version, 1);
     await fails(['rb', 'rhel.img', '9'], 1, /no version 9/);
     await fails(['pi', join(dir, 'missing.bin'), 'rhel.img', '-f'], 2, /Cannot read/);
+    await fails(
+      ['pi', join(dir, 'image.bin'), 'rhel.img', '-f', '--format', 'qcow2'],
+      1,
+      /declared qcow2, but its bytes are raw/,
+    );
   });
 
   it('resumes an upload cut in the middle when the same command runs again', async () => {

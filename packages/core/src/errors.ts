@@ -28,6 +28,8 @@ export const ERRORS = {
     message: 'The vmdk reads its data from other files; upload a self-contained (monolithic) vmdk',
   },
   invalid_image_header: { status: 400, message: 'The image header is cut short or points outside the file' },
+  format_mismatch: { status: 400, message: 'The image is not in the format its upload declared' },
+  format_not_allowed: { status: 400, message: 'This repository does not accept images in this format' },
   range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
   checksum_algorithm_unsupported: {
     status: 400,

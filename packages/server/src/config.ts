@@ -3,9 +3,11 @@
  * `REPOMAN_*` environment variables. Every key, its type and its variable are listed once, in KEYS; the
  * reference is docs/configuration.md.
  */
+
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { FORMATS } from './formats/inspect.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';
 
@@ -39,6 +41,8 @@ export interface ServerConfig {
     sha512: boolean;
     keepVersions: number;
     resumableExpirySeconds: number;
+    /** Formats uploads may be in (docs/formats.md); every one the inspector knows by default. */
+    allowedFormats: string[];
   };
   admins: AdminSpec[];
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
@@ -47,7 +51,7 @@ export interface ServerConfig {
   configFile: string | undefined;
 }
 
-type Kind = 'string' | 'path' | 'port' | 'int' | 'bool' | 'url' | 'crlMode' | 'logLevel';
+type Kind = 'string' | 'path' | 'port' | 'int' | 'bool' | 'url' | 'crlMode' | 'logLevel' | 'formats';
 
 interface Key {
   path: string;
@@ -83,6 +87,7 @@ const KEYS: Key[] = [
   ['uploads.sha512', 'bool'],
   ['uploads.keep_versions', 'int'],
   ['uploads.resumable_expiry_seconds', 'int'],
+  ['uploads.allowed_formats', 'formats'],
 ].map(([path, kind]) => ({
   path: path as string,
   kind: kind as Kind,
@@ -133,6 +138,15 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
         : fail('off, if-present or require');
     case 'logLevel':
       return typeof text === 'string' && LOG_LEVELS.includes(text) ? text : fail(LOG_LEVELS.join(', '));
+    case 'formats': {
+      // A TOML array, or a comma list in an environment variable.
+      const names = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
+      const known: readonly string[] = FORMATS;
+      const list = names?.map((n) => (typeof n === 'string' ? n.trim() : n));
+      if (!list || list.length === 0 || list.some((n) => typeof n !== 'string' || !known.includes(n)))
+        return fail(`a list of formats among ${FORMATS.join(', ')}`);
+      return list;
+    }
   }
 }
 
@@ -292,6 +306,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       sha512: get('uploads.sha512', true),
       keepVersions: Math.max(1, get('uploads.keep_versions', 3)),
       resumableExpirySeconds: Math.max(1, get('uploads.resumable_expiry_seconds', 24 * 3600)),
+      allowedFormats: get('uploads.allowed_formats', [...FORMATS]),
     },
     admins,
     warnings: unknownVariables(env),

@@ -127,6 +127,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         ...(config.uploads.sha512 ? ['sha512' as const] : []),
       ],
       expiryMs: config.uploads.resumableExpirySeconds * 1000,
+      allowedFormats: new Set(config.uploads.allowedFormats),
     };
     const hashing = new HashingPool();
     closers.push(() => hashing.close());

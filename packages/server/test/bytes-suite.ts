@@ -52,6 +52,7 @@ export function bytesSuite(engine: Engine) {
       server = await startServerFor(pki, engine, {
         REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(MAX),
         REPOMAN_UPLOADS_KEEP_VERSIONS: '2',
+        REPOMAN_UPLOADS_ALLOWED_FORMATS: 'raw,qcow2,gzip',
       });
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
       files = join(server.dir, 'client');
@@ -306,6 +307,29 @@ export function bytesSuite(engine: Engine) {
       assert.equal(after.version, before.version);
       assert.equal(after.digests.sha256, before.digests.sha256);
       assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
+    });
+
+    it('refuses an image in another format than declared, or in a format the repository does not take', async () => {
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', join(files, 'declared.qcow2'), '64M']);
+      await run('qemu-img', ['create', '-q', '-f', 'vmdk', join(files, 'other.vmdk'), '64M']);
+      const before = (await as('bob').get('/api/images/vm.img')).json;
+      const mismatch = await curl('bob', [
+        '-T',
+        join(files, 'declared.qcow2'),
+        `${raw('vm.img')}?disk_format=raw`,
+      ]);
+      assert.equal(mismatch.status, 400);
+      assert.match(mismatch.body.toString(), /"format_mismatch".*declared raw, but its bytes are qcow2/);
+      const vmdk = await curl('bob', ['-T', join(files, 'other.vmdk'), raw('vm.img')]);
+      assert.equal(vmdk.status, 400);
+      assert.match(vmdk.body.toString(), /"format_not_allowed".*raw, qcow2, gzip; the image is vmdk/);
+      // Declared up front, the refusal comes before the body.
+      const early = await curl('bob', ['-T', join(files, 'other.vmdk'), `${raw('vm.img')}?disk_format=vmdk`]);
+      assert.equal(early.status, 400);
+      assert.equal(early.uploaded, 0, 'the body was never sent');
+      const bad = await curl('bob', ['-T', join(files, 'other.vmdk'), `${raw('vm.img')}?disk_format=floppy`]);
+      assert.equal(bad.status, 400);
+      assert.equal((await as('bob').get('/api/images/vm.img')).json.version, before.version);
     });
 
     it('lets qemu-img read a public qcow2 image straight from its HTTP URL', async () => {

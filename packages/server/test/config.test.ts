@@ -89,4 +89,20 @@ dn = "/C=CA/O=Grid/CN=Alice"
     await writeFile(file, 'data_dir = \n');
     assert.throws(() => loadConfig({ file, env: {}, cwd: dir }), ConfigError);
   });
+
+  it('takes the allowed image formats as a TOML array or a comma list, and refuses unknown ones', async () => {
+    assert.ok(loadConfig({ env: {}, cwd: dir }).uploads.allowedFormats.includes('vmdk'), 'all by default');
+    const file = join(dir, 'formats.toml');
+    await writeFile(file, '[uploads]\nallowed_formats = ["raw", "qcow2"]\n');
+    assert.deepEqual(loadConfig({ file, env: {}, cwd: dir }).uploads.allowedFormats, ['raw', 'qcow2']);
+    assert.deepEqual(
+      loadConfig({ env: { REPOMAN_UPLOADS_ALLOWED_FORMATS: 'qcow2, vmdk' }, cwd: dir }).uploads
+        .allowedFormats,
+      ['qcow2', 'vmdk'],
+    );
+    assert.throws(
+      () => loadConfig({ env: { REPOMAN_UPLOADS_ALLOWED_FORMATS: 'raw,floppy' }, cwd: dir }),
+      /uploads\.allowed_formats \(REPOMAN_UPLOADS_ALLOWED_FORMATS\) must be a list of formats among raw, qcow2/,
+    );
+  });
 });

@@ -310,6 +310,16 @@ export function uploadsSuite(engine: Engine) {
       assert.deepEqual(await partFiles(), []);
     });
 
+    it('refuses a whole upload that is not in the format its metadata declared', async () => {
+      const path = await create('bob', 'sum.img', 1000, {
+        'upload-metadata': `image ${b64('sum.img')},disk_format ${b64('qcow2')}`,
+      });
+      const refused = await patch('bob', path, 0, image.subarray(0, 1000));
+      expectError(refused, 400, 'format_mismatch');
+      assert.match(refused.json.error.message, /declared qcow2, but its bytes are raw/);
+      assert.equal((await head('bob', path)).status, 404);
+    });
+
     it('refuses from the headers before reading a byte, and terminates on DELETE', async () => {
       const post = (user: string, headers: Record<string, string>) =>
         as(user).request('POST', '/api/uploads', { headers: { ...TUS, ...headers } });

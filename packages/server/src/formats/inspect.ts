@@ -8,6 +8,22 @@
 export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vpc' | 'vhdx' | 'vdi' | 'iso';
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2';
 
+/** Every format the inspector names: what uploaders may declare and admins may allow. */
+export const FORMATS = [
+  'raw',
+  'qcow2',
+  'vmdk',
+  'vpc',
+  'vhdx',
+  'vdi',
+  'iso',
+  'ova',
+  'gzip',
+  'xz',
+  'zstd',
+  'bzip2',
+] as const;
+
 export interface Inspection {
   /** The disk format; for a compressed file or an archive, what it wraps is unknown until unpacked. */
   format: DiskFormat | Compression | 'ova';

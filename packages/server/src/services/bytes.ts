@@ -47,6 +47,8 @@ export interface UploadPolicy {
   keepVersions: number;
   /** Digests computed for every upload besides SHA-256. */
   digests: DigestAlgorithm[];
+  /** Formats uploads may be in. */
+  allowedFormats: ReadonlySet<string>;
 }
 
 /** Digests the client declared (Content-Digest / Repr-Digest / Content-MD5), as lowercase hex. */
@@ -57,6 +59,8 @@ export interface AdmittedUpload {
   ownerId: number;
   ref: ImageRef;
   declaredLength: number | undefined;
+  /** The format the uploader said the image is in, if they did. */
+  declaredFormat?: string | undefined;
 }
 
 export interface ReceivedVersion {
@@ -163,6 +167,16 @@ export function createBytesService(deps: {
     const size = hasher.bytes;
     const inspection = await inspect(size, (offset, length) => upload.readAt(offset, length));
     await refuseUnsafe(inspection);
+    if (admitted.declaredFormat !== undefined && admitted.declaredFormat !== inspection.format)
+      throw new RepomanError(
+        'format_mismatch',
+        `The upload was declared ${admitted.declaredFormat}, but its bytes are ${inspection.format}`,
+      );
+    if (!policy.allowedFormats.has(inspection.format))
+      throw new RepomanError(
+        'format_not_allowed',
+        `This repository accepts ${[...policy.allowedFormats].join(', ')}; the image is ${inspection.format}`,
+      );
     await checkQuota(admitted.ownerId, size);
     const digests = await hasher.digests();
     for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
@@ -222,9 +236,18 @@ export function createBytesService(deps: {
       actor: Actor,
       ref: ImageRef,
       declaredLength: number | undefined,
-      /** Bytes already promised to the owner's unfinished resumable uploads. */
-      reserved = 0,
+      options: {
+        /** Bytes already promised to the owner's unfinished resumable uploads. */
+        reserved?: number;
+        declaredFormat?: string | undefined;
+      } = {},
     ): Promise<AdmittedUpload> {
+      const { reserved = 0, declaredFormat } = options;
+      if (declaredFormat !== undefined && !policy.allowedFormats.has(declaredFormat))
+        throw new RepomanError(
+          'format_not_allowed',
+          `This repository accepts ${[...policy.allowedFormats].join(', ')}; not ${declaredFormat}`,
+        );
       const { row, target } = await find(actor, ref, canModifyImage);
       if (!canModifyImage(actor, target))
         throw new RepomanError('forbidden', `You may not upload to ${ref.owner}/${ref.name}`);
@@ -245,6 +268,7 @@ export function createBytesService(deps: {
         ownerId: row.owner_id,
         ref: { owner: row.owner_name, name: row.name },
         declaredLength,
+        declaredFormat,
       };
     },
 

@@ -37,6 +37,20 @@ import { sizeLimit, streamFailure } from './bytes.ts';
 import { guardService, nowIso } from './common.ts';
 import type { ImageRef } from './image-access.ts';
 
+/** `key base64,key base64,key`: the values decoded. */
+export function parseMetadata(value: string | undefined): Map<string, string> {
+  const pairs = new Map<string, string>();
+  if (value === undefined || value.trim() === '') return pairs;
+  for (const member of value.split(',')) {
+    const match = /^\s*([^\s,]+)(?:\s+([A-Za-z0-9+/]*={0,2}))?\s*$/.exec(member);
+    if (!match) throw new RepomanError('bad_request', `Upload-Metadata: cannot parse '${member.trim()}'`);
+    const key = match[1] as string;
+    if (pairs.has(key)) throw new RepomanError('bad_request', `Upload-Metadata names '${key}' twice`);
+    pairs.set(key, Buffer.from(match[2] ?? '', 'base64').toString('utf8'));
+  }
+  return pairs;
+}
+
 export interface ResumablePolicy {
   /** An upload nobody has continued for this long expires and its bytes are deleted. */
   expiryMs: number;
@@ -246,7 +260,9 @@ export function createResumableService(deps: {
     const image = await findImageById(db, row.image_id);
     if (!image) throw new RepomanError('image_not_found', 'The image of this upload was deleted');
     const ref: ImageRef = { owner: image.owner_name, name: image.name };
-    return bytes.admitUpload(actor, ref, Number(row.length));
+    return bytes.admitUpload(actor, ref, Number(row.length), {
+      declaredFormat: parseMetadata(row.metadata ?? undefined).get('disk_format'),
+    });
   }
 
   const service = guardService({
@@ -257,10 +273,14 @@ export function createResumableService(deps: {
       length: number,
       metadata: string | null,
       expected: ExpectedDigests,
+      declaredFormat?: string,
     ): Promise<UploadState> {
-      const probe = await bytes.admitUpload(actor, ref, length);
+      const probe = await bytes.admitUpload(actor, ref, length, { declaredFormat });
       // What unfinished uploads to the owner's images have stored counts until they finish or expire.
-      await bytes.admitUpload(actor, ref, length, await pendingBytesOfOwner(db, probe.ownerId));
+      await bytes.admitUpload(actor, ref, length, {
+        reserved: await pendingBytesOfOwner(db, probe.ownerId),
+        declaredFormat,
+      });
       const blob = await store.createUpload();
       const now = nowIso();
       const row: UploadRow = {

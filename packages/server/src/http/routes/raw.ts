@@ -9,6 +9,7 @@ import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
 import type { VersionRow } from '../../db/versions-dal.ts';
+import { FORMATS } from '../../formats/inspect.ts';
 import type { ImageRef } from '../../services/image-access.ts';
 import { requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody } from '../continue.ts';
@@ -84,22 +85,29 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     for (const form of FORMS) {
       const params = { type: 'object', properties: form.params, required: form.required } as const;
 
-      raw.put<{ Params: RawParams }>(
+      raw.put<{ Params: RawParams; Querystring: { disk_format?: string } }>(
         form.path,
         {
           config: { streamsBody: true },
           schema: {
             summary:
-              'Upload the image bytes as the raw body (curl -T FILE URL); each upload is a new version',
+              'Upload the image bytes as the raw body (curl -T FILE URL); each upload is a new version. ?disk_format=qcow2 refuses anything else',
             tags: ['images'],
             params,
+            querystring: {
+              type: 'object',
+              additionalProperties: false,
+              properties: { disk_format: { type: 'string', enum: [...FORMATS] } },
+            },
           },
         },
         async (request, reply) => {
           const actor = requireActor(request);
           const ref = refOf(request);
           const expected = expectedDigests(request.headers);
-          const admitted = await services.bytes.admitUpload(actor, ref, declaredLength(request));
+          const admitted = await services.bytes.admitUpload(actor, ref, declaredLength(request), {
+            declaredFormat: request.query.disk_format,
+          });
           acceptBody(request, reply);
           const received = await services.bytes.receive(
             admitted,

@@ -8,7 +8,12 @@ import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DigestAlgorithm } from '../../blobs/hashing.ts';
 import type { ExpectedDigests } from '../../services/bytes.ts';
-import { CHECKSUM_ALGORITHMS, type ChunkChecksum, type UploadState } from '../../services/resumable.ts';
+import {
+  CHECKSUM_ALGORITHMS,
+  type ChunkChecksum,
+  parseMetadata,
+  type UploadState,
+} from '../../services/resumable.ts';
 import { requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody } from '../continue.ts';
 import { imageUrl } from '../present.ts';
@@ -37,20 +42,6 @@ function integerHeader(request: FastifyRequest, name: string): number | undefine
   if (value === undefined) return undefined;
   if (!/^\d{1,16}$/.test(value)) throw new RepomanError('bad_request', `Invalid ${name} '${value}'`);
   return Number(value);
-}
-
-/** `key base64,key base64,key`: the values decoded. */
-export function parseMetadata(value: string | undefined): Map<string, string> {
-  const pairs = new Map<string, string>();
-  if (value === undefined || value.trim() === '') return pairs;
-  for (const member of value.split(',')) {
-    const match = /^\s*([^\s,]+)(?:\s+([A-Za-z0-9+/]*={0,2}))?\s*$/.exec(member);
-    if (!match) throw new RepomanError('bad_request', `Upload-Metadata: cannot parse '${member.trim()}'`);
-    const key = match[1] as string;
-    if (pairs.has(key)) throw new RepomanError('bad_request', `Upload-Metadata names '${key}' twice`);
-    pairs.set(key, Buffer.from(match[2] ?? '', 'base64').toString('utf8'));
-  }
-  return pairs;
 }
 
 /** Whole-image digests the client may declare in the metadata (`sha256`, `md5`, `sha512`, lowercase hex). */
@@ -177,7 +168,14 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
         if (declaredLength !== undefined && declaredLength > length)
           throw new RepomanError('payload_too_large', `The body is longer than Upload-Length (${length})`);
 
-        const created = await resumable.create(actor, { owner, name: image }, length, rawMetadata, expected);
+        const created = await resumable.create(
+          actor,
+          { owner, name: image },
+          length,
+          rawMetadata,
+          expected,
+          metadata.get('disk_format'),
+        );
         // Relative: the client resolves it against the URL it used, whatever proxy or balancer is in between.
         reply.header('location', `/api/uploads/${created.id}`);
         let state = created;
