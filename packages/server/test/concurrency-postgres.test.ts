@@ -1,0 +1,3 @@
+import { concurrencySuite } from './concurrency-suite.ts';
+
+concurrencySuite('postgres');
