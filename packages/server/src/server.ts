@@ -140,6 +140,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       await services.resumable.expire();
       await store.removeStaleUploads(olderThanMs, await services.resumable.pendingKeys());
     };
+    if (database.engine === 'sqlite') await services.resumable.releaseLeases(); // held by a crashed run of ours
     await sweep(database.engine === 'sqlite' ? 0 : STALE_UPLOAD_MS);
     const sweeper = setInterval(
       () =>

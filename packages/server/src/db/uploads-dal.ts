@@ -44,6 +44,11 @@ export async function takeLease(
   return Number(result.numUpdatedRows) === 1;
 }
 
+/** Lets go of every lease: for a server alone on its database, at start-up (no request of it survives). */
+export async function releaseAllLeases(db: Q): Promise<void> {
+  await db.updateTable('uploads').set({ lease: null, lease_until: null, takeover: null }).execute();
+}
+
 /** Asks the request holding the upload (on another server) to let it go. */
 export async function requestTakeover(db: Q, id: string, now: string): Promise<void> {
   await db

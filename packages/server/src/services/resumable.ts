@@ -26,6 +26,7 @@ import {
   insertUpload,
   pendingBytesOfOwner,
   pendingUploadKeys,
+  releaseAllLeases,
   renewLease,
   requestTakeover,
   takeLease,
@@ -486,6 +487,11 @@ export function createResumableService(deps: {
       let removed = 0;
       for (const row of await expiredUploads(db, nowIso())) if (await remove(row)) removed++;
       return removed;
+    },
+
+    /** At the start of a server alone on its database: the leases of requests that died with it go. */
+    async releaseLeases(): Promise<void> {
+      await releaseAllLeases(db);
     },
 
     /** Blob keys of unfinished uploads: the stale-upload sweep must leave them alone. */
