@@ -83,9 +83,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // Image bytes land here (the image-bytes service); made now so a first start shows the whole layout.
   mkdirSync(config.blobDir, { recursive: true, mode: 0o700 });
   const pki = await ensureDevelopmentPki(config);
+  let log: FastifyInstance['log'] | undefined;
   const database = await openDatabase({
     url: config.databaseUrl,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
+    // A lost connection (PostgreSQL restarting): requests answer 503 meanwhile; say it once per connection.
+    onPoolError: (error) =>
+      log?.warn({ err: error }, 'a database connection was lost; new ones are made as needed'),
   });
   let closers: (() => Promise<void>)[] = [() => database.close()];
   const closeAll = async () => {
@@ -159,6 +163,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     };
     const app = await buildApp({ services, publicUrls, serverFactory, logger: options.logger ?? false });
     reloadLog = app.log;
+    log = app.log;
     closers.push(() => app.close());
     await app.listen({
       host: config.https.listen,

@@ -88,8 +88,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       connectionTimeoutMillis: 5000,
       ...(schema ? { options: `-c search_path=${schema}` } : {}),
     });
-    // An idle client losing its server (a restart) must not crash the process; the pool opens a new one.
+    // A client losing its server (a restart) must not crash the process, idle in the pool or checked out
+    // between two queries: the pool then drops it and opens a new one, and its query fails as unavailable.
     pool.on('error', (error) => options.onPoolError?.(error));
+    pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
     if (schema) {
       const client = await pool.connect();
       try {
