@@ -26,6 +26,8 @@ export interface ServerConfig {
   logLevel: string;
   https: { listen: string; port: number; cert: string | undefined; key: string | undefined };
   http: { enabled: boolean; listen: string; port: number };
+  /** How long a client may take to send its headers, or stay silent (reading or writing) mid-request. */
+  timeouts: { headersSeconds: number; idleSeconds: number; keepAliveSeconds: number };
   trust: {
     caDir: string | undefined;
     crlDir: string | undefined;
@@ -88,6 +90,9 @@ const KEYS: Key[] = [
   ['uploads.keep_versions', 'int'],
   ['uploads.resumable_expiry_seconds', 'int'],
   ['uploads.allowed_formats', 'formats'],
+  ['timeouts.headers_seconds', 'int'],
+  ['timeouts.idle_seconds', 'int'],
+  ['timeouts.keep_alive_seconds', 'int'],
 ].map(([path, kind]) => ({
   path: path as string,
   kind: kind as Kind,
@@ -290,6 +295,11 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       enabled: get('http.enabled', true),
       listen: get('http.listen', '0.0.0.0'),
       port: get('http.port', 8080),
+    },
+    timeouts: {
+      headersSeconds: Math.max(1, get('timeouts.headers_seconds', 30)),
+      idleSeconds: Math.max(1, get('timeouts.idle_seconds', 120)),
+      keepAliveSeconds: Math.max(1, get('timeouts.keep_alive_seconds', 65)),
     },
     trust: {
       caDir: get<string | undefined>('trust.ca_dir', undefined),

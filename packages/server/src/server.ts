@@ -38,20 +38,25 @@ export interface StartOptions {
 /**
  * Slow or idle clients must not hold connections for ever, set on both servers (Fastify leaves a factory's
  * alone). No whole-request deadline, so a 15 GB upload on a slow link is not cut; a client that stalls is cut
- * by the socket's idle timeout instead, and slow headers by headersTimeout.
+ * by the socket's idle timeout instead (also one that stops reading a download), and slow headers by
+ * headersTimeout, which Node checks every `connectionsCheckingInterval`.
  */
-const TIMEOUTS = {
-  requestTimeout: 0,
-  headersTimeout: 30_000,
-  keepAliveTimeout: 65_000,
-  idle: 120_000,
-} as const;
+function timeoutsOf(config: ServerConfig) {
+  const headers = config.timeouts.headersSeconds * 1000;
+  return {
+    requestTimeout: 0,
+    headersTimeout: headers,
+    keepAliveTimeout: config.timeouts.keepAliveSeconds * 1000,
+    idle: config.timeouts.idleSeconds * 1000,
+    connectionsCheckingInterval: Math.min(1000, headers),
+  };
+}
 
-function applyTimeouts(server: http.Server | https.Server) {
-  server.requestTimeout = TIMEOUTS.requestTimeout;
-  server.headersTimeout = TIMEOUTS.headersTimeout;
-  server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout;
-  server.timeout = TIMEOUTS.idle;
+function applyTimeouts(server: http.Server | https.Server, timeouts: ReturnType<typeof timeoutsOf>) {
+  server.requestTimeout = timeouts.requestTimeout;
+  server.headersTimeout = timeouts.headersTimeout;
+  server.keepAliveTimeout = timeouts.keepAliveTimeout;
+  server.timeout = timeouts.idle;
 }
 
 /**
@@ -108,16 +113,22 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     closers.push(async () => trust.stop());
 
     const [cert, key] = await Promise.all([readFile(pki.hostCert), readFile(pki.hostKey)]);
+    const timeouts = timeoutsOf(config);
     let handler: http.RequestListener | undefined;
     const serverFactory: FastifyServerOptions['serverFactory'] = (fastifyHandler) => {
       const requestHandler = withMethodOverride(fastifyHandler);
       handler = requestHandler;
       const server = https.createServer(
-        { cert, key, ...tlsServerOptionsForClientAuth(trust.caPems()) },
+        {
+          cert,
+          key,
+          ...tlsServerOptionsForClientAuth(trust.caPems()),
+          connectionsCheckingInterval: timeouts.connectionsCheckingInterval,
+        },
         requestHandler,
       );
       attachCertificateAuth(server, () => trust.verifier());
-      applyTimeouts(server);
+      applyTimeouts(server, timeouts);
       // Expect: 100-continue is answered by the route once it has accepted the request (see http/continue.ts).
       server.on('checkContinue', requestHandler);
       return server;
@@ -183,8 +194,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
     let httpPort: number | null = null;
     if (config.http.enabled && handler) {
-      const plain = http.createServer(handler);
-      applyTimeouts(plain);
+      const plain = http.createServer(
+        { connectionsCheckingInterval: timeouts.connectionsCheckingInterval },
+        handler,
+      );
+      applyTimeouts(plain, timeouts);
       plain.on('checkContinue', handler);
       await new Promise<void>((resolve, reject) => {
         plain.once('error', reject);
