@@ -8,12 +8,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs, promisify } from 'node:util';
+import { freePort } from '../packages/server/test/helpers/http.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -21,14 +21,6 @@ const { values } = parseArgs({
   options: { 'size-mib': { type: 'string' }, quick: { type: 'boolean' } },
 });
 const sizeMib = values.quick ? 64 : Number(values['size-mib'] ?? 1024);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 async function rssKib(pids: number[]): Promise<number> {
   let total = 0;

@@ -76,15 +76,10 @@ export class Progress {
   }
 }
 
-/** SHA-256 of a file (or of its first `length` bytes), hex. */
-export async function sha256Of(file: string, length?: number, progress?: Progress): Promise<string> {
+/** SHA-256 of a file, hex. */
+export async function sha256Of(file: string, progress?: Progress): Promise<string> {
   const hash = createHash('sha256');
-  if (length === 0) return hash.digest('hex');
-  const source = createReadStream(file, {
-    highWaterMark: 1024 * 1024,
-    ...(length === undefined ? {} : { end: length - 1 }),
-  });
-  for await (const chunk of source) {
+  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
     hash.update(chunk as Buffer);
     progress?.add((chunk as Buffer).length);
   }
@@ -199,7 +194,7 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
       );
   };
   const hashing = new Progress('checking ', size);
-  const sha256 = await sha256Of(file, undefined, hashing);
+  const sha256 = await sha256Of(file, hashing);
   hashing.finish();
   unchanged();
 

@@ -6,8 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import tls from 'node:tls';
-import { clientFor } from './helpers/http.ts';
+import { clientFor, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
 
@@ -60,14 +59,7 @@ export function concurrencySuite(engine: Engine) {
       const old = randomBytes(8 * 1024 * 1024);
       await bob.request('PUT', '/api/images/raw/reader.img', { body: old });
       // A reader that takes its time: it reads the first bytes, then waits while two uploads land.
-      const socket = tls.connect({
-        host: '127.0.0.1',
-        port: server.httpsPort,
-        ca: pki.ca.certPem,
-        ...pki.credential('bob'),
-        servername: 'localhost',
-      });
-      await new Promise((resolve) => socket.once('secureConnect', resolve));
+      const socket = await tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential('bob'));
       const chunks: Buffer[] = [];
       const ended = new Promise<void>((resolve) => socket.on('end', resolve));
       socket.write(

@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import tls from 'node:tls';
-import { clientFor } from './helpers/http.ts';
+import type tls from 'node:tls';
+import { clientFor, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { startServerFor, type TestServer } from './helpers/server.ts';
 
@@ -18,19 +18,7 @@ describe('slow and abusive clients', () => {
   let server: TestServer;
   let bob: ReturnType<typeof clientFor>;
 
-  /** A TLS connection as bob; resolves once it is up. */
-  async function connect(): Promise<tls.TLSSocket> {
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port: server.httpsPort,
-      ca: pki.ca.certPem,
-      ...pki.credential('bob'),
-      servername: 'localhost',
-    });
-    socket.on('error', () => {});
-    await new Promise((resolve) => socket.once('secureConnect', resolve));
-    return socket;
-  }
+  const connect = () => tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential('bob'));
 
   /** Whether the server closes the socket within `ms` (it should, well before). */
   const closedWithin = (socket: tls.TLSSocket, ms: number) =>

@@ -10,9 +10,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import tls from 'node:tls';
 import { DefaultHttpStack, Upload } from 'tus-js-client';
-import { clientFor, expectError, request } from './helpers/http.ts';
+import { clientFor, expectError, request, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { cuttingRelay } from './helpers/relay.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
@@ -411,15 +410,7 @@ export function uploadsSuite(engine: Engine) {
 
     /** Bob's TLS connection with a PATCH's headers sent (and `extra` header lines), the body left to the caller. */
     async function patchByHand(path: string, offset: number, length: number, extra: string) {
-      const socket = tls.connect({
-        host: '127.0.0.1',
-        port: server.httpsPort,
-        ca: pki.ca.certPem,
-        ...pki.credential('bob'),
-        servername: 'localhost',
-      });
-      await new Promise((resolve) => socket.once('secureConnect', resolve));
-      socket.on('error', () => {});
+      const socket = await tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential('bob'));
       socket.write(
         `PATCH ${path} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: ${offset}\r\nContent-Length: ${length}\r\n${extra}\r\n`,
       );

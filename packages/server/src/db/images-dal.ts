@@ -7,19 +7,17 @@ import {
   type SqlBool,
   sql,
 } from 'kysely';
-import type { Database, ImagesTable } from './schema.ts';
+import type { Database, ImagesTable, ImageVersionsTable } from './schema.ts';
 
 export type ImageRow = Selectable<ImagesTable>;
-export type ImageWithOwner = ImageRow & {
-  owner_name: string;
-  /** Digests of the current version; null before the first upload. */
-  sha256: string | null;
-  md5: string | null;
-  sha512: string | null;
-  disk_format: string | null;
-  virtual_size: number | null;
-  compression: string | null;
-  partition_table: string | null;
+/** What an image shows of its current version: its digests and what its bytes are. */
+type CurrentVersion = Pick<
+  Selectable<ImageVersionsTable>,
+  'sha256' | 'md5' | 'sha512' | 'disk_format' | 'virtual_size' | 'compression' | 'partition_table'
+>;
+/** An image with its owner's name and its current version's fields (all null before the first upload). */
+export type ImageWithOwner = ImageRow & { owner_name: string } & {
+  [K in keyof CurrentVersion]: CurrentVersion[K] | null;
 };
 type Q = Kysely<Database>;
 

@@ -85,8 +85,7 @@ export function imageJson(urls: Urls, view: ImageView): Image {
     version: row.version,
     size: row.size,
     disk_format: row.disk_format ?? null,
-    virtual_size:
-      row.virtual_size === null || row.virtual_size === undefined ? null : Number(row.virtual_size),
+    virtual_size: row.virtual_size ?? null,
     compression: row.compression ?? null,
     partition_table: row.partition_table ?? null,
     created: row.created,

@@ -104,8 +104,8 @@ const MAX_IDLE_HASHERS = 64;
 
 const stateOf = (row: UploadRow): UploadState => ({
   id: row.id,
-  length: Number(row.length),
-  offset: Number(row.upload_offset),
+  length: row.length,
+  offset: row.upload_offset,
   metadata: row.metadata,
   expires: row.expires,
   version: row.version,
@@ -261,7 +261,7 @@ export function createResumableService(deps: {
     const image = await findImageById(db, row.image_id);
     if (!image) throw new RepomanError('image_not_found', 'The image of this upload was deleted');
     const ref: ImageRef = { owner: image.owner_name, name: image.name };
-    return bytes.admitUpload(actor, ref, Number(row.length), {
+    return bytes.admitUpload(actor, ref, row.length, {
       declaredFormat: parseMetadata(row.metadata ?? undefined).get('disk_format'),
     });
   }
@@ -356,8 +356,8 @@ export function createResumableService(deps: {
         try {
           // Read under the lease: a request another server was running has recorded its bytes by now.
           const row = await ownUpload(actor, id);
-          const offset = Number(row.upload_offset);
-          const length = Number(row.length);
+          const offset = row.upload_offset;
+          const length = row.length;
           if (row.version !== null) {
             if (options.offset === length) return stateOf(row); // finished already: a retried last request
             throw new RepomanError('upload_offset_mismatch', `Upload ${id} is finished`);

@@ -8,27 +8,18 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { type ClientCredential, request } from '../helpers/http.ts';
+import { type ClientCredential, freePort, request } from '../helpers/http.ts';
 
 const run = promisify(execFile);
 const MAIN = resolve(import.meta.dirname, '../../src/main.ts');
 const TRIALS = Number(process.env.REPOMAN_CRASH_TRIALS ?? 24);
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 describe('the server killed at random moments', () => {
   let dir: string;

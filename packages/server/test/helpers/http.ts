@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
 
 export interface ClientCredential {
   /** Certificate chain PEM, leaf first (a proxy file works as is). */
@@ -110,4 +112,28 @@ export function expectError(
   assert.equal(res.status, status, JSON.stringify(res.json));
   assert.equal(res.json?.error?.code, code, JSON.stringify(res.json));
   assert.equal(typeof res.json?.error?.message, 'string');
+}
+
+/**
+ * A raw TLS connection to a test server on loopback, as `credential`, for requests written by hand (stalled,
+ * cut or half-sent ones); resolves once the handshake is done. Socket errors are the test's to provoke: ignored.
+ */
+export async function tlsSocket(
+  port: number,
+  ca: string,
+  credential: ClientCredential,
+): Promise<tls.TLSSocket> {
+  const socket = tls.connect({ host: '127.0.0.1', port, ca, ...credential, servername: 'localhost' });
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  return socket;
+}
+
+/** A TCP port free on loopback right now (for servers a test starts as child processes). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((done) => server.close(done));
+  return port;
 }

@@ -170,7 +170,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
           size: v.size,
           digests: { sha256: v.sha256, md5: v.md5, sha512: v.sha512 },
           disk_format: v.disk_format,
-          virtual_size: v.virtual_size === null ? null : Number(v.virtual_size),
+          virtual_size: v.virtual_size,
           compression: v.compression,
           partition_table: v.partition_table,
           created: v.created,
