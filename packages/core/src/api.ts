@@ -270,6 +270,102 @@ export interface ImageEditableFields {
   expires?: string | null;
 }
 
+// ---- variants and conversion jobs ----
+
+/** Formats a version can be converted to (docs/formats.md). */
+export const VARIANT_FORMATS = ['raw', 'qcow2', 'vmdk'] as const;
+export type VariantFormat = (typeof VARIANT_FORMATS)[number];
+
+/** A version's bytes converted to another format, stored beside it and removed with it. */
+export interface Variant {
+  format: VariantFormat;
+  /** qcow2 only: its clusters are compressed (smaller, slower to boot from). */
+  compressed: boolean;
+  size: number;
+  digests: { sha256: string; md5: string | null; sha512: string | null };
+  virtual_size: number | null;
+  created: string;
+  file_url: string;
+}
+
+export const variantSchema = {
+  type: 'object',
+  properties: {
+    format: str,
+    compressed: bool,
+    size: { type: 'integer' },
+    digests: { type: 'object', properties: { sha256: str, md5: nullableStr, sha512: nullableStr } },
+    virtual_size: { type: ['integer', 'null'] },
+    created: timestamp,
+    file_url: str,
+  },
+} as const;
+
+export interface ConversionBody {
+  format: VariantFormat;
+  /** qcow2 only. */
+  compress?: boolean;
+  /** The version to convert; the current one by default. */
+  version?: number;
+}
+
+export const conversionBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['format'],
+  properties: {
+    format: { type: 'string', enum: [...VARIANT_FORMATS], description: 'vmdk is stream-optimised' },
+    compress: { ...bool, description: 'qcow2 only: compress its clusters' },
+    version: { type: 'integer', minimum: 1, description: 'The current version by default' },
+  },
+} as const;
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** A conversion running in the background; poll its URL until `state` is final. */
+export interface Job {
+  id: string;
+  url: string;
+  kind: 'convert';
+  image: string;
+  version: number;
+  format: VariantFormat;
+  compressed: boolean;
+  state: JobState;
+  /** 0 to 1. */
+  progress: number;
+  error: { code: string; message: string } | null;
+  /** Once it succeeded. */
+  variant: Variant | null;
+  requested_by: string;
+  created: string;
+  started: string | null;
+  finished: string | null;
+}
+
+export const jobSchema = {
+  $id: 'Job',
+  type: 'object',
+  required: ['id', 'url', 'kind', 'image', 'version', 'format', 'state', 'progress'],
+  properties: {
+    id: str,
+    url: str,
+    kind: str,
+    image: { ...str, description: 'owner/name' },
+    version: { type: 'integer' },
+    format: str,
+    compressed: bool,
+    state: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed', 'cancelled'] },
+    progress: { type: 'number', minimum: 0, maximum: 1 },
+    error: { type: ['object', 'null'], properties: { code: str, message: str } },
+    variant: { anyOf: [{ type: 'null' }, variantSchema] },
+    requested_by: str,
+    created: timestamp,
+    started: nullableTimestamp,
+    finished: nullableTimestamp,
+  },
+} as const;
+
 export interface CreateImageBody extends ImageEditableFields {
   name: string;
   /** Create the image in this user's namespace (admins only). */

@@ -30,6 +30,8 @@ export const ERRORS = {
   invalid_image_header: { status: 400, message: 'The image header is cut short or points outside the file' },
   format_mismatch: { status: 400, message: 'The image is not in the format its upload declared' },
   format_not_allowed: { status: 400, message: 'This repository does not accept images in this format' },
+  conversion_unsupported: { status: 400, message: 'This version cannot be converted to that format' },
+  conversion_not_needed: { status: 400, message: 'The version is already in that format' },
   range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
   checksum_algorithm_unsupported: {
     status: 400,
@@ -61,6 +63,8 @@ export const ERRORS = {
   image_not_uploaded: { status: 404, message: 'No bytes have been uploaded to this image yet' },
   version_not_found: { status: 404, message: 'No such version of the image' },
   upload_not_found: { status: 404, message: 'No such upload' },
+  variant_not_found: { status: 404, message: 'The version has no variant in that format' },
+  job_not_found: { status: 404, message: 'No such job' },
   upload_expired: { status: 410, message: 'The upload expired; start a new one' },
   image_expired: { status: 410, message: 'The image has expired' },
   // 409: the state of the repository does not allow it
@@ -77,6 +81,10 @@ export const ERRORS = {
   // 5xx: our fault or a dependency's
   insufficient_storage: { status: 507, message: 'The repository is out of storage space' },
   quota_exceeded: { status: 507, message: 'The upload would exceed your storage quota' },
+  conversions_unavailable: {
+    status: 503,
+    message: 'This server cannot convert images (qemu-img is missing)',
+  },
   database_unavailable: { status: 503, message: 'The database is unavailable; try again shortly' },
   internal: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -15,6 +15,8 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set([
   'shares',
   'versions',
   'rollback',
+  'conversions',
+  'variants',
   'me',
   '.',
   '..',

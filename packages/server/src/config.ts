@@ -46,6 +46,15 @@ export interface ServerConfig {
     /** Formats uploads may be in (docs/formats.md); every one the inspector knows by default. */
     allowedFormats: string[];
   };
+  /** Conversion jobs (docs/formats.md). */
+  conversions: {
+    enabled: boolean;
+    qemuImg: string;
+    maxJobs: number;
+    cpuSeconds: number;
+    memoryMib: number;
+    tempDir: string;
+  };
   admins: AdminSpec[];
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
   warnings: string[];
@@ -90,6 +99,12 @@ const KEYS: Key[] = [
   ['uploads.keep_versions', 'int'],
   ['uploads.resumable_expiry_seconds', 'int'],
   ['uploads.allowed_formats', 'formats'],
+  ['conversions.enabled', 'bool'],
+  ['conversions.qemu_img', 'string'],
+  ['conversions.max_jobs', 'int'],
+  ['conversions.cpu_seconds', 'int'],
+  ['conversions.memory_mib', 'int'],
+  ['conversions.temp_dir', 'path'],
   ['timeouts.headers_seconds', 'int'],
   ['timeouts.idle_seconds', 'int'],
   ['timeouts.keep_alive_seconds', 'int'],
@@ -317,6 +332,14 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       keepVersions: Math.max(1, get('uploads.keep_versions', 3)),
       resumableExpirySeconds: Math.max(1, get('uploads.resumable_expiry_seconds', 24 * 3600)),
       allowedFormats: get('uploads.allowed_formats', [...FORMATS]),
+    },
+    conversions: {
+      enabled: get('conversions.enabled', true),
+      qemuImg: get('conversions.qemu_img', 'qemu-img'),
+      maxJobs: Math.max(1, get('conversions.max_jobs', 1)),
+      cpuSeconds: Math.max(1, get('conversions.cpu_seconds', 3600)),
+      memoryMib: Math.max(64, get('conversions.memory_mib', 1024)),
+      tempDir: get('conversions.temp_dir', resolve(dataDir, 'conversions')),
     },
     admins,
     warnings: unknownVariables(env),

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { DirectoryStore } from './blobs/directory.ts';
 import { STALE_UPLOAD_MS } from './blobs/directory.ts';
 import type { Db } from './db/connect.ts';
+import { allVariants, deleteVariant } from './db/jobs-dal.ts';
 import { pendingUploadKeys } from './db/uploads-dal.ts';
 import {
   allVersions,
@@ -49,46 +50,60 @@ async function sha256Of(store: DirectoryStore, key: string): Promise<string> {
 export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions = {}): Promise<FsckReport> {
   const problems: Problem[] = [];
   const versions = await allVersions(db);
-  const known = new Set(versions.map((v) => v.blob_key));
-  const broken: typeof versions = [];
+  const variants = await allVariants(db);
+  const known = new Set([...versions.map((v) => v.blob_key), ...variants.map((v) => v.blob_key)]);
 
+  /** What is wrong with a recorded blob, or null. */
+  async function check(
+    subject: string,
+    row: { blob_key: string; size: number; sha256: string },
+  ): Promise<Omit<Problem, 'repaired'> | null> {
+    const found = await store.stat(row.blob_key);
+    if (!found) return { kind: 'missing', subject, detail: `its blob ${row.blob_key} is gone` };
+    if (found.size !== row.size)
+      return { kind: 'size', subject, detail: `its blob has ${found.size} bytes; ${row.size} were recorded` };
+    if (!options.verify) return null;
+    const actual = await sha256Of(store, row.blob_key);
+    if (actual === row.sha256) return null;
+    return { kind: 'digest', subject, detail: `its blob's SHA-256 is ${actual}; ${row.sha256} was recorded` };
+  }
+
+  const broken: typeof versions = [];
   for (const version of versions) {
-    const subject = `${version.owner_name}/${version.image_name} v${version.version}`;
-    const found = await store.stat(version.blob_key);
-    let problem: Omit<Problem, 'repaired'> | null = null;
-    if (!found) problem = { kind: 'missing', subject, detail: `its blob ${version.blob_key} is gone` };
-    else if (found.size !== version.size) {
-      problem = {
-        kind: 'size',
-        subject,
-        detail: `its blob has ${found.size} bytes; ${version.size} were recorded`,
-      };
-    } else if (options.verify) {
-      const actual = await sha256Of(store, version.blob_key);
-      if (actual !== version.sha256) {
-        problem = {
-          kind: 'digest',
-          subject,
-          detail: `its blob's SHA-256 is ${actual}; ${version.sha256} was recorded`,
-        };
-      }
-    }
+    const problem = await check(`${version.owner_name}/${version.image_name} v${version.version}`, version);
     if (problem) {
       broken.push(version);
       problems.push({ ...problem, repaired: Boolean(options.repair) });
     }
   }
-  if (options.repair && broken.length > 0) {
+  // A broken variant is dropped alone: it can be converted again from its version.
+  const brokenVariants: typeof variants = [];
+  for (const variant of variants) {
+    if (broken.some((v) => v.id === variant.version_id)) continue; // goes with its version
+    const subject = `${variant.owner_name}/${variant.image_name} v${variant.version} ${variant.format}`;
+    const problem = await check(subject, variant);
+    if (problem) {
+      brokenVariants.push(variant);
+      problems.push({ ...problem, repaired: Boolean(options.repair) });
+    }
+  }
+  if (options.repair && broken.length + brokenVariants.length > 0) {
     const now = new Date().toISOString();
-    await db.transaction().execute(async (trx) => {
-      for (const version of broken) await deleteVersion(trx, version.id);
+    const keys = await db.transaction().execute(async (trx) => {
+      const gone: string[] = [];
+      for (const version of broken) gone.push(version.blob_key, ...(await deleteVersion(trx, version.id)));
+      for (const variant of brokenVariants) {
+        await deleteVariant(trx, variant.version_id, variant.format);
+        gone.push(variant.blob_key);
+      }
       for (const imageId of new Set(
         broken.filter((v) => v.version === v.current_version).map((v) => v.image_id),
       )) {
         await resetCurrentVersion(trx, imageId, now);
       }
+      return gone;
     });
-    for (const version of broken) await store.delete(version.blob_key);
+    for (const key of keys) await store.delete(key);
   }
 
   for (const image of await imagesWithoutCurrentVersion(db)) {
@@ -109,7 +124,7 @@ export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions =
     // A blob committed after the versions were read is a running server's upload about to be recorded.
     const info = await store.stat(key);
     if (!info || Date.now() - info.modified.getTime() < staleMs) continue;
-    if (await findVersionByBlob(db, key)) continue;
+    if (await findVersionByBlob(db, key)) continue; // also a variant's
     if (options.repair) await store.delete(key);
     problems.push({
       kind: 'orphan',

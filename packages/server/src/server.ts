@@ -146,7 +146,22 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     };
     const hashing = new HashingPool();
     closers.push(() => hashing.close());
-    const services = createServices({ db: database.db, store, policy, hashing });
+    const services = createServices({
+      db: database.db,
+      store,
+      policy,
+      hashing,
+      conversions: {
+        enabled: config.conversions.enabled,
+        qemuImg: config.conversions.qemuImg,
+        maxJobs: config.conversions.maxJobs,
+        tempDir: config.conversions.tempDir,
+        limits: {
+          cpuSeconds: config.conversions.cpuSeconds,
+          memoryBytes: config.conversions.memoryMib * 1024 * 1024,
+        },
+      },
+    });
     closers.push(async () => services.resumable.close());
     // Expired resumable uploads go, and so do temporary files nobody owns. A lone server (SQLite) owns every
     // PUT in progress, so none survives its restart; servers sharing a database may share the directory too,
@@ -166,6 +181,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     );
     sweeper.unref();
     closers.push(async () => clearInterval(sweeper));
+    if (config.conversions.enabled) {
+      await services.conversions.start({
+        alone: database.engine === 'sqlite',
+        onError: (error, message) => reloadLog?.warn({ err: error }, message),
+      });
+      closers.push(() => services.conversions.close());
+    }
     const publicUrls = {
       https: config.publicUrl,
       http: config.publicHttpUrl,

@@ -292,6 +292,8 @@ export function createDirectoryStore(root: string): DirectoryStore {
       });
     },
 
+    localPath: blobPath,
+
     async stat(key: string) {
       try {
         const info = await stat(blobPath(key));

@@ -49,6 +49,11 @@ export interface BlobStore {
   stat(key: string): Promise<{ size: number; modified: Date } | null>;
   /** Removes the blob; a missing key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * The committed blob's own file, where the store keeps blobs as local files (a tool that needs a seekable
+   * file, such as qemu-img, reads it in place); absent where it does not.
+   */
+  localPath?(key: string): string;
   /** Every committed blob's key (for fsck: orphans are keys no version names). */
   list(): AsyncIterable<string>;
 }

@@ -170,6 +170,50 @@ function migrations(engine: Engine): Record<string, Migration> {
           await db.schema.alterTable('image_versions').addColumn(column, type).execute();
       },
     },
+    '0007_variants_and_jobs': {
+      async up(db) {
+        const real = sql.raw(engine === 'postgres' ? 'double precision' : 'real');
+        // A version converted to another format; it goes with its version.
+        await idColumn(db, 'image_variants')
+          .addColumn('version_id', 'integer', (c) =>
+            c.notNull().references('image_versions.id').onDelete('cascade'),
+          )
+          .addColumn('format', 'text', (c) => c.notNull())
+          .addColumn('compressed', bool, (c) => c.notNull())
+          .addColumn('blob_key', 'text', (c) => c.notNull().unique())
+          .addColumn('size', big, (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('md5', 'text')
+          .addColumn('sha512', 'text')
+          .addColumn('virtual_size', big)
+          .addColumn('created', time, (c) => c.notNull())
+          .addUniqueConstraint('image_variants_version_format', ['version_id', 'format'])
+          .execute();
+        // Conversions asked for, running or finished; a server claims one with a lease, as uploads do.
+        await db.schema
+          .createTable('jobs')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('image_id', 'integer', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('format', 'text', (c) => c.notNull())
+          .addColumn('compressed', bool, (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('progress', real, (c) => c.notNull())
+          .addColumn('error_code', 'text')
+          .addColumn('error_message', 'text')
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('lease', 'text')
+          .addColumn('lease_until', time)
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('started', time)
+          .addColumn('finished', time)
+          .execute();
+        await db.schema.createIndex('jobs_state').on('jobs').columns(['state', 'created']).execute();
+        await db.schema.createIndex('jobs_image').on('jobs').column('image_id').execute();
+      },
+    },
   };
 }
 

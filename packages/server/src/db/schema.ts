@@ -72,6 +72,42 @@ export interface ImageVersionsTable {
   created: string;
 }
 
+/** A version's bytes converted to another format (docs/formats.md). */
+export interface ImageVariantsTable {
+  id: Generated<number>;
+  version_id: number;
+  format: string;
+  compressed: Bool;
+  blob_key: string;
+  size: number;
+  sha256: string;
+  md5: string | null;
+  sha512: string | null;
+  virtual_size: number | null;
+  created: string;
+}
+
+/** A conversion asked for; `lease` names the server running it, until `lease_until`. */
+export interface JobsTable {
+  id: string;
+  kind: string;
+  user_id: number;
+  image_id: number;
+  version: number;
+  format: string;
+  compressed: Bool;
+  state: string;
+  progress: number;
+  error_code: string | null;
+  error_message: string | null;
+  attempts: number;
+  lease: string | null;
+  lease_until: string | null;
+  created: string;
+  started: string | null;
+  finished: string | null;
+}
+
 export interface ImageUserSharesTable {
   image_id: number;
   user_id: number;
@@ -120,4 +156,6 @@ export interface Database {
   image_user_shares: ImageUserSharesTable;
   image_group_shares: ImageGroupSharesTable;
   uploads: UploadsTable;
+  image_variants: ImageVariantsTable;
+  jobs: JobsTable;
 }

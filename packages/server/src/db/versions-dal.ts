@@ -13,8 +13,14 @@ export const findVersion = (db: Q, imageId: number, version: number) =>
     .where('version', '=', version)
     .executeTakeFirst();
 
+/** The version or variant stored under a blob key, if any. */
 export const findVersionByBlob = (db: Q, blobKey: string) =>
-  db.selectFrom('image_versions').select('id').where('blob_key', '=', blobKey).executeTakeFirst();
+  db
+    .selectFrom('image_versions')
+    .select('id')
+    .where('blob_key', '=', blobKey)
+    .union(db.selectFrom('image_variants').select('id').where('blob_key', '=', blobKey))
+    .executeTakeFirst();
 
 export const listVersions = (db: Q, imageId: number) =>
   db
@@ -24,15 +30,32 @@ export const listVersions = (db: Q, imageId: number) =>
     .orderBy('version', 'desc')
     .execute();
 
-/** Blob keys of every version of these images (to delete the bytes with the images). */
+/** Blob keys of variants of these versions (they go with their version, by the foreign key). */
+async function variantKeys(db: Q, versionIds: readonly number[]): Promise<string[]> {
+  if (versionIds.length === 0) return [];
+  const rows = await db
+    .selectFrom('image_variants')
+    .select('blob_key')
+    .where('version_id', 'in', versionIds)
+    .execute();
+  return rows.map((r) => r.blob_key);
+}
+
+/** Blob keys of every version of these images and their variants (to delete the bytes with the images). */
 export async function blobKeysOfImages(db: Q, imageIds: readonly number[]): Promise<string[]> {
   if (imageIds.length === 0) return [];
   const rows = await db
     .selectFrom('image_versions')
-    .select('blob_key')
+    .select(['id', 'blob_key'])
     .where('image_id', 'in', imageIds)
     .execute();
-  return rows.map((r) => r.blob_key);
+  return [
+    ...rows.map((r) => r.blob_key),
+    ...(await variantKeys(
+      db,
+      rows.map((r) => r.id),
+    )),
+  ];
 }
 
 /** Bytes each user stores: every kept version of every image they own. */
@@ -47,6 +70,16 @@ export async function usageOfOwners(db: Q, ownerIds: readonly number[]): Promise
     .groupBy('images.owner_id')
     .execute();
   for (const row of rows) result.set(row.ownerId, Number(row.bytes));
+  // Converted variants are stored too, and count.
+  const variants = await db
+    .selectFrom('image_variants')
+    .innerJoin('image_versions', 'image_versions.id', 'image_variants.version_id')
+    .innerJoin('images', 'images.id', 'image_versions.image_id')
+    .select(['images.owner_id as ownerId', (eb) => eb.fn.sum<number>('image_variants.size').as('bytes')])
+    .where('images.owner_id', 'in', ownerIds)
+    .groupBy('images.owner_id')
+    .execute();
+  for (const row of variants) result.set(row.ownerId, (result.get(row.ownerId) ?? 0) + Number(row.bytes));
   return result;
 }
 
@@ -55,10 +88,16 @@ export async function blobKeysOfOwner(db: Q, ownerId: number): Promise<string[]>
   const rows = await db
     .selectFrom('image_versions')
     .innerJoin('images', 'images.id', 'image_versions.image_id')
-    .select('image_versions.blob_key')
+    .select(['image_versions.id', 'image_versions.blob_key'])
     .where('images.owner_id', '=', ownerId)
     .execute();
-  return rows.map((r) => r.blob_key);
+  return [
+    ...rows.map((r) => r.blob_key),
+    ...(await variantKeys(
+      db,
+      rows.map((r) => r.id),
+    )),
+  ];
 }
 
 /**
@@ -138,6 +177,10 @@ export async function pruneVersions(db: Q, imageId: number, keep: number): Promi
       .execute()
   ).filter((row) => row.version !== image?.version);
   if (old.length === 0) return [];
+  const variants = await variantKeys(
+    db,
+    old.map((r) => r.id),
+  );
   await db
     .deleteFrom('image_versions')
     .where(
@@ -146,7 +189,7 @@ export async function pruneVersions(db: Q, imageId: number, keep: number): Promi
       old.map((r) => r.id),
     )
     .execute();
-  return old.map((r) => r.blob_key);
+  return [...old.map((r) => r.blob_key), ...variants];
 }
 
 /** Every version with its image's name, for fsck. */
@@ -160,8 +203,11 @@ export const allVersions = (db: Q) =>
     .orderBy('image_versions.id')
     .execute();
 
-export async function deleteVersion(db: Q, id: number): Promise<void> {
+/** Removes a version and its variants; returns the variants' blob keys, for deletion after commit. */
+export async function deleteVersion(db: Q, id: number): Promise<string[]> {
+  const variants = await variantKeys(db, [id]);
   await db.deleteFrom('image_versions').where('id', '=', id).execute();
+  return variants;
 }
 
 /** After versions were removed: serve the newest one left, or none. */

@@ -13,6 +13,7 @@ import { errorHandler, notFoundHandler } from './errors.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
+import { jobRoutes } from './routes/jobs.ts';
 import { rawRoutes } from './routes/raw.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { userRoutes } from './routes/users.ts';
@@ -84,6 +85,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   imageRoutes(app, deps);
   rawRoutes(app, deps);
   uploadRoutes(app, deps);
+  jobRoutes(app, deps);
 
   app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
     app.swagger(),

@@ -1,6 +1,8 @@
 /** Turns service views into the API's JSON, with absolute URLs for the server the client reached. */
-import type { Group, Image, Page, User } from '@repoman/core';
+import type { Group, Image, Job, Page, User, Variant, VariantFormat } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
+import type { VariantRow } from '../db/jobs-dal.ts';
+import type { JobView } from '../services/conversions.ts';
 import type { GroupView } from '../services/groups.ts';
 import type { ImageView } from '../services/images.ts';
 import type { UserView } from '../services/users.ts';
@@ -35,6 +37,49 @@ export const groupUrl = (urls: Urls, name: string) => `${urls.https}/api/groups/
 export const imageUrl = (urls: Urls, owner: string, name: string) =>
   `${urls.https}/api/images/${seg(owner)}/${seg(name)}`;
 export const rawPath = (owner: string, name: string) => `/api/images/raw/${seg(owner)}/${seg(name)}`;
+
+/** A variant of a version: its URL names the version, so it stays right after newer uploads. */
+export function variantJson(
+  urls: Urls,
+  owner: string,
+  name: string,
+  version: number,
+  row: VariantRow,
+): Variant {
+  return {
+    format: row.format as VariantFormat,
+    compressed: Boolean(row.compressed),
+    size: row.size,
+    digests: { sha256: row.sha256, md5: row.md5, sha512: row.sha512 },
+    virtual_size: row.virtual_size,
+    created: row.created,
+    file_url: `${urls.https}${rawPath(owner, name)}?version=${version}&format=${row.format}`,
+  };
+}
+
+export function jobJson(urls: Urls, view: JobView): Job {
+  const { row } = view;
+  return {
+    id: row.id,
+    url: `${urls.https}/api/jobs/${row.id}`,
+    kind: 'convert',
+    image: view.image,
+    version: row.version,
+    format: row.format as VariantFormat,
+    compressed: Boolean(row.compressed),
+    state: row.state as Job['state'],
+    progress: row.progress,
+    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    variant:
+      view.variant && view.ref
+        ? variantJson(urls, view.ref.owner, view.ref.name, row.version, view.variant)
+        : null,
+    requested_by: view.requestedBy,
+    created: row.created,
+    started: row.started,
+    finished: row.finished,
+  };
+}
 
 export function userJson(urls: Urls, view: UserView): User {
   const json: User = {

@@ -96,6 +96,28 @@ export function streamFailure(error: unknown): unknown {
   );
 }
 
+/**
+ * Streams `source` into `upload` through the hasher, failing past `max` bytes, all in one pass with
+ * backpressure. Both sides settle (the store has written or dropped every byte) before it returns.
+ */
+export async function streamInto(
+  source: Readable,
+  upload: BlobUpload,
+  hasher: Hasher,
+  max: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const tap = hasher.tap();
+  const tooLarge = () =>
+    new RepomanError('image_too_large', `The image is larger than the limit of ${max} bytes`);
+  const outcomes = await Promise.allSettled([
+    pipeline(source, sizeLimit(max, tooLarge), tap, signal ? { signal } : {}),
+    upload.write(tap, signal),
+  ]);
+  const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (rejected) throw streamFailure(rejected.reason);
+}
+
 const COMPRESSIONS = new Set(['gzip', 'xz', 'zstd', 'bzip2']);
 
 /** What a version records of its inspection. */
@@ -282,20 +304,7 @@ export function createBytesService(deps: {
       const hasher = new Hasher(hashing, algorithmsFor(expected));
       const upload = await store.createUpload();
       try {
-        const tap = hasher.tap();
-        const tooLarge = () =>
-          new RepomanError(
-            'image_too_large',
-            `The image is larger than the limit of ${policy.maxImageSize} bytes`,
-          );
-        // body -> size limit -> hashing tap -> blob, all in one pass with backpressure
-        // Both sides settle (the store has written or dropped every byte) before anything else happens.
-        const outcomes = await Promise.allSettled([
-          pipeline(body, sizeLimit(policy.maxImageSize, tooLarge), tap, signal ? { signal } : {}),
-          upload.write(tap, signal),
-        ]);
-        const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
-        if (rejected) throw streamFailure(rejected.reason);
+        await streamInto(body, upload, hasher, policy.maxImageSize, signal);
         if (admitted.declaredLength !== undefined && hasher.bytes !== admitted.declaredLength) {
           throw new RepomanError(
             'length_mismatch',
@@ -336,7 +345,7 @@ export function createBytesService(deps: {
       return { image: row, version: found };
     },
 
-    async read(version: VersionRow, range?: ByteRange) {
+    async read(version: Pick<VersionRow, 'blob_key' | 'version'>, range?: ByteRange) {
       try {
         return await store.read(version.blob_key, range);
       } catch (error) {
@@ -377,7 +386,7 @@ export function createBytesService(deps: {
       });
     },
   });
-  return { ...service, algorithmsFor, maxImageSize: policy.maxImageSize };
+  return { ...service, algorithmsFor, checkQuota, maxImageSize: policy.maxImageSize };
 }
 
 export type BytesService = ReturnType<typeof createBytesService>;

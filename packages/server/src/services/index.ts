@@ -2,6 +2,7 @@ import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { createBytesService, type UploadPolicy } from './bytes.ts';
+import { type ConversionSettings, createConversionService } from './conversions.ts';
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
@@ -13,6 +14,7 @@ export function createServices(deps: {
   store: BlobStore;
   policy: UploadPolicy & ResumablePolicy;
   hashing: HashingPool;
+  conversions: ConversionSettings;
 }) {
   const bytes = createBytesService(deps);
   return {
@@ -22,6 +24,7 @@ export function createServices(deps: {
     images: createImageService(deps),
     bytes,
     resumable: createResumableService({ ...deps, bytes }),
+    conversions: createConversionService({ ...deps, bytes, settings: deps.conversions }),
   };
 }
 

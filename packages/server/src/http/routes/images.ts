@@ -10,11 +10,12 @@ import {
   type ModifyImageBody,
   modifyImageBody,
   pageSchema,
+  variantSchema,
 } from '@repoman/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ImageRef } from '../../services/images.ts';
 import { requireActor } from '../auth.ts';
-import { imageJson, page, rawPath } from '../present.ts';
+import { imageJson, page, rawPath, variantJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
 const imageResponse = { 200: { $ref: 'Image#' } };
@@ -152,6 +153,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
                       partition_table: { type: ['string', 'null'] },
                       created: str,
                       file_url: str,
+                      variants: { type: 'array', items: variantSchema },
                     },
                   },
                 },
@@ -163,7 +165,9 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
       async (request) => {
         const { image, versions } = await services.bytes.versions(requireActor(request), refOf(request));
-        const file = urls(request).https + rawPath(image.owner_name, image.name);
+        const u = urls(request);
+        const file = u.https + rawPath(image.owner_name, image.name);
+        const variants = await services.conversions.variantsOf(versions.map((v) => v.id));
         const items = versions.map((v) => ({
           version: v.version,
           current: v.version === image.version,
@@ -175,6 +179,9 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
           partition_table: v.partition_table,
           created: v.created,
           file_url: `${file}?version=${v.version}`,
+          variants: (variants.get(v.id) ?? []).map((variant) =>
+            variantJson(u, image.owner_name, image.name, v.version, variant),
+          ),
         }));
         return { items, total: items.length };
       },

@@ -5,7 +5,7 @@
  * plain-HTTP port.
  */
 import type http from 'node:http';
-import { RepomanError } from '@repoman/core';
+import { RepomanError, VARIANT_FORMATS, type VariantFormat } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
 import type { VersionRow } from '../../db/versions-dal.ts';
@@ -22,6 +22,14 @@ const FORMS = [
   { path: '/api/images/raw/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
   { path: '/api/images/raw/:image', params: { image: str }, required: ['image'] },
 ] as const;
+
+interface DownloadQuery {
+  version?: number;
+  format?: VariantFormat;
+}
+
+/** What a download serves: a version, or one of its variants. */
+type Served = Pick<VersionRow, 'blob_key' | 'size' | 'sha256' | 'created' | 'compression' | 'version'>;
 
 interface RawParams {
   user?: string;
@@ -63,7 +71,7 @@ const httpDate = (iso: string) => new Date(iso).toUTCString();
 const seconds = (value: string | number) => Math.floor(new Date(value).getTime() / 1000);
 
 /** The registered media type of what the version is, where one exists; otherwise plain bytes. */
-function contentType(version: VersionRow): string {
+function contentType(version: Served): string {
   if (version.compression === 'gzip') return 'application/gzip';
   if (version.compression === 'zstd') return 'application/zstd';
   return 'application/octet-stream';
@@ -123,20 +131,23 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         },
       );
 
-      raw.route<{ Params: RawParams; Querystring: { version?: number } }>({
+      raw.route<{ Params: RawParams; Querystring: DownloadQuery }>({
         method: ['GET', 'HEAD'],
         url: form.path,
         exposeHeadRoute: false,
         config: { auth: 'optional', plainHttp: true },
         schema: {
           summary:
-            'Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one',
+            'Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one, ?format=raw for a converted variant',
           tags: ['images'],
           params,
           querystring: {
             type: 'object',
             additionalProperties: false,
-            properties: { version: { type: 'integer', minimum: 1 } },
+            properties: {
+              version: { type: 'integer', minimum: 1 },
+              format: { type: 'string', enum: [...VARIANT_FORMATS] },
+            },
           },
         },
         handler: async (request, reply) => download(request, reply),
@@ -145,7 +156,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
   });
 
   async function download(
-    request: FastifyRequest<{ Params: RawParams; Querystring: { version?: number } }>,
+    request: FastifyRequest<{ Params: RawParams; Querystring: DownloadQuery }>,
     reply: FastifyReply,
   ) {
     if (request.params.user === undefined && !request.actor) {
@@ -161,15 +172,25 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         'Older versions need a certificate; the current one is public',
       );
     }
-    const { image, version } = await services.bytes.openDownload(
-      request.actor,
-      refOf(request),
-      request.query.version,
-    );
+    const ref = refOf(request);
+    const opened = await services.bytes.openDownload(request.actor, ref, request.query.version);
+    const { image } = opened;
+    // A variant is served like a version of its own; asking for the format the version is in serves it.
+    const format = request.query.format;
+    const version: Served =
+      format === undefined || format === opened.version.disk_format
+        ? opened.version
+        : {
+            ...(await services.conversions.variant(opened.version, format, ref)),
+            version: opened.version.version,
+            compression: null,
+          };
     const etag = `"${version.sha256}"`;
     // When these bytes became what this URL serves (an upload, or a rollback), not when they were uploaded.
     const lastModified =
-      request.query.version === undefined && image.uploaded ? image.uploaded : version.created;
+      request.query.version === undefined && version === opened.version && image.uploaded
+        ? image.uploaded
+        : version.created;
     reply
       .header('etag', etag)
       .header('last-modified', httpDate(lastModified))
