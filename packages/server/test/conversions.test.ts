@@ -268,6 +268,77 @@ describe('conversions', () => {
     assert.equal(await blobCount(), 0);
   });
 
+  it('stores a gzip, xz, zstd or bzip2 upload decompressed when asked (PUT and resumable), refusing corrupt streams and bombs', async () => {
+    const qcow2 = await readFile(join(files, 'disk.qcow2'));
+    await as('bob').post('/api/images', { name: 'unpacked' });
+    const tools = [
+      ['gzip', ['gzip', '-c']],
+      ['xz', ['xz', '-c', '-T1']],
+      ['zstd', ['zstd', '-c', '-q']],
+      ['bzip2', ['bzip2', '-c']],
+    ] as const;
+    for (const [name, [tool, ...args]] of tools) {
+      const packed = join(files, `disk.qcow2.${name}`);
+      const { stdout } = await run(tool, [...args, join(files, 'disk.qcow2')], {
+        encoding: 'buffer',
+        maxBuffer: 64 * MIB,
+      });
+      await writeFile(packed, stdout);
+      const put = await curl('bob', ['-T', packed, `${raw('bob/unpacked')}?decompress=true`]);
+      assert.ok([200, 201].includes(put.status), put.body);
+      const shown = JSON.parse(put.body);
+      assert.deepEqual(
+        [shown.disk_format, shown.compression, shown.size],
+        ['qcow2', null, qcow2.length],
+        name,
+      );
+      assert.equal(shown.digests.sha256, sha256(qcow2), name);
+    }
+    // Without the flag the upload is stored as sent.
+    const kept = await curl('bob', ['-T', join(files, 'disk.qcow2.xz'), raw('bob/unpacked')]);
+    assert.equal(JSON.parse(kept.body).compression, 'xz');
+    const current = (await as('bob').get('/api/images/unpacked')).json;
+    // A cut or corrupt stream is refused, and nothing changes.
+    const whole = await readFile(join(files, 'disk.qcow2.gzip'));
+    await writeFile(join(files, 'cut.gz'), whole.subarray(0, whole.length - 1000));
+    await writeFile(join(files, 'cut.xz'), (await readFile(join(files, 'disk.qcow2.xz'))).subarray(0, 5000));
+    for (const file of ['cut.gz', 'cut.xz']) {
+      const cut = await curl('bob', ['-T', join(files, file), `${raw('bob/unpacked')}?decompress=true`]);
+      assert.equal(cut.status, 400, cut.body);
+      assert.equal(JSON.parse(cut.body).error.code, 'decompression_failed');
+    }
+    // A small file that unpacks past the size limit stops at the limit.
+    const bomb = (
+      await run('sh', ['-c', 'head -c 100M /dev/zero | gzip -c'], { encoding: 'buffer', maxBuffer: 8 * MIB })
+    ).stdout;
+    await writeFile(join(files, 'bomb.gz'), bomb);
+    const boom = await curl('bob', ['-T', join(files, 'bomb.gz'), `${raw('bob/unpacked')}?decompress=true`]);
+    assert.equal(boom.status, 413, boom.body);
+    assert.equal(JSON.parse(boom.body).error.code, 'image_too_large');
+    const after = (await as('bob').get('/api/images/unpacked')).json;
+    assert.equal(after.version, current.version);
+    assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
+    // A resumable upload asks in its metadata.
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    const zst = await readFile(join(files, 'disk.qcow2.zstd'));
+    const created = await as('bob').request('POST', '/api/uploads', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': String(zst.length),
+        'upload-metadata': `image ${b64('unpacked')},decompress ${b64('true')},disk_format ${b64('qcow2')}`,
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: zst,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
+    const shown = (await as('bob').get('/api/images/unpacked')).json;
+    assert.deepEqual(
+      [shown.version, shown.disk_format, shown.digests.sha256],
+      [after.version + 1, 'qcow2', sha256(qcow2)],
+    );
+    assert.equal((await as('bob').delete('/api/images/unpacked')).status, 204);
+  });
+
   it('locks qemu-img in: no backing file is read even if one slipped past, and memory is limited', async () => {
     const secret = join(files, 'secret');
     await writeFile(secret, Buffer.alloc(MIB, 'S'));

@@ -25,3 +25,22 @@ export function abortOnClose(request: FastifyRequest): AbortSignal {
   });
   return aborted.signal;
 }
+
+/**
+ * Once the body has all arrived, the server may work on it for a while (hashing a resumed upload again,
+ * decompressing it) before it answers: the connection's idle timeout, meant for silent clients, is suspended
+ * until the response is sent.
+ */
+export function holdWhileWorking(request: FastifyRequest, reply: FastifyReply): void {
+  const socket = request.raw.socket;
+  const suspend = () => {
+    const idle = socket.timeout ?? 0;
+    if (idle === 0 || socket.destroyed) return;
+    socket.setTimeout(0);
+    reply.raw.once('finish', () => {
+      if (!socket.destroyed) socket.setTimeout(idle);
+    });
+  };
+  if (request.raw.complete) suspend();
+  else request.raw.once('end', suspend);
+}

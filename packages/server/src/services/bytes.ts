@@ -3,9 +3,10 @@
  * publishing it as the image's next version in one transaction, and opening a version for download.
  * A refused, short, cut or mismatched upload leaves the image exactly as it was.
  */
-import type { Readable } from 'node:stream';
-import { Transform } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { Duplex, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
 import {
@@ -61,6 +62,8 @@ export interface AdmittedUpload {
   declaredLength: number | undefined;
   /** The format the uploader said the image is in, if they did. */
   declaredFormat?: string | undefined;
+  /** Store a compressed upload decompressed. */
+  decompress?: boolean;
 }
 
 export interface ReceivedVersion {
@@ -106,17 +109,49 @@ export async function streamInto(
   hasher: Hasher,
   max: number,
   signal?: AbortSignal,
+  through: Duplex[] = [],
 ): Promise<void> {
   const tap = hasher.tap();
   const tooLarge = () =>
     new RepomanError('image_too_large', `The image is larger than the limit of ${max} bytes`);
   const outcomes = await Promise.allSettled([
-    pipeline(source, sizeLimit(max, tooLarge), tap, signal ? { signal } : {}),
+    pipeline([source, ...through, sizeLimit(max, tooLarge), tap], signal ? { signal } : {}),
     upload.write(tap, signal),
   ]);
   const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
   if (rejected) throw streamFailure(rejected.reason);
 }
+
+/**
+ * A decompressor for a compressed upload: zlib's for gzip and zstd, the system's `xz` and `bzip2` in a child
+ * process for the others. `done` settles when it has finished, and rejects if the stream was corrupt.
+ */
+function decompressor(format: string): { stream: Duplex; done: Promise<void> } {
+  if (format === 'gzip' || format === 'zstd') {
+    const stream = format === 'gzip' ? createGunzip() : createZstdDecompress();
+    return { stream, done: Promise.resolve() };
+  }
+  const child = spawn(format, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'], env: { LC_ALL: 'C' } });
+  let errors = '';
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    if (errors.length < 2048) errors += text;
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(errors.trim().split('\n').at(-1) || `${format} exit ${code}`)),
+    );
+  });
+  done.catch(() => {});
+  child.stdin.on('error', () => {}); // it stopped reading: its exit status says why
+  const stream = Duplex.from({ writable: child.stdin, readable: child.stdout });
+  return { stream, done };
+}
+
+/** Compressed uploads that may be unpacked on ingest (an OVA is an archive of several files: kept whole). */
+const UNPACKABLE = new Set(['gzip', 'xz', 'zstd', 'bzip2']);
 
 const COMPRESSIONS = new Set(['gzip', 'xz', 'zstd', 'bzip2']);
 
@@ -180,14 +215,78 @@ export function createBytesService(deps: {
    * next version, pruning old ones, in one transaction. On failure before the commit the upload is left to
    * the caller; after it, the blob is deleted, so nothing unrecorded stays behind.
    */
+  async function checkDigests(hasher: Hasher, expected: ExpectedDigests) {
+    const digests = await hasher.digests();
+    for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
+      if (digests[algorithm] !== value) {
+        throw new RepomanError(
+          'digest_mismatch',
+          `The image's ${algorithm} is ${digests[algorithm]}, not ${value} as the client said`,
+        );
+      }
+    }
+    return digests;
+  }
+
+  /**
+   * Publishes a whole upload. One asked to be decompressed, and compressed, is first checked against the
+   * client's digests as sent, then unpacked into a new upload that is published instead (the compressed one
+   * is discarded once it is).
+   */
   async function publish(
     admitted: AdmittedUpload,
     upload: BlobUpload,
     hasher: Hasher,
     expected: ExpectedDigests,
   ): Promise<ReceivedVersion> {
+    const inspection = await inspect(hasher.bytes, (offset, length) => upload.readAt(offset, length));
+    if (!admitted.decompress || !UNPACKABLE.has(inspection.format))
+      return publishWhole(admitted, upload, hasher, expected, inspection);
+    await checkDigests(hasher, expected);
+    const unpacked = await store.createUpload();
+    const unpackedHasher = new Hasher(hashing, algorithmsFor({}));
+    try {
+      const { stream, done } = decompressor(inspection.format);
+      try {
+        await streamInto(await upload.readBack(), unpacked, unpackedHasher, policy.maxImageSize, undefined, [
+          stream,
+        ]);
+        await done;
+      } catch (error) {
+        if (error instanceof RepomanError && error.code !== 'upload_incomplete') throw error;
+        const reason = (error instanceof RepomanError ? (error.cause as Error) : (error as Error))?.message;
+        throw new RepomanError(
+          'decompression_failed',
+          `The ${inspection.format} stream could not be decompressed: ${reason}`,
+        );
+      }
+      const inner = await inspect(unpackedHasher.bytes, (offset, length) => unpacked.readAt(offset, length));
+      const declared = admitted.declaredFormat;
+      const received = await publishWhole(
+        { ...admitted, declaredFormat: declared === inspection.format ? undefined : declared },
+        unpacked,
+        unpackedHasher,
+        {},
+        inner,
+      );
+      hasher.dispose();
+      await upload.abort().catch(() => {});
+      return received;
+    } catch (error) {
+      unpackedHasher.dispose();
+      await unpacked.abort().catch(() => {});
+      throw error;
+    }
+  }
+
+  async function publishWhole(
+    admitted: AdmittedUpload,
+    upload: BlobUpload,
+    hasher: Hasher,
+    expected: ExpectedDigests,
+    inspection: Inspection,
+  ): Promise<ReceivedVersion> {
     const size = hasher.bytes;
-    const inspection = await inspect(size, (offset, length) => upload.readAt(offset, length));
     await refuseUnsafe(inspection);
     if (admitted.declaredFormat !== undefined && admitted.declaredFormat !== inspection.format)
       throw new RepomanError(
@@ -200,15 +299,7 @@ export function createBytesService(deps: {
         `This repository accepts ${[...policy.allowedFormats].join(', ')}; the image is ${inspection.format}`,
       );
     await checkQuota(admitted.ownerId, size);
-    const digests = await hasher.digests();
-    for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
-      if (digests[algorithm] !== value) {
-        throw new RepomanError(
-          'digest_mismatch',
-          `The image's ${algorithm} is ${digests[algorithm]}, not ${value} as the client said`,
-        );
-      }
-    }
+    const digests = await checkDigests(hasher, expected);
     await upload.commit().catch((error: unknown) => {
       throw error instanceof BlobStoreFullError
         ? new RepomanError('insufficient_storage', undefined, undefined, error)
@@ -262,9 +353,10 @@ export function createBytesService(deps: {
         /** Bytes already promised to the owner's unfinished resumable uploads. */
         reserved?: number;
         declaredFormat?: string | undefined;
+        decompress?: boolean;
       } = {},
     ): Promise<AdmittedUpload> {
-      const { reserved = 0, declaredFormat } = options;
+      const { reserved = 0, declaredFormat, decompress = false } = options;
       if (declaredFormat !== undefined && !policy.allowedFormats.has(declaredFormat))
         throw new RepomanError(
           'format_not_allowed',
@@ -291,6 +383,7 @@ export function createBytesService(deps: {
         ref: { owner: row.owner_name, name: row.name },
         declaredLength,
         declaredFormat,
+        decompress,
       };
     },
 

@@ -261,8 +261,10 @@ export function createResumableService(deps: {
     const image = await findImageById(db, row.image_id);
     if (!image) throw new RepomanError('image_not_found', 'The image of this upload was deleted');
     const ref: ImageRef = { owner: image.owner_name, name: image.name };
+    const metadata = parseMetadata(row.metadata ?? undefined);
     return bytes.admitUpload(actor, ref, row.length, {
-      declaredFormat: parseMetadata(row.metadata ?? undefined).get('disk_format'),
+      declaredFormat: metadata.get('disk_format'),
+      decompress: ['true', '1', 'yes'].includes(metadata.get('decompress') ?? ''),
     });
   }
 

@@ -12,7 +12,7 @@ import type { VersionRow } from '../../db/versions-dal.ts';
 import { FORMATS } from '../../formats/inspect.ts';
 import type { ImageRef } from '../../services/image-access.ts';
 import { requireActor } from '../auth.ts';
-import { abortOnClose, acceptBody } from '../continue.ts';
+import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { expectedDigests, reprDigest } from '../digests.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
@@ -93,19 +93,22 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     for (const form of FORMS) {
       const params = { type: 'object', properties: form.params, required: form.required } as const;
 
-      raw.put<{ Params: RawParams; Querystring: { disk_format?: string } }>(
+      raw.put<{ Params: RawParams; Querystring: { disk_format?: string; decompress?: boolean } }>(
         form.path,
         {
           config: { streamsBody: true },
           schema: {
             summary:
-              'Upload the image bytes as the raw body (curl -T FILE URL); each upload is a new version. ?disk_format=qcow2 refuses anything else',
+              'Upload the image bytes as the raw body (curl -T FILE URL); each upload is a new version. ?disk_format=qcow2 refuses anything else; ?decompress=true stores a gzip, xz, zstd or bzip2 upload decompressed',
             tags: ['images'],
             params,
             querystring: {
               type: 'object',
               additionalProperties: false,
-              properties: { disk_format: { type: 'string', enum: [...FORMATS] } },
+              properties: {
+                disk_format: { type: 'string', enum: [...FORMATS] },
+                decompress: { type: 'boolean' },
+              },
             },
           },
         },
@@ -115,8 +118,10 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           const expected = expectedDigests(request.headers);
           const admitted = await services.bytes.admitUpload(actor, ref, declaredLength(request), {
             declaredFormat: request.query.disk_format,
+            decompress: request.query.decompress === true,
           });
           acceptBody(request, reply);
+          holdWhileWorking(request, reply);
           const received = await services.bytes.receive(
             admitted,
             request.raw,

@@ -15,7 +15,7 @@ import {
   type UploadState,
 } from '../../services/resumable.ts';
 import { requireActor } from '../auth.ts';
-import { abortOnClose, acceptBody } from '../continue.ts';
+import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { imageUrl } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
@@ -187,7 +187,10 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
               declaredLength,
               checksum,
               ...orderOf(request),
-              onAccepted: () => acceptBody(request, reply),
+              onAccepted: () => {
+                acceptBody(request, reply);
+                holdWhileWorking(request, reply);
+              },
             });
           } catch (error) {
             // The client learns no Location from a failed creation: it would never come back for this one.
@@ -240,7 +243,10 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
           declaredLength,
           checksum,
           ...orderOf(request),
-          onAccepted: () => acceptBody(request, reply),
+          onAccepted: () => {
+            acceptBody(request, reply);
+            holdWhileWorking(request, reply);
+          },
         });
         progressHeaders(reply, state);
         return reply.code(204).send();
