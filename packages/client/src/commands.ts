@@ -6,7 +6,7 @@ import type { CommandSpec, Context, OptionSpec } from './cli.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
 import { bytes, details, table, text } from './output.ts';
-import { download, upload } from './transfer.ts';
+import { convertOnServer, download, upload } from './transfer.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
 type Json = any;
@@ -73,6 +73,24 @@ const imageFields = {
 const ownerOption: Record<string, OptionSpec> = {
   owner: { type: 'string', short: 'o', help: "the image's namespace, when it is not yours", value: 'USER' },
 };
+/** --version N, checked. */
+function versionOption(context: Context): number | undefined {
+  const value = context.options.version;
+  if (value === undefined) return undefined;
+  const version = Number(value);
+  if (!Number.isInteger(version) || version < 1)
+    throw new ClientError('usage', `'${value}' is not a version number`);
+  return version;
+}
+
+/** --format for a variant, checked. */
+function variantFormat(context: Context): string | undefined {
+  const format = str(context.options.format);
+  if (format !== undefined && !['raw', 'qcow2', 'vmdk'].includes(format))
+    throw new ClientError('usage', `'${format}' is not a format Repoman converts to: raw, qcow2 or vmdk`);
+  return format;
+}
+
 const forceOption: Record<string, OptionSpec> = {
   force: { type: 'boolean', short: 'f', help: 'do not ask for confirmation' },
 };
@@ -336,6 +354,10 @@ export const commands: CommandSpec[] = [
         help: 'refuse the upload unless the file is in this format (qcow2, raw, vmdk, …)',
         value: 'FORMAT',
       },
+      decompress: {
+        type: 'boolean',
+        help: 'store a gzip, xz, zstd or bzip2 file decompressed (checked on the server)',
+      },
       ...retriesOption,
     },
     server: true,
@@ -356,6 +378,7 @@ export const commands: CommandSpec[] = [
         home: userHome(),
         retries: retries(context),
         format: str(context.options.format),
+        decompress: Boolean(context.options.decompress),
         note: context.note,
       })) as Json;
       done(
@@ -374,6 +397,11 @@ export const commands: CommandSpec[] = [
       ...forceOption,
       ...ownerOption,
       version: { type: 'string', help: 'an older, kept version', value: 'N' },
+      format: {
+        type: 'string',
+        help: 'raw, qcow2 or vmdk: a converted variant (converted on the server first if needed)',
+        value: 'FORMAT',
+      },
       ...retriesOption,
     },
     server: true,
@@ -381,9 +409,8 @@ export const commands: CommandSpec[] = [
       const api = await context.api();
       const ref = imageRef(context);
       const owner = ref.owner ?? (await api.get('/api/whoami')).user_name;
-      const version = context.options.version === undefined ? undefined : Number(context.options.version);
-      if (version !== undefined && (!Number.isInteger(version) || version < 1))
-        throw new ClientError('usage', `'${context.options.version}' is not a version number`);
+      const version = versionOption(context);
+      const format = variantFormat(context);
       const target = str(context.args.path) ?? ref.name;
       const destination =
         existsSync(target) && statSync(target).isDirectory() ? join(target, ref.name) : target;
@@ -392,6 +419,7 @@ export const commands: CommandSpec[] = [
         image: ref.name,
         destination,
         version,
+        format,
         force: Boolean(context.options.force),
         retries: retries(context),
         note: context.note,
@@ -400,6 +428,44 @@ export const commands: CommandSpec[] = [
         context,
         result,
         `${owner}/${ref.name} saved to ${result.file} (${bytes(result.size)}, sha256 ${result.sha256})`,
+      );
+    },
+  },
+  {
+    name: 'convert-image',
+    alias: 'cv',
+    summary: 'convert an image on the server to raw, qcow2 or vmdk (kept beside its version)',
+    args: ['image'],
+    options: {
+      ...ownerOption,
+      format: { type: 'string', help: 'raw, qcow2 or vmdk (stream-optimised)', value: 'FORMAT' },
+      compress: { type: 'boolean', help: 'qcow2: compress its clusters' },
+      version: { type: 'string', help: 'an older, kept version', value: 'N' },
+    },
+    server: true,
+    async run(context) {
+      const format = variantFormat(context);
+      if (format === undefined)
+        throw new ClientError('usage', 'Say which format: --format raw, qcow2 or vmdk');
+      const api = await context.api();
+      const image = await api.get(imagePath(imageRef(context)));
+      const job = await convertOnServer(
+        api,
+        {
+          owner: image.owner,
+          image: image.name,
+          format,
+          compress: Boolean(context.options.compress),
+          version: versionOption(context),
+        },
+        image.virtual_size ?? image.size ?? 0,
+      );
+      const variant = job.variant as Json;
+      done(
+        context,
+        variant,
+        `${image.owner}/${image.name} converted to ${format}: ${bytes(variant.size)}, sha256 ${variant.digests.sha256}\n` +
+          `  repoman get-image ${image.owner}/${image.name} --format ${format}`,
       );
     },
   },
@@ -487,6 +553,14 @@ export const commands: CommandSpec[] = [
         table(versions.items as Json[], [
           { title: 'Version', value: (v) => `${v.version}${v.current ? '*' : ''}`, right: true },
           { title: 'Size', value: (v) => bytes(v.size), right: true },
+          { title: 'Format', value: (v) => text(v.disk_format ?? v.compression) },
+          {
+            title: 'Variants',
+            value: (v) =>
+              (v.variants as Json[])
+                .map((x) => `${x.format}${x.compressed ? ' (compressed)' : ''}`)
+                .join(', ') || '-',
+          },
           { title: 'Uploaded', value: (v) => text(v.created) },
           { title: 'SHA-256', value: (v) => v.digests.sha256 },
         ]),

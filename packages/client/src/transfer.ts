@@ -51,6 +51,10 @@ export class Progress {
     });
   }
 
+  get done(): number {
+    return this.#done;
+  }
+
   add(count: number) {
     this.#done += count;
     const now = Date.now();
@@ -166,6 +170,8 @@ export interface UploadOptions {
   retries: number;
   /** The format the file must be in (the server refuses it otherwise). */
   format?: string | undefined;
+  /** Have the server store a compressed file decompressed. */
+  decompress?: boolean;
   note: (text: string) => void;
 }
 
@@ -199,7 +205,7 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
   unchanged();
 
   const stateFile = uploadsFile(options.home);
-  const key = `${api.connection.base} ${owner}/${image} ${sha256} ${size}`;
+  const key = `${api.connection.base} ${owner}/${image} ${sha256} ${size}${options.decompress ? ' decompress' : ''}`;
   const remember = (url: string | undefined) => {
     const state = readState(stateFile);
     if (url) state[key] = url;
@@ -231,6 +237,7 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
       `sha256 ${b64(sha256)}`,
       `filename ${b64(basename(file))}`,
       ...(options.format ? [`disk_format ${b64(options.format)}`] : []),
+      ...(options.decompress ? [`decompress ${b64('true')}`] : []),
     ];
     const created = await persist(
       options.retries,
@@ -285,8 +292,11 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
   remember(undefined);
   const json = (await api.get(`/api/images/${encodeURIComponent(owner)}/${encodeURIComponent(image)}`)) as {
     digests?: { sha256?: string };
+    compression?: string | null;
   };
-  if (json.digests?.sha256 !== sha256) {
+  // Unpacked on the server, the stored bytes differ from the file; the server checked the file's SHA-256.
+  const unpacked = options.decompress === true && json.compression === null;
+  if (json.digests?.sha256 !== sha256 && !unpacked) {
     throw new ClientError(
       'transfer',
       `The server holds a different SHA-256 (${json.digests?.sha256}) than ${file} (${sha256}): upload again`,
@@ -302,9 +312,67 @@ export interface DownloadOptions {
   image: string;
   destination: string;
   version?: number | undefined;
+  /** A converted variant (raw, qcow2, vmdk); converted on the server first if there is none yet. */
+  format?: string | undefined;
   force: boolean;
   retries: number;
   note: (text: string) => void;
+}
+
+interface VersionJson {
+  version: number;
+  current: boolean;
+  size: number;
+  disk_format: string | null;
+  virtual_size: number | null;
+  digests: { sha256: string };
+  variants?: { format: string; size: number; digests: { sha256: string } }[];
+}
+
+interface JobJson {
+  id: string;
+  state: string;
+  progress: number;
+  error: { code: string; message: string } | null;
+  variant: { format: string; size: number; digests: { sha256: string } } | null;
+}
+
+/**
+ * Asks the server to convert a version and waits for the job, showing its progress; resolves with the
+ * finished job (or the existing variant as a finished job's `variant`).
+ */
+export async function convertOnServer(
+  api: Api,
+  options: { owner: string; image: string; format: string; compress?: boolean; version?: number | undefined },
+  estimate: number,
+): Promise<JobJson> {
+  const name = `${encodeURIComponent(options.owner)}/${encodeURIComponent(options.image)}`;
+  const answer = (await api.post(`/api/images/${name}/conversions`, {
+    format: options.format,
+    ...(options.compress ? { compress: true } : {}),
+    ...(options.version === undefined ? {} : { version: options.version }),
+  })) as { job?: JobJson; variant?: JobJson['variant'] };
+  if (!answer.job)
+    return { id: '', state: 'succeeded', progress: 1, error: null, variant: answer.variant ?? null };
+  let job = answer.job;
+  const progress = new Progress('converting ', estimate);
+  try {
+    while (job.state === 'queued' || job.state === 'running') {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = (await api.get(`/api/jobs/${job.id}`)) as JobJson;
+      progress.add(Math.floor(job.progress * estimate) - progress.done);
+    }
+  } finally {
+    progress.finish();
+  }
+  if (job.state !== 'succeeded')
+    throw new ClientError(
+      'server',
+      job.error
+        ? `The conversion failed: ${job.error.message} (${job.error.code})`
+        : `The conversion was ${job.state}`,
+    );
+  return job;
 }
 
 /** Downloads an image to a file, resuming a partial `.part` file, and checks its SHA-256. */
@@ -319,16 +387,40 @@ export async function download(
     digests: { sha256: string } | null;
   };
   let expected: { size: number; sha256: string };
-  if (options.version !== undefined) {
-    const versions = (await api.get(`/api/images/${name}/versions`)) as {
-      items: { version: number; size: number; digests: { sha256: string } }[];
-    };
-    const found = versions.items.find((v) => v.version === options.version);
+  let format = options.format;
+  let version = options.version;
+  if (options.version !== undefined || format !== undefined) {
+    const versions = (await api.get(`/api/images/${name}/versions`)) as { items: VersionJson[] };
+    const found = versions.items.find((v) =>
+      options.version === undefined ? v.current : v.version === options.version,
+    );
     if (!found)
-      throw new ClientError('server', `${options.owner}/${options.image} has no version ${options.version}`, {
-        status: 404,
-      });
+      throw new ClientError(
+        'server',
+        options.version === undefined
+          ? `No bytes have been uploaded to ${options.owner}/${options.image} yet`
+          : `${options.owner}/${options.image} has no version ${options.version}`,
+        { status: 404 },
+      );
     expected = { size: found.size, sha256: found.digests.sha256 };
+    if (format !== undefined && format === found.disk_format) format = undefined; // it is in that format
+    if (format !== undefined) {
+      let variant = found.variants?.find((v) => v.format === format);
+      if (!variant) {
+        note(
+          `${options.owner}/${options.image} v${found.version} has no ${format} variant yet: converting it on the server`,
+        );
+        const job = await convertOnServer(
+          api,
+          { owner: options.owner, image: options.image, format, version: found.version },
+          found.virtual_size ?? found.size,
+        );
+        variant = job.variant ?? undefined;
+        if (!variant) throw new ClientError('server', 'The conversion finished without a variant');
+      }
+      expected = { size: variant.size, sha256: variant.digests.sha256 };
+    }
+    version = found.version; // the one checked, even if a newer one arrives meanwhile
   } else {
     if (!image.digests || image.size === null)
       throw new ClientError(
@@ -347,7 +439,10 @@ export async function download(
     throw new ClientError('usage', `There is no directory ${folder} to download into`);
 
   const part = `${destination}.part`;
-  const query = options.version === undefined ? {} : { version: options.version };
+  const query = {
+    ...(version === undefined ? {} : { version }),
+    ...(format === undefined ? {} : { format }),
+  };
   const etag = `"${expected.sha256}"`;
   const sizeOfPart = () => (existsSync(part) ? statSync(part).size : 0);
   let have = sizeOfPart();

@@ -13,12 +13,14 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { clientFor } from '../../server/test/helpers/http.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { cuttingRelay } from '../../server/test/helpers/relay.ts';
 import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
 import { commands } from '../src/commands.ts';
 
+const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
 const BIN = join(root, 'bin', 'repoman.js');
 
@@ -249,6 +251,28 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
       1,
       /declared qcow2, but its bytes are raw/,
     );
+  });
+
+  it('stores a compressed upload decompressed, converts it, and downloads a variant checked by SHA-256', async () => {
+    const raw = join(dir, 'disk.raw');
+    await writeFile(raw, Buffer.concat([image.subarray(0, 4 * 1024 * 1024), Buffer.alloc(2 * 1024 * 1024)])); // whole sectors
+    await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, join(dir, 'disk.qcow2')]);
+    await run('gzip', ['-k', '-f', join(dir, 'disk.qcow2')]);
+    await ok(['ci', 'disk']);
+    const put = await json(['pi', join(dir, 'disk.qcow2.gz'), 'disk', '--decompress']);
+    assert.deepEqual([put.disk_format, put.compression], ['qcow2', null]);
+    assert.match(
+      await ok(['convert-image', 'disk', '--format', 'vmdk']),
+      /converted to vmdk: .*\n {2}repoman get-image bob\/disk --format vmdk/,
+    );
+    assert.match(await ok(['lv', 'disk']), /qcow2\s+vmdk/);
+    // No raw variant yet: get-image converts on the server first, then downloads it.
+    const out = join(dir, 'disk-copy.raw');
+    assert.match(await ok(['gi', 'disk', out, '--format', 'raw']), /saved to .*disk-copy\.raw/);
+    assert.equal(sha256(await readFile(out)), sha256(await readFile(raw)));
+    await fails(['cv', 'disk', '--format', 'floppy'], 2, /not a format Repoman converts to/);
+    await fails(['cv', 'disk'], 2, /Say which format/);
+    await fails(['cv', 'disk', '--format', 'qcow2'], 1, /qcow2 already/);
   });
 
   it('resumes an upload cut in the middle when the same command runs again', async () => {
