@@ -1,0 +1,3 @@
+import { conversionsSuite } from './conversions-suite.ts';
+
+conversionsSuite('postgres');
