@@ -29,6 +29,7 @@ export const ERRORS = {
   },
   invalid_image_header: { status: 400, message: 'The image header is cut short or points outside the file' },
   format_mismatch: { status: 400, message: 'The image is not in the format its upload declared' },
+  feature_not_allowed: { status: 400, message: 'This repository does not accept images with this feature' },
   format_not_allowed: { status: 400, message: 'This repository does not accept images in this format' },
   decompression_failed: { status: 400, message: 'The compressed upload is corrupt or cut short' },
   conversion_unsupported: { status: 400, message: 'This version cannot be converted to that format' },

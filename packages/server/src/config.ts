@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { FORMATS } from './formats/inspect.ts';
+import { FEATURES, FORMATS } from './formats/inspect.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';
 
@@ -45,6 +45,8 @@ export interface ServerConfig {
     resumableExpirySeconds: number;
     /** Formats uploads may be in (docs/formats.md); every one the inspector knows by default. */
     allowedFormats: string[];
+    /** Features refused by default that this repository takes (docs/formats.md). */
+    allowedFeatures: string[];
   };
   /** Conversion jobs (docs/formats.md). */
   conversions: {
@@ -62,7 +64,17 @@ export interface ServerConfig {
   configFile: string | undefined;
 }
 
-type Kind = 'string' | 'path' | 'port' | 'int' | 'bool' | 'url' | 'crlMode' | 'logLevel' | 'formats';
+type Kind =
+  | 'string'
+  | 'path'
+  | 'port'
+  | 'int'
+  | 'bool'
+  | 'url'
+  | 'crlMode'
+  | 'logLevel'
+  | 'formats'
+  | 'features';
 
 interface Key {
   path: string;
@@ -99,6 +111,7 @@ const KEYS: Key[] = [
   ['uploads.keep_versions', 'int'],
   ['uploads.resumable_expiry_seconds', 'int'],
   ['uploads.allowed_formats', 'formats'],
+  ['uploads.allowed_features', 'features'],
   ['conversions.enabled', 'bool'],
   ['conversions.qemu_img', 'string'],
   ['conversions.max_jobs', 'int'],
@@ -165,6 +178,14 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
       const list = names?.map((n) => (typeof n === 'string' ? n.trim() : n));
       if (!list || list.length === 0 || list.some((n) => typeof n !== 'string' || !known.includes(n)))
         return fail(`a list of formats among ${FORMATS.join(', ')}`);
+      return list;
+    }
+    case 'features': {
+      const names = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
+      const list = names?.map((n) => (typeof n === 'string' ? n.trim() : n)).filter((n) => n !== '');
+      const known: readonly string[] = FEATURES;
+      if (!list || list.some((n) => typeof n !== 'string' || !known.includes(n)))
+        return fail(`a list of features among ${FEATURES.join(', ')} (or empty)`);
       return list;
     }
   }
@@ -332,6 +353,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       keepVersions: Math.max(1, get('uploads.keep_versions', 3)),
       resumableExpirySeconds: Math.max(1, get('uploads.resumable_expiry_seconds', 24 * 3600)),
       allowedFormats: get('uploads.allowed_formats', [...FORMATS]),
+      allowedFeatures: get<string[]>('uploads.allowed_features', []),
     },
     conversions: {
       enabled: get('conversions.enabled', true),

@@ -143,6 +143,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ],
       expiryMs: config.uploads.resumableExpirySeconds * 1000,
       allowedFormats: new Set(config.uploads.allowedFormats),
+      allowedFeatures: new Set(config.uploads.allowedFeatures),
     };
     const hashing = new HashingPool();
     closers.push(() => hashing.close());

@@ -309,6 +309,28 @@ export function bytesSuite(engine: Engine) {
       assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
     });
 
+    it('refuses an encrypted qcow2 unless the repository allows the feature', async () => {
+      await run('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '--object',
+        'secret,id=sec0,data=not-a-secret',
+        '-o',
+        'encrypt.format=luks,encrypt.key-secret=sec0',
+        join(files, 'locked.qcow2'),
+        '1M',
+      ]);
+      const before = (await as('bob').get('/api/images/vm.img')).json;
+      const put = await curl('bob', ['-T', join(files, 'locked.qcow2'), raw('vm.img')]);
+      assert.equal(put.status, 400);
+      const { error } = JSON.parse(put.body.toString());
+      assert.equal(error.code, 'feature_not_allowed');
+      assert.match(error.message, /encrypted \(luks\)/);
+      assert.equal((await as('bob').get('/api/images/vm.img')).json.version, before.version);
+    });
+
     it('refuses an image in another format than declared, or in a format the repository does not take', async () => {
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', join(files, 'declared.qcow2'), '64M']);
       await run('qemu-img', ['create', '-q', '-f', 'vmdk', join(files, 'other.vmdk'), '64M']);

@@ -105,4 +105,19 @@ dn = "/C=CA/O=Grid/CN=Alice"
       /uploads\.allowed_formats \(REPOMAN_UPLOADS_ALLOWED_FORMATS\) must be a list of formats among raw, qcow2/,
     );
   });
+
+  it('allows no optional image feature by default, and the known ones when listed', async () => {
+    assert.deepEqual(loadConfig({ env: {}, cwd: dir }).uploads.allowedFeatures, []);
+    const file = join(dir, 'features.toml');
+    await writeFile(file, '[uploads]\nallowed_features = ["encrypted"]\n');
+    assert.deepEqual(loadConfig({ file, env: {}, cwd: dir }).uploads.allowedFeatures, ['encrypted']);
+    assert.deepEqual(
+      loadConfig({ env: { REPOMAN_UPLOADS_ALLOWED_FEATURES: '' }, cwd: dir }).uploads.allowedFeatures,
+      [],
+    );
+    assert.throws(
+      () => loadConfig({ env: { REPOMAN_UPLOADS_ALLOWED_FEATURES: 'backing_file' }, cwd: dir }),
+      /must be a list of features among encrypted/,
+    );
+  });
 });

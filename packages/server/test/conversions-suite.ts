@@ -100,6 +100,7 @@ export function conversionsSuite(engine: Engine) {
       server = await startServerFor(pki, engine, {
         REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(64 * MIB),
         REPOMAN_UPLOADS_KEEP_VERSIONS: '2',
+        REPOMAN_UPLOADS_ALLOWED_FEATURES: 'encrypted',
       });
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
       files = join(server.dir, 'client');
@@ -357,6 +358,32 @@ export function conversionsSuite(engine: Engine) {
         [after.version + 1, 'qcow2', sha256(qcow2)],
       );
       assert.equal((await as('bob').delete('/api/images/unpacked')).status, 204);
+    });
+
+    it('fails a job cleanly with qemu-img’s reason: an encrypted image (allowed here) without its key', async () => {
+      await qemu(
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '--object',
+        'secret,id=sec0,data=not-a-secret',
+        '-o',
+        'encrypt.format=luks,encrypt.key-secret=sec0',
+        'locked.qcow2',
+        '1M',
+      );
+      await as('bob').post('/api/images', { name: 'locked' });
+      const put = await curl('bob', ['-T', join(files, 'locked.qcow2'), raw('bob/locked')]);
+      assert.equal(put.status, 201, put.body);
+      const job = await convertTo('bob', 'locked', { format: 'raw' });
+      assert.equal(job.state, 'failed');
+      assert.equal(job.error?.code, 'conversion_failed');
+      assert.match(job.error?.message ?? '', /secret|encrypt|key/i);
+      assert.equal(job.variant, null);
+      assert.deepEqual((await as('bob').get('/api/images/locked/versions')).json.items[0].variants, []);
+      assert.equal((await as('bob').delete('/api/images/locked')).status, 204);
+      assert.deepEqual(await readdir(join(server.dir, 'data', 'conversions')), [], 'no temporary file left');
     });
 
     it('locks qemu-img in: no backing file is read even if one slipped past, and memory is limited', async () => {

@@ -155,6 +155,26 @@ describe('the format inspector', () => {
     const lie = await inspectBuffer(lying);
     assert.equal(lie.refusals[0]?.code, 'header_invalid');
     assert.match(lie.refusals[0]?.reason ?? '', /beyond the end/);
+    // Tables that overlap, or sit in the header, or a virtual size the L1 table cannot map: qemu-img finds
+    // them broken too.
+    const refcountAt = qcow2.readBigUInt64BE(48);
+    for (const [offset, value, words] of [
+      [40, refcountAt, /overlaps the refcount table/],
+      [40, 0n, /not on a cluster after the header/],
+      [24, 2n ** 50n, /too small for a virtual size/],
+    ] as const) {
+      const bad = Buffer.from(qcow2);
+      bad.writeBigUInt64BE(value, offset);
+      const refused = await inspectBuffer(bad);
+      assert.equal(refused.refusals[0]?.code, 'header_invalid');
+      assert.match(refused.refusals[0]?.reason ?? '', words);
+      await writeFile(join(dir, 'bad.qcow2'), bad);
+      const check = await qemu('check', '-f', 'qcow2', 'bad.qcow2').then(
+        () => '',
+        (error: { stderr: string }) => error.stderr,
+      );
+      assert.match(check, /error|invalid|overlap|too/i, 'qemu-img check finds it broken too');
+    }
     const vmdk = Buffer.from(await readFile(join(dir, 'disk.vmdk')));
     vmdk.writeBigUInt64LE(0xffffffn, 28); // the descriptor far beyond the end
     assert.equal((await inspectBuffer(vmdk)).refusals[0]?.code, 'header_invalid');

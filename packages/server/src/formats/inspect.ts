@@ -24,6 +24,12 @@ export const FORMATS = [
   'bzip2',
 ] as const;
 
+/**
+ * Features that are not unsafe for the host but that a repository may not want, refused unless an admin
+ * allows them: `encrypted` (a qcow2 encrypted with AES or LUKS boots only where its key is given).
+ */
+export const FEATURES = ['encrypted'] as const;
+
 export interface Inspection {
   /** The disk format; for a compressed file or an archive, what it wraps is unknown until unpacked. */
   format: DiskFormat | Compression | 'ova';
@@ -37,6 +43,8 @@ export interface Inspection {
   /** qcow2: v2 or v3, encryption, compression type. */
   version?: number;
   encrypted?: boolean;
+  /** qcow2: aes or luks, when encrypted. */
+  encryption?: string;
   compressionType?: string;
   /** Why the file must not be stored (each a stable code and a reason); empty when it is safe. */
   refusals: Refusal[];
@@ -137,9 +145,31 @@ async function qcow2(head: Buffer, size: number, readAt: ReadAt): Promise<Inspec
     l1Offset + l1Size * 8 <= size,
     `the qcow2 L1 table (at ${l1Offset}, ${l1Size} entries) lies beyond the end of the file`,
   );
+  const refcountClusters = head.readUInt32BE(56);
+  const cluster = 2 ** clusterBits;
   expect(
-    refcountOffset < size,
-    `the qcow2 refcount table (at ${refcountOffset}) lies beyond the end of the file`,
+    refcountOffset + refcountClusters * cluster <= size,
+    `the qcow2 refcount table (at ${refcountOffset}, ${refcountClusters} clusters) lies beyond the end of the file`,
+  );
+  // Tables start on a cluster after the header's, and never overlap (qemu's own checks, made before it opens).
+  expect(
+    refcountOffset >= cluster && refcountOffset % cluster === 0,
+    `the qcow2 refcount table at ${refcountOffset} is not on a cluster after the header`,
+  );
+  if (l1Size > 0) {
+    expect(
+      l1Offset >= cluster && l1Offset % cluster === 0,
+      `the qcow2 L1 table at ${l1Offset} is not on a cluster after the header`,
+    );
+    expect(
+      l1Offset + l1Size * 8 <= refcountOffset || refcountOffset + refcountClusters * cluster <= l1Offset,
+      'the qcow2 L1 table overlaps the refcount table',
+    );
+  }
+  // Each L1 entry maps cluster/8 clusters: too few entries for the virtual size is a header that lies.
+  expect(
+    l1Size >= Math.ceil(virtualSize / (cluster * (cluster / 8))),
+    `the qcow2 L1 table (${l1Size} entries) is too small for a virtual size of ${virtualSize}`,
   );
   const refusals: Refusal[] = [];
   let headerLength = 72;
@@ -191,6 +221,9 @@ async function qcow2(head: Buffer, size: number, readAt: ReadAt): Promise<Inspec
     virtualSize,
     version,
     encrypted: cryptMethod !== 0,
+    ...(cryptMethod !== 0
+      ? { encryption: cryptMethod === 2 ? 'luks' : cryptMethod === 1 ? 'aes' : `method ${cryptMethod}` }
+      : {}),
     compressionType,
     refusals,
   };

@@ -50,6 +50,8 @@ export interface UploadPolicy {
   digests: DigestAlgorithm[];
   /** Formats uploads may be in. */
   allowedFormats: ReadonlySet<string>;
+  /** Features refused by default that this repository takes (formats/inspect.ts FEATURES). */
+  allowedFeatures: ReadonlySet<string>;
 }
 
 /** Digests the client declared (Content-Digest / Repr-Digest / Content-MD5), as lowercase hex. */
@@ -292,6 +294,12 @@ export function createBytesService(deps: {
       throw new RepomanError(
         'format_mismatch',
         `The upload was declared ${admitted.declaredFormat}, but its bytes are ${inspection.format}`,
+      );
+    if (inspection.encrypted && !policy.allowedFeatures.has('encrypted'))
+      throw new RepomanError(
+        'feature_not_allowed',
+        `The ${inspection.format} image is encrypted (${inspection.encryption}); this repository does not take encrypted images`,
+        { feature: 'encrypted' },
       );
     if (!policy.allowedFormats.has(inspection.format))
       throw new RepomanError(
