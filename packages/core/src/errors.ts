@@ -11,6 +11,8 @@ export const ERRORS = {
   invalid_dn: { status: 400, message: 'The distinguished name is not valid' },
   unsupported_media_type: { status: 415, message: 'Send JSON or form fields' },
   payload_too_large: { status: 413, message: 'The request body is too large' },
+  headers_too_large: { status: 431, message: 'The request headers are too large' },
+  request_timeout: { status: 408, message: 'The request took too long to arrive' },
   image_too_large: { status: 413, message: 'The image is larger than this repository accepts' },
   length_mismatch: { status: 400, message: 'The body is not as long as its Content-Length' },
   upload_incomplete: { status: 400, message: 'The upload ended before its body did' },

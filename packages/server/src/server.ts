@@ -14,6 +14,7 @@ import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from '
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import { buildApp } from './http/app.ts';
+import { clientErrorHandler } from './http/errors.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
 import { createServices } from './services/index.ts';
 import { loadTrust, type TrustStore } from './trust.ts';
@@ -222,6 +223,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         handler,
       );
       applyTimeouts(plain, timeouts);
+      plain.on('clientError', clientErrorHandler);
       plain.on('checkContinue', handler);
       await new Promise<void>((resolve, reject) => {
         plain.once('error', reject);

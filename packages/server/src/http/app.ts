@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Services } from '../services/index.ts';
 import { authenticate } from './auth.ts';
 import { acceptBody } from './continue.ts';
-import { errorHandler, notFoundHandler } from './errors.ts';
+import { badUrlHandler, checkJsonBody, clientErrorHandler, errorHandler, notFoundHandler } from './errors.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -33,6 +33,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.serverFactory ? { serverFactory: options.serverFactory } : {}),
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    frameworkErrors: badUrlHandler,
+    clientErrorHandler,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
     },
@@ -74,6 +76,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH'))
       request.body = {};
+    checkJsonBody(request);
   });
 
   const deps = {

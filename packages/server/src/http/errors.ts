@@ -1,4 +1,7 @@
 /** One error handler: coded errors keep their status and message; anything unexpected is a 500 that hides internals. */
+
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ACCOUNT_NAME_PATTERN, type ErrorBody, IMAGE_NAME_PATTERN, RepomanError } from '@repoman/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
@@ -95,4 +98,81 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
     error: { code: 'not_found', message: `No route ${request.method} ${request.url.split('?')[0]}` },
   };
   return reply.code(404).type('application/json').send(body);
+}
+
+/** Fastify's own refusals before routing (a URL that is not valid percent-encoding), as our JSON. */
+export function badUrlHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+  const coded = new RepomanError('bad_request', `The URL is not valid: ${error.message}`);
+  return reply.code(coded.status).type('application/json').send(coded.toBody());
+}
+
+/**
+ * Requests Node's HTTP parser rejects (a garbage Content-Length, both Content-Length and Transfer-Encoding,
+ * oversized headers, a request that took too long) are answered with our JSON before the connection closes.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const coded =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new RepomanError('headers_too_large')
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new RepomanError('request_timeout')
+        : new RepomanError('bad_request', `Malformed HTTP request${error.code ? ` (${error.code})` : ''}`);
+  const body = JSON.stringify(coded.toBody());
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${coded.status} ${STATUS_CODES[coded.status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  socket.destroy();
+}
+
+const JSON_TYPES = (value: unknown): string[] =>
+  value === null
+    ? ['null']
+    : Array.isArray(value)
+      ? ['array']
+      : typeof value === 'number'
+        ? Number.isInteger(value)
+          ? ['integer', 'number']
+          : ['number']
+        : [typeof value];
+
+/**
+ * JSON bodies get no type coercion: `{"name": 42}` or `{"read_only": null}` is a mistake, not "42" or false.
+ * (Form fields are all text, and query parameters too: those are coerced by the schema as before.) Text may
+ * never hold NUL, which PostgreSQL cannot store or compare: refused the same way on both engines, in bodies,
+ * queries and paths.
+ */
+export function checkJsonBody(request: FastifyRequest): void {
+  const body = request.body;
+  const json = /^application\/json\b/i.test(request.headers['content-type'] ?? '');
+  const schema = request.routeOptions.schema?.body as
+    | { properties?: Record<string, { type?: string | string[] }> }
+    | undefined;
+  if (json && body !== null && typeof body === 'object' && !Array.isArray(body) && schema?.properties) {
+    for (const [field, value] of Object.entries(body)) {
+      const declared = schema.properties[field]?.type;
+      if (declared === undefined) continue; // unknown fields are the schema's to refuse
+      const types = Array.isArray(declared) ? declared : [declared];
+      if (!JSON_TYPES(value).some((t) => types.includes(t)))
+        throw new RepomanError(
+          'invalid_field',
+          `Invalid field '${field}': must be ${types.join(' or ')}, not ${JSON_TYPES(value)[0]}`,
+          { field },
+        );
+    }
+  }
+  for (const [where, source] of [
+    ['field', body],
+    ['query parameter', request.query],
+    ['path segment', request.params],
+  ] as const) {
+    if (source === null || typeof source !== 'object') continue;
+    for (const [field, value] of Object.entries(source)) {
+      const texts = Array.isArray(value) ? value : [value];
+      if (texts.some((t) => typeof t === 'string' && t.includes('\u0000')))
+        throw new RepomanError('invalid_field', `The ${where} '${field}' holds a NUL character`, { field });
+    }
+  }
 }

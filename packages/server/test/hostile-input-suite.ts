@@ -1,0 +1,320 @@
+/**
+ * Hostile input, written by hand on a raw TLS connection so that nothing normalises it on the way: path
+ * traversal (`..`, `%2e%2e`, encoded slashes, NUL), overlong and non-ASCII names, malformed JSON and forms,
+ * garbage `Content-Length` and `Range`, and SQL metacharacters in every field. Never a 5xx, always a JSON error
+ * with a code, no file outside the repository served, and the repository exactly as it was. Run once per
+ * database engine.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { clientFor, tlsSocket } from './helpers/http.ts';
+import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
+
+interface RawResponse {
+  status: number;
+  head: string;
+  body: string;
+  code: string | undefined;
+}
+
+/** What the corpus tried, for the closing report: inputs by class. */
+export const tried = new Map<string, number>();
+
+export function hostileInputSuite(engine: Engine) {
+  describe(`hostile input on ${engine}`, () => {
+    let pki: TestPki;
+    let server: TestServer;
+    let as: (name: string) => ReturnType<typeof clientFor>;
+    const image = Buffer.alloc(1000, 'i');
+
+    /** One request exactly as written, on its own connection; the whole response. */
+    async function send(request: string | Buffer, user = 'bob'): Promise<RawResponse> {
+      const socket = await tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential(user));
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      socket.write(request); // the server closes the connection (Connection: close) once it has answered
+      const timer = setTimeout(() => socket.destroy(), 10_000);
+      await closed;
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('latin1');
+      const cut = text.indexOf('\r\n\r\n');
+      const head = cut < 0 ? text : text.slice(0, cut);
+      const body = cut < 0 ? '' : text.slice(cut + 4);
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+      return { status, head, body, code: /"code":"([a-z_]+)"/.exec(body)?.[1] };
+    }
+
+    const request = (method: string, path: string, headers: string[] = [], body = '') =>
+      `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${[
+        ...headers,
+        ...(body ? [`Content-Length: ${Buffer.byteLength(body)}`] : []),
+      ]
+        .map((h) => `${h}\r\n`)
+        .join('')}\r\n${body}`;
+
+    /** Sends each input, expecting a clean refusal: a 4xx with a JSON code (one of `codes`, when given). */
+    async function refused(kind: string, inputs: (string | Buffer)[], codes?: string[]) {
+      for (const input of inputs) {
+        const response = await send(input);
+        const what = `${kind}: ${JSON.stringify(input.toString().slice(0, 160))} -> ${response.head.split('\r\n')[0]} ${response.body.slice(0, 200)}`;
+        assert.ok(response.status >= 400 && response.status < 500, what);
+        assert.ok(response.code, `a JSON error with a code: ${what}`);
+        if (codes) assert.ok(codes.includes(response.code as string), what);
+        assert.doesNotMatch(response.body, /root:|BEGIN .*PRIVATE KEY/, `nothing of the host: ${what}`);
+      }
+      tried.set(kind, (tried.get(kind) ?? 0) + inputs.length);
+    }
+
+    /** Everything an admin can see, to compare before and after. */
+    async function snapshot() {
+      const admin = as('admin');
+      const get = async (path: string) => (await admin.get(path)).json;
+      return {
+        images: await get('/api/images?limit=1000'),
+        users: await get('/api/users?limit=1000'),
+        groups: await get('/api/groups?limit=1000'),
+        versions: await get('/api/images/bob/vm.img/versions'),
+        bytes: (await admin.get('/api/images/raw/bob/vm.img')).body.toString('latin1'),
+      };
+    }
+    let before_: Awaited<ReturnType<typeof snapshot>>;
+
+    before(async () => {
+      pki = await makeTestPki();
+      server = await startServerFor(pki, engine, { REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(1024 * 1024) });
+      as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
+      for (const user of ['bob', 'pam'])
+        await as('admin').post('/api/users', { user_name: user, client_dn: pki.dn(user) });
+      await as('admin').post('/api/groups', { name: 'team', users: ['bob'] });
+      await as('bob').post('/api/images', { name: 'vm.img', description: 'the original' });
+      await as('bob').put('/api/images/raw/vm.img', image);
+      await as('pam').post('/api/images', { name: 'secret.img' });
+      before_ = await snapshot();
+    });
+    after(async () => server?.stop());
+
+    it('reaches no file and no other image through traversal, encoded slashes, NUL or odd names', async () => {
+      const paths = [
+        '/api/images/raw/bob/../../../../etc/passwd',
+        '/api/images/raw/bob/..%2f..%2f..%2fetc%2fpasswd',
+        '/api/images/raw/bob/%2e%2e/%2e%2e/%2e%2e/etc/passwd',
+        '/api/images/raw/bob/%2e%2e%2f%2e%2e%2fetc%2fpasswd',
+        '/api/images/raw/%2e%2e/vm.img',
+        '/api/images/raw/bob%2fvm.img',
+        '/api/images/raw/bob/vm.img%2f..%2f..%2fhostkey.pem',
+        '/api/images/raw/pam/..%2fbob%2fvm.img',
+        '/api/images/raw/bob/vm.img%00',
+        '/api/images/raw/bob/vm.img%00.txt',
+        '/api/images/bob/vm.img%00',
+        '/api/images/bob/%00',
+        '/api/images/raw/bob/vm.img%2500',
+        '/api/images/raw/bob/%ff%fe',
+        '/api/images/raw/bob/%',
+        '/api/images/raw/bob/%zz',
+        '/api/images/raw/bob/..',
+        '/api/images/raw/bob/.',
+        '/api/images/raw/bob/.vm.img',
+        `/api/images/raw/bob/${'a'.repeat(5000)}`,
+        `/api/images/bob/${'a'.repeat(129)}`,
+        `/api/images/bob/${encodeURIComponent('vm.ímg')}`,
+        `/api/images/bob/${encodeURIComponent('образ.img')}`,
+        '/api/images/raw/bob/secret.img',
+        '/api/images/raw/pam/secret.img',
+        '/api/images/pam/secret.img',
+        "/api/images/raw/bob/vm.img'%20OR%20'1'='1",
+        '/api/images/raw/bob/vm.img;ls',
+        '/api/images/raw/bob/vm.img%0d%0aX-Injected:%201',
+        '/api/users/..%2fadmin',
+        '/api/users/admin%00',
+        '/api/users/%2e%2e',
+        '/api/groups/team%2f..%2fadmins',
+        '/api/jobs/..%2f..%2fetc%2fpasswd',
+        '/api/uploads/..%2f..%2fetc%2fpasswd',
+      ];
+      await refused(
+        'paths (traversal, encoded slashes, NUL, odd names)',
+        paths.map((p) => request('GET', p)),
+      );
+      // The same against writes: nothing is created, changed or deleted anywhere.
+      await refused(
+        'paths on writes',
+        paths.flatMap((p) => [
+          request('PUT', p, [], 'x'),
+          request('DELETE', p),
+          request('PATCH', p, ['Content-Type: application/json'], '{"description":"changed"}'),
+        ]),
+      );
+      assert.deepEqual(await snapshot(), before_);
+    });
+
+    it('refuses malformed JSON and forms with a 400 or 415 and a code', async () => {
+      const json = (body: string) => request('POST', '/api/images', ['Content-Type: application/json'], body);
+      const bodies = [
+        '{',
+        '{"name":',
+        '{"name":"x",}',
+        "{'name':'x'}",
+        '[]',
+        'null',
+        '"vm2.img"',
+        '42',
+        '{"name":42}',
+        '{"name":null}',
+        '{"name":["a"]}',
+        '{"name":{"$ne":""}}',
+        '{"name":"x","read_only":"yes"}',
+        '{"name":"x","extra":1}',
+        '{"__proto__":{"isAdmin":true},"name":"proto.img"}',
+        '{"constructor":{"prototype":{"isAdmin":true}},"name":"proto.img"}',
+        `${'['.repeat(100000)}`,
+        '{"name":"\\ud800.img"}',
+        '\u0000',
+        '{"name":"../../etc/passwd"}',
+        '{"name":"a/b"}',
+        '{"name":".hidden"}',
+        '{"name":"raw"}',
+        '{"name":"conversions"}',
+        `{"name":"${'n'.repeat(129)}"}`,
+        '{"name":"spaces are not allowed"}',
+        '{"name":"vm.img"}',
+        '{"name":"x","owner":"pam"}',
+        '{"name":"x","expires":"not a date"}',
+      ];
+      await refused('malformed JSON bodies', bodies.map(json));
+      const form = (body: string) =>
+        request('POST', '/api/images', ['Content-Type: application/x-www-form-urlencoded'], body);
+      await refused(
+        'malformed forms',
+        ['name=%zz', 'name=a&name=b', 'name=', '=x', 'name=x&read_only=maybe', 'name=x%00y', '%%%'].map(form),
+      );
+      await refused(
+        'bodies of the wrong type',
+        [
+          request('POST', '/api/images', ['Content-Type: text/plain'], 'name=x'),
+          request('POST', '/api/images', ['Content-Type: application/xml'], '<name>x</name>'),
+          request('PATCH', '/api/images/vm.img', ['Content-Type: multipart/form-data; boundary=x'], '--x--'),
+        ],
+        ['unsupported_media_type', 'bad_request'],
+      );
+      assert.deepEqual(await snapshot(), before_);
+    });
+
+    it('never answers garbage Content-Length, Range or validators with a 5xx', async () => {
+      const lengths = ['abc', '-1', '1e3', '0x10', '99999999999999999999', '1, 2', '5 5', '+5'];
+      await refused(
+        'garbage Content-Length',
+        lengths.map(
+          (length) =>
+            `PUT /api/images/raw/vm.img HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: ${length}\r\n\r\nxxxxx`,
+        ),
+      );
+      await refused('Content-Length and Transfer-Encoding both', [
+        'PUT /api/images/raw/vm.img HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        'PUT /api/images/raw/vm.img HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nxxxx',
+        'PUT /api/images/raw/vm.img HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n',
+      ]);
+      // Ranges and validators: served whole, in part, 304 or 416, never worse.
+      const ranges = [
+        'bytes=abc',
+        'bytes=5-1',
+        'bytes=-0',
+        'bytes=99999999999999999999-',
+        'bytes=0-99999999999999999999',
+        'bytes=0-1,2-3',
+        'items=0-1',
+        'bytes=--1',
+        'bytes=1000-',
+        'bytes= 0 - 1',
+        `bytes=${'0'.repeat(5000)}-1`,
+      ];
+      let count = 0;
+      for (const header of [
+        ...ranges.map((r) => `Range: ${r}`),
+        'If-Range: garbage',
+        'If-None-Match: ,,,',
+        'If-Modified-Since: yesterday',
+        'If-Modified-Since: Tue, 99 Foo 9999 99:99:99 GMT',
+      ]) {
+        const response = await send(request('GET', '/api/images/raw/bob/vm.img', [header]));
+        assert.ok([200, 206, 304, 416].includes(response.status), `${header} -> ${response.status}`);
+        if (response.status === 416) assert.equal(response.code, 'range_not_satisfiable');
+        count++;
+      }
+      tried.set('garbage Range and validators', count);
+      assert.deepEqual(await snapshot(), before_);
+    });
+
+    it('stores SQL metacharacters and non-ASCII text in every field verbatim, and finds nothing with them', async () => {
+      const nasty = [
+        "'; DROP TABLE images; --",
+        '" OR "1"="1',
+        "x' OR '1'='1' --",
+        'a\\b\\\\c',
+        '100% _under_ [brackets]',
+        '/* comment */ ; select 1',
+        'Ünïcödé ✓ 画像 🚀',
+        '\u202eevil\u202c',
+        'line\nbreak\ttab',
+        '$1 $$ ? :name @p',
+      ];
+      let count = 0;
+      for (const value of nasty) {
+        const body = {
+          description: value,
+          os_variant: value,
+          os_type: value,
+          os_arch: value,
+          hypervisor: value,
+        };
+        const patched = await as('bob').patch('/api/images/vm.img', body);
+        assert.equal(patched.status, 200, JSON.stringify(patched.json));
+        const shown = (await as('bob').get('/api/images/vm.img')).json;
+        for (const field of Object.keys(body)) assert.equal(shown[field], value, field);
+        // As filters, they match only themselves.
+        for (const filter of ['os_variant', 'os_type', 'name_prefix']) {
+          const found = (await as('bob').get(`/api/images?${filter}=${encodeURIComponent(value)}`)).json;
+          assert.ok(
+            found.items.every((i: { name: string }) => i.name === 'vm.img'),
+            `${filter}=${value}`,
+          );
+        }
+        const full = await as('bob').patch('/api/users/bob', { full_name: value });
+        assert.equal(full.status, 200, JSON.stringify(full.json));
+        assert.equal((await as('bob').get('/api/users/bob')).json.full_name, value);
+        count += 5 + 3 + 1;
+      }
+      // NUL has no place in text on PostgreSQL: refused the same way on both engines, never a 500.
+      const nul = await as('bob').patch('/api/images/vm.img', { description: 'a\u0000b' });
+      assert.equal(nul.status, 400, JSON.stringify(nul.json));
+      assert.equal(nul.json.error.code, 'invalid_field');
+      const nulName = await as('bob').patch('/api/users/bob', { full_name: 'a\u0000b' });
+      assert.equal(nulName.status, 400, JSON.stringify(nulName.json));
+      // SQL in names, owners and group names is just a name that does not exist, or is not allowed.
+      for (const path of [
+        `/api/images?owner=${encodeURIComponent("bob' OR '1'='1")}`,
+        `/api/users/${encodeURIComponent("bob' --")}`,
+        `/api/groups/${encodeURIComponent('team; DROP TABLE groups')}`,
+      ]) {
+        const response = await as('bob').get(path);
+        assert.ok([400, 404].includes(response.status), `${path} -> ${response.status}`);
+        count++;
+      }
+      tried.set('SQL metacharacters and non-ASCII in fields', count + 2);
+      await as('bob').patch('/api/images/vm.img', {
+        description: 'the original',
+        os_variant: null,
+        os_type: null,
+        os_arch: null,
+        hypervisor: null,
+      });
+      await as('bob').patch('/api/users/bob', { full_name: null });
+      const after_ = await snapshot();
+      assert.equal(after_.bytes, before_.bytes);
+      assert.deepEqual(after_.versions, before_.versions);
+      assert.equal(after_.images.total, before_.images.total);
+      assert.equal(after_.users.total, before_.users.total);
+    });
+  });
+}
