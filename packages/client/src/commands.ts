@@ -461,6 +461,11 @@ export const commands: CommandSpec[] = [
         image.virtual_size ?? image.size ?? 0,
       );
       const variant = job.variant as Json;
+      if (!variant)
+        throw new ClientError(
+          'server',
+          'The conversion finished, but its variant is gone (removed meanwhile?)',
+        );
       done(
         context,
         variant,

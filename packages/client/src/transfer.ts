@@ -360,7 +360,7 @@ export async function convertOnServer(
     while (job.state === 'queued' || job.state === 'running') {
       await new Promise((resolve) => setTimeout(resolve, 500));
       job = (await api.get(`/api/jobs/${job.id}`)) as JobJson;
-      progress.add(Math.floor(job.progress * estimate) - progress.done);
+      progress.add(Math.max(0, Math.floor(job.progress * estimate) - progress.done));
     }
   } finally {
     progress.finish();
@@ -403,7 +403,12 @@ export async function download(
         { status: 404 },
       );
     expected = { size: found.size, sha256: found.digests.sha256 };
-    if (format !== undefined && format === found.disk_format) format = undefined; // it is in that format
+    // It is in that format already (an ISO is read as raw).
+    if (
+      format !== undefined &&
+      (format === found.disk_format || (format === 'raw' && found.disk_format === 'iso'))
+    )
+      format = undefined;
     if (format !== undefined) {
       let variant = found.variants?.find((v) => v.format === format);
       if (!variant) {

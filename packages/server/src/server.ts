@@ -161,6 +161,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         limits: {
           cpuSeconds: config.conversions.cpuSeconds,
           memoryBytes: config.conversions.memoryMib * 1024 * 1024,
+          outputBytes: config.uploads.maxImageSize,
         },
       },
     });

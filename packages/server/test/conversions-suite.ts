@@ -13,7 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createDirectoryStore } from '../src/blobs/directory.ts';
 import { openDatabase } from '../src/db/connect.ts';
-import { ConversionError, convert } from '../src/formats/convert.ts';
+import { ConversionError, convert, convertArguments } from '../src/formats/convert.ts';
+import { inspect } from '../src/formats/inspect.ts';
 import { fsck } from '../src/fsck.ts';
 import { clientFor, expectError, type Response } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
@@ -165,6 +166,32 @@ export function conversionsSuite(engine: Engine) {
         const { stdout } = await qemu('compare', '-f', format, '-F', 'qcow2', file, 'disk.qcow2');
         assert.match(stdout, /Images are identical/);
       }
+      // A public image's variants are public too, over HTTPS and plain HTTP, at the URL the versions list gives.
+      await as('bob').patch('/api/images/back', { unauthenticated_access: true });
+      const listed = (await as('bob').get('/api/images/back/versions')).json.items[0].variants;
+      const vmdkUrl = listed.find((v: { format: string }) => v.format === 'vmdk').file_url as string;
+      const anonymous = await run('curl', [
+        '-sS',
+        '--cacert',
+        join(files, 'ca.pem'),
+        '-o',
+        join(files, 'anon.vmdk'),
+        '-w',
+        '%{http_code}',
+        vmdkUrl,
+      ]);
+      assert.equal(anonymous.stdout, '200');
+      const overHttp = await run('curl', [
+        '-sS',
+        '-o',
+        join(files, 'plain.vmdk'),
+        '-w',
+        '%{http_code}',
+        `${server.httpUrl}/api/images/raw/bob/back?format=vmdk`,
+      ]);
+      assert.equal(overHttp.stdout, '200');
+      assert.deepEqual(await readFile(join(files, 'plain.vmdk')), await readFile(join(files, 'back.vmdk')));
+      await as('bob').patch('/api/images/back', { unauthenticated_access: false });
       // A compressed qcow2 replaces the plain one, and is smaller.
       const plain = (await as('bob').get('/api/images/back/versions')).json.items[0].variants;
       const job = await convertTo('bob', 'back', { format: 'qcow2', compress: true });
@@ -187,6 +214,11 @@ export function conversionsSuite(engine: Engine) {
         as('bob').post('/api/images/back/conversions', { format: 'raw' }),
         400,
         'conversion_not_needed',
+      );
+      await refuse(
+        as('bob').post('/api/images/disk/conversions', { format: 'qcow2', compress: true }),
+        400,
+        'conversion_unsupported',
       );
       await refuse(
         as('bob').post('/api/images/disk/conversions', { format: 'vmdk', compress: true }),
@@ -336,6 +368,13 @@ export function conversionsSuite(engine: Engine) {
       ]);
       assert.equal(boom.status, 413, boom.body);
       assert.equal(JSON.parse(boom.body).error.code, 'image_too_large');
+      // Under a quota, the unpacked bytes stop at what it leaves.
+      await as('admin').patch('/api/users/pam', { quota: 2 * MIB });
+      await as('pam').post('/api/images', { name: 'small' });
+      const small = await curl('pam', ['-T', join(files, 'bomb.gz'), `${raw('pam/small')}?decompress=true`]);
+      assert.equal(small.status, 507, small.body);
+      assert.match(JSON.parse(small.body).error.message, /quota leaves/);
+      await as('pam').delete('/api/images/small');
       const after = (await as('bob').get('/api/images/unpacked')).json;
       assert.equal(after.version, current.version);
       assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
@@ -386,10 +425,9 @@ export function conversionsSuite(engine: Engine) {
       assert.deepEqual(await readdir(join(server.dir, 'data', 'conversions')), [], 'no temporary file left');
     });
 
-    it('locks qemu-img in: no backing file is read even if one slipped past, and memory is limited', async () => {
+    it('locks qemu-img in: it never reads another file, even one that slipped past the inspector; memory and output are limited', async () => {
       const secret = join(files, 'secret');
       await writeFile(secret, Buffer.alloc(MIB, 'S'));
-      await qemu('create', '-q', '-f', 'qcow2', '-b', secret, '-F', 'raw', 'evil.qcow2', '1M');
       const request = {
         qemuImg: 'qemu-img',
         source: join(files, 'evil.qcow2'),
@@ -398,19 +436,58 @@ export function conversionsSuite(engine: Engine) {
         format: 'raw' as const,
         compress: false,
         cwd: files,
-        limits: { cpuSeconds: 60, memoryBytes: 1024 * MIB },
+        limits: { cpuSeconds: 60, memoryBytes: 1024 * MIB, outputBytes: 64 * MIB },
       };
-      await convert(request);
+      // A qcow2 with a backing file: qemu-img info names it, and the job stops before converting.
+      await qemu('create', '-q', '-f', 'qcow2', '-b', secret, '-F', 'raw', 'evil.qcow2', '1M');
+      await assert.rejects(convert(request), /Refused: qemu-img would read '.*secret'/);
+      // Even run without that check, the conversion itself opens no backing file: zeros, not the secret.
+      await run('qemu-img', convertArguments(request), { cwd: files });
       assert.deepEqual(
         await readFile(join(files, 'evil.raw')),
         Buffer.alloc(MIB),
         'zeros, not the backing file',
       );
+      // A sparse vmdk of capacity 0 is read through its descriptor, which here names the secret behind a
+      // decoy type in a comment: the inspector refuses it, and so does the check before converting.
+      await qemu('create', '-q', '-f', 'vmdk', 'decoy.vmdk', '1M');
+      const vmdk = await readFile(join(files, 'decoy.vmdk'));
+      vmdk.writeBigUInt64LE(0n, 12); // capacity 0
+      const at = Number(vmdk.readBigUInt64LE(28)) * 512;
+      const text = `# Disk DescriptorFile\n# xcreateType="monolithicFlat"\nversion=1\nCID=ffffffff\nparentCID=ffffffff\ncreateType="monolithicSparse"\nRW 2048 FLAT "${secret}" 0\n`;
+      vmdk.fill(0, at, at + Number(vmdk.readBigUInt64LE(36)) * 512);
+      vmdk.write(text, at, 'latin1');
+      await writeFile(join(files, 'decoy.vmdk'), vmdk);
+      const inspected = await inspect(vmdk.length, async (offset, length) =>
+        vmdk.subarray(offset, offset + length),
+      );
+      assert.ok(inspected.refusals.length > 0, 'the inspector refuses it');
       await assert.rejects(
-        convert({ ...request, limits: { cpuSeconds: 60, memoryBytes: 4 * MIB } }),
+        convert({ ...request, source: join(files, 'decoy.vmdk'), sourceFormat: 'vmdk' }),
+        /Refused: qemu-img would read '.*secret'/,
+      );
+      // Address space and output size.
+      await writeFile(join(files, 'noise.raw'), randomBytes(2 * MIB));
+      const noise = {
+        ...request,
+        source: join(files, 'noise.raw'),
+        sourceFormat: 'raw',
+        format: 'qcow2' as const,
+      };
+      await assert.rejects(
+        convert({ ...noise, limits: { ...noise.limits, memoryBytes: 4 * MIB } }),
         ConversionError,
       );
-      await rm(join(files, 'evil.raw'), { force: true });
+      await assert.rejects(
+        convert({
+          ...noise,
+          target: join(files, 'noise.qcow2'),
+          limits: { ...noise.limits, outputBytes: 256 * 1024 },
+        }),
+        /wrote more than the limit of 262144 bytes/,
+      );
+      for (const file of ['evil.raw', 'noise.raw', 'noise.qcow2', 'decoy.vmdk'])
+        await rm(join(files, file), { force: true });
     });
   });
 }

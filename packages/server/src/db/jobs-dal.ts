@@ -149,14 +149,14 @@ export async function renewJob(
   return Number(result.numUpdatedRows) === 1;
 }
 
-/** Ends a job the lease holds. */
+/** Ends a job the lease holds; false if it no longer does (cancelled, or taken back by another server). */
 export async function finishJob(
   db: Q,
   id: string,
   lease: string,
   outcome: { state: 'succeeded' | 'failed'; error_code?: string; error_message?: string; finished: string },
-): Promise<void> {
-  await db
+): Promise<boolean> {
+  const result = await db
     .updateTable('jobs')
     .set({
       ...outcome,
@@ -166,7 +166,9 @@ export async function finishJob(
     })
     .where('id', '=', id)
     .where('lease', '=', lease)
-    .execute();
+    .where('state', '=', 'running')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 /** Cancels a job that has not finished; false if it had. */

@@ -1,8 +1,12 @@
 /**
- * Converting an image with `qemu-img convert`, run as a confined child process: the source format is forced
- * (never probed), backing files are switched off in the source's options (a qcow2 that names one is refused
- * at upload; this is the second lock), CPU time and address space are limited, the process runs at low
- * priority in a temporary directory with an empty environment, and it is killed if the job is cancelled.
+ * Converting an image with `qemu-img convert`, run as a confined child process. The inspector has refused,
+ * at upload, every image that names another file; here are the second and third locks:
+ * - the source format is forced (never probed) and backing files are switched off in the source's options;
+ * - before converting, `qemu-img info` says which files qemu would open: anything but the source itself (a
+ *   vmdk extent, a qcow2 data file, a backing file) stops the job;
+ * - CPU time, address space and the size of any file it writes are limited, it runs at low priority in a
+ *   temporary directory with only PATH and LC_ALL in its environment, and it is killed if the job is
+ *   cancelled.
  */
 import { spawn } from 'node:child_process';
 import type { VariantFormat } from '@repoman/core';
@@ -12,6 +16,8 @@ export interface ConvertLimits {
   cpuSeconds: number;
   /** Address space it may map, in bytes. */
   memoryBytes: number;
+  /** The largest file it may write, in bytes. */
+  outputBytes: number;
 }
 
 export interface ConvertRequest {
@@ -36,15 +42,20 @@ export class ConversionError extends Error {
   override name = 'ConversionError';
 }
 
-/** The arguments after `qemu-img`: exposed for the documentation and the tests. */
-export function convertArguments(request: Omit<ConvertRequest, 'qemuImg' | 'cwd' | 'limits'>): string[] {
+/** The source as qemu opens it: a json: name that says there is no backing file, whatever the header says. */
+function sourceSpec(request: Pick<ConvertRequest, 'source' | 'sourceFormat'>) {
   const driver = request.sourceFormat === 'iso' ? 'raw' : request.sourceFormat;
-  // A json: source names the file itself and says there is no backing file, whatever the header says.
-  const source = `json:${JSON.stringify({
+  const spec = `json:${JSON.stringify({
     driver,
     file: { driver: 'file', filename: request.source },
     backing: null,
   })}`;
+  return { driver, spec };
+}
+
+/** The arguments after `qemu-img`: exposed for the documentation and the tests. */
+export function convertArguments(request: Omit<ConvertRequest, 'qemuImg' | 'cwd' | 'limits'>): string[] {
+  const { driver, spec: source } = sourceSpec(request);
   const output = [
     '-O',
     request.format,
@@ -54,20 +65,56 @@ export function convertArguments(request: Omit<ConvertRequest, 'qemuImg' | 'cwd'
   return ['convert', '-p', '-f', driver, ...output, source, request.target];
 }
 
+interface QemuInfo {
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+  'format-specific'?: { type?: string; data?: { 'data-file'?: string; extents?: { filename?: string }[] } };
+}
+
+/**
+ * Asks qemu-img which files it would read for the source, and refuses anything but the source itself: a
+ * ConversionError names the file.
+ */
+export async function preflight(request: ConvertRequest): Promise<void> {
+  const { spec } = sourceSpec(request);
+  const out = await confined(request, ['info', '--output=json', spec]);
+  let info: QemuInfo;
+  try {
+    info = JSON.parse(out) as QemuInfo;
+  } catch {
+    throw new ConversionError('qemu-img info gave no answer it could read');
+  }
+  const others = [
+    info['backing-filename'],
+    info['full-backing-filename'],
+    info['format-specific']?.data?.['data-file'],
+    ...(info['format-specific']?.data?.extents ?? []).map((e) => e.filename),
+  ].filter((name): name is string => name !== undefined && name !== request.source);
+  if (others.length > 0)
+    throw new ConversionError(`Refused: qemu-img would read ${others.map((n) => `'${n}'`).join(', ')}`);
+}
+
 /** Runs the conversion; rejects with a ConversionError carrying qemu-img's own message. */
-export function convert(request: ConvertRequest): Promise<void> {
-  const { cpuSeconds, memoryBytes } = request.limits;
-  const args = convertArguments(request);
+export async function convert(request: ConvertRequest): Promise<void> {
+  await preflight(request);
+  await confined(request, convertArguments(request));
+}
+
+/** Runs qemu-img with the limits; resolves with what it wrote on stdout (progress aside). */
+function confined(request: ConvertRequest, args: string[]): Promise<string> {
+  const { cpuSeconds, memoryBytes, outputBytes } = request.limits;
+  const progress = args[0] === 'convert';
   return new Promise((resolve, reject) => {
-    // ulimit applies to the shell, then exec hands the limits to qemu-img.
+    // ulimit applies to the shell, then exec hands the limits to qemu-img (-f counts 512-byte blocks).
     const child = spawn(
       '/bin/sh',
       [
         '-c',
-        'ulimit -t "$1" && ulimit -v "$2" && shift 2 && exec nice -n 10 "$@"',
+        'ulimit -t "$1" && ulimit -v "$2" && ulimit -f "$3" && shift 3 && exec nice -n 10 "$@"',
         'sh',
         String(cpuSeconds),
         String(Math.ceil(memoryBytes / 1024)),
+        String(Math.ceil(outputBytes / 512) + 1),
         request.qemuImg,
         ...args,
       ],
@@ -80,7 +127,12 @@ export function convert(request: ConvertRequest): Promise<void> {
     );
     let errors = '';
     let pending = '';
+    let output = '';
     child.stdout.setEncoding('latin1').on('data', (text: string) => {
+      if (!progress) {
+        if (output.length < 1024 * 1024) output += text;
+        return;
+      }
       // -p writes "    (12.34/100%)\r" as it goes.
       pending += text;
       const matches = [...pending.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)];
@@ -101,21 +153,21 @@ export function convert(request: ConvertRequest): Promise<void> {
       ),
     );
     child.on('close', (code, signal) => {
-      if (code === 0) return resolve();
+      if (code === 0) return resolve(output);
       const message =
         errors
           .trim()
           .split('\n')
           .at(-1)
           ?.replace(/^qemu-img: /, '') ?? '';
-      if (signal === 'SIGXCPU' || signal === 'SIGKILL')
-        return reject(
-          new ConversionError(
-            signal === 'SIGXCPU'
-              ? `The conversion used its ${cpuSeconds} s of CPU time and was stopped`
-              : 'The conversion was stopped',
-          ),
-        );
+      const stopped: Partial<Record<NodeJS.Signals, string>> = {
+        SIGXCPU: `The conversion used its ${cpuSeconds} s of CPU time and was stopped`,
+        SIGXFSZ: `The conversion wrote more than the limit of ${outputBytes} bytes and was stopped`,
+        SIGKILL: 'The conversion was stopped',
+      };
+      // Past the file size limit, qemu-img either dies of SIGXFSZ or sees EFBIG, as it ignores the signal.
+      const reason = signal ? stopped[signal] : /File too large/.test(errors) ? stopped.SIGXFSZ : undefined;
+      if (reason) return reject(new ConversionError(reason));
       reject(new ConversionError(message || `qemu-img failed (exit ${code ?? signal})`));
     });
   });

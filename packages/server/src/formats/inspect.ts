@@ -231,7 +231,11 @@ async function qcow2(head: Buffer, size: number, readAt: ReadAt): Promise<Inspec
 
 /** A vmdk descriptor: its type, its extents, and the size they add up to. */
 function descriptor(text: string): { createType: string | null; extents: string[]; sectors: number } {
-  const createType = /^\s*createType\s*=\s*"([^"]*)"/m.exec(text)?.[1] ?? null;
+  // qemu takes the first `createType="` anywhere in the text, even inside a comment: so do we, and a second
+  // one (which a reader that skips comments would take instead) makes the descriptor ambiguous.
+  const types = [...text.matchAll(/createType\s*=\s*"([^"]*)"/g)];
+  expect(types.length <= 1, 'the vmdk descriptor names its type more than once');
+  const createType = types[0]?.[1] ?? null;
   const extents: string[] = [];
   let sectors = 0;
   for (const line of text.split(/\r?\n/)) {
@@ -256,6 +260,12 @@ async function vmdkSparse(head: Buffer, size: number, readAt: ReadAt): Promise<I
   );
   let subformat = head.readUInt32LE(8) & 0x10000 ? 'streamOptimized' : 'monolithicSparse';
   const refusals: Refusal[] = [];
+  // A sparse header of capacity 0 is not a disk: qemu reads its embedded descriptor's extents instead.
+  if (capacity === 0)
+    refusals.push({
+      code: 'external_extent',
+      reason: 'a sparse vmdk of capacity 0 is read through its descriptor, which can name other files',
+    });
   if (descriptorOffset !== 0) {
     expect(descriptorSize <= 1024 * 1024, 'the vmdk descriptor is impossibly large');
     const text = (await readAt(descriptorOffset, descriptorSize)).toString('latin1').replace(/\0+$/, '');

@@ -133,7 +133,9 @@ function decompressor(format: string): { stream: Duplex; done: Promise<void> } {
     const stream = format === 'gzip' ? createGunzip() : createZstdDecompress();
     return { stream, done: Promise.resolve() };
   }
-  const child = spawn(format, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'], env: { LC_ALL: 'C' } });
+  // xz's header may ask for a dictionary of up to 1.5 GiB; 512 MiB covers every preset (-9e needs 65 MiB).
+  const args = format === 'xz' ? ['-dc', '--memlimit-decompress=512MiB'] : ['-dc'];
+  const child = spawn(format, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { LC_ALL: 'C' } });
   let errors = '';
   child.stderr.setEncoding('utf8').on('data', (text: string) => {
     if (errors.length < 2048) errors += text;
@@ -197,6 +199,14 @@ export function createBytesService(deps: {
     }
   }
 
+  /** Bytes the owner may still store: what their quota leaves, or no limit. */
+  async function quotaRoom(ownerId: number): Promise<number> {
+    const owner = await findUserById(db, ownerId);
+    if (owner?.quota === null || owner?.quota === undefined) return Number.POSITIVE_INFINITY;
+    const usage = (await usageOfOwners(db, [ownerId])).get(ownerId) ?? 0;
+    return Math.max(0, owner.quota - usage);
+  }
+
   /** An image that would make a hypervisor read other files, or whose header lies, is never stored. */
   async function refuseUnsafe(inspection: Inspection): Promise<void> {
     const [refusal] = inspection.refusals;
@@ -248,13 +258,18 @@ export function createBytesService(deps: {
     const unpacked = await store.createUpload();
     const unpackedHasher = new Hasher(hashing, algorithmsFor({}));
     try {
+      // Unpacked bytes stop at the size limit, or at what the owner's quota leaves if that is less.
+      const room = Math.min(policy.maxImageSize, await quotaRoom(admitted.ownerId));
       const { stream, done } = decompressor(inspection.format);
       try {
-        await streamInto(await upload.readBack(), unpacked, unpackedHasher, policy.maxImageSize, undefined, [
-          stream,
-        ]);
+        await streamInto(await upload.readBack(), unpacked, unpackedHasher, room, undefined, [stream]);
         await done;
       } catch (error) {
+        if (error instanceof RepomanError && error.code === 'image_too_large' && room < policy.maxImageSize)
+          throw new RepomanError(
+            'quota_exceeded',
+            `Unpacked, the image passes the ${room} bytes the owner's quota leaves`,
+          );
         if (error instanceof RepomanError && error.code !== 'upload_incomplete') throw error;
         const reason = (error instanceof RepomanError ? (error.cause as Error) : (error as Error))?.message;
         throw new RepomanError(
@@ -487,7 +502,7 @@ export function createBytesService(deps: {
       });
     },
   });
-  return { ...service, algorithmsFor, checkQuota, maxImageSize: policy.maxImageSize };
+  return { ...service, algorithmsFor, checkQuota, quotaRoom, maxImageSize: policy.maxImageSize };
 }
 
 export type BytesService = ReturnType<typeof createBytesService>;

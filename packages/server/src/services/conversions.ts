@@ -35,7 +35,7 @@ import {
   type VariantRow,
 } from '../db/jobs-dal.ts';
 import { findUserById } from '../db/users-dal.ts';
-import { findVersion, type VersionRow } from '../db/versions-dal.ts';
+import { findVersion, lockImage, type VersionRow } from '../db/versions-dal.ts';
 import {
   CONVERTIBLE,
   ConversionError,
@@ -178,6 +178,8 @@ export function createConversionService(deps: {
         });
       }
       const target = join(dir, `converted.${job.format}`);
+      // What qemu-img may write: the size limit, or what is left of the owner's quota if that is less.
+      const room = Math.min(policy.maxImageSize, await bytes.quotaRoom(image.owner_id));
       await convert({
         qemuImg: settings.qemuImg,
         source,
@@ -186,7 +188,7 @@ export function createConversionService(deps: {
         format: job.format as VariantFormat,
         compress: Boolean(job.compressed),
         cwd: dir,
-        limits: settings.limits,
+        limits: { ...settings.limits, outputBytes: room },
         onProgress: (fraction) => {
           progress = CONVERT_SHARE * fraction;
         },
@@ -211,6 +213,9 @@ export function createConversionService(deps: {
       upload = null;
       try {
         const replaced = await db.transaction().execute(async (trx) => {
+          // Under the image's lock, as pruning and deletion take it: they see this variant, or it sees
+          // that the version is gone.
+          await lockImage(trx, job.image_id);
           const current = await findVersion(trx, job.image_id, job.version);
           if (!current)
             throw new RepomanError('version_not_found', `Version ${job.version} is no longer kept`);
@@ -227,7 +232,9 @@ export function createConversionService(deps: {
             created: nowIso(),
           });
           await bytes.checkQuota(image.owner_id, 0, trx);
-          await finishJob(trx, job.id, lease, { state: 'succeeded', finished: nowIso() });
+          // Cancelled meanwhile, or taken back by another server: the variant is not recorded.
+          if (!(await finishJob(trx, job.id, lease, { state: 'succeeded', finished: nowIso() })))
+            throw new ConversionError('The job was cancelled');
           return old;
         });
         if (replaced) await deleteBlobsQuietly(store, [replaced]);
@@ -317,7 +324,12 @@ export function createConversionService(deps: {
         throw new RepomanError('invalid_field', 'compress applies to qcow2 only', { field: 'compress' });
       if (!version.disk_format || !CONVERTIBLE.has(version.disk_format)) throw unsupported(version, ref);
       const sourceDriver = version.disk_format === 'iso' ? 'raw' : version.disk_format;
-      if (sourceDriver === body.format && !compress)
+      if (sourceDriver === body.format && compress)
+        throw new RepomanError(
+          'conversion_unsupported',
+          `Version ${wanted} of ${ref.owner}/${ref.name} is qcow2 already; compress it before uploading (qemu-img convert -c)`,
+        );
+      if (sourceDriver === body.format)
         throw new RepomanError(
           'conversion_not_needed',
           `Version ${wanted} of ${ref.owner}/${ref.name} is ${version.disk_format} already; download it as it is`,
@@ -408,6 +420,11 @@ export function createConversionService(deps: {
       const { row, target } = await find(actor, ref, canModifyImage);
       if (!canModifyImage(actor, target))
         throw new RepomanError('forbidden', `You may not change ${ref.owner}/${ref.name}`);
+      if (row.read_only)
+        throw new RepomanError(
+          'image_read_only',
+          `${ref.owner}/${ref.name} is read-only; clear read_only to remove its variants`,
+        );
       const wanted = versionNumber ?? row.version;
       const version = await findVersion(db, row.id, wanted);
       const key = version ? await deleteVariant(db, version.id, format) : undefined;
@@ -430,7 +447,10 @@ export function createConversionService(deps: {
     async start(options: { alone: boolean; onError: (error: unknown, message: string) => void }) {
       onError = options.onError;
       await mkdir(settings.tempDir, { recursive: true, mode: 0o700 });
-      const names = await readdir(settings.tempDir).catch(() => [] as string[]);
+      // Only the directories jobs make (job-*): the directory may be shared with anything else.
+      const names = (await readdir(settings.tempDir).catch(() => [] as string[])).filter((n) =>
+        n.startsWith('job-'),
+      );
       for (const name of names) {
         const path = join(settings.tempDir, name);
         const info = await stat(path).catch(() => null);

@@ -170,20 +170,22 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         'Name the namespace (/api/images/raw/{user}/{image}) or present a certificate',
       );
     }
-    if (request.query.version !== undefined && !request.actor) {
+    const ref = refOf(request);
+    const opened = await services.bytes.openDownload(request.actor, ref, request.query.version);
+    const { image } = opened;
+    if (!request.actor && opened.version.version !== image.version) {
       // Older versions may predate the image's publication, or have been replaced for a reason.
       throw new RepomanError(
         'certificate_required',
         'Older versions need a certificate; the current one is public',
       );
     }
-    const ref = refOf(request);
-    const opened = await services.bytes.openDownload(request.actor, ref, request.query.version);
-    const { image } = opened;
     // A variant is served like a version of its own; asking for the format the version is in serves it.
     const format = request.query.format;
     const version: Served =
-      format === undefined || format === opened.version.disk_format
+      format === undefined ||
+      format === opened.version.disk_format ||
+      (format === 'raw' && opened.version.disk_format === 'iso') // an ISO is read as raw
         ? opened.version
         : {
             ...(await services.conversions.variant(opened.version, format, ref)),
