@@ -28,9 +28,26 @@ export type ClientAuthTlsOptions = {
   requestCert: true;
   rejectUnauthorized: false;
   minVersion: 'TLSv1.2';
+  ciphers: string;
   secureOptions: number;
   ca: string[];
 };
+
+/**
+ * TLS 1.3's suites (all AEAD with forward secrecy), then for TLS 1.2 only ECDHE with AES-GCM or
+ * ChaCha20-Poly1305, for ECDSA and RSA host keys: no static RSA key exchange, no CBC.
+ */
+export const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 /** https options to merge into the server's: ask for a certificate, never let OpenSSL refuse it, keep the chain. */
 export function tlsServerOptionsForClientAuth(trustedCaPems: string[]): ClientAuthTlsOptions {
@@ -39,6 +56,7 @@ export function tlsServerOptionsForClientAuth(trustedCaPems: string[]): ClientAu
     // required: OpenSSL in Node rejects every proxy; the chain is verified in 'secureConnection' instead
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
+    ciphers: CIPHERS,
     // resumed sessions lose the chain; renegotiation could swap the certificate after it was verified
     secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION,
     // only fills the CertificateRequest's list of acceptable CAs

@@ -22,7 +22,11 @@ export type BadKind =
   | 'untrusted'
   | 'revoked'
   | 'non-proxy-signed-by-eec'
-  | 'proxy-signed-by-ca';
+  | 'proxy-signed-by-ca'
+  | 'truncated'
+  | 'too-long'
+  | 'ca-as-client'
+  | 'server-only';
 
 export interface TestPki {
   ca: { certPem: string };
@@ -108,6 +112,23 @@ export async function makeTestPki(): Promise<TestPki> {
         case 'proxy-signed-by-ca':
           // a proxy's issuer must be an end-entity certificate or another proxy, never a CA
           return asClient(createProxy(ca, { type: 'rfc3820' }));
+        case 'truncated':
+          // a proxy presented without the certificate that signed it
+          return asClient({ ...createProxy(bob, { type: 'rfc3820' }), chain: [] });
+        case 'too-long': {
+          // twelve proxies deep: more than trust.max_proxy_depth (10)
+          let proxy = bob;
+          for (let i = 0; i < 12; i++) proxy = createProxy(proxy, { type: 'rfc3820' });
+          return asClient(proxy);
+        }
+        case 'ca-as-client':
+          return asClient(ca);
+        case 'server-only':
+          return asClient(
+            createUserCertificate(ca, '/C=CA/O=Grid/OU=repoman.test/CN=Sam Server', {
+              issue: { extKeyUsage: ['serverAuth'] },
+            }),
+          );
         case 'non-proxy-signed-by-eec': {
           // bob's certificate signing an ordinary certificate that claims the admin's name
           const fake = createUserCertificate(bob, userCredential('admin').cert.subject.oneline);
