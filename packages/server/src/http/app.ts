@@ -60,6 +60,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.decorateRequest('actor', null);
+  app.decorateRequest('authRefusal', null);
   app.addHook('onRequest', async (request) => authenticate(request, options.services.identity));
   // JSON and form bodies are read only after authentication (onRequest) has accepted the caller.
   // Routes that stream the body themselves say yes later, after their own checks (routes/raw.ts).

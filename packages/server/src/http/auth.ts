@@ -15,6 +15,11 @@ export type AuthMode = 'user' | 'optional';
 declare module 'fastify' {
   interface FastifyRequest {
     actor: Actor | null;
+    /**
+     * On routes open to everyone: why a presented certificate was not taken (unknown, suspended, invalid).
+     * Told to the caller when what they asked for is not public, rather than a bare 404.
+     */
+    authRefusal: RepomanError | null;
   }
   interface FastifyContextConfig {
     auth?: AuthMode;
@@ -34,6 +39,7 @@ export function isTls(request: FastifyRequest): boolean {
 export async function authenticate(request: FastifyRequest, identity: IdentityService): Promise<void> {
   const mode: AuthMode = request.routeOptions.config.auth ?? 'user';
   request.actor = null;
+  request.authRefusal = null;
   if (!isTls(request)) {
     if (request.routeOptions.config.plainHttp) return; // public image downloads: the only thing plain HTTP serves
     throw new RepomanError(
@@ -48,7 +54,10 @@ export async function authenticate(request: FastifyRequest, identity: IdentitySe
     const refused =
       error instanceof RepomanError &&
       (error.status === 401 || error.code === 'unknown_certificate' || error.code === 'user_suspended');
-    if (mode === 'optional' && refused) return;
+    if (mode === 'optional' && refused) {
+      if (error.code !== 'certificate_required') request.authRefusal = error;
+      return;
+    }
     throw error;
   }
 }

@@ -3,7 +3,14 @@
  * user's private image always looks exactly like a missing one.
  */
 import { RepomanError } from '@repoman/core';
-import { type Actor, canReadImage, canSeeImageShares, type ImageTarget } from '../authz.ts';
+import {
+  type Actor,
+  canDeleteImage,
+  canModifyImage,
+  canReadImage,
+  canSeeImageShares,
+  type ImageTarget,
+} from '../authz.ts';
 import type { Db } from '../db/connect.ts';
 import type { ImageRow, ImageShareRows, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
@@ -60,7 +67,11 @@ export function createImageAccess(db: Db) {
     const row = await images.findImage(db, ref.owner, ref.name);
     if (!row) throw notFound(ref);
     const target = await targetOf(row);
-    const allowed = canReadImage(actor, target) || (actor !== null && may?.(actor, target) === true);
+    // Whoever may change or delete an image sees it on every route (then a 403 says what they may not do).
+    const allowed =
+      canReadImage(actor, target) ||
+      (actor !== null &&
+        (canModifyImage(actor, target) || canDeleteImage(actor, target) || may?.(actor, target) === true));
     if (!allowed) throw notFound(ref);
     const view: ImageView = { row, expired: isExpired(row) };
     if (actor && canSeeImageShares(actor, target)) view.shares = shareNames(target.shares);

@@ -155,7 +155,18 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
             },
           },
         },
-        handler: async (request, reply) => download(request, reply),
+        handler: async (request, reply) => {
+          try {
+            return await download(request, reply);
+          } catch (error) {
+            // Not public, and the caller's certificate was refused: say why, rather than "not found".
+            const hidden =
+              error instanceof RepomanError &&
+              ['image_not_found', 'certificate_required'].includes(error.code);
+            if (hidden && request.authRefusal) throw request.authRefusal;
+            throw error;
+          }
+        },
       });
     }
   });
