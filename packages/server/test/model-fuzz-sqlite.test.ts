@@ -1,0 +1,3 @@
+import { modelFuzzSuite } from './model-fuzz-suite.ts';
+
+modelFuzzSuite('sqlite', Number(process.env.FUZZ_RUNS ?? 40));
