@@ -23,6 +23,7 @@ const ROLES = [
   'reader',
   'member',
   'owner',
+  'limited',
   'admin',
   ...PERMISSIONS,
 ] as const;
@@ -37,6 +38,7 @@ const TITLES: Record<Role, string> = {
   reader: 'shrd',
   member: 'grp',
   owner: 'ownr',
+  limited: 'lim',
   admin: 'admn',
   user_create: 'uc',
   user_modify: 'um',
@@ -64,6 +66,7 @@ const userOf = (role: Role) =>
     reader: 'rita',
     member: 'mia',
     owner: 'bob',
+    limited: 'bob',
     admin: 'admin',
   })[role as string] ?? `p-${role.replaceAll('_', '-')}`;
 
@@ -85,77 +88,78 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 // biome-ignore format: the table is read by people, column by column
 const MATRIX: [Cell, string][] = [
-  //                                                                                                                                                               ano unk sus usr shr grp own adm uc  um  ud  ums gc  gm  gd  gmm gmp ic  im  id  img idg
-  [{ route: 'GET /api/whoami' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/users' },                                                                                                                                   '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/users', body: { user_name: 'new-{r}', client_dn: '/O=Grid/CN=New {r}' } },                                                                 '401 403 403 403 403 403 403 201 201 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/users/bob' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'PATCH /api/users/victim-{r}', body: { full_name: 'Changed' } },                                                                                      '401 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'PATCH /api/users/{me}', body: { full_name: 'Myself' } },                                                                                             '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'DELETE /api/users/gone-{r}' },                                                                                                                       '401 403 403 403 403 403 403 204 403 403 204 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'POST /api/users/victim-{r}', body: { email: 'victim-{r}@example.org' } },                                                                            '401 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/users/bob/images' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/users/bob/groups' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/users/bob/shared' },                                                                                                                        '401 403 403 403 403 403 200 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/groups' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/groups', body: { name: 'ng-{r}' } },                                                                                                       '401 403 403 403 403 403 403 201 403 403 403 403 201 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/groups/team' },                                                                                                                             '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'PATCH /api/groups/vg-{r}', body: { name: 'vr-{r}' } },                                                                                               '401 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403'],
-  [{ route: 'POST /api/groups/vgr-{r}', body: { name: 'vs-{r}' } },                                                                                               '401 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403'],
-  [{ route: 'DELETE /api/groups/vgd-{r}' },                                                                                                                       '401 403 403 403 403 403 403 204 403 403 403 403 403 403 204 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/groups/team/shared' },                                                                                                                      '401 403 403 403 403 403 200 200 403 403 403 403 403 403 403 403 403 403 403 403 200 200'],
-  [{ route: 'GET /api/groups/team/users' },                                                                                                                       '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/groups/team/permissions' },                                                                                                                 '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/groups/vgm-{r}/users/victim-{r}' },                                                                                                        '401 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
-  [{ route: 'DELETE /api/groups/vgm-{r}/users/bob' },                                                                                                             '401 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
-  [{ route: 'POST /api/groups/vgp-{r}/permissions/image_delete' },                                                                                                '401 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'DELETE /api/groups/vgp-{r}/permissions/image_create' },                                                                                              '401 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 200 403 403 403 403 403'],
-  [{ route: 'GET /api/images' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/images', body: { name: 'new-{r}.img' }, label: 'in one’s own namespace' },                                                                 '401 403 403 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201'],
-  [{ route: 'POST /api/images', body: { name: 'for-bob-{r}.img', owner: 'bob' }, label: 'in bob’s namespace' },                                                   '401 403 403 403 403 403 201 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/images/bob/vm.img' },                                                                                                                       '401 403 403 404 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'PATCH /api/images/bob/vm-{r}.img', body: { description: 'changed' } },                                                                               '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img', body: { os_type: 'linux' } },                                                                                      '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'PATCH /api/images/bob/give-{r}.img', body: { owner: 'ursula' }, label: 'give it away' },                                                             '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'DELETE /api/images/bob/del-{r}.img' },                                                                                                               '401 403 403 404 403 403 204 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204'],
-  [{ route: 'GET /api/images/bob/vm.img/versions' },                                                                                                              '401 403 403 404 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/rollback', body: { version: 1 } },                                                                                   '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/share/user/ursula' },                                                                                                '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/user/rita' },                                                                                                '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/share/group/team' },                                                                                                 '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/group/readers' },                                                                                            '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/conversions', body: { format: 'qcow2' } },                                                                           '401 403 403 404 403 403 202 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403'],
-  [{ route: 'DELETE /api/images/bob/vm.img/variants/qcow2' },                                                                                                     '401 403 403 404 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 403 404 403'],
-  [{ route: 'GET /api/images/own.img' },                                                                                                                          '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PATCH /api/images/own.img', body: { description: 'own' } },                                                                                          '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img', body: { os_arch: 'x86_64' } },                                                                                            '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/nothing.img' },                                                                                                                   '401 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/images/own.img/versions' },                                                                                                                 '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/rollback', body: { version: 1 } },                                                                                          '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/share/user/ursula' },                                                                                                       '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/own.img/share/user/rita' },                                                                                                       '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/share/group/team' },                                                                                                        '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/own.img/share/group/readers' },                                                                                                   '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/conversions', body: { format: 'vmdk' } },                                                                                   '401 403 403 404 404 404 202 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/own.img/variants/vmdk' },                                                                                                         '401 403 403 404 404 404 204 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/jobs' },                                                                                                                                    '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/jobs/{job}' },                                                                                                                              '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
-  [{ route: 'DELETE /api/jobs/{job}' },                                                                                                                           '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
-  [{ route: 'GET /api/images/raw/bob/vm.img' },                                                                                                                   '404 403 403 404 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'HEAD /api/images/raw/bob/vm.img' },                                                                                                                  '404 403 403 404 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'PUT /api/images/raw/bob/vm-{r}.img', raw: Buffer.from('new bytes') },                                                                                '401 403 403 404 403 403 200 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'GET /api/images/raw/own.img' },                                                                                                                      '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'HEAD /api/images/raw/own.img' },                                                                                                                     '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PUT /api/images/raw/own.img', raw: Buffer.from('new bytes') },                                                                                       '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/images/raw/bob/pub.img' },                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/images/raw/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/images/raw/bob/vm.img', http: true, label: 'plain HTTP' },                                                                                  '404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/uploads', headers: (r) => ({ ...TUS, 'upload-length': '1', 'upload-metadata': `image ${b64(`vm-${r}.img`)},owner ${b64('bob')}` }) },      '401 403 403 404 403 403 201 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403'],
-  [{ route: 'HEAD /api/uploads/{upload}', headers: TUS },                                                                                                         '401 403 403 404 404 404 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PATCH /api/uploads/{upload}', raw: Buffer.from('x'), headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } }, '401 403 403 404 404 404 204 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/uploads/{upload2}', headers: TUS },                                                                                                      '401 403 403 404 404 404 204 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/health' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/openapi.json' },                                                                                                                            '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  //                                                                                                                                                               ano unk sus usr shr grp own lim adm uc  um  ud  ums gc  gm  gd  gmm gmp ic  im  id  img idg
+  [{ route: 'GET /api/whoami' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/users' },                                                                                                                                   '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/users', body: { user_name: 'new-{r}', client_dn: '/O=Grid/CN=New {r}' } },                                                                 '401 403 403 403 403 403 403 403 201 201 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/users/bob' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'PATCH /api/users/victim-{r}', body: { full_name: 'Changed' } },                                                                                      '401 403 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'PATCH /api/users/{me}', body: { full_name: 'Myself' } },                                                                                             '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'DELETE /api/users/gone-{r}' },                                                                                                                       '401 403 403 403 403 403 403 403 204 403 403 204 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'POST /api/users/victim-{r}', body: { email: 'victim-{r}@example.org' } },                                                                            '401 403 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/users/bob/images' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/users/bob/groups' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/users/bob/shared' },                                                                                                                        '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/groups', body: { name: 'ng-{r}' } },                                                                                                       '401 403 403 403 403 403 403 403 201 403 403 403 403 201 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups/team' },                                                                                                                             '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'PATCH /api/groups/vg-{r}', body: { name: 'vr-{r}' } },                                                                                               '401 403 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403'],
+  [{ route: 'POST /api/groups/vgr-{r}', body: { name: 'vs-{r}' } },                                                                                               '401 403 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/groups/vgd-{r}' },                                                                                                                       '401 403 403 403 403 403 403 403 204 403 403 403 403 403 403 204 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups/team/shared' },                                                                                                                      '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 200 200'],
+  [{ route: 'GET /api/groups/team/users' },                                                                                                                       '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/groups/team/permissions' },                                                                                                                 '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/groups/vgm-{r}/users/victim-{r}' },                                                                                                        '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/groups/vgm-{r}/users/bob' },                                                                                                             '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
+  [{ route: 'POST /api/groups/vgp-{r}/permissions/image_delete' },                                                                                                '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/groups/vgp-{r}/permissions/image_create' },                                                                                              '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 200 403 403 403 403 403'],
+  [{ route: 'GET /api/images' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/images', body: { name: 'new-{r}.img' }, label: 'in one’s own namespace' },                                                                 '401 403 403 201 201 201 201 403 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201'],
+  [{ route: 'POST /api/images', body: { name: 'for-bob-{r}.img', owner: 'bob' }, label: 'in bob’s namespace' },                                                   '401 403 403 403 403 403 201 403 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/images/bob/vm.img' },                                                                                                                       '401 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
+  [{ route: 'PATCH /api/images/bob/vm-{r}.img', body: { description: 'changed' } },                                                                               '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img', body: { os_type: 'linux' } },                                                                                      '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
+  [{ route: 'PATCH /api/images/bob/give-{r}.img', body: { owner: 'ursula' }, label: 'give it away' },                                                             '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'DELETE /api/images/bob/del-{r}.img' },                                                                                                               '401 403 403 404 403 403 204 403 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204'],
+  [{ route: 'GET /api/images/bob/vm.img/versions' },                                                                                                              '401 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/rollback', body: { version: 1 } },                                                                                   '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/share/user/ursula' },                                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/user/rita' },                                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/share/group/team' },                                                                                                 '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/group/readers' },                                                                                            '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/conversions', body: { format: 'qcow2' } },                                                                           '401 403 403 404 403 403 202 403 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403'],
+  [{ route: 'DELETE /api/images/bob/vm.img/variants/qcow2' },                                                                                                     '401 403 403 404 403 403 404 403 404 404 404 404 404 404 404 404 404 404 404 404 403 404 403'],
+  [{ route: 'GET /api/images/own.img' },                                                                                                                          '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PATCH /api/images/own.img', body: { description: 'own' } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img', body: { os_arch: 'x86_64' } },                                                                                            '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/nothing.img' },                                                                                                                   '401 403 403 404 404 404 404 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/images/own.img/versions' },                                                                                                                 '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/rollback', body: { version: 1 } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/share/user/ursula' },                                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/own.img/share/user/rita' },                                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/share/group/team' },                                                                                                        '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/own.img/share/group/readers' },                                                                                                   '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/conversions', body: { format: 'vmdk' } },                                                                                   '401 403 403 404 404 404 202 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/own.img/variants/vmdk' },                                                                                                         '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/jobs' },                                                                                                                                    '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/jobs/{job}' },                                                                                                                              '401 403 403 404 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
+  [{ route: 'DELETE /api/jobs/{job}' },                                                                                                                           '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
+  [{ route: 'GET /api/images/raw/bob/vm.img' },                                                                                                                   '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200'],
+  [{ route: 'HEAD /api/images/raw/bob/vm.img' },                                                                                                                  '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200'],
+  [{ route: 'PUT /api/images/raw/bob/vm-{r}.img', raw: Buffer.from('new bytes') },                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
+  [{ route: 'GET /api/images/raw/own.img' },                                                                                                                      '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'HEAD /api/images/raw/own.img' },                                                                                                                     '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PUT /api/images/raw/own.img', raw: Buffer.from('new bytes') },                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/images/raw/bob/nothing.img', label: 'no such image' },                                                                                      '404 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/images/raw/bob/pub.img' },                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images/raw/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images/raw/bob/vm.img', http: true, label: 'plain HTTP' },                                                                                  '404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/uploads', headers: (r) => ({ ...TUS, 'upload-length': '1', 'upload-metadata': `image ${b64(`vm-${r}.img`)},owner ${b64('bob')}` }) },      '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403'],
+  [{ route: 'HEAD /api/uploads/{upload}', headers: TUS },                                                                                                         '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PATCH /api/uploads/{upload}', raw: Buffer.from('x'), headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } }, '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/uploads/{upload2}', headers: TUS },                                                                                                      '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/health' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/openapi.json' },                                                                                                                            '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
 ];
 
 describe('the authorization matrix', () => {
@@ -186,7 +190,14 @@ describe('the authorization matrix', () => {
     pki = await makeTestPki();
     server = await startServerFor(pki, 'sqlite');
     for (const role of ROLES)
-      credentials.set(role, role === 'anonymous' ? null : pki.credential(userOf(role)));
+      credentials.set(
+        role,
+        role === 'anonymous'
+          ? null
+          : role === 'limited'
+            ? pki.proxy('bob', 'limited')
+            : pki.credential(userOf(role)),
+      );
     const must = async (pending: ReturnType<typeof call>) => {
       const response = await pending;
       assert.ok(response.status < 300, response.text);
@@ -195,7 +206,7 @@ describe('the authorization matrix', () => {
     // Accounts: every role but anonymous and unknown has one; each permission holder is alone in a group
     // that grants just that permission.
     for (const role of ROLES) {
-      if (['anonymous', 'unknown', 'admin'].includes(role)) continue;
+      if (['anonymous', 'unknown', 'admin', 'limited'].includes(role)) continue;
       await must(admin('POST', '/api/users', { user_name: userOf(role), client_dn: pki.dn(userOf(role)) }));
       if ((PERMISSIONS as readonly string[]).includes(role)) {
         await must(
@@ -258,7 +269,7 @@ describe('the authorization matrix', () => {
           admin('POST', '/api/groups', { name: group, users: ['bob'], permissions: ['image_create'] }),
         );
       // Members change only in groups one belongs to: the role's own user is in this one.
-      const own = ['anonymous', 'unknown', 'admin', 'owner'].includes(role) ? [] : [userOf(role)];
+      const own = ['anonymous', 'unknown', 'admin', 'owner', 'limited'].includes(role) ? [] : [userOf(role)];
       await must(
         admin('POST', '/api/groups', {
           name: `vgm-${r}`,

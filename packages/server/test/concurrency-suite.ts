@@ -136,6 +136,7 @@ export function concurrencySuite(engine: Engine) {
         headers: { 'x-padding': 'x'.repeat(64 * 1024) },
       });
       assert.equal(big.status, 431);
+      assert.equal(big.json?.error?.code, 'headers_too_large', big.text);
       const body = await bob.post('/api/images', {
         name: 'big.img',
         description: 'x'.repeat(2 * 1024 * 1024),

@@ -5,11 +5,17 @@
  * reason, and none of them reaches anything.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
+import { promisify } from 'node:util';
 import { clientFor, expectError } from './helpers/http.ts';
 import { type BadKind, makeTestPki, type TestPki } from './helpers/pki.ts';
-import { startServerFor, type TestServer } from './helpers/server.ts';
+import { startServerFor, startTestServer, type TestServer } from './helpers/server.ts';
+
+const run = promisify(execFile);
 
 /** Tries a handshake with these options; resolves with what was negotiated, or the error. */
 function handshake(server: TestServer, pki: TestPki, options: tls.ConnectionOptions) {
@@ -32,33 +38,66 @@ function handshake(server: TestServer, pki: TestPki, options: tls.ConnectionOpti
   );
 }
 
+/** Offers suites with the system's openssl, which still has some that the server's TLS library lacks. */
+async function opensslOffers(server: TestServer, pki: TestPki, dir: string, cipher: string) {
+  await writeFile(join(dir, 'ca.pem'), pki.ca.certPem);
+  const args = ['s_client', '-connect', `127.0.0.1:${server.httpsPort}`, '-tls1_2'];
+  args.push('-cipher', `${cipher}:@SECLEVEL=0`, '-CAfile', join(dir, 'ca.pem'));
+  const result = await run('sh', ['-c', 'exec openssl "$@" < /dev/null', 'sh', ...args], {
+    timeout: 10_000,
+  }).then(
+    (r) => ({ code: 0, out: r.stdout + r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({
+      code: e.code,
+      out: `${e.stdout}${e.stderr}`,
+    }),
+  );
+  return result;
+}
+
 describe('hostile TLS and certificates', () => {
   let pki: TestPki;
   let server: TestServer;
+  let rsa: TestServer;
 
   before(async () => {
     pki = await makeTestPki();
     server = await startServerFor(pki, 'sqlite');
+    // The same server with an RSA host key, whose suites differ (static RSA key exchange is possible there).
+    const host = pki.hostRsa();
+    rsa = await startTestServer({
+      engine: 'sqlite',
+      caPems: [pki.ca.certPem],
+      hostCertPem: host.certPem,
+      hostKeyPem: host.keyPem,
+      admins: [{ name: 'admin', dn: pki.dn('admin') }],
+    });
     await clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin')).post('/api/users', {
       user_name: 'bob',
       client_dn: pki.dn('bob'),
     });
   });
-  after(async () => server?.stop());
+  after(async () => {
+    await server?.stop();
+    await rsa?.stop();
+  });
 
-  it('speaks TLS 1.2 and 1.3 with forward-secret AEAD suites', async () => {
-    const v13 = await handshake(server, pki, {});
-    assert.deepEqual('protocol' in v13 && v13.protocol, 'TLSv1.3');
-    // The test host certificate has an ECDSA key; RSA host certificates get the ECDHE-RSA forms of these.
-    for (const cipher of [
-      'ECDHE-ECDSA-AES128-GCM-SHA256',
-      'ECDHE-ECDSA-AES256-GCM-SHA384',
-      'ECDHE-ECDSA-CHACHA20-POLY1305',
-    ]) {
-      const v12 = await handshake(server, pki, { maxVersion: 'TLSv1.2', ciphers: cipher });
-      assert.ok('protocol' in v12, `${cipher}: ${'error' in v12 ? v12.error.message : ''}`);
-      assert.equal(v12.protocol, 'TLSv1.2');
-      assert.equal(v12.cipher, cipher);
+  it('speaks TLS 1.2 and 1.3 with forward-secret AEAD suites, for ECDSA and RSA host keys', async () => {
+    for (const [host, suites] of [
+      [
+        server,
+        ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305'],
+      ],
+      [rsa, ['ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305']],
+    ] as const) {
+      const v13 = await handshake(host, pki, {});
+      assert.deepEqual('protocol' in v13 && v13.protocol, 'TLSv1.3');
+      for (const cipher of suites) {
+        const v12 = await handshake(host, pki, { maxVersion: 'TLSv1.2', ciphers: cipher });
+        assert.ok('protocol' in v12, `${cipher}: ${'error' in v12 ? v12.error.message : ''}`);
+        assert.equal(v12.protocol, 'TLSv1.2');
+        assert.equal(v12.cipher, cipher);
+      }
     }
   });
 
@@ -79,19 +118,19 @@ describe('hostile TLS and certificates', () => {
     }
   });
 
-  it('refuses weak suites: no forward secrecy, CBC; and knows none without encryption or authentication', async () => {
-    for (const cipher of [
-      'AES128-SHA',
-      'AES256-GCM-SHA384',
-      'ECDHE-ECDSA-AES128-SHA',
-      'ECDHE-ECDSA-AES256-SHA384',
-      'ECDHE-ECDSA-AES128-SHA256',
-    ]) {
+  it('refuses weak suites: static RSA key exchange, CBC, no encryption, no authentication', async () => {
+    for (const [host, cipher] of [
+      [rsa, 'AES128-SHA'],
+      [rsa, 'AES256-GCM-SHA384'],
+      [rsa, 'AES128-GCM-SHA256'],
+      [rsa, 'ECDHE-RSA-AES128-SHA'],
+      [rsa, 'ECDHE-RSA-AES256-SHA384'],
+      [server, 'ECDHE-ECDSA-AES128-SHA'],
+      [server, 'ECDHE-ECDSA-AES256-SHA384'],
+      [server, 'ECDHE-ECDSA-AES128-SHA256'],
+    ] as const) {
       assert.ok(tls.getCiphers().includes(cipher.toLowerCase()), `this client can offer ${cipher}`);
-      const result = await handshake(server, pki, {
-        maxVersion: 'TLSv1.2',
-        ciphers: `${cipher}:@SECLEVEL=0`,
-      });
+      const result = await handshake(host, pki, { maxVersion: 'TLSv1.2', ciphers: `${cipher}:@SECLEVEL=0` });
       assert.ok('error' in result, `${cipher} was accepted`);
       assert.match(
         `${result.error.code} ${result.error.message}`,
@@ -99,17 +138,19 @@ describe('hostile TLS and certificates', () => {
         cipher,
       );
     }
-    // Null, anonymous, export, RC4 and 3DES suites are not even built into the TLS library the server uses.
-    for (const cipher of [
-      'null-sha256',
-      'ecdhe-ecdsa-null-sha',
-      'adh-aes128-gcm-sha256',
-      'aecdh-aes128-sha',
-      'des-cbc3-sha',
-      'rc4-sha',
-      'exp-rc4-md5',
-    ])
-      assert.ok(!tls.getCiphers().includes(cipher), cipher);
+    // Null and anonymous suites, offered by the system's openssl (Node's own cannot offer them).
+    const dir = rsa.dir;
+    for (const [host, cipher] of [
+      [rsa, 'NULL-SHA256'],
+      [rsa, 'ADH-AES128-GCM-SHA256'],
+      [server, 'AECDH-AES128-SHA'],
+      [server, 'ECDHE-ECDSA-NULL-SHA'],
+    ] as const) {
+      const result = await opensslOffers(host, pki, dir, cipher);
+      assert.notEqual(result.code, 0, `${cipher} was accepted: ${result.out}`);
+      assert.match(result.out, /handshake failure|alert number 40|no cipher/i, cipher);
+      assert.doesNotMatch(result.out, /Cipher is (?!\(NONE\))/, cipher);
+    }
   });
 
   const bad: [BadKind, RegExp][] = [

@@ -49,8 +49,13 @@ describe('slow and abusive clients', () => {
     const socket = await connect();
     socket.write('GET /api/whoami HTTP/1.1\r\nHost: localhost\r\nX-Slow: a');
     const trickle = setInterval(() => socket.write('a'), 200); // a byte now and then, never the end
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+    });
     try {
       assert.ok(await closedWithin(socket, 15_000), 'the server closed the connection');
+      assert.match(answer, /^HTTP\/1\.1 408 [\s\S]*"code":"request_timeout"/, 'told why, in our JSON');
     } finally {
       clearInterval(trickle);
     }

@@ -112,6 +112,15 @@ export function badUrlHandler(error: FastifyError, _request: FastifyRequest, rep
  */
 export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // Only for what the parser refused, and only if no response has started on this connection (a garbage
+  // request pipelined behind a download must not write into the image's bytes): otherwise, just close.
+  const parsing = error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const responding = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    ?.headersSent;
+  if (!parsing || responding) {
+    socket.destroy();
+    return;
+  }
   const coded =
     error.code === 'HPE_HEADER_OVERFLOW'
       ? new RepomanError('headers_too_large')
@@ -147,32 +156,53 @@ const JSON_TYPES = (value: unknown): string[] =>
 export function checkJsonBody(request: FastifyRequest): void {
   const body = request.body;
   const json = /^application\/json\b/i.test(request.headers['content-type'] ?? '');
-  const schema = request.routeOptions.schema?.body as
-    | { properties?: Record<string, { type?: string | string[] }> }
-    | undefined;
-  if (json && body !== null && typeof body === 'object' && !Array.isArray(body) && schema?.properties) {
-    for (const [field, value] of Object.entries(body)) {
-      const declared = schema.properties[field]?.type;
-      if (declared === undefined) continue; // unknown fields are the schema's to refuse
-      const types = Array.isArray(declared) ? declared : [declared];
-      if (!JSON_TYPES(value).some((t) => types.includes(t)))
-        throw new RepomanError(
-          'invalid_field',
-          `Invalid field '${field}': must be ${types.join(' or ')}, not ${JSON_TYPES(value)[0]}`,
-          { field },
-        );
-    }
-  }
+  const schema = request.routeOptions.schema?.body as TypeSchema | undefined;
+  if (json && schema) checkTypes(body, schema, '');
   for (const [where, source] of [
     ['field', body],
     ['query parameter', request.query],
     ['path segment', request.params],
   ] as const) {
     if (source === null || typeof source !== 'object') continue;
-    for (const [field, value] of Object.entries(source)) {
-      const texts = Array.isArray(value) ? value : [value];
-      if (texts.some((t) => typeof t === 'string' && t.includes('\u0000')))
+    for (const [field, value] of Object.entries(source))
+      if (holdsNul(value))
         throw new RepomanError('invalid_field', `The ${where} '${field}' holds a NUL character`, { field });
-    }
   }
+}
+
+interface TypeSchema {
+  type?: string | string[];
+  properties?: Record<string, TypeSchema>;
+  items?: TypeSchema;
+}
+
+/** The JSON value's types against the schema's, all the way down. */
+function checkTypes(value: unknown, schema: TypeSchema, field: string): void {
+  const declared = schema.type;
+  if (declared !== undefined) {
+    const types = Array.isArray(declared) ? declared : [declared];
+    const actual = JSON_TYPES(value);
+    // A comma list in one string is documented for name lists ("a,b"): the schema makes it an array.
+    const commaList = types.includes('array') && typeof value === 'string' && schema.items?.type === 'string';
+    if (!commaList && !actual.some((t) => types.includes(t)))
+      throw new RepomanError(
+        'invalid_field',
+        `Invalid field '${field || 'body'}': must be ${types.join(' or ')}, not ${actual[0]}`,
+        { field: field || 'body' },
+      );
+  }
+  if (Array.isArray(value) && schema.items) {
+    for (const [i, item] of value.entries()) checkTypes(item, schema.items, `${field}[${i}]`);
+  } else if (value !== null && typeof value === 'object' && schema.properties)
+    for (const [key, item] of Object.entries(value)) {
+      const inner = schema.properties[key];
+      if (inner) checkTypes(item, inner, field ? `${field}.${key}` : key); // unknown fields: the schema's to refuse
+    }
+}
+
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(holdsNul);
+  return false;
 }

@@ -8,7 +8,7 @@ import { Duplex, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { RepomanError } from '@repoman/core';
-import { type Actor, canModifyImage } from '../authz.ts';
+import { type Actor, canModifyImage, canReadImage } from '../authz.ts';
 import {
   type DigestAlgorithm,
   type Digests,
@@ -443,7 +443,14 @@ export function createBytesService(deps: {
       ref: ImageRef,
       version?: number,
     ): Promise<{ image: ImageWithOwner; version: VersionRow }> {
-      const { row, view } = await find(actor, ref);
+      const { row, view, target } = await find(actor, ref);
+      // Holders of image_modify or image_delete see images their permission reaches, but reading the bytes
+      // is for those the image is shared with (and its owner, admins, everyone if it is public).
+      if (!canReadImage(actor, target))
+        throw new RepomanError(
+          'forbidden',
+          `${ref.owner}/${ref.name} is not shared with you: you may see it and change it, not download it`,
+        );
       if (view.expired)
         throw new RepomanError('image_expired', `${ref.owner}/${ref.name} expired on ${row.expires}`);
       if (row.version === 0)

@@ -47,7 +47,12 @@ export function parseMetadata(value: string | undefined): Map<string, string> {
     if (!match) throw new RepomanError('bad_request', `Upload-Metadata: cannot parse '${member.trim()}'`);
     const key = match[1] as string;
     if (pairs.has(key)) throw new RepomanError('bad_request', `Upload-Metadata names '${key}' twice`);
-    pairs.set(key, Buffer.from(match[2] ?? '', 'base64').toString('utf8'));
+    const value = Buffer.from(match[2] ?? '', 'base64').toString('utf8');
+    if (value.includes('\u0000'))
+      throw new RepomanError('invalid_field', `Upload-Metadata '${key}' holds a NUL character`, {
+        field: key,
+      });
+    pairs.set(key, value);
   }
   return pairs;
 }

@@ -31,6 +31,8 @@ export type BadKind =
 export interface TestPki {
   ca: { certPem: string };
   host: { certPem: string; keyPem: string };
+  /** The same host with an RSA key (the test host's key is ECDSA), made when first asked for. */
+  hostRsa(): { certPem: string; keyPem: string };
   crlPem: string;
   dn(user: string): string;
   dnRfc2253(user: string): string;
@@ -65,6 +67,10 @@ export async function makeTestPki(): Promise<TestPki> {
   return {
     ca: { certPem: chainPem(ca) },
     host: { certPem: chainPem(host), keyPem: keyPem(host) },
+    hostRsa() {
+      const rsa = createServerCertificate(ca, ['localhost', '127.0.0.1'], { keyKind: 'rsa' });
+      return { certPem: chainPem(rsa), keyPem: keyPem(rsa) };
+    },
     crlPem: crl.pem,
     dn: (user) => userCredential(user).cert.subject.oneline,
     dnRfc2253: (user) => formatRfc2253(userCredential(user).cert.subject.rdns),

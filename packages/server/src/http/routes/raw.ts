@@ -182,9 +182,16 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       );
     }
     const ref = refOf(request);
-    const opened = await services.bytes.openDownload(request.actor, ref, request.query.version);
+    // Without a certificate only the current version is served: an older one is not even looked up, so
+    // nobody learns which versions are kept.
+    const anonymous = !request.actor;
+    const opened = await services.bytes.openDownload(
+      request.actor,
+      ref,
+      anonymous ? undefined : request.query.version,
+    );
     const { image } = opened;
-    if (!request.actor && opened.version.version !== image.version) {
+    if (anonymous && request.query.version !== undefined && request.query.version !== image.version) {
       // Older versions may predate the image's publication, or have been replaced for a reason.
       throw new RepomanError(
         'certificate_required',
