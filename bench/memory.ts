@@ -3,7 +3,7 @@
  * receiving (WebDAV PUT) and serving the same file over HTTPS on loopback, with curl as the client of both.
  * Reports idle and peak RSS (sampled from /proc every 50 ms), throughput, and the ratios Repoman/nginx.
  *
- *   npm run bench -- [--size-mib N] [--quick]      (default 1024 MiB; --quick: 64 MiB)
+ *   node bench/memory.ts [--size-mib N] [--quick | --smoke]   (default 1024 MiB; --quick: 64; --smoke: 8)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,9 +21,9 @@ import {
 } from './lib.ts';
 
 const { values } = parseArgs({
-  options: { 'size-mib': { type: 'string' }, quick: { type: 'boolean' } },
+  options: { 'size-mib': { type: 'string' }, quick: { type: 'boolean' }, smoke: { type: 'boolean' } },
 });
-const sizeMib = values.quick ? 64 : Number(values['size-mib'] ?? 1024);
+const sizeMib = Number(values['size-mib'] ?? (values.smoke ? 8 : values.quick ? 64 : 1024));
 
 interface Figures {
   idle: number;

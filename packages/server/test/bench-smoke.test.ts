@@ -1,6 +1,6 @@
 /**
- * The benchmark's smoke mode: the throughput benchmark with tiny files and one client runs Repoman (the
- * build) beside nginx, and prints and writes its table and charts. Figures are not checked: speed is the
+ * The benchmarks' smoke mode (`npm run bench -- --smoke`): every benchmark, with tiny files and few clients,
+ * runs Repoman (the build) beside nginx and prints and writes its tables, charts and the targets. Figures are not checked: speed is the
  * benchmark's business (npm run bench), never a test's.
  */
 import assert from 'node:assert/strict';
@@ -21,17 +21,19 @@ describe('npm run bench, smoke mode', () => {
     if (out) await rm(out, { recursive: true, force: true });
   });
 
-  it('measures every mode against Repoman and nginx, and writes the table, the figures and the charts', async () => {
+  it('runs every benchmark against Repoman and nginx, and writes the tables, the figures, the charts and the targets', async () => {
     assert.ok(
       existsSync(join(root, 'packages/server/dist/main.js')),
       'the benchmark runs the build: npm run build (npm install does it)',
     );
     out = await mkdtemp(join(tmpdir(), 'repoman-bench-smoke-'));
-    const { stdout } = await run(
-      process.execPath,
-      [join(root, 'bench/throughput.ts'), '--smoke', '--clients', '1', '--size-mib', '1', '--out', out],
-      { timeout: 180_000, maxBuffer: 16 * 1024 * 1024 },
-    );
+    const { stdout } = await run(process.execPath, [join(root, 'bench/run.ts'), '--smoke', '--out', out], {
+      timeout: 300_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    // Memory: one upload and one download beside nginx.
+    assert.match(stdout, /^\| RSS peak, upload \| \d+ MB \| \d+ MB \| [\d.]+ \|$/m);
+    // Throughput: every mode, for the smoke's client counts.
     for (const mode of [
       'download, HTTP',
       'download, HTTPS \\(default suite\\)',
@@ -45,9 +47,23 @@ describe('npm run bench, smoke mode', () => {
         mode,
       );
     const results = JSON.parse(await readFile(join(out, 'throughput.json'), 'utf8'));
-    assert.equal(results.steps.length, 10, 'five modes, one client, two servers');
+    assert.equal(results.steps.length, 20, 'five modes, one and two clients, two servers');
     for (const step of results.steps) assert.ok(step.rate > 0 && step.rss > 0, JSON.stringify(step));
     assert.match(await readFile(join(out, 'throughput-http-download.svg'), 'utf8'), /<polyline /);
     assert.ok(existsSync(join(out, 'throughput-http-download.png')), 'the PNG chart (rsvg-convert)');
+    // Many clients at once: every one complete, with the right SHA-256.
+    assert.match(stdout, /^\| complete, right SHA-256 \| (\d+) of \1 \| (\d+) of \2 \| \|$/m);
+    // Metadata under load, on both engines, without errors.
+    for (const engine of ['sqlite', 'postgres'])
+      for (const request of ['whoami', 'show image', 'list images'])
+        assert.match(
+          stdout,
+          new RegExp(
+            `^\\| ${engine} \\| ${request}[^|]* \\| \\d+ \\| [\\d.]+ ms \\| [\\d.]+ ms \\| 0 \\|$`,
+            'm',
+          ),
+        );
+    // And the targets, each met or not (figures from tiny files on a busy machine mean nothing here).
+    assert.match(stdout, /^\| metadata p99 < 50 ms \| worst [\d.]+ ms .*\| (yes|no) \|$/m);
   });
 });

@@ -1,0 +1,82 @@
+/**
+ * The targets the benchmarks are held to, each reported as met or not with its figure, from the results
+ * the benchmarks wrote (a target whose benchmark did not run is skipped).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+interface Target {
+  name: string;
+  figure: string;
+  met: boolean;
+}
+
+const load = async <T>(dir: string, file: string): Promise<T | null> =>
+  JSON.parse(await readFile(join(dir, file), 'utf8').catch(() => 'null')) as T | null;
+
+export async function targets(dir: string): Promise<Target[]> {
+  const found: Target[] = [];
+  const throughput = await load<{ steps: { mode: string; clients: number; server: string; rate: number }[] }>(
+    dir,
+    'throughput.json',
+  );
+  if (throughput) {
+    /** The worst ratio Repoman/nginx over the client counts, and at how many clients. */
+    const worst = (mode: string) => {
+      const ratios = throughput.steps
+        .filter((s) => s.mode === mode && s.server === 'repoman')
+        .map((ours) => {
+          const theirs = throughput.steps.find(
+            (s) => s.mode === mode && s.server === 'nginx' && s.clients === ours.clients,
+          );
+          return { clients: ours.clients, ratio: theirs ? ours.rate / theirs.rate : 0 };
+        });
+      return ratios.reduce((a, b) => (b.ratio < a.ratio ? b : a));
+    };
+    for (const [name, mode, bound] of [
+      ['HTTP download ≥ 0.8 of nginx', 'http-download', 0.8],
+      ['HTTPS download ≥ 0.9 of nginx, same suite (AES-128-GCM)', 'https-download-aes128gcm', 0.9],
+      ['upload with every digest ≥ 0.8 of nginx PUT to disk', 'https-upload-all-digests', 0.8],
+      ['upload with SHA-256 ≥ 0.8 of nginx PUT to disk', 'https-upload-sha256', 0.8],
+    ] as const) {
+      const w = worst(mode);
+      found.push({
+        name,
+        figure: `worst ${w.ratio.toFixed(2)} (at ${w.clients} clients)`,
+        met: w.ratio >= bound,
+      });
+    }
+  }
+  const scale = await load<{ clients: number; results: { server: string; complete: number; rss: number }[] }>(
+    dir,
+    'scale.json',
+  );
+  const ours = scale?.results.find((r) => r.server === 'repoman');
+  if (scale && ours)
+    found.push({
+      name: `${scale.clients} clients: every one finishes, peak RSS < 300 MB`,
+      figure: `${ours.complete} of ${scale.clients} finished, ${(ours.rss / 1e6).toFixed(0)} MB`,
+      met: ours.complete === scale.clients && ours.rss < 300e6,
+    });
+  const metadata = await load<{ results: { engine: string; request: string; p99: number }[] }>(
+    dir,
+    'metadata.json',
+  );
+  if (metadata) {
+    const worst = metadata.results.reduce((a, b) => (b.p99 > a.p99 ? b : a));
+    found.push({
+      name: 'metadata p99 < 50 ms',
+      figure: `worst ${worst.p99.toFixed(1)} ms (${worst.request}, ${worst.engine})`,
+      met: worst.p99 < 50,
+    });
+  }
+  return found;
+}
+
+export function targetTable(found: Target[]): string {
+  return [
+    '| target | figure | met |',
+    '| --- | --- | --- |',
+    ...found.map((t) => `| ${t.name} | ${t.figure} | ${t.met ? 'yes' : 'no'} |`),
+  ].join('\n');
+}
