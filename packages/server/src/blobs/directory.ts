@@ -35,6 +35,11 @@ import {
 
 /** Large buffers: a 1 MiB chunk nearly doubles TLS download throughput over the default 64 KiB. */
 export const IO_CHUNK = 1024 * 1024;
+/**
+ * A download's two buffers: 256 KiB each reads as fast as 1 MiB from a file, and keeps 150 simultaneous
+ * downloads at 75 MB of buffers rather than 300.
+ */
+const DOWNLOAD_CHUNK = 256 * 1024;
 
 const KEY = /^[0-9a-f]{32}$/;
 
@@ -171,11 +176,11 @@ function written(destination: Writable, chunk: Buffer): Promise<void> {
  * other is being written, and a buffer is reused only once its write has completed.
  */
 async function copyThroughTwoBuffers(handle: FileHandle, start: number, end: number, destination: Writable) {
-  const buffers = [Buffer.allocUnsafeSlow(IO_CHUNK), Buffer.allocUnsafeSlow(IO_CHUNK)];
+  const buffers = [Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK), Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK)];
   let inFlight: Promise<void> = Promise.resolve();
   for (let position = start, turn = 0; position < end; turn ^= 1) {
     const buffer = buffers[turn] as Buffer;
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(IO_CHUNK, end - position), position);
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(DOWNLOAD_CHUNK, end - position), position);
     if (bytesRead === 0) throw new Error('the blob is shorter than expected');
     await inFlight; // the other buffer's write: once done, that buffer is free for the next read
     inFlight = written(destination, buffer.subarray(0, bytesRead));

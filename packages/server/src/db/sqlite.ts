@@ -37,10 +37,29 @@ export function openSqlite(path: string): DatabaseSync {
   return database;
 }
 
+/** Statements kept prepared, by their SQL (Kysely builds the same text for the same query shape). */
+const STATEMENT_CACHE = 256;
+
 export function nodeSqliteDialect(database: DatabaseSync): SqliteDialect {
+  // Preparing costs more than running most of our queries: keep the recent ones, least recently used out.
+  const cache = new Map<string, SqliteStatement>();
   const adapted: SqliteDatabase = {
-    close: () => database.close(),
-    prepare: (sql) => adaptStatement(database.prepare(sql)),
+    close: () => {
+      cache.clear();
+      database.close();
+    },
+    prepare: (sql) => {
+      const cached = cache.get(sql);
+      if (cached) {
+        cache.delete(sql);
+        cache.set(sql, cached);
+        return cached;
+      }
+      const statement = adaptStatement(database.prepare(sql));
+      cache.set(sql, statement);
+      if (cache.size > STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
+      return statement;
+    },
   };
   return new SqliteDialect({ database: adapted });
 }
