@@ -21,18 +21,18 @@ import type { RouteDeps } from './deps.ts';
 const imageResponse = { 200: { $ref: 'Image#' } };
 const str = { type: 'string' } as const;
 
-interface RefParams {
+export interface RefParams {
   user?: string;
   image: string;
 }
 
 /** Both URL forms of one route: explicit namespace and the caller's own. */
-const FORMS = [
+export const FORMS = [
   { prefix: '/api/images/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
   { prefix: '/api/images/:image', params: { image: str }, required: ['image'] },
 ] as const;
 
-function refOf(request: FastifyRequest<{ Params: RefParams }>): ImageRef {
+export function refOf(request: FastifyRequest<{ Params: RefParams }>): ImageRef {
   return { owner: request.params.user ?? requireActor(request).name, name: request.params.image };
 }
 

@@ -4,27 +4,13 @@
  * `DELETE …/variants/{format}` removes one. Variants download from the image's bytes URL with `?format=`.
  */
 import { type ConversionBody, conversionBody, jobSchema, VARIANT_FORMATS } from '@repoman/core';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ImageRef } from '../../services/image-access.ts';
+import type { FastifyInstance } from 'fastify';
 import { requireActor } from '../auth.ts';
 import { jobJson, variantJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
+import { FORMS, type RefParams, refOf } from './images.ts';
 
 const str = { type: 'string' } as const;
-
-interface RefParams {
-  user?: string;
-  image: string;
-}
-
-const FORMS = [
-  { prefix: '/api/images/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
-  { prefix: '/api/images/:image', params: { image: str }, required: ['image'] },
-] as const;
-
-function refOf(request: FastifyRequest<{ Params: RefParams }>): ImageRef {
-  return { owner: request.params.user ?? requireActor(request).name, name: request.params.image };
-}
 
 export function jobRoutes(app: FastifyInstance, deps: RouteDeps) {
   const { services, urls } = deps;
