@@ -20,6 +20,8 @@ export interface ServerConfig {
   dataDir: string;
   databaseUrl: string;
   databaseSchema: string | undefined;
+  /** Where image bytes go: a directory (the default), or nowhere (`discard`, for measuring the data path). */
+  blobStore: 'directory' | 'discard';
   blobDir: string;
   publicUrl: string | undefined;
   publicHttpUrl: string | undefined;
@@ -72,6 +74,7 @@ type Kind =
   | 'bool'
   | 'url'
   | 'crlMode'
+  | 'blobStore'
   | 'logLevel'
   | 'formats'
   | 'features';
@@ -87,6 +90,7 @@ const KEYS: Key[] = [
   ['data_dir', 'path'],
   ['database_url', 'string'],
   ['database_schema', 'string'],
+  ['blob_store', 'blobStore'],
   ['blob_dir', 'path'],
   ['public_url', 'url'],
   ['public_http_url', 'url'],
@@ -169,6 +173,8 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
       return text === 'off' || text === 'if-present' || text === 'require'
         ? text
         : fail('off, if-present or require');
+    case 'blobStore':
+      return text === 'directory' || text === 'discard' ? text : fail('directory or discard');
     case 'logLevel':
       return typeof text === 'string' && LOG_LEVELS.includes(text) ? text : fail(LOG_LEVELS.join(', '));
     case 'formats': {
@@ -317,6 +323,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       env.REPOMAN_DATABASE_URL ? cwd : fileDir,
     ),
     databaseSchema: get<string | undefined>('database_schema', undefined),
+    blobStore: get('blob_store', 'directory'),
     blobDir: get('blob_dir', resolve(dataDir, 'blobs')),
     publicUrl: get<string | undefined>('public_url', undefined),
     publicHttpUrl: get<string | undefined>('public_http_url', undefined),
@@ -364,7 +371,14 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       tempDir: get('conversions.temp_dir', resolve(dataDir, 'conversions')),
     },
     admins,
-    warnings: unknownVariables(env),
+    warnings: [
+      ...unknownVariables(env),
+      ...(get<string>('blob_store', 'directory') === 'discard'
+        ? [
+            'blob_store = "discard": uploads are received and thrown away, and nothing can be downloaded (for benchmarks only)',
+          ]
+        : []),
+    ],
     configFile: file ? resolve(cwd, file) : undefined,
   };
 }

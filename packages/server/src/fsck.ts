@@ -5,8 +5,8 @@
  * are dropped (an image whose served version broke falls back to its newest intact one).
  */
 import { createHash } from 'node:crypto';
-import type { DirectoryStore } from './blobs/directory.ts';
 import { STALE_UPLOAD_MS } from './blobs/directory.ts';
+import type { BlobStore } from './blobs/store.ts';
 import type { Db } from './db/connect.ts';
 import { allVariants, deleteVariant } from './db/jobs-dal.ts';
 import { pendingUploadKeys } from './db/uploads-dal.ts';
@@ -41,13 +41,13 @@ export interface FsckOptions {
   staleUploadMs?: number;
 }
 
-async function sha256Of(store: DirectoryStore, key: string): Promise<string> {
+async function sha256Of(store: BlobStore, key: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of await store.read(key)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
-export async function fsck(db: Db, store: DirectoryStore, options: FsckOptions = {}): Promise<FsckReport> {
+export async function fsck(db: Db, store: BlobStore, options: FsckOptions = {}): Promise<FsckReport> {
   const problems: Problem[] = [];
   const versions = await allVersions(db);
   const variants = await allVariants(db);

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDirectoryStore } from './blobs/directory.ts';
+import { openBlobStore } from './blobs/open.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { openDatabase, redactUrl } from './db/connect.ts';
 import { formatReport, fsck } from './fsck.ts';
@@ -118,7 +118,7 @@ async function runFsck(
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
   });
   try {
-    const report = await fsck(database.db, createDirectoryStore(config.blobDir), {
+    const report = await fsck(database.db, openBlobStore(config), {
       verify: Boolean(flags.verify),
       repair: Boolean(flags.repair),
     });

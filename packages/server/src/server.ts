@@ -8,8 +8,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { createDirectoryStore, STALE_UPLOAD_MS } from './blobs/directory.ts';
+import { STALE_UPLOAD_MS } from './blobs/directory.ts';
 import { HashingPool } from './blobs/hashing.ts';
+import { openBlobStore } from './blobs/open.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
@@ -134,7 +135,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       server.on('checkContinue', requestHandler);
       return server;
     };
-    const store = createDirectoryStore(config.blobDir);
+    const store = openBlobStore(config);
     const policy = {
       maxImageSize: config.uploads.maxImageSize,
       keepVersions: config.uploads.keepVersions,

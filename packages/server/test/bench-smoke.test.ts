@@ -40,6 +40,8 @@ describe('npm run bench, smoke mode', () => {
       'download, HTTPS \\(AES-128-GCM forced\\)',
       'upload to disk, HTTPS, SHA-256 only',
       'upload to disk, HTTPS, SHA-256 \\+ MD5 \\+ SHA-512',
+      'upload, discarded, HTTPS, SHA-256 only',
+      'upload, discarded, HTTPS, SHA-256 \\+ MD5 \\+ SHA-512',
     ])
       assert.match(
         stdout,
@@ -47,8 +49,21 @@ describe('npm run bench, smoke mode', () => {
         mode,
       );
     const results = JSON.parse(await readFile(join(out, 'throughput.json'), 'utf8'));
-    assert.equal(results.steps.length, 20, 'five modes, one and two clients, two servers');
-    for (const step of results.steps) assert.ok(step.rate > 0 && step.rss > 0, JSON.stringify(step));
+    assert.equal(results.steps.length, 28, 'seven modes, one and two clients, two servers');
+    for (const step of results.steps) {
+      assert.ok(step.rate > 0 && step.rss > 0, JSON.stringify(step));
+      // Uploads to disk say how long the bytes took to reach the disk after the step (nginx's do not wait).
+      assert.equal(
+        typeof step.syncSeconds === 'number',
+        /^https-upload-(sha256|all)/.test(step.mode),
+        step.mode,
+      );
+    }
+    assert.match(
+      stdout,
+      /^\| upload to disk, HTTPS, SHA-256 only \| 1 \| \d+ MB\/s \| \d+ MB\/s \| \d+ MB\/s \| [\d.]+ \| [\d.]+ \|$/m,
+      'the table of uploads until their bytes are on disk',
+    );
     assert.match(await readFile(join(out, 'throughput-http-download.svg'), 'utf8'), /<polyline /);
     assert.ok(existsSync(join(out, 'throughput-http-download.png')), 'the PNG chart (rsvg-convert)');
     // Many clients at once: every one complete, with the right SHA-256.
@@ -65,5 +80,13 @@ describe('npm run bench, smoke mode', () => {
         );
     // And the targets, each met or not (figures from tiny files on a busy machine mean nothing here).
     assert.match(stdout, /^\| metadata p99 < 50 ms \| worst [\d.]+ ms .*\| (yes|no) \|$/m);
+    for (const target of [
+      'upload to disk with SHA-256 ≥ 0.8 of nginx PUT, both with the bytes on disk',
+      'upload, discarded, with every digest ≥ 0.8 of nginx reading and dropping the body',
+    ])
+      assert.match(
+        stdout,
+        new RegExp(`^\\| ${target} \\| worst [\\d.]+ \\(at \\d+ clients\\) \\| (yes|no) \\|$`, 'm'),
+      );
   });
 });

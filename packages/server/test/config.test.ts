@@ -82,6 +82,13 @@ dn = "/C=CA/O=Grid/CN=Alice"
       /https\.port \(REPOMAN_HTTPS_PORT\) must be a port/,
     );
     assert.throws(() => loadConfig({ env: { REPOMAN_TRUST_CRL_MODE: 'maybe' }, cwd: dir }), ConfigError);
+    assert.throws(
+      () => loadConfig({ env: { REPOMAN_BLOB_STORE: 'tape' }, cwd: dir }),
+      /blob_store \(REPOMAN_BLOB_STORE\) must be directory or discard/,
+    );
+    const discarding = loadConfig({ env: { REPOMAN_BLOB_STORE: 'discard' }, cwd: dir });
+    assert.equal(discarding.blobStore, 'discard');
+    assert.match(discarding.warnings.join('\n'), /thrown away/, 'said at start-up');
     const file = join(dir, 'typo.toml');
     await writeFile(file, '[https]\nprot = 443\n');
     assert.throws(() => loadConfig({ file, env: {}, cwd: dir }), /unknown setting 'https\.prot'/);

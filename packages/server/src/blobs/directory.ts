@@ -190,12 +190,7 @@ async function copyThroughTwoBuffers(handle: FileHandle, start: number, end: num
   await inFlight;
 }
 
-export type DirectoryStore = BlobStore & {
-  removeStaleUploads(olderThanMs?: number, keep?: ReadonlySet<string>): Promise<string[]>;
-  listUploads(): Promise<{ name: string; key: string; ageMs: number }[]>;
-};
-
-export function createDirectoryStore(root: string): DirectoryStore {
+export function createDirectoryStore(root: string): BlobStore {
   const dirRoot = root;
   const blobPath = (key: string) => {
     if (!KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);

@@ -56,6 +56,13 @@ export interface BlobStore {
   localPath?(key: string): string;
   /** Every committed blob's key (for fsck: orphans are keys no version names). */
   list(): AsyncIterable<string>;
+  /** Uploads in progress or left behind: a name to show, the upload's key and its age in milliseconds. */
+  listUploads(): Promise<{ name: string; key: string; ageMs: number }[]>;
+  /**
+   * Removes uploads nobody has written to for `olderThanMs` (a crash or a killed process left them), except
+   * those named in `keep` (resumable uploads waiting for their next request); returns their names.
+   */
+  removeStaleUploads(olderThanMs?: number, keep?: ReadonlySet<string>): Promise<string[]>;
 }
 
 export class BlobNotFoundError extends Error {

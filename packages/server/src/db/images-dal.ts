@@ -151,7 +151,8 @@ export interface ImageQuery {
 }
 
 export async function listImages(db: Q, query: ImageQuery) {
-  const sharedWith = (userId: number) => (eb: ExpressionBuilder<Database, 'images' | 'users'>) =>
+  type Eb = ExpressionBuilder<Database, 'images'>;
+  const sharedWith = (eb: Eb, userId: number) =>
     eb.or([
       eb.exists(
         eb
@@ -170,43 +171,55 @@ export async function listImages(db: Q, query: ImageQuery) {
       ),
     ]);
 
-  let base = selectImages(db);
-  const visible = query.visibleTo;
-  if (visible) {
-    base = base.where((eb) =>
-      eb.or([
-        eb('images.owner_id', '=', visible.userId),
-        eb('images.unauthenticated_access', '=', true),
-        sharedWith(visible.userId)(eb),
-      ]),
-    );
-  }
-  if (query.ownerId !== undefined) base = base.where('images.owner_id', '=', query.ownerId);
-  if (query.sharedWith !== undefined) base = base.where(sharedWith(query.sharedWith));
-  const group = query.sharedWithGroup;
-  if (group !== undefined) {
-    base = base.where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom('image_group_shares as gs')
-          .select('gs.image_id')
-          .whereRef('gs.image_id', '=', 'images.id')
-          .where('gs.group_id', '=', group),
-      ),
-    );
-  }
-  if (query.public !== undefined) base = base.where('images.unauthenticated_access', '=', query.public);
-  if (query.namePrefix) {
-    const prefix = query.namePrefix;
-    base = base.where(
-      sql<SqlBool>`substr(images.name, 1, ${prefix.length}) = ${prefix}` as Expression<SqlBool>,
-    );
-  }
-  for (const field of ['os_variant', 'os_type', 'os_arch', 'hypervisor'] as const) {
-    const value = query[field];
-    if (value !== undefined) base = base.where(`images.${field}`, '=', value);
-  }
-  if (query.disk_format !== undefined) base = base.where('current.disk_format', '=', query.disk_format);
+  // Every condition is on the images table (or a subquery of it), so the total is counted from that table
+  // alone, without the joins the page needs for owner names and current versions.
+  const conditions = (eb: Eb): Expression<SqlBool> => {
+    const all: Expression<SqlBool>[] = [];
+    const visible = query.visibleTo;
+    if (visible)
+      all.push(
+        eb.or([
+          eb('images.owner_id', '=', visible.userId),
+          eb('images.unauthenticated_access', '=', true),
+          sharedWith(eb, visible.userId),
+        ]),
+      );
+    if (query.ownerId !== undefined) all.push(eb('images.owner_id', '=', query.ownerId));
+    if (query.sharedWith !== undefined) all.push(sharedWith(eb, query.sharedWith));
+    const group = query.sharedWithGroup;
+    if (group !== undefined)
+      all.push(
+        eb.exists(
+          eb
+            .selectFrom('image_group_shares as gs')
+            .select('gs.image_id')
+            .whereRef('gs.image_id', '=', 'images.id')
+            .where('gs.group_id', '=', group),
+        ),
+      );
+    if (query.public !== undefined) all.push(eb('images.unauthenticated_access', '=', query.public));
+    if (query.namePrefix) {
+      const prefix = query.namePrefix;
+      all.push(sql<SqlBool>`substr(images.name, 1, ${prefix.length}) = ${prefix}` as Expression<SqlBool>);
+    }
+    for (const field of ['os_variant', 'os_type', 'os_arch', 'hypervisor'] as const) {
+      const value = query[field];
+      if (value !== undefined) all.push(eb(`images.${field}`, '=', value));
+    }
+    const format = query.disk_format;
+    if (format !== undefined)
+      all.push(
+        eb.exists(
+          eb
+            .selectFrom('image_versions as v')
+            .select('v.image_id')
+            .whereRef('v.image_id', '=', 'images.id')
+            .whereRef('v.version', '=', 'images.version')
+            .where('v.disk_format', '=', format),
+        ),
+      );
+    return eb.and(all);
+  };
 
   const sortColumn = {
     name: 'images.name',
@@ -215,15 +228,17 @@ export async function listImages(db: Q, query: ImageQuery) {
     modified: 'images.modified',
   } as const;
   // A total order: the chosen column, then owner and name (unique together), so pages never overlap.
-  const rows = await base
+  const rows = await selectImages(db)
+    .where(conditions)
     .orderBy(sortColumn[query.sort], query.order)
     .orderBy('users.name', query.order)
     .orderBy('images.name', query.order)
     .limit(query.limit)
     .offset(query.offset)
     .execute();
-  const count = await base
-    .clearSelect()
+  const count = await db
+    .selectFrom('images')
+    .where(conditions)
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .executeTakeFirstOrThrow();
   return { rows, total: Number(count.n) };

@@ -5,9 +5,9 @@
 import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import { groupSchema, imageSchema, userSchema } from '@repoman/core';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Services } from '../services/index.ts';
-import { authenticate } from './auth.ts';
+import { authenticate, READ_METHODS } from './auth.ts';
 import { acceptBody } from './continue.ts';
 import { badUrlHandler, checkJsonBody, clientErrorHandler, errorHandler, notFoundHandler } from './errors.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
@@ -67,6 +67,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preParsing', async (request, reply) => {
     if (!request.routeOptions.config.streamsBody && !request.is404) acceptBody(request, reply);
   });
+  // Who someone is (user, groups, permissions) is remembered briefly (services/identity.ts). A request that may
+  // have changed it makes the server forget, before its answer leaves, so the caller's next request sees it.
+  const forget = async (request: FastifyRequest) => {
+    if (!READ_METHODS.has(request.method)) await options.services.identity.forget();
+  };
+  app.addHook('onSend', forget);
+  app.addHook('onRequestAbort', forget);
   // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
   // rather than let Node read and discard gigabytes to keep it alive.
   app.addHook('onSend', async (request, reply) => {

@@ -30,7 +30,7 @@ declare module 'fastify' {
   }
 }
 
-const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+export const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export function isTls(request: FastifyRequest): boolean {
   return Boolean((request.raw.socket as TLSSocket).encrypted);

@@ -10,32 +10,72 @@ export interface CertificateIdentity {
   limited: boolean;
 }
 
-export function createIdentityService(deps: { db: Db }) {
+/**
+ * How long who a certificate's DN is (the user, their groups and permissions) is remembered. Every request
+ * that may change anything forgets it all (`forget`), so on one server a change applies to the very next
+ * request; a change made through another server sharing the database applies here within this time.
+ */
+export const ACTOR_CACHE_MS = 2000;
+const ACTOR_CACHE_ENTRIES = 1000;
+
+type Account = Omit<Actor, 'limited'>;
+
+export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
   const { db } = deps;
+  const cacheMs = deps.cacheMs ?? ACTOR_CACHE_MS;
+  /** By DN: the account, or why there is none, and until when that holds. */
+  const cache = new Map<string, { outcome: Account | RepomanError; until: number }>();
+  /** Bumped by `forget`: a lookup that began before it does not store what it read. */
+  let generation = 0;
+
+  async function accountOf(dn: string): Promise<Account> {
+    const user = await findUserByDn(db, dn);
+    if (!user) {
+      throw new RepomanError(
+        'unknown_certificate',
+        `No Repoman user has the certificate DN ${dn}; send this DN to a Repoman administrator`,
+        { dn },
+      );
+    }
+    if (user.suspended) throw new RepomanError('user_suspended', `The account ${user.name} is suspended`);
+    const [groups, permissions] = await Promise.all([
+      groupsOfUsers(db, [user.id]),
+      permissionsOfUser(db, user.id),
+    ]);
+    const groupNames = new Set(groups.get(user.id) ?? []);
+    return {
+      id: user.id,
+      name: user.name,
+      isAdmin: groupNames.has(ADMINS_GROUP),
+      permissions: new Set(permissions.filter(isPermission) as Permission[]),
+      groups: groupNames,
+    };
+  }
+
   return guardService({
     async actorFor(identity: CertificateIdentity): Promise<Actor> {
-      const user = await findUserByDn(db, identity.dn);
-      if (!user) {
-        throw new RepomanError(
-          'unknown_certificate',
-          `No Repoman user has the certificate DN ${identity.dn}; send this DN to a Repoman administrator`,
-          { dn: identity.dn },
-        );
+      const now = Date.now();
+      let cached = cache.get(identity.dn);
+      if (!cached || cached.until <= now) {
+        const started = generation;
+        const outcome = await accountOf(identity.dn).catch((error: unknown) => {
+          if (error instanceof RepomanError) return error;
+          throw error; // the database failed: nothing to remember
+        });
+        cached = { outcome, until: now + cacheMs };
+        if (started === generation && cacheMs > 0) {
+          if (cache.size >= ACTOR_CACHE_ENTRIES) cache.clear();
+          cache.set(identity.dn, cached);
+        }
       }
-      if (user.suspended) throw new RepomanError('user_suspended', `The account ${user.name} is suspended`);
-      const [groups, permissions] = await Promise.all([
-        groupsOfUsers(db, [user.id]),
-        permissionsOfUser(db, user.id),
-      ]);
-      const groupNames = new Set(groups.get(user.id) ?? []);
-      return {
-        id: user.id,
-        name: user.name,
-        isAdmin: groupNames.has(ADMINS_GROUP),
-        permissions: new Set(permissions.filter(isPermission) as Permission[]),
-        groups: groupNames,
-        limited: identity.limited,
-      };
+      if (cached.outcome instanceof RepomanError) throw cached.outcome;
+      return { ...cached.outcome, limited: identity.limited };
+    },
+
+    /** Something may have changed who someone is: look everyone up again. */
+    async forget(): Promise<void> {
+      generation++;
+      cache.clear();
     },
   });
 }

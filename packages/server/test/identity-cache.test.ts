@@ -1,0 +1,55 @@
+/**
+ * Who a certificate's DN is, remembered briefly (services/identity.ts): a change made behind the server's back
+ * (another server sharing the database) applies once the memory lapses, and `forget` (which every request that
+ * may change anything calls) applies it at once.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type DatabaseHandle, openDatabase } from '../src/db/connect.ts';
+import { insertUser, updateUser } from '../src/db/users-dal.ts';
+import { createIdentityService } from '../src/services/identity.ts';
+
+const now = new Date().toISOString();
+const ann = {
+  name: 'ann',
+  dn: '/CN=Ann',
+  full_name: null,
+  email: null,
+  suspended: false,
+  created: now,
+  modified: now,
+};
+
+describe('the identity cache', () => {
+  let dir: string;
+  let database: DatabaseHandle;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-identity-'));
+    database = await openDatabase({ url: `sqlite:${join(dir, 'r.db')}` });
+  });
+  after(async () => {
+    await database.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('sees a change made elsewhere once its time lapses, and at once after forget', async () => {
+    const identity = createIdentityService({ db: database.db, cacheMs: 300 });
+    const who = { dn: ann.dn, limited: false };
+    await assert.rejects(identity.actorFor(who), { code: 'unknown_certificate' });
+    const row = await insertUser(database.db, ann);
+    // Remembered: still unknown until the memory lapses.
+    await assert.rejects(identity.actorFor(who), { code: 'unknown_certificate' });
+    await sleep(350);
+    assert.equal((await identity.actorFor(who)).name, 'ann');
+    assert.equal((await identity.actorFor({ ...who, limited: true })).limited, true);
+
+    await updateUser(database.db, row.id, { suspended: true });
+    assert.equal((await identity.actorFor(who)).name, 'ann', 'remembered for a moment');
+    await identity.forget();
+    await assert.rejects(identity.actorFor(who), { code: 'user_suspended' });
+  });
+});
