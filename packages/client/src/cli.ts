@@ -16,6 +16,8 @@ export interface OptionSpec {
   help: string;
   /** The value's name in help. */
   value?: string;
+  /** May be given several times (the values come as a list). */
+  multiple?: boolean;
 }
 
 export interface CommandSpec {
@@ -32,7 +34,7 @@ export interface CommandSpec {
 
 export interface Context {
   args: Record<string, string | string[] | undefined>;
-  options: Record<string, string | boolean | undefined>;
+  options: Record<string, string | string[] | boolean | undefined>;
   settings: Settings;
   json: boolean;
   /** The server, connected on first use. */
@@ -165,7 +167,11 @@ export async function main(argv: string[], commands: CommandSpec[], io: Io): Pro
     const own = Object.fromEntries(
       Object.entries(command.options ?? {}).map(([key, spec]) => [
         key,
-        { type: spec.type, ...(spec.short ? { short: spec.short } : {}) },
+        {
+          type: spec.type,
+          ...(spec.short ? { short: spec.short } : {}),
+          ...(spec.multiple ? { multiple: true } : {}),
+        },
       ]),
     );
     let parsed: ReturnType<typeof parseArgs>;
@@ -182,7 +188,7 @@ export async function main(argv: string[], commands: CommandSpec[], io: Io): Pro
         `${(error as Error).message.split('\n')[0]} (see 'repoman ${command.name} --help')`,
       );
     }
-    const options = parsed.values as Record<string, string | boolean | undefined>;
+    const options = parsed.values as Context['options'];
     if (options.help) {
       print(commandHelp(command));
       return 0;

@@ -1,11 +1,34 @@
 /** Every command: the original client's names, aliases and options, and what each asks the server. */
-import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import {
+  chownSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGzip } from 'node:zlib';
 import { path } from './api.ts';
 import type { CommandSpec, Context, OptionSpec } from './cli.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
 import { bytes, details, table, text } from './output.ts';
+import {
+  archOf,
+  hypervisorOf,
+  type Method,
+  osOf,
+  rootIsPartitioned,
+  StepError,
+  snapshot,
+} from './snapshot.ts';
 import { convertOnServer, download, upload } from './transfer.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
@@ -33,6 +56,18 @@ function bool(value: unknown, name: string): boolean | undefined {
 /** Drops undefined fields: only what the user gave is sent. */
 const given = (fields: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
+
+/** Runs a tool for a named step of save-image; its failure names the step. */
+async function runStep(step: string, file: string, args: string[]) {
+  await promisify(execFile)(file, args).catch((error: NodeJS.ErrnoException & { stderr?: string }) => {
+    throw new StepError(
+      step,
+      error.code === 'ENOENT'
+        ? `${file} is not installed`
+        : (error.stderr?.trim().split('\n').pop() ?? error.message),
+    );
+  });
+}
 
 const done = (context: Context, json: unknown, message: string) => {
   if (context.json) context.print(JSON.stringify(json, null, 2));
@@ -866,10 +901,210 @@ export const commands: CommandSpec[] = [
   {
     name: 'save-image',
     alias: 'si',
-    summary: 'snapshot this machine into an image and upload it (not available in this version)',
+    summary:
+      'snapshot this machine (or --root DIR) into a disk image and upload it as the image’s next version',
     args: ['image'],
-    async run() {
-      throw new ClientError('aborted', 'save-image is not available in this version of the client yet');
+    options: {
+      unauthenticated_access: imageFields.unauthenticated_access,
+      description: imageFields.description,
+      hypervisor: imageFields.hypervisor,
+      os_arch: imageFields.os_arch,
+      os_type: imageFields.os_type,
+      os_variant: imageFields.os_variant,
+      ...ownerOption,
+      ...forceOption,
+      root: { type: 'string', help: 'save this directory tree instead of / (a chroot)', value: 'DIR' },
+      exclude: {
+        type: 'string',
+        multiple: true,
+        help: 'leave out what matches (rsync pattern, from the root: /srv/cache/*); repeatable',
+        value: 'PATTERN',
+      },
+      resize: {
+        type: 'string',
+        help: 'the image’s size (default: that of the source filesystem)',
+        value: 'MIB',
+      },
+      format: { type: 'string', help: 'raw (default) or qcow2', value: 'FORMAT' },
+      partitioned: { type: 'boolean', help: 'an MBR disk with one partition (default when / is on one)' },
+      'filesystem-only': { type: 'boolean', help: 'a bare filesystem, no partition table' },
+      'keep-host-identity': {
+        type: 'boolean',
+        help: 'keep SSH host keys, machine-id and the like (clones would share them)',
+      },
+      method: {
+        type: 'string',
+        help: 'mount (loop-mount the image, as root), mkfs (mkfs.ext4 -d, no mount) or auto (default)',
+        value: 'METHOD',
+      },
+      clean: { type: 'boolean', help: 'start from an empty copy rather than update the last one' },
+      gzip: { type: 'boolean', short: 'z', help: 'upload it gzip-compressed' },
+      verbose: { type: 'boolean', short: 'v', help: 'show every file rsync copies' },
+      'dry-run': { type: 'boolean', short: 'n', help: 'say what would be done, and do nothing' },
+      ...retriesOption,
+    },
+    server: true,
+    async run(context) {
+      const started = performance.now();
+      const { options } = context;
+      const ref = imageRef(context);
+      if (!/^[a-zA-Z0-9_\-.]+$/.test(ref.name))
+        throw new ClientError('usage', `'${ref.name}' is not an image name: letters, digits, _ - and . only`);
+      if (options.gzip && !ref.name.endsWith('.gz')) {
+        ref.name = `${ref.name}.gz`;
+        context.note(`note: saving as ${ref.name} (gzip-compressed)`);
+      }
+      const format = str(options.format) ?? 'raw';
+      if (!['raw', 'qcow2'].includes(format))
+        throw new ClientError('usage', `--format takes raw or qcow2, not '${format}'`);
+      if (options.partitioned && options['filesystem-only'])
+        throw new ClientError('usage', '--partitioned and --filesystem-only do not go together');
+      const resize = str(options.resize);
+      if (resize !== undefined && !/^[1-9]\d*$/.test(resize))
+        throw new ClientError('usage', `--resize takes a size in MiB, not '${resize}'`);
+      const method = str(options.method) ?? 'auto';
+      if (!['auto', 'mount', 'mkfs'].includes(method))
+        throw new ClientError('usage', `--method takes auto, mount or mkfs, not '${method}'`);
+      const root = str(options.root) ?? '/';
+      if (root === '/' && process.getuid?.() !== 0)
+        throw new ClientError(
+          'usage',
+          'saving / needs root (files only root may read would be missing): use sudo, or --root DIR for a tree you can read',
+        );
+
+      // Metadata: what the tree says, overridden by what the user says.
+      const detected = {
+        ...(await osOf(root)),
+        os_arch: archOf(root),
+        ...(root === '/' ? given({ hypervisor: await hypervisorOf() }) : {}),
+      };
+      const fields = { ...detected, ...imageBody(options) };
+      const partitioned = options.partitioned
+        ? true
+        : options['filesystem-only']
+          ? false
+          : root === '/' && (await rootIsPartitioned());
+      const { settings } = context;
+      const excludes = [
+        ...`${settings.systemExcludes} ${settings.userExcludes}`.split(/\s+/).filter(Boolean),
+        ...((options.exclude as string[] | undefined) ?? []),
+      ];
+
+      const api = await context.api();
+      const existing = await api.get(imagePath(ref)).catch((error: unknown) => {
+        if (error instanceof ClientError && error.status === 404) return null;
+        throw error;
+      });
+      if (existing?.raw_file_uploaded && !options.force && !options['dry-run'])
+        await confirmOrForce(
+          context,
+          `${existing.owner}/${existing.name} already holds version ${existing.version}. Save over it (as a new version)?`,
+        );
+
+      const shot = await snapshot({
+        root,
+        workDir: settings.snapshotDir,
+        names: {
+          lock: settings.lockfile,
+          image: settings.snapshot,
+          mount: settings.mountpoint,
+          staging: `${settings.mountpoint}-tree`,
+        },
+        method: method as Method,
+        excludes,
+        size: resize === undefined ? undefined : Number(resize) * 1024 * 1024,
+        partitioned,
+        keepHostIdentity: Boolean(options['keep-host-identity']),
+        clean: Boolean(options.clean),
+        verbose: Boolean(options.verbose),
+        dryRun: Boolean(options['dry-run']),
+        note: context.note,
+      });
+      const target = `${existing?.owner ?? ref.owner ?? '(you)'}/${ref.name}`;
+      if (options['dry-run']) {
+        const plan = {
+          image: target,
+          exists: existing !== null,
+          method: shot.method,
+          size: shot.size,
+          format,
+          partitioned,
+          metadata: fields,
+        };
+        return context.print(
+          context.json
+            ? JSON.stringify(plan, null, 2)
+            : `[DRY RUN] would save ${root} to ${target} (${existing ? 'a new version' : 'a new image'}): ${shot.size} bytes, ${format}, ${partitioned ? 'partitioned' : 'filesystem only'}\n  metadata: ${JSON.stringify(fields)}`,
+        );
+      }
+      for (const warning of shot.warnings) context.note(`warning: ${warning}`);
+
+      // The file to upload: the raw image, or qcow2 made from it, gzip-compressed if asked.
+      let file = shot.file;
+      if (format === 'qcow2') {
+        const qcow2 = `${shot.file}.qcow2`;
+        await runStep('convert (qemu-img)', 'qemu-img', [
+          'convert',
+          '-f',
+          'raw',
+          '-O',
+          'qcow2',
+          shot.file,
+          qcow2,
+        ]);
+        file = qcow2;
+      }
+      if (options.gzip) {
+        context.note('compressing (gzip)…');
+        await pipeline(
+          createReadStream(file),
+          createGzip(),
+          createWriteStream(`${file}.gz`, { mode: 0o600 }),
+        );
+        file = `${file}.gz`;
+      }
+
+      // The slot: created if new (and removed again if the upload fails), updated once the bytes are in.
+      let created = false;
+      let image = existing;
+      if (!image) {
+        image = await api.post('/api/images', {
+          name: ref.name,
+          ...(ref.owner ? { owner: ref.owner } : {}),
+          ...fields,
+        });
+        created = true;
+      }
+      let result: Json;
+      try {
+        result = await upload(api, {
+          file,
+          owner: image.owner,
+          image: image.name,
+          home: userHome(),
+          retries: retries(context),
+          ...(options.gzip ? {} : { format }),
+          note: context.note,
+        });
+      } catch (error) {
+        if (created)
+          await api.request('DELETE', imagePath({ owner: image.owner, name: image.name })).catch(() => {});
+        throw error instanceof ClientError && error.kind !== 'usage'
+          ? new ClientError(error.kind, `upload failed: ${error.message}`, {
+              ...(error.code ? { code: error.code } : {}),
+              ...(error.status ? { status: error.status } : {}),
+            })
+          : error;
+      }
+      if (!created && Object.keys(fields).length > 0)
+        result = await api.post(imagePath({ owner: image.owner, name: image.name }), fields);
+      const seconds = (performance.now() - started) / 1000;
+      const synced = `${shot.synced.incremental ? 'synced' : 'copied'} ${shot.synced.files} files (${bytes(shot.synced.bytes)})`;
+      if (context.json)
+        return context.print(JSON.stringify({ image: result, snapshot: { ...shot, seconds } }, null, 2));
+      context.print(
+        `[OK] saved ${root} as ${result.owner}/${result.name} version ${result.version} in ${seconds.toFixed(1)} s: ${synced}; ${bytes(shot.size)} image${shot.bootable ? '' : ' (not bootable by itself)'}, sha256 ${result.digests?.sha256}`,
+      );
     },
   },
 ];

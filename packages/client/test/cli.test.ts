@@ -156,7 +156,7 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
         assert.match(help, /--json/, `${name} documents --json`);
       }
     }
-    await fails(['save-image', 'x.img'], 1, /not available in this version/);
+    await fails(['save-image', 'x.img', '--format', 'vmdk'], 2, /--format takes raw or qcow2/);
   });
 
   it('says what is missing before a configuration exists, then make-config writes one', async () => {
