@@ -422,3 +422,54 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
     );
   });
 });
+
+describe('repoman save-image without root', {
+  skip: asRoot ? false : 'needs root to act as another user',
+}, () => {
+  let dir: string;
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('builds the image under fakeroot, with mkfs.ext4 -d: the user’s files become root’s, links and modes stay', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-save-nonroot-'));
+    const tree = join(dir, 'tree');
+    for (const d of ['etc', 'srv', 'tmp']) await mkdir(join(tree, d), { recursive: true });
+    await writeFile(join(tree, 'srv/a'), 'hi\n');
+    await link(join(tree, 'srv/a'), join(tree, 'srv/b'));
+    await writeFile(join(tree, 'tmp/junk'), 'temporary');
+    await chmod(join(tree, 'tmp'), 0o1777);
+    await mkdir(join(dir, 'work'));
+    const script = join(dir, 'save.mjs');
+    await writeFile(
+      script,
+      `import { snapshot } from ${JSON.stringify(join(root, 'src/snapshot.ts'))};
+const shot = await snapshot({ root: ${JSON.stringify(tree)}, workDir: ${JSON.stringify(join(dir, 'work'))},
+  names: { lock: 'lock', image: 'image.img', mount: 'mnt', staging: 'mnt-tree' }, method: 'auto',
+  excludes: ['/tmp/*'], size: 16 * 1024 * 1024, partitioned: false, keepHostIdentity: false, clean: false,
+  verbose: false, dryRun: false, note: (text) => console.error(text) });
+console.log(JSON.stringify(shot));
+`,
+    );
+    await exec('chown', ['-R', '65534:65534', dir]);
+    await chmod(dir, 0o755);
+    const { stdout, stderr } = await exec('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      script,
+    ]);
+    assert.match(stderr, /method: rsync into a staging tree, then mkfs\.ext4 -d .*, under fakeroot/);
+    const shot = JSON.parse(stdout);
+    const image = join(dir, 'work/image.img');
+    assert.equal(shot.file, image);
+    await exec('e2fsck', ['-fn', image]);
+    const a = await inode(image, '/srv/a');
+    assert.equal(a?.uid, 0, 'a file of the user saving is root’s in the image');
+    assert.equal(a?.links, 2);
+    assert.equal(a?.number, (await inode(image, '/srv/b'))?.number);
+    assert.equal((await inode(image, '/tmp'))?.mode, '01777');
+    assert.equal(await inode(image, '/tmp/junk'), null);
+  });
+});
