@@ -19,6 +19,7 @@ import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { cuttingRelay } from '../../server/test/helpers/relay.ts';
 import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
 import { commands } from '../src/commands.ts';
+import { buildClient } from './build.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -88,15 +89,7 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
   }
 
   before(async () => {
-    // The executable users install is the compiled one.
-    const build = spawnSync(
-      process.execPath,
-      [join(root, '../../node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')],
-      {
-        encoding: 'utf8',
-      },
-    );
-    assert.equal(build.status, 0, build.stdout + build.stderr);
+    buildClient();
     pki = await makeTestPki();
     server = await startServerFor(pki, 'sqlite');
     dir = await mkdtemp(join(tmpdir(), 'repoman-client-'));

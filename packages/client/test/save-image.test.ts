@@ -32,6 +32,7 @@ import { promisify } from 'node:util';
 import { clientFor } from '../../server/test/helpers/http.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
+import { buildClient } from './build.ts';
 
 const exec = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -97,14 +98,7 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
         0,
         `${tool} is needed: apt-get install rsync e2fsprogs attr acl`,
       );
-    const build = spawnSync(
-      process.execPath,
-      [join(root, '../../node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')],
-      {
-        encoding: 'utf8',
-      },
-    );
-    assert.equal(build.status, 0, build.stdout + build.stderr);
+    buildClient();
     pki = await makeTestPki();
     server = await startServerFor(pki, 'sqlite');
     dir = await mkdtemp(join(tmpdir(), 'repoman-save-'));
@@ -192,6 +186,21 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
   // Both ways of building the filesystem, each saved twice: a first copy, then an incremental one.
   for (const method of ['mkfs', 'mount'] as const) {
     const name = `tree-${method}.img`;
+    const save = (layout: string) =>
+      ok([
+        'save-image',
+        name,
+        '--method',
+        method,
+        '--root',
+        tree,
+        '--resize',
+        '64',
+        '--exclude',
+        '/srv/cache/*',
+        layout,
+        '-f',
+      ]);
     // mkfs rebuilds the filesystem each time, in either layout; mount reuses the image, so keeps its layout.
     const layouts: [string, string] =
       method === 'mkfs' ? ['--filesystem-only', '--partitioned'] : ['--partitioned', '--partitioned'];
@@ -238,20 +247,7 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
       `${method}: saves a tree, and the downloaded image holds the same tree, without what is excluded or identifying`,
       loopCheck,
       async () => {
-        const run = await ok([
-          'save-image',
-          name,
-          '--method',
-          method,
-          '--root',
-          tree,
-          '--resize',
-          '64',
-          '--exclude',
-          '/srv/cache/*',
-          layouts[0],
-          '-f',
-        ]);
+        const run = await save(layouts[0]);
         assert.match(
           run.stderr,
           method === 'mkfs'
@@ -359,20 +355,7 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
         await writeFile(join(tree, 'srv/data/hello.txt'), 'hello again\n');
         await writeFile(join(tree, 'srv/data/new.txt'), 'new\n');
         await unlink(join(tree, 'srv/data/empty'));
-        const run = await ok([
-          'save-image',
-          name,
-          '--method',
-          method,
-          '--root',
-          tree,
-          '--resize',
-          '64',
-          '--exclude',
-          '/srv/cache/*',
-          layouts[1],
-          '-f',
-        ]);
+        const run = await save(layouts[1]);
         const synced = /synced (\d+) files/.exec(run.stdout);
         assert.ok(synced, run.stdout);
         assert.ok(
