@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { clientFor, expectError } from './helpers/http.ts';
+import { encryptedQcow2 } from './helpers/images.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
 
@@ -310,18 +311,7 @@ export function bytesSuite(engine: Engine) {
     });
 
     it('refuses an encrypted qcow2 unless the repository allows the feature', async () => {
-      await run('qemu-img', [
-        'create',
-        '-q',
-        '-f',
-        'qcow2',
-        '--object',
-        'secret,id=sec0,data=not-a-secret',
-        '-o',
-        'encrypt.format=luks,encrypt.key-secret=sec0',
-        join(files, 'locked.qcow2'),
-        '1M',
-      ]);
+      await encryptedQcow2(join(files, 'locked.qcow2'));
       const before = (await as('bob').get('/api/images/vm.img')).json;
       const put = await curl('bob', ['-T', join(files, 'locked.qcow2'), raw('vm.img')]);
       assert.equal(put.status, 400);

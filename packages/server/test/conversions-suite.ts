@@ -17,6 +17,7 @@ import { ConversionError, convert, convertArguments } from '../src/formats/conve
 import { inspect } from '../src/formats/inspect.ts';
 import { fsck } from '../src/fsck.ts';
 import { clientFor, expectError, type Response } from './helpers/http.ts';
+import { encryptedQcow2 } from './helpers/images.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { PG_URL } from './helpers/postgres.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
@@ -400,18 +401,7 @@ export function conversionsSuite(engine: Engine) {
     });
 
     it('fails a job cleanly with qemu-img’s reason: an encrypted image (allowed here) without its key', async () => {
-      await qemu(
-        'create',
-        '-q',
-        '-f',
-        'qcow2',
-        '--object',
-        'secret,id=sec0,data=not-a-secret',
-        '-o',
-        'encrypt.format=luks,encrypt.key-secret=sec0',
-        'locked.qcow2',
-        '1M',
-      );
+      await encryptedQcow2(join(files, 'locked.qcow2'));
       await as('bob').post('/api/images', { name: 'locked' });
       const put = await curl('bob', ['-T', join(files, 'locked.qcow2'), raw('bob/locked')]);
       assert.equal(put.status, 201, put.body);
