@@ -1,5 +1,4 @@
 /** Every command: the original client's names, aliases and options, and what each asks the server. */
-import { execFile } from 'node:child_process';
 import {
   chownSync,
   createReadStream,
@@ -13,22 +12,13 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { path } from './api.ts';
 import type { CommandSpec, Context, OptionSpec } from './cli.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
 import { bytes, details, table, text } from './output.ts';
-import {
-  archOf,
-  hypervisorOf,
-  type Method,
-  osOf,
-  rootIsPartitioned,
-  StepError,
-  snapshot,
-} from './snapshot.ts';
+import { archOf, hypervisorOf, type Method, osOf, rootIsPartitioned, runStep, snapshot } from './snapshot.ts';
 import { convertOnServer, download, upload } from './transfer.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
@@ -56,18 +46,6 @@ function bool(value: unknown, name: string): boolean | undefined {
 /** Drops undefined fields: only what the user gave is sent. */
 const given = (fields: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
-
-/** Runs a tool for a named step of save-image; its failure names the step. */
-async function runStep(step: string, file: string, args: string[]) {
-  await promisify(execFile)(file, args).catch((error: NodeJS.ErrnoException & { stderr?: string }) => {
-    throw new StepError(
-      step,
-      error.code === 'ENOENT'
-        ? `${file} is not installed`
-        : (error.stderr?.trim().split('\n').pop() ?? error.message),
-    );
-  });
-}
 
 const done = (context: Context, json: unknown, message: string) => {
   if (context.json) context.print(JSON.stringify(json, null, 2));

@@ -31,7 +31,7 @@ import { ClientError } from './errors.ts';
 const run = promisify(execFile);
 
 /** Host identity that clones must not share: excluded from the copy (files) or emptied after it. */
-export const IDENTITY_EXCLUDES = [
+const IDENTITY_EXCLUDES = [
   '/etc/ssh/ssh_host_*',
   '/etc/udev/rules.d/70-persistent-net.rules',
   '/etc/udev/rules.d/70-persistent-cd.rules',
@@ -41,9 +41,9 @@ export const IDENTITY_EXCLUDES = [
   '/var/lib/cloud/sem/*',
 ];
 /** Emptied, not removed: systemd makes a new machine-id at first boot only when the file is empty. */
-export const IDENTITY_EMPTIED = ['/etc/machine-id', '/var/lib/dbus/machine-id'];
+const IDENTITY_EMPTIED = ['/etc/machine-id', '/var/lib/dbus/machine-id'];
 /** Always excluded, besides the configured system excludes: run-time state and temporary files. */
-export const RUNTIME_EXCLUDES = ['/run/*', '/var/tmp/*'];
+const RUNTIME_EXCLUDES = ['/run/*', '/var/tmp/*'];
 
 export interface SnapshotOptions {
   /** The tree to save: `/` or a chroot. */
@@ -87,8 +87,8 @@ export class StepError extends ClientError {
 const PARTITION_OFFSET = 1024 * 1024;
 const isRoot = () => process.getuid?.() === 0;
 
-/** Runs a command, streaming nothing; rejects with its last stderr line. */
-function command(
+/** Runs a tool for a named step; a failure is a StepError with the tool's last stderr lines. */
+export function runStep(
   step: string,
   file: string,
   args: string[],
@@ -227,7 +227,7 @@ export async function rootIsPartitioned(): Promise<boolean> {
 }
 
 /** A classic MBR with one bootable Linux partition from 1 MiB to the end (LBA only: no CHS geometry). */
-export function mbr(diskBytes: number): Buffer {
+function mbr(diskBytes: number): Buffer {
   const sector = Buffer.alloc(512);
   randomBytes(4).copy(sector, 440); // disk signature
   const entry = 446;
@@ -298,16 +298,15 @@ async function emptyIdentityFiles(staging: string) {
 }
 
 /** fstab entries of the copy that will not resolve in the image: other filesystems by UUID, label or device. */
-export async function fstabWarnings(staging: string, identity: { uuid?: string; label?: string }) {
+async function fstabWarnings(staging: string, identity: { uuid?: string; label?: string }) {
   const text = await readFile(join(staging, 'etc/fstab'), 'utf8').catch(() => '');
   const warnings: string[] = [];
   for (const line of text.split('\n')) {
     const fields = line.trim().split(/\s+/);
     const [spec, mountpoint, type, options = ''] = fields;
     if (!spec || spec.startsWith('#') || !mountpoint) continue;
-    if (['proc', 'sysfs', 'tmpfs', 'devpts', 'swap', 'none', 'devtmpfs'].includes(type ?? '')) {
-      if (type !== 'swap') continue;
-    }
+    // Virtual filesystems need no device; swap does, and is checked like the rest.
+    if (['proc', 'sysfs', 'tmpfs', 'devpts', 'none', 'devtmpfs'].includes(type ?? '')) continue;
     const resolves =
       (spec.startsWith('UUID=') && spec.slice(5) === identity.uuid) ||
       (spec.startsWith('LABEL=') && spec.slice(6) === identity.label) ||
@@ -450,11 +449,10 @@ export async function snapshot(options: SnapshotOptions): Promise<Snapshot> {
     const { synced, warnings, boot } = built;
     if (synced.vanished)
       warnings.unshift('some files vanished while they were being copied (rsync exit 24); the rest is saved');
-    let bootable = false;
-    if (boot?.bootable) {
+    const bootable = boot?.bootable === true;
+    if (bootable) {
       note('installing GRUB (boot sector and core image)…');
       await embedGrub(file, workDir);
-      bootable = true;
     } else if (boot)
       warnings.push(
         `${boot.why}: the image has its partition table but no boot loader, so it is not bootable by itself (a cloud can boot it with a kernel of its own)`,
@@ -496,7 +494,7 @@ async function copyInto(
     string,
     ...string[],
   ];
-  const copied = await command('copy (rsync)', file, args, {
+  const copied = await runStep('copy (rsync)', file, args, {
     okCodes: [24],
     ...(context.verbose ? { verbose: (line: string) => /^[<>ch.*]/.test(line) && note(line) } : {}),
   });
@@ -560,7 +558,7 @@ async function viaMkfs(context: BuildContext) {
     file,
     `${size / 1024}k`,
   ]) as [string, ...string[]];
-  await command('filesystem (mkfs.ext4 -d)', mkfs, args);
+  await runStep('filesystem (mkfs.ext4 -d)', mkfs, args);
   return copied;
 }
 
@@ -584,7 +582,7 @@ async function viaMount(context: BuildContext) {
     await rm(layoutFile, { force: true });
     await freshImageFile(file, size, partitioned);
   }
-  const attached = await command('loop device (losetup)', 'losetup', [
+  const attached = await runStep('loop device (losetup)', 'losetup', [
     '--find',
     '--show',
     ...(partitioned ? ['--offset', String(PARTITION_OFFSET), '--sizelimit', String(size)] : []),
@@ -596,7 +594,7 @@ async function viaMount(context: BuildContext) {
   try {
     if (!incremental) {
       context.note('making the filesystem (mkfs.ext4)…');
-      await command('filesystem (mkfs.ext4)', sbin('mkfs.ext4'), [
+      await runStep('filesystem (mkfs.ext4)', sbin('mkfs.ext4'), [
         '-F',
         '-q',
         ...mkfsIdentity(context.identity),
@@ -604,17 +602,17 @@ async function viaMount(context: BuildContext) {
       ]);
     }
     await mkdir(mountpoint, { recursive: true, mode: 0o700 });
-    await command('mount', 'mount', ['-t', 'ext4', loop, mountpoint]).catch((error: Error) => {
+    await runStep('mount', 'mount', ['-t', 'ext4', loop, mountpoint]).catch((error: Error) => {
       throw incremental ? error : new LoopUnavailable(error.message);
     });
     try {
       return await copyInto(context, mountpoint, incremental);
     } finally {
-      await command('unmount', 'umount', [mountpoint]);
+      await runStep('unmount', 'umount', [mountpoint]);
       await writeFile(layoutFile, layout);
     }
   } finally {
-    await command('loop device (losetup -d)', 'losetup', ['-d', loop]).catch(() => {});
+    await runStep('loop device (losetup -d)', 'losetup', ['-d', loop]).catch(() => {});
   }
 }
 
@@ -670,7 +668,7 @@ async function grubFiles(target: string, uuid: string): Promise<{ bootable: bool
  */
 async function embedGrub(file: string, workDir: string) {
   const core = join(workDir, 'repoman-grub-core.img');
-  await command('boot loader (grub-mkimage)', 'grub-mkimage', [
+  await runStep('boot loader (grub-mkimage)', 'grub-mkimage', [
     '-O',
     'i386-pc',
     '-o',

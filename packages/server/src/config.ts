@@ -312,6 +312,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
   const get = <T>(path: string, fallback: T): T => (values.has(path) ? (values.get(path) as T) : fallback);
 
   const dataDir = get('data_dir', resolve(cwd, 'repoman-data'));
+  const blobStore = get<ServerConfig['blobStore']>('blob_store', 'directory');
   const admins = env.REPOMAN_ADMINS
     ? parseAdmins(env.REPOMAN_ADMINS, 'REPOMAN_ADMINS')
     : parseAdmins(table.admins, file ?? 'config');
@@ -323,7 +324,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       env.REPOMAN_DATABASE_URL ? cwd : fileDir,
     ),
     databaseSchema: get<string | undefined>('database_schema', undefined),
-    blobStore: get('blob_store', 'directory'),
+    blobStore,
     blobDir: get('blob_dir', resolve(dataDir, 'blobs')),
     publicUrl: get<string | undefined>('public_url', undefined),
     publicHttpUrl: get<string | undefined>('public_http_url', undefined),
@@ -373,7 +374,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     admins,
     warnings: [
       ...unknownVariables(env),
-      ...(get<string>('blob_store', 'directory') === 'discard'
+      ...(blobStore === 'discard'
         ? [
             'blob_store = "discard": uploads are received and thrown away, and nothing can be downloaded (for benchmarks only)',
           ]

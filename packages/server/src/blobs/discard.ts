@@ -6,7 +6,7 @@
  * So that formats are still recognised, an upload keeps its first `HEAD` bytes; reads elsewhere see zeros.
  */
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobNotFoundError, type BlobStore, type BlobUpload } from './store.ts';
 
@@ -16,7 +16,6 @@ class Upload implements BlobUpload {
   readonly key = randomBytes(16).toString('hex');
   #head = Buffer.alloc(HEAD);
   #length = 0;
-  #done = false;
   #committed: Map<string, number>;
   #uploads: Map<string, Upload>;
 
@@ -26,7 +25,7 @@ class Upload implements BlobUpload {
     uploads.set(this.key, this);
   }
 
-  async write(source: import('node:stream').Readable, signal?: AbortSignal): Promise<number> {
+  async write(source: Readable, signal?: AbortSignal): Promise<number> {
     let written = 0;
     const sink = new Writable({
       write: (chunk: Buffer, _encoding, callback) => {
@@ -50,7 +49,6 @@ class Upload implements BlobUpload {
   }
 
   #finish() {
-    this.#done = true;
     this.#uploads.delete(this.key);
     this.#head = Buffer.alloc(0);
   }
@@ -71,7 +69,7 @@ class Upload implements BlobUpload {
     const end = Math.min(offset + length, this.#length);
     if (end <= offset) return Buffer.alloc(0);
     const bytes = Buffer.alloc(end - offset);
-    if (offset < HEAD && !this.#done) this.#head.copy(bytes, 0, offset, Math.min(end, HEAD));
+    if (offset < this.#head.length) this.#head.copy(bytes, 0, offset, Math.min(end, this.#head.length));
     return bytes;
   }
 }
