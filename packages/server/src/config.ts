@@ -21,8 +21,24 @@ export interface ServerConfig {
   databaseUrl: string;
   databaseSchema: string | undefined;
   /** Where image bytes go: a directory (the default), or nowhere (`discard`, for measuring the data path). */
-  blobStore: 'directory' | 'discard';
+  blobStore: 'directory' | 's3' | 'discard';
   blobDir: string;
+  /** The S3-compatible object store, for `blob_store = "s3"` (docs/configuration.md). */
+  s3: {
+    endpoint: string | undefined;
+    region: string;
+    bucket: string;
+    prefix: string;
+    pathStyle: boolean;
+    accessKeyId: string | undefined;
+    secretAccessKey: string | undefined;
+    partSize: number;
+    createBucket: boolean;
+    maxConnections: number;
+    /** Authorised downloads are answered with a redirect to a presigned URL, valid this long. */
+    redirectDownloads: boolean;
+    redirectSeconds: number;
+  };
   publicUrl: string | undefined;
   publicHttpUrl: string | undefined;
   logLevel: string;
@@ -92,6 +108,18 @@ const KEYS: Key[] = [
   ['database_schema', 'string'],
   ['blob_store', 'blobStore'],
   ['blob_dir', 'path'],
+  ['s3.endpoint', 'url'],
+  ['s3.region', 'string'],
+  ['s3.bucket', 'string'],
+  ['s3.prefix', 'string'],
+  ['s3.path_style', 'bool'],
+  ['s3.access_key_id', 'string'],
+  ['s3.secret_access_key', 'string'],
+  ['s3.part_size_mib', 'int'],
+  ['s3.create_bucket', 'bool'],
+  ['s3.max_connections', 'int'],
+  ['s3.redirect_downloads', 'bool'],
+  ['s3.redirect_seconds', 'int'],
   ['public_url', 'url'],
   ['public_http_url', 'url'],
   ['log_level', 'logLevel'],
@@ -174,7 +202,9 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
         ? text
         : fail('off, if-present or require');
     case 'blobStore':
-      return text === 'directory' || text === 'discard' ? text : fail('directory or discard');
+      return text === 'directory' || text === 's3' || text === 'discard'
+        ? text
+        : fail('directory, s3 or discard');
     case 'logLevel':
       return typeof text === 'string' && LOG_LEVELS.includes(text) ? text : fail(LOG_LEVELS.join(', '));
     case 'formats': {
@@ -313,6 +343,19 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
 
   const dataDir = get('data_dir', resolve(cwd, 'repoman-data'));
   const blobStore = get<ServerConfig['blobStore']>('blob_store', 'directory');
+  const bucket = get('s3.bucket', '');
+  if (blobStore === 's3' && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    throw new ConfigError(
+      bucket === ''
+        ? 'blob_store = "s3" needs s3.bucket (or REPOMAN_S3_BUCKET)'
+        : `s3.bucket must be an S3 bucket name (3 to 63 lowercase letters, digits, dots and dashes); got ${JSON.stringify(bucket)}`,
+    );
+  const prefix = get('s3.prefix', '').replace(/^\/+/, '');
+  const partSizeMib = get('s3.part_size_mib', 8);
+  if (partSizeMib < 5 || partSizeMib > 512)
+    throw new ConfigError(
+      `s3.part_size_mib must be between 5 and 512 (S3's parts are 5 MiB at least); got ${partSizeMib}`,
+    );
   const admins = env.REPOMAN_ADMINS
     ? parseAdmins(env.REPOMAN_ADMINS, 'REPOMAN_ADMINS')
     : parseAdmins(table.admins, file ?? 'config');
@@ -326,6 +369,23 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     databaseSchema: get<string | undefined>('database_schema', undefined),
     blobStore,
     blobDir: get('blob_dir', resolve(dataDir, 'blobs')),
+    s3: {
+      endpoint: get<string | undefined>(
+        's3.endpoint',
+        env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined,
+      ),
+      region: get('s3.region', env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1'),
+      bucket,
+      prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`,
+      pathStyle: get('s3.path_style', false),
+      accessKeyId: get<string | undefined>('s3.access_key_id', undefined),
+      secretAccessKey: get<string | undefined>('s3.secret_access_key', undefined),
+      partSize: partSizeMib * 1024 * 1024,
+      createBucket: get('s3.create_bucket', false),
+      maxConnections: Math.max(1, get('s3.max_connections', 512)),
+      redirectDownloads: get('s3.redirect_downloads', false),
+      redirectSeconds: Math.max(1, get('s3.redirect_seconds', 300)),
+    },
     publicUrl: get<string | undefined>('public_url', undefined),
     publicHttpUrl: get<string | undefined>('public_http_url', undefined),
     logLevel: get('log_level', 'info'),

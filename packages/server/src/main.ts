@@ -29,6 +29,8 @@ Options:
       --verify                 fsck: also check every blob's SHA-256 (reads every byte)
       --repair                 fsck: remove orphan blobs and abandoned uploads, drop broken versions
       --json                   fsck: print the report as JSON
+      --stale-minutes N        fsck: uploads untouched for longer are abandoned, and unrecorded blobs older
+                               are orphans (default 60; younger ones may be a running server's)
   -h, --help                   Show this help
 `;
 
@@ -110,17 +112,21 @@ async function issueCertificate(
 
 async function runFsck(
   configFile: string | undefined,
-  flags: { verify?: boolean; repair?: boolean; json?: boolean },
+  flags: { verify?: boolean; repair?: boolean; json?: boolean; staleMinutes?: string },
 ) {
+  const staleMinutes = flags.staleMinutes === undefined ? 60 : Number(flags.staleMinutes);
+  if (!Number.isFinite(staleMinutes) || staleMinutes < 0)
+    throw new ConfigError(`--stale-minutes must be a number of minutes; got ${flags.staleMinutes}`);
   const config = loadConfig({ file: configFile });
   const database = await openDatabase({
     url: config.databaseUrl,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
   });
   try {
-    const report = await fsck(database.db, openBlobStore(config), {
+    const report = await fsck(database.db, await openBlobStore(config), {
       verify: Boolean(flags.verify),
       repair: Boolean(flags.repair),
+      staleUploadMs: staleMinutes * 60_000,
     });
     process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     if (report.problems.some((p) => !p.repaired)) process.exitCode = 1;
@@ -140,6 +146,7 @@ async function main(argv: string[]) {
       help: { type: 'boolean', short: 'h' },
       verify: { type: 'boolean' },
       repair: { type: 'boolean' },
+      'stale-minutes': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -148,7 +155,12 @@ async function main(argv: string[]) {
   if (command === 'serve') return serve(values.config);
   if (command === 'issue-certificate') return issueCertificate(values.config, values.dn, values.out);
   if (command === 'fsck')
-    return runFsck(values.config, { verify: values.verify, repair: values.repair, json: values.json });
+    return runFsck(values.config, {
+      verify: values.verify,
+      repair: values.repair,
+      json: values.json,
+      staleMinutes: values['stale-minutes'],
+    });
   throw new ConfigError(`Unknown command '${command}'\n\n${USAGE}`);
 }
 

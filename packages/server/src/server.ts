@@ -11,6 +11,7 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { STALE_UPLOAD_MS } from './blobs/directory.ts';
 import { HashingPool } from './blobs/hashing.ts';
 import { openBlobStore } from './blobs/open.ts';
+import type { BlobStore } from './blobs/store.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
@@ -28,6 +29,8 @@ export interface RunningServer {
   httpPort: number | null;
   devAdmin: DevelopmentAdmin | null;
   trust: TrustStore;
+  /** Where the image bytes are. */
+  store: BlobStore;
   /** Removes expired resumable uploads and abandoned temporary files now (it also runs every few minutes). */
   sweep(): Promise<void>;
   close(): Promise<void>;
@@ -135,7 +138,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       server.on('checkContinue', requestHandler);
       return server;
     };
-    const store = openBlobStore(config);
+    const store = await openBlobStore(config);
     const policy = {
       maxImageSize: config.uploads.maxImageSize,
       keepVersions: config.uploads.keepVersions,
@@ -146,6 +149,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       expiryMs: config.uploads.resumableExpirySeconds * 1000,
       allowedFormats: new Set(config.uploads.allowedFormats),
       allowedFeatures: new Set(config.uploads.allowedFeatures),
+      redirectSeconds:
+        config.blobStore === 's3' && config.s3.redirectDownloads ? config.s3.redirectSeconds : undefined,
     };
     const hashing = new HashingPool();
     closers.push(() => hashing.close());
@@ -252,6 +257,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
       devAdmin,
       trust,
+      store,
       sweep: () => sweep(STALE_UPLOAD_MS),
       close: closeAll,
     };

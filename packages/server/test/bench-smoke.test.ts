@@ -78,6 +78,23 @@ describe('npm run bench, smoke mode', () => {
             'm',
           ),
         );
+    // The object store (Swift's S3 API): downloads proxied, redirected and straight from the store, beside the
+    // directory, and an upload to each.
+    for (const mode of [
+      'download, HTTPS, Repoman on its directory',
+      'download, HTTPS, Repoman on S3, bytes through Repoman',
+      'download, HTTPS to Repoman, 307 to the object store \\(HTTP\\)',
+      'download straight from the object store \\(presigned URL, HTTP; reference\\)',
+      'upload, HTTPS, to S3 \\(every digest\\)',
+    ])
+      assert.match(
+        stdout,
+        new RegExp(
+          `^\\| ${mode} \\| 1 \\| \\d+ MB/s \\| [\\d.]+ \\| [\\d.]+\\+[\\d.]+ s \\| \\d+ MB \\|$`,
+          'm',
+        ),
+        mode,
+      );
     // And the targets, each met or not (figures from tiny files on a busy machine mean nothing here).
     assert.match(stdout, /^\| metadata p99 < 50 ms \| worst [\d.]+ ms .*\| (yes|no) \|$/m);
     for (const target of [

@@ -6,22 +6,30 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
+import { CreateMultipartUploadCommand } from '@aws-sdk/client-s3';
+import type { S3Store } from '../src/blobs/s3.ts';
 import { clientFor, expectError } from './helpers/http.ts';
 import { encryptedQcow2 } from './helpers/images.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { PG_URL } from './helpers/postgres.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
+import { newBucket, type Swift, startSwift } from './helpers/swift.ts';
 
 const run = promisify(execFile);
+const MAIN = resolve(import.meta.dirname, '../src/main.ts');
 const MAX = 8 * 1024 * 1024;
 
-export function bytesSuite(engine: Engine) {
-  describe(`image bytes on ${engine}`, () => {
+export function bytesSuite(engine: Engine, storage: 'directory' | 's3' = 'directory') {
+  describe(`image bytes on ${engine}${storage === 's3' ? ' and S3 (Swift)' : ''}`, () => {
+    let swift: Swift | undefined;
+    let storageEnv: Record<string, string> = {};
     let pki: TestPki;
     let server: TestServer;
     let files: string;
@@ -50,7 +58,12 @@ export function bytesSuite(engine: Engine) {
 
     before(async () => {
       pki = await makeTestPki();
+      if (storage === 's3') {
+        swift = await startSwift();
+        storageEnv = swift.serverEnv(newBucket());
+      }
       server = await startServerFor(pki, engine, {
+        ...storageEnv,
         REPOMAN_UPLOADS_MAX_IMAGE_SIZE: String(MAX),
         REPOMAN_UPLOADS_KEEP_VERSIONS: '2',
         REPOMAN_UPLOADS_ALLOWED_FORMATS: 'raw,qcow2,gzip',
@@ -68,13 +81,17 @@ export function bytesSuite(engine: Engine) {
       }
       await as('bob').post('/api/images', { name: 'vm.img' });
     });
-    after(async () => server?.stop());
+    after(async () => {
+      await server?.stop();
+      await swift?.stop();
+    });
 
     const blobFiles = async () => {
-      const root = join(server.dir, 'data', 'blobs', 'blobs');
-      const dirs = await readdir(root).catch(() => [] as string[]);
-      return (await Promise.all(dirs.map((d) => readdir(join(root, d))))).flat();
+      const keys: string[] = [];
+      for await (const key of server.store.list()) keys.push(key);
+      return keys;
     };
+    const uploadsLeft = async () => (await server.store.listUploads()).map((u) => u.name);
 
     it('uploads with curl -T and downloads the same bytes with curl', async () => {
       const put = await curl('bob', ['-T', join(files, 'image.bin'), raw('vm.img')]);
@@ -235,7 +252,7 @@ export function bytesSuite(engine: Engine) {
       const now = (await as('bob').get('/api/images/vm.img')).json;
       assert.equal(now.version, before.version);
       assert.equal(now.digests.sha256, before.digests.sha256);
-      assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
+      assert.deepEqual(await uploadsLeft(), []);
     });
 
     it('serves public images without a certificate over HTTPS and plain HTTP (wget), and nothing else', async () => {
@@ -307,7 +324,7 @@ export function bytesSuite(engine: Engine) {
       const after = (await as('bob').get('/api/images/vm.img')).json;
       assert.equal(after.version, before.version);
       assert.equal(after.digests.sha256, before.digests.sha256);
-      assert.deepEqual(await readdir(join(server.dir, 'data', 'blobs', 'uploads')), []);
+      assert.deepEqual(await uploadsLeft(), []);
     });
 
     it('refuses an encrypted qcow2 unless the repository allows the feature', async () => {
@@ -476,5 +493,116 @@ export function bytesSuite(engine: Engine) {
       await as('admin').delete('/api/users/bob');
       assert.deepEqual(await blobFiles(), [], "bob's remaining bytes went with him");
     });
+
+    if (storage === 's3')
+      it('redirects authorised downloads to a presigned URL of the object store when asked to', async () => {
+        const other = await startServerFor(
+          pki,
+          engine,
+          { ...storageEnv, REPOMAN_S3_REDIRECT_DOWNLOADS: 'true', REPOMAN_S3_REDIRECT_SECONDS: '60' },
+          false,
+          server,
+        );
+        try {
+          await as('admin').post('/api/images', { name: 'redirected.img' });
+          assert.equal(
+            (await curl('admin', ['-T', join(files, 'image.bin'), raw('redirected.img')])).status,
+            201,
+          );
+          const url = `${other.httpsUrl}/api/images/raw/admin/redirected.img`;
+          const bare = await curl('admin', ['-D', '-', '-o', '/dev/null', url]);
+          assert.equal(bare.status, 307);
+          const location = /^location: (.+)$/im.exec(bare.body.toString())?.[1]?.trim() ?? '';
+          assert.ok(location.startsWith(`${swift?.endpoint}/`), location);
+          assert.match(location, /X-Amz-Expires=60/);
+          // curl -L follows it; the range goes along.
+          const whole = await curl('admin', ['-L', url]);
+          assert.equal(whole.status, 200);
+          assert.equal(sha256(whole.body), sha256(image));
+          const range = await curl('admin', ['-L', '-r', '1000-1999', url]);
+          assert.equal(range.status, 206);
+          assert.ok(range.body.equals(image.subarray(1000, 2000)));
+          // The server still decides who may read: no redirect for someone the image is not shared with.
+          const refused = await curl('pam', [url]);
+          assert.equal(refused.status, 404);
+          // HEAD is answered by the server itself, with the image's headers.
+          const head = await curl('admin', ['-I', url]);
+          assert.equal(head.status, 200);
+          assert.match(head.body.toString(), new RegExp(`content-length: ${image.length}`, 'i'));
+          assert.equal((await as('admin').delete('/api/images/redirected.img')).status, 204);
+        } finally {
+          await other.stop();
+        }
+      });
+
+    if (storage === 's3')
+      it('fsck finds a missing blob, an orphan, an abandoned upload and a stray multipart upload on S3', async () => {
+        await as('admin').post('/api/images', { name: 'fsck.img' });
+        for (const fill of [1, 2])
+          assert.equal(
+            (await as('admin').put('/api/images/raw/fsck.img', Buffer.alloc(4096, fill))).status < 300,
+            true,
+          );
+        const env = {
+          ...process.env,
+          ...storageEnv,
+          REPOMAN_DATA_DIR: join(server.dir, 'data'),
+          REPOMAN_DATABASE_URL: PG_URL,
+          REPOMAN_DATABASE_SCHEMA: server.schema as string,
+        };
+        const fsckRun = (...flags: string[]) =>
+          run(process.execPath, [MAIN, 'fsck', '--stale-minutes', '0', ...flags], { env }).then(
+            (r) => ({ code: 0, out: r.stdout }),
+            (e: { code: number; stdout: string; stderr: string }) => ({
+              code: e.code,
+              out: e.stdout + e.stderr,
+            }),
+          );
+        const clean = await fsckRun('--verify');
+        assert.equal(clean.code, 0, clean.out);
+        assert.match(clean.out, /2 versions, 2 blobs, 0 problems/);
+
+        const [served] = await blobFiles();
+        await server.store.delete(served as string); // missing
+        const orphan = await server.store.createUpload();
+        await orphan.write(Readable.from([randomBytes(1000)]));
+        await orphan.commit(); // a blob no version names
+        const abandoned = await server.store.createUpload();
+        await abandoned.write(Readable.from([randomBytes(6 * 1024 * 1024)])); // a part sent, a tail kept
+        const stray = `blobs/${randomBytes(16).toString('hex')}`;
+        await (server.store as S3Store).client.send(
+          new CreateMultipartUploadCommand({ Bucket: storageEnv.REPOMAN_S3_BUCKET, Key: stray }),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1100)); // object stores' times are in seconds
+
+        const found = await fsckRun();
+        assert.equal(found.code, 1, found.out);
+        assert.match(found.out, /^missing .*fsck\.img v\d: its blob \w+ is gone/m);
+        assert.match(found.out, new RegExp(`^orphan +${orphan.key}: `, 'm'));
+        assert.match(found.out, new RegExp(`^stale_upload +upload ${abandoned.key}: `, 'm'));
+        assert.match(found.out, new RegExp(`^stale_upload +multipart ${stray.slice(6)} `, 'm'));
+        const repaired = await fsckRun('--repair');
+        assert.equal(repaired.code, 0, repaired.out);
+        const after = await fsckRun('--verify');
+        assert.equal(after.code, 0, after.out);
+        assert.match(after.out, /1 versions, 1 blobs, 0 problems/);
+        assert.deepEqual(await uploadsLeft(), []);
+      });
+
+    if (storage === 's3')
+      it('reports in /api/health whether the database and the object store answer', async () => {
+        const healthy = await as('bob').get('/api/health');
+        assert.equal(healthy.status, 200);
+        assert.equal(healthy.json.status, 'ok');
+        assert.equal(healthy.json.database.status, 'ok');
+        assert.equal(healthy.json.store.status, 'ok');
+        await swift?.stop(); // the object store goes away
+        const failing = await as('bob').get('/api/health');
+        assert.equal(failing.status, 503);
+        assert.deepEqual(
+          [failing.json.status, failing.json.database.status, failing.json.store.status],
+          ['unavailable', 'ok', 'failing'],
+        );
+      });
   });
 }

@@ -84,7 +84,36 @@ dn = "/C=CA/O=Grid/CN=Alice"
     assert.throws(() => loadConfig({ env: { REPOMAN_TRUST_CRL_MODE: 'maybe' }, cwd: dir }), ConfigError);
     assert.throws(
       () => loadConfig({ env: { REPOMAN_BLOB_STORE: 'tape' }, cwd: dir }),
-      /blob_store \(REPOMAN_BLOB_STORE\) must be directory or discard/,
+      /blob_store \(REPOMAN_BLOB_STORE\) must be directory, s3 or discard/,
+    );
+    // An object store needs a valid bucket and parts S3 accepts; the endpoint and region come from the
+    // variables the AWS tools use when the configuration names none.
+    assert.throws(() => loadConfig({ env: { REPOMAN_BLOB_STORE: 's3' }, cwd: dir }), /needs s3\.bucket/);
+    assert.throws(
+      () => loadConfig({ env: { REPOMAN_BLOB_STORE: 's3', REPOMAN_S3_BUCKET: 'No_Such' }, cwd: dir }),
+      /s3\.bucket must be an S3 bucket name/,
+    );
+    assert.throws(
+      () =>
+        loadConfig({
+          env: { REPOMAN_BLOB_STORE: 's3', REPOMAN_S3_BUCKET: 'images', REPOMAN_S3_PART_SIZE_MIB: '2' },
+          cwd: dir,
+        }),
+      /part_size_mib must be between 5 and 512/,
+    );
+    const s3 = loadConfig({
+      env: {
+        REPOMAN_BLOB_STORE: 's3',
+        REPOMAN_S3_BUCKET: 'images',
+        REPOMAN_S3_PREFIX: '/site-a',
+        AWS_ENDPOINT_URL: 'http://127.0.0.1:9000',
+        AWS_REGION: 'eu-west-1',
+      },
+      cwd: dir,
+    });
+    assert.deepEqual(
+      [s3.s3.endpoint, s3.s3.region, s3.s3.prefix, s3.s3.partSize, s3.s3.redirectDownloads],
+      ['http://127.0.0.1:9000', 'eu-west-1', 'site-a/', 8 * 1024 * 1024, false],
     );
     const discarding = loadConfig({ env: { REPOMAN_BLOB_STORE: 'discard' }, cwd: dir });
     assert.equal(discarding.blobStore, 'discard');

@@ -57,6 +57,28 @@ describe('database layer', () => {
     });
   }
 
+  it('migrates a fresh PostgreSQL schema once when several servers start at the same moment', async () => {
+    const fresh = `${schema}_race`;
+    try {
+      const opened = await Promise.all(
+        Array.from({ length: 6 }, () => openDatabase({ url: PG_URL, schema: fresh, poolSize: 2 })),
+      );
+      const [first] = opened;
+      const applied = await first?.db
+        .withSchema(fresh)
+        .selectFrom('kysely_migration' as never)
+        .select('name' as never)
+        .execute();
+      const names = (applied ?? []).map((row) => (row as { name: string }).name);
+      assert.ok(names.length > 0);
+      assert.equal(new Set(names).size, names.length, 'every migration applied once');
+      await insertUser(first?.db as NonNullable<typeof first>['db'], user('race', '/CN=Race'));
+      await Promise.all(opened.map((handle) => handle.close()));
+    } finally {
+      await dropSchema(fresh);
+    }
+  });
+
   it('turns an unreachable PostgreSQL into database_unavailable (503)', async () => {
     const closedPort = 'postgres://postgres@127.0.0.1:1/none';
     const guarded = guardService({ open: () => openDatabase({ url: closedPort }) });

@@ -10,6 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import {
+  access,
+  constants,
   type FileHandle,
   mkdir,
   open,
@@ -257,6 +259,10 @@ export function createDirectoryStore(root: string): BlobStore {
   }
 
   return {
+    async check() {
+      await access(root, constants.W_OK);
+    },
+
     async createUpload(): Promise<BlobUpload> {
       const key = randomBytes(16).toString('hex');
       const path = uploadPath(key);

@@ -18,7 +18,11 @@ export interface BlobUpload {
   size(): Promise<number>;
   /** Cuts the upload back to `length` bytes (bytes a cut or failed request wrote but nobody recorded). */
   truncate(length: number): Promise<void>;
-  /** The bytes written so far, from the start (to hash a resumed upload again). */
+  /**
+   * The bytes written so far, from the start (to hash a resumed upload again). Like `readAt`, only for an
+   * upload that is whole: a store that cannot read an unfinished upload (S3) completes it first, after which
+   * it can only be committed or aborted.
+   */
   readBack(): Promise<Readable>;
   /** Up to `length` bytes written so far at `offset` (to inspect an image's headers before it is committed). */
   readAt(offset: number, length: number): Promise<Buffer>;
@@ -39,6 +43,8 @@ export interface ByteRange {
 export type BlobReadable = Readable & { pipeTo?: (destination: Writable) => Promise<void> };
 
 export interface BlobStore {
+  /** Rejects when the store cannot be used (health checks, start-up); absent where there is nothing to check. */
+  check?(): Promise<void>;
   /** Starts a new upload under a fresh key. */
   createUpload(): Promise<BlobUpload>;
   /** Reopens an upload started earlier and not yet committed or aborted (a resumable upload); null if gone. */
@@ -54,6 +60,11 @@ export interface BlobStore {
    * file, such as qemu-img, reads it in place); absent where it does not.
    */
   localPath?(key: string): string;
+  /**
+   * A short-lived URL at which any client can read the blob without further credentials, where the store can
+   * make one (an object store's presigned URL); absent where it cannot.
+   */
+  downloadUrl?(key: string, options: DownloadUrlOptions): Promise<string>;
   /** Every committed blob's key (for fsck: orphans are keys no version names). */
   list(): AsyncIterable<string>;
   /** Uploads in progress or left behind: a name to show, the upload's key and its age in milliseconds. */
@@ -63,6 +74,12 @@ export interface BlobStore {
    * those named in `keep` (resumable uploads waiting for their next request); returns their names.
    */
   removeStaleUploads(olderThanMs?: number, keep?: ReadonlySet<string>): Promise<string[]>;
+}
+
+export interface DownloadUrlOptions {
+  expiresSeconds: number;
+  contentDisposition?: string;
+  contentType?: string;
 }
 
 export class BlobNotFoundError extends Error {

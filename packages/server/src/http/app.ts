@@ -105,9 +105,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     '/api/health',
     {
       config: { auth: 'optional' },
-      schema: { summary: 'Liveness: the server answers', tags: ['operations'] },
+      schema: {
+        summary: 'Health: the server answers, and its database and blob store do too (503 if not)',
+        tags: ['operations'],
+      },
     },
-    async () => ({ status: 'ok' }),
+    async (_request, reply) => {
+      const health = await options.services.health();
+      return reply.code(health.status === 'ok' ? 200 : 503).send(health);
+    },
   );
   return app;
 }

@@ -52,6 +52,11 @@ export interface UploadPolicy {
   allowedFormats: ReadonlySet<string>;
   /** Features refused by default that this repository takes (formats/inspect.ts FEATURES). */
   allowedFeatures: ReadonlySet<string>;
+  /**
+   * Downloads are answered with a redirect to a presigned URL valid this many seconds, where the store can
+   * make one (an object store); absent: the server streams the bytes itself.
+   */
+  redirectSeconds?: number | undefined;
 }
 
 /** Digests the client declared (Content-Digest / Repr-Digest / Content-MD5), as lowercase hex. */
@@ -477,6 +482,18 @@ export function createBytesService(deps: {
           throw new RepomanError('version_not_found', `Version ${version.version} is no longer kept`);
         throw error;
       }
+    },
+
+    /**
+     * Where the client may fetch the version's bytes straight from the store, or null when the server serves
+     * them itself (redirects off, or a store that cannot make such URLs).
+     */
+    async redirectUrl(
+      version: Pick<VersionRow, 'blob_key'>,
+      headers: { contentDisposition: string; contentType: string },
+    ): Promise<string | null> {
+      if (!policy.redirectSeconds || !store.downloadUrl) return null;
+      return store.downloadUrl(version.blob_key, { expiresSeconds: policy.redirectSeconds, ...headers });
     },
 
     async versions(

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
@@ -8,6 +9,25 @@ import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
 import { createResumableService, type ResumablePolicy } from './resumable.ts';
 import { createUserService } from './users.ts';
+
+type CheckResult = { status: 'ok' | 'failing'; ms: number };
+
+/** Runs a check with a time limit: a store or database that hangs is as failing as one that refuses. */
+async function timed(check: () => Promise<unknown>, limitMs = 5000): Promise<CheckResult> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), limitMs);
+  });
+  try {
+    await Promise.race([check(), limit]);
+    return { status: 'ok', ms: Math.round(performance.now() - started) };
+  } catch {
+    return { status: 'failing', ms: Math.round(performance.now() - started) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function createServices(deps: {
   db: Db;
@@ -25,6 +45,15 @@ export function createServices(deps: {
     bytes,
     resumable: createResumableService({ ...deps, bytes }),
     conversions: createConversionService({ ...deps, bytes, settings: deps.conversions }),
+    /** Whether the database and the blob store answer, and how fast (for balancers' health checks). */
+    async health() {
+      const [database, store] = await Promise.all([
+        timed(() => sql`select 1`.execute(deps.db)),
+        timed(async () => deps.store.check?.()),
+      ]);
+      const ok = database.status === 'ok' && store.status === 'ok';
+      return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store };
+    },
   };
 }
 

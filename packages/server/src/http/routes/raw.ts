@@ -238,6 +238,20 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     // identifies them; a date could match two versions uploaded within one second.
     const ifRange = request.headers['if-range'] as string | undefined;
     const rangeHeader = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
+    // With an object store, bytes may flow from it straight to the client: the server only decided who may
+    // read them. HEAD, and empty images, are answered here.
+    if (request.method === 'GET' && version.size > 0) {
+      const location = await services.bytes.redirectUrl(version, {
+        contentDisposition: contentDisposition(image.name),
+        contentType: contentType(version),
+      });
+      if (location)
+        return reply
+          .code(307)
+          .header('location', location)
+          .header('repr-digest', reprDigest(version.sha256))
+          .send();
+    }
     const range = parseRange(rangeHeader, version.size);
     if (range === 'unsatisfiable') {
       reply.header('content-range', `bytes */${version.size}`);

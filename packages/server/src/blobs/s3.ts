@@ -1,0 +1,622 @@
+/**
+ * A blob store in an S3-compatible object store (AWS S3, OpenStack Swift's s3api, Ceph RGW, MinIO).
+ *
+ * Layout in the bucket (all names opaque, made here; `<prefix>` is the configured prefix, often empty):
+ *   <prefix>blobs/<key>                  committed blobs
+ *   <prefix>uploads/<key>/state.json     an upload in progress: its multipart upload, parts and tail
+ *   <prefix>uploads/<key>/tail-<id>      bytes after the last whole part (S3 parts but the last must be 5 MiB+)
+ *
+ * An upload streams into a multipart upload of `<prefix>blobs/<key>` in parts of `partSize` bytes, one being
+ * sent while the next fills, so a multi-GB image never sits in memory or on a local disk. What is left after
+ * the last whole part when a request ends (a resumable upload sends its image in several requests) is kept as a
+ * small tail object and put in front of the next request's bytes. The state object records which parts and
+ * which tail make up the upload, so that any server sharing the bucket can resume it.
+ *
+ * S3 cannot read the parts of an unfinished multipart upload. An upload is therefore read (its headers
+ * inspected, its bytes hashed again) only once it is whole: reading completes the multipart upload first
+ * ("sealing" it), and the upload can then only be committed or aborted.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { STALE_UPLOAD_MS } from './directory.ts';
+import {
+  BlobNotFoundError,
+  type BlobReadable,
+  type BlobStore,
+  type BlobUpload,
+  type ByteRange,
+  type DownloadUrlOptions,
+} from './store.ts';
+
+export interface S3Settings {
+  /** The service's URL; absent for AWS itself (the region then decides). */
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  /** Put in front of every object name, so that one bucket can hold several repositories. */
+  prefix: string;
+  /** `https://host/bucket/key` rather than `https://bucket.host/key` (most non-AWS services). */
+  pathStyle: boolean;
+  /** Credentials; when absent, the SDK's usual chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles). */
+  accessKeyId: string | undefined;
+  secretAccessKey: string | undefined;
+  /** Size of an upload's parts (S3: 5 MiB at least); parts double every 1000 so that 10 000 reach far. */
+  partSize: number;
+  /** Make the bucket at start-up if it does not exist. */
+  createBucket: boolean;
+  /** At most this many connections to the service at once. */
+  maxSockets: number;
+}
+
+const KEY = /^[0-9a-f]{32}$/;
+const MAX_PARTS = 10_000;
+
+interface Tail {
+  /** Object name, under the upload's prefix. */
+  name: string;
+  /** Where in the upload its bytes start, and how many. */
+  start: number;
+  size: number;
+}
+
+interface UploadState {
+  /** The multipart upload's id, once the first whole part is sent. */
+  multipart: string | null;
+  parts: { number: number; size: number; etag: string }[];
+  /** The bytes after the last part, if any. */
+  tail: Tail | null;
+  /**
+   * Every tail written and still matching the upload's bytes where it lies: an upload cut back (a request's
+   * bytes refused) returns to one of these.
+   */
+  saved: Tail[];
+  /** The multipart upload is complete: the bytes are at `blobs/<key>`, waiting to be committed or aborted. */
+  sealed: boolean;
+}
+
+/** A part's size: `base` for the first thousand parts, twice that for the next thousand, and so on. */
+export function partSizeFor(base: number, number: number): number {
+  return base * 2 ** Math.floor((number - 1) / 1000);
+}
+
+const isMissing = (error: unknown) =>
+  error instanceof S3ServiceException &&
+  (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata?.httpStatusCode === 404);
+
+const isNoSuchUpload = (error: unknown) =>
+  error instanceof S3ServiceException &&
+  (error.name === 'NoSuchUpload' || error.$metadata?.httpStatusCode === 404);
+
+async function bodyBuffer(body: unknown): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body as Readable) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+export interface S3Store extends BlobStore {
+  /** Checks that the bucket can be reached (making it if configured to); rejects with what went wrong. */
+  check(): Promise<void>;
+  readonly client: S3Client;
+}
+
+export function createS3Store(settings: S3Settings): S3Store {
+  const client = new S3Client({
+    region: settings.region,
+    ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+    forcePathStyle: settings.pathStyle,
+    ...(settings.accessKeyId && settings.secretAccessKey
+      ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } }
+      : {}),
+    // Checksums only where S3 demands them: with the defaults, streamed bodies are sent as aws-chunked, which
+    // other S3 servers (Swift's s3api among them) refuse. Image bytes are hashed here anyway.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      connectionTimeout: 10_000,
+      httpAgent: { keepAlive: true, maxSockets: settings.maxSockets },
+      httpsAgent: { keepAlive: true, maxSockets: settings.maxSockets },
+    },
+  });
+  const Bucket = settings.bucket;
+  const blobName = (key: string) => {
+    if (!KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);
+    return `${settings.prefix}blobs/${key}`;
+  };
+  const uploadDir = (key: string) => `${settings.prefix}uploads/${key}/`;
+  const stateName = (key: string) => `${uploadDir(key)}state.json`;
+
+  async function* listNames(Prefix: string, Delimiter?: string) {
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await client.send(
+        new ListObjectsV2Command({ Bucket, Prefix, ContinuationToken, ...(Delimiter ? { Delimiter } : {}) }),
+      );
+      for (const object of page.Contents ?? [])
+        if (object.Key) yield { name: object.Key, modified: object.LastModified };
+      for (const common of page.CommonPrefixes ?? [])
+        if (common.Prefix) yield { name: common.Prefix, modified: undefined };
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  const deleteObject = (Key: string) =>
+    client.send(new DeleteObjectCommand({ Bucket, Key })).then(
+      () => {},
+      (error: unknown) => {
+        if (!isMissing(error)) throw error;
+      },
+    );
+
+  async function getObject(Key: string, range?: ByteRange) {
+    try {
+      return await client.send(
+        new GetObjectCommand({
+          Bucket,
+          Key,
+          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+        }),
+      );
+    } catch (error) {
+      if (isMissing(error)) throw new BlobNotFoundError(`No object ${Key}`);
+      throw error;
+    }
+  }
+
+  /** Removes an upload's own objects (state and tails), and its multipart upload if it has one. */
+  async function removeUpload(key: string, multipart: string | null) {
+    if (multipart)
+      await client
+        .send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId: multipart }))
+        .catch((error: unknown) => {
+          if (!isNoSuchUpload(error)) throw error;
+        });
+    const names: string[] = [];
+    for await (const { name } of listNames(uploadDir(key))) names.push(name);
+    // The state last: while it exists, the upload is listed and a sweep finds what is left of it.
+    names.sort((a, b) => Number(a.endsWith('state.json')) - Number(b.endsWith('state.json')));
+    for (const name of names) await deleteObject(name);
+  }
+
+  function uploadOf(key: string, initial: UploadState): BlobUpload {
+    let state = initial;
+    let finished = false;
+    const sizeOf = (s: UploadState) => s.parts.reduce((sum, p) => sum + p.size, 0) + (s.tail?.size ?? 0);
+    const save = (next: UploadState) =>
+      client
+        .send(
+          new PutObjectCommand({
+            Bucket,
+            Key: stateName(key),
+            Body: JSON.stringify(next),
+            ContentType: 'application/json',
+          }),
+        )
+        .then(() => {
+          state = next;
+        });
+
+    async function putTail(bytes: Buffer, start: number): Promise<Tail> {
+      const tail = { name: `tail-${randomBytes(8).toString('hex')}`, start, size: bytes.length };
+      await client.send(new PutObjectCommand({ Bucket, Key: uploadDir(key) + tail.name, Body: bytes }));
+      return tail;
+    }
+
+    async function tailBytes(tail: Tail, length = tail.size): Promise<Buffer> {
+      if (length === 0) return Buffer.alloc(0);
+      const object = await getObject(uploadDir(key) + tail.name, { start: 0, end: length - 1 });
+      return bodyBuffer(object.Body);
+    }
+
+    /** Completes the upload at `blobs/<key>`: the last tail becomes the last part. */
+    async function seal() {
+      if (state.sealed) return;
+      const Key = blobName(key);
+      if (state.parts.length === 0) {
+        // Small enough for one object: the tail (or nothing) is copied into place.
+        if (state.tail)
+          await client.send(
+            new CopyObjectCommand({
+              Bucket,
+              Key,
+              CopySource: encodeURI(`${Bucket}/${uploadDir(key)}${state.tail.name}`),
+            }),
+          );
+        else await client.send(new PutObjectCommand({ Bucket, Key, Body: Buffer.alloc(0) }));
+        if (state.multipart) await removeMultipart(state.multipart);
+        await save({ ...state, multipart: null, sealed: true });
+        return;
+      }
+      const parts = [...state.parts];
+      if (state.tail && state.multipart) {
+        const number = parts.length + 1;
+        const sent = await client.send(
+          new UploadPartCommand({
+            Bucket,
+            Key,
+            UploadId: state.multipart,
+            PartNumber: number,
+            Body: await tailBytes(state.tail),
+          }),
+        );
+        parts.push({ number, size: state.tail.size, etag: sent.ETag ?? '' });
+      }
+      await client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket,
+          Key,
+          UploadId: state.multipart ?? undefined,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.number, ETag: p.etag })) },
+        }),
+      );
+      await save({ ...state, parts, tail: null, sealed: true });
+    }
+
+    const removeMultipart = (UploadId: string) =>
+      client
+        .send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId }))
+        .catch((error: unknown) => {
+          if (!isNoSuchUpload(error)) throw error;
+        });
+
+    return {
+      key,
+
+      async write(source, signal) {
+        if (state.sealed || finished) throw new Error(`upload ${key} is complete; it cannot be written to`);
+        const before = state;
+        let multipart = state.multipart;
+        const parts = [...state.parts];
+        const partsEnd = sizeOf({ ...state, tail: null });
+        let number = parts.length + 1;
+        let capacity = partSizeFor(settings.partSize, number);
+        // Two buffers: one fills while the other's part is being sent.
+        const buffers = [Buffer.allocUnsafe(Math.max(capacity, state.tail?.size ?? 0)), Buffer.alloc(0)];
+        let turn = 0;
+        let filled = 0;
+        if (state.tail) filled = (await tailBytes(state.tail)).copy(buffers[0] as Buffer, 0);
+        let written = 0;
+        let sending: Promise<void> | null = null;
+        let sendFailure: unknown = null;
+
+        const send = async (bytes: Buffer, partNumber: number) => {
+          if (!multipart) {
+            const created = await client.send(
+              new CreateMultipartUploadCommand({ Bucket, Key: blobName(key) }),
+            );
+            multipart = created.UploadId ?? null;
+            if (!multipart) throw new Error('the object store gave no multipart upload id');
+            await save({ ...before, multipart });
+          }
+          // Not stopped by `signal`: a part on its way is finished, so that a stopped request keeps its bytes.
+          const sent = await client.send(
+            new UploadPartCommand({
+              Bucket,
+              Key: blobName(key),
+              UploadId: multipart,
+              PartNumber: partNumber,
+              Body: bytes,
+              ContentLength: bytes.length,
+            }),
+          );
+          parts.push({ number: partNumber, size: bytes.length, etag: sent.ETag ?? '' });
+        };
+
+        /** Sends the filled buffer as the next part (once the previous one is sent) and turns to the other. */
+        const sendPart = async () => {
+          if (number > MAX_PARTS) throw new Error('the upload is larger than an S3 object can be');
+          if (sending) await sending;
+          if (sendFailure) throw sendFailure;
+          sending = send((buffers[turn] as Buffer).subarray(0, filled), number).catch((error: unknown) => {
+            sendFailure = error;
+          });
+          number++;
+          capacity = partSizeFor(settings.partSize, number);
+          turn ^= 1;
+          if ((buffers[turn] as Buffer).length < capacity) buffers[turn] = Buffer.allocUnsafe(capacity);
+          filled = 0;
+        };
+
+        let failure: unknown = null;
+        try {
+          for await (const chunk of source as AsyncIterable<Buffer>) {
+            signal?.throwIfAborted();
+            for (let at = 0; at < chunk.length; ) {
+              if (filled >= capacity) await sendPart();
+              const take = Math.min(chunk.length - at, capacity - filled);
+              chunk.copy(buffers[turn] as Buffer, filled, at, at + take);
+              filled += take;
+              at += take;
+              written += take;
+            }
+            if (filled >= capacity) await sendPart();
+          }
+        } catch (error) {
+          failure = error;
+        }
+        if (sending) await sending;
+        // What reached us is kept (a cut resumable upload resumes after it), unless a part could not be
+        // stored: then the upload stays at its last whole part (or where it was), and the client resends.
+        let next: UploadState;
+        if (sendFailure) {
+          failure ??= sendFailure;
+          const kept = sizeOf({ ...before, parts, tail: null });
+          next =
+            parts.length === before.parts.length
+              ? { ...before, multipart }
+              : {
+                  ...before,
+                  multipart,
+                  parts,
+                  tail: null,
+                  saved: before.saved.filter((t) => t.start + t.size <= kept),
+                };
+        } else {
+          const end = partsEnd + (before.tail?.size ?? 0) + written;
+          const tailStart = sizeOf({ ...before, parts, tail: null });
+          const unchanged = parts.length === before.parts.length && written === 0;
+          const tail = unchanged
+            ? before.tail
+            : filled > 0
+              ? await putTail((buffers[turn] as Buffer).subarray(0, filled), tailStart)
+              : null;
+          next = {
+            ...before,
+            multipart,
+            parts,
+            tail,
+            saved: tail && tail !== before.tail ? [...before.saved, tail] : before.saved,
+          };
+          if (sizeOf(next) !== end)
+            throw new Error(`upload ${key}: ${sizeOf(next)} bytes recorded, ${end} sent`);
+        }
+        await save(next);
+        if (failure) throw failure;
+        return written;
+      },
+
+      async commit() {
+        if (finished) return;
+        await seal();
+        // The blob is in place; what is left of the upload is clutter, which a sweep would also remove.
+        await removeUpload(key, null).catch(() => {});
+        finished = true;
+      },
+
+      async abort() {
+        if (finished) return;
+        finished = true;
+        if (state.sealed) await deleteObject(blobName(key));
+        await removeUpload(key, state.sealed ? null : state.multipart);
+      },
+
+      async size() {
+        return state.sealed
+          ? ((await client.send(new HeadObjectCommand({ Bucket, Key: blobName(key) }))).ContentLength ?? 0)
+          : sizeOf(state);
+      },
+
+      async truncate(length) {
+        const size = sizeOf(state);
+        if (length === size) return;
+        if (state.sealed || length > size) throw new Error(`upload ${key} cannot be cut to ${length} bytes`);
+        let end = 0;
+        const parts = [];
+        for (const part of state.parts) {
+          if (end + part.size > length) break;
+          parts.push(part);
+          end += part.size;
+        }
+        let tail: Tail | null = null;
+        if (length > end) {
+          // Parts already sent cannot be read back: the cut must fall in a tail that starts where they end.
+          const from = state.saved.find((t) => t.start === end && t.start + t.size >= length);
+          if (!from)
+            throw new Error(`upload ${key} cannot be cut to ${length} bytes: it lies in a part already sent`);
+          tail = from.size === length - end ? from : await putTail(await tailBytes(from, length - end), end);
+        }
+        const saved = state.saved.filter((t) => t.start + t.size <= length);
+        await save({
+          ...state,
+          parts,
+          tail,
+          saved: tail && !saved.includes(tail) ? [...saved, tail] : saved,
+        });
+      },
+
+      async readAt(offset, length) {
+        const size = sizeOf(state);
+        if (!state.sealed && state.tail && offset >= state.tail.start) {
+          const end = Math.min(offset + length, size);
+          if (end <= offset) return Buffer.alloc(0);
+          const object = await getObject(uploadDir(key) + state.tail.name, {
+            start: offset - state.tail.start,
+            end: end - state.tail.start - 1,
+          });
+          return bodyBuffer(object.Body);
+        }
+        await seal();
+        const total =
+          (await client.send(new HeadObjectCommand({ Bucket, Key: blobName(key) }))).ContentLength ?? 0;
+        const end = Math.min(offset + length, total);
+        if (end <= offset) return Buffer.alloc(0);
+        return bodyBuffer((await getObject(blobName(key), { start: offset, end: end - 1 })).Body);
+      },
+
+      async readBack() {
+        if (!state.sealed && state.parts.length === 0 && state.tail)
+          return (await getObject(uploadDir(key) + state.tail.name)).Body as Readable;
+        await seal();
+        return (await getObject(blobName(key))).Body as Readable;
+      },
+    };
+  }
+
+  async function readState(key: string): Promise<UploadState | null> {
+    try {
+      const object = await client.send(new GetObjectCommand({ Bucket, Key: stateName(key) }));
+      return JSON.parse((await bodyBuffer(object.Body)).toString('utf8')) as UploadState;
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+  }
+
+  const store: S3Store = {
+    client,
+
+    async check() {
+      try {
+        await client.send(new HeadBucketCommand({ Bucket }));
+      } catch (error) {
+        if (!(isMissing(error) && settings.createBucket)) throw error;
+        await client.send(new CreateBucketCommand({ Bucket }));
+      }
+    },
+
+    async createUpload() {
+      const key = randomBytes(16).toString('hex');
+      const state: UploadState = { multipart: null, parts: [], tail: null, saved: [], sealed: false };
+      await client.send(
+        new PutObjectCommand({
+          Bucket,
+          Key: stateName(key),
+          Body: JSON.stringify(state),
+          ContentType: 'application/json',
+        }),
+      );
+      return uploadOf(key, state);
+    },
+
+    async resumeUpload(key) {
+      if (!KEY.test(key)) return null;
+      const state = await readState(key);
+      return state ? uploadOf(key, state) : null;
+    },
+
+    async read(key, range): Promise<BlobReadable> {
+      const object = await getObject(blobName(key), range);
+      return object.Body as Readable;
+    },
+
+    async stat(key) {
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket, Key: blobName(key) }));
+        return { size: head.ContentLength ?? 0, modified: head.LastModified ?? new Date(0) };
+      } catch (error) {
+        if (isMissing(error) || error instanceof BlobNotFoundError) return null;
+        throw error;
+      }
+    },
+
+    async delete(key) {
+      await deleteObject(blobName(key));
+    },
+
+    async downloadUrl(key: string, options: DownloadUrlOptions) {
+      return getSignedUrl(
+        client,
+        new GetObjectCommand({
+          Bucket,
+          Key: blobName(key),
+          ResponseContentDisposition: options.contentDisposition,
+          ResponseContentType: options.contentType,
+        }),
+        { expiresIn: options.expiresSeconds },
+      );
+    },
+
+    async *list() {
+      const prefix = `${settings.prefix}blobs/`;
+      for await (const { name } of listNames(prefix)) {
+        const key = name.slice(prefix.length);
+        if (KEY.test(key)) yield key;
+      }
+    },
+
+    async listUploads() {
+      const now = Date.now();
+      const found: { name: string; key: string; ageMs: number }[] = [];
+      const prefix = `${settings.prefix}uploads/`;
+      const withState = new Set<string>();
+      for await (const { name } of listNames(prefix, '/')) {
+        const key = name.slice(prefix.length).replace(/\/$/, '');
+        if (!KEY.test(key)) continue;
+        const head = await client
+          .send(new HeadObjectCommand({ Bucket, Key: stateName(key) }))
+          .catch(() => null);
+        // Tails without a state: the remains of an upload whose removal was cut short.
+        withState.add(key);
+        found.push({ name: `upload ${key}`, key, ageMs: now - (head?.LastModified?.getTime() ?? 0) });
+      }
+      // Multipart uploads no upload state names: a server stopped between starting one and recording it.
+      let KeyMarker: string | undefined;
+      let UploadIdMarker: string | undefined;
+      do {
+        const page = await client.send(
+          new ListMultipartUploadsCommand({
+            Bucket,
+            Prefix: `${settings.prefix}blobs/`,
+            KeyMarker,
+            UploadIdMarker,
+          }),
+        );
+        for (const upload of page.Uploads ?? []) {
+          const key = (upload.Key ?? '').slice(`${settings.prefix}blobs/`.length);
+          if (!KEY.test(key) || withState.has(key)) continue;
+          found.push({
+            name: `multipart ${key} ${upload.UploadId}`,
+            key,
+            ageMs: now - (upload.Initiated?.getTime() ?? 0),
+          });
+        }
+        KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        UploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+      } while (KeyMarker);
+      return found;
+    },
+
+    async removeStaleUploads(olderThanMs = STALE_UPLOAD_MS, keep: ReadonlySet<string> = new Set()) {
+      const removed: string[] = [];
+      for (const upload of await store.listUploads()) {
+        if (upload.ageMs <= olderThanMs || keep.has(upload.key)) continue;
+        if (upload.name.startsWith('multipart ')) {
+          await removeMultipartOf(upload.key, upload.name.split(' ')[2] ?? '');
+        } else {
+          const state = await readState(upload.key);
+          // A sealed upload's blob stays: fsck removes it as an orphan if no version names it.
+          await removeUpload(upload.key, state && !state.sealed ? state.multipart : null);
+        }
+        removed.push(upload.name);
+      }
+      return removed;
+    },
+  };
+
+  const removeMultipartOf = (key: string, UploadId: string) =>
+    client.send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId })).then(
+      () => {},
+      (error: unknown) => {
+        if (!isNoSuchUpload(error)) throw error;
+      },
+    );
+
+  return store;
+}
