@@ -161,7 +161,7 @@ class CoalescingFileSink extends Writable {
 }
 
 /** Writes a `Writable` chunk and resolves once it has been handed on (or rejects if the destination goes away). */
-function written(destination: Writable, chunk: Buffer): Promise<void> {
+export function written(destination: Writable, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const gone = () => reject(new Error('the destination closed'));
     destination.once('close', gone);

@@ -17,7 +17,7 @@
  * ("sealing" it), and the upload can then only be committed or aborted.
  */
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -36,7 +36,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { STALE_UPLOAD_MS } from './directory.ts';
+import { STALE_UPLOAD_MS, written } from './directory.ts';
 import {
   BlobNotFoundError,
   type BlobReadable,
@@ -109,6 +109,42 @@ async function bodyBuffer(body: unknown): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of body as Readable) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** A download's two buffers (see copyCoalesced). */
+const DOWNLOAD_CHUNK = 256 * 1024;
+
+/**
+ * Copies an object's body to the client in writes of 256 KiB through two reused buffers, rather than in the
+ * 16 to 64 KiB chunks the object store's socket delivers: fewer, larger TLS records and writes, and no
+ * garbage per chunk. One buffer fills while the other is being written.
+ */
+async function copyCoalesced(source: Readable, destination: Writable): Promise<void> {
+  const buffers = [Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK), Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK)];
+  let turn = 0;
+  let filled = 0;
+  let inFlight: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    await inFlight; // the other buffer's write: once done, that buffer is free
+    inFlight = written(destination, (buffers[turn] as Buffer).subarray(0, filled));
+    inFlight.catch(() => {}); // awaited on the next flush
+    turn ^= 1;
+    filled = 0;
+  };
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      for (let at = 0; at < chunk.length; ) {
+        const copied = chunk.copy(buffers[turn] as Buffer, filled, at);
+        filled += copied;
+        at += copied;
+        if (filled === DOWNLOAD_CHUNK) await flush();
+      }
+    }
+    if (filled > 0) await flush();
+    await inFlight;
+  } finally {
+    source.destroy();
+  }
 }
 
 export interface S3Store extends BlobStore {
@@ -512,8 +548,8 @@ export function createS3Store(settings: S3Settings): S3Store {
     },
 
     async read(key, range): Promise<BlobReadable> {
-      const object = await getObject(blobName(key), range);
-      return object.Body as Readable;
+      const body = (await getObject(blobName(key), range)).Body as Readable;
+      return Object.assign(body, { pipeTo: (destination: Writable) => copyCoalesced(body, destination) });
     },
 
     async stat(key) {
