@@ -156,24 +156,28 @@ async function ensureAdmin(db: Db, admin: AdminSpec) {
     let user = await users.findUserByDn(trx, dn);
     if (!user) {
       const namesake = await users.findUserByName(trx, admin.name);
-      if (namesake) {
+      if (namesake && namesake.dn !== dn) {
         throw new Error(
           `Admin ${admin.name}: a user of that name exists with another DN (${namesake.dn}); fix the configuration or the user`,
         );
       }
-      const now = nowIso();
-      // Several servers may start at once: whoever inserts second finds the first one's row.
-      await users.insertUserIfMissing(trx, {
-        name: admin.name,
-        dn,
-        full_name: null,
-        email: null,
-        suspended: false,
-        created: now,
-        modified: now,
-      });
-      user = await users.findUserByDn(trx, dn);
-      if (!user) throw new Error(`Admin ${admin.name}: the name is taken by a user with another DN`);
+      // Another server starting at the same moment may have made it between the two reads.
+      if (namesake) user = namesake;
+      else {
+        const now = nowIso();
+        // Several servers may start at once: whoever inserts second finds the first one's row.
+        await users.insertUserIfMissing(trx, {
+          name: admin.name,
+          dn,
+          full_name: null,
+          email: null,
+          suspended: false,
+          created: now,
+          modified: now,
+        });
+        user = await users.findUserByDn(trx, dn);
+        if (!user) throw new Error(`Admin ${admin.name}: the name is taken by a user with another DN`);
+      }
     }
     for (const group of [adminsGroup, usersGroup]) if (group) await groups.addMember(trx, group.id, user.id);
   });

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { FEATURES, FORMATS } from './formats/inspect.ts';
+import { balancerList } from './http/proxy-protocol.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';
 
@@ -61,6 +62,8 @@ export interface ServerConfig {
     sha512: boolean;
     keepVersions: number;
     resumableExpirySeconds: number;
+    /** How long a server that stops (or dies) while receiving a resumable upload keeps it from the others. */
+    leaseSeconds: number;
     /** Formats uploads may be in (docs/formats.md); every one the inspector knows by default. */
     allowedFormats: string[];
     /** Features refused by default that this repository takes (docs/formats.md). */
@@ -76,6 +79,10 @@ export interface ServerConfig {
     tempDir: string;
   };
   admins: AdminSpec[];
+  /** Addresses (or CIDR blocks) of balancers that send the PROXY protocol; empty: none is accepted. */
+  balancers: string[];
+  /** Prometheus metrics at /metrics, readable from these addresses only. */
+  metrics: { enabled: boolean; allow: string[] };
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
   warnings: string[];
   /** Where the values came from, for the start-up banner and error messages. */
@@ -93,7 +100,8 @@ type Kind =
   | 'blobStore'
   | 'logLevel'
   | 'formats'
-  | 'features';
+  | 'features'
+  | 'addresses';
 
 interface Key {
   path: string;
@@ -142,6 +150,7 @@ const KEYS: Key[] = [
   ['uploads.sha512', 'bool'],
   ['uploads.keep_versions', 'int'],
   ['uploads.resumable_expiry_seconds', 'int'],
+  ['uploads.lease_seconds', 'int'],
   ['uploads.allowed_formats', 'formats'],
   ['uploads.allowed_features', 'features'],
   ['conversions.enabled', 'bool'],
@@ -150,6 +159,9 @@ const KEYS: Key[] = [
   ['conversions.cpu_seconds', 'int'],
   ['conversions.memory_mib', 'int'],
   ['conversions.temp_dir', 'path'],
+  ['balancer.addresses', 'addresses'],
+  ['metrics.enabled', 'bool'],
+  ['metrics.allow', 'addresses'],
   ['timeouts.headers_seconds', 'int'],
   ['timeouts.idle_seconds', 'int'],
   ['timeouts.keep_alive_seconds', 'int'],
@@ -214,6 +226,19 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
       const list = names?.map((n) => (typeof n === 'string' ? n.trim() : n));
       if (!list || list.length === 0 || list.some((n) => typeof n !== 'string' || !known.includes(n)))
         return fail(`a list of formats among ${FORMATS.join(', ')}`);
+      return list;
+    }
+    case 'addresses': {
+      // A TOML array, or a comma list in an environment variable; each checked where it is read.
+      const names = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
+      const list = names?.map((n) => (typeof n === 'string' ? n.trim() : n)).filter((n) => n !== '');
+      if (!list || list.some((n) => typeof n !== 'string'))
+        return fail('a list of IP addresses or CIDR blocks');
+      try {
+        balancerList(list as string[]);
+      } catch (error) {
+        return fail(`a list of IP addresses or CIDR blocks (${(error as Error).message})`);
+      }
       return list;
     }
     case 'features': {
@@ -420,6 +445,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       sha512: get('uploads.sha512', true),
       keepVersions: Math.max(1, get('uploads.keep_versions', 3)),
       resumableExpirySeconds: Math.max(1, get('uploads.resumable_expiry_seconds', 24 * 3600)),
+      leaseSeconds: Math.max(10, get('uploads.lease_seconds', 30)),
       allowedFormats: get('uploads.allowed_formats', [...FORMATS]),
       allowedFeatures: get<string[]>('uploads.allowed_features', []),
     },
@@ -432,6 +458,11 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       tempDir: get('conversions.temp_dir', resolve(dataDir, 'conversions')),
     },
     admins,
+    balancers: get<string[]>('balancer.addresses', []),
+    metrics: {
+      enabled: get('metrics.enabled', true),
+      allow: get<string[]>('metrics.allow', ['127.0.0.1', '::1']),
+    },
     warnings: [
       ...unknownVariables(env),
       ...(blobStore === 'discard'

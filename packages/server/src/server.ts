@@ -17,6 +17,8 @@ import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import { buildApp } from './http/app.ts';
 import { clientErrorHandler } from './http/errors.ts';
+import { createMetrics } from './http/metrics.ts';
+import { acceptProxyProtocol, balancerList } from './http/proxy-protocol.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
 import { createServices } from './services/index.ts';
 import { loadTrust, type TrustStore } from './trust.ts';
@@ -94,7 +96,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   mkdirSync(config.blobDir, { recursive: true, mode: 0o700 });
   const pki = await ensureDevelopmentPki(config);
   let log: FastifyInstance['log'] | undefined;
+  const metrics = config.metrics.enabled ? createMetrics() : null;
   const database = await openDatabase({
+    ...(metrics ? { onQuery: metrics.observeQuery } : {}),
     url: config.databaseUrl,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
     // A lost connection (PostgreSQL restarting): requests answer 503 meanwhile; say it once per connection.
@@ -120,6 +124,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const [cert, key] = await Promise.all([readFile(pki.hostCert), readFile(pki.hostKey)]);
     const timeouts = timeoutsOf(config);
     let handler: http.RequestListener | undefined;
+    // Balancers in TCP mode say who the client is with the PROXY protocol (http/proxy-protocol.ts).
+    const balancers = config.balancers.length > 0 ? balancerList(config.balancers) : null;
+    const refusedBalancer = (error: Error, balancer: string) =>
+      log?.warn({ balancer, reason: error.message }, 'closed a connection from a balancer');
     const serverFactory: FastifyServerOptions['serverFactory'] = (fastifyHandler) => {
       const requestHandler = withMethodOverride(fastifyHandler);
       handler = requestHandler;
@@ -133,12 +141,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         requestHandler,
       );
       attachCertificateAuth(server, () => trust.verifier());
+      if (balancers) acceptProxyProtocol(server, balancers, refusedBalancer);
       applyTimeouts(server, timeouts);
       // Expect: 100-continue is answered by the route once it has accepted the request (see http/continue.ts).
       server.on('checkContinue', requestHandler);
       return server;
     };
-    const store = await openBlobStore(config);
+    const opened = await openBlobStore(config);
+    const store = metrics ? metrics.instrument(opened) : opened;
     const policy = {
       maxImageSize: config.uploads.maxImageSize,
       keepVersions: config.uploads.keepVersions,
@@ -147,6 +157,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         ...(config.uploads.sha512 ? ['sha512' as const] : []),
       ],
       expiryMs: config.uploads.resumableExpirySeconds * 1000,
+      leaseMs: config.uploads.leaseSeconds * 1000,
       allowedFormats: new Set(config.uploads.allowedFormats),
       allowedFeatures: new Set(config.uploads.allowedFeatures),
       redirectSeconds:
@@ -203,7 +214,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       httpsPort: config.https.port,
       httpPort: config.http.enabled ? config.http.port : null,
     };
-    const app = await buildApp({ services, publicUrls, serverFactory, logger: options.logger ?? false });
+    const app = await buildApp({
+      services,
+      publicUrls,
+      serverFactory,
+      logger: options.logger ?? false,
+      ...(metrics ? { metrics: { metrics, allow: balancerList(config.metrics.allow) } } : {}),
+    });
     reloadLog = app.log;
     log = app.log;
     closers.push(() => app.close());
@@ -230,6 +247,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         handler,
       );
       applyTimeouts(plain, timeouts);
+      if (balancers) acceptProxyProtocol(plain, balancers, refusedBalancer);
       plain.on('clientError', clientErrorHandler);
       plain.on('checkContinue', handler);
       await new Promise<void>((resolve, reject) => {

@@ -158,7 +158,11 @@ const MATRIX: [Cell, string][] = [
   [{ route: 'HEAD /api/uploads/{upload}', headers: TUS },                                                                                                         '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'PATCH /api/uploads/{upload}', raw: Buffer.from('x'), headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } }, '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'DELETE /api/uploads/{upload2}', headers: TUS },                                                                                                      '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/audit' },                                                                                                                                   '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /metrics', label: 'from an allowed address' },                                                                                                   '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /metrics', http: true, label: 'plain HTTP, from an allowed address' },                                                                           '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'GET /api/health' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/health', http: true, label: 'plain HTTP' },                                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'GET /api/openapi.json' },                                                                                                                            '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
 ];
 

@@ -523,7 +523,10 @@ export function createS3Store(settings: S3Settings): S3Store {
         await client.send(new HeadBucketCommand({ Bucket }));
       } catch (error) {
         if (!(isMissing(error) && settings.createBucket)) throw error;
-        await client.send(new CreateBucketCommand({ Bucket }));
+        // Several servers starting at once may all make it: one that finds it made by us is content.
+        await client.send(new CreateBucketCommand({ Bucket })).catch((created: unknown) => {
+          if ((created as Error).name !== 'BucketAlreadyOwnedByYou') throw created;
+        });
       }
     },
 

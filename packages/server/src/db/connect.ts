@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, type KyselyConfig, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
 import type { Database } from './schema.ts';
@@ -27,6 +27,8 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** Called when an idle PostgreSQL connection fails (the pool replaces it). */
   onPoolError?: (error: Error) => void;
+  /** Called after every query with its duration (metrics). */
+  onQuery?: (seconds: number, failed: boolean) => void;
 }
 
 const INT8 = 20;
@@ -68,6 +70,12 @@ export function sqlitePath(url: string): string {
   return resolve(url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, ''));
 }
 
+function queryLog(options: DatabaseOptions): KyselyConfig['log'] {
+  const onQuery = options.onQuery;
+  if (!onQuery) return undefined;
+  return (event) => onQuery(event.queryDurationMillis / 1000, event.level === 'error');
+}
+
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
@@ -76,7 +84,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   if (engine === 'sqlite') {
     const path = sqlitePath(options.url);
     mkdirSync(dirname(path), { recursive: true });
-    db = new Kysely<Database>({ dialect: nodeSqliteDialect(openSqlite(path)) });
+    db = new Kysely<Database>({ dialect: nodeSqliteDialect(openSqlite(path)), log: queryLog(options) });
   } else {
     const schema = options.schema;
     if (schema !== undefined && !SCHEMA_NAME.test(schema))
@@ -103,7 +111,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
         client.release();
       }
     }
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: queryLog(options) });
   }
   try {
     await migrateToLatest(db as Kysely<unknown>, engine);

@@ -56,6 +56,26 @@ export async function updateImage(db: Q, id: number, patch: Partial<Omit<ImageRo
   await db.updateTable('images').set(patch).where('id', '=', id).execute();
 }
 
+/**
+ * Updates the image only if it still has the name and owner it was found by (another request, perhaps on
+ * another server, may have renamed or given it away meanwhile); false if it has not.
+ */
+export async function updateImageIfNamed(
+  db: Q,
+  id: number,
+  found: { name: string; owner_id: number },
+  patch: Partial<Omit<ImageRow, 'id'>>,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('images')
+    .set(patch)
+    .where('id', '=', id)
+    .where('name', '=', found.name)
+    .where('owner_id', '=', found.owner_id)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
 export async function deleteImage(db: Q, id: number): Promise<void> {
   await db.deleteFrom('images').where('id', '=', id).execute();
 }

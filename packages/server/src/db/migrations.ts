@@ -214,6 +214,35 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.createIndex('jobs_image').on('jobs').column('image_id').execute();
       },
     },
+    '0008_audit_log': {
+      async up(db) {
+        // Every change asked for, allowed or not: who (kept by name and DN, so an entry outlives its user),
+        // from where, what, to which user, group or image, and how it ended.
+        await idColumn(db, 'audit_log')
+          .addColumn('at', time, (c) => c.notNull())
+          .addColumn('actor_id', 'integer')
+          .addColumn('actor_name', name)
+          .addColumn('actor_dn', 'text')
+          .addColumn('address', 'text')
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addColumn('method', 'text', (c) => c.notNull())
+          .addColumn('path', 'text', (c) => c.notNull())
+          .addColumn('action', name, (c) => c.notNull())
+          .addColumn('target_type', 'text')
+          .addColumn('target', name)
+          .addColumn('outcome', 'text', (c) => c.notNull())
+          .addColumn('status', 'integer', (c) => c.notNull())
+          .addColumn('detail', 'text')
+          .execute();
+        await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
+        await db.schema
+          .createIndex('audit_log_actor')
+          .on('audit_log')
+          .columns(['actor_name', 'at'])
+          .execute();
+        await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'at']).execute();
+      },
+    },
   };
 }
 

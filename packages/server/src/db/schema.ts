@@ -146,6 +146,27 @@ export interface UploadsTable {
   expires: string;
 }
 
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: string;
+  actor_id: number | null;
+  actor_name: string | null;
+  actor_dn: string | null;
+  address: string | null;
+  request_id: string;
+  method: string;
+  path: string;
+  /** `image.modify`, `user.create`, ... (docs/api.md#audit-log). */
+  action: string;
+  target_type: string | null;
+  target: string | null;
+  /** `ok`, or the error code the request was answered with. */
+  outcome: string;
+  status: number;
+  /** JSON: what else is worth knowing (fields changed, version uploaded). */
+  detail: string | null;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -158,4 +179,5 @@ export interface Database {
   uploads: UploadsTable;
   image_variants: ImageVariantsTable;
   jobs: JobsTable;
+  audit_log: AuditLogTable;
 }

@@ -2,15 +2,25 @@
  * Builds the Fastify application: schemas, authentication, routes, errors. `server.ts` starts it on HTTPS and
  * HTTP; tests build the same app.
  */
+import { randomBytes } from 'node:crypto';
+import type { BlockList } from 'node:net';
 import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import { groupSchema, imageSchema, userSchema } from '@repoman/core';
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import type { Services } from '../services/index.ts';
+import { registerAudit } from './audit.ts';
 import { authenticate, READ_METHODS } from './auth.ts';
 import { acceptBody } from './continue.ts';
 import { badUrlHandler, checkJsonBody, clientErrorHandler, errorHandler, notFoundHandler } from './errors.ts';
+import { registerMetrics } from './metrics.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -25,6 +35,8 @@ export interface AppOptions {
   /** Lets `server.ts` create the HTTPS server itself (TLS options, certificate verification on connect). */
   serverFactory?: FastifyServerOptions['serverFactory'];
   version?: string;
+  /** Prometheus metrics, and the addresses that may read them. */
+  metrics?: { metrics: Parameters<typeof registerMetrics>[1]; allow: BlockList };
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -32,6 +44,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logger: options.logger ?? false,
     ...(options.serverFactory ? { serverFactory: options.serverFactory } : {}),
     bodyLimit: 1024 * 1024,
+    // Every request gets an id of its own (in the logs, the audit log and the X-Request-Id answer header);
+    // one sent by the client is not taken, so ids stay unique and unforgeable.
+    genReqId: () => randomBytes(8).toString('hex'),
+    requestIdHeader: false,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
     return503OnClosing: true,
     frameworkErrors: badUrlHandler,
     clientErrorHandler,
@@ -61,6 +78,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler(notFoundHandler);
   app.decorateRequest('actor', null);
   app.decorateRequest('authRefusal', null);
+  // Metrics first: a request refused by authentication is counted too.
+  if (options.metrics) registerMetrics(app, options.metrics.metrics, options.metrics.allow);
   app.addHook('onRequest', async (request) => authenticate(request, options.services.identity));
   // JSON and form bodies are read only after authentication (onRequest) has accepted the caller.
   // Routes that stream the body themselves say yes later, after their own checks (routes/raw.ts).
@@ -73,6 +92,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!READ_METHODS.has(request.method)) await options.services.identity.forget();
   };
   app.addHook('onSend', forget);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  registerAudit(app, options.services.audit, (error, entry) =>
+    app.log.error(
+      { err: error, audit: entry },
+      'an audit entry could not be stored; it is logged here instead',
+    ),
+  );
   app.addHook('onRequestAbort', forget);
   // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
   // rather than let Node read and discard gigabytes to keep it alive.
@@ -97,6 +125,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   rawRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);
+  auditRoutes(app, deps);
 
   app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
     app.swagger(),
@@ -104,7 +133,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get(
     '/api/health',
     {
-      config: { auth: 'optional' },
+      // On the plain-HTTP port too, for balancers' checks of it.
+      config: { auth: 'optional', plainHttp: true },
       schema: {
         summary: 'Health: the server answers, and its database and blob store do too (503 if not)',
         tags: ['operations'],

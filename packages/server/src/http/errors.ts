@@ -84,6 +84,7 @@ export function toRepomanError(error: unknown, request?: FastifyRequest): Repoma
 
 export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply) {
   const coded = toRepomanError(error, request);
+  request.errorCode = coded?.code ?? 'internal';
   if (coded) {
     if (coded.status >= 500) request.log.error({ err: coded.cause ?? coded }, coded.message);
     return reply.code(coded.status).type('application/json').send(coded.toBody());
@@ -94,6 +95,7 @@ export function errorHandler(error: unknown, request: FastifyRequest, reply: Fas
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
+  request.errorCode = 'not_found';
   const body: ErrorBody = {
     error: { code: 'not_found', message: `No route ${request.method} ${request.url.split('?')[0]}` },
   };

@@ -111,6 +111,12 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
 
   return guardService(
     {
+      /** `owner/name` of an image by its id (for the audit log), or undefined if it is gone. */
+      async nameOf(id: number): Promise<string | undefined> {
+        const row = await images.findImageById(db, id);
+        return row ? `${row.owner_name}/${row.name}` : undefined;
+      },
+
       async create(actor: Actor, body: CreateImageBody): Promise<ImageView> {
         const name = checkedImageName(body.name);
         const ownerName = body.owner ?? body.user_name ?? actor.name;
@@ -203,7 +209,10 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
         }
         if (Object.keys(patch).length > 0) {
           patch.modified = nowIso();
-          await images.updateImage(db, row.id, patch);
+          // As if one request came after the other: a change to an image renamed (or given away) meanwhile
+          // finds no image of the name it asked for.
+          if (!(await images.updateImageIfNamed(db, row.id, row, patch)))
+            throw new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
         }
         return viewById(actor, row.id);
       },

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
+import { createAuditService } from './audit.ts';
 import { createBytesService, type UploadPolicy } from './bytes.ts';
 import { type ConversionSettings, createConversionService } from './conversions.ts';
 import { createGroupService } from './groups.ts';
@@ -39,6 +40,7 @@ export function createServices(deps: {
   const bytes = createBytesService(deps);
   return {
     identity: createIdentityService(deps),
+    audit: createAuditService(deps),
     users: createUserService(deps),
     groups: createGroupService(deps),
     images: createImageService(deps),

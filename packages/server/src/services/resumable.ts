@@ -60,6 +60,11 @@ export function parseMetadata(value: string | undefined): Map<string, string> {
 export interface ResumablePolicy {
   /** An upload nobody has continued for this long expires and its bytes are deleted. */
   expiryMs: number;
+  /**
+   * A request's hold on an upload outlives the request by this much when it stops sending (a server that dies
+   * mid-upload holds it this long); renewed while bytes flow. Default 30 s.
+   */
+  leaseMs?: number | undefined;
 }
 
 /** A checksum of one request's body (tus checksum extension): algorithm and the raw digest. */
@@ -98,8 +103,8 @@ export interface AppendOptions extends RequestOrder {
   onAccepted?: () => void;
 }
 
-/** A lease outlives a request that stops sending by this much; it is renewed while bytes flow. */
-const LEASE_MS = 30_000;
+/** A lease outlives a request that stops sending by this much (unless configured); renewed while bytes flow. */
+const DEFAULT_LEASE_MS = 30_000;
 /** How often a request holding an upload renews its lease and looks whether another server asked for it. */
 const LEASE_CHECK_MS = 1000;
 /** How long a request waits for another server's request to let an upload go. */
@@ -138,6 +143,7 @@ export function createResumableService(deps: {
   policy: ResumablePolicy;
 }) {
   const { db, store, hashing, bytes, policy } = deps;
+  const LEASE_MS = policy.leaseMs ?? DEFAULT_LEASE_MS;
 
   /** Requests running here, per upload: a newer one stops the older (its client has given up on it). */
   const running = new Map<string, { stop: AbortController; done: Promise<void>; arrival: bigint }>();

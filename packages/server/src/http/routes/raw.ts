@@ -129,6 +129,9 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
             abortOnClose(request),
           );
           const view = await services.images.get(actor, ref);
+          request.audit = {
+            detail: { version: received.version, size: received.size, sha256: received.digests.sha256 },
+          };
           return reply
             .code(received.created ? 201 : 200)
             .header('repr-digest', reprDigest(received.digests.sha256))

@@ -201,7 +201,11 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
           }
         }
         progressHeaders(reply, state);
-        if (state.version !== null) reply.header('content-location', imageUrl(urls(request), owner, image));
+        request.audit = { detail: { upload: created.id, length: created.length } };
+        if (state.version !== null) {
+          reply.header('content-location', imageUrl(urls(request), owner, image));
+          request.audit.detail = { ...request.audit.detail, version: state.version };
+        }
         return reply.code(201).send();
       },
     );
@@ -249,6 +253,12 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
           },
         });
         progressHeaders(reply, state);
+        // The request that completes the upload is the one the audit log records, as the image's upload.
+        if (state.version !== null)
+          request.audit = {
+            target: await services.images.nameOf(state.imageId).catch(() => undefined),
+            detail: { upload: state.id, version: state.version, size: state.length },
+          };
         return reply.code(204).send();
       },
     );

@@ -1,0 +1,233 @@
+/**
+ * Records every change asked of the API in the audit log, once it has been answered: who (user name and the
+ * certificate's DN, the proxy chain resolved), from which address (the balancer's PROXY header when there is
+ * one), what, to which user, group or image, and the outcome (`ok` or the error code). Refusals are recorded
+ * too: an audit log that only lists what was allowed cannot show who tried what.
+ *
+ * Every route that changes something has a rule here; the server refuses to start with one that has none.
+ */
+
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { certificateAuthOf } from '../pki/tls-auth.ts';
+import type { AuditService } from '../services/audit.ts';
+import { READ_METHODS } from './auth.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The error code the request was answered with (set by the error handlers). */
+    errorCode?: string;
+    /** What a route adds to its audit entry (the version an upload became), or `skip` for a non-change. */
+    audit?: { detail?: Record<string, unknown>; target?: string; skip?: boolean };
+  }
+}
+
+type TargetType = 'user' | 'group' | 'image' | 'upload' | 'job';
+type Params = Record<string, string | undefined>;
+type Body = Record<string, unknown> | undefined;
+
+interface Rule {
+  action: string;
+  type: TargetType;
+  /** The target's name: `bob`, `team`, `bob/rhel.img`. */
+  target: (params: Params, body: Body, actor: string | null) => string | null;
+  /** What else the entry says, from the request. */
+  detail?: (params: Params, body: Body) => Record<string, unknown> | null;
+}
+
+const image = (params: Params, _body: Body, actor: string | null) =>
+  params.image === undefined ? null : `${params.user ?? actor ?? '?'}/${params.image}`;
+const fields = (_params: Params, body: Body) =>
+  body && typeof body === 'object' ? { fields: Object.keys(body).sort() } : null;
+const text = (value: unknown) => (typeof value === 'string' ? value : null);
+
+/** tus metadata: `key base64,key base64`. */
+function tusImage(header: string | undefined, actor: string | null): string | null {
+  const pairs = new Map(
+    (header ?? '').split(',').map((pair) => {
+      const [key = '', value = ''] = pair.trim().split(' ');
+      return [key, Buffer.from(value, 'base64').toString('utf8')] as const;
+    }),
+  );
+  const name = pairs.get('image') || pairs.get('filename');
+  return name ? `${pairs.get('owner') || actor || '?'}/${name}` : null;
+}
+
+const IMAGE_FORMS = ['/api/images/:user/:image', '/api/images/:image'];
+const RAW_FORMS = ['/api/images/raw/:user/:image', '/api/images/raw/:image'];
+
+/** `METHOD /route/template` → rule. */
+const RULES = new Map<string, Rule>([
+  ['POST /api/users', { action: 'user.create', type: 'user', target: (_p, b) => text(b?.user_name) }],
+  [
+    'PATCH /api/users/:user',
+    { action: 'user.modify', type: 'user', target: (p) => p.user ?? null, detail: fields },
+  ],
+  [
+    'POST /api/users/:user',
+    { action: 'user.modify', type: 'user', target: (p) => p.user ?? null, detail: fields },
+  ],
+  ['DELETE /api/users/:user', { action: 'user.delete', type: 'user', target: (p) => p.user ?? null }],
+  ['POST /api/groups', { action: 'group.create', type: 'group', target: (_p, b) => text(b?.name) }],
+  [
+    'PATCH /api/groups/:group',
+    { action: 'group.modify', type: 'group', target: (p) => p.group ?? null, detail: fields },
+  ],
+  [
+    'POST /api/groups/:group',
+    { action: 'group.modify', type: 'group', target: (p) => p.group ?? null, detail: fields },
+  ],
+  ['DELETE /api/groups/:group', { action: 'group.delete', type: 'group', target: (p) => p.group ?? null }],
+  [
+    'POST /api/groups/:group/users/:user',
+    {
+      action: 'group.add_member',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ user: p.user }),
+    },
+  ],
+  [
+    'DELETE /api/groups/:group/users/:user',
+    {
+      action: 'group.remove_member',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ user: p.user }),
+    },
+  ],
+  [
+    'POST /api/groups/:group/permissions/:permission',
+    {
+      action: 'group.grant',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ permission: p.permission }),
+    },
+  ],
+  [
+    'DELETE /api/groups/:group/permissions/:permission',
+    {
+      action: 'group.revoke',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ permission: p.permission }),
+    },
+  ],
+  [
+    'POST /api/images',
+    {
+      action: 'image.create',
+      type: 'image',
+      target: (_p, b, actor) => (text(b?.name) ? `${text(b?.owner) ?? actor ?? '?'}/${text(b?.name)}` : null),
+    },
+  ],
+  ...IMAGE_FORMS.flatMap((form): [string, Rule][] => [
+    [`PATCH ${form}`, { action: 'image.modify', type: 'image', target: image, detail: fields }],
+    [`POST ${form}`, { action: 'image.modify', type: 'image', target: image, detail: fields }],
+    [`DELETE ${form}`, { action: 'image.delete', type: 'image', target: image }],
+    [
+      `POST ${form}/rollback`,
+      {
+        action: 'image.rollback',
+        type: 'image',
+        target: image,
+        detail: (_p, b) => ({ version: b?.version }),
+      },
+    ],
+    ...(['user', 'group'] as const).flatMap((kind): [string, Rule][] => [
+      [
+        `POST ${form}/share/${kind}/:target`,
+        { action: 'image.share', type: 'image', target: image, detail: (p) => ({ [kind]: p.target }) },
+      ],
+      [
+        `DELETE ${form}/share/${kind}/:target`,
+        { action: 'image.unshare', type: 'image', target: image, detail: (p) => ({ [kind]: p.target }) },
+      ],
+    ]),
+    [
+      `POST ${form}/conversions`,
+      { action: 'image.convert', type: 'image', target: image, detail: (_p, b) => ({ format: b?.format }) },
+    ],
+    [
+      `DELETE ${form}/variants/:format`,
+      { action: 'image.delete_variant', type: 'image', target: image, detail: (p) => ({ format: p.format }) },
+    ],
+  ]),
+  ...RAW_FORMS.map((form): [string, Rule] => [
+    `PUT ${form}`,
+    { action: 'image.upload', type: 'image', target: image },
+  ]),
+  ['POST /api/uploads', { action: 'upload.create', type: 'image', target: () => null }],
+  // Only the request that completes an upload is recorded (the route says so): not every chunk.
+  ['PATCH /api/uploads/:id', { action: 'image.upload', type: 'upload', target: (p) => p.id ?? null }],
+  ['DELETE /api/uploads/:id', { action: 'upload.delete', type: 'upload', target: (p) => p.id ?? null }],
+  ['DELETE /api/jobs/:id', { action: 'job.cancel', type: 'job', target: (p) => p.id ?? null }],
+]);
+
+/** Routes whose requests change nothing even though their method could. */
+const NOT_CHANGES = new Set(['POST /api/uploads/:id']);
+
+const keyOf = (method: string, url: string | undefined) => `${method} ${url ?? ''}`;
+
+/** The DN the request authenticated with, if it presented a valid certificate. */
+function dnOf(request: FastifyRequest): string | null {
+  const socket = request.raw.socket as TLSSocket;
+  if (!socket.encrypted) return null;
+  const verdict = certificateAuthOf(socket);
+  return verdict.ok ? verdict.dn : null;
+}
+
+export function registerAudit(
+  app: FastifyInstance,
+  audit: AuditService,
+  onLost: (error: unknown, entry: object) => void,
+): void {
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      if (READ_METHODS.has(method) || NOT_CHANGES.has(keyOf(method, route.url))) continue;
+      if (!RULES.has(keyOf(method, route.url)))
+        throw new Error(`route ${method} ${route.url} changes things but has no audit rule (http/audit.ts)`);
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    if (READ_METHODS.has(request.method)) return;
+    const rule = RULES.get(keyOf(request.method, request.routeOptions.url));
+    if (!rule || request.audit?.skip) return;
+    // A tus PATCH that did not complete its upload is one chunk among many: only failures and the end count.
+    if (rule.action === 'image.upload' && rule.type === 'upload' && !request.audit && reply.statusCode < 400)
+      return;
+    const params = (request.params ?? {}) as Params;
+    const body = request.body && typeof request.body === 'object' ? (request.body as Body) : undefined;
+    const actorName = request.actor?.name ?? null;
+    const target =
+      request.audit?.target ??
+      (request.routeOptions.url === '/api/uploads' && request.method === 'POST'
+        ? tusImage(request.headers['upload-metadata'] as string | undefined, actorName)
+        : rule.target(params, body, actorName));
+    const detail = { ...rule.detail?.(params, body), ...request.audit?.detail };
+    const entry = {
+      at: new Date().toISOString(),
+      actor: request.actor ? { id: request.actor.id, name: request.actor.name } : null,
+      dn: dnOf(request),
+      address: request.ip ?? null,
+      requestId: String(request.id),
+      method: request.method,
+      path: request.url.split('?')[0] ?? request.url,
+      action: rule.action,
+      targetType: request.audit?.target && rule.type === 'upload' ? 'image' : rule.type,
+      target,
+      outcome: reply.statusCode < 400 ? 'ok' : (request.errorCode ?? `http_${reply.statusCode}`),
+      status: reply.statusCode,
+      detail: Object.keys(detail).length > 0 ? detail : null,
+    };
+    await audit.record(entry).catch((error: unknown) => onLost(error, entry));
+  });
+}
+
+/** Every action the audit log records (docs/api.md#audit-log). */
+export const AUDITED_ACTIONS: readonly string[] = [
+  ...new Set([...RULES.values()].map((rule) => rule.action)),
+];

@@ -1,0 +1,237 @@
+/**
+ * The audit log: an entry for every route that changes something (allowed or refused), with who, from where
+ * (the PROXY protocol's client address behind a balancer), what, to what and how it ended; read by admins at
+ * /api/audit with filters. Run once per database engine.
+ */
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { AUDITED_ACTIONS } from '../src/http/audit.ts';
+import { type ClientCredential, clientFor, expectError } from './helpers/http.ts';
+import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
+
+const TUS = { 'tus-resumable': '1.0.0' };
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+const BALANCER = '127.0.0.2';
+
+/**
+ * A request over a connection from `from` (a loopback address) that starts with `header` (a PROXY protocol
+ * header, or nothing), then TLS as `credential`: what a balancer in TCP mode sends.
+ */
+async function through(
+  port: number,
+  ca: string,
+  credential: ClientCredential,
+  from: string,
+  header: string | Buffer,
+  method: string,
+  path: string,
+): Promise<{ status: number; body: string }> {
+  const raw = net.connect({ host: '127.0.0.1', port, localAddress: from });
+  await new Promise((resolve, reject) => raw.once('connect', resolve).once('error', reject));
+  if (header.length > 0) raw.write(header);
+  const socket = tls.connect({ socket: raw, ca, ...credential, servername: 'localhost' });
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    const request = https.request(
+      { method, path, host: 'localhost', createConnection: () => socket },
+      (response) => {
+        let body = '';
+        response.on('data', (chunk) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      },
+    );
+    request.once('error', reject);
+    request.end();
+  });
+}
+
+export function auditSuite(engine: Engine) {
+  describe(`the audit log on ${engine}`, () => {
+    let pki: TestPki;
+    let server: TestServer;
+    let as: (name: string) => ReturnType<typeof clientFor>;
+    before(async () => {
+      pki = await makeTestPki();
+      server = await startServerFor(pki, engine, { REPOMAN_BALANCER_ADDRESSES: `${BALANCER}/32` });
+      as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
+    });
+    after(async () => server?.stop());
+
+    const entries = async (query = '') => {
+      const res = await as('admin').get(`/api/audit?limit=500${query}`);
+      assert.equal(res.status, 200, res.text);
+      return res.json.items as Record<string, unknown>[];
+    };
+
+    it('records every route that changes something, with who, what, to what and the outcome', async () => {
+      const admin = as('admin');
+      const ok = (res: { status: number; text: string }) => assert.ok(res.status < 300, res.text);
+      ok(await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') }));
+      ok(await admin.patch('/api/users/bob', { full_name: 'Bob' }));
+      ok(await admin.post('/api/users/bob', { email: 'bob@example.org' }));
+      ok(await admin.post('/api/users', { user_name: 'gone', client_dn: '/O=Grid/CN=Gone' }));
+      ok(await admin.delete('/api/users/gone'));
+      ok(await admin.post('/api/groups', { name: 'team' }));
+      ok(await admin.patch('/api/groups/team', { name: 'crew' }));
+      ok(await admin.post('/api/groups/crew', { name: 'team' }));
+      ok(await admin.post('/api/groups/team/users/bob'));
+      ok(await admin.post('/api/groups/team/permissions/image_create'));
+      ok(await admin.delete('/api/groups/team/permissions/image_create'));
+      ok(await admin.post('/api/groups', { name: 'tmp' }));
+      ok(await admin.delete('/api/groups/tmp'));
+      const bob = as('bob');
+      ok(await bob.post('/api/images', { name: 'vm.img' }));
+      ok(await bob.patch('/api/images/vm.img', { description: 'one' }));
+      ok(await bob.post('/api/images/bob/vm.img', { os_type: 'linux' }));
+      const put = await bob.put('/api/images/raw/vm.img', Buffer.alloc(4096, 1));
+      ok(put);
+      ok(await bob.put('/api/images/raw/bob/vm.img', Buffer.alloc(4096, 2)));
+      ok(await bob.post('/api/images/vm.img/rollback', { version: 1 }));
+      ok(await bob.post('/api/images/vm.img/share/user/admin'));
+      ok(await bob.delete('/api/images/bob/vm.img/share/user/admin'));
+      ok(await bob.post('/api/images/vm.img/share/group/team'));
+      ok(await bob.delete('/api/images/vm.img/share/group/team'));
+      ok(await admin.delete('/api/groups/team/users/bob'));
+      const job = await bob.post('/api/images/vm.img/conversions', { format: 'qcow2' });
+      ok(job);
+      ok(await bob.delete(`/api/jobs/${job.json.job.id}`));
+      await bob.delete('/api/images/vm.img/variants/vmdk'); // none: recorded as refused
+      // Resumable: created, completed by its last PATCH (earlier chunks are not entries), and one deleted.
+      const created = await bob.request('POST', '/api/uploads', {
+        headers: { ...TUS, 'upload-length': '8', 'upload-metadata': `image ${b64('vm.img')}` },
+      });
+      assert.equal(created.status, 201, created.text);
+      const path = String(created.headers.location);
+      const patch = (offset: number, body: Buffer) =>
+        bob.request('PATCH', path, {
+          body,
+          headers: {
+            ...TUS,
+            'upload-offset': String(offset),
+            'content-type': 'application/offset+octet-stream',
+          },
+        });
+      assert.equal((await patch(0, Buffer.from('four'))).status, 204);
+      assert.equal((await patch(4, Buffer.from('more'))).status, 204);
+      const other = await bob.request('POST', '/api/uploads', {
+        headers: { ...TUS, 'upload-length': '8', 'upload-metadata': `image ${b64('vm.img')}` },
+      });
+      ok(await bob.request('DELETE', String(other.headers.location), { headers: TUS }));
+      ok(await bob.delete('/api/images/vm.img'));
+      // Refused: a stranger's certificate, and a user without the right.
+      const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));
+      expectError(await stranger.post('/api/groups', { name: 'mine' }), 403, 'unknown_certificate');
+      expectError(await bob.delete('/api/users/admin'), 403, 'forbidden');
+
+      const all = await entries();
+      const actions = new Set(all.map((e) => e.action));
+      for (const action of AUDITED_ACTIONS) assert.ok(actions.has(action), `an entry for ${action}`);
+
+      const find = (action: string, extra: (e: Record<string, unknown>) => boolean = () => true) =>
+        all.find((e) => e.action === action && extra(e));
+      const upload = find(
+        'image.upload',
+        (e) => e.method === 'PUT' && (e.detail as { version: number }).version === 1,
+      );
+      assert.equal(upload?.actor, 'bob');
+      assert.equal(upload?.dn, pki.dn('bob'));
+      assert.equal(upload?.target, 'bob/vm.img');
+      assert.equal(upload?.target_type, 'image');
+      assert.equal(upload?.outcome, 'ok');
+      assert.equal(upload?.address, '127.0.0.1');
+      assert.equal(upload?.request_id, put.headers['x-request-id'], 'the id the answer carried');
+      assert.deepEqual((upload?.detail as { version?: number } | undefined)?.version, 1);
+      const tus = find('image.upload', (e) => e.method === 'PATCH');
+      assert.equal(tus?.target, 'bob/vm.img', 'the completing PATCH names the image');
+      assert.equal((tus?.detail as { version?: number } | undefined)?.version, 3);
+      assert.equal(
+        all.filter((e) => e.action === 'image.upload' && e.method === 'PATCH').length,
+        1,
+        'the first chunk is no entry',
+      );
+      assert.deepEqual(find('user.modify', (e) => e.method === 'PATCH')?.detail, { fields: ['full_name'] });
+      assert.deepEqual(find('group.grant')?.detail, { permission: 'image_create' });
+      assert.equal(
+        find('image.share', (e) => (e.detail as { group?: string })?.group === 'team')?.target,
+        'bob/vm.img',
+      );
+      assert.equal(find('upload.create')?.target, 'bob/vm.img');
+      const refused = find('group.create', (e) => e.outcome === 'unknown_certificate');
+      assert.equal(refused?.actor, null, 'an unknown certificate has no user');
+      assert.equal(refused?.dn, pki.dn('stranger'), 'but its DN, checked, is known: to tell the admins who');
+      assert.equal(refused?.status, 403);
+      assert.equal(find('user.delete', (e) => e.target === 'admin')?.outcome, 'forbidden');
+      assert.equal(find('image.delete_variant')?.outcome, 'variant_not_found');
+    });
+
+    it('filters by actor, kind of action, target, outcome and time, newest first, in pages', async () => {
+      const byBob = await entries('&actor=bob');
+      assert.ok(byBob.length > 10 && byBob.every((e) => e.actor === 'bob'));
+      const ids = byBob.map((e) => e.id as number);
+      assert.deepEqual(
+        ids,
+        [...ids].sort((a, b) => b - a),
+        'newest first',
+      );
+      const groups = await entries('&action=group.');
+      assert.ok(groups.length >= 8 && groups.every((e) => String(e.action).startsWith('group.')));
+      assert.ok((await entries('&action=group.grant')).every((e) => e.action === 'group.grant'));
+      const vm = await entries('&target=bob/vm.img');
+      assert.ok(vm.length > 5 && vm.every((e) => e.target === 'bob/vm.img'));
+      const failed = await entries('&outcome=failed');
+      assert.ok(failed.length >= 3 && failed.every((e) => e.outcome !== 'ok'));
+      assert.ok((await entries('&outcome=forbidden')).every((e) => e.outcome === 'forbidden'));
+      const future = new Date(Date.now() + 3600_000).toISOString();
+      assert.deepEqual(await entries(`&since=${future}`), []);
+      assert.equal((await entries(`&until=${future}`)).length, (await entries()).length);
+      const first = await as('admin').get('/api/audit?limit=2');
+      assert.equal(first.json.items.length, 2);
+      assert.match(first.json.next, /offset=2/);
+      assert.ok(first.json.total > 20);
+    });
+
+    it('is for admins only', async () => {
+      expectError(await as('bob').get('/api/audit'), 403, 'forbidden');
+      expectError(await as('admin').get('/api/audit?since=yesterday'), 400, 'invalid_field');
+    });
+
+    it('takes the client address from a balancer’s PROXY header, and only from a balancer', async () => {
+      const ca = pki.ca.certPem;
+      const bob = pki.credential('bob');
+      const v1 = `PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${server.httpsPort}\r\n`;
+      assert.equal(
+        (await through(server.httpsPort, ca, bob, BALANCER, v1, 'DELETE', '/api/images/bob/nothing.img'))
+          .status,
+        404,
+      );
+      // Version 2 (binary), as HAProxy's send-proxy-v2 sends it: IPv6 this time.
+      const v2 = Buffer.concat([
+        Buffer.from([
+          0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x21, 0x00, 36,
+        ]),
+        Buffer.from('20010db8000000000000000000000007', 'hex'),
+        Buffer.from('00000000000000000000000000000001', 'hex'),
+        Buffer.from([0x9c, 0x40, 0x20, 0xfb]),
+      ]);
+      assert.equal(
+        (await through(server.httpsPort, ca, bob, BALANCER, v2, 'DELETE', '/api/images/nothing.img')).status,
+        404,
+      );
+      const recent = await entries('&actor=bob&outcome=image_not_found');
+      assert.deepEqual(
+        recent.slice(0, 2).map((e) => e.address),
+        ['2001:db8::7', '203.0.113.9'],
+      );
+      // A balancer that sends no header is cut off; anyone else sending one only breaks their own TLS.
+      await assert.rejects(through(server.httpsPort, ca, bob, BALANCER, '', 'DELETE', '/api/images/x.img'));
+      await assert.rejects(
+        through(server.httpsPort, ca, bob, '127.0.0.1', v1, 'DELETE', '/api/images/x.img'),
+      );
+      assert.equal((await entries('&address=203.0.113.9')).length, 1, 'nobody else claimed that address');
+    });
+  });
+}
