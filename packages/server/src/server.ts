@@ -93,7 +93,7 @@ const urlHost = (host: string) =>
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // Image bytes land here (the image-bytes service); made now so a first start shows the whole layout.
-  mkdirSync(config.blobDir, { recursive: true, mode: 0o700 });
+  if (config.blobStore === 'directory') mkdirSync(config.blobDir, { recursive: true, mode: 0o700 });
   const pki = await ensureDevelopmentPki(config);
   let log: FastifyInstance['log'] | undefined;
   const metrics = config.metrics.enabled ? createMetrics() : null;

@@ -232,6 +232,17 @@ export function auditSuite(engine: Engine) {
         through(server.httpsPort, ca, bob, '127.0.0.1', v1, 'DELETE', '/api/images/x.img'),
       );
       assert.equal((await entries('&address=203.0.113.9')).length, 1, 'nobody else claimed that address');
+      // Plain HTTP too, with the request in the same packet as the header (as HAProxy's checks send it).
+      const plain = net.connect({
+        host: '127.0.0.1',
+        port: server.httpPort as number,
+        localAddress: BALANCER,
+      });
+      await new Promise((resolve, reject) => plain.once('connect', resolve).once('error', reject));
+      plain.write(`${v1}GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      let answer = '';
+      for await (const chunk of plain) answer += chunk;
+      assert.match(answer, /^HTTP\/1\.1 200 /);
     });
   });
 }

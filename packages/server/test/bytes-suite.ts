@@ -601,6 +601,7 @@ export function bytesSuite(engine: Engine, storage: 'directory' | 's3' = 'direct
         assert.equal(healthy.json.database.status, 'ok');
         assert.equal(healthy.json.store.status, 'ok');
         await swift?.stop(); // the object store goes away
+        await new Promise((resolve) => setTimeout(resolve, 1100)); // health is asked at most once a second
         const failing = await as('bob').get('/api/health');
         assert.equal(failing.status, 503);
         assert.deepEqual(

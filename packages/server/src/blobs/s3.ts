@@ -124,6 +124,7 @@ async function copyCoalesced(source: Readable, destination: Writable): Promise<v
   let turn = 0;
   let filled = 0;
   let inFlight: Promise<void> = Promise.resolve();
+  destination.once('close', () => source.destroy()); // the client left: let go of the store's connection
   const flush = async () => {
     await inFlight; // the other buffer's write: once done, that buffer is free
     inFlight = written(destination, (buffers[turn] as Buffer).subarray(0, filled));
@@ -167,6 +168,8 @@ export function createS3Store(settings: S3Settings): S3Store {
     responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: {
       connectionTimeout: 10_000,
+      // A silent connection to the store (a stalled download or part) fails rather than hangs.
+      requestTimeout: 120_000,
       httpAgent: { keepAlive: true, maxSockets: settings.maxSockets },
       httpsAgent: { keepAlive: true, maxSockets: settings.maxSockets },
     },
@@ -294,14 +297,20 @@ export function createS3Store(settings: S3Settings): S3Store {
         );
         parts.push({ number, size: state.tail.size, etag: sent.ETag ?? '' });
       }
-      await client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket,
-          Key,
-          UploadId: state.multipart ?? undefined,
-          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.number, ETag: p.etag })) },
-        }),
-      );
+      try {
+        await client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId: state.multipart ?? undefined,
+            MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.number, ETag: p.etag })) },
+          }),
+        );
+      } catch (error) {
+        // Completed by an earlier try whose state was not saved (a server that died between the two)?
+        const done = isNoSuchUpload(error) ? await store.stat(key).catch(() => null) : null;
+        if (done?.size !== sizeOf({ ...state, parts, tail: null })) throw error;
+      }
       await save({ ...state, parts, tail: null, sealed: true });
     }
 
@@ -316,7 +325,13 @@ export function createS3Store(settings: S3Settings): S3Store {
       key,
 
       async write(source, signal) {
-        if (state.sealed || finished) throw new Error(`upload ${key} is complete; it cannot be written to`);
+        if (state.sealed || finished) {
+          // A request with no bytes for an upload already whole (a retry of its last request) is fine.
+          let extra = 0;
+          for await (const chunk of source as AsyncIterable<Buffer>) extra += chunk.length;
+          if (extra > 0) throw new Error(`upload ${key} is complete; it cannot be written to`);
+          return 0;
+        }
         const before = state;
         let multipart = state.multipart;
         const parts = [...state.parts];
@@ -353,6 +368,9 @@ export function createS3Store(settings: S3Settings): S3Store {
             }),
           );
           parts.push({ number: partNumber, size: bytes.length, etag: sent.ETag ?? '' });
+          // Recorded at once: the upload's age (what sweeps look at) moves while bytes flow, and a server that
+          // dies keeps what it sent. The bytes of the old tail are in these parts now.
+          await save({ ...before, multipart, parts: [...parts], tail: null });
         };
 
         /** Sends the filled buffer as the next part (once the previous one is sent) and turns to the other. */
@@ -413,13 +431,13 @@ export function createS3Store(settings: S3Settings): S3Store {
             : filled > 0
               ? await putTail((buffers[turn] as Buffer).subarray(0, filled), tailStart)
               : null;
-          next = {
-            ...before,
-            multipart,
-            parts,
-            tail,
-            saved: tail && tail !== before.tail ? [...before.saved, tail] : before.saved,
-          };
+          // Kept: the tail this request started from (a refused request is cut back to it) and the new one;
+          // older tails are never returned to, and go.
+          const keep = [before.tail, tail].filter((t): t is Tail => t !== null);
+          const names = new Set(keep.map((t) => t.name));
+          next = { ...before, multipart, parts, tail, saved: keep.filter((t, i) => keep.indexOf(t) === i) };
+          for (const old of before.saved)
+            if (!names.has(old.name)) await deleteObject(uploadDir(key) + old.name).catch(() => {});
           if (sizeOf(next) !== end)
             throw new Error(`upload ${key}: ${sizeOf(next)} bytes recorded, ${end} sent`);
         }
@@ -600,8 +618,10 @@ export function createS3Store(settings: S3Settings): S3Store {
         if (!KEY.test(key)) continue;
         const head = await client
           .send(new HeadObjectCommand({ Bucket, Key: stateName(key) }))
-          .catch(() => null);
-        // Tails without a state: the remains of an upload whose removal was cut short.
+          .catch((error: unknown) => {
+            if (isMissing(error)) return null; // tails without a state: an upload whose removal was cut short
+            throw error; // not knowing its age, never call it stale
+          });
         withState.add(key);
         found.push({ name: `upload ${key}`, key, ageMs: now - (head?.LastModified?.getTime() ?? 0) });
       }

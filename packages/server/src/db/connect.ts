@@ -114,7 +114,18 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: queryLog(options) });
   }
   try {
-    await migrateToLatest(db as Kysely<unknown>, engine);
+    // Servers starting at the same moment on a fresh schema race on its catalog (a schema or table another
+    // one is creating right now is briefly missing or duplicate): such a start tries again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await migrateToLatest(db as Kysely<unknown>, engine);
+        break;
+      } catch (error) {
+        const code = ((error as Error).cause as { code?: string } | undefined)?.code;
+        if (attempt >= 5 || !['3F000', '42P07', '42P06', '23505'].includes(code ?? '')) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt + Math.random() * 100));
+      }
+    }
   } catch (error) {
     await db.destroy();
     throw error;

@@ -1,5 +1,5 @@
 /**
- * Records every change asked of the API in the audit log, once it has been answered: who (user name and the
+ * Records every change asked of the API in the audit log, as its answer goes out: who (user name and the
  * certificate's DN, the proxy chain resolved), from which address (the balancer's PROXY header when there is
  * one), what, to which user, group or image, and the outcome (`ok` or the error code). Refusals are recorded
  * too: an audit log that only lists what was allowed cannot show who tried what.
@@ -17,8 +17,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The error code the request was answered with (set by the error handlers). */
     errorCode?: string;
-    /** What a route adds to its audit entry (the version an upload became), or `skip` for a non-change. */
-    audit?: { detail?: Record<string, unknown>; target?: string; skip?: boolean };
+    /** What a route adds to its audit entry (the version an upload became, the image a tus upload is for). */
+    audit?: { detail?: Record<string, unknown>; target?: string };
   }
 }
 
@@ -165,9 +165,6 @@ const RULES = new Map<string, Rule>([
   ['DELETE /api/jobs/:id', { action: 'job.cancel', type: 'job', target: (p) => p.id ?? null }],
 ]);
 
-/** Routes whose requests change nothing even though their method could. */
-const NOT_CHANGES = new Set(['POST /api/uploads/:id']);
-
 const keyOf = (method: string, url: string | undefined) => `${method} ${url ?? ''}`;
 
 /** The DN the request authenticated with, if it presented a valid certificate. */
@@ -186,16 +183,18 @@ export function registerAudit(
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
-      if (READ_METHODS.has(method) || NOT_CHANGES.has(keyOf(method, route.url))) continue;
+      if (READ_METHODS.has(method)) continue;
       if (!RULES.has(keyOf(method, route.url)))
         throw new Error(`route ${method} ${route.url} changes things but has no audit rule (http/audit.ts)`);
     }
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Before the answer leaves (onSend runs even when the client has gone away, unlike onResponse): whoever
+  // sees a change succeed can find it in the log.
+  app.addHook('onSend', async (request, reply) => {
     if (READ_METHODS.has(request.method)) return;
     const rule = RULES.get(keyOf(request.method, request.routeOptions.url));
-    if (!rule || request.audit?.skip) return;
+    if (!rule) return;
     // A tus PATCH that did not complete its upload is one chunk among many: only failures and the end count.
     if (rule.action === 'image.upload' && rule.type === 'upload' && !request.audit && reply.statusCode < 400)
       return;

@@ -165,7 +165,7 @@ function directionOf(request: FastifyRequest): 'upload' | 'download' | null {
   if (route.startsWith('/api/images/raw/'))
     return request.method === 'PUT' ? 'upload' : request.method === 'GET' ? 'download' : null;
   if (route === '/api/uploads' || route === '/api/uploads/:id')
-    return request.method === 'PATCH' || request.method === 'POST' ? 'upload' : null;
+    return request.method === 'PATCH' || request.method === 'POST' ? 'upload' : null; // creation may carry bytes
   return null;
 }
 

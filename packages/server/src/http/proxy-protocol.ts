@@ -7,6 +7,7 @@
  * never looked for (it would be a TLS error), so nobody but the balancers can claim an address.
  */
 import { BlockList, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 /** A version 1 header is at most 107 bytes; version 2 headers with TLVs are kept to this. */
@@ -183,6 +184,9 @@ export function acceptProxyProtocol(
         if (socket.destroyed) return;
         if (client) setPeer(socket, client);
         emit(event, socket);
+        // TLS reads what came after the header from the paused socket as it wraps it; plain HTTP reads the
+        // native handle, so the bytes put back must be let flow.
+        if (!('encrypted' in socket) && !(server instanceof TlsServer)) socket.resume();
       },
       (error: Error) => {
         onRefused(error, peer as string);

@@ -38,6 +38,15 @@ export function createServices(deps: {
   conversions: ConversionSettings;
 }) {
   const bytes = createBytesService(deps);
+  async function checkHealth() {
+    const [database, store] = await Promise.all([
+      timed(() => sql`select 1`.execute(deps.db)),
+      timed(async () => deps.store.check?.()),
+    ]);
+    const ok = database.status === 'ok' && store.status === 'ok';
+    return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store };
+  }
+  let lastHealth: { at: number; result: ReturnType<typeof checkHealth> } | undefined;
   return {
     identity: createIdentityService(deps),
     audit: createAuditService(deps),
@@ -47,14 +56,14 @@ export function createServices(deps: {
     bytes,
     resumable: createResumableService({ ...deps, bytes }),
     conversions: createConversionService({ ...deps, bytes, settings: deps.conversions }),
-    /** Whether the database and the blob store answer, and how fast (for balancers' health checks). */
-    async health() {
-      const [database, store] = await Promise.all([
-        timed(() => sql`select 1`.execute(deps.db)),
-        timed(async () => deps.store.check?.()),
-      ]);
-      const ok = database.status === 'ok' && store.status === 'ok';
-      return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store };
+    /**
+     * Whether the database and the blob store answer, and how fast (for balancers' health checks). Asked at
+     * most once a second, however often it is called (it needs no certificate).
+     */
+    health() {
+      const now = Date.now();
+      if (!lastHealth || now - lastHealth.at > 1000) lastHealth = { at: now, result: checkHealth() };
+      return lastHealth.result;
     },
   };
 }

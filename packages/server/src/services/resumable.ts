@@ -456,6 +456,10 @@ export function createResumableService(deps: {
             throw new Error(`upload ${id} held ${recorded} bytes, more than its ${length}; discarded`);
           }
           publishing = true;
+          // Recorded before publishing, which may change what the store can do with the bytes (an object
+          // store completes its multipart upload): a server that dies meanwhile leaves an upload whose next
+          // request, at its full length, publishes it.
+          await updateLeased(db, id, lease, { upload_offset: recorded }, false);
           hasher = await hasherAt(row, blob, recorded, expected, true);
           if (!hasher) throw new Error('no hasher for a complete upload');
           let version: number;
