@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import type { S3Settings } from './blobs/s3.ts';
 import { FEATURES, FORMATS } from './formats/inspect.ts';
 import { balancerList } from './http/proxy-protocol.ts';
 
@@ -25,17 +26,7 @@ export interface ServerConfig {
   blobStore: 'directory' | 's3' | 'discard';
   blobDir: string;
   /** The S3-compatible object store, for `blob_store = "s3"` (docs/configuration.md). */
-  s3: {
-    endpoint: string | undefined;
-    region: string;
-    bucket: string;
-    prefix: string;
-    pathStyle: boolean;
-    accessKeyId: string | undefined;
-    secretAccessKey: string | undefined;
-    partSize: number;
-    createBucket: boolean;
-    maxConnections: number;
+  s3: S3Settings & {
     /** Authorised downloads are answered with a redirect to a presigned URL, valid this long. */
     redirectDownloads: boolean;
     redirectSeconds: number;
@@ -407,7 +398,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       secretAccessKey: get<string | undefined>('s3.secret_access_key', undefined),
       partSize: partSizeMib * 1024 * 1024,
       createBucket: get('s3.create_bucket', false),
-      maxConnections: Math.max(1, get('s3.max_connections', 512)),
+      maxSockets: Math.max(1, get('s3.max_connections', 512)),
       redirectDownloads: get('s3.redirect_downloads', false),
       redirectSeconds: Math.max(1, get('s3.redirect_seconds', 300)),
     },

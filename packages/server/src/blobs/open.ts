@@ -14,8 +14,8 @@ export async function openBlobStore(
 ): Promise<BlobStore> {
   if (config.blobStore === 'discard') return createDiscardingStore();
   if (config.blobStore === 'directory') return createDirectoryStore(config.blobDir);
-  const { redirectDownloads: _, redirectSeconds: __, maxConnections, ...s3 } = config.s3;
-  const store = createS3Store({ ...s3, maxSockets: maxConnections });
+  const { redirectDownloads: _, redirectSeconds: __, ...s3 } = config.s3;
+  const store = createS3Store(s3);
   try {
     await store.check();
   } catch (error) {
