@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DatabaseHandle, openDatabase } from '../src/db/connect.ts';
-import { insertUser, updateUser } from '../src/db/users-dal.ts';
+import { insertUser, updateUserIfNamed } from '../src/db/users-dal.ts';
 import { createIdentityService } from '../src/services/identity.ts';
 
 const now = new Date().toISOString();
@@ -47,7 +47,7 @@ describe('the identity cache', () => {
     assert.equal((await identity.actorFor(who)).name, 'ann');
     assert.equal((await identity.actorFor({ ...who, limited: true })).limited, true);
 
-    await updateUser(database.db, row.id, { suspended: true });
+    assert.ok(await updateUserIfNamed(database.db, row.id, 'ann', { suspended: true }));
     assert.equal((await identity.actorFor(who)).name, 'ann', 'remembered for a moment');
     await identity.forget();
     await assert.rejects(identity.actorFor(who), { code: 'user_suspended' });

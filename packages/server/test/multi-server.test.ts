@@ -263,6 +263,24 @@ describe('two servers behind HAProxy on one PostgreSQL and one object store', ()
       bob(b).patch('/api/images/race.img', { name: 'race-b.img' }),
     ]);
     assert.deepEqual(renames.map((res) => res.status).sort(), [200, 404]);
+    // The same for groups and users, renamed by an admin through each server at once.
+    const adminOn = (child: Child) => as(child, pki.credential('admin'));
+    await adminOn(a).post('/api/groups', { name: 'crew' });
+    await adminOn(a).post('/api/users', { user_name: 'carl', client_dn: pki.dn('carl') });
+    for (const [path, field, names] of [
+      ['/api/groups/crew', 'name', ['crew-a', 'crew-b']],
+      ['/api/users/carl', 'user_name', ['carl-a', 'carl-b']],
+    ] as const) {
+      const both = await Promise.all([
+        adminOn(a).patch(path, { [field]: names[0] }),
+        adminOn(b).patch(path, { [field]: names[1] }),
+      ]);
+      assert.deepEqual(
+        both.map((res) => res.status).sort(),
+        [200, 404],
+        `${path}: ${both.map((r) => r.text)}`,
+      );
+    }
   });
 
   it('finishes on one server a resumable upload started on the other after that one is killed', async () => {

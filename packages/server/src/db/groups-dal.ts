@@ -36,8 +36,23 @@ export async function insertGroupIfMissing(
     .executeTakeFirst();
 }
 
-export async function updateGroup(db: Q, id: number, patch: Partial<Omit<GroupRow, 'id'>>): Promise<void> {
-  await db.updateTable('groups').set(patch).where('id', '=', id).execute();
+/**
+ * Updates the group only if it still has the name it was found by (another request, perhaps on another server,
+ * may have renamed it meanwhile); false if it has not.
+ */
+export async function updateGroupIfNamed(
+  db: Q,
+  id: number,
+  name: string,
+  patch: Partial<Omit<GroupRow, 'id'>>,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('groups')
+    .set(patch)
+    .where('id', '=', id)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 export async function deleteGroup(db: Q, id: number): Promise<void> {

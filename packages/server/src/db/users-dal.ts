@@ -32,8 +32,23 @@ export async function insertUserIfMissing(db: Q, user: NewUser): Promise<void> {
     .execute();
 }
 
-export async function updateUser(db: Q, id: number, patch: Partial<Omit<UserRow, 'id'>>): Promise<void> {
-  await db.updateTable('users').set(patch).where('id', '=', id).execute();
+/**
+ * Updates the user only if it still has the name it was found by (another request, perhaps on another server,
+ * may have renamed it meanwhile); false if it has not.
+ */
+export async function updateUserIfNamed(
+  db: Q,
+  id: number,
+  name: string,
+  patch: Partial<Omit<UserRow, 'id'>>,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('users')
+    .set(patch)
+    .where('id', '=', id)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 export async function deleteUser(db: Q, id: number): Promise<void> {

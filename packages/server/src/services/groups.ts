@@ -188,7 +188,14 @@ export function createGroupService(deps: { db: Db }) {
           const newName = checkedAccountName('group', body.name);
           if (await groups.findGroupByName(db, newName))
             throw new RepomanError('group_exists', `A group '${newName}' already exists`);
-          await groups.updateGroup(db, group.id, { name: newName, modified: nowIso() });
+          // As if one request came after the other: a rename of a group renamed meanwhile finds no group.
+          if (
+            !(await groups.updateGroupIfNamed(db, group.id, group.name, {
+              name: newName,
+              modified: nowIso(),
+            }))
+          )
+            throw new RepomanError('group_not_found', `No group '${name}'`);
         }
         return viewById(group.id);
       },

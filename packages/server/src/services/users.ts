@@ -284,7 +284,9 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
         if (patch.suspended && target.id === actor.id)
           throw new RepomanError('conflict', 'You cannot suspend yourself');
         patch.modified = nowIso();
-        await users.updateUser(db, target.id, patch);
+        // As if one request came after the other: a change to a user renamed meanwhile finds no user.
+        if (!(await users.updateUserIfNamed(db, target.id, target.name, patch)))
+          throw new RepomanError('user_not_found', `No user '${name}'`);
         return viewById(actor, target.id);
       },
 
