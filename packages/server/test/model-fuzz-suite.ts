@@ -102,7 +102,8 @@ const describe_ = (name: string, text: string) =>
     }
     const expected = text.includes('\u0000') ? 400 : image ? 200 : 404;
     expectStatus(response, expected, `describe(${q(name)}, ${q(text)})`);
-    if (image && expected === 200) image.description = text === '' ? null : text;
+    // A blank description (empty, or only whitespace) is no description.
+    if (image && expected === 200) image.description = text.trim() === '' ? null : text;
   });
 
 const setReadOnly = (name: string, value: boolean) =>
