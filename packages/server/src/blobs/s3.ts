@@ -462,9 +462,8 @@ export function createS3Store(settings: S3Settings): S3Store {
       },
 
       async size() {
-        return state.sealed
-          ? ((await client.send(new HeadObjectCommand({ Bucket, Key: blobName(key) }))).ContentLength ?? 0)
-          : sizeOf(state);
+        // A sealed upload's state still says what its object holds (the tail became its last part).
+        return sizeOf(state);
       },
 
       async truncate(length) {
@@ -507,9 +506,7 @@ export function createS3Store(settings: S3Settings): S3Store {
           return bodyBuffer(object.Body);
         }
         await seal();
-        const total =
-          (await client.send(new HeadObjectCommand({ Bucket, Key: blobName(key) }))).ContentLength ?? 0;
-        const end = Math.min(offset + length, total);
+        const end = Math.min(offset + length, sizeOf(state));
         if (end <= offset) return Buffer.alloc(0);
         return bodyBuffer((await getObject(blobName(key), { start: offset, end: end - 1 })).Body);
       },
