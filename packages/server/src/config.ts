@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import type { S3Settings } from './blobs/s3.ts';
 import { FEATURES, FORMATS } from './formats/inspect.ts';
@@ -74,6 +75,8 @@ export interface ServerConfig {
   balancers: string[];
   /** Prometheus metrics at /metrics, readable from these addresses only. */
   metrics: { enabled: boolean; allow: string[] };
+  /** The web interface: served at / from `dir` (the built packages/web) unless switched off. */
+  web: { enabled: boolean; dir: string };
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
   warnings: string[];
   /** Where the values came from, for the start-up banner and error messages. */
@@ -153,6 +156,8 @@ const KEYS: Key[] = [
   ['balancer.addresses', 'addresses'],
   ['metrics.enabled', 'bool'],
   ['metrics.allow', 'addresses'],
+  ['web.enabled', 'bool'],
+  ['web.dir', 'path'],
   ['timeouts.headers_seconds', 'int'],
   ['timeouts.idle_seconds', 'int'],
   ['timeouts.keep_alive_seconds', 'int'],
@@ -453,6 +458,10 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     metrics: {
       enabled: get('metrics.enabled', true),
       allow: get<string[]>('metrics.allow', ['127.0.0.1', '::1']),
+    },
+    web: {
+      enabled: get('web.enabled', true),
+      dir: get('web.dir', fileURLToPath(new URL('../../web/dist', import.meta.url))),
     },
     warnings: [
       ...unknownVariables(env),

@@ -2,6 +2,7 @@
  * `repoman-server`: runs the server and its operator commands.
  *   serve [--config FILE]                       run the server (the default)
  *   issue-certificate --dn DN --out DIR         sign a user certificate with the development CA
+ *   fsck, openapi                               check the repository; print the OpenAPI document
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -10,6 +11,7 @@ import { openBlobStore } from './blobs/open.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { openDatabase, redactUrl } from './db/connect.ts';
 import { formatReport, fsck } from './fsck.ts';
+import { openApiDocument } from './http/app.ts';
 import { derToPem } from './pki/certificate.ts';
 import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
 import { normalizeDn } from './pki/names.ts';
@@ -21,6 +23,7 @@ Commands:
   serve                        Run the server (default)
   issue-certificate            Sign a user certificate with the development CA (development only)
   fsck                         Check that the database and the blob store agree
+  openapi                      Print the OpenAPI document of the API (what /api/openapi.json serves)
 
 Options:
   -c, --config FILE            Configuration file (TOML); also $REPOMAN_CONFIG
@@ -154,6 +157,8 @@ async function main(argv: string[]) {
   if (values.help) return void process.stdout.write(USAGE);
   if (command === 'serve') return serve(values.config);
   if (command === 'issue-certificate') return issueCertificate(values.config, values.dn, values.out);
+  if (command === 'openapi')
+    return void process.stdout.write(`${JSON.stringify(await openApiDocument(), null, 2)}\n`);
   if (command === 'fsck')
     return runFsck(values.config, {
       verify: values.verify,

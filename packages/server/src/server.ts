@@ -19,6 +19,7 @@ import { buildApp } from './http/app.ts';
 import { clientErrorHandler } from './http/errors.ts';
 import { createMetrics } from './http/metrics.ts';
 import { acceptProxyProtocol, balancerList } from './http/proxy-protocol.ts';
+import { loadWebAssets } from './http/web.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
 import { createServices } from './services/index.ts';
 import { loadTrust, type TrustStore } from './trust.ts';
@@ -214,15 +215,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       httpsPort: config.https.port,
       httpPort: config.http.enabled ? config.http.port : null,
     };
+    const web = config.web.enabled ? await loadWebAssets(config.web.dir) : null;
     const app = await buildApp({
       services,
       publicUrls,
+      web,
       serverFactory,
       logger: options.logger ?? false,
       ...(metrics ? { metrics: { metrics, allow: balancerList(config.metrics.allow) } } : {}),
     });
     reloadLog = app.log;
     log = app.log;
+    if (config.web.enabled && !web)
+      log.warn({ dir: config.web.dir }, 'the web interface is not built (npm run build); / serves nothing');
     closers.push(() => app.close());
     await app.listen({
       host: config.https.listen,

@@ -61,6 +61,9 @@ export function apiSuite(engine: Engine) {
             if (method === 'options') continue; // what the tus server supports is no secret
             // downloads of public images need no certificate: without one, a private or missing image is a 404
             if (method === 'get' && path === '/api/images/raw/{user}/{image}') continue;
+            // nor their list and metadata (what the web interface shows): the public ones, or a 404
+            if (method === 'get' && (path === '/api/images' || path === '/api/images/{user}/{image}'))
+              continue;
             const res = await request(
               `${server.httpsUrl}${concrete}`,
               method.toUpperCase(),
@@ -79,6 +82,14 @@ export function apiSuite(engine: Engine) {
         expectError(await anonymous.post('/api/users', big), 401, 'certificate_required');
         expectError(await as('eve').post('/api/users', big), 403, 'unknown_certificate');
         expectError(await as('admin').post('/api/users', big), 413, 'payload_too_large');
+      });
+
+      it('lists and shows public images only without a certificate', async () => {
+        const list = await anonymous.get('/api/images');
+        assert.equal(list.status, 200);
+        for (const image of list.json.items) assert.equal(image.unauthenticated_access, true);
+        expectError(await anonymous.get('/api/images/x/x'), 404, 'image_not_found');
+        expectError(await as('eve').get('/api/images/x/x'), 403, 'unknown_certificate');
       });
 
       it('keeps open routes open to refused and unknown certificates', async () => {

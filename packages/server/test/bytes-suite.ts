@@ -262,10 +262,20 @@ export function bytesSuite(engine: Engine, storage: 'directory' | 's3' = 'direct
       assert.equal(sha256(await readFile(out)), sha256(image));
       const anonymous = await curl(null, ['-o', out, raw('bob/vm.img')]);
       assert.equal(anonymous.status, 200);
+      // Their list and metadata too (what the web interface shows there), and only theirs.
+      const names = async () => {
+        const list = await curl(null, [`${server.httpUrl}/api/images`]);
+        assert.equal(list.status, 200);
+        return JSON.parse(list.body.toString()).items.map((i: { name: string }) => `${i.name}`);
+      };
+      assert.deepEqual(await names(), ['vm.img']);
+      assert.equal((await curl(null, [`${server.httpUrl}/api/images/bob/vm.img`])).status, 200);
       await as('bob').patch('/api/images/vm.img', { unauthenticated_access: false });
       const hidden = await curl(null, ['-o', out, `${server.httpUrl}/api/images/raw/bob/vm.img`]);
       assert.equal(hidden.status, 404);
-      const other = await curl(null, [`${server.httpUrl}/api/images`]);
+      assert.deepEqual(await names(), []);
+      assert.equal((await curl(null, [`${server.httpUrl}/api/images/bob/vm.img`])).status, 404);
+      const other = await curl(null, [`${server.httpUrl}/api/users`]);
       assert.equal(other.status, 403);
     });
 

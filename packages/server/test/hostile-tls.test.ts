@@ -165,8 +165,13 @@ describe('hostile TLS and certificates', () => {
       const whoami = await as.get('/api/whoami');
       expectError(whoami, 401, 'certificate_invalid');
       assert.match(whoami.json.error.message, reason);
-      // Nothing opens to it, reading or writing.
-      assert.equal((await as.get('/api/images')).status, 401);
+      // Nothing opens to it, reading or writing, beyond what is public to anyone.
+      assert.equal((await as.get('/api/users')).status, 401);
+      const images = await as.get('/api/images');
+      assert.equal(images.status, 200);
+      assert.ok(
+        images.json.items.every((image: { unauthenticated_access: boolean }) => image.unauthenticated_access),
+      );
       assert.equal((await as.post('/api/images', { name: 'x.img' })).status, 401);
     });
   }

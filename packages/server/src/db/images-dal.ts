@@ -150,8 +150,11 @@ export async function removeGroupShare(db: Q, imageId: number, groupId: number):
 }
 
 export interface ImageQuery {
-  /** Restrict to what this user may see (own, public, shared directly or through a group); null: everything. */
-  visibleTo: { userId: number } | null;
+  /**
+   * Restrict to what this user may see (own, public, shared directly or through a group); `userId: null`:
+   * public images only (an anonymous caller); null: everything.
+   */
+  visibleTo: { userId: number | null } | null;
   ownerId?: number;
   /** Only images shared with this user, directly or through one of their groups. */
   sharedWith?: number;
@@ -196,7 +199,8 @@ export async function listImages(db: Q, query: ImageQuery) {
   const conditions = (eb: Eb): Expression<SqlBool> => {
     const all: Expression<SqlBool>[] = [];
     const visible = query.visibleTo;
-    if (visible)
+    if (visible?.userId === null) all.push(eb('images.unauthenticated_access', '=', true));
+    else if (visible)
       all.push(
         eb.or([
           eb('images.owner_id', '=', visible.userId),

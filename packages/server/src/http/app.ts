@@ -27,6 +27,7 @@ import { jobRoutes } from './routes/jobs.ts';
 import { rawRoutes } from './routes/raw.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { userRoutes } from './routes/users.ts';
+import { type WebAssets, webRoutes } from './web.ts';
 
 export interface AppOptions {
   services: Services;
@@ -37,6 +38,8 @@ export interface AppOptions {
   version?: string;
   /** Prometheus metrics, and the addresses that may read them. */
   metrics?: { metrics: Parameters<typeof registerMetrics>[1]; allow: BlockList };
+  /** The built web interface, served at `/`; null or absent: `/` says it is not there. */
+  web?: WebAssets | null;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -127,6 +130,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   jobRoutes(app, deps);
   auditRoutes(app, deps);
 
+  webRoutes(app, options.web ?? null);
+
   app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
     app.swagger(),
   );
@@ -146,4 +151,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   );
   return app;
+}
+
+/**
+ * The OpenAPI document, without a database or a store: routes and schemas only (no request is served).
+ * `repoman-server openapi` prints it; the web interface's typed client is generated from it.
+ */
+export async function openApiDocument(version?: string): Promise<object> {
+  const app = await buildApp({
+    services: {} as Services,
+    publicUrls: { https: undefined, http: undefined, httpsPort: 0, httpPort: null },
+    ...(version ? { version } : {}),
+  });
+  await app.ready();
+  const document = app.swagger();
+  await app.close();
+  return document;
 }

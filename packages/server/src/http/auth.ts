@@ -90,3 +90,13 @@ export function requireActor(request: FastifyRequest): Actor {
   if (!request.actor) throw new RepomanError('certificate_required');
   return request.actor;
 }
+
+/**
+ * On a route open to everyone, what to tell a caller whose certificate was refused when what they asked for is
+ * not public: why it was refused (401 or 403), rather than "not found".
+ */
+export function refusalInstead(request: FastifyRequest, error: unknown): unknown {
+  const hidden =
+    error instanceof RepomanError && ['image_not_found', 'certificate_required'].includes(error.code);
+  return hidden && request.authRefusal ? request.authRefusal : error;
+}

@@ -100,8 +100,10 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
   }
 
   /** Views of a page of images, with share lists (owner and admins) fetched in one go. */
-  async function views(actor: Actor, rows: ImageWithOwner[]): Promise<ImageView[]> {
-    const ownedIds = rows.filter((r) => canSeeImageShares(actor, { ownerId: r.owner_id })).map((r) => r.id);
+  async function views(actor: Actor | null, rows: ImageWithOwner[]): Promise<ImageView[]> {
+    const ownedIds = actor
+      ? rows.filter((r) => canSeeImageShares(actor, { ownerId: r.owner_id })).map((r) => r.id)
+      : [];
     const shares = await images.sharesOfImages(db, ownedIds);
     return rows.map((row) => {
       const own = shares.get(row.id);
@@ -267,13 +269,15 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
         return viewById(actor, row.id);
       },
 
-      async list(actor: Actor, query: ImageListQuery): Promise<PageOf<ImageView>> {
+      /** The images the caller may see; without a caller (no certificate), the public ones. */
+      async list(actor: Actor | null, query: ImageListQuery): Promise<PageOf<ImageView>> {
         const ownerId = query.owner === undefined ? undefined : (await findUserByName(db, query.owner))?.id;
         if (query.owner !== undefined && ownerId === undefined) return { items: [], total: 0 };
+        if (query.shared && !actor) return { items: [], total: 0 };
         const { rows, total } = await images.listImages(db, {
-          visibleTo: actor.isAdmin ? null : { userId: actor.id },
+          visibleTo: actor?.isAdmin ? null : { userId: actor?.id ?? null },
           ...(ownerId === undefined ? {} : { ownerId }),
-          ...(query.shared ? { sharedWith: actor.id } : {}),
+          ...(query.shared && actor ? { sharedWith: actor.id } : {}),
           ...(query.public === undefined ? {} : { public: query.public }),
           ...(query.name_prefix ? { namePrefix: query.name_prefix } : {}),
           ...(query.os_variant === undefined ? {} : { os_variant: query.os_variant }),

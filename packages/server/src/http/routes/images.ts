@@ -14,7 +14,7 @@ import {
 } from '@repoman/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ImageRef } from '../../services/images.ts';
-import { requireActor } from '../auth.ts';
+import { refusalInstead, requireActor } from '../auth.ts';
 import { imageJson, page, rawPath, variantJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
@@ -42,15 +42,18 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
   app.get<{ Querystring: ImageListQuery }>(
     '/api/images',
     {
+      // Without a certificate (and on plain HTTP), the public images: what the web interface lists there.
+      config: { auth: 'optional', plainHttp: true },
       schema: {
-        summary: 'List the images you may see: yours, shared with you, public (admins: all)',
+        summary:
+          'List the images you may see: yours, shared with you, public (admins: all; without a certificate: public)',
         tags: ['images'],
         querystring: imageListQuery,
         response: { 200: pageSchema('Image') },
       },
     },
     async (request) => {
-      const result = await services.images.list(requireActor(request), request.query);
+      const result = await services.images.list(request.actor, request.query);
       const u = urls(request);
       return page(request, u, result, request.query, (v) => imageJson(u, v));
     },
@@ -86,9 +89,23 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
 
     app.get<{ Params: RefParams }>(
       form.prefix,
-      { schema: { summary: 'Show an image', tags: ['images'], params, response: imageResponse } },
-      async (request) =>
-        imageJson(urls(request), await services.images.get(requireActor(request), refOf(request))),
+      {
+        // A public image is shown to anyone, also over plain HTTP (its page in the web interface).
+        config: { auth: 'optional', plainHttp: true },
+        schema: {
+          summary: 'Show an image (a public one without a certificate, also over plain HTTP)',
+          tags: ['images'],
+          params,
+          response: imageResponse,
+        },
+      },
+      async (request) => {
+        try {
+          return imageJson(urls(request), await services.images.get(request.actor, refOf(request)));
+        } catch (error) {
+          throw refusalInstead(request, error);
+        }
+      },
     );
 
     for (const method of ['post', 'patch'] as const) {

@@ -11,7 +11,7 @@ import type { ByteRange } from '../../blobs/store.ts';
 import type { VersionRow } from '../../db/versions-dal.ts';
 import { FORMATS } from '../../formats/inspect.ts';
 import type { ImageRef } from '../../services/image-access.ts';
-import { requireActor } from '../auth.ts';
+import { refusalInstead, requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { expectedDigests, reprDigest } from '../digests.ts';
 import { imageJson } from '../present.ts';
@@ -162,12 +162,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           try {
             return await download(request, reply);
           } catch (error) {
-            // Not public, and the caller's certificate was refused: say why, rather than "not found".
-            const hidden =
-              error instanceof RepomanError &&
-              ['image_not_found', 'certificate_required'].includes(error.code);
-            if (hidden && request.authRefusal) throw request.authRefusal;
-            throw error;
+            throw refusalInstead(request, error);
           }
         },
       });

@@ -1,0 +1,169 @@
+/**
+ * The web interface (packages/web, built into its dist/): a single page application served at `/` on HTTPS
+ * (the browser's certificate is the login, checked by the same hook as every API request) and on plain HTTP,
+ * where it shows public images only. Its few files are read once at start-up and kept in memory, compressed
+ * once with gzip and Brotli; it talks to the server through the public API only.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { extname, join, relative, sep } from 'node:path';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { notFoundHandler } from './errors.ts';
+
+interface Asset {
+  body: Buffer;
+  gzip: Buffer | null;
+  brotli: Buffer | null;
+  type: string;
+  etag: string;
+  /** Vite names what it builds by content (assets/index-3f9a1c.js): such a file never changes. */
+  immutable: boolean;
+}
+
+export interface WebAssets {
+  files: Map<string, Asset>;
+  index: Asset;
+  /** Bytes of JavaScript, and of it gzip-compressed: what a browser downloads on a first visit. */
+  scriptBytes: { raw: number; gzip: number };
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+  '.webmanifest': 'application/manifest+json',
+  '.txt': 'text/plain; charset=utf-8',
+  '.woff2': 'font/woff2',
+};
+const COMPRESSIBLE = new Set(['.html', '.js', '.css', '.svg', '.json', '.webmanifest', '.txt']);
+/** More than the interface will ever be; a wrong `web.dir` (a home directory, say) is refused, not read. */
+const MAX_TOTAL_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Pages may run only their own scripts and styles and talk only to this server: a script injected through an
+ * image's description (Preact escapes text anyway) could not run, nor send anything elsewhere.
+ */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "font-src 'self'",
+  "manifest-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+/** Reads the built interface; null if it is not there (not built, or `web.dir` names nothing). */
+export async function loadWebAssets(dir: string): Promise<WebAssets | null> {
+  let paths: string[];
+  try {
+    paths = await filesUnder(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const files = new Map<string, Asset>();
+  let total = 0;
+  const scriptBytes = { raw: 0, gzip: 0 };
+  for (const path of paths) {
+    const body = await readFile(path);
+    total += body.length;
+    if (total > MAX_TOTAL_BYTES)
+      throw new Error(`web.dir ${dir} holds more than ${MAX_TOTAL_BYTES} bytes: is it the built interface?`);
+    const extension = extname(path).toLowerCase();
+    const compress = COMPRESSIBLE.has(extension) && body.length > 256;
+    const urlPath = `/${relative(dir, path).split(sep).join('/')}`;
+    const asset: Asset = {
+      body,
+      gzip: compress ? gzipSync(body, { level: 9 }) : null,
+      brotli: compress
+        ? brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } })
+        : null,
+      type: TYPES[extension] ?? 'application/octet-stream',
+      etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
+      immutable: urlPath.startsWith('/assets/'),
+    };
+    if (extension === '.js') {
+      scriptBytes.raw += body.length;
+      scriptBytes.gzip += asset.gzip?.length ?? body.length;
+    }
+    files.set(urlPath, asset);
+  }
+  const index = files.get('/index.html');
+  if (!index) return null;
+  return { files, index, scriptBytes };
+}
+
+function send(request: FastifyRequest, reply: FastifyReply, asset: Asset) {
+  reply
+    .header('content-type', asset.type)
+    .header('etag', asset.etag)
+    .header('vary', 'accept-encoding')
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'same-origin')
+    .header('cache-control', asset.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+  if (asset.type.startsWith('text/html'))
+    reply.header('content-security-policy', CONTENT_SECURITY_POLICY).header('x-frame-options', 'DENY');
+  if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+  const accepted = String(request.headers['accept-encoding'] ?? '');
+  let body = asset.body;
+  if (asset.brotli && /\bbr\b/.test(accepted)) {
+    body = asset.brotli;
+    reply.header('content-encoding', 'br');
+  } else if (asset.gzip && /\bgzip\b/.test(accepted)) {
+    body = asset.gzip;
+    reply.header('content-encoding', 'gzip');
+  }
+  reply.header('content-length', body.length);
+  return reply.send(request.method === 'HEAD' ? null : body);
+}
+
+/**
+ * `/` and every path that is not the API's: a built file, or the application's page (it routes in the
+ * browser, so /images/bob/rhel.img is the page of that image). Unknown API paths stay JSON 404s.
+ */
+export function webRoutes(app: FastifyInstance, assets: WebAssets | null) {
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    if (path === '/api' || path.startsWith('/api/') || path === '/metrics')
+      return notFoundHandler(request, reply);
+    if (!assets) {
+      request.errorCode = 'not_found';
+      return reply.code(404).send({
+        error: {
+          code: 'not_found',
+          message:
+            'The web interface is switched off (web.enabled) or not built (npm run build); the API is at /api',
+        },
+      });
+    }
+    const file = assets.files.get(path);
+    if (file) return send(request, reply, file);
+    // A missing script or style is a 404, not the page (which a browser would try to run as a script).
+    if (path.startsWith('/assets/')) return notFoundHandler(request, reply);
+    return send(request, reply, assets.index);
+  };
+  for (const url of ['/', '/*']) {
+    app.route({
+      method: ['GET', 'HEAD'],
+      url,
+      exposeHeadRoute: false,
+      config: { auth: 'optional', plainHttp: true },
+      schema: { hide: true },
+      handler,
+    });
+  }
+}

@@ -1,0 +1,134 @@
+/** Who I am (DN, groups, permissions, quota and usage), or what to do when the certificate is not a user's. */
+import { plainHttp } from '../api/client';
+import { bytes, date } from '../lib/format';
+import type { Session } from '../lib/session';
+import { Copyable, ErrorBox } from '../lib/ui';
+
+export function AccountPage({ session, reload }: { session: Session; reload: () => void }) {
+  if (session.kind === 'user') {
+    const user = session.user;
+    const quota = user.quota ?? null;
+    const usage = user.usage ?? 0;
+    return (
+      <section>
+        <h1>Account</h1>
+        <dl class="details">
+          <div>
+            <dt>User name</dt>
+            <dd>{user.user_name}</dd>
+          </div>
+          <div>
+            <dt>Certificate DN</dt>
+            <dd>
+              <Copyable text={user.client_dn ?? ''} label="your DN" />
+            </dd>
+          </div>
+          {user.full_name && (
+            <div>
+              <dt>Full name</dt>
+              <dd>{user.full_name}</dd>
+            </div>
+          )}
+          {user.email && (
+            <div>
+              <dt>Email</dt>
+              <dd>{user.email}</dd>
+            </div>
+          )}
+          <div>
+            <dt>Groups</dt>
+            <dd>{(user.groups ?? []).join(', ') || 'none'}</dd>
+          </div>
+          <div>
+            <dt>Permissions</dt>
+            <dd>{(user.permissions ?? []).join(', ') || 'none'}</dd>
+          </div>
+          <div>
+            <dt>Storage used</dt>
+            <dd>
+              {bytes(usage)}
+              {quota !== null ? ` of ${bytes(quota)}` : ' (no quota)'}
+              {quota !== null && quota > 0 && (
+                <meter min={0} max={quota} value={usage} high={quota * 0.9} aria-label="Quota used" />
+              )}
+            </dd>
+          </div>
+          <div>
+            <dt>Account created</dt>
+            <dd>{date(user.created)}</dd>
+          </div>
+        </dl>
+        <h2>From the command line</h2>
+        <p>
+          The <code>repoman</code> client uses the same certificate (or a grid proxy made from it):
+        </p>
+        <Copyable text={`repoman config set server ${location.origin}`} label="the configuration command" />
+        <Copyable text="repoman whoami" label="the whoami command" />
+      </section>
+    );
+  }
+  return (
+    <section>
+      <h1>Account</h1>
+      <SignInHint session={session} reload={reload} />
+    </section>
+  );
+}
+
+/** For anyone not signed in: why, and what to do. */
+export function SignInHint({ session, reload }: { session: Session; reload?: () => void }) {
+  if (session.kind === 'unknown')
+    return (
+      <div class="card warn" data-testid="unknown-certificate">
+        <h2>Your certificate is not a Repoman user’s yet</h2>
+        <p>
+          The certificate your browser presented is valid, but no Repoman account has it. Send its
+          distinguished name (DN) to a Repoman administrator, who creates your account with it:
+        </p>
+        <Copyable text={session.dn} label="your certificate’s DN" />
+        <p class="muted">
+          Once the account exists,{' '}
+          {reload ? (
+            <button type="button" class="link" onClick={reload}>
+              check again
+            </button>
+          ) : (
+            'reload this page'
+          )}
+          . Meanwhile you can browse and download public images.
+        </p>
+      </div>
+    );
+  if (session.kind === 'public')
+    return (
+      <p class="notice">
+        Over plain HTTP you see public images only.{' '}
+        {location.port === '' ? (
+          <a href={`https://${location.hostname}/`}>Sign in over HTTPS</a>
+        ) : (
+          'Sign in over HTTPS'
+        )}{' '}
+        with your certificate for the rest.
+      </p>
+    );
+  if (session.kind === 'refused')
+    return <ErrorBox error={session.error} title="Your certificate was refused." />;
+  if (session.kind === 'no-certificate')
+    return (
+      <div class="card">
+        <h2>Sign in with your certificate</h2>
+        <p>
+          Your browser presented no certificate, so you see public images only. Repoman signs you in with your
+          grid (X.509) certificate: import it into the browser as a PKCS#12 file, then restart the browser and
+          choose it when asked.
+        </p>
+        {!plainHttp && (
+          <Copyable
+            text="openssl pkcs12 -export -in ~/.globus/usercert.pem -inkey ~/.globus/userkey.pem -out usercert.p12"
+            label="the command that makes a PKCS#12 file"
+          />
+        )}
+      </div>
+    );
+  return null;
+}
