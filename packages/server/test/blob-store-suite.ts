@@ -204,6 +204,20 @@ export function blobStoreConformance(name: string, open: () => Promise<StoreUnde
       assert.equal(sha(await bytesOf(await store.read(upload.key))), sha(data));
     });
 
+    it('reopens an upload committed but never recorded (a crash between the two) whole; committing again is harmless', async () => {
+      const data = randomBytes(3 * MiB + 5);
+      const upload = await store.createUpload();
+      await upload.write(chunked(data));
+      await upload.commit();
+      const again = await (await subject.sibling()).resumeUpload(upload.key);
+      assert.ok(again, 'the upload reopens');
+      assert.equal(await again.size(), data.length);
+      assert.equal(sha(await bytesOf(await again.readBack())), sha(data));
+      assert.equal(sha(await again.readAt(MiB, 10)), sha(data.subarray(MiB, MiB + 10)));
+      await again.commit();
+      assert.equal(sha(await bytesOf(await store.read(upload.key))), sha(data));
+    });
+
     it('deletes: the blob is gone, reading it is a BlobNotFoundError, deleting again is harmless', async () => {
       const key = await put(randomBytes(1000));
       await store.delete(key);

@@ -192,6 +192,12 @@ async function copyThroughTwoBuffers(handle: FileHandle, start: number, end: num
   await inFlight;
 }
 
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
 export function createDirectoryStore(root: string): BlobStore {
   const dirRoot = root;
   const blobPath = (key: string) => {
@@ -199,6 +205,17 @@ export function createDirectoryStore(root: string): BlobStore {
     return join(root, 'blobs', key.slice(0, 2), key);
   };
   const uploadPath = (key: string) => join(root, 'uploads', `${key}.part`);
+
+  /**
+   * An upload's file, or once committed its blob's: an upload committed but not yet recorded as a version
+   * (the server died in between) is whole, and its next request publishes it.
+   */
+  const current = async (key: string) => {
+    const path = uploadPath(key);
+    if (await exists(path)) return path;
+    const committed = blobPath(key);
+    return (await exists(committed)) ? committed : path;
+  };
 
   function uploadOf(key: string): BlobUpload {
     const path = uploadPath(key);
@@ -220,6 +237,11 @@ export function createDirectoryStore(root: string): BlobStore {
       },
       async commit() {
         const target = blobPath(key);
+        if (done) return;
+        if ((await current(key)) === target) {
+          done = true; // committed before, by a request that died before recording it
+          return;
+        }
         try {
           await fsyncPath(path);
           await mkdir(dirname(target), { recursive: true, mode: 0o700 });
@@ -234,16 +256,16 @@ export function createDirectoryStore(root: string): BlobStore {
       async abort() {
         if (done) return;
         done = true;
-        await rm(path, { force: true });
+        await rm(await current(key), { force: true });
       },
       async size() {
-        return (await stat(path)).size;
+        return (await stat(await current(key))).size;
       },
       async truncate(length) {
         await truncate(path, length);
       },
       async readAt(offset, length) {
-        const handle = await open(path, 'r');
+        const handle = await open(await current(key), 'r');
         try {
           const buffer = Buffer.alloc(length);
           const { bytesRead } = await handle.read(buffer, 0, length, offset);
@@ -253,7 +275,7 @@ export function createDirectoryStore(root: string): BlobStore {
         }
       },
       async readBack() {
-        return createReadStream(path, { highWaterMark: IO_CHUNK });
+        return createReadStream(await current(key), { highWaterMark: IO_CHUNK });
       },
     };
   }
@@ -273,11 +295,7 @@ export function createDirectoryStore(root: string): BlobStore {
 
     async resumeUpload(key: string) {
       if (!KEY.test(key)) return null;
-      const exists = await stat(uploadPath(key)).then(
-        () => true,
-        () => false,
-      );
-      return exists ? uploadOf(key) : null;
+      return (await exists(uploadPath(key))) || (await exists(blobPath(key))) ? uploadOf(key) : null;
     },
 
     async read(key: string, range?: ByteRange): Promise<BlobReadable> {

@@ -562,7 +562,13 @@ export function createS3Store(settings: S3Settings): S3Store {
     async resumeUpload(key) {
       if (!KEY.test(key)) return null;
       const state = await readState(key);
-      return state ? uploadOf(key, state) : null;
+      if (state) return uploadOf(key, state);
+      // Committed, and its state removed, but not recorded as a version (the server died in between): the
+      // blob is the whole upload, which its next request publishes.
+      const committed = await this.stat(key);
+      if (!committed) return null;
+      const parts = [{ number: 1, size: committed.size, etag: '' }];
+      return uploadOf(key, { multipart: null, parts, tail: null, saved: [], sealed: true });
     },
 
     async read(key, range): Promise<BlobReadable> {
