@@ -52,6 +52,10 @@ export const ERRORS = {
   // 403: you may not
   unknown_certificate: { status: 403, message: 'The certificate is valid but belongs to no Repoman user' },
   user_suspended: { status: 403, message: 'This account is suspended; contact an administrator' },
+  cross_site_request: {
+    status: 403,
+    message: 'A change sent by another site in your browser is refused; make it from Repoman’s own pages',
+  },
   forbidden: { status: 403, message: 'You are not allowed to do this' },
   https_required: {
     status: 403,

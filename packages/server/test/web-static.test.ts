@@ -91,9 +91,23 @@ describe('the web interface files', () => {
     const brotli = await curl(url, ['-H', 'accept-encoding: gzip, deflate, br']);
     assert.equal(brotli.headers['content-encoding'], 'br');
     assert.equal(brotli.headers.vary, 'accept-encoding');
+    const refused = await curl(url, ['-H', 'accept-encoding: br;q=0, gzip']);
+    assert.equal(refused.headers['content-encoding'], 'gzip', 'br;q=0 is a refusal');
+    // Each encoding is a representation of its own, with its own entity tag.
+    assert.notEqual(gzip.headers.etag, plain.headers.etag);
+    assert.notEqual(brotli.headers.etag, gzip.headers.etag);
     const again = await curl(url, ['-H', `if-none-match: ${plain.headers.etag}`]);
     assert.equal(again.status, 304);
     assert.equal(again.body.length, 0);
+    const weak = await curl(url, [
+      '-H',
+      'accept-encoding: gzip',
+      '-H',
+      `if-none-match: "x", W/${gzip.headers.etag}`,
+    ]);
+    assert.equal(weak.status, 304, 'a weak tag in a list matches');
+    const other = await curl(url, ['-H', 'accept-encoding: br', '-H', `if-none-match: ${gzip.headers.etag}`]);
+    assert.equal(other.status, 200, 'the gzip tag does not stand for the Brotli body');
     const head = await curl(url, ['-I']);
     assert.equal(head.status, 200);
     assert.equal(head.headers['content-length'], String(SCRIPT.length));
@@ -105,6 +119,10 @@ describe('the web interface files', () => {
       assert.equal(answer.status, 404, path);
       assert.equal(JSON.parse(answer.body.toString()).error.code, 'not_found', path);
     }
+    // Over plain HTTP, the API beyond public images is HTTPS's.
+    const plain = await curl(`${server.httpUrl}/api/nothing`);
+    assert.equal(plain.status, 403);
+    assert.equal(JSON.parse(plain.body.toString()).error.code, 'https_required');
   });
 
   it('serves the same over plain HTTP, where the page shows public images', async () => {

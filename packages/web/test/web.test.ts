@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { clientFor } from '../../server/test/helpers/http.ts';
@@ -129,6 +131,14 @@ describe('the web interface in Chromium', () => {
     );
     assert.ok(width <= 390, `the page is ${width} pixels wide on a 390-pixel screen`);
     await page.setViewportSize({ width: 1280, height: 800 });
+    // A converted variant, by a job the page follows (qemu-img on the server).
+    await page.getByLabel('to', { exact: true }).selectOption('qcow2');
+    await page.getByRole('button', { name: 'Convert', exact: true }).click();
+    await page.getByText('Converted to qcow2: download it from the table.').waitFor({ timeout: 30_000 });
+    await page.getByRole('link', { name: /^qcow2, .* of version 1$/ }).waitFor();
+    await bob.screenshot('user-image-converted');
+    const versions = (await as('bob').get('/api/images/bob/alpine-public.img/versions')).json;
+    assert.equal(versions.items[0].variants[0].format, 'qcow2');
     assert.deepEqual(pageErrors(bob), []);
   });
 
@@ -278,6 +288,32 @@ describe('the web interface in Chromium', () => {
     assert.match((await carol.page.locator('main').textContent()) ?? '', /atlas/);
     await carol.screenshot('new-user-account');
     assert.deepEqual(pageErrors(carol), []);
+  });
+
+  it('refuses a change another site makes the signed-in browser send (a forged form)', async () => {
+    // A page elsewhere that posts a form to Repoman as soon as it loads: the admin's browser sends the
+    // admin's certificate with it.
+    const evil = http.createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html' });
+      response.end(
+        `<!doctype html><form method="post" action="${server.httpsUrl}/api/groups">` +
+          '<input name="name" value="forged"><input name="users" value="admin"></form>' +
+          '<script>document.forms[0].submit()</script>',
+      );
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    try {
+      const admin = await browser('admin');
+      const answered = admin.page.waitForResponse((r) => r.url() === `${server.httpsUrl}/api/groups`);
+      await admin.page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      const response = await answered;
+      assert.equal(response.status(), 403);
+      assert.equal((await response.json()).error.code, 'cross_site_request');
+      await admin.screenshot('forged-form-refused');
+    } finally {
+      evil.close();
+    }
+    assert.equal((await as('admin').get('/api/groups/forged')).status, 404, 'no group was made');
   });
 
   it('shows a public image and downloads it over plain HTTP, without a certificate', async () => {

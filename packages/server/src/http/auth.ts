@@ -9,8 +9,11 @@ import type { Actor } from '../authz.ts';
 import { certificateAuthOf } from '../pki/tls-auth.ts';
 import type { IdentityService } from '../services/identity.ts';
 
-/** `user`: a known, active user is required (the default); `optional`: anonymous callers get `actor = null`. */
-export type AuthMode = 'user' | 'optional';
+/**
+ * `user`: a known, active user is required (the default); `optional`: anonymous callers get `actor = null`;
+ * `none`: nobody is looked up (the web interface's files, the same for everyone).
+ */
+export type AuthMode = 'user' | 'optional' | 'none';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -36,10 +39,31 @@ export function isTls(request: FastifyRequest): boolean {
   return Boolean((request.raw.socket as TLSSocket).encrypted);
 }
 
+/**
+ * Browsers send a user's certificate with any request to the server, including a form another site submits
+ * (cross-site request forgery). A change is taken only from the server's own pages, or from clients that are
+ * not browsers (curl, the repoman client), which send neither `Sec-Fetch-Site` nor `Origin`.
+ */
+export function refuseCrossSite(request: FastifyRequest): void {
+  if (READ_METHODS.has(request.method)) return;
+  const site = request.headers['sec-fetch-site'];
+  const origin = request.headers.origin;
+  const own = `${isTls(request) ? 'https' : 'http'}://${request.headers.host ?? ''}`;
+  const foreign =
+    site !== undefined ? site !== 'same-origin' && site !== 'none' : origin !== undefined && origin !== own;
+  if (foreign)
+    throw new RepomanError(
+      'cross_site_request',
+      `A ${request.method} from ${origin ?? `a ${site} page`} is refused: changes are taken from Repoman's own pages and from non-browser clients only`,
+    );
+}
+
 export async function authenticate(request: FastifyRequest, identity: IdentityService): Promise<void> {
   const mode: AuthMode = request.routeOptions.config.auth ?? 'user';
   request.actor = null;
   request.authRefusal = null;
+  refuseCrossSite(request);
+  if (mode === 'none') return;
   if (!isTls(request)) {
     if (request.routeOptions.config.plainHttp) return; // public image downloads: the only thing plain HTTP serves
     throw new RepomanError(

@@ -19,6 +19,7 @@ const AUTH_FAILURES = new Set([
   'unknown_certificate',
   'user_suspended',
   'limited_proxy',
+  'cross_site_request',
 ]);
 
 export interface Metrics {

@@ -5,10 +5,12 @@
  * once with gzip and Brotli; it talks to the server through the public API only.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
+import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isTls } from './auth.ts';
 import { notFoundHandler } from './errors.ts';
 
 interface Asset {
@@ -52,7 +54,7 @@ const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
   "script-src 'self'",
   "style-src 'self'",
-  "img-src 'self' data:",
+  "img-src 'self'",
   "connect-src 'self'",
   "font-src 'self'",
   "manifest-src 'self'",
@@ -75,14 +77,14 @@ export async function loadWebAssets(dir: string): Promise<WebAssets | null> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
   }
-  const files = new Map<string, Asset>();
   let total = 0;
+  for (const path of paths) total += (await stat(path)).size;
+  if (total > MAX_TOTAL_BYTES)
+    throw new Error(`web.dir ${dir} holds more than ${MAX_TOTAL_BYTES} bytes: is it the built interface?`);
+  const files = new Map<string, Asset>();
   const scriptBytes = { raw: 0, gzip: 0 };
   for (const path of paths) {
     const body = await readFile(path);
-    total += body.length;
-    if (total > MAX_TOTAL_BYTES)
-      throw new Error(`web.dir ${dir} holds more than ${MAX_TOTAL_BYTES} bytes: is it the built interface?`);
     const extension = extname(path).toLowerCase();
     const compress = COMPRESSIBLE.has(extension) && body.length > 256;
     const urlPath = `/${relative(dir, path).split(sep).join('/')}`;
@@ -107,26 +109,47 @@ export async function loadWebAssets(dir: string): Promise<WebAssets | null> {
   return { files, index, scriptBytes };
 }
 
+/** The encodings a client takes (`Accept-Encoding`), without those it refuses with `q=0`. */
+function acceptedEncodings(header: string | undefined): Set<string> {
+  const accepted = new Set<string>();
+  for (const item of (header ?? '').split(',')) {
+    const [name = '', ...params] = item.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    if (name && !(q && Number(q.slice(2)) === 0)) accepted.add(name);
+  }
+  return accepted;
+}
+
+/** Whether `If-None-Match` names this entity tag (weakly, as RFC 9110 has it for GET), or is `*`. */
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false;
+  return ifNoneMatch.split(',').some((tag) => {
+    const t = tag.trim();
+    return t === '*' || t.replace(/^W\//, '') === etag;
+  });
+}
+
 function send(request: FastifyRequest, reply: FastifyReply, asset: Asset) {
+  const accepted = acceptedEncodings(request.headers['accept-encoding']);
+  // Each encoding is another representation, with an entity tag of its own.
+  const [body, encoding] =
+    asset.brotli && accepted.has('br')
+      ? [asset.brotli, 'br']
+      : asset.gzip && accepted.has('gzip')
+        ? [asset.gzip, 'gzip']
+        : [asset.body, null];
+  const etag = encoding ? `${asset.etag.slice(0, -1)}-${encoding}"` : asset.etag;
   reply
     .header('content-type', asset.type)
-    .header('etag', asset.etag)
+    .header('etag', etag)
     .header('vary', 'accept-encoding')
     .header('x-content-type-options', 'nosniff')
     .header('referrer-policy', 'same-origin')
     .header('cache-control', asset.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
   if (asset.type.startsWith('text/html'))
     reply.header('content-security-policy', CONTENT_SECURITY_POLICY).header('x-frame-options', 'DENY');
-  if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
-  const accepted = String(request.headers['accept-encoding'] ?? '');
-  let body = asset.body;
-  if (asset.brotli && /\bbr\b/.test(accepted)) {
-    body = asset.brotli;
-    reply.header('content-encoding', 'br');
-  } else if (asset.gzip && /\bgzip\b/.test(accepted)) {
-    body = asset.gzip;
-    reply.header('content-encoding', 'gzip');
-  }
+  if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send();
+  if (encoding) reply.header('content-encoding', encoding);
   reply.header('content-length', body.length);
   return reply.send(request.method === 'HEAD' ? null : body);
 }
@@ -138,8 +161,14 @@ function send(request: FastifyRequest, reply: FastifyReply, asset: Asset) {
 export function webRoutes(app: FastifyInstance, assets: WebAssets | null) {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0] ?? '/';
-    if (path === '/api' || path.startsWith('/api/') || path === '/metrics')
+    if (path === '/api' || path.startsWith('/api/') || path === '/metrics') {
+      if (!isTls(request))
+        throw new RepomanError(
+          'https_required',
+          'Plain HTTP serves public images only; use HTTPS with your certificate',
+        );
       return notFoundHandler(request, reply);
+    }
     if (!assets) {
       request.errorCode = 'not_found';
       return reply.code(404).send({
@@ -161,7 +190,8 @@ export function webRoutes(app: FastifyInstance, assets: WebAssets | null) {
       method: ['GET', 'HEAD'],
       url,
       exposeHeadRoute: false,
-      config: { auth: 'optional', plainHttp: true },
+      // The same files for everyone: nobody is looked up (the page asks the API who the certificate is).
+      config: { auth: 'none', plainHttp: true },
       schema: { hide: true },
       handler,
     });

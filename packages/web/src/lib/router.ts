@@ -7,7 +7,11 @@ export function navigate(to: string, replace = false) {
   if (to === location.pathname + location.search) return;
   history[replace ? 'replaceState' : 'pushState'](null, '', to);
   for (const listener of listeners) listener();
-  if (!replace) window.scrollTo(0, 0);
+  if (!replace) {
+    window.scrollTo(0, 0);
+    // A new page: screen readers start reading it from its content, as after a page load.
+    document.getElementById('main')?.focus({ preventScroll: true });
+  }
 }
 
 addEventListener('popstate', () => {

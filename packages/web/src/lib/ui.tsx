@@ -114,7 +114,13 @@ export function Pager(props: {
   href: (offset: number) => string;
 }) {
   const { total, limit, offset } = props;
-  if (total <= limit) return null;
+  if (total <= limit && offset === 0) return null;
+  if (offset >= total && total > 0)
+    return (
+      <nav class="pager" aria-label="Pages">
+        <a href={props.href(0)}>← First page</a>
+      </nav>
+    );
   const last = Math.min(offset + limit, total);
   return (
     <nav class="pager" aria-label="Pages">

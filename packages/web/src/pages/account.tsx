@@ -62,7 +62,10 @@ export function AccountPage({ session, reload }: { session: Session; reload: () 
         <p>
           The <code>repoman</code> client uses the same certificate (or a grid proxy made from it):
         </p>
-        <Copyable text={`repoman config set server ${location.origin}`} label="the configuration command" />
+        <Copyable
+          text={`repoman make-config -r ${location.hostname}${location.port ? ` -p ${location.port}` : ''}`}
+          label="the configuration command"
+        />
         <Copyable text="repoman whoami" label="the whoami command" />
       </section>
     );

@@ -1,9 +1,10 @@
 /** Edit an image: metadata, name, read-only, public, expiry; sharing with users and groups; deletion. */
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, call, type Image } from '../api/client';
 import { imagePath, navigate } from '../lib/router';
 import { isAdmin, type Session } from '../lib/session';
 import { ErrorBox, Loading, Notice, useAsync } from '../lib/ui';
+import { rightsOn } from './image';
 
 const TEXT_FIELDS = [
   ['description', 'Description', ''],
@@ -22,6 +23,7 @@ export function EditPage({ session, owner, name }: { session: Session; owner: st
     return <ErrorBox error={new Error('Sign in with your certificate to edit images.')} />;
   if (image.loading && !image.data) return <Loading what={`${owner}/${name}`} />;
   if (!image.data) return <ErrorBox error={image.error} title="This image could not be shown." />;
+  const rights = rightsOn(session, image.data);
   return (
     <section>
       <p class="crumbs">
@@ -31,8 +33,8 @@ export function EditPage({ session, owner, name }: { session: Session; owner: st
         Edit {owner}/{name}
       </h1>
       <Metadata image={image.data} session={session} onSaved={image.reload} />
-      <Sharing image={image.data} session={session} onChange={image.reload} />
-      <Delete image={image.data} />
+      {rights.share && <Sharing image={image.data} session={session} onChange={image.reload} />}
+      {rights.remove && <Delete image={image.data} />}
     </section>
   );
 }
@@ -81,40 +83,46 @@ function Metadata({ image, session, onSaved }: { image: Image; session: Session;
     }
   };
   return (
-    <form class="card" onSubmit={submit}>
+    // Keyed by the image's state: the fields are the user's until a save (or another change) reloads them.
+    <form class="card" onSubmit={submit} key={`${image.name}/${image.modified}`}>
       <h2>Metadata</h2>
       <label>
         Name
-        <input name="name" value={image.name} required pattern="[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}" />
+        <input
+          name="name"
+          defaultValue={image.name}
+          required
+          pattern="[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}"
+        />
         <span class="hint">Letters, digits, dot, dash and underscore; not starting with a dot.</span>
       </label>
       {TEXT_FIELDS.map(([key, label, example]) =>
         key === 'description' ? (
           <label key={key}>
             {label}
-            <textarea name={key} rows={3} value={image[key] ?? ''} />
+            <textarea name={key} rows={3} defaultValue={image[key] ?? ''} />
           </label>
         ) : (
           <label key={key}>
             {label}
-            <input name={key} value={image[key] ?? ''} placeholder={example} />
+            <input name={key} defaultValue={image[key] ?? ''} placeholder={example} />
           </label>
         ),
       )}
       <label>
-        Expires on
-        <input name="expires" type="date" value={(image.expires ?? '').slice(0, 10)} />
+        Expires at 00:00 UTC on
+        <input name="expires" type="date" defaultValue={(image.expires ?? '').slice(0, 10)} />
         <span class="hint">Empty: never. An expired image is listed but its bytes are not served.</span>
       </label>
       <label class="check">
-        <input name="read_only" type="checkbox" checked={image.read_only} /> Read-only (no new versions, no
-        deletion)
+        <input name="read_only" type="checkbox" defaultChecked={image.read_only} /> Read-only (no new
+        versions, no deletion)
       </label>
       <label class="check">
         <input
           name="unauthenticated_access"
           type="checkbox"
-          checked={image.unauthenticated_access}
+          defaultChecked={image.unauthenticated_access}
           disabled={!ownerOrAdmin}
         />{' '}
         Public: anyone may download it, without a certificate, also over plain HTTP
@@ -145,7 +153,7 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
     };
   }, [image.owner]);
   const path = { user: image.owner, image: image.name };
-  const change = async (kind: 'user' | 'group', target: string, share: boolean) => {
+  const change = async (kind: 'user' | 'group', target: string, share: boolean): Promise<boolean> => {
     setBusy(true);
     setError(null);
     try {
@@ -156,8 +164,10 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
       const params = { params: { path: { ...path, target } } };
       await call(share ? api.POST(url, params) : api.DELETE(url, params));
       onChange();
+      return true;
     } catch (failure) {
       setError(failure);
+      return false;
     } finally {
       setBusy(false);
     }
@@ -166,7 +176,7 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
     event.preventDefault();
     const form = event.currentTarget as HTMLFormElement;
     const target = String(new FormData(form).get('target') ?? '').trim();
-    if (target) change(kind, target, true).then(() => form.reset());
+    if (target) change(kind, target, true).then((done) => done && form.reset());
   };
   const shared = image.shared_with ?? { users: [], groups: [] };
   return (
@@ -225,9 +235,20 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
 
 function Delete({ image }: { image: Image }) {
   const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+  const yes = useRef<HTMLButtonElement>(null);
+  const ask = useRef<HTMLButtonElement>(null);
+  const asked = useRef(false);
+  // Focus follows the question: to "Yes" when it appears, back to the button that asked when it goes.
+  useEffect(() => {
+    if (confirming) yes.current?.focus();
+    else if (asked.current) ask.current?.focus();
+    asked.current = confirming;
+  }, [confirming]);
   const remove = async () => {
     setError(null);
+    setBusy(true);
     try {
       await call(
         api.DELETE('/api/images/{user}/{image}', {
@@ -237,6 +258,8 @@ function Delete({ image }: { image: Image }) {
       navigate('/?view=mine');
     } catch (failure) {
       setError(failure);
+    } finally {
+      setBusy(false);
     }
   };
   return (
@@ -245,7 +268,7 @@ function Delete({ image }: { image: Image }) {
       {image.read_only ? (
         <p>This image is read-only: clear read-only above before deleting it.</p>
       ) : !confirming ? (
-        <button type="button" class="danger" onClick={() => setConfirming(true)}>
+        <button type="button" class="danger" ref={ask} onClick={() => setConfirming(true)}>
           Delete this image…
         </button>
       ) : (
@@ -257,7 +280,7 @@ function Delete({ image }: { image: Image }) {
             </strong>{' '}
             and every kept version of it, for good?
           </p>
-          <button type="button" class="danger" onClick={remove}>
+          <button type="button" class="danger" ref={yes} onClick={remove} disabled={busy}>
             Yes, delete it
           </button>{' '}
           <button type="button" onClick={() => setConfirming(false)}>

@@ -1,16 +1,25 @@
 /** One image: its metadata, digests, versions, URLs and the commands that fetch or boot it. */
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, call, type Image, plainHttp } from '../api/client';
+import type { components } from '../api/schema';
 import { bytes, date, shellQuote } from '../lib/format';
 import { imagePath } from '../lib/router';
 import { isAdmin, type Session, userName } from '../lib/session';
 import { Badges, Copyable, ErrorBox, Loading, Notice, useAsync } from '../lib/ui';
 
-/** Whether the signed-in user may change the image (the server decides; this only hides useless buttons). */
-export function mayChange(session: Session, image: Image): boolean {
-  if (session.kind !== 'user') return false;
-  const permissions = session.user.permissions ?? [];
-  return image.owner === session.user.user_name || isAdmin(session) || permissions.includes('image_modify');
+/**
+ * What the signed-in user may do to the image, as far as the page can tell (the server decides; this only
+ * hides what would be refused): change it, share it (and make it public), delete it.
+ */
+export function rightsOn(session: Session, image: Image) {
+  if (session.kind !== 'user') return { change: false, share: false, remove: false };
+  const has = (p: string) => (session.user.permissions ?? []).includes(p);
+  const own = image.owner === session.user.user_name || isAdmin(session);
+  return {
+    change: own || has('image_modify') || has('image_modify_group'),
+    share: own,
+    remove: own || has('image_delete') || has('image_delete_group'),
+  };
 }
 
 export function ImagePage({ session, owner, name }: { session: Session; owner: string; name: string }) {
@@ -33,27 +42,31 @@ export function ImagePage({ session, owner, name }: { session: Session; owner: s
       </section>
     );
   const data = image.data;
-  const changeable = mayChange(session, data);
+  const rights = rightsOn(session, data);
+  const changeable = rights.change;
   return (
     <section>
       <p class="crumbs">
         <a href="/">Images</a> / {data.owner}
       </p>
       <div class="title-row">
-        <h1>
-          {data.name} <Badges image={data} me={isAdmin(session) ? null : userName(session)} />
-        </h1>
-        {changeable && (
+        <div class="actions">
+          <h1>{data.name}</h1>
+          <Badges image={data} me={isAdmin(session) ? null : userName(session)} />
+        </div>
+        {(changeable || rights.remove) && (
           <div class="actions">
             <a class="button" href={`${imagePath(data.owner, data.name)}/edit`}>
-              Edit and share
+              {rights.share ? 'Edit and share' : 'Edit'}
             </a>
-            <a
-              class="button primary"
-              href={`/upload?owner=${encodeURIComponent(data.owner)}&image=${encodeURIComponent(data.name)}`}
-            >
-              Upload a new version
-            </a>
+            {!data.read_only && changeable && (
+              <a
+                class="button primary"
+                href={`/upload?owner=${encodeURIComponent(data.owner)}&image=${encodeURIComponent(data.name)}`}
+              >
+                Upload a new version
+              </a>
+            )}
           </div>
         )}
       </div>
@@ -258,6 +271,7 @@ function Versions({
                 <th scope="col">Size</th>
                 <th scope="col">Format</th>
                 <th scope="col">SHA-256</th>
+                <th scope="col">Converted</th>
                 <th scope="col">
                   <span class="visually-hidden">Actions</span>
                 </th>
@@ -276,6 +290,22 @@ function Versions({
                     <code class="hash" title={v.digests?.sha256}>
                       {v.digests?.sha256?.slice(0, 16)}…
                     </code>
+                  </td>
+                  <td>
+                    {(v.variants ?? []).length === 0
+                      ? '—'
+                      : (v.variants ?? []).map((variant) => (
+                          <a
+                            key={`${variant.format}`}
+                            class="variant"
+                            href={variant.file_url}
+                            download={`${image.name}.${variant.format}`}
+                          >
+                            {variant.format}
+                            {variant.compressed ? ' (compressed)' : ''}, {bytes(variant.size)}
+                            <span class="visually-hidden"> of version {v.version}</span>
+                          </a>
+                        ))}
                   </td>
                   <td class="actions">
                     <a class="button small" href={v.file_url} download={image.name}>
@@ -298,6 +328,103 @@ function Versions({
           </table>
         </div>
       )}
+      {changeable && versions.data && (
+        <Convert
+          image={image}
+          versions={(versions.data.items ?? []).map((v) => v.version as number)}
+          onDone={versions.reload}
+        />
+      )}
     </>
+  );
+}
+
+type Job = components['schemas']['Job'];
+const FORMATS = ['qcow2', 'raw', 'vmdk'] as const;
+
+/** A converted variant of a version: asked for, then followed until the job ends ([formats.md]). */
+function Convert({ image, versions, onDone }: { image: Image; versions: number[]; onDone: () => void }) {
+  const [job, setJob] = useState<Job | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [format, setFormat] = useState<(typeof FORMATS)[number]>(
+    image.disk_format === 'qcow2' ? 'raw' : 'qcow2',
+  );
+  useEffect(() => {
+    if (!job || job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') return;
+    const timer = setTimeout(async () => {
+      try {
+        const next = await call(api.GET('/api/jobs/{id}', { params: { path: { id: job.id } } }));
+        setJob(next);
+        if (next.state === 'succeeded') onDone();
+      } catch (failure) {
+        setError(failure);
+      }
+    }, 1000);
+    return () => clearTimeout(timer);
+  }, [job, onDone]);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget as HTMLFormElement);
+    setError(null);
+    setJob(null);
+    try {
+      const answer = (await call(
+        api.POST('/api/images/{user}/{image}/conversions', {
+          params: { path: { user: image.owner, image: image.name } },
+          body: {
+            format,
+            version: Number(form.get('version')),
+            ...(format === 'qcow2' ? { compress: form.get('compress') === 'on' } : {}),
+          },
+        }),
+      )) as unknown as { job?: Job; variant?: unknown };
+      if (answer.job) setJob(answer.job);
+      else onDone(); // the variant exists already
+    } catch (failure) {
+      setError(failure);
+    }
+  };
+  const running = job && (job.state === 'queued' || job.state === 'running');
+  return (
+    <form class="inline convert" onSubmit={submit}>
+      <label for="convert-version">Convert version</label>
+      <select id="convert-version" name="version">
+        {versions.map((v) => (
+          <option key={v} value={v}>
+            {v}
+          </option>
+        ))}
+      </select>
+      <label for="convert-format">to</label>
+      <select
+        id="convert-format"
+        name="format"
+        value={format}
+        onChange={(e) => setFormat((e.currentTarget as HTMLSelectElement).value as typeof format)}
+      >
+        {FORMATS.map((f) => (
+          <option key={f}>{f}</option>
+        ))}
+      </select>
+      {format === 'qcow2' && (
+        <label class="check">
+          <input type="checkbox" name="compress" /> compressed
+        </label>
+      )}
+      <button type="submit" disabled={Boolean(running)}>
+        Convert
+      </button>
+      {job && (
+        <span role="status">
+          {running && <progress max={1} value={job.progress} aria-label="Conversion progress" />}{' '}
+          {job.state === 'succeeded'
+            ? `Converted to ${job.format}: download it from the table.`
+            : job.state === 'failed'
+              ? `The conversion failed: ${job.error?.message ?? 'no reason given'}`
+              : `${job.state} ${Math.round(job.progress * 100)}%`}
+        </span>
+      )}
+      <ErrorBox error={error} title="The conversion was not started." />
+    </form>
   );
 }

@@ -22,12 +22,13 @@ const FILTERS = [
 ] as const;
 const FORMATS = ['qcow2', 'raw', 'vmdk', 'vhdx', 'vpc', 'vdi', 'iso', 'ova'];
 type Sort = 'name' | 'owner' | 'created' | 'modified';
+const SORTS: Sort[] = ['name', 'owner', 'created', 'modified'];
 
 export function ImagesPage({ session, query }: { session: Session; query: URLSearchParams }) {
   const me = userName(session);
   const admin = isAdmin(session);
   const view = me ? (query.get('view') ?? 'all') : 'public';
-  const sort = (query.get('sort') ?? 'name') as Sort;
+  const sort: Sort = SORTS.includes(query.get('sort') as Sort) ? (query.get('sort') as Sort) : 'name';
   const order = query.get('order') === 'desc' ? 'desc' : 'asc';
   const offset = Math.max(0, Number(query.get('offset')) || 0);
   const filters = Object.fromEntries(
@@ -97,7 +98,7 @@ export function ImagesPage({ session, query }: { session: Session; query: URLSea
           ))}
         </nav>
       )}
-      <SearchForm query={query} namePrefix={namePrefix} />
+      <SearchForm query={query} namePrefix={namePrefix} key={query.toString()} />
       <ErrorBox error={images.error} title="The images could not be listed." />
       {images.loading && !images.data && <Loading what="images" />}
       {images.data && (
@@ -175,7 +176,7 @@ function SearchForm({ query, namePrefix }: { query: URLSearchParams; namePrefix:
         <div class="row">
           <label>
             Name starts with
-            <input name="q" type="search" value={namePrefix} autocomplete="off" />
+            <input name="q" type="search" defaultValue={namePrefix} autocomplete="off" />
           </label>
           <button type="submit">Search</button>
           <button type="button" class="link" aria-expanded={open} onClick={() => setOpen(!open)}>
@@ -187,15 +188,22 @@ function SearchForm({ query, namePrefix }: { query: URLSearchParams; namePrefix:
             {FILTERS.map(([key, label, example]) => (
               <label key={key}>
                 {label}
-                <input name={key} value={query.get(key) ?? ''} placeholder={example} autocomplete="off" />
+                <input
+                  name={key}
+                  defaultValue={query.get(key) ?? ''}
+                  placeholder={example}
+                  autocomplete="off"
+                />
               </label>
             ))}
             <label>
               Format
-              <select name="disk_format" value={query.get('disk_format') ?? ''}>
+              <select name="disk_format">
                 <option value="">any</option>
                 {FORMATS.map((format) => (
-                  <option key={format}>{format}</option>
+                  <option key={format} selected={query.get('disk_format') === format}>
+                    {format}
+                  </option>
                 ))}
               </select>
             </label>

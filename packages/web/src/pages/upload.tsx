@@ -232,11 +232,22 @@ function UploadFile({ owner, image, me }: { owner: string; image: string; me: st
           setState({ kind: 'failed', error, sent: file.size, total: file.size });
         }
       },
-      onError: (error) => setState({ kind: 'failed', error: tusError(error), sent: 0, total: file.size }),
+      // Retries are spent: what was sent stays on the server, and "Try again" goes on from there.
+      onError: (error) =>
+        setState((s) => ({
+          kind: 'failed',
+          error: tusError(error),
+          sent: 'sent' in s ? s.sent : 0,
+          total: file.size,
+        })),
     });
     upload.current = tus;
     if (resume) tus.resumeFromPreviousUpload(resume);
-    else if (previous) void defaultOptions.urlStorage.removeUpload(previous.urlStorageKey);
+    else if (previous) {
+      // Starting over: the earlier upload goes on the server too, not only from this browser's memory.
+      void defaultOptions.urlStorage.removeUpload(previous.urlStorageKey);
+      if (previous.uploadUrl) Upload.terminate(previous.uploadUrl).catch(() => {});
+    }
     setState({ kind: 'uploading', sent: 0, total: file.size, rate: 0 });
     tus.start();
   };
@@ -249,6 +260,12 @@ function UploadFile({ owner, image, me }: { owner: string; image: string; me: st
   const resume = () => {
     setState((s) => ({ kind: 'uploading', sent: 'sent' in s ? s.sent : 0, total: file?.size ?? 0, rate: 0 }));
     upload.current?.start();
+  };
+
+  // The same upload again, from where the server stands (its URL is known once it was created).
+  const retry = () => {
+    if (upload.current?.url) resume();
+    else start(previous);
   };
 
   const busy = state.kind === 'uploading' || state.kind === 'paused';
@@ -302,7 +319,7 @@ function UploadFile({ owner, image, me }: { owner: string; image: string; me: st
       {state.kind === 'failed' && (
         <>
           <ErrorBox error={state.error} title="The upload stopped." />
-          <button type="button" class="primary" onClick={() => start(previous)}>
+          <button type="button" class="primary" onClick={retry}>
             Try again
           </button>
         </>
@@ -337,7 +354,7 @@ function Progress({ state, onPause, onResume }: { state: State; onPause: () => v
   return (
     <div class="progress">
       <progress max={total} value={sent} aria-label="Upload progress" />
-      <p aria-live="polite">
+      <p>
         {percent}% · {bytes(sent)} of {bytes(total)}
         {state.kind === 'uploading' &&
           rate > 0 &&

@@ -267,6 +267,8 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       .header('content-type', contentType(version))
       .header('accept-ranges', 'bytes')
       .header('content-disposition', contentDisposition(image.name))
+      // Users' bytes share an origin with the web interface: never taken for a page or a script.
+      .header('x-content-type-options', 'nosniff')
       .header('repr-digest', reprDigest(version.sha256));
     if (range) {
       reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${version.size}`);
