@@ -279,6 +279,10 @@ describe('the web interface in Chromium', () => {
     await page.getByRole('heading', { name: 'Audit log' }).waitFor();
     await page.getByRole('cell', { name: 'user.create' }).first().waitFor();
     await admin.screenshot('admin-audit');
+    // Every entry has its client's address, those of uploads cut by the reload above too.
+    const log = (await as('admin').get('/api/audit?limit=1000')).json;
+    assert.ok(log.items.some((e: { outcome: string }) => e.outcome === 'upload_incomplete'));
+    for (const entry of log.items) assert.equal(entry.address, '127.0.0.1', JSON.stringify(entry));
     assert.deepEqual(pageErrors(admin), []);
 
     const carol = await browser('carol');

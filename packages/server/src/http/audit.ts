@@ -189,6 +189,13 @@ export function registerAudit(
     }
   });
 
+  // The address is read as the request arrives: once a client has hung up (a cut upload), its socket no
+  // longer says where it was.
+  const addresses = new WeakMap<object, string>();
+  app.addHook('onRequest', async (request) => {
+    if (!READ_METHODS.has(request.method) && request.ip) addresses.set(request, request.ip);
+  });
+
   // Before the answer leaves (onSend runs even when the client has gone away, unlike onResponse): whoever
   // sees a change succeed can find it in the log.
   app.addHook('onSend', async (request, reply) => {
@@ -211,7 +218,7 @@ export function registerAudit(
       at: new Date().toISOString(),
       actor: request.actor ? { id: request.actor.id, name: request.actor.name } : null,
       dn: dnOf(request),
-      address: request.ip ?? null,
+      address: addresses.get(request) ?? request.ip ?? null,
       requestId: String(request.id),
       method: request.method,
       path: request.url.split('?')[0] ?? request.url,
