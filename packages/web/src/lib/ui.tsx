@@ -132,3 +132,19 @@ export function Pager(props: {
     </nav>
   );
 }
+
+/**
+ * Focus for an inline confirmation ("Delete …?"): to its "Yes" button (`yes`) when it appears, back to the
+ * button that asked (`ask`) when it goes, so that keyboard and screen-reader users stay where they were.
+ */
+export function useConfirmFocus(confirming: boolean) {
+  const yes = useRef<HTMLButtonElement>(null);
+  const ask = useRef<HTMLButtonElement>(null);
+  const shown = useRef(false);
+  useEffect(() => {
+    if (confirming) yes.current?.focus();
+    else if (shown.current) ask.current?.focus();
+    shown.current = confirming;
+  }, [confirming]);
+  return { yes, ask };
+}

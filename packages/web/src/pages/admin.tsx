@@ -1,28 +1,12 @@
 /** Admin: users (created from a certificate DN; suspension, quota, deletion), groups (members, permissions) and the audit log. */
-import { useEffect, useRef, useState } from 'preact/hooks';
+
+import { PERMISSIONS } from '@repoman/core';
+import { useState } from 'preact/hooks';
 import { api, call, type Group, type User } from '../api/client';
 import { bytes, date } from '../lib/format';
 import { navigate, withQuery } from '../lib/router';
 import { isAdmin, type Session, userName } from '../lib/session';
-import { ErrorBox, Loading, Notice, Pager, useAsync } from '../lib/ui';
-
-/** The 14 permission names (docs/api.md, "Permissions"). */
-const PERMISSIONS = [
-  'user_create',
-  'user_modify',
-  'user_delete',
-  'user_modify_self',
-  'group_create',
-  'group_modify',
-  'group_delete',
-  'group_modify_membership',
-  'group_modify_permissions',
-  'image_create',
-  'image_modify',
-  'image_delete',
-  'image_modify_group',
-  'image_delete_group',
-] as const;
+import { ErrorBox, Loading, Notice, Pager, useAsync, useConfirmFocus } from '../lib/ui';
 
 const TABS = [
   ['users', '/admin', 'Users'],
@@ -68,15 +52,6 @@ function useAction() {
     }
   };
   return { busy, error, notice, run, setError };
-}
-
-/** Focuses the element when `when` becomes true (the "Yes, delete" of a confirmation). */
-function useFocusWhen<T extends HTMLElement>(when: boolean) {
-  const ref = useRef<T>(null);
-  useEffect(() => {
-    if (when) ref.current?.focus();
-  }, [when]);
-  return ref;
 }
 
 export function AdminPage({ session, tab }: { session: Session; tab: string }) {
@@ -326,7 +301,7 @@ function UserRow(props: { user: User; me: string; onChanged: () => void; onDelet
   const [confirming, setConfirming] = useState(false);
   // Deleted: hidden at once, before the list is loaded again.
   const [gone, setGone] = useState(false);
-  const yes = useFocusWhen<HTMLButtonElement>(confirming);
+  const { yes, ask } = useConfirmFocus(confirming);
 
   const patch = (body: { suspended?: boolean; quota?: number | null }, done: string) =>
     action.run(async () => {
@@ -407,6 +382,7 @@ function UserRow(props: { user: User; me: string; onChanged: () => void; onDelet
                 disabled={action.busy}
                 aria-label={`Delete ${name}`}
                 aria-expanded={confirming}
+                ref={ask}
                 onClick={() => setConfirming(!confirming)}
               >
                 Delete…
@@ -660,7 +636,7 @@ function GroupCard(props: {
   const [pending, setPending] = useState<Record<string, boolean>>({});
   // Renamed or deleted: hidden at once, before the list is loaded again.
   const [gone, setGone] = useState(false);
-  const yes = useFocusWhen<HTMLButtonElement>(confirming);
+  const { yes, ask } = useConfirmFocus(confirming);
   const fixedPermissions = name === ADMINS;
 
   const membership = (user: string, add: boolean) =>
@@ -828,6 +804,7 @@ function GroupCard(props: {
             disabled={action.busy}
             aria-label={`Delete ${name}`}
             aria-expanded={confirming}
+            ref={ask}
             onClick={() => setConfirming(!confirming)}
           >
             Delete…

@@ -1,9 +1,9 @@
 /** Edit an image: metadata, name, read-only, public, expiry; sharing with users and groups; deletion. */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, call, type Image } from '../api/client';
 import { imagePath, navigate } from '../lib/router';
 import { isAdmin, type Session } from '../lib/session';
-import { ErrorBox, Loading, Notice, useAsync } from '../lib/ui';
+import { ErrorBox, Loading, Notice, useAsync, useConfirmFocus } from '../lib/ui';
 import { rightsOn } from './image';
 
 const TEXT_FIELDS = [
@@ -237,15 +237,7 @@ function Delete({ image }: { image: Image }) {
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const yes = useRef<HTMLButtonElement>(null);
-  const ask = useRef<HTMLButtonElement>(null);
-  const asked = useRef(false);
-  // Focus follows the question: to "Yes" when it appears, back to the button that asked when it goes.
-  useEffect(() => {
-    if (confirming) yes.current?.focus();
-    else if (asked.current) ask.current?.focus();
-    asked.current = confirming;
-  }, [confirming]);
+  const { yes, ask } = useConfirmFocus(confirming);
   const remove = async () => {
     setError(null);
     setBusy(true);
