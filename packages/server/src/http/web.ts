@@ -78,9 +78,28 @@ export async function loadWebAssets(dir: string): Promise<WebAssets | null> {
     throw error;
   }
   let total = 0;
-  for (const path of paths) total += (await stat(path)).size;
+  let signature = dir;
+  for (const path of paths) {
+    const info = await stat(path);
+    total += info.size;
+    signature += `\n${path} ${info.size} ${info.mtimeMs}`;
+  }
   if (total > MAX_TOTAL_BYTES)
     throw new Error(`web.dir ${dir} holds more than ${MAX_TOTAL_BYTES} bytes: is it the built interface?`);
+  // Compressing takes a tenth of a second: done once per build, however many servers a process starts.
+  let loaded = built.get(signature);
+  if (!loaded) {
+    loaded = compressAll(paths, dir);
+    built.clear();
+    built.set(signature, loaded);
+    loaded.catch(() => built.delete(signature)); // a failed read is tried again by the next start
+  }
+  return loaded;
+}
+
+const built = new Map<string, Promise<WebAssets | null>>();
+
+async function compressAll(paths: string[], dir: string): Promise<WebAssets | null> {
   const files = new Map<string, Asset>();
   const scriptBytes = { raw: 0, gzip: 0 };
   for (const path of paths) {
