@@ -39,9 +39,10 @@ export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
   );
 }
 
-export function Notice({ children }: { children: ComponentChildren }) {
+/** A message: a caution (yellow), or with `ok` a success (green). */
+export function Notice({ children, ok = false }: { children: ComponentChildren; ok?: boolean }) {
   return (
-    <p class="notice" role="status">
+    <p class={ok ? 'notice ok' : 'notice'} role="status">
       {children}
     </p>
   );
@@ -91,14 +92,17 @@ export function Copyable({ text, label }: { text: string; label: string }) {
 
 /** `me`: the signed-in user (null: nobody, or an admin, to whom "shared" would say nothing). */
 export function Badges({ image, me }: { image: Image; me: string | null }) {
+  const shares = (image.shared_with?.users?.length ?? 0) + (image.shared_with?.groups?.length ?? 0);
   return (
     <span class="badges">
       {image.unauthenticated_access && <span class="badge public">public</span>}
-      {me !== null && image.owner !== me && !image.unauthenticated_access && (
-        <span class="badge shared">shared</span>
-      )}
-      {(image.shared_with?.users?.length ?? 0) + (image.shared_with?.groups?.length ?? 0) > 0 && (
-        <span class="badge shared">shared out</span>
+      {(shares > 0 || (me !== null && image.owner !== me && !image.unauthenticated_access)) && (
+        <span
+          class="badge shared"
+          title={shares > 0 ? `shared with ${shares} users or groups` : 'shared with you'}
+        >
+          shared
+        </span>
       )}
       {image.read_only && <span class="badge readonly">read-only</span>}
       {image.expired && <span class="badge expired">expired</span>}

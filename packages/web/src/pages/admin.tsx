@@ -120,7 +120,7 @@ function UsersTab({ me }: { me: string }) {
     <>
       <CreateUser key={dn} dn={dn} created={created} onCreated={onCreated} onEdit={() => setCreated('')} />
       <h2 id="users-heading">Users</h2>
-      {notice && <Notice>{notice}</Notice>}
+      {notice && <Notice ok>{notice}</Notice>}
       <ErrorBox error={users.error} title="The users could not be listed." />
       {users.loading && !users.data && <Loading what="users" />}
       {users.data && (
@@ -285,7 +285,7 @@ function CreateUser(props: {
         </div>
       </div>
       <ErrorBox error={action.error} title="The user was not created." />
-      {props.created && <Notice>{props.created}</Notice>}
+      {props.created && <Notice ok>{props.created}</Notice>}
       <button type="submit" class="primary" disabled={action.busy}>
         {action.busy ? 'Creating…' : 'Create user'}
       </button>
@@ -409,7 +409,7 @@ function UserRow(props: { user: User; me: string; onChanged: () => void; onDelet
               </div>
             )}
             <ErrorBox error={action.error} title={`${name} was not changed.`} />
-            {action.notice && <Notice>{action.notice}</Notice>}
+            {action.notice && <Notice ok>{action.notice}</Notice>}
           </td>
         </tr>
       )}
@@ -479,7 +479,7 @@ function GroupsTab({ me }: { me: string }) {
         }}
       />
       <h2 id="groups-heading">Groups</h2>
-      {notice && <Notice>{notice}</Notice>}
+      {notice && <Notice ok>{notice}</Notice>}
       <ErrorBox error={groups.error} title="The groups could not be listed." />
       {groups.loading && !groups.data && <Loading what="groups" />}
       {groups.data && (
@@ -609,7 +609,7 @@ function CreateGroup(props: {
         ))}
       </fieldset>
       <ErrorBox error={action.error} title="The group was not created." />
-      {props.created && <Notice>{props.created}</Notice>}
+      {props.created && <Notice ok>{props.created}</Notice>}
       <button type="submit" class="primary" disabled={action.busy}>
         {action.busy ? 'Creating…' : 'Create group'}
       </button>
@@ -773,7 +773,7 @@ function GroupCard(props: {
         </fieldset>
       </div>
       <ErrorBox error={action.error} title={`${name} was not changed.`} />
-      {action.notice && <Notice>{action.notice}</Notice>}
+      {action.notice && <Notice ok>{action.notice}</Notice>}
       {group.protected ? (
         <p class="muted small">
           The groups admins and users always exist: they cannot be renamed or deleted.

@@ -128,7 +128,7 @@ function Metadata({ image, session, onSaved }: { image: Image; session: Session;
         Public: anyone may download it, without a certificate, also over plain HTTP
       </label>
       <ErrorBox error={error} title="The changes were not saved." />
-      {saved && <Notice>Saved.</Notice>}
+      {saved && <Notice ok>Saved.</Notice>}
       <button type="submit" class="primary" disabled={busy}>
         {busy ? 'Saving…' : 'Save changes'}
       </button>

@@ -133,7 +133,7 @@ function Details({ image }: { image: Image }) {
               const value = image.digests?.[algorithm];
               return value ? (
                 <div key={algorithm}>
-                  <dt>{algorithm.toUpperCase()}</dt>
+                  <dt>{{ sha256: 'SHA-256', sha512: 'SHA-512', md5: 'MD5' }[algorithm]}</dt>
                   <dd>
                     <Copyable text={value} label={`the ${algorithm}`} />
                   </dd>
@@ -187,7 +187,9 @@ function Commands({ image }: { image: Image }) {
   const file = shellQuote(image.name);
   const https = shellQuote(image.file_url);
   const open = image.http_file_url ? shellQuote(image.http_file_url) : null;
-  const cert = '--cert ~/.globus/usercert.pem --key ~/.globus/userkey.pem';
+  // Grid CAs are rarely in the system's trust store: the grid's CA directory is named, as grid tools do.
+  const cert =
+    '--cert ~/.globus/usercert.pem --key ~/.globus/userkey.pem --capath /etc/grid-security/certificates';
   const commands: [string, string][] = [
     ['repoman', `repoman get-image ${shellQuote(`${image.owner}/${image.name}`)}`],
     ['curl', open ? `curl -fL -o ${file} ${open}` : `curl -fL ${cert} -o ${file} ${https}`],
@@ -195,7 +197,7 @@ function Commands({ image }: { image: Image }) {
       'wget',
       open
         ? `wget -O ${file} ${open}`
-        : `wget --certificate ~/.globus/usercert.pem --private-key ~/.globus/userkey.pem -O ${file} ${https}`,
+        : `wget --certificate ~/.globus/usercert.pem --private-key ~/.globus/userkey.pem --ca-directory /etc/grid-security/certificates -O ${file} ${https}`,
     ],
   ];
   if (open) {

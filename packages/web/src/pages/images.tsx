@@ -105,7 +105,11 @@ export function ImagesPage({ session, query }: { session: Session; query: URLSea
         <>
           <p class="count" aria-live="polite">
             {images.data.total === 0
-              ? 'No images match.'
+              ? query.toString() === '' || query.toString() === 'view=mine'
+                ? me
+                  ? 'No images yet: upload one.'
+                  : 'No public images yet.'
+                : 'No images match.'
               : `${images.data.total} image${images.data.total === 1 ? '' : 's'}`}
           </p>
           {images.data.items.length > 0 && (
