@@ -67,13 +67,7 @@ export function App() {
         <ErrorBox error={session.error} title="The server could not be asked who you are." />
         {page}
       </main>
-      <footer class="bottom">
-        {plainHttp ? (
-          <span>Public images only over HTTP; sign in with your certificate over HTTPS.</span>
-        ) : (
-          <a href="/api/openapi.json">API (OpenAPI)</a>
-        )}
-      </footer>
+      <footer class="bottom">{!plainHttp && <a href="/api/openapi.json">API (OpenAPI)</a>}</footer>
     </>
   );
 }

@@ -329,6 +329,8 @@ describe('the web interface in Chromium', () => {
     // Only public images over HTTP.
     assert.equal(await page.getByRole('link', { name: 'rhel9-worker.qcow2' }).count(), 0);
     assert.equal(await page.getByRole('link', { name: 'pam-private.img' }).count(), 0);
+    const signIn = page.getByRole('link', { name: 'Sign in over HTTPS' });
+    assert.equal(await signIn.getAttribute('href'), `${server.httpsUrl}/`);
     await anonymous.screenshot('http-public-list');
     await page.getByRole('link', { name: 'alpine-public.img' }).click();
     await page.getByRole('heading', { name: /alpine-public\.img/ }).waitFor();

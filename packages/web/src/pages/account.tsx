@@ -79,7 +79,16 @@ export function AccountPage({ session, reload }: { session: Session; reload: () 
 }
 
 /** For anyone not signed in: why, and what to do. */
-export function SignInHint({ session, reload }: { session: Session; reload?: () => void }) {
+export function SignInHint({
+  session,
+  reload,
+  httpsOrigin,
+}: {
+  session: Session;
+  reload?: () => void;
+  /** The server's HTTPS address, where it is known (from an image's URL). */
+  httpsOrigin?: string | undefined;
+}) {
   if (session.kind === 'unknown')
     return (
       <div class="card warn" data-testid="unknown-certificate">
@@ -106,12 +115,8 @@ export function SignInHint({ session, reload }: { session: Session; reload?: () 
     return (
       <p class="notice">
         Over plain HTTP you see public images only.{' '}
-        {location.port === '' ? (
-          <a href={`https://${location.hostname}/`}>Sign in over HTTPS</a>
-        ) : (
-          'Sign in over HTTPS'
-        )}{' '}
-        with your certificate for the rest.
+        {httpsOrigin ? <a href={`${httpsOrigin}/`}>Sign in over HTTPS</a> : 'Sign in over HTTPS'} with your
+        certificate for the rest.
       </p>
     );
   if (session.kind === 'refused')

@@ -84,7 +84,12 @@ export function ImagesPage({ session, query }: { session: Session; query: URLSea
           </a>
         )}
       </div>
-      {!me && <SignInHint session={session} />}
+      {!me && (
+        <SignInHint
+          session={session}
+          httpsOrigin={images.data?.items[0] ? new URL(images.data.items[0].url).origin : undefined}
+        />
+      )}
       {me && (
         <nav class="tabs" aria-label="Which images">
           {VIEWS.map(([key, label]) => (
