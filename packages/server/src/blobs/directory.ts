@@ -223,6 +223,13 @@ export function createDirectoryStore(root: string): BlobStore {
     return {
       key,
       async write(source, signal) {
+        if ((await current(key)) !== path) {
+          // Committed already (its bytes are whole): only an empty request, a retried last one, is taken.
+          for await (const chunk of source) {
+            if ((chunk as Buffer).length > 0) throw new Error(`upload ${key} is complete: no bytes can be added`);
+          }
+          return 0;
+        }
         const sink = new CoalescingFileSink(path);
         try {
           await pipeline(source, sink, signal ? { signal } : {});
