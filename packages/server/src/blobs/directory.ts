@@ -226,7 +226,8 @@ export function createDirectoryStore(root: string): BlobStore {
         if ((await current(key)) !== path) {
           // Committed already (its bytes are whole): only an empty request, a retried last one, is taken.
           for await (const chunk of source) {
-            if ((chunk as Buffer).length > 0) throw new Error(`upload ${key} is complete: no bytes can be added`);
+            if ((chunk as Buffer).length > 0)
+              throw new Error(`upload ${key} is complete: no bytes can be added`);
           }
           return 0;
         }
