@@ -84,10 +84,7 @@ export function apiSuite(engine: Engine) {
         expectError(await as('admin').post('/api/users', big), 413, 'payload_too_large');
       });
 
-      it('lists and shows public images only without a certificate', async () => {
-        const list = await anonymous.get('/api/images');
-        assert.equal(list.status, 200);
-        for (const image of list.json.items) assert.equal(image.unauthenticated_access, true);
+      it('answers a missing image without a certificate as 404, and an unknown certificate with why', async () => {
         expectError(await anonymous.get('/api/images/x/x'), 404, 'image_not_found');
         expectError(await as('eve').get('/api/images/x/x'), 403, 'unknown_certificate');
       });
@@ -372,6 +369,15 @@ export function apiSuite(engine: Engine) {
         expectError(await as('bob').get('/api/images/debian6.img.gz'), 404, 'image_not_found');
         const pub = await as('bob').get('/api/images/pam/debian6.img.gz');
         assert.equal(pub.status, 200);
+        // Without a certificate: the public image in the list and shown, the private one neither.
+        const list = await anonymous.get('/api/images');
+        assert.equal(list.status, 200);
+        for (const image of list.json.items) assert.equal(image.unauthenticated_access, true);
+        const names = list.json.items.map((i: { owner: string; name: string }) => `${i.owner}/${i.name}`);
+        assert.ok(names.includes('pam/debian6.img.gz'), names.join(', '));
+        assert.ok(!names.includes('bob/rhel5.5.img'), names.join(', '));
+        assert.equal((await anonymous.get('/api/images/pam/debian6.img.gz')).status, 200);
+        expectError(await anonymous.get('/api/images/bob/rhel5.5.img'), 404, 'image_not_found');
         assert.equal(pub.json.http_file_url, `${server.httpUrl}/api/images/raw/pam/debian6.img.gz`);
         assert.equal(pub.json.shared_with, undefined, 'share lists are for the owner');
         const shared = await as('bob').post('/api/images/rhel5.5.img/share/user/pam');

@@ -152,3 +152,29 @@ export function useConfirmFocus(confirming: boolean) {
   }, [confirming]);
   return { yes, ask };
 }
+
+/**
+ * Busy, failed or done: the state of one thing the user asked for. `run` does it; what it returns is the
+ * message to show on success. True if it succeeded.
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [notice, setNotice] = useState('');
+  const run = async (work: () => Promise<string | undefined>): Promise<boolean> => {
+    setBusy(true);
+    setError(null);
+    setNotice('');
+    try {
+      const done = await work();
+      if (done) setNotice(done);
+      return true;
+    } catch (failure) {
+      setError(failure);
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, notice, run, setError };
+}

@@ -6,7 +6,7 @@ import { api, call, type Group, type User } from '../api/client';
 import { bytes, date } from '../lib/format';
 import { navigate, withQuery } from '../lib/router';
 import { isAdmin, type Session, userName } from '../lib/session';
-import { ErrorBox, Loading, Notice, Pager, useAsync, useConfirmFocus } from '../lib/ui';
+import { ErrorBox, Loading, Notice, Pager, useAction, useAsync, useConfirmFocus } from '../lib/ui';
 
 const TABS = [
   ['users', '/admin', 'Users'],
@@ -30,29 +30,6 @@ const list = (text: string) =>
 
 const gib = (quota: number | null | undefined) =>
   quota === null || quota === undefined ? '' : String(Number((quota / GIB).toFixed(3)));
-
-/** Busy, failed or done: the state of one thing an admin asked for. */
-function useAction() {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
-  const [notice, setNotice] = useState('');
-  const run = async (work: () => Promise<string | undefined>): Promise<boolean> => {
-    setBusy(true);
-    setError(null);
-    setNotice('');
-    try {
-      const done = await work();
-      if (done) setNotice(done);
-      return true;
-    } catch (failure) {
-      setError(failure);
-      return false;
-    } finally {
-      setBusy(false);
-    }
-  };
-  return { busy, error, notice, run, setError };
-}
 
 export function AdminPage({ session, tab }: { session: Session; tab: string }) {
   if (!isAdmin(session))

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { api, call, type Image } from '../api/client';
 import { imagePath, navigate } from '../lib/router';
 import { isAdmin, type Session } from '../lib/session';
-import { ErrorBox, Loading, Notice, useAsync, useConfirmFocus } from '../lib/ui';
+import { ErrorBox, Loading, Notice, useAction, useAsync, useConfirmFocus } from '../lib/ui';
 import { rightsOn } from './image';
 
 const TEXT_FIELDS = [
@@ -40,9 +40,7 @@ export function EditPage({ session, owner, name }: { session: Session; owner: st
 }
 
 function Metadata({ image, session, onSaved }: { image: Image; session: Session; onSaved: () => void }) {
-  const [error, setError] = useState<unknown>(null);
-  const [saved, setSaved] = useState(false);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
   const ownerOrAdmin =
     session.kind === 'user' && (session.user.user_name === image.owner || isAdmin(session));
   const submit = async (event: Event) => {
@@ -63,24 +61,17 @@ function Metadata({ image, session, onSaved }: { image: Image; session: Session;
     }
     const expires = String(form.get('expires') ?? '');
     if (expires !== (image.expires ?? '').slice(0, 10)) body.expires = expires === '' ? null : expires;
-    setBusy(true);
-    setError(null);
-    setSaved(false);
-    try {
+    await action.run(async () => {
       const changed = await call(
         api.PATCH('/api/images/{user}/{image}', {
           params: { path: { user: image.owner, image: image.name } },
           body: body as never,
         }),
       );
-      setSaved(true);
       if (changed.name !== image.name) navigate(`${imagePath(changed.owner, changed.name)}/edit`, true);
       onSaved();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
+      return 'Saved.';
+    });
   };
   return (
     // Keyed by the image's state: the fields are the user's until a save (or another change) reloads them.
@@ -127,18 +118,17 @@ function Metadata({ image, session, onSaved }: { image: Image; session: Session;
         />{' '}
         Public: anyone may download it, without a certificate, also over plain HTTP
       </label>
-      <ErrorBox error={error} title="The changes were not saved." />
-      {saved && <Notice ok>Saved.</Notice>}
-      <button type="submit" class="primary" disabled={busy}>
-        {busy ? 'Saving…' : 'Save changes'}
+      <ErrorBox error={action.error} title="The changes were not saved." />
+      {action.notice && <Notice ok>{action.notice}</Notice>}
+      <button type="submit" class="primary" disabled={action.busy}>
+        {action.busy ? 'Saving…' : 'Save changes'}
       </button>
     </form>
   );
 }
 
 function Sharing({ image, session, onChange }: { image: Image; session: Session; onChange: () => void }) {
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
   const admin = isAdmin(session);
   const suggestions = useAsync(async () => {
     const [users, groups] = await Promise.all([
@@ -153,10 +143,8 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
     };
   }, [image.owner]);
   const path = { user: image.owner, image: image.name };
-  const change = async (kind: 'user' | 'group', target: string, share: boolean): Promise<boolean> => {
-    setBusy(true);
-    setError(null);
-    try {
+  const change = (kind: 'user' | 'group', target: string, share: boolean): Promise<boolean> =>
+    action.run(async () => {
       const url =
         kind === 'user'
           ? '/api/images/{user}/{image}/share/user/{target}'
@@ -164,14 +152,8 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
       const params = { params: { path: { ...path, target } } };
       await call(share ? api.POST(url, params) : api.DELETE(url, params));
       onChange();
-      return true;
-    } catch (failure) {
-      setError(failure);
-      return false;
-    } finally {
-      setBusy(false);
-    }
-  };
+      return undefined;
+    });
   const add = (kind: 'user' | 'group') => (event: Event) => {
     event.preventDefault();
     const form = event.currentTarget as HTMLFormElement;
@@ -200,7 +182,7 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
                       <button
                         type="button"
                         class="small"
-                        disabled={busy}
+                        disabled={action.busy}
                         onClick={() => change(kind, target, false)}
                         aria-label={`Stop sharing with ${kind} ${target}`}
                       >
@@ -220,7 +202,7 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
                     <option key={option} value={option} />
                   ))}
                 </datalist>
-                <button type="submit" disabled={busy}>
+                <button type="submit" disabled={action.busy}>
                   Share
                 </button>
               </form>
@@ -228,32 +210,25 @@ function Sharing({ image, session, onChange }: { image: Image; session: Session;
           );
         })}
       </div>
-      <ErrorBox error={error} title="Sharing did not change." />
+      <ErrorBox error={action.error} title="Sharing did not change." />
     </div>
   );
 }
 
 function Delete({ image }: { image: Image }) {
   const [confirming, setConfirming] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
   const { yes, ask } = useConfirmFocus(confirming);
-  const remove = async () => {
-    setError(null);
-    setBusy(true);
-    try {
+  const remove = () =>
+    action.run(async () => {
       await call(
         api.DELETE('/api/images/{user}/{image}', {
           params: { path: { user: image.owner, image: image.name } },
         }),
       );
       navigate('/?view=mine');
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  };
+      return undefined;
+    });
   return (
     <div class="card danger">
       <h2>Delete</h2>
@@ -272,7 +247,7 @@ function Delete({ image }: { image: Image }) {
             </strong>{' '}
             and every kept version of it, for good?
           </p>
-          <button type="button" class="danger" ref={yes} onClick={remove} disabled={busy}>
+          <button type="button" class="danger" ref={yes} onClick={remove} disabled={action.busy}>
             Yes, delete it
           </button>{' '}
           <button type="button" onClick={() => setConfirming(false)}>
@@ -280,7 +255,7 @@ function Delete({ image }: { image: Image }) {
           </button>
         </div>
       )}
-      <ErrorBox error={error} title="The image was not deleted." />
+      <ErrorBox error={action.error} title="The image was not deleted." />
     </div>
   );
 }

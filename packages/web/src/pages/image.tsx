@@ -5,7 +5,7 @@ import type { components } from '../api/schema';
 import { bytes, date, shellQuote } from '../lib/format';
 import { imagePath } from '../lib/router';
 import { isAdmin, type Session, userName } from '../lib/session';
-import { Badges, Copyable, ErrorBox, Loading, Notice, useAsync } from '../lib/ui';
+import { Badges, Copyable, ErrorBox, Loading, Notice, useAction, useAsync } from '../lib/ui';
 
 /**
  * What the signed-in user may do to the image, as far as the page can tell (the server decides; this only
@@ -244,25 +244,18 @@ function Versions({
     () => call(api.GET('/api/images/{user}/{image}/versions', { params: { path } })),
     [image.owner, image.name, image.version, image.modified],
   );
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState<number | null>(null);
-  const rollback = async (version: number) => {
-    setBusy(version);
-    setError(null);
-    try {
+  const action = useAction();
+  const rollback = (version: number) =>
+    action.run(async () => {
       await call(api.POST('/api/images/{user}/{image}/rollback', { params: { path }, body: { version } }));
       onChange();
       versions.reload();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(null);
-    }
-  };
+      return undefined;
+    });
   return (
     <>
       <h2>Versions</h2>
-      <ErrorBox error={versions.error ?? error} />
+      <ErrorBox error={versions.error ?? action.error} />
       {versions.data && (
         <div class="table-wrap">
           <table>
@@ -317,7 +310,7 @@ function Versions({
                       <button
                         type="button"
                         class="small"
-                        disabled={busy !== null}
+                        disabled={action.busy}
                         onClick={() => rollback(v.version as number)}
                       >
                         Roll back<span class="visually-hidden"> to version {v.version}</span>

@@ -10,7 +10,7 @@ import { ApiError, api, call, type Image } from '../api/client';
 import { bytes, duration } from '../lib/format';
 import { imagePath, navigate, withQuery } from '../lib/router';
 import type { Session } from '../lib/session';
-import { ErrorBox, Notice, useAsync } from '../lib/ui';
+import { ErrorBox, Notice, useAction, useAsync } from '../lib/ui';
 
 type State =
   | { kind: 'idle' }
@@ -91,8 +91,7 @@ function ChooseImage({ me }: { me: string }) {
       ),
     [me],
   );
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
   const create = async (event: Event) => {
     event.preventDefault();
     const form = new FormData(event.currentTarget as HTMLFormElement);
@@ -101,16 +100,11 @@ function ChooseImage({ me }: { me: string }) {
       const value = String(form.get(key) ?? '').trim();
       if (value) body[key] = value;
     }
-    setBusy(true);
-    setError(null);
-    try {
+    await action.run(async () => {
       const created = await call(api.POST('/api/images', { body: body as never }));
       navigate(withQuery({ owner: created.owner, image: created.name }), true);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
+      return undefined;
+    });
   };
   return (
     <div class="two">
@@ -149,8 +143,8 @@ function ChooseImage({ me }: { me: string }) {
             <input name="hypervisor" placeholder="kvm" />
           </label>
         </div>
-        <ErrorBox error={error} title="The image was not created." />
-        <button type="submit" class="primary" disabled={busy}>
+        <ErrorBox error={action.error} title="The image was not created." />
+        <button type="submit" class="primary" disabled={action.busy}>
           Create and choose a file
         </button>
       </form>
