@@ -270,6 +270,11 @@ export interface ImageEditableFields {
   expires?: string | null;
 }
 
+/** Version numbers are integers in the database (PostgreSQL's end at 2147483647): none is larger. */
+export const MAX_VERSION = 2_147_483_647;
+/** A version number, wherever a request names one. */
+export const versionNumber = { type: 'integer', minimum: 1, maximum: MAX_VERSION } as const;
+
 // ---- variants and conversion jobs ----
 
 /** Formats a version can be converted to (docs/formats.md). */
@@ -316,7 +321,7 @@ export const conversionBody = {
   properties: {
     format: { type: 'string', enum: [...VARIANT_FORMATS], description: 'vmdk is stream-optimised' },
     compress: { ...bool, description: 'qcow2 only: compress its clusters' },
-    version: { type: 'integer', minimum: 1, description: 'The current version by default' },
+    version: { ...versionNumber, description: 'The current version by default' },
   },
 } as const;
 
@@ -424,9 +429,12 @@ export function pageSchema(item: string) {
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
+/** The largest offset a list takes (docs/api.md#lists); a larger one is refused before the database sees it. */
+export const MAX_PAGE_OFFSET = 1_000_000_000;
+
 export const pageQuery = {
   limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE },
-  offset: { type: 'integer', minimum: 0, default: 0 },
+  offset: { type: 'integer', minimum: 0, maximum: MAX_PAGE_OFFSET, default: 0 },
 } as const;
 
 export interface ImageListQuery {

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
 import { clientFor, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { type Engine, startServerFor, type TestServer } from './helpers/server.ts';
@@ -240,6 +241,109 @@ export function hostileInputSuite(engine: Engine) {
       assert.equal(made.status, 201, made.text);
       assert.deepEqual((await as('admin').get('/api/groups/listed')).json.users.sort(), ['bob', 'pam']);
       assert.equal((await as('admin').delete('/api/groups/listed')).status, 204);
+      assert.deepEqual(await snapshot(), before_);
+    });
+
+    it('refuses numbers out of range or not in decimal digits in every numeric query parameter, anonymous too', async () => {
+      /** One request on a connection without a certificate: HTTPS, or plain HTTP. */
+      const anonymous = (text: string, plainHttp: boolean) =>
+        new Promise<RawResponse>((resolve) => {
+          const socket = plainHttp
+            ? net.connect(server.httpPort as number, '127.0.0.1')
+            : tls.connect({
+                host: '127.0.0.1',
+                port: server.httpsPort,
+                ca: pki.ca.certPem,
+                servername: 'localhost',
+              });
+          let answer = '';
+          socket.on('data', (chunk: Buffer) => {
+            answer += chunk.toString('latin1');
+          });
+          socket.on('error', () => {});
+          socket.on('close', () => {
+            const [head = '', body = ''] = answer.split('\r\n\r\n');
+            const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+            resolve({ status, head, body, code: /"code":"([a-z_]+)"/.exec(body)?.[1] });
+          });
+          socket.write(text);
+        });
+      const hostile = [
+        '1e21',
+        '-1',
+        '9007199254740993',
+        '0x10',
+        'NaN',
+        '1e3',
+        '1.5',
+        '+5',
+        ' 5',
+        'Infinity',
+        '9'.repeat(400),
+        '',
+      ];
+      // Every list route: those the OpenAPI document says take an offset (new ones join by themselves).
+      const document = (await as('bob').get('/api/openapi.json')).json as {
+        paths: Record<string, { get?: { parameters?: { in: string; name: string }[] } }>;
+      };
+      const lists = Object.entries(document.paths)
+        .filter(([, item]) => item.get?.parameters?.some((p) => p.in === 'query' && p.name === 'offset'))
+        .map(([path]) =>
+          path.replace('{user}', 'bob').replace('{group}', 'team').replace('{image}', 'vm.img'),
+        );
+      for (const known of ['/api/images', '/api/users', '/api/groups', '/api/audit', '/api/users/bob/shared'])
+        assert.ok(lists.includes(known), `${known} among the list routes: ${lists.join(', ')}`);
+      const queries = [
+        ...lists.flatMap((path) =>
+          hostile.flatMap((value) => [
+            `${path}?offset=${encodeURIComponent(value)}`,
+            `${path}?limit=${encodeURIComponent(value)}`,
+          ]),
+        ),
+        // Version numbers beyond any version (PostgreSQL's integer ends at 2147483647).
+        ...['1e21', '9007199254740993', '2147483648', '0x10', '-1', 'NaN'].flatMap((value) => [
+          `/api/images/raw/bob/vm.img?version=${encodeURIComponent(value)}`,
+          `/api/images/bob/vm.img/variants/raw?version=${encodeURIComponent(value)}`,
+        ]),
+      ];
+      let count = 0;
+      for (const path of queries) {
+        const method = path.includes('/variants/') ? 'DELETE' : 'GET';
+        for (const [who, response] of [
+          ['bob', await send(request(method, path))],
+          ['anonymous', await anonymous(request(method, path), false)],
+          ['anonymous on plain HTTP', await anonymous(request(method, path), true)],
+        ] as const) {
+          const what = `${who} ${method} ${path} -> ${response.head.split('\r\n')[0]} ${response.body.slice(0, 200)}`;
+          assert.ok(response.status >= 400 && response.status < 500, what);
+          // Whoever may list it at all is told the value is wrong; the others are refused as before.
+          if (who === 'bob' || path === '/api/images' || path.startsWith('/api/images?'))
+            assert.equal(response.code, 'invalid_field', what);
+          else assert.ok(response.code, what);
+          count++;
+        }
+      }
+      // The same numbers as version numbers in bodies.
+      const bodies = ['1e21', '9007199254740993', '2147483648', '-1'].flatMap((version) => [
+        request(
+          'POST',
+          '/api/images/vm.img/rollback',
+          ['Content-Type: application/json'],
+          `{"version":${version}}`,
+        ),
+        request(
+          'POST',
+          '/api/images/vm.img/conversions',
+          ['Content-Type: application/json'],
+          `{"format":"raw","version":${version}}`,
+        ),
+      ]);
+      await refused('numbers out of range in bodies', bodies, ['invalid_field']);
+      // The largest offset is still an offset: an empty page, not an error.
+      const far = await as('bob').get('/api/images?offset=1000000000');
+      assert.equal(far.status, 200, far.text);
+      assert.deepEqual(far.json.items, []);
+      tried.set('numbers out of range or not decimal in query parameters', count);
       assert.deepEqual(await snapshot(), before_);
     });
 

@@ -20,6 +20,7 @@ import { acceptBody } from './continue.ts';
 import { badUrlHandler, checkJsonBody, clientErrorHandler, errorHandler, notFoundHandler } from './errors.ts';
 import { registerMetrics } from './metrics.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
+import { checkIntegerQuery } from './query.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -116,6 +117,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH'))
       request.body = {};
     checkJsonBody(request);
+    checkIntegerQuery(request);
   });
 
   const deps = {

@@ -11,6 +11,7 @@ import {
   modifyImageBody,
   pageSchema,
   variantSchema,
+  versionNumber,
 } from '@repoman/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ImageRef } from '../../services/images.ts';
@@ -215,7 +216,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
             type: 'object',
             additionalProperties: false,
             required: ['version'],
-            properties: { version: { type: 'integer', minimum: 1 } },
+            properties: { version: versionNumber },
           },
           response: imageResponse,
         },

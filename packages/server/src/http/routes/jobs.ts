@@ -3,7 +3,13 @@
  * format and answers 202 with a job to poll at `/api/jobs/{id}` (or 200 with the variant, if it exists);
  * `DELETE …/variants/{format}` removes one. Variants download from the image's bytes URL with `?format=`.
  */
-import { type ConversionBody, conversionBody, jobSchema, VARIANT_FORMATS } from '@repoman/core';
+import {
+  type ConversionBody,
+  conversionBody,
+  jobSchema,
+  VARIANT_FORMATS,
+  versionNumber,
+} from '@repoman/core';
 import type { FastifyInstance } from 'fastify';
 import { requireActor } from '../auth.ts';
 import { jobJson, variantJson } from '../present.ts';
@@ -58,7 +64,7 @@ export function jobRoutes(app: FastifyInstance, deps: RouteDeps) {
           querystring: {
             type: 'object',
             additionalProperties: false,
-            properties: { version: { type: 'integer', minimum: 1 } },
+            properties: { version: versionNumber },
           },
         },
       },

@@ -5,7 +5,7 @@
  * plain-HTTP port.
  */
 import type http from 'node:http';
-import { RepomanError, VARIANT_FORMATS, type VariantFormat } from '@repoman/core';
+import { RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
 import type { VersionRow } from '../../db/versions-dal.ts';
@@ -153,7 +153,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
             type: 'object',
             additionalProperties: false,
             properties: {
-              version: { type: 'integer', minimum: 1 },
+              version: versionNumber,
               format: { type: 'string', enum: [...VARIANT_FORMATS] },
             },
           },
