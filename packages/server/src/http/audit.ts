@@ -169,8 +169,8 @@ const keyOf = (method: string, url: string | undefined) => `${method} ${url ?? '
 
 /** The DN the request authenticated with, if it presented a valid certificate. */
 function dnOf(request: FastifyRequest): string | null {
-  const socket = request.raw.socket as TLSSocket;
-  if (!socket.encrypted) return null;
+  const socket = request.raw.socket as TLSSocket | null;
+  if (!socket?.encrypted) return null;
   const verdict = certificateAuthOf(socket);
   return verdict.ok ? verdict.dn : null;
 }
@@ -192,8 +192,12 @@ export function registerAudit(
   // The address is read as the request arrives: once a client has hung up (a cut upload), its socket no
   // longer says where it was.
   const addresses = new WeakMap<object, string>();
+  // So is the DN: a body refused midway (past the quota) leaves the request without its socket.
+  const dns = new WeakMap<object, string | null>();
   app.addHook('onRequest', async (request) => {
-    if (!READ_METHODS.has(request.method) && request.ip) addresses.set(request, request.ip);
+    if (READ_METHODS.has(request.method)) return;
+    if (request.ip) addresses.set(request, request.ip);
+    dns.set(request, dnOf(request));
   });
 
   // Before the answer leaves (onSend runs even when the client has gone away, unlike onResponse): whoever
@@ -217,7 +221,7 @@ export function registerAudit(
     const entry = {
       at: new Date().toISOString(),
       actor: request.actor ? { id: request.actor.id, name: request.actor.name } : null,
-      dn: dnOf(request),
+      dn: dns.has(request) ? (dns.get(request) ?? null) : dnOf(request),
       address: addresses.get(request) ?? request.ip ?? null,
       requestId: String(request.id),
       method: request.method,
