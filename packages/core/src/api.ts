@@ -11,8 +11,39 @@ const bool = { type: 'boolean' } as const;
 const timestamp = { type: 'string', format: 'date-time' } as const;
 const nullableTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 const stringList = { type: 'array', items: str } as const;
+
+/**
+ * The longest text each request field takes, in characters (docs/api.md#limits): small enough that the
+ * largest page of images (MAX_PAGE_SIZE) stays a few megabytes. Rows stored before these limits are kept and
+ * shown as they are; a change must fit.
+ */
+export const TEXT_LIMITS = {
+  description: 4096,
+  /** os_variant, os_type, os_arch, hypervisor, full_name, and the filters of lists. */
+  short: 255,
+  dn: 1024,
+  email: 254,
+  expires: 64,
+  /** One item of a name list (which may hold names separated by commas). */
+  nameListItem: 4096,
+  /** Items of a name list. */
+  nameListItems: 1000,
+} as const;
+
+/** Request text: a string of at most `max` characters. */
+const text = (max: number) => ({ type: 'string', maxLength: max }) as const;
+/** Request text that may be null (to clear it). */
+const nullableText = (max: number) => ({ type: ['string', 'null'], maxLength: max }) as const;
+const shortText = text(TEXT_LIMITS.short);
+const dnText = text(TEXT_LIMITS.dn);
+
 /** A JSON array or repeated form fields; the server also splits each item on commas (`a,b`, as the original client sent). */
-const nameList = { ...stringList, description: 'A list, or names separated by commas' } as const;
+const nameList = {
+  type: 'array',
+  items: text(TEXT_LIMITS.nameListItem),
+  maxItems: TEXT_LIMITS.nameListItems,
+  description: 'A list, or names separated by commas',
+} as const;
 
 export const userName = { type: 'string', pattern: ACCOUNT_NAME_PATTERN } as const;
 export const groupName = { type: 'string', pattern: ACCOUNT_NAME_PATTERN } as const;
@@ -78,10 +109,10 @@ export const createUserBody = {
   required: ['user_name'],
   properties: {
     user_name: userName,
-    client_dn: str,
-    cert_dn: str,
-    full_name: nullableStr,
-    email: nullableStr,
+    client_dn: dnText,
+    cert_dn: dnText,
+    full_name: nullableText(TEXT_LIMITS.short),
+    email: nullableText(TEXT_LIMITS.email),
     groups: nameList,
     suspended: bool,
   },
@@ -102,10 +133,10 @@ export const modifyUserBody = {
   additionalProperties: false,
   properties: {
     user_name: { ...userName, description: 'Rename the user' },
-    client_dn: str,
-    cert_dn: str,
-    full_name: nullableStr,
-    email: nullableStr,
+    client_dn: dnText,
+    cert_dn: dnText,
+    full_name: nullableText(TEXT_LIMITS.short),
+    email: nullableText(TEXT_LIMITS.email),
     suspended: bool,
     quota: {
       type: ['integer', 'null'],
@@ -249,14 +280,17 @@ export const imageSchema = {
 } as const;
 
 const imageEditable = {
-  description: nullableStr,
-  os_variant: nullableStr,
-  os_type: nullableStr,
-  os_arch: nullableStr,
-  hypervisor: nullableStr,
+  description: nullableText(TEXT_LIMITS.description),
+  os_variant: nullableText(TEXT_LIMITS.short),
+  os_type: nullableText(TEXT_LIMITS.short),
+  os_arch: nullableText(TEXT_LIMITS.short),
+  hypervisor: nullableText(TEXT_LIMITS.short),
   read_only: bool,
   unauthenticated_access: bool,
-  expires: { ...nullableStr, description: 'ISO 8601 date-time; empty or null for never' },
+  expires: {
+    ...nullableText(TEXT_LIMITS.expires),
+    description: 'ISO 8601 date-time; empty or null for never',
+  },
 } as const;
 
 export interface ImageEditableFields {
@@ -461,12 +495,12 @@ export const imageListQuery = {
     owner: { ...userName, description: 'Only images in this namespace' },
     shared: { ...bool, description: 'true: only images shared with me (directly or through a group)' },
     public: { ...bool, description: 'true: only images with unauthenticated_access' },
-    name_prefix: str,
-    os_variant: str,
-    os_type: str,
-    os_arch: str,
-    hypervisor: str,
-    disk_format: str,
+    name_prefix: shortText,
+    os_variant: shortText,
+    os_type: shortText,
+    os_arch: shortText,
+    hypervisor: shortText,
+    disk_format: shortText,
     sort: { type: 'string', enum: ['name', 'owner', 'created', 'modified'], default: 'name' },
     order: { type: 'string', enum: ['asc', 'desc'], default: 'asc' },
   },
