@@ -86,6 +86,14 @@ export const ERRORS = {
   conflict: { status: 409, message: 'The request conflicts with the current state' },
   upload_offset_mismatch: { status: 409, message: 'Upload-Offset is not where the upload stands' },
   upload_locked: { status: 423, message: 'Another request is writing to this upload; try again shortly' },
+  too_many_uploads: {
+    status: 409,
+    message: 'You have as many unfinished uploads as this repository allows; finish or delete one first',
+  },
+  too_many_images: {
+    status: 409,
+    message: 'The namespace holds as many images as this repository allows; delete one first',
+  },
   // 5xx: our fault or a dependency's
   insufficient_storage: { status: 507, message: 'The repository is out of storage space' },
   quota_exceeded: { status: 507, message: 'The upload would exceed your storage quota' },

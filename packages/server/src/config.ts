@@ -60,6 +60,15 @@ export interface ServerConfig {
     allowedFormats: string[];
     /** Features refused by default that this repository takes (docs/formats.md). */
     allowedFeatures: string[];
+    /** Unfinished resumable uploads one user may have at a time. */
+    maxPendingPerUser: number;
+  };
+  /** Limits every user gets (docs/configuration.md). */
+  users: {
+    /** The quota, in bytes, of users created from now on; null: none. */
+    defaultQuota: number | null;
+    /** Images one namespace may hold. */
+    maxImages: number;
   };
   /** Conversion jobs (docs/formats.md). */
   conversions: {
@@ -95,7 +104,8 @@ type Kind =
   | 'logLevel'
   | 'formats'
   | 'features'
-  | 'addresses';
+  | 'addresses'
+  | 'bytesOrNone';
 
 interface Key {
   path: string;
@@ -147,6 +157,9 @@ const KEYS: Key[] = [
   ['uploads.lease_seconds', 'int'],
   ['uploads.allowed_formats', 'formats'],
   ['uploads.allowed_features', 'features'],
+  ['uploads.max_pending_per_user', 'int'],
+  ['users.default_quota', 'bytesOrNone'],
+  ['users.max_images', 'int'],
   ['conversions.enabled', 'bool'],
   ['conversions.qemu_img', 'string'],
   ['conversions.max_jobs', 'int'],
@@ -236,6 +249,12 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
         return fail(`a list of IP addresses or CIDR blocks (${(error as Error).message})`);
       }
       return list;
+    }
+    case 'bytesOrNone': {
+      if (text === 'none') return null;
+      const n =
+        typeof text === 'number' ? text : typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : -1;
+      return Number.isSafeInteger(n) && n >= 0 ? n : fail('a number of bytes, or "none"');
     }
     case 'features': {
       const names = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
@@ -444,6 +463,11 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       leaseSeconds: Math.max(10, get('uploads.lease_seconds', 30)),
       allowedFormats: get('uploads.allowed_formats', [...FORMATS]),
       allowedFeatures: get<string[]>('uploads.allowed_features', []),
+      maxPendingPerUser: Math.max(1, get('uploads.max_pending_per_user', 10)),
+    },
+    users: {
+      defaultQuota: get<number | null>('users.default_quota', 50 * 1024 ** 3),
+      maxImages: Math.max(1, get('users.max_images', 1000)),
     },
     conversions: {
       enabled: get('conversions.enabled', true),

@@ -159,6 +159,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ],
       expiryMs: config.uploads.resumableExpirySeconds * 1000,
       leaseMs: config.uploads.leaseSeconds * 1000,
+      maxPendingPerUser: config.uploads.maxPendingPerUser,
       allowedFormats: new Set(config.uploads.allowedFormats),
       allowedFeatures: new Set(config.uploads.allowedFeatures),
       redirectSeconds:
@@ -171,6 +172,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       store,
       policy,
       hashing,
+      limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
       conversions: {
         enabled: config.conversions.enabled,
         qemuImg: config.conversions.qemuImg,

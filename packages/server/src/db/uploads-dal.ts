@@ -105,15 +105,3 @@ export async function pendingUploadKeys(db: Q): Promise<Set<string>> {
   const rows = await db.selectFrom('uploads').select('blob_key').where('version', 'is', null).execute();
   return new Set(rows.map((r) => r.blob_key));
 }
-
-/** Bytes stored by a user's unfinished uploads to their images: counted against their quota. */
-export async function pendingBytesOfOwner(db: Q, ownerId: number): Promise<number> {
-  const row = await db
-    .selectFrom('uploads')
-    .innerJoin('images', 'images.id', 'uploads.image_id')
-    .select((eb) => eb.fn.sum<number>('uploads.upload_offset').as('bytes'))
-    .where('images.owner_id', '=', ownerId)
-    .where('uploads.version', 'is', null)
-    .executeTakeFirst();
-  return Number(row?.bytes ?? 0);
-}

@@ -26,7 +26,6 @@ import {
 } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findImageById, type ImageWithOwner } from '../db/images-dal.ts';
-import { findUserById } from '../db/users-dal.ts';
 import {
   addVersion,
   findVersion,
@@ -34,12 +33,12 @@ import {
   lockImage,
   pruneVersions,
   setCurrentVersion,
-  usageOfOwners,
   type VersionRow,
 } from '../db/versions-dal.ts';
 import { type Inspection, inspect, type Refusal } from '../formats/inspect.ts';
 import { guardService, nowIso, translateStorageError } from './common.ts';
 import { createImageAccess, type ImageRef } from './image-access.ts';
+import { createQuotaService, type QuotaService } from './quota.ts';
 
 export interface UploadPolicy {
   /** Largest image accepted, in bytes. */
@@ -71,6 +70,8 @@ export interface AdmittedUpload {
   declaredFormat?: string | undefined;
   /** Store a compressed upload decompressed. */
   decompress?: boolean;
+  /** The resumable upload it comes from: its own reservation is not counted against the quota. */
+  uploadId?: string | undefined;
 }
 
 export interface ReceivedVersion {
@@ -187,29 +188,37 @@ export function createBytesService(deps: {
   store: BlobStore;
   policy: UploadPolicy;
   hashing: HashingPool;
+  quota?: QuotaService;
 }) {
   const { db, store, policy, hashing } = deps;
+  const quota = deps.quota ?? createQuotaService({ db });
   const { find } = createImageAccess(db);
 
-  /** The owner's quota counts every kept version; a new version must fit beside them. */
-  async function checkQuota(ownerId: number, incoming: number, q: Db = db): Promise<void> {
-    const owner = await findUserById(q, ownerId);
-    if (owner?.quota === null || owner?.quota === undefined) return;
-    const usage = (await usageOfOwners(q, [ownerId])).get(ownerId) ?? 0;
-    if (usage + incoming > owner.quota) {
-      throw new RepomanError(
-        'quota_exceeded',
-        `${owner.name} stores ${usage} bytes of a ${owner.quota}-byte quota; ${incoming} more do not fit (delete images or ask an admin)`,
-      );
-    }
+  /**
+   * The owner's quota counts every kept version and variant and what unfinished uploads reserve (except
+   * `exceptUpload`'s own); `incoming` more bytes must fit beside them.
+   */
+  const checkQuota = (ownerId: number, incoming: number, q: Db = db, exceptUpload?: string) =>
+    quota.check(ownerId, incoming, { q, exceptUpload });
+
+  /** Bytes the owner may still store (Infinity without a quota). */
+  const quotaRoom = (ownerId: number, exceptUpload?: string) => quota.room(ownerId, { exceptUpload });
+
+  /** Where a body without a declared length stops: the size limit, or the owner's room if that is less. */
+  async function streamLimit(admitted: AdmittedUpload) {
+    const room = await quotaRoom(admitted.ownerId, admitted.uploadId);
+    return { max: Math.min(policy.maxImageSize, room), byQuota: room < policy.maxImageSize, room };
   }
 
-  /** Bytes the owner may still store: what their quota leaves, or no limit. */
-  async function quotaRoom(ownerId: number): Promise<number> {
-    const owner = await findUserById(db, ownerId);
-    if (owner?.quota === null || owner?.quota === undefined) return Number.POSITIVE_INFINITY;
-    const usage = (await usageOfOwners(db, [ownerId])).get(ownerId) ?? 0;
-    return Math.max(0, owner.quota - usage);
+  /** A stream stopped at the owner's room, rather than at the size limit, is over quota. */
+  function overQuota(error: unknown, limit: { byQuota: boolean; room: number }, what: string): unknown {
+    if (limit.byQuota && error instanceof RepomanError && error.code === 'image_too_large')
+      return new RepomanError(
+        'quota_exceeded',
+        `${what} passes the ${limit.room} bytes the owner's quota leaves; nothing was kept`,
+        { room: limit.room },
+      );
+    return error;
   }
 
   /** An image that would make a hypervisor read other files, or whose header lies, is never stored. */
@@ -264,17 +273,14 @@ export function createBytesService(deps: {
     const unpackedHasher = new Hasher(hashing, algorithmsFor({}));
     try {
       // Unpacked bytes stop at the size limit, or at what the owner's quota leaves if that is less.
-      const room = Math.min(policy.maxImageSize, await quotaRoom(admitted.ownerId));
+      const limit = await streamLimit(admitted);
       const { stream, done } = decompressor(inspection.format);
       try {
-        await streamInto(await upload.readBack(), unpacked, unpackedHasher, room, undefined, [stream]);
+        await streamInto(await upload.readBack(), unpacked, unpackedHasher, limit.max, undefined, [stream]);
         await done;
-      } catch (error) {
-        if (error instanceof RepomanError && error.code === 'image_too_large' && room < policy.maxImageSize)
-          throw new RepomanError(
-            'quota_exceeded',
-            `Unpacked, the image passes the ${room} bytes the owner's quota leaves`,
-          );
+      } catch (caught) {
+        const error = overQuota(caught, limit, 'Unpacked, the image');
+        if (error instanceof RepomanError && error.code === 'quota_exceeded') throw error;
         if (error instanceof RepomanError && error.code !== 'upload_incomplete') throw error;
         const reason = (error instanceof RepomanError ? (error.cause as Error) : (error as Error))?.message;
         throw new RepomanError(
@@ -326,7 +332,7 @@ export function createBytesService(deps: {
         'format_not_allowed',
         `This repository accepts ${[...policy.allowedFormats].join(', ')}; the image is ${inspection.format}`,
       );
-    await checkQuota(admitted.ownerId, size);
+    await checkQuota(admitted.ownerId, size, db, admitted.uploadId);
     const digests = await checkDigests(hasher, expected);
     await upload.commit().catch((error: unknown) => {
       throw error instanceof BlobStoreFullError
@@ -354,7 +360,9 @@ export function createBytesService(deps: {
             `${admitted.ref.owner}/${admitted.ref.name} became read-only`,
           );
         const pruned = await pruneVersions(trx, admitted.imageId, policy.keepVersions);
-        await checkQuota(admitted.ownerId, 0, trx);
+        // After the image's lock, as everywhere: an upload created meanwhile cannot take the same room.
+        await quota.lock(trx, [admitted.ownerId]);
+        await checkQuota(admitted.ownerId, 0, trx, admitted.uploadId);
         return { version, pruned };
       });
       if (!outcome) {
@@ -378,13 +386,13 @@ export function createBytesService(deps: {
       ref: ImageRef,
       declaredLength: number | undefined,
       options: {
-        /** Bytes already promised to the owner's unfinished resumable uploads. */
-        reserved?: number;
+        /** The resumable upload this is (its own reservation is not counted against the quota). */
+        uploadId?: string | undefined;
         declaredFormat?: string | undefined;
         decompress?: boolean;
       } = {},
     ): Promise<AdmittedUpload> {
-      const { reserved = 0, declaredFormat, decompress = false } = options;
+      const { uploadId, declaredFormat, decompress = false } = options;
       if (declaredFormat !== undefined && !policy.allowedFormats.has(declaredFormat))
         throw new RepomanError(
           'format_not_allowed',
@@ -404,7 +412,7 @@ export function createBytesService(deps: {
           `${declaredLength} bytes is more than the limit of ${policy.maxImageSize}`,
         );
       }
-      await checkQuota(row.owner_id, (declaredLength ?? 0) + reserved);
+      await checkQuota(row.owner_id, declaredLength ?? 0, db, uploadId);
       return {
         imageId: row.id,
         ownerId: row.owner_id,
@@ -412,6 +420,7 @@ export function createBytesService(deps: {
         declaredLength,
         declaredFormat,
         decompress,
+        uploadId,
       };
     },
 
@@ -425,7 +434,11 @@ export function createBytesService(deps: {
       const hasher = new Hasher(hashing, algorithmsFor(expected));
       const upload = await store.createUpload();
       try {
-        await streamInto(body, upload, hasher, policy.maxImageSize, signal);
+        // A body of undeclared length (chunked) stops at the owner's room, not after it has all been stored.
+        const limit = await streamLimit(admitted);
+        await streamInto(body, upload, hasher, limit.max, signal).catch((error: unknown) => {
+          throw overQuota(error, limit, 'The upload');
+        });
         if (admitted.declaredLength !== undefined && hasher.bytes !== admitted.declaredLength) {
           throw new RepomanError(
             'length_mismatch',
@@ -526,7 +539,7 @@ export function createBytesService(deps: {
       });
     },
   });
-  return { ...service, algorithmsFor, checkQuota, quotaRoom, maxImageSize: policy.maxImageSize };
+  return { ...service, algorithmsFor, checkQuota, quotaRoom, quota, maxImageSize: policy.maxImageSize };
 }
 
 export type BytesService = ReturnType<typeof createBytesService>;

@@ -178,8 +178,16 @@ export function createConversionService(deps: {
         });
       }
       const target = join(dir, `converted.${job.format}`);
-      // What qemu-img may write: the size limit, or what is left of the owner's quota if that is less.
-      const room = Math.min(policy.maxImageSize, await bytes.quotaRoom(image.owner_id));
+      // What qemu-img may write: the size limit, or what is left of the owner's quota (stored and reserved
+      // bytes counted) if that is less. Past it, qemu-img is stopped and nothing is kept.
+      const quotaRoom = await bytes.quotaRoom(image.owner_id);
+      const room = Math.min(policy.maxImageSize, quotaRoom);
+      const overQuota = (size: number) =>
+        new RepomanError(
+          'quota_exceeded',
+          `The ${job.format} image would pass the ${quotaRoom} bytes the owner's quota leaves (${size} bytes or more); nothing was kept`,
+          { room: quotaRoom },
+        );
       await convert({
         qemuImg: settings.qemuImg,
         source,
@@ -193,8 +201,15 @@ export function createConversionService(deps: {
           progress = CONVERT_SHARE * fraction;
         },
         signal: controller.signal,
+      }).catch(async (error: unknown) => {
+        // Stopped at the file size limit, which was the quota's room: say so.
+        const written = (await stat(target).catch(() => null))?.size ?? 0;
+        if (error instanceof ConversionError && quotaRoom < policy.maxImageSize && written >= quotaRoom)
+          throw overQuota(written);
+        throw error;
       });
       outputSize = (await stat(target)).size;
+      if (outputSize > quotaRoom) throw overQuota(outputSize);
       if (outputSize > policy.maxImageSize)
         throw new RepomanError(
           'image_too_large',
@@ -231,6 +246,7 @@ export function createConversionService(deps: {
             virtual_size: inspection.virtualSize,
             created: nowIso(),
           });
+          await bytes.quota.lock(trx, [image.owner_id]);
           await bytes.checkQuota(image.owner_id, 0, trx);
           // Cancelled meanwhile, or taken back by another server: the variant is not recorded.
           if (!(await finishJob(trx, job.id, lease, { state: 'succeeded', finished: nowIso() })))

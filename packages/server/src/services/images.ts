@@ -23,6 +23,7 @@ import type { Db } from '../db/connect.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
+import { imagesOfOwner, lockUsers } from '../db/quota-dal.ts';
 import { findUserByName } from '../db/users-dal.ts';
 import { blobKeysOfImages, lockImage } from '../db/versions-dal.ts';
 import {
@@ -88,8 +89,14 @@ function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
   return patch;
 }
 
-export function createImageService(deps: { db: Db; store: BlobStore }) {
+export interface ImageLimits {
+  /** Images one namespace may hold. */
+  maxImagesPerUser: number;
+}
+
+export function createImageService(deps: { db: Db; store: BlobStore; limits?: ImageLimits | undefined }) {
   const { db, store } = deps;
+  const maxImages = deps.limits?.maxImagesPerUser ?? Number.POSITIVE_INFINITY;
 
   const { find } = createImageAccess(db);
 
@@ -136,12 +143,20 @@ export function createImageService(deps: { db: Db; store: BlobStore }) {
         }
         const now = nowIso();
         const id = await db.transaction().execute(async (trx) => {
+          await lockUsers(trx, [owner.id]); // two creations at once cannot both take the last place
           if (await images.findImage(trx, owner.name, name)) {
             throw new RepomanError(
               'image_exists',
               `An image '${name}' already exists in namespace '${owner.name}'`,
             );
           }
+          const held = await imagesOfOwner(trx, owner.id);
+          if (held >= maxImages)
+            throw new RepomanError(
+              'too_many_images',
+              `The namespace '${owner.name}' holds ${held} images, as many as this repository allows; delete one first`,
+              { images: held, limit: maxImages },
+            );
           return images.insertImage(trx, {
             uuid: randomUUID(),
             owner_id: owner.id,

@@ -8,6 +8,7 @@ import { type ConversionSettings, createConversionService } from './conversions.
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
+import { createQuotaService } from './quota.ts';
 import { createResumableService, type ResumablePolicy } from './resumable.ts';
 import { createUserService } from './users.ts';
 
@@ -36,8 +37,11 @@ export function createServices(deps: {
   policy: UploadPolicy & ResumablePolicy;
   hashing: HashingPool;
   conversions: ConversionSettings;
+  /** Limits per user (docs/configuration.md); absent: none. */
+  limits?: { defaultQuota: number | null; maxImagesPerUser: number } | undefined;
 }) {
-  const bytes = createBytesService(deps);
+  const quota = createQuotaService(deps);
+  const bytes = createBytesService({ ...deps, quota });
   async function checkHealth() {
     const [database, store] = await Promise.all([
       timed(() => sql`select 1`.execute(deps.db)),
@@ -50,10 +54,12 @@ export function createServices(deps: {
   return {
     identity: createIdentityService(deps),
     audit: createAuditService(deps),
-    users: createUserService(deps),
+    users: createUserService({ ...deps, defaultQuota: deps.limits?.defaultQuota }),
     groups: createGroupService(deps),
-    images: createImageService(deps),
+    images: createImageService({ ...deps, limits: deps.limits }),
     bytes,
+    /** Quotas: `quota.fits(userId, bytes, trx?)` says whether N more bytes fit, reservations counted. */
+    quota,
     resumable: createResumableService({ ...deps, bytes }),
     conversions: createConversionService({ ...deps, bytes, settings: deps.conversions }),
     /**

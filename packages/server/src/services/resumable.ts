@@ -18,13 +18,13 @@ import { Hasher, type HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore, BlobUpload } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { findImageById } from '../db/images-dal.ts';
+import { pendingUploadsOfUser } from '../db/quota-dal.ts';
 import {
   deleteLeased,
   deleteUnlessLeased,
   expiredUploads,
   findUpload,
   insertUpload,
-  pendingBytesOfOwner,
   pendingUploadKeys,
   releaseAllLeases,
   renewLease,
@@ -65,6 +65,8 @@ export interface ResumablePolicy {
    * mid-upload holds it this long); renewed while bytes flow. Default 30 s.
    */
   leaseMs?: number | undefined;
+  /** Unfinished, unexpired uploads one user may have at a time. Default 10. */
+  maxPendingPerUser?: number | undefined;
 }
 
 /** A checksum of one request's body (tus checksum extension): algorithm and the raw digest. */
@@ -105,6 +107,7 @@ export interface AppendOptions extends RequestOrder {
 
 /** A lease outlives a request that stops sending by this much (unless configured); renewed while bytes flow. */
 const DEFAULT_LEASE_MS = 30_000;
+const DEFAULT_MAX_PENDING = 10;
 /** How often a request holding an upload renews its lease and looks whether another server asked for it. */
 const LEASE_CHECK_MS = 1000;
 /** How long a request waits for another server's request to let an upload go. */
@@ -144,6 +147,7 @@ export function createResumableService(deps: {
 }) {
   const { db, store, hashing, bytes, policy } = deps;
   const LEASE_MS = policy.leaseMs ?? DEFAULT_LEASE_MS;
+  const maxPending = policy.maxPendingPerUser ?? DEFAULT_MAX_PENDING;
 
   /** Requests running here, per upload: a newer one stops the older (its client has given up on it). */
   const running = new Map<string, { stop: AbortController; done: Promise<void>; arrival: bigint }>();
@@ -274,13 +278,18 @@ export function createResumableService(deps: {
     const ref: ImageRef = { owner: image.owner_name, name: image.name };
     const metadata = parseMetadata(row.metadata ?? undefined);
     return bytes.admitUpload(actor, ref, row.length, {
+      uploadId: row.id,
       declaredFormat: metadata.get('disk_format'),
       decompress: ['true', '1', 'yes'].includes(metadata.get('decompress') ?? ''),
     });
   }
 
   const service = guardService({
-    /** Starts an upload of `length` bytes to an image, decided from the headers like a PUT. */
+    /**
+     * Starts an upload of `length` bytes to an image, decided from the headers like a PUT. Its whole length is
+     * reserved against the owner's quota from now until it finishes, expires or is deleted; a user has at most
+     * `maxPendingPerUser` such uploads.
+     */
     async create(
       actor: Actor,
       ref: ImageRef,
@@ -289,12 +298,8 @@ export function createResumableService(deps: {
       expected: ExpectedDigests,
       declaredFormat?: string,
     ): Promise<UploadState> {
+      // Permission, read_only, size and a first look at the quota, before anything is stored.
       const probe = await bytes.admitUpload(actor, ref, length, { declaredFormat });
-      // What unfinished uploads to the owner's images have stored counts until they finish or expire.
-      await bytes.admitUpload(actor, ref, length, {
-        reserved: await pendingBytesOfOwner(db, probe.ownerId),
-        declaredFormat,
-      });
       const blob = await store.createUpload();
       const now = nowIso();
       const row: UploadRow = {
@@ -315,9 +320,21 @@ export function createResumableService(deps: {
         expires: later(policy.expiryMs),
       };
       try {
-        await insertUpload(db, row);
+        await db.transaction().execute(async (trx) => {
+          // Checked and taken under the users' locks: two creations at once (on any server) cannot both pass.
+          await bytes.quota.lock(trx, [actor.id, probe.ownerId]);
+          const pending = await pendingUploadsOfUser(trx, actor.id, nowIso());
+          if (pending >= maxPending)
+            throw new RepomanError(
+              'too_many_uploads',
+              `${actor.name} has ${pending} unfinished uploads, as many as this repository allows; finish or delete one (DELETE /api/uploads/{id}) or let it expire`,
+              { pending, limit: maxPending },
+            );
+          await bytes.quota.check(probe.ownerId, length, { q: trx });
+          await insertUpload(trx, row);
+        });
       } catch (error) {
-        await blob.abort();
+        await blob.abort().catch(() => {});
         throw error;
       }
       return stateOf(row);

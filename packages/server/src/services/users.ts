@@ -81,7 +81,12 @@ const userConflict = (target: string) =>
 
 const asPermissions = (names: string[]) => new Set(names.filter(isPermission) as Permission[]);
 
-export function createUserService(deps: { db: Db; store: BlobStore }) {
+export function createUserService(deps: {
+  db: Db;
+  store: BlobStore;
+  /** The quota of users created from now on (users.default_quota); null or absent: none. */
+  defaultQuota?: number | null | undefined;
+}) {
   const { db, store } = deps;
 
   const requireUser = (name: string) => requireUserRow(db, name);
@@ -210,6 +215,7 @@ export function createUserService(deps: { db: Db; store: BlobStore }) {
             full_name: emptyToNull(body.full_name) ?? null,
             email: email ?? null,
             suspended: body.suspended ?? false,
+            quota: deps.defaultQuota ?? null,
             created: now,
             modified: now,
           });
