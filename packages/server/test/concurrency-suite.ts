@@ -131,6 +131,104 @@ export function concurrencySuite(engine: Engine) {
       assert.deepEqual([...new Set(deleted.map((r) => r.status))], [204]);
     });
 
+    it('keeps an active admin when the last two suspend, delete or unmake each other at once', async () => {
+      const as = (name: string) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
+      const names = ['admin', 'ann'] as const;
+      /** Makes both of them active admins again, as whichever of them still is one. */
+      async function reset() {
+        const [by] = await activeAdmins();
+        if (!by) assert.fail('neither is an active admin any more');
+        const other = names.find((n) => n !== by) as string;
+        const client = as(by);
+        if ((await client.get(`/api/users/${other}`)).status === 404)
+          assert.equal(
+            (await client.post('/api/users', { user_name: other, client_dn: pki.dn(other) })).status,
+            201,
+          );
+        assert.equal((await client.patch(`/api/users/${other}`, { suspended: false })).status, 200);
+        assert.equal((await client.post(`/api/groups/admins/users/${other}`)).status, 200);
+      }
+      /** The admins that are members of admins and not suspended, as one of them sees it. */
+      async function activeAdmins(): Promise<string[]> {
+        for (const by of names) {
+          const client = as(by);
+          const group = await client.get('/api/groups/admins');
+          if (group.status !== 200) continue;
+          const active = [];
+          for (const member of group.json.users as string[])
+            if ((await client.get(`/api/users/${member}`)).json.suspended === false) active.push(member);
+          if (active.includes(by)) return active;
+        }
+        return [];
+      }
+      /** A request written by hand, to send on a connection already open. */
+      const write = (method: string, path: string, body?: object) => {
+        const text = body ? JSON.stringify(body) : '';
+        return `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${
+          body ? `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` : ''
+        }\r\n${text}`;
+      };
+      const suspend = (other: string) => write('PATCH', `/api/users/${other}`, { suspended: true });
+      const unmake = (other: string) => write('DELETE', `/api/groups/admins/users/${other}`);
+      const remove = (other: string) => write('DELETE', `/api/users/${other}`);
+      /**
+       * Both requests leave in the same tick, on connections whose handshakes are done: each is authenticated
+       * (both admins still active) before either change is made, the race the rule must survive.
+       */
+      async function together(requests: [string, string][]) {
+        const sockets = await Promise.all(
+          requests.map(([by]) => tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential(by))),
+        );
+        const answers = sockets.map(
+          (socket) =>
+            new Promise<{ status: number; text: string; code: string | undefined }>((resolve) => {
+              let text = '';
+              socket.on('data', (chunk: Buffer) => {
+                text += chunk.toString('utf8');
+              });
+              socket.on('close', () =>
+                resolve({
+                  status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
+                  text,
+                  code: /"code":"([a-z_]+)"/.exec(text)?.[1],
+                }),
+              );
+            }),
+        );
+        sockets.forEach((socket, i) => {
+          socket.write((requests[i] as [string, string])[1]);
+        });
+        return Promise.all(answers);
+      }
+      const races: [string, typeof suspend, typeof suspend][] = [
+        ['suspend each other', suspend, suspend],
+        ['remove from admins, and suspend', unmake, suspend],
+        ['remove each other from admins', unmake, unmake],
+        ['delete, and suspend', remove, suspend],
+        ['delete, and remove from admins', remove, unmake],
+      ];
+      await as('admin').post('/api/users', { user_name: 'ann', client_dn: pki.dn('ann') });
+      for (let round = 0; round < 4; round++)
+        for (const [what, first, second] of races) {
+          await reset();
+          assert.deepEqual((await activeAdmins()).sort(), ['admin', 'ann'], `${what}: before`);
+          const [a, b] = round % 2 === 0 ? names : [names[1], names[0]];
+          const results = await together([
+            [a, first(b)],
+            [b, second(a)],
+          ]);
+          const statuses = results.map((r) => r.status);
+          assert.equal(statuses.filter((s) => s < 300).length, 1, `${what}: one succeeds (${statuses})`);
+          for (const result of results.filter((r) => r.status >= 300))
+            assert.ok(
+              [403, 409].includes(result.status) && result.code,
+              `${what}: the other is refused: ${result.text}`,
+            );
+          assert.equal((await activeAdmins()).length, 1, `${what}: one active admin is left`);
+        }
+      await reset();
+    });
+
     it('answers 431 to oversized headers and 413 to an oversized JSON body, without reading on', async () => {
       const big = await bob.request('GET', '/api/whoami', {
         headers: { 'x-padding': 'x'.repeat(64 * 1024) },

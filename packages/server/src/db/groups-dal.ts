@@ -90,6 +90,17 @@ export async function membersOfGroups(db: Q, groupIds: readonly number[]): Promi
   return result;
 }
 
+/** Names of the group's members whose accounts are not suspended. */
+export async function activeMemberNames(db: Q, groupId: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('group_members')
+    .innerJoin('users', 'users.id', 'group_members.user_id')
+    .select(['users.name as name', 'users.suspended as suspended'])
+    .where('group_members.group_id', '=', groupId)
+    .execute();
+  return rows.filter((row) => !row.suspended).map((row) => row.name);
+}
+
 /** Permission names of each group, sorted. */
 export async function permissionsOfGroups(
   db: Q,

@@ -1,5 +1,5 @@
 /** What every service shares: the clock, paging, and turning storage failures into domain errors. */
-import { checkAccountName, checkImageName, RepomanError } from '@repoman/core';
+import { ADMINS_GROUP, checkAccountName, checkImageName, RepomanError } from '@repoman/core';
 import type { Db } from '../db/connect.ts';
 import {
   isForeignKeyViolation,
@@ -7,9 +7,31 @@ import {
   isUniqueViolation,
   uniqueViolationTarget,
 } from '../db/errors.ts';
+import { activeMemberNames, findGroupByName, touchGroup } from '../db/groups-dal.ts';
 import { findUserByName } from '../db/users-dal.ts';
 
 export const nowIso = () => new Date().toISOString();
+
+/**
+ * The repository keeps an active admin: a change that may take one away (a suspension, a removal from admins,
+ * a deletion) runs in a transaction through this, which refuses it (409) if no member of admins is left
+ * active. First it updates the admins row: on PostgreSQL that lock queues such changes one behind the other,
+ * and the count after the change sees what those before it committed (READ COMMITTED reads each statement
+ * afresh); SQLite runs one writer at a time. Two admins suspending each other at once leave one of them.
+ */
+export async function keepingAnActiveAdmin<T>(trx: Db, what: string, change: () => Promise<T>): Promise<T> {
+  const admins = await findGroupByName(trx, ADMINS_GROUP);
+  if (!admins) return change();
+  await touchGroup(trx, admins.id, nowIso());
+  const before = await activeMemberNames(trx, admins.id);
+  const result = await change();
+  if (before.length > 0 && (await activeMemberNames(trx, admins.id)).length === 0)
+    throw new RepomanError(
+      'conflict',
+      `${what} would leave no active admin; make another user an admin first`,
+    );
+  return result;
+}
 
 export interface PageRequest {
   limit: number;

@@ -22,6 +22,7 @@ import * as groups from '../db/groups-dal.ts';
 import {
   checkedAccountName,
   guardService,
+  keepingAnActiveAdmin,
   nowIso,
   type PageOf,
   type PageRequest,
@@ -101,12 +102,12 @@ export function createGroupService(deps: { db: Db }) {
     await db.transaction().execute(async (trx) => {
       await groups.touchGroup(trx, group.id, nowIso());
       if (add) return groups.addMember(trx, group.id, user.id);
-      await groups.removeMember(trx, group.id, user.id);
-      if (group.name === ADMINS_GROUP) {
-        const left = await groups.membersOfGroups(trx, [group.id]);
-        if ((left.get(group.id) ?? []).length === 0) {
-          throw new RepomanError('conflict', 'The last member of admins cannot be removed');
-        }
+      const remove = () => groups.removeMember(trx, group.id, user.id);
+      if (group.name !== ADMINS_GROUP) return remove();
+      await keepingAnActiveAdmin(trx, `Removing '${userName}' from admins`, remove);
+      const left = await groups.membersOfGroups(trx, [group.id]);
+      if ((left.get(group.id) ?? []).length === 0) {
+        throw new RepomanError('conflict', 'The last member of admins cannot be removed');
       }
     });
     return viewById(group.id);

@@ -20,13 +20,7 @@ import {
 } from '../authz.ts';
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
-import {
-  addMember,
-  findGroupByName,
-  membersOfGroups,
-  permissionsOfGroups,
-  touchGroup,
-} from '../db/groups-dal.ts';
+import { addMember, findGroupByName, permissionsOfGroups } from '../db/groups-dal.ts';
 import type { UserRow } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
 import { blobKeysOfOwner, lockImagesOfOwner, usageOfOwners } from '../db/versions-dal.ts';
@@ -35,6 +29,7 @@ import {
   checkedAccountName,
   emptyToNull,
   guardService,
+  keepingAnActiveAdmin,
   nowIso,
   type PageOf,
   type PageRequest,
@@ -291,8 +286,13 @@ export function createUserService(deps: {
           throw new RepomanError('conflict', 'You cannot suspend yourself');
         patch.modified = nowIso();
         // As if one request came after the other: a change to a user renamed meanwhile finds no user.
-        if (!(await users.updateUserIfNamed(db, target.id, target.name, patch)))
-          throw new RepomanError('user_not_found', `No user '${name}'`);
+        const update = (q: Db) => users.updateUserIfNamed(q, target.id, target.name, patch);
+        const updated = patch.suspended
+          ? await db
+              .transaction()
+              .execute((trx) => keepingAnActiveAdmin(trx, `Suspending '${name}'`, () => update(trx)))
+          : await update(db);
+        if (!updated) throw new RepomanError('user_not_found', `No user '${name}'`);
         return viewById(actor, target.id);
       },
 
@@ -306,19 +306,14 @@ export function createUserService(deps: {
         }
         if (target.id === actor.id) throw new RepomanError('conflict', 'You cannot delete your own account');
         // Images, versions, memberships and shares go with the user (ON DELETE CASCADE), then their bytes.
-        const blobs = await db.transaction().execute(async (trx) => {
-          const admins = await findGroupByName(trx, ADMINS_GROUP);
-          // Lock admins first, so two admins deleting each other cannot both succeed (see groups.changeMembers).
-          if (admins) await touchGroup(trx, admins.id, nowIso());
-          await lockImagesOfOwner(trx, target.id); // uploads finishing now land before this or find no image
-          const keys = await blobKeysOfOwner(trx, target.id);
-          await users.deleteUser(trx, target.id);
-          const left = admins ? await membersOfGroups(trx, [admins.id]) : new Map();
-          if (admins && (left.get(admins.id) ?? []).length === 0) {
-            throw new RepomanError('conflict', 'The last member of admins cannot be deleted');
-          }
-          return keys;
-        });
+        const blobs = await db.transaction().execute((trx) =>
+          keepingAnActiveAdmin(trx, `Deleting '${name}'`, async () => {
+            await lockImagesOfOwner(trx, target.id); // uploads finishing now land before this or find no image
+            const keys = await blobKeysOfOwner(trx, target.id);
+            await users.deleteUser(trx, target.id);
+            return keys;
+          }),
+        );
         await deleteBlobsQuietly(store, blobs);
       },
 
