@@ -430,8 +430,81 @@ export const modifyImageBody = {
   additionalProperties: false,
   properties: {
     name: { ...imageName, description: 'Rename the image' },
-    owner: { ...userName, description: 'Give the image to this user' },
+    owner: {
+      ...userName,
+      description: 'Admins: give the image to this user now (others offer it: POST …/transfer)',
+    },
     ...imageEditable,
+  },
+} as const;
+
+// ---- transfers: giving an image away is an offer its receiver accepts ----
+
+/** An offer to give an image to another user; it ends when accepted, declined, cancelled or expired. */
+export interface Transfer {
+  id: string;
+  url: string;
+  /** `owner/name` of the image offered, as it is now (a rename shows). */
+  image: string;
+  image_url: string;
+  from: string;
+  to: string;
+  description: string | null;
+  /** Bytes the image stores (every kept version and variant): what the receiver's quota must hold. */
+  size: number;
+  /** Whether anyone may download it, and whom it is shared with: all of that goes with the image. */
+  unauthenticated_access: boolean;
+  shared_with: ImageShares;
+  created: string;
+  expires: string;
+}
+
+export const transferSchema = {
+  $id: 'Transfer',
+  type: 'object',
+  required: ['id', 'url', 'image', 'image_url', 'from', 'to', 'size', 'created', 'expires'],
+  properties: {
+    id: str,
+    url: str,
+    image: { ...str, description: 'owner/name of the image offered' },
+    image_url: str,
+    from: { ...str, description: 'The giver (the image’s owner)' },
+    to: { ...str, description: 'The receiver, who may accept or decline' },
+    description: nullableStr,
+    size: { type: 'integer', description: 'Bytes the image stores; they must fit the receiver’s quota' },
+    unauthenticated_access: bool,
+    shared_with: { type: 'object', properties: { users: stringList, groups: stringList } },
+    created: timestamp,
+    expires: { ...timestamp, description: 'After this the offer answers 410 transfer_expired' },
+  },
+} as const;
+
+export interface TransferBody {
+  to: string;
+  /** Admins only: give the image now, without an offer. */
+  direct?: boolean;
+}
+
+export const transferBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['to'],
+  properties: {
+    to: { ...userName, description: 'The user to offer the image to' },
+    direct: { ...bool, description: 'Admins only: give it now, without asking the receiver' },
+  },
+} as const;
+
+export interface AcceptTransferBody {
+  /** Take the image under another name (when the receiver already has one of its name). */
+  name?: string;
+}
+
+export const acceptTransferBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { ...imageName, description: 'Take the image under this name instead of its own' },
   },
 } as const;
 
@@ -503,5 +576,25 @@ export const imageListQuery = {
     disk_format: shortText,
     sort: { type: 'string', enum: ['name', 'owner', 'created', 'modified'], default: 'name' },
     order: { type: 'string', enum: ['asc', 'desc'], default: 'asc' },
+  },
+} as const;
+
+export interface TransferListQuery {
+  limit: number;
+  offset: number;
+  /** `to`: offers made to me; `from`: offers I made; both by default. */
+  direction?: 'to' | 'from';
+}
+
+export const transferListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...pageQuery,
+    direction: {
+      type: 'string',
+      enum: ['to', 'from'],
+      description: 'to: offers made to me; from: offers I made (both by default; admins: every offer)',
+    },
   },
 } as const;

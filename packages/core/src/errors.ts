@@ -62,6 +62,11 @@ export const ERRORS = {
     message: 'Plain HTTP serves public images only; use HTTPS with a certificate',
   },
   limited_proxy: { status: 403, message: 'A limited proxy may only download' },
+  transfer_offer_required: {
+    status: 403,
+    message:
+      'Giving an image away is an offer the receiver accepts: POST …/transfer with the receiver in "to"',
+  },
   // 404
   not_found: { status: 404, message: 'No such resource' },
   user_not_found: { status: 404, message: 'No such user' },
@@ -73,8 +78,13 @@ export const ERRORS = {
   upload_not_found: { status: 404, message: 'No such upload' },
   variant_not_found: { status: 404, message: 'The version has no variant in that format' },
   job_not_found: { status: 404, message: 'No such job' },
+  transfer_not_found: { status: 404, message: 'No such transfer offer' },
   upload_expired: { status: 410, message: 'The upload expired; start a new one' },
   image_expired: { status: 410, message: 'The image has expired' },
+  transfer_expired: {
+    status: 410,
+    message: 'The transfer offer expired; the giver may offer the image again',
+  },
   // 409: the state of the repository does not allow it
   user_exists: { status: 409, message: 'A user with this name already exists' },
   dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },

@@ -17,6 +17,7 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set([
   'rollback',
   'conversions',
   'variants',
+  'transfer',
   'me',
   '.',
   '..',

@@ -144,3 +144,27 @@ export const canShareImageWithGroup = (actor: Actor, image: ImageTarget, group: 
 /** Share lists name other users and groups: for the owner and admins only. */
 export const canSeeImageShares = (actor: Actor, image: Pick<ImageTarget, 'ownerId'>) =>
   actor.isAdmin || image.ownerId === actor.id;
+
+// ---- transfers ----
+
+/** The parties to an offer to give an image away. */
+export interface TransferTarget {
+  fromId: number;
+  toId: number;
+}
+
+/** Offering an image to another user is for its owner (and admins, who may also give it away at once). */
+export const canOfferImage = canTransferImage;
+/** Giving an image away without the receiver's consent (a planted image could pass for theirs): admins only. */
+export const canTransferDirectly = (actor: Actor) => actor.isAdmin;
+
+/** An offer is seen by its giver, its receiver and admins; to anyone else it does not exist. */
+export const canSeeTransfer = (actor: Actor, transfer: TransferTarget) =>
+  actor.isAdmin || actor.id === transfer.fromId || actor.id === transfer.toId;
+
+/** Only the receiver accepts or declines: that is the consent (an admin who wants it moved gives it directly). */
+export const canAnswerTransfer = (actor: Actor, transfer: TransferTarget) => actor.id === transfer.toId;
+
+/** The giver (or an admin) may withdraw an offer before it is answered. */
+export const canCancelTransfer = (actor: Actor, transfer: TransferTarget) =>
+  actor.isAdmin || actor.id === transfer.fromId;

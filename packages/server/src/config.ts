@@ -70,6 +70,11 @@ export interface ServerConfig {
     /** Images one namespace may hold. */
     maxImages: number;
   };
+  /** Giving images away (docs/api.md#transfers). */
+  transfers: {
+    /** How long an offer waits for its receiver's answer. */
+    offerExpirySeconds: number;
+  };
   /** Conversion jobs (docs/formats.md). */
   conversions: {
     enabled: boolean;
@@ -160,6 +165,7 @@ const KEYS: Key[] = [
   ['uploads.max_pending_per_user', 'int'],
   ['users.default_quota', 'bytesOrNone'],
   ['users.max_images', 'int'],
+  ['transfers.offer_expiry_seconds', 'int'],
   ['conversions.enabled', 'bool'],
   ['conversions.qemu_img', 'string'],
   ['conversions.max_jobs', 'int'],
@@ -468,6 +474,9 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     users: {
       defaultQuota: get<number | null>('users.default_quota', 50 * 1024 ** 3),
       maxImages: Math.max(1, get('users.max_images', 1000)),
+    },
+    transfers: {
+      offerExpirySeconds: Math.max(60, get('transfers.offer_expiry_seconds', 3 * 24 * 3600)),
     },
     conversions: {
       enabled: get('conversions.enabled', true),

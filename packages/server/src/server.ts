@@ -173,6 +173,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       policy,
       hashing,
       limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
+      transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
       conversions: {
         enabled: config.conversions.enabled,
         qemuImg: config.conversions.qemuImg,

@@ -122,7 +122,8 @@ const MATRIX: [Cell, string][] = [
   [{ route: 'GET /api/images/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                     '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'PATCH /api/images/bob/vm-{r}.img', body: { description: 'changed' } },                                                                               '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
   [{ route: 'POST /api/images/bob/vm-{r}.img', body: { os_type: 'linux' } },                                                                                      '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'PATCH /api/images/bob/give-{r}.img', body: { owner: 'ursula' }, label: 'give it away' },                                                             '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'PATCH /api/images/bob/give-{r}.img', body: { owner: 'ursula' }, label: 'give it away' },                                                             '401 403 403 404 403 403 403 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
+  [{ route: 'POST /api/images/bob/off-{r}.img/transfer', body: { to: 'ursula' }, label: 'offer it' },                                                             '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
   [{ route: 'DELETE /api/images/bob/del-{r}.img' },                                                                                                               '401 403 403 404 403 403 204 403 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204'],
   [{ route: 'GET /api/images/bob/vm.img/versions' },                                                                                                              '401 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
   [{ route: 'POST /api/images/bob/vm-{r}.img/rollback', body: { version: 1 } },                                                                                   '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
@@ -135,6 +136,7 @@ const MATRIX: [Cell, string][] = [
   [{ route: 'GET /api/images/own.img' },                                                                                                                          '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'PATCH /api/images/own.img', body: { description: 'own' } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'POST /api/images/own.img', body: { os_arch: 'x86_64' } },                                                                                            '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/transfer', body: { to: 'ursula' } },                                                                                        '401 403 403 404 404 404 201 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'DELETE /api/images/nothing.img' },                                                                                                                   '401 403 403 404 404 404 404 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'GET /api/images/own.img/versions' },                                                                                                                 '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'POST /api/images/own.img/rollback', body: { version: 1 } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
@@ -147,6 +149,11 @@ const MATRIX: [Cell, string][] = [
   [{ route: 'GET /api/jobs' },                                                                                                                                    '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'GET /api/jobs/{job}' },                                                                                                                              '401 403 403 404 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
   [{ route: 'DELETE /api/jobs/{job}' },                                                                                                                           '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
+  [{ route: 'GET /api/transfers' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/transfers/{transfer}', label: 'bob’s offer to ursula' },                                                                                    '401 403 403 200 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/transfers/{accept}/accept' },                                                                                                              '401 403 403 200 404 404 403 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/transfers/{decline}/decline' },                                                                                                            '401 403 403 204 404 404 403 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/transfers/{cancel}' },                                                                                                                   '401 403 403 403 404 404 204 403 204 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'GET /api/images/raw/bob/vm.img' },                                                                                                                   '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200'],
   [{ route: 'HEAD /api/images/raw/bob/vm.img' },                                                                                                                  '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200'],
   [{ route: 'PUT /api/images/raw/bob/vm-{r}.img', raw: Buffer.from('new bytes') },                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
@@ -191,7 +198,13 @@ describe('the authorization matrix', () => {
     );
   const admin = (method: string, path: string, body?: unknown) => call('admin', method, path, { body });
   const short = (role: Role) => TITLES[role];
-  const ids = { job: '', upload: '', upload2: '' };
+  const ids = { job: '', upload: '', upload2: '', transfer: '' };
+  /** Offers of bob's to ursula, one per role and answer: `{accept}`, `{decline}`, `{cancel}` in a route. */
+  const offers = {
+    accept: new Map<string, string>(),
+    decline: new Map<string, string>(),
+    cancel: new Map<string, string>(),
+  };
 
   before(async () => {
     pki = await makeTestPki();
@@ -264,12 +277,23 @@ describe('the authorization matrix', () => {
       );
       ids[key] = String(created.headers.location).split('/').pop() as string;
     }
+    await must(bob('POST', '/api/images', { name: 'tr.img' }));
+    ids.transfer = (await must(bob('POST', '/api/images/tr.img/transfer', { to: 'ursula' }))).json.id;
+    for (const role of ROLES)
+      for (const kind of ['accept', 'decline', 'cancel'] as const) {
+        const name = `${kind}-${short(role)}.img`;
+        await must(bob('POST', '/api/images', { name }));
+        offers[kind].set(
+          short(role),
+          (await must(bob('POST', `/api/images/${name}/transfer`, { to: 'ursula' }))).json.id,
+        );
+      }
     await must(bob('POST', '/api/images', { name: 'pub.img', unauthenticated_access: true }));
     await must(call('owner', 'PUT', '/api/images/raw/pub.img', { raw: Buffer.from('public') }));
     // A target of its own for every role, for the routes that change or delete something.
     for (const role of ROLES) {
       const r = short(role);
-      for (const name of [`vm-${r}.img`, `del-${r}.img`, `give-${r}.img`]) {
+      for (const name of [`vm-${r}.img`, `del-${r}.img`, `give-${r}.img`, `off-${r}.img`]) {
         await must(bob('POST', '/api/images', { name }));
         await must(call('owner', 'PUT', `/api/images/raw/${name}`, { raw: Buffer.from(name) }));
         await must(bob('POST', `/api/images/${name}/share/user/rita`));
@@ -333,7 +357,11 @@ describe('the authorization matrix', () => {
           .replaceAll('{me}', userOf(role))
           .replaceAll('{job}', ids.job)
           .replaceAll('{upload}', ids.upload)
-          .replaceAll('{upload2}', ids.upload2);
+          .replaceAll('{upload2}', ids.upload2)
+          .replaceAll('{transfer}', ids.transfer)
+          .replaceAll('{accept}', offers.accept.get(short(role)) ?? '')
+          .replaceAll('{decline}', offers.decline.get(short(role)) ?? '')
+          .replaceAll('{cancel}', offers.cancel.get(short(role)) ?? '');
         const body = JSON.parse(JSON.stringify(cell.body ?? null)?.replaceAll('{r}', short(role)) ?? 'null');
         const response = await call(role, method, path, {
           ...(body === null ? {} : { body }),

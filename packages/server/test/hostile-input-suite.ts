@@ -78,6 +78,7 @@ export function hostileInputSuite(engine: Engine) {
         users: await get('/api/users?limit=1000'),
         groups: await get('/api/groups?limit=1000'),
         versions: await get('/api/images/bob/vm.img/versions'),
+        transfers: await get('/api/transfers?limit=1000'),
         bytes: (await admin.get('/api/images/raw/bob/vm.img')).body.toString('latin1'),
       };
     }
@@ -96,6 +97,87 @@ export function hostileInputSuite(engine: Engine) {
       before_ = await snapshot();
     });
     after(async () => server?.stop());
+
+    it('refuses hostile transfer offers and answers, and no offer is made, taken or lost', async () => {
+      // One real offer, so that a hostile answer has something to miss.
+      const offer = (await as('bob').post('/api/images/vm.img/transfer', { to: 'pam' })).json;
+      assert.equal(typeof offer.id, 'string', JSON.stringify(offer));
+      const pending = await snapshot();
+      const json = (method: string, path: string, body: string, user = 'bob') =>
+        send(request(method, path, ['Content-Type: application/json'], body), user);
+      const offers = [
+        '{"to":"pam\u0000"}',
+        '{"to":42}',
+        '{"to":["pam"]}',
+        '{"to":null}',
+        '{"to":"pam\' OR \'1\'=\'1"}',
+        `{"to":"${'p'.repeat(65)}"}`,
+        '{"to":"../admin"}',
+        '{"to":"pam","direct":"yes"}',
+        '{"to":"pam","owner":"pam"}',
+        '{"__proto__":{"to":"pam"}}',
+        '{}',
+      ];
+      const answers = [
+        '{"name":"../../etc/passwd"}',
+        '{"name":"a\u0000b"}',
+        '{"name":42}',
+        '{"name":".hidden"}',
+        '{"name":"transfer"}',
+        '{"to":"pam"}',
+      ];
+      const ids = [
+        '..%2f..%2fetc%2fpasswd',
+        '%00',
+        `${offer.id}%00`,
+        "x'%20OR%20'1'='1",
+        'a'.repeat(5000),
+        '%2e%2e',
+      ];
+      let count = 0;
+      for (const body of offers) {
+        for (const path of ['/api/images/vm.img/transfer', '/api/images/bob/vm.img/transfer']) {
+          const response = await json('POST', path, body);
+          assert.ok(
+            response.status >= 400 && response.status < 500 && response.code,
+            `${body} -> ${response.head}`,
+          );
+          count++;
+        }
+      }
+      for (const body of answers) {
+        const response = await json('POST', `/api/transfers/${offer.id}/accept`, body, 'pam');
+        assert.ok(
+          response.status >= 400 && response.status < 500 && response.code,
+          `${body} -> ${response.head}`,
+        );
+        count++;
+      }
+      for (const id of ids) {
+        for (const [method, suffix] of [
+          ['GET', ''],
+          ['DELETE', ''],
+          ['POST', '/accept'],
+          ['POST', '/decline'],
+        ] as const) {
+          const response = await send(request(method, `/api/transfers/${id}${suffix}`), 'pam');
+          assert.ok(
+            response.status >= 400 && response.status < 500 && response.code,
+            `${method} ${id}: ${response.head}`,
+          );
+          count++;
+        }
+      }
+      for (const query of ['direction=sideways', 'direction=%00', 'limit=abc', 'offset=-1', 'to=pam']) {
+        const response = await send(request('GET', `/api/transfers?${query}`));
+        assert.ok(response.status === 400 && response.code, `${query}: ${response.head}`);
+        count++;
+      }
+      tried.set('hostile transfer offers and answers', count);
+      assert.deepEqual(await snapshot(), pending);
+      assert.equal((await as('bob').delete(`/api/transfers/${offer.id}`)).status, 204);
+      assert.deepEqual(await snapshot(), before_);
+    });
 
     it('reaches no file and no other image through traversal, encoded slashes, NUL or odd names', async () => {
       const paths = [

@@ -243,6 +243,29 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'at']).execute();
       },
     },
+    '0009_image_transfers': {
+      async up(db) {
+        // Giving an image away is an offer its receiver accepts (docs/api.md#transfers); one per image.
+        await db.schema
+          .createTable('image_transfers')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('image_id', 'integer', (c) =>
+            c.notNull().unique().references('images.id').onDelete('cascade'),
+          )
+          .addColumn('from_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('to_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('expires', time, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('image_transfers_to').on('image_transfers').column('to_id').execute();
+        await db.schema.createIndex('image_transfers_from').on('image_transfers').column('from_id').execute();
+        await db.schema
+          .createIndex('image_transfers_expires')
+          .on('image_transfers')
+          .column('expires')
+          .execute();
+      },
+    },
   };
 }
 

@@ -146,6 +146,19 @@ export interface UploadsTable {
   expires: string;
 }
 
+/** An offer to give an image to another user, until its receiver accepts or declines it, or it expires. */
+export interface ImageTransfersTable {
+  /** Opaque, in the offer's URL. */
+  id: string;
+  /** One pending offer per image: a new one replaces it. */
+  image_id: number;
+  /** The owner who made the offer; it lapses if the image changes hands another way. */
+  from_id: number;
+  to_id: number;
+  created: string;
+  expires: string;
+}
+
 export interface AuditLogTable {
   id: Generated<number>;
   at: string;
@@ -180,4 +193,5 @@ export interface Database {
   image_variants: ImageVariantsTable;
   jobs: JobsTable;
   audit_log: AuditLogTable;
+  image_transfers: ImageTransfersTable;
 }

@@ -26,6 +26,7 @@ import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { rawRoutes } from './routes/raw.ts';
+import { transferRoutes } from './routes/transfers.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { userRoutes } from './routes/users.ts';
 import { type WebAssets, webRoutes } from './web.ts';
@@ -130,6 +131,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   rawRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);
+  transferRoutes(app, deps);
   auditRoutes(app, deps);
 
   webRoutes(app, options.web ?? null);

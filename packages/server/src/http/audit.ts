@@ -153,6 +153,15 @@ const RULES = new Map<string, Rule>([
       `DELETE ${form}/variants/:format`,
       { action: 'image.delete_variant', type: 'image', target: image, detail: (p) => ({ format: p.format }) },
     ],
+    [
+      `POST ${form}/transfer`,
+      {
+        action: 'transfer.offer',
+        type: 'image',
+        target: image,
+        detail: (_p, b) => ({ to: b?.to, ...(b?.direct === undefined ? {} : { direct: b.direct }) }),
+      },
+    ],
   ]),
   ...RAW_FORMS.map((form): [string, Rule] => [
     `PUT ${form}`,
@@ -163,6 +172,17 @@ const RULES = new Map<string, Rule>([
   ['PATCH /api/uploads/:id', { action: 'image.upload', type: 'upload', target: (p) => p.id ?? null }],
   ['DELETE /api/uploads/:id', { action: 'upload.delete', type: 'upload', target: (p) => p.id ?? null }],
   ['DELETE /api/jobs/:id', { action: 'job.cancel', type: 'job', target: (p) => p.id ?? null }],
+  // The image an offer is for is known once the offer is found: the route names it (request.audit).
+  ...(
+    [
+      ['POST /api/transfers/:id/accept', 'transfer.accept'],
+      ['POST /api/transfers/:id/decline', 'transfer.decline'],
+      ['DELETE /api/transfers/:id', 'transfer.cancel'],
+    ] as const
+  ).map(([route, action]): [string, Rule] => [
+    route,
+    { action, type: 'image', target: () => null, detail: (p) => ({ transfer: p.id }) },
+  ]),
 ]);
 
 const keyOf = (method: string, url: string | undefined) => `${method} ${url ?? ''}`;

@@ -15,6 +15,7 @@ import {
   canSeeImageShares,
   canShareImage,
   canShareImageWithGroup,
+  canTransferDirectly,
   canTransferImage,
   type ImageTarget,
 } from '../authz.ts';
@@ -35,6 +36,7 @@ import {
   requireUserRow,
 } from './common.ts';
 import { createImageAccess, type ImageRef, type ImageView, isExpired, shareNames } from './image-access.ts';
+import { moveImage, type QuotaCheck } from './transfers.ts';
 
 export type { ImageRef, ImageView } from './image-access.ts';
 
@@ -94,8 +96,14 @@ export interface ImageLimits {
   maxImagesPerUser: number;
 }
 
-export function createImageService(deps: { db: Db; store: BlobStore; limits?: ImageLimits | undefined }) {
-  const { db, store } = deps;
+export function createImageService(deps: {
+  db: Db;
+  store: BlobStore;
+  limits?: ImageLimits | undefined;
+  /** Checked when an admin gives an image away: the receiver's quota must hold its bytes. */
+  checkQuota: QuotaCheck;
+}) {
+  const { db, store, checkQuota } = deps;
   const maxImages = deps.limits?.maxImagesPerUser ?? Number.POSITIVE_INFINITY;
 
   const { find } = createImageAccess(db);
@@ -180,6 +188,11 @@ export function createImageService(deps: { db: Db; store: BlobStore; limits?: Im
         return viewById(actor, id);
       },
 
+      /** The image with this id as the actor sees it (after it changed hands, under its new name). */
+      async viewOf(actor: Actor, id: number): Promise<ImageView> {
+        return viewById(actor, id);
+      },
+
       async get(actor: Actor | null, ref: ImageRef): Promise<ImageView> {
         // whoever may change or delete an image may also see it
         const mayChange = (a: Actor, t: ImageTarget) => canModifyImage(a, t) || canDeleteImage(a, t);
@@ -202,7 +215,7 @@ export function createImageService(deps: { db: Db; store: BlobStore; limits?: Im
             'Only the owner or an admin may make an image public or private',
           );
         }
-        let ownerName = row.owner_name;
+        let newOwner: { id: number; name: string } | undefined;
         if (body.owner !== undefined && body.owner !== row.owner_name) {
           if (!canTransferImage(actor, target)) {
             throw new RepomanError(
@@ -210,19 +223,36 @@ export function createImageService(deps: { db: Db; store: BlobStore; limits?: Im
               'Only the owner or an admin may give an image to another user',
             );
           }
-          const owner = await requireUserRow(db, body.owner, 'owner');
-          patch.owner_id = owner.id;
-          ownerName = owner.name;
-        }
-        if (body.name !== undefined && body.name !== row.name) patch.name = checkedImageName(body.name);
-        if (patch.owner_id !== undefined || patch.name !== undefined) {
-          const newName = patch.name ?? row.name;
-          if (await images.findImage(db, ownerName, newName)) {
+          // Without the receiver's consent an image could be planted in their namespace (and pass their
+          // quota): only admins give directly; owners make an offer.
+          if (!canTransferDirectly(actor)) {
             throw new RepomanError(
-              'image_exists',
-              `An image '${newName}' already exists in namespace '${ownerName}'`,
+              'transfer_offer_required',
+              `Giving ${ref.owner}/${ref.name} away is an offer ${body.owner} accepts: POST /api/images/${ref.owner}/${ref.name}/transfer with {"to": "${body.owner}"}`,
+              { to: body.owner },
             );
           }
+          newOwner = await requireUserRow(db, body.owner, 'owner');
+        }
+        if (body.name !== undefined && body.name !== row.name) patch.name = checkedImageName(body.name);
+        if (newOwner) {
+          const to = newOwner;
+          const { name, ...rest } = patch;
+          const moved = await db
+            .transaction()
+            .execute((trx) =>
+              moveImage(trx, { imageId: row.id, fromId: row.owner_id, to, name, patch: rest, checkQuota }),
+            );
+          if (!moved)
+            throw new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
+          return viewById(actor, row.id);
+        }
+        // A rename stays in the image's own namespace, which whoever may rename the image can see whole.
+        if (patch.name !== undefined && (await images.findImage(db, row.owner_name, patch.name))) {
+          throw new RepomanError(
+            'image_exists',
+            `An image '${patch.name}' already exists in namespace '${row.owner_name}'`,
+          );
         }
         if (Object.keys(patch).length > 0) {
           patch.modified = nowIso();

@@ -10,6 +10,7 @@ import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
 import { createQuotaService } from './quota.ts';
 import { createResumableService, type ResumablePolicy } from './resumable.ts';
+import { createTransferService, type TransferPolicy } from './transfers.ts';
 import { createUserService } from './users.ts';
 
 type CheckResult = { status: 'ok' | 'failing'; ms: number };
@@ -37,6 +38,8 @@ export function createServices(deps: {
   policy: UploadPolicy & ResumablePolicy;
   hashing: HashingPool;
   conversions: ConversionSettings;
+  /** Transfer offers; by default they wait three days for an answer. */
+  transfers?: TransferPolicy | undefined;
   /** Limits per user (docs/configuration.md); absent: none. */
   limits?: { defaultQuota: number | null; maxImagesPerUser: number } | undefined;
 }) {
@@ -56,7 +59,12 @@ export function createServices(deps: {
     audit: createAuditService(deps),
     users: createUserService({ ...deps, defaultQuota: deps.limits?.defaultQuota }),
     groups: createGroupService(deps),
-    images: createImageService({ ...deps, limits: deps.limits }),
+    images: createImageService({ ...deps, limits: deps.limits, checkQuota: bytes.checkQuota }),
+    transfers: createTransferService({
+      db: deps.db,
+      checkQuota: bytes.checkQuota,
+      policy: deps.transfers ?? { offerExpiryMs: 3 * 24 * 3600 * 1000 },
+    }),
     bytes,
     /** Quotas: `quota.fits(userId, bytes, trx?)` says whether N more bytes fit, reservations counted. */
     quota,

@@ -1,0 +1,3 @@
+import { transfersSuite } from './transfers-suite.ts';
+
+transfersSuite('sqlite');
