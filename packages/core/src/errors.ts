@@ -30,6 +30,11 @@ export const ERRORS = {
     message: 'The vmdk reads its data from other files; upload a self-contained (monolithic) vmdk',
   },
   invalid_image_header: { status: 400, message: 'The image header is cut short or points outside the file' },
+  format_unsupported: {
+    status: 400,
+    message:
+      'qemu reads the image as a format this repository does not store (qcow v1, QED, LUKS, Parallels, …)',
+  },
   format_mismatch: { status: 400, message: 'The image is not in the format its upload declared' },
   feature_not_allowed: { status: 400, message: 'This repository does not accept images with this feature' },
   format_not_allowed: { status: 400, message: 'This repository does not accept images in this format' },

@@ -337,6 +337,34 @@ export function bytesSuite(engine: Engine, storage: 'directory' | 's3' = 'direct
       assert.deepEqual(await uploadsLeft(), []);
     });
 
+    it("refuses the review's files that qemu would open with another file, and keeps the previous version", async () => {
+      // A vmdk descriptor behind a comment other than '# Disk DescriptorFile' (qemu's probe skips any comment),
+      // and a QED whose backing file is /etc/passwd: both once passed as raw.
+      await writeFile(
+        join(files, 'comment.img'),
+        '# a comment\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "/etc/shadow" 0\n',
+      );
+      const qed = ['create', '-q', '-f', 'qed'];
+      await run('qemu-img', [...qed, '-b', '/etc/passwd', '-F', 'raw', join(files, 'evil.qed')]);
+      await run('qemu-img', [...qed, join(files, 'plain.qed'), '1M']);
+      const before = (await as('bob').get('/api/images/vm.img')).json;
+      for (const [file, code, named] of [
+        ['comment.img', 'external_extent_refused', /\/etc\/shadow/],
+        ['evil.qed', 'backing_file_refused', /\/etc\/passwd/],
+        ['plain.qed', 'format_unsupported', /qed/],
+      ] as const) {
+        const put = await curl('bob', ['-T', join(files, file), raw('vm.img')]);
+        assert.equal(put.status, 400, file);
+        const { error } = JSON.parse(put.body.toString());
+        assert.equal(error.code, code, file);
+        assert.match(error.message, named, file);
+      }
+      const after = (await as('bob').get('/api/images/vm.img')).json;
+      assert.equal(after.version, before.version);
+      assert.equal(after.digests.sha256, before.digests.sha256);
+      assert.deepEqual(await uploadsLeft(), []);
+    });
+
     it('refuses an encrypted qcow2 unless the repository allows the feature', async () => {
       await encryptedQcow2(join(files, 'locked.qcow2'));
       const before = (await as('bob').get('/api/images/vm.img')).json;

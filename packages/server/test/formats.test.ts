@@ -61,7 +61,8 @@ describe('the format inspector', () => {
     ['disk.vmdk', ['-O', 'vmdk'], 'vmdk', 'monolithicSparse'],
     ['disk-stream.vmdk', ['-O', 'vmdk', '-o', 'subformat=streamOptimized'], 'vmdk', 'streamOptimized'],
     ['disk.vhd', ['-O', 'vpc'], 'vpc', 'dynamic'],
-    ['disk-fixed.vhd', ['-O', 'vpc', '-o', 'subformat=fixed'], 'vpc', 'fixed'],
+    // A fixed VHD has its footer only at the end: qemu probes it as raw, and so does the inspector.
+    ['disk-fixed.vhd', ['-O', 'vpc', '-o', 'subformat=fixed'], 'raw'],
     ['disk.vhdx', ['-O', 'vhdx'], 'vhdx'],
     ['disk.vdi', ['-O', 'vdi'], 'vdi'],
   ];
@@ -144,6 +145,44 @@ describe('the format inspector', () => {
     // qemu-img's own split format: a sparse file whose descriptor names other files.
     await qemu('create', '-f', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', 'split.vmdk', '64M');
     assert.equal((await inspectFile(join(dir, 'split.vmdk'))).refusals[0]?.code, 'external_extent');
+  });
+
+  it("refuses the review's hostile files: a descriptor behind another comment, a QED with a backing file", async () => {
+    // qemu's vmdk probe skips any comment lines before `version=`: the first line need not be the usual one.
+    await writeFile(
+      join(dir, 'comment.img'),
+      '# a comment\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "/etc/shadow" 0\n',
+    );
+    const comment = await inspectFile(join(dir, 'comment.img'));
+    assert.equal(comment.format, 'vmdk');
+    assert.equal(comment.refusals[0]?.code, 'external_extent');
+    assert.match(comment.refusals[0]?.reason ?? '', /\/etc\/shadow/);
+    await qemu('create', '-q', '-f', 'qed', '-b', '/etc/passwd', '-F', 'raw', 'evil.qed');
+    const qed = await inspectFile(join(dir, 'evil.qed'));
+    assert.equal(qed.format, 'qed');
+    assert.equal(qed.refusals[0]?.code, 'backing_file');
+    assert.match(qed.refusals[0]?.reason ?? '', /\/etc\/passwd/);
+    // The same for qcow version 1; without a backing file, both are formats Repoman does not store.
+    await qemu('create', '-q', '-f', 'qcow', '-b', '/etc/passwd', '-F', 'raw', 'evil.qcow');
+    assert.equal((await inspectFile(join(dir, 'evil.qcow'))).refusals[0]?.code, 'backing_file');
+    await qemu('create', '-q', '-f', 'qed', 'plain.qed', '1M');
+    assert.equal((await inspectFile(join(dir, 'plain.qed'))).refusals[0]?.code, 'format_unsupported');
+  });
+
+  it('names the format as qemu does where two probes match: qed and parallels, then vdi, then the rest', async () => {
+    const text = Buffer.from('# comment\nversion=1\n'.padEnd(0x60, '#'), 'latin1');
+    text.write('\n', 0x5f, 'latin1');
+    const vmdkAndVdi = Buffer.from(text);
+    vmdkAndVdi.writeUInt32LE(0xbeda107f, 0x40);
+    // The vdi signature sits in the comment line: both probes score, and qemu takes vdi.
+    assert.equal((await inspectBuffer(vmdkAndVdi)).format, 'vdi');
+    assert.equal((await inspectBuffer(text)).format, 'vmdk');
+    const qedAndVdi = Buffer.alloc(4096);
+    qedAndVdi.write('QED\0', 0, 'latin1');
+    qedAndVdi.writeUInt32LE(0xbeda107f, 0x40);
+    assert.equal((await inspectBuffer(qedAndVdi)).format, 'qed');
+    // A qcow magic of version 0 is no format at all: raw, as qemu has it.
+    assert.equal((await inspectBuffer(Buffer.from('QFI\xfb\0\0\0\0', 'latin1'))).format, 'raw');
   });
 
   it('refuses truncated headers and headers that point past the end of the file', async () => {

@@ -181,6 +181,7 @@ const REFUSAL_CODES = {
   external_data_file: 'external_data_file_refused',
   external_extent: 'external_extent_refused',
   header_invalid: 'invalid_image_header',
+  format_unsupported: 'format_unsupported',
 } as const satisfies Record<Refusal['code'], string>;
 
 export function createBytesService(deps: {
