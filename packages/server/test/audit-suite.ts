@@ -194,6 +194,43 @@ export function auditSuite(engine: Engine) {
       assert.ok(first.json.total > 20);
     });
 
+    it('writes no entry for refusals of callers without a verified certificate, and counts them in /metrics', async () => {
+      const total = async () => (await as('admin').get('/api/audit?limit=1')).json.total as number;
+      const scrape = async () => (await fetch(`${server.httpUrl}/metrics`)).text();
+      const sample = (text: string, reason: string) =>
+        Number(
+          new RegExp(`^repoman_auth_failures_total\\{reason="${reason}"\\} (\\S+)$`, 'm').exec(text)?.[1] ??
+            0,
+        );
+      const entriesBefore = await total();
+      const metricsBefore = await scrape();
+      const plain = async (method: string, path: string) =>
+        (await fetch(`${server.httpUrl}${path}`, { method })).status;
+      const anonymous = clientFor(server.httpsUrl, pki.ca.certPem, null);
+      const untrusted = clientFor(server.httpsUrl, pki.ca.certPem, pki.bad('untrusted'));
+      const statuses = [];
+      for (let i = 0; i < 20; i++) statuses.push(await plain('POST', `/api/images?i=${i}`));
+      for (let i = 0; i < 20; i++) statuses.push((await anonymous.delete(`/api/users/u${i}`)).status);
+      for (let i = 0; i < 10; i++)
+        statuses.push((await untrusted.post('/api/groups', { name: `g${i}` })).status);
+      assert.deepEqual(
+        [...new Set(statuses)].sort(),
+        [401, 403],
+        'plain HTTP 403, no or an untrusted certificate 401',
+      );
+      assert.equal(await total(), entriesBefore, '50 refusals of nobody in particular: no entry');
+      const metricsAfter = await scrape();
+      for (const [reason, count] of [
+        ['https_required', 20],
+        ['certificate_required', 20],
+        ['certificate_invalid', 10],
+      ] as const)
+        assert.equal(sample(metricsAfter, reason) - sample(metricsBefore, reason), count, reason);
+      // A refusal of someone whose certificate a trusted CA vouches for is still recorded.
+      expectError(await as('stranger').post('/api/groups', { name: 'g' }), 403, 'unknown_certificate');
+      assert.equal(await total(), entriesBefore + 1);
+    });
+
     it('is for admins only', async () => {
       expectError(await as('bob').get('/api/audit'), 403, 'forbidden');
       expectError(await as('admin').get('/api/audit?since=yesterday'), 400, 'invalid_field');

@@ -2,7 +2,8 @@
  * Records every change asked of the API in the audit log, as its answer goes out: who (user name and the
  * certificate's DN, the proxy chain resolved), from which address (the balancer's PROXY header when there is
  * one), what, to which user, group or image, and the outcome (`ok` or the error code). Refusals are recorded
- * too: an audit log that only lists what was allowed cannot show who tried what.
+ * too: an audit log that only lists what was allowed cannot show who tried what. Only refusals of someone,
+ * though: a user, or a certificate a trusted CA vouches for; the anonymous ones are counted in /metrics.
  *
  * Every route that changes something has a rule here; the server refuses to start with one that has none.
  */
@@ -226,6 +227,9 @@ export function registerAudit(
     if (READ_METHODS.has(request.method)) return;
     const rule = RULES.get(keyOf(request.method, request.routeOptions.url));
     if (!rule) return;
+    // A refusal of nobody in particular (plain HTTP, no certificate, one no trusted CA vouches for) is only
+    // counted, in /metrics (repoman_auth_failures_total): anyone could write thousands of entries a second.
+    if (!request.actor && dnOf(request) === null) return;
     // A tus PATCH that did not complete its upload is one chunk among many: only failures and the end count.
     if (rule.action === 'image.upload' && rule.type === 'upload' && !request.audit && reply.statusCode < 400)
       return;

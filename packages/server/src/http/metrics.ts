@@ -14,6 +14,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Transfers of multi-GB images take minutes. */
 const TRANSFER_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200];
 const AUTH_FAILURES = new Set([
+  'https_required',
   'certificate_required',
   'certificate_invalid',
   'unknown_certificate',
