@@ -38,11 +38,12 @@ export function transfersSuite(engine: Engine) {
 
     before(async () => {
       pki = await makeTestPki();
-      server = await startServerFor(pki, engine);
+      const limits = { REPOMAN_USERS_MAX_IMAGES: '20' };
+      server = await startServerFor(pki, engine, limits);
       // A second server on the same database and blobs, for answers arriving at two servers at once.
-      second = await startServerFor(pki, engine, {}, false, server);
+      second = await startServerFor(pki, engine, limits, false, server);
       as = (name, on = server) => clientFor(on.httpsUrl, pki.ca.certPem, pki.credential(name));
-      for (const name of ['alice', 'bob', 'carol', 'dave'])
+      for (const name of ['alice', 'bob', 'carol', 'dave', 'erin'])
         await must(as('admin').post('/api/users', { user_name: name, client_dn: pki.dn(name) }), 201);
     });
     after(async () => {
@@ -138,6 +139,17 @@ export function transfersSuite(engine: Engine) {
       await must(as('carol').post(`/api/transfers/${second.id}/accept`), 200);
       assert.equal(await ownerOf('carol/q2.img'), 'carol');
       await must(as('admin').patch('/api/users/alice', { quota: null }));
+    });
+
+    it('holds an accepted image to the receiver’s image count too', async () => {
+      for (let i = 0; i < 20; i++) await image('erin', `e${i}.img`);
+      await image('alice', 'one-more.img');
+      const made = await offer('alice', 'one-more.img', 'erin');
+      expectError(await as('erin').post(`/api/transfers/${made.id}/accept`), 409, 'too_many_images');
+      assert.equal(await ownerOf('alice/one-more.img'), 'alice');
+      assert.equal((await as('erin').delete('/api/images/e0.img')).status, 204);
+      await must(as('erin').post(`/api/transfers/${made.id}/accept`), 200);
+      assert.equal(await ownerOf('erin/one-more.img'), 'erin');
     });
 
     it('lets only the receiver answer, the giver or an admin cancel, and shows an offer to nobody else', async () => {

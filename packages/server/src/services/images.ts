@@ -238,11 +238,17 @@ export function createImageService(deps: {
         if (newOwner) {
           const to = newOwner;
           const { name, ...rest } = patch;
-          const moved = await db
-            .transaction()
-            .execute((trx) =>
-              moveImage(trx, { imageId: row.id, fromId: row.owner_id, to, name, patch: rest, checkQuota }),
-            );
+          const moved = await db.transaction().execute((trx) =>
+            moveImage(trx, {
+              imageId: row.id,
+              fromId: row.owner_id,
+              to,
+              name,
+              patch: rest,
+              checkQuota,
+              maxImages,
+            }),
+          );
           if (!moved)
             throw new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
           return viewById(actor, row.id);

@@ -64,6 +64,7 @@ export function createServices(deps: {
       db: deps.db,
       checkQuota: bytes.checkQuota,
       policy: deps.transfers ?? { offerExpiryMs: 3 * 24 * 3600 * 1000 },
+      maxImagesPerUser: deps.limits?.maxImagesPerUser,
     }),
     bytes,
     /** Quotas: `quota.fits(userId, bytes, trx?)` says whether N more bytes fit, reservations counted. */

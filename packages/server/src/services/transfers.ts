@@ -28,6 +28,7 @@ import {
 import type { Db } from '../db/connect.ts';
 import type { ImageRow } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
+import { imagesOfOwner } from '../db/quota-dal.ts';
 import {
   bytesOfImages,
   deleteTransfersExpiredBefore,
@@ -84,6 +85,8 @@ export async function moveImage(
     name?: string | undefined;
     patch?: Partial<ImageRow>;
     checkQuota: QuotaCheck;
+    /** Images one namespace may hold (users.max_images). */
+    maxImages?: number | undefined;
   },
 ): Promise<boolean> {
   await lockImage(trx, move.imageId);
@@ -101,6 +104,14 @@ export async function moveImage(
       },
     );
   }
+  const held = await imagesOfOwner(trx, move.to.id);
+  if (held >= (move.maxImages ?? Number.POSITIVE_INFINITY)) {
+    throw new RepomanError(
+      'too_many_images',
+      `The namespace '${move.to.name}' holds ${held} images, as many as this repository allows; delete one first`,
+      { images: held, limit: move.maxImages },
+    );
+  }
   const size = (await bytesOfImages(trx, [image.id])).get(image.id) ?? 0;
   await move.checkQuota(move.to.id, size, trx);
   await images.updateImage(trx, image.id, {
@@ -112,8 +123,14 @@ export async function moveImage(
   return true;
 }
 
-export function createTransferService(deps: { db: Db; checkQuota: QuotaCheck; policy: TransferPolicy }) {
+export function createTransferService(deps: {
+  db: Db;
+  checkQuota: QuotaCheck;
+  policy: TransferPolicy;
+  maxImagesPerUser?: number | undefined;
+}) {
   const { db, checkQuota, policy } = deps;
+  const maxImages = deps.maxImagesPerUser;
   const { find } = createImageAccess(db);
 
   const notFound = (id: string) => new RepomanError('transfer_not_found', `No transfer offer '${id}'`);
@@ -184,7 +201,9 @@ export function createTransferService(deps: { db: Db; checkQuota: QuotaCheck; po
             );
           const moved = await db
             .transaction()
-            .execute((trx) => moveImage(trx, { imageId: row.id, fromId: row.owner_id, to, checkQuota }));
+            .execute((trx) =>
+              moveImage(trx, { imageId: row.id, fromId: row.owner_id, to, checkQuota, maxImages }),
+            );
           if (!moved)
             throw new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
           return { moved: row.id };
@@ -250,6 +269,7 @@ export function createTransferService(deps: { db: Db; checkQuota: QuotaCheck; po
             to: { id: actor.id, name: actor.name },
             name,
             checkQuota,
+            maxImages,
           });
           // The image changed hands another way: the offer lapsed (it stays deleted).
           return moved ? ('moved' as const) : ('lapsed' as const);
