@@ -81,6 +81,22 @@ const STALE_TEMP_MS = 24 * 3600_000;
 /** Share of the progress bar for qemu-img; the rest is storing its output. */
 const CONVERT_SHARE = 0.8;
 
+/**
+ * A failure as its job shows it, without the server's paths: qemu-img names the files it opened (the blob's
+ * path, often inside a `json:{…}` file specification) and the system names those it could not write. Each
+ * known path becomes what it is to the owner (the image and version, the converted file); any other absolute
+ * path is hidden.
+ */
+export function withoutPaths(message: string, known: readonly (readonly [string, string])[]): string {
+  let text = message;
+  for (const [path, label] of known) {
+    // A qemu file specification naming the path is the path.
+    text = text.replace(/json:\{[^']*\}/g, (spec) => (spec.includes(path) ? label : spec));
+    text = text.split(path).join(label);
+  }
+  return text.replace(/(^|[\s'"(:=,])\/[^\s'",)]+/g, '$1(a server path)');
+}
+
 export function createConversionService(deps: {
   db: Db;
   store: BlobStore;
@@ -148,6 +164,8 @@ export function createConversionService(deps: {
 
   async function runJob(job: JobRow, controller: AbortController): Promise<void> {
     let dir: string | null = null;
+    /** Paths a failure may name, and what the owner is told instead (most specific first). */
+    const paths: [string, string][] = [];
     let upload: BlobUpload | null = null;
     let hasher: Hasher | null = null;
     let progress = 0;
@@ -170,14 +188,19 @@ export function createConversionService(deps: {
         throw unsupported(version, { owner: image.owner_name, name: image.name });
       dir = await mkdtemp(join(settings.tempDir, 'job-'));
       let source = store.localPath?.(version.blob_key);
-      if (!source) {
+      if (!source) source = join(dir, 'source');
+      const target = join(dir, `converted.${job.format}`);
+      paths.push(
+        [source, `${image.owner_name}/${image.name} (version ${version.version})`],
+        [target, `the ${job.format} image`],
+        [dir, "the job's directory"],
+      );
+      if (source === join(dir, 'source')) {
         // A store without local files: the source is copied here first (qemu-img needs to seek).
-        source = join(dir, 'source');
         await pipeline(await store.read(version.blob_key), createWriteStream(source), {
           signal: controller.signal,
         });
       }
-      const target = join(dir, `converted.${job.format}`);
       // What qemu-img may write: the size limit, or what is left of the owner's quota (stored and reserved
       // bytes counted) if that is less. Past it, qemu-img is stopped and nothing is kept.
       const quotaRoom = await bytes.quotaRoom(image.owner_id);
@@ -262,10 +285,10 @@ export function createConversionService(deps: {
       hasher?.dispose();
       await upload?.abort().catch(() => {});
       if (controller.signal.aborted && closed) return; // shutting down: the job is retried later
-      const failure =
-        error instanceof RepomanError
-          ? { error_code: error.code, error_message: error.message }
-          : { error_code: 'conversion_failed', error_message: (error as Error).message };
+      const failure = {
+        error_code: error instanceof RepomanError ? error.code : 'conversion_failed',
+        error_message: withoutPaths((error as Error).message, paths),
+      };
       if (!(error instanceof RepomanError) && !(error instanceof ConversionError))
         onError(error, `conversion job ${job.id} failed`);
       await finishJob(db, job.id, lease, { state: 'failed', ...failure, finished: nowIso() }).catch(
