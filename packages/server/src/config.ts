@@ -37,8 +37,13 @@ export interface ServerConfig {
   logLevel: string;
   https: { listen: string; port: number; cert: string | undefined; key: string | undefined };
   http: { enabled: boolean; listen: string; port: number };
-  /** How long a client may take to send its headers, or stay silent (reading or writing) mid-request. */
-  timeouts: { headersSeconds: number; idleSeconds: number; keepAliveSeconds: number };
+  /** How long a client may take to finish its TLS handshake, send its headers, or stay silent mid-request. */
+  timeouts: {
+    handshakeSeconds: number;
+    headersSeconds: number;
+    idleSeconds: number;
+    keepAliveSeconds: number;
+  };
   trust: {
     caDir: string | undefined;
     crlDir: string | undefined;
@@ -177,6 +182,7 @@ const KEYS: Key[] = [
   ['metrics.allow', 'addresses'],
   ['web.enabled', 'bool'],
   ['web.dir', 'path'],
+  ['timeouts.handshake_seconds', 'int'],
   ['timeouts.headers_seconds', 'int'],
   ['timeouts.idle_seconds', 'int'],
   ['timeouts.keep_alive_seconds', 'int'],
@@ -447,6 +453,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       port: get('http.port', 8080),
     },
     timeouts: {
+      handshakeSeconds: Math.max(1, get('timeouts.handshake_seconds', 30)),
       headersSeconds: Math.max(1, get('timeouts.headers_seconds', 30)),
       idleSeconds: Math.max(1, get('timeouts.idle_seconds', 120)),
       keepAliveSeconds: Math.max(1, get('timeouts.keep_alive_seconds', 65)),

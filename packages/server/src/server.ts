@@ -138,6 +138,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           key,
           ...tlsServerOptionsForClientAuth(trust.caPems()),
           connectionsCheckingInterval: timeouts.connectionsCheckingInterval,
+          // A connection that has not finished its TLS handshake by then is closed (Node's default: 120 s).
+          handshakeTimeout: config.timeouts.handshakeSeconds * 1000,
         },
         requestHandler,
       );

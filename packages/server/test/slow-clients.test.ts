@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type tls from 'node:tls';
@@ -99,6 +100,32 @@ describe('slow and abusive clients', () => {
       assert.equal(whoami.json.user_name, 'bob');
     } finally {
       for (const socket of idle) socket.destroy();
+    }
+  });
+});
+
+describe('a connection that never says hello', () => {
+  it('is closed once the TLS handshake timeout has passed, long before the idle timeout', async () => {
+    const pki = await makeTestPki();
+    const server = await startServerFor(pki, 'sqlite', {
+      REPOMAN_TIMEOUTS_HANDSHAKE_SECONDS: '1',
+      REPOMAN_TIMEOUTS_IDLE_SECONDS: '600',
+    });
+    try {
+      const socket = net.connect(server.httpsPort, '127.0.0.1');
+      socket.on('error', () => {});
+      await new Promise((resolve) => socket.once('connect', resolve));
+      // Bounded only so that a failure ends: the idle timeout alone would take ten minutes.
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 30_000);
+        socket.once('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      assert.ok(closed, 'the server closed the silent connection');
+    } finally {
+      await server.stop();
     }
   });
 });
