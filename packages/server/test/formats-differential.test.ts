@@ -239,7 +239,16 @@ describe('format probing: the inspector against qemu-img, file by file', () => {
     await chmod(dir, 0o755);
     const made = join(dir, 'made');
     await mkdir(made);
-    const qemu = (...args: string[]) => run('qemu-img', args, { cwd: made });
+    // LUKS creation times its key derivation, and may fail on a busy machine: it is tried again.
+    const qemu = async (...args: string[]) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await run('qemu-img', args, { cwd: made });
+        } catch (error) {
+          if (attempt === 3 || !/CPU usage/.test(String((error as { stderr?: string }).stderr))) throw error;
+        }
+      }
+    };
     // The data every format holds: a pattern at the start and in the middle of 1 MiB.
     const disk = Buffer.alloc(1024 * 1024);
     disk.fill('REPOMAN DATA ', 0, 4096);

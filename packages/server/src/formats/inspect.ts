@@ -324,15 +324,18 @@ async function qcow2(head: Buffer, size: number, readAt: ReadAt): Promise<Inspec
     });
   }
   // Header extensions: an external data file is named there (and flagged by incompatible bit 2).
+  let luksHeader: { offset: number; length: number } | undefined;
   const extensionsEnd = Math.min(head.length, backingOffset !== 0 ? backingOffset : cluster);
   for (let at = headerLength; at + 8 <= extensionsEnd; ) {
     const type = head.readUInt32BE(at);
     const length = head.readUInt32BE(at + 4);
-    if (type === 0) break;
+    // qemu checks the length before it looks at the type, the end marker's too.
     expect(at + 8 + length <= extensionsEnd, 'a qcow2 header extension runs past the header');
+    if (type === 0) break;
     // The backing format's name is kept in a 16-byte field, the LUKS header's place in 16 bytes.
     expect(type !== 0xe2792aca || length < 16, 'the qcow2 backing format name is too long');
     expect(type !== 0x0537be77 || length === 16, 'the qcow2 encryption header extension is malformed');
+    if (type === 0x0537be77) luksHeader = { offset: u64be(head, at + 8), length: u64be(head, at + 16) };
     if (type === 0x44415441) {
       const name = head.subarray(at + 8, at + 8 + length).toString('utf8');
       refusals.push({
@@ -341,6 +344,21 @@ async function qcow2(head: Buffer, size: number, readAt: ReadAt): Promise<Inspec
       });
     }
     at += 8 + Math.ceil(length / 8) * 8;
+  }
+  // A LUKS-encrypted qcow2 opens its LUKS header (qemu 7.2 crashes on one in a version 2 image).
+  if (cryptMethod === 2) {
+    expect(version === 3, 'a LUKS-encrypted qcow2 must be version 3');
+    expect(
+      luksHeader !== undefined &&
+        luksHeader.offset % cluster === 0 &&
+        luksHeader.offset + luksHeader.length <= size,
+      'the qcow2 LUKS header is missing or lies beyond the end of the file',
+    );
+    const luks = await readAt(luksHeader.offset, 8);
+    expect(
+      luks.length === 8 && latin1(luks, 0, 6) === 'LUKS\xba\xbe' && luks.readUInt16BE(6) === 1,
+      'the qcow2 LUKS header is not one',
+    );
   }
   if (incompatible & 4n && !refusals.some((r) => r.code === 'external_data_file'))
     refusals.push({
@@ -614,11 +632,63 @@ const BAT_REGION = '2DC27766-F623-4200-9D64-115E9BFD4A08';
 const FILE_PARAMETERS = 'CAA16737-FA36-4D43-B3B6-33F0AA44E76B';
 const LOGICAL_SECTOR_SIZE = '8141BF1D-A96F-4709-BA47-F233A8FAAB5F';
 
+/** CRC-32C (Castagnoli), which VHDX puts in its headers and region tables. */
+const CRC32C = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  return c >>> 0;
+});
+/** Whether a VHDX structure's checksum (at offset 4, counted as zeros) is right. */
+function vhdxChecksumHolds(block: Buffer): boolean {
+  let crc = 0xffffffff;
+  for (let i = 0; i < block.length; i++) {
+    const byte = i >= 4 && i < 8 ? 0 : (block[i] as number);
+    crc = (CRC32C[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
+  }
+  return (crc ^ 0xffffffff) >>> 0 === block.readUInt32LE(4);
+}
+
 async function vhdx(size: number, readAt: ReadAt): Promise<Inspection> {
+  // Two headers: qemu takes the valid one with the higher sequence number, and needs one.
+  const headers = [];
+  for (const at of [64 * 1024, 128 * 1024]) {
+    const header = await readAt(at, 4096);
+    if (header.length === 4096 && latin1(header, 0, 4) === 'head' && vhdxChecksumHolds(header))
+      headers.push(header);
+  }
+  expect(headers.length > 0, 'the vhdx has no valid header');
+  const [first, second] = headers;
+  const sequence = (h: Buffer) => h.readBigUInt64LE(8);
+  const current = second && sequence(second) > sequence(first as Buffer) ? second : (first as Buffer);
+  expect(
+    !second || sequence(second) !== sequence(first as Buffer),
+    'the vhdx headers have the same sequence number',
+  );
+  expect(current.readUInt16LE(66) === 1, 'the vhdx header version is not 1');
+  // A log to replay: qemu will not open such an image read-only.
+  expect(
+    current.subarray(48, 64).every((b) => b === 0),
+    'the vhdx has a log to replay',
+  );
   const regions = await readAt(192 * 1024, 64 * 1024);
-  expect(regions.subarray(0, 4).toString('latin1') === 'regi', 'the vhdx region table is missing');
+  expect(
+    regions.length === 64 * 1024 &&
+      regions.subarray(0, 4).toString('latin1') === 'regi' &&
+      vhdxChecksumHolds(regions),
+    'the vhdx region table is missing or its checksum is wrong',
+  );
   const count = regions.readUInt32LE(8);
   expect(count <= 2047, 'the vhdx region table is impossible');
+  for (let i = 0; i < count; i++) {
+    const entry = 16 + i * 32;
+    const known = [METADATA_REGION, BAT_REGION].includes(guid(regions, entry));
+    expect(known || !(regions.readUInt32LE(entry + 28) & 1), 'the vhdx requires a region qemu does not know');
+    expect(
+      u64le(regions, entry + 16) % (1024 * 1024) === 0 &&
+        regions.readUInt32LE(entry + 24) % (1024 * 1024) === 0,
+      'a vhdx region is not on a megabyte',
+    );
+  }
   const region = (id: string) => {
     for (let i = 0; i < count; i++) {
       const entry = 16 + i * 32;
@@ -673,13 +743,30 @@ async function vhdx(size: number, readAt: ReadAt): Promise<Inspection> {
 }
 
 function vdi(head: Buffer, size: number): Inspection {
-  expect(head.length >= 0x180, 'the vdi header is cut short');
+  expect(head.length >= 0x1c8, 'the vdi header is cut short');
   const version = head.readUInt32LE(0x44);
   expect(version === 0x00010001, `vdi version ${version.toString(16)} is not one we know`);
+  // qemu's checks in vdi_open, in its order.
   const blocksOffset = head.readUInt32LE(0x154);
   const dataOffset = head.readUInt32LE(0x158);
-  expect(blocksOffset <= size && dataOffset <= size, 'the vdi tables lie beyond the end of the file');
-  return { format: 'vdi', virtualSize: u64le(head, 0x170), refusals: [] };
+  expect(blocksOffset % SECTOR === 0 && dataOffset % SECTOR === 0, 'the vdi tables are not on sectors');
+  expect(head.readUInt32LE(0x168) === SECTOR, 'the vdi sector size is not 512');
+  const blockSize = head.readUInt32LE(0x178);
+  expect(blockSize === 1024 * 1024, 'the vdi block size is not 1 MiB');
+  const blocks = head.readUInt32LE(0x180);
+  const diskSize = Math.ceil(u64le(head, 0x170) / SECTOR) * SECTOR;
+  expect(diskSize <= blocks * blockSize, 'the vdi block map is too small for its disk size');
+  // A link or parent UUID makes a differencing image, which reads another file.
+  expect(
+    head.subarray(0x1a8, 0x1c8).every((b) => b === 0),
+    'a vdi with a parent reads another file',
+  );
+  expect(blocks <= 0x3fffffff, 'the vdi has too many blocks');
+  expect(
+    blocksOffset + blocks * 4 <= size && dataOffset <= size,
+    'the vdi tables lie beyond the end of the file',
+  );
+  return { format: 'vdi', virtualSize: diskSize, refusals: [] };
 }
 
 function iso(volume: Buffer, size: number): Inspection {
