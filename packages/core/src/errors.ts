@@ -93,7 +93,6 @@ export const ERRORS = {
   // 409: the state of the repository does not allow it
   user_exists: { status: 409, message: 'A user with this name already exists' },
   dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },
-  email_in_use: { status: 409, message: 'This email address already belongs to another user' },
   group_exists: { status: 409, message: 'A group with this name already exists' },
   image_exists: { status: 409, message: 'An image with this name already exists in the namespace' },
   group_protected: { status: 409, message: 'This group is protected and cannot be deleted or renamed' },

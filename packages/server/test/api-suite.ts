@@ -133,15 +133,6 @@ export function apiSuite(engine: Engine) {
           409,
           'dn_in_use',
         );
-        expectError(
-          await as('admin').post('/api/users', {
-            user_name: 'x',
-            client_dn: '/CN=x',
-            email: 'bob@example.org',
-          }),
-          409,
-          'email_in_use',
-        );
         const badName = await as('admin').post('/api/users', { user_name: 'Bad Name', client_dn: '/CN=y' });
         expectError(badName, 400, 'invalid_name');
         assert.match(badName.json.error.message, /'Bad Name'.*lowercase letters/);
@@ -221,6 +212,25 @@ export function apiSuite(engine: Engine) {
         expectError(await as('bob').patch('/api/users/bob', { client_dn: '/CN=other' }), 403, 'forbidden');
         expectError(await as('bob').patch('/api/users/bob', { suspended: true }), 403, 'forbidden');
         expectError(await as('bob').patch('/api/users/pam', { full_name: 'P' }), 403, 'forbidden');
+      });
+
+      it('takes an email address another user gives too, and never says whose it is', async () => {
+        // An email is only a contact address: refusing one that is taken would tell anyone whose it is.
+        const own = await as('pam').patch('/api/users/pam', { email: 'rob@example.org' });
+        assert.equal(own.status, 200, own.text);
+        assert.equal(own.json.email, 'rob@example.org');
+        const byAdmin = await as('admin').patch('/api/users/doug', { email: 'rob@example.org' });
+        assert.equal(byAdmin.status, 200, byAdmin.text);
+        const created = await as('admin').post('/api/users', {
+          user_name: 'rob',
+          client_dn: '/O=Elsewhere/CN=Rob',
+          email: 'rob@example.org',
+        });
+        assert.equal(created.status, 201, created.text);
+        for (const name of ['bob', 'pam', 'doug', 'rob'])
+          assert.equal((await as('admin').get(`/api/users/${name}`)).json.email, 'rob@example.org', name);
+        assert.equal((await as('admin').delete('/api/users/rob')).status, 204);
+        for (const name of ['pam', 'doug']) await as('admin').patch(`/api/users/${name}`, { email: null });
       });
 
       it('lets admins suspend, which blocks login with 403, and unsuspend', async () => {

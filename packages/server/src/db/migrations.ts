@@ -266,6 +266,13 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0011_emails_not_unique': {
+      async up(db) {
+        // An email is a contact address a user gives, not who they are (their DN is): several users may give
+        // one, and refusing an address because it is taken would tell whoever tried whose it is.
+        await db.schema.dropIndex('users_email_unique').execute();
+      },
+    },
   };
 }
 

@@ -14,9 +14,6 @@ export const findUserById = (db: Q, id: number) =>
 export const findUserByDn = (db: Q, dn: string) =>
   db.selectFrom('users').selectAll().where('dn', '=', dn).executeTakeFirst();
 
-export const findUserByEmail = (db: Q, email: string) =>
-  db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst();
-
 export type NewUser = Omit<UserRow, 'id' | 'quota'> & { quota?: number | null };
 
 export async function insertUser(db: Q, user: NewUser): Promise<UserRow> {

@@ -70,9 +70,8 @@ function checkedEmail(email: string | null | undefined): string | null | undefin
   return value;
 }
 
-/** A unique-constraint race on users means the name, the DN or the email was taken meanwhile. */
-const userConflict = (target: string) =>
-  /dn/.test(target) ? 'dn_in_use' : /email/.test(target) ? 'email_in_use' : 'user_exists';
+/** A unique-constraint race on users means the name or the DN was taken meanwhile. */
+const userConflict = (target: string) => (/dn/.test(target) ? 'dn_in_use' : 'user_exists');
 
 const asPermissions = (names: string[]) => new Set(names.filter(isPermission) as Permission[]);
 
@@ -132,24 +131,16 @@ export function createUserService(deps: {
     return (await view(actor, [row]))[0] as UserView;
   }
 
-  /** Who holds a DN or an email is private: only admins learn the name. */
+  /**
+   * Who holds a DN is private: only admins learn the name. (Emails are not unique: a user's email is a contact
+   * address they give, which identifies nobody, and a refusal would tell them whose an address is.)
+   */
   async function assertDnFree(actor: Actor, q: Db, dn: string, exceptId?: number) {
     const holder = await users.findUserByDn(q, dn);
     if (holder && holder.id !== exceptId) {
       throw new RepomanError(
         'dn_in_use',
         `The DN ${dn} already belongs to ${actor.isAdmin ? `user '${holder.name}'` : 'another user'}`,
-      );
-    }
-  }
-
-  async function assertEmailFree(actor: Actor, q: Db, email: string | null | undefined, exceptId?: number) {
-    if (!email) return;
-    const holder = await users.findUserByEmail(q, email);
-    if (holder && holder.id !== exceptId) {
-      throw new RepomanError(
-        'email_in_use',
-        `The email ${email} already belongs to ${actor.isAdmin ? `user '${holder.name}'` : 'another user'}`,
       );
     }
   }
@@ -183,7 +174,6 @@ export function createUserService(deps: {
           if (await users.findUserByName(trx, name))
             throw new RepomanError('user_exists', `A user '${name}' already exists`);
           await assertDnFree(actor, trx, dn);
-          await assertEmailFree(actor, trx, email);
           const groups = [];
           for (const groupName of groupNames) {
             const group = await findGroupByName(trx, groupName);
@@ -281,7 +271,6 @@ export function createUserService(deps: {
           throw new RepomanError('user_exists', `A user '${patch.name}' already exists`);
         }
         if (patch.dn !== undefined) await assertDnFree(actor, db, patch.dn, target.id);
-        if (patch.email) await assertEmailFree(actor, db, patch.email, target.id);
         if (patch.suspended && target.id === actor.id)
           throw new RepomanError('conflict', 'You cannot suspend yourself');
         patch.modified = nowIso();
