@@ -67,6 +67,9 @@ function imageRef(context: Context, name = context.args.image as string) {
 const imagePath = (ref: { owner: string | undefined; name: string }, ...rest: string[]) =>
   path('images', ref.owner, ref.name, ...rest);
 
+/** `/api/transfers/{id}` of the offer the command names. */
+const transferPath = (context: Context) => path('transfers', context.args.id as string);
+
 const imageFields = {
   unauthenticated_access: {
     type: 'string',
@@ -490,25 +493,67 @@ export const commands: CommandSpec[] = [
   {
     name: 'modify-image',
     alias: 'mi',
-    summary: 'change an image’s metadata, rename it (-n) or give it to another user (-N)',
+    summary:
+      'change an image’s metadata, rename it (-n) or offer it to another user (-N; admins give it at once)',
     args: ['image'],
     options: {
       ...imageFields,
       ...ownerOption,
       new_name: { type: 'string', short: 'n', help: 'rename the image', value: 'NAME' },
-      new_owner: { type: 'string', short: 'N', help: 'give the image to USER', value: 'USER' },
+      new_owner: {
+        type: 'string',
+        short: 'N',
+        help: 'offer the image to USER, who accepts it (admins: give it now)',
+        value: 'USER',
+      },
     },
     server: true,
     async run(context) {
-      const body = given({
-        ...imageBody(context.options),
-        name: str(context.options.new_name),
-        owner: str(context.options.new_owner),
-      });
-      if (Object.keys(body).length === 0)
+      const fields = given({ ...imageBody(context.options), name: str(context.options.new_name) });
+      const to = str(context.options.new_owner);
+      if (Object.keys(fields).length === 0 && to === undefined)
         throw new ClientError('usage', 'Nothing to change: give at least one option');
-      const image = await (await context.api()).patch(imagePath(imageRef(context)), body);
-      done(context, image, `Modified image ${image.owner}/${image.name}`);
+      const api = await context.api();
+      const ref = imageRef(context);
+      if (to === undefined) {
+        const image = await api.patch(imagePath(ref), fields);
+        return done(context, image, `Modified image ${image.owner}/${image.name}`);
+      }
+      // Admins give an image away at once, with the other changes in one request; for anyone else the
+      // server answers transfer_offer_required, and the image is offered instead (docs/api.md#transfers).
+      try {
+        const image = await api.patch(imagePath(ref), { ...fields, owner: to });
+        return done(
+          context,
+          image,
+          `Gave ${ref.owner ? `${ref.owner}/` : ''}${ref.name} to ${to} directly (as an admin: there is nothing for ${to} to accept); it is now ${image.owner}/${image.name}`,
+        );
+      } catch (error) {
+        if (!(error instanceof ClientError && error.code === 'transfer_offer_required')) throw error;
+      }
+      let offered = ref;
+      if (Object.keys(fields).length > 0) {
+        const image = await api.patch(imagePath(ref), fields);
+        offered = { owner: image.owner, name: image.name };
+      }
+      const offer = await api.post(imagePath(offered, 'transfer'), { to }).catch((error: unknown) => {
+        throw offered === ref || !(error instanceof ClientError)
+          ? error
+          : new ClientError(
+              error.kind,
+              `Modified image ${offered.owner}/${offered.name}, but offering it to ${to} failed: ${error.message}`,
+              {
+                ...(error.code ? { code: error.code } : {}),
+                ...(error.status ? { status: error.status } : {}),
+              },
+            );
+      });
+      done(
+        context,
+        offer,
+        `Offered ${offer.image} to ${offer.to} until ${text(offer.expires)}; it stays yours until they accept it\n` +
+          `  ${offer.to} accepts it with: repoman accept-transfer ${offer.id}   (withdraw it: repoman cancel-transfer ${offer.id})`,
+      );
     },
   },
   {
@@ -601,6 +646,120 @@ export const commands: CommandSpec[] = [
       await api.post(imagePath(ref, 'rollback'), { version });
       const image = await api.get(imagePath(ref));
       done(context, image, `Image ${image.owner}/${image.name} serves version ${version} again`);
+    },
+  },
+
+  // Giving images away: offers, which their receiver accepts or declines and their giver may cancel
+  {
+    name: 'list-transfers',
+    alias: 'lt',
+    summary: 'pending offers of images made to you and by you (-N on modify-image makes one), or one in full',
+    args: ['id?'],
+    options: {
+      to: { type: 'boolean', help: 'only offers made to you' },
+      from: { type: 'boolean', help: 'only offers you made' },
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      if (context.args.id) {
+        const offer = await api.get(transferPath(context));
+        return show(context, offer, () => details(offer));
+      }
+      const { to, from } = context.options;
+      if (to && from) throw new ClientError('usage', 'Choose one of --to and --from (neither: both)');
+      const offers = (await api.all('/api/transfers', {
+        direction: to ? 'to' : from ? 'from' : undefined,
+      })) as Json[];
+      if (context.json) return context.print(JSON.stringify(offers, null, 2));
+      if (offers.length === 0) return context.print('No pending offers.');
+      context.print(
+        table(offers, [
+          { title: 'ID', value: (t) => t.id },
+          { title: 'Image', value: (t) => t.image },
+          { title: 'From', value: (t) => t.from },
+          { title: 'To', value: (t) => t.to },
+          { title: 'Size', value: (t) => bytes(t.size), right: true },
+          { title: 'Expires', value: (t) => text(t.expires) },
+          { title: 'Description', value: (t) => t.description ?? '' },
+        ]),
+      );
+      const me = (await api.get('/api/whoami')).user_name;
+      if (offers.some((t) => t.to === me))
+        context.note(
+          'Answer an offer to you: repoman accept-transfer ID [--name NEW], or decline-transfer ID',
+        );
+    },
+  },
+  {
+    name: 'accept-transfer',
+    alias: 'at',
+    summary: 'take an image offered to you into your namespace (optionally under another name)',
+    args: ['id'],
+    options: {
+      name: {
+        type: 'string',
+        short: 'n',
+        help: 'take it under this name (when you have an image of its name)',
+        value: 'NAME',
+      },
+    },
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const offer = await api.get(transferPath(context));
+      const name = str(context.options.name);
+      const image = await api
+        .post(`${transferPath(context)}/accept`, given({ name }))
+        .catch((error: unknown) => {
+          throw error instanceof ClientError && error.code === 'image_exists'
+            ? new ClientError('server', `${error.message}: take it under another name with --name NAME`, {
+                code: error.code,
+                ...(error.status ? { status: error.status } : {}),
+              })
+            : error;
+        });
+      done(
+        context,
+        image,
+        `Accepted ${offer.image} from ${offer.from}: it is now ${image.owner}/${image.name}`,
+      );
+    },
+  },
+  {
+    name: 'decline-transfer',
+    alias: 'dt',
+    summary: 'refuse an image offered to you (it stays its owner’s)',
+    args: ['id'],
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const offer = await api.get(transferPath(context));
+      await api.post(`${transferPath(context)}/decline`);
+      done(context, { declined: offer }, `Declined ${offer.image} from ${offer.from}; it stays theirs`);
+    },
+  },
+  {
+    name: 'cancel-transfer',
+    alias: 'ct',
+    summary: 'withdraw an offer you made (admins: any offer); the image stays where it is',
+    args: ['id'],
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      // An expired offer (410) may still be withdrawn: it is then named by its id alone.
+      const offer = await api.get(transferPath(context)).catch((error: unknown) => {
+        if (error instanceof ClientError && error.code === 'transfer_expired') return null;
+        throw error;
+      });
+      await api.delete(transferPath(context));
+      done(
+        context,
+        { cancelled: offer ?? { id: context.args.id } },
+        offer
+          ? `Cancelled the offer of ${offer.image} to ${offer.to}; it stays ${offer.from}'s`
+          : `Cancelled the expired offer ${context.args.id}`,
+      );
     },
   },
 

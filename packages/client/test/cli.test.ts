@@ -384,14 +384,87 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     await ok(['unshare-image-with-groups', 'rhel.img', 'atlas2']);
     assert.deepEqual((await json(['li', 'rhel.img'])).shared_with, { users: [], groups: [] });
 
-    await ok(['ci', 'gift.img']);
-    const given = await json(['mi', 'gift.img', '-N', 'pam']);
-    assert.equal(given.owner, 'pam');
-    await fails(['li', 'gift.img'], 1, /No image 'gift\.img' in namespace 'bob'/);
-    assert.equal((await json(as(['li', 'pam/gift.img']), asAdmin)).owner, 'pam');
-
     assert.match(await ok(as(['rg', 'atlas2', '-f']), asAdmin), /Removed group atlas2/);
     assert.match(await ok(as(['ru', 'pam', '-f']), asAdmin), /Removed user pam/);
+  });
+
+  it('gives an image away as an offer the receiver accepts, declines or its giver cancels; admins give at once', async () => {
+    const as = (args: string[]) => [...args, ...adminFlags()];
+    await ok(as(['cu', 'una', pki.dn('una')]), asAdmin);
+    const una = pki.credential('una');
+    await writeFile(join(dir, 'una.pem'), una.cert);
+    await writeFile(join(dir, 'una.key'), una.key, { mode: 0o600 });
+    const asUna = (args: string[]) => [
+      ...args,
+      '--cert',
+      join(dir, 'una.pem'),
+      '--key',
+      join(dir, 'una.key'),
+    ];
+    const id = (out: string) => /repoman accept-transfer ([\w-]+)/.exec(out)?.[1] ?? assert.fail(out);
+
+    // bob, not an admin: -N makes an offer, says so, and tells what una runs; the image stays bob's.
+    await ok(['ci', 'gift.img', '-d', 'For una']);
+    const offered = await ok(['mi', 'gift.img', '-N', 'una']);
+    assert.match(
+      offered,
+      /^\[OK\] Offered bob\/gift\.img to una until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; it stays yours/,
+    );
+    assert.match(offered, /\n {2}una accepts it with: repoman accept-transfer [\w-]+ /);
+    const gift = id(offered);
+    assert.equal((await json(['li', 'gift.img'])).owner, 'bob');
+    const mine = await json(['lt', '--from']);
+    assert.deepEqual(
+      mine.map((t: { id: string; image: string; to: string }) => [t.id, t.image, t.to]),
+      [[gift, 'bob/gift.img', 'una']],
+    );
+    assert.deepEqual(await json(['list-transfers', '--to']), [], 'nothing offered to bob');
+    const table = await repoman(asUna(['lt']), asAdmin);
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(table.stdout, /^ID\s+Image\s+From\s+To\s+Size\s+Expires/m);
+    assert.match(table.stdout, new RegExp(`^${gift}\\s+bob/gift\\.img\\s+bob\\s+una\\s+0 B\\s`, 'm'));
+    assert.match(table.stderr, /repoman accept-transfer ID \[--name NEW\]/);
+    assert.equal((await json(asUna(['lt', gift]), asAdmin)).description, 'For una');
+
+    // una has an image of that name: the accept fails (one line, exit 1, with what to do), the offer stays.
+    await ok(asUna(['ci', 'gift.img']), asAdmin);
+    await fails(asUna(['at', gift]), 1, /already exists in namespace 'una'.*--name NAME/, asAdmin);
+    assert.match(
+      await ok(asUna(['accept-transfer', gift, '-n', 'gift-from-bob.img']), asAdmin),
+      /^\[OK\] Accepted bob\/gift\.img from bob: it is now una\/gift-from-bob\.img$/m,
+    );
+    await fails(['li', 'gift.img'], 1, /No image 'gift\.img' in namespace 'bob'/);
+    await fails(asUna(['at', gift]), 1, /No transfer offer/, asAdmin); // answered already
+
+    // Declined: the image stays bob's. Other changes go with -N (renamed first, then offered).
+    await ok(['ci', 'spare.img']);
+    const spare = await json(['mi', 'spare.img', '-N', 'una', '-n', 'spare2.img', '-d', 'Spare']);
+    assert.deepEqual([spare.image, spare.to, spare.description], ['bob/spare2.img', 'una', 'Spare']);
+    await fails(['dt', spare.id], 1, /Only una, to whom it is offered, may decline it/); // bob gave it
+    assert.match(
+      await ok(asUna(['decline-transfer', spare.id]), asAdmin),
+      /\[OK\] Declined bob\/spare2\.img from bob; it stays theirs/,
+    );
+    assert.equal((await json(['li', 'spare2.img'])).owner, 'bob');
+
+    // Cancelled by its giver: una has nothing left to answer.
+    const again = id(await ok(['mi', 'spare2.img', '-N', 'una']));
+    await fails(asUna(['ct', again]), 1, /Only bob, who made the offer, or an admin may cancel it/, asAdmin);
+    assert.match(
+      await ok(['cancel-transfer', again]),
+      /\[OK\] Cancelled the offer of bob\/spare2\.img to una; it stays bob's/,
+    );
+    assert.deepEqual(await json(asUna(['lt']), asAdmin), []);
+    await fails(['mi', 'spare2.img', '-N', 'nobody'], 1, /nobody/);
+    assert.equal((await json(['li', 'spare2.img'])).owner, 'bob');
+
+    // An admin gives directly, and says so.
+    assert.match(
+      await ok(as(['mi', 'bob/spare2.img', '-N', 'una']), asAdmin),
+      /^\[OK\] Gave bob\/spare2\.img to una directly \(as an admin: there is nothing for una to accept\); it is now una\/spare2\.img\n$/,
+    );
+    assert.equal((await json(as(['li', 'una/spare2.img']), asAdmin)).owner, 'una');
+    await fails(['lt', '--to', '--from'], 2, /Choose one of --to and --from/);
   });
 
   it('exits 1 with the server’s reason on 403, 404 and 409', async () => {
