@@ -261,7 +261,16 @@ function avaBytes(ava: Ava): Buffer {
   return decodeDer(encodeAvaValue(attributeOid(ava.type), ava)).value;
 }
 
-/** `/C=CA/O=Grid/CN=Alice`: X509_NAME_oneline, i.e. `openssl x509 -subject -nameopt compat`. */
+/**
+ * `/C=CA/O=Grid/CN=Alice`: X509_NAME_oneline, i.e. `openssl x509 -subject -nameopt compat`, with one change that
+ * makes the string mean one name only. The grammar of a value:
+ * - bytes 0x20-0x7e stand for themselves, but for `\`, `/` and `+`, written `\\`, `\/` and `\+`;
+ * - any other byte is `\xHH` (upper-case hex);
+ * - `=` stands for itself (the first `=` of an attribute ends its type; `\=` is read as `=` too).
+ * OpenSSL leaves a literal backslash unescaped, so a CN holding the four characters `\xC3` printed like the
+ * byte 0xC3: two certificates, one user. Here it is `\\xC3`. It differs from OpenSSL's output only for names
+ * holding a backslash.
+ */
 export function formatOneline(rdns: Rdn[]): string {
   let out = '';
   for (const rdn of rdns) {
@@ -270,8 +279,8 @@ export function formatOneline(rdns: Rdn[]): string {
       out += `${i === 0 ? '/' : '+'}${attributeShortName(attributeOid(ava.type))}=`;
       for (const byte of avaBytes(ava)) {
         if (byte < 0x20 || byte > 0x7e) out += `\\x${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-        else if (byte === 0x2f || byte === 0x2b)
-          out += `\\${String.fromCharCode(byte)}`; // OpenSSL 3 escapes '/' and '+'
+        else if (byte === 0x2f || byte === 0x2b || byte === 0x5c)
+          out += `\\${String.fromCharCode(byte)}`; // OpenSSL 3 escapes '/' and '+'; we escape '\' too
         else out += String.fromCharCode(byte);
       }
     });
@@ -437,8 +446,9 @@ function parseSlashValue(raw: string): number[] {
       // X509_NAME_oneline prints bytes outside 0x20-0x7e as \xHH
       out.push(Number.parseInt(hex[1] as string, 16));
       i += 3;
-    } else if (raw[i + 1] === '/' || raw[i + 1] === '+') {
-      // ... and escapes '/' and '+'; any other backslash is a literal one, as OpenSSL leaves it unescaped
+    } else if (raw[i + 1] === '/' || raw[i + 1] === '+' || raw[i + 1] === '\\' || raw[i + 1] === '=') {
+      // ... and escapes '/' and '+' (we '\' too; '\=' is accepted); any other backslash is a literal one, as
+      // OpenSSL 1.x wrote it unescaped
       pushChar(out, raw[i + 1] as string);
       i++;
     } else {
@@ -593,12 +603,20 @@ function sortMultiValued(rdns: Rdn[]): Rdn[] {
   );
 }
 
+/**
+ * The string a parsed name is stored and compared as: the oneline form, multi-valued RDNs in DER order. Two
+ * names give the same string exactly when their RDN sequences hold the same attribute types and value bytes.
+ */
+export function identityDn(rdns: Rdn[]): string {
+  return formatOneline(sortMultiValued(rdns));
+}
+
 /** The slash (oneline) form of a DN given in either form: how Repoman stores and compares user DNs. */
 export function normalizeDn(text: string): string {
   const rdns = parseDnString(text);
   if (rdns.length === 0) throw new Error('Invalid DN: it is empty');
   checkTypedDn(text.trim(), rdns);
-  return formatOneline(sortMultiValued(rdns));
+  return identityDn(rdns);
 }
 
 /**

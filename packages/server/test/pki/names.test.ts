@@ -6,6 +6,7 @@ import {
   encodeName,
   formatOneline,
   formatRfc2253,
+  identityDn,
   nameKey,
   normalizeDn,
   parseDnString,
@@ -125,7 +126,8 @@ describe('formats and hashes against the openssl CLI', () => {
         i
       ] as (typeof reference)[number]);
       const parsed = parseName(issued.parsed.subject.der);
-      assert.equal(formatOneline(parsed), compat?.replace(/^subject=/, ''));
+      // ours is OpenSSL's oneline form but for a literal backslash, which we escape as '\\'
+      assert.equal(formatOneline(parsed).replaceAll('\\\\', '\\'), compat?.replace(/^subject=/, ''));
       assert.equal(formatRfc2253(parsed), rfc2253?.replace(/^subject=/, ''));
       assert.equal(subjectHash(issued.parsed.subject.der), hash);
       assert.equal(subjectHash(parsed), hash);
@@ -281,6 +283,27 @@ describe('normalizeDn', () => {
     assert.equal(normalizeDn('/O=Grid/UID=alice+CN=Alice'), fromCert);
     assert.equal(normalizeDn('/O=Grid/CN=Alice+UID=alice'), fromCert);
     assert.equal(normalizeDn('CN=Alice+UID=alice,O=Grid'), fromCert);
+  });
+
+  test('a literal backslash is escaped, so a CN holding "\\xC3\\xA9" is not the CN José', () => {
+    // OpenSSL prints both as /CN=Jos\xC3\xA9: two certificates, one user
+    const literal = selfSigned([[{ type: 'CN', value: 'Jos\\xC3\\xA9' }]]).parsed.subject;
+    const accented = selfSigned([[{ type: 'CN', value: 'José' }]]).parsed.subject;
+    assert.equal(identityDn(accented.rdns), '/CN=Jos\\xC3\\xA9');
+    assert.equal(identityDn(literal.rdns), '/CN=Jos\\\\xC3\\\\xA9');
+    assert.notEqual(identityDn(literal.rdns), identityDn(accented.rdns));
+    // each stored string reads back to its own name, and only to it
+    for (const name of [literal, accented]) {
+      const stored = identityDn(name.rdns);
+      assert.equal(normalizeDn(stored), stored);
+      assert.equal(nameKey(parseDnString(stored)), name.key);
+    }
+    // the grammar: '\\' a backslash, '\/' and '\+' the characters, '\=' an '=', '\xHH' a byte
+    assert.equal(
+      (parseDnString('/CN=a\\\\b\\/c\\+d\\=e=f\\x41')[0]?.[0] as { value: string }).value,
+      'a\\b/c+d=e=fA',
+    );
+    assert.equal(normalizeDn('/CN=a\\\\b\\/c\\+d\\=e=f\\x41'), '/CN=a\\\\b\\/c\\+d=e=fA');
   });
 
   test('a T61String name keeps its raw bytes through the oneline form', () => {
