@@ -59,6 +59,9 @@ function writePublic(path: string, content: string) {
   chmodSync(path, 0o644);
 }
 
+/** What the development CA may certify: every DN it issues starts with this. */
+export const DEV_NAMESPACE = '/O=Repoman Development';
+
 /** Creates (once) whatever of the development PKI the configuration does not provide. */
 export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPaths> {
   const configuredHost = config.https.cert !== undefined || config.https.key !== undefined;
@@ -89,16 +92,27 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
       // The CA in OpenSSL's hashed form, with a signing policy, as grid tools expect in X509_CERT_DIR.
       mkdirSync(trustDir, { recursive: true });
       chmodSync(trustDir, 0o755); // usable as X509_CERT_DIR by grid tools
-      // Both hash forms: grid-proxy-init -verify looks the CA and its policy up under the old one.
+      // Both hash forms: grid-proxy-init -verify looks the CA and its policy up under the old one. The
+      // namespace files say the development CA vouches for /O=Repoman Development/... only (trust.namespaces);
+      // a data directory made before they existed gets them at its next start.
       const subject = ca.cert.subject.oneline;
       for (const hash of new Set([subjectHash(ca.cert.subject.der), subjectHashOld(ca.cert.subject.der)])) {
         const hashed = join(trustDir, `${hash}.0`);
-        if (existsSync(hashed)) continue;
-        writePublic(hashed, certPemOf(ca));
-        writePublic(
-          join(trustDir, `${hash}.signing_policy`),
-          `access_id_CA X509 '${subject}'\npos_rights globus CA:sign\ncond_subjects globus '"*"'\n`,
-        );
+        if (!existsSync(hashed)) writePublic(hashed, certPemOf(ca));
+        const policy = join(trustDir, `${hash}.signing_policy`);
+        if (!existsSync(policy)) {
+          writePublic(
+            policy,
+            `access_id_CA X509 '${subject}'\npos_rights globus CA:sign\ncond_subjects globus '"${DEV_NAMESPACE}/*"'\n`,
+          );
+        }
+        const namespaces = join(trustDir, `${hash}.namespaces`);
+        if (!existsSync(namespaces)) {
+          writePublic(
+            namespaces,
+            `# NAMESPACES-VERSION: 1.0\nTO Issuer "${subject}" \\\n  PERMIT Subject "${DEV_NAMESPACE}/.*"\n`,
+          );
+        }
       }
     }
   }

@@ -48,6 +48,8 @@ export interface ServerConfig {
     caDir: string | undefined;
     crlDir: string | undefined;
     crlMode: CrlMode;
+    /** CA namespace files (pki/namespaces.ts): required for every CA, or enforced where they exist */
+    namespaces: 'require' | 'enforce-if-present';
     reloadSeconds: number;
     allowLegacyProxies: boolean;
     allowLimitedProxies: boolean;
@@ -110,6 +112,7 @@ type Kind =
   | 'bool'
   | 'url'
   | 'crlMode'
+  | 'namespaceMode'
   | 'blobStore'
   | 'logLevel'
   | 'formats'
@@ -155,6 +158,7 @@ const KEYS: Key[] = [
   ['trust.ca_dir', 'path'],
   ['trust.crl_dir', 'path'],
   ['trust.crl_mode', 'crlMode'],
+  ['trust.namespaces', 'namespaceMode'],
   ['trust.reload_seconds', 'int'],
   ['trust.allow_legacy_proxies', 'bool'],
   ['trust.allow_limited_proxies', 'bool'],
@@ -234,6 +238,8 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
       return text === 'off' || text === 'if-present' || text === 'require'
         ? text
         : fail('off, if-present or require');
+    case 'namespaceMode':
+      return text === 'require' || text === 'enforce-if-present' ? text : fail('require or enforce-if-present');
     case 'blobStore':
       return text === 'directory' || text === 's3' || text === 'discard'
         ? text
@@ -462,6 +468,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       caDir: get<string | undefined>('trust.ca_dir', undefined),
       crlDir: get<string | undefined>('trust.crl_dir', undefined),
       crlMode: get('trust.crl_mode', 'if-present'),
+      namespaces: get('trust.namespaces', 'require'),
       reloadSeconds: get('trust.reload_seconds', 3600),
       allowLegacyProxies: get('trust.allow_legacy_proxies', true),
       allowLimitedProxies: get('trust.allow_limited_proxies', true),

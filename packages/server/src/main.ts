@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openBlobStore } from './blobs/open.ts';
+import { DEV_NAMESPACE } from './bootstrap.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { openDatabase, redactUrl } from './db/connect.ts';
 import { formatReport, fsck } from './fsck.ts';
@@ -99,6 +100,11 @@ async function issueCertificate(
   }
   const ca = loadCredential(readFileSync(caCert, 'utf8'), readFileSync(caKey, 'utf8'));
   const dn = normalizeDn(dnText);
+  if (!dn.startsWith(`${DEV_NAMESPACE}/`)) {
+    throw new ConfigError(
+      `The development CA vouches only for DNs that start with ${DEV_NAMESPACE}/ (its namespace file says so): ${dn} would be refused at login`,
+    );
+  }
   const taken = ['usercert.pem', 'userkey.pem', 'user.pem'].filter((f) => existsSync(join(out, f)));
   if (taken.length > 0) {
     throw new ConfigError(`${shown(out)} already holds ${taken.join(', ')}; choose another --out directory`);

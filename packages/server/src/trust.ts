@@ -3,7 +3,7 @@
  * re-read periodically (fetch-crl refreshes CRLs in place), so new CRLs apply without a restart.
  */
 import type { ServerConfig } from './config.ts';
-import { derToPem } from './pki/certificate.ts';
+import { derToPem, parseCertificate } from './pki/certificate.ts';
 import { loadCrlDirectory, loadTrustDirectory } from './pki/trust-store.ts';
 import { createVerifier, type Verifier } from './pki/verify.ts';
 
@@ -38,9 +38,20 @@ export async function loadTrust(
       allowLegacyProxies: config.trust.allowLegacyProxies,
       allowLimitedProxies: config.trust.allowLimitedProxies,
       maxProxyDepth: config.trust.maxProxyDepth,
+      namespaces: { mode: config.trust.namespaces, byCa: cas.namespaces },
     });
     pems = cas.certificates.map((der) => derToPem(der));
-    warnings = [...cas.warnings, ...crls.warnings];
+    const unbound =
+      config.trust.namespaces === 'require'
+        ? cas.certificates
+            .map((der) => parseCertificate(der).subject)
+            .filter((subject) => !cas.namespaces.has(subject.key))
+            .map(
+              (subject) =>
+                `${subject.oneline} has no .namespaces or .signing_policy file: it vouches for nobody (trust.namespaces = "require")`,
+            )
+        : [];
+    warnings = [...cas.warnings, ...unbound, ...crls.warnings];
     for (const listener of listeners) listener();
   }
 

@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import { type ClientCredential, clientFor, freePort } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { dropSchema, PG_URL, requirePostgres } from './helpers/postgres.ts';
+import { PERMIT_ALL } from './helpers/server.ts';
 import { newBucket, type Swift, startSwift } from './helpers/swift.ts';
 
 const run = promisify(execFile);
@@ -119,6 +120,7 @@ describe('two servers behind HAProxy on one PostgreSQL and one object store', ()
     swift = await startSwift();
     await run('mkdir', ['-p', join(dir, 'certificates'), files]);
     await writeFile(join(dir, 'certificates', 'ca.pem'), pki.ca.certPem);
+    await writeFile(join(dir, 'certificates', 'ca.namespaces'), PERMIT_ALL);
     await writeFile(join(dir, 'hostcert.pem'), pki.host.certPem);
     await writeFile(join(dir, 'hostkey.pem'), pki.host.keyPem, { mode: 0o600 });
     await writeFile(join(files, 'ca.pem'), pki.ca.certPem);

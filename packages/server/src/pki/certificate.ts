@@ -86,7 +86,24 @@ export type ProxyCertInfo = {
 
 export type AuthorityKeyIdentifier = { keyIdentifier?: Buffer; serial?: string };
 
-export type SubjectAltName = { dns: string[]; ip: string[]; email: string[]; uri: string[]; other: number };
+export type SubjectAltName = {
+  dns: string[];
+  ip: string[];
+  /** the iPAddress entries' octets (4 or 16), for name constraints */
+  ipBytes: Buffer[];
+  email: string[];
+  uri: string[];
+  other: number;
+};
+
+/** One GeneralSubtree of a nameConstraints extension (RFC 5280 4.2.1.10); `other` is a form we do not check. */
+export type NameSubtree =
+  | { kind: 'directoryName'; rdns: Rdn[] }
+  | { kind: 'rfc822Name' | 'dNSName' | 'uniformResourceIdentifier'; value: string }
+  | { kind: 'iPAddress'; address: Buffer; mask: Buffer }
+  | { kind: 'other'; tag: number };
+
+export type NameConstraints = { critical: boolean; permitted: NameSubtree[]; excluded: NameSubtree[] };
 
 export type ParsedCertificate = {
   der: Buffer;
@@ -116,6 +133,7 @@ export type ParsedCertificate = {
   authorityKeyIdentifier?: AuthorityKeyIdentifier;
   subjectAltName?: SubjectAltName;
   proxyCertInfo?: ProxyCertInfo;
+  nameConstraints?: NameConstraints;
 };
 
 export function parsedName(node: DerNode): ParsedName {
@@ -210,13 +228,66 @@ function formatIp(bytes: Buffer): string {
 }
 
 function parseSubjectAltName(value: Buffer): SubjectAltName {
-  const out: SubjectAltName = { dns: [], ip: [], email: [], uri: [], other: 0 };
+  const out: SubjectAltName = { dns: [], ip: [], ipBytes: [], email: [], uri: [], other: 0 };
   for (const name of sequence(decodeDer(value), 'GeneralNames')) {
     if (name.tag === 0x82) out.dns.push(name.value.toString('latin1'));
-    else if (name.tag === 0x87) out.ip.push(formatIp(name.value));
-    else if (name.tag === 0x81) out.email.push(name.value.toString('latin1'));
+    else if (name.tag === 0x87) {
+      out.ip.push(formatIp(name.value));
+      out.ipBytes.push(Buffer.from(name.value));
+    } else if (name.tag === 0x81) out.email.push(name.value.toString('latin1'));
     else if (name.tag === 0x86) out.uri.push(name.value.toString('latin1'));
     else out.other++;
+  }
+  return out;
+}
+
+function parseSubtrees(node: DerNode): NameSubtree[] {
+  return children(node).map((subtree) => {
+    const [base, ...limits] = sequence(subtree, 'GeneralSubtree');
+    if (!base) throw new Error('GeneralSubtree has no base');
+    // RFC 5280 4.2.1.10: minimum is 0 and maximum absent; anything else is not a subtree we understand
+    if (
+      limits.some((limit) => limit.tag !== 0x80 || readSmallInteger({ ...limit, tag: Tag.INTEGER }) !== 0)
+    ) {
+      return { kind: 'other', tag: base.tag };
+    }
+    switch (base.tag) {
+      case 0xa4: {
+        const [name, more] = children(base);
+        if (!name || more) throw new Error('directoryName is malformed');
+        return { kind: 'directoryName', rdns: parseNameNode(name) };
+      }
+      case 0x81:
+        return { kind: 'rfc822Name', value: base.value.toString('latin1') };
+      case 0x82:
+        return { kind: 'dNSName', value: base.value.toString('latin1') };
+      case 0x86:
+        return { kind: 'uniformResourceIdentifier', value: base.value.toString('latin1') };
+      case 0x87: {
+        if (base.value.length !== 8 && base.value.length !== 32)
+          throw new Error('iPAddress subtree is malformed');
+        const half = base.value.length / 2;
+        return {
+          kind: 'iPAddress',
+          address: Buffer.from(base.value.subarray(0, half)),
+          mask: Buffer.from(base.value.subarray(half)),
+        };
+      }
+      default:
+        return { kind: 'other', tag: base.tag };
+    }
+  });
+}
+
+/** NameConstraints ::= SEQUENCE { permittedSubtrees [0] OPTIONAL, excludedSubtrees [1] OPTIONAL } */
+function parseNameConstraints(ext: Extension): NameConstraints {
+  const out: NameConstraints = { critical: ext.critical, permitted: [], excluded: [] };
+  const parts = sequence(decodeDer(ext.value), 'NameConstraints');
+  if (parts.length === 0) throw new Error('NameConstraints is empty');
+  for (const part of parts) {
+    if (part.tag === 0xa0 && !out.permitted.length) out.permitted = parseSubtrees(part);
+    else if (part.tag === 0xa1 && !out.excluded.length) out.excluded = parseSubtrees(part);
+    else throw new Error('NameConstraints is malformed');
   }
   return out;
 }
@@ -354,6 +425,9 @@ function parseCertificateDer(bytes: Buffer, x509: X509Certificate): ParsedCertif
           break;
         case OID.subjectAltName:
           cert.subjectAltName = parseSubjectAltName(ext.value);
+          break;
+        case OID.nameConstraints:
+          cert.nameConstraints = parseNameConstraints(ext);
           break;
         case OID.proxyCertInfo:
         case OID.proxyCertInfoDraft:

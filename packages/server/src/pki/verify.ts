@@ -11,7 +11,9 @@ import {
   signatureAlgorithmName,
   signatureScheme,
 } from './certificate.ts';
-import { formatRfc2253, rdnKey } from './names.ts';
+import { nameConstraintViolation } from './name-constraints.ts';
+import { formatRfc2253, identityDn, rdnKey } from './names.ts';
+import { type CaNamespace, checkNamespace, type NamespaceMode } from './namespaces.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';
 
@@ -32,6 +34,11 @@ export type VerifierOptions = {
   maxProxyDepth?: number;
   /** tolerance for a notBefore in the future (a client clock ahead of ours); default 300 */
   clockSkewSeconds?: number;
+  /**
+   * The CAs' namespace rules (pki/namespaces.ts), by the canonical name key of the CA they bind. Absent: no
+   * namespace is enforced (a bare verifier, as OpenSSL's); the server always passes them.
+   */
+  namespaces?: { mode: NamespaceMode; byCa: ReadonlyMap<string, CaNamespace> };
 };
 
 export type ProxyKind = 'rfc3820' | 'draft' | 'legacy';
@@ -64,7 +71,9 @@ export type VerifyFailureCode =
   | 'invalid_proxy'
   | 'invalid_certificate'
   | 'crl_expired'
-  | 'crl_missing';
+  | 'crl_missing'
+  | 'outside_namespace'
+  | 'weak_key';
 
 export type VerifyFailure = { ok: false; code: VerifyFailureCode; reason: string };
 
@@ -75,6 +84,8 @@ export type Verifier = {
   verifyChain(ders: Buffer[], now?: Date): VerifyResult;
   /** CRLs and CAs that were ignored, and why */
   readonly warnings: string[];
+  /** Signatures checked so far by this verifier (a hostile chain must not make it check many). */
+  readonly signatureChecks: number;
 };
 
 class Rejection extends Error {
@@ -98,12 +109,24 @@ const SUPPORTED_CRITICAL = new Set<string>([
   OID.certificatePolicies,
   OID.proxyCertInfo,
   OID.proxyCertInfoDraft,
+  OID.nameConstraints,
 ]);
 
-/** Signature checks one path search may spend: 18 same-named certificates sharing a key otherwise loop for ages. */
-const SIGNATURE_BUDGET = 64;
-const MAX_PRESENTED = 32;
+/** Signature checks one chain may cost: 18 same-named certificates sharing a key otherwise loop for ages. */
+const SIGNATURE_BUDGET = 24;
+/** Certificates above the end-entity one that a client may present (intermediate CAs). */
+const MAX_PRESENTED_CAS = 5;
 const MAX_PATH = 32;
+/** Candidate paths (by name) tried, and certificates visited while finding them. */
+const MAX_CANDIDATE_PATHS = 8;
+const NAME_SEARCH_BUDGET = 256;
+/** RSA moduli above this cost tens of milliseconds per signature check; OpenSSL allows up to 16384. */
+export const MAX_RSA_BITS = 8192;
+/** Exponents above this make each check slower still (65537 is what everyone uses). */
+export const MAX_RSA_EXPONENT = 2n ** 32n;
+/** The smallest RSA key of an end-entity certificate or proxy (NIST SP 800-131A: 1024 bits is disallowed). */
+export const MIN_USER_RSA_BITS = 2048;
+const EC_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
 
 const iso = (date: Date) => date.toISOString();
 
@@ -129,6 +152,52 @@ function verifiesCrl(crl: ParsedCrl, key: KeyObject): boolean {
   }
 }
 
+/**
+ * Keys a presented certificate may carry, checked before any signature is: RSA up to 8192 bits with an exponent up
+ * to 2^32, EC on P-256/384/521, Ed25519 and Ed448. A 16384-bit key with a 64-bit exponent (the most OpenSSL takes)
+ * costs ~10 ms per check: twenty in one chain was a cheap way to burn the server's CPU.
+ */
+function checkKeyCost(cert: ParsedCertificate): void {
+  const key = cert.publicKey;
+  const type = key.asymmetricKeyType;
+  const details = key.asymmetricKeyDetails ?? {};
+  const name = cert.subject.oneline;
+  if (type === 'rsa' || type === 'rsa-pss') {
+    const bits = details.modulusLength ?? 0;
+    if (bits > MAX_RSA_BITS) {
+      reject('weak_key', `RSA key of ${bits} bits is larger than the ${MAX_RSA_BITS} accepted: ${name}`);
+    }
+    if ((details.publicExponent ?? 0n) > MAX_RSA_EXPONENT) {
+      reject('weak_key', `RSA public exponent above 2^32 is not accepted: ${name}`);
+    }
+    return;
+  }
+  if (type === 'ec') {
+    if (!EC_CURVES.has(details.namedCurve ?? '')) {
+      reject(
+        'weak_key',
+        `EC curve ${details.namedCurve ?? 'unknown'} is not accepted (P-256, P-384, P-521): ${name}`,
+      );
+    }
+    return;
+  }
+  if (type === 'ed25519' || type === 'ed448') return;
+  reject('weak_key', `${type ?? 'unknown'} keys are not accepted: ${name}`);
+}
+
+/** End-entity certificates and proxies: RSA keys of at least 2048 bits. */
+function checkUserKey(cert: ParsedCertificate): void {
+  const key = cert.publicKey;
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'rsa-pss') return;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_USER_RSA_BITS) {
+    reject(
+      'weak_key',
+      `RSA key of ${bits} bits is smaller than the ${MIN_USER_RSA_BITS} required: ${cert.subject.oneline}`,
+    );
+  }
+}
+
 export function createVerifier(opts: VerifierOptions): Verifier {
   const crlMode = opts.crlMode ?? 'if-present';
   const allowLegacy = opts.allowLegacyProxies ?? true;
@@ -136,7 +205,9 @@ export function createVerifier(opts: VerifierOptions): Verifier {
   const allowIndependent = opts.allowIndependentProxies ?? false;
   const maxProxyDepth = opts.maxProxyDepth ?? 10;
   const skewMs = (opts.clockSkewSeconds ?? 300) * 1000;
+  const maxPresented = maxProxyDepth + 1 + MAX_PRESENTED_CAS;
   const warnings: string[] = [];
+  let signatureChecks = 0;
 
   const trusted = new Map<string, ParsedCertificate>();
   for (const ca of opts.trustedCAs) {
@@ -202,6 +273,13 @@ export function createVerifier(opts: VerifierOptions): Verifier {
     return best;
   }
 
+  /**
+   * A path from the leaf to a trusted anchor, found by names first and then verified from the anchor down:
+   * - no signature is checked unless the names chain to a trusted CA, so a self-made chain costs nothing;
+   * - the first signature checked is by a trusted key, and each later one by a key that a checked signature
+   *   vouched for, so a forged certificate in the middle stops the walk before its own key is ever used.
+   * Both the name search and the signature checks are bounded.
+   */
   function buildPath(
     leaf: ParsedCertificate,
     presented: ParsedCertificate[],
@@ -214,34 +292,6 @@ export function createVerifier(opts: VerifierOptions): Verifier {
       list.push(cert);
       presentedByName.set(cert.subject.key, list);
     }
-    let budget = SIGNATURE_BUDGET;
-    const signatures = new Map<string, boolean>();
-    const deadEnds = new Set<string>();
-    let failure: { depth: number; code: VerifyFailureCode; reason: string } | undefined;
-    const note = (depth: number, code: VerifyFailureCode, reason: string) => {
-      if (!failure || depth > failure.depth) failure = { depth, code, reason };
-    };
-
-    const signedBy = (cert: ParsedCertificate, issuer: ParsedCertificate): boolean => {
-      const key = `${cert.fingerprint256}/${issuer.fingerprint256}`;
-      let ok = signatures.get(key);
-      if (ok === undefined) {
-        if (budget-- <= 0) {
-          reject(
-            'untrusted_issuer',
-            `no path to a trusted CA found for ${leaf.subject.oneline} within ${SIGNATURE_BUDGET} signature checks`,
-          );
-        }
-        try {
-          ok = cert.x509.verify(issuer.publicKey);
-        } catch {
-          ok = false;
-        }
-        signatures.set(key, ok);
-      }
-      return ok;
-    };
-
     const at = now.getTime();
     const candidatesFor = (cert: ParsedCertificate): ParsedCertificate[] => {
       // trusted CAs first; among same-named ones, currently valid and longest-lived first (CA key rollover)
@@ -253,53 +303,85 @@ export function createVerifier(opts: VerifierOptions): Verifier {
       return [...fromTrust, ...(presentedByName.get(cert.issuer.key) ?? [])];
     };
 
-    const search = (cert: ParsedCertificate, below: ParsedCertificate[]): ParsedCertificate[] | undefined => {
-      const depth = below.length;
-      // a self-issued trusted certificate is a trust anchor
-      if (cert.selfIssued && trusted.has(cert.fingerprint256)) return [...below, cert];
-      if (deadEnds.has(cert.fingerprint256)) return undefined;
-      if (depth + 1 >= MAX_PATH) {
-        note(depth, 'invalid_certificate', `certificate chain of ${leaf.subject.oneline} is too long`);
-        return undefined;
+    // 1. Paths by name alone, leaf first, each ending in a self-issued trusted certificate.
+    const paths: ParsedCertificate[][] = [];
+    let visits = NAME_SEARCH_BUDGET;
+    let tooLong = false;
+    let deepest: { cert: ParsedCertificate; depth: number } | undefined;
+    const search = (cert: ParsedCertificate, below: ParsedCertificate[]): void => {
+      if (paths.length >= MAX_CANDIDATE_PATHS || visits-- <= 0) return;
+      const path = [...below, cert];
+      if (cert.selfIssued && trusted.has(cert.fingerprint256)) {
+        paths.push(path);
+        return;
       }
-      const onPath = new Set([...below, cert].map((c) => c.fingerprint256));
+      if (path.length >= MAX_PATH) {
+        tooLong = true;
+        return;
+      }
+      const onPath = new Set(path.map((c) => c.fingerprint256));
       const candidates = candidatesFor(cert).filter((c) => !onPath.has(c.fingerprint256));
-      if (candidates.length === 0) {
-        note(
-          depth,
-          'untrusted_issuer',
-          cert.selfIssued
-            ? `unable to get issuer certificate: ${cert.subject.oneline} is self-signed and not a trusted CA`
-            : `unable to get issuer certificate for ${cert.subject.oneline} (issuer ${cert.issuer.oneline} is not a trusted CA and was not presented)`,
-        );
-      } else {
-        let verified = false;
-        for (const candidate of candidates) {
-          if (!signedBy(cert, candidate)) continue;
-          verified = true;
-          const path = search(candidate, [...below, cert]);
-          if (path) return path;
-        }
-        if (!verified) {
-          note(
-            depth,
-            'bad_signature',
-            `certificate signature failure: ${cert.subject.oneline} is not signed by the key of ${cert.issuer.oneline}`,
+      if (candidates.length === 0 && (!deepest || below.length > deepest.depth)) {
+        deepest = { cert, depth: below.length };
+      }
+      for (const candidate of candidates) search(candidate, path);
+    };
+    search(leaf, []);
+    if (paths.length === 0) {
+      if (tooLong) reject('invalid_certificate', `certificate chain of ${leaf.subject.oneline} is too long`);
+      const cert = deepest?.cert ?? leaf;
+      return reject(
+        'untrusted_issuer',
+        cert.selfIssued
+          ? `unable to get issuer certificate: ${cert.subject.oneline} is self-signed and not a trusted CA`
+          : `unable to get issuer certificate for ${cert.subject.oneline} (issuer ${cert.issuer.oneline} is not a trusted CA and was not presented)`,
+      );
+    }
+
+    // 2. Signatures, from the anchor down, path by path; a link checked once is not checked again.
+    let budget = SIGNATURE_BUDGET;
+    const signatures = new Map<string, boolean>();
+    const signedBy = (cert: ParsedCertificate, issuer: ParsedCertificate): boolean => {
+      const key = `${cert.fingerprint256}/${issuer.fingerprint256}`;
+      let ok = signatures.get(key);
+      if (ok === undefined) {
+        if (budget-- <= 0) {
+          reject(
+            'untrusted_issuer',
+            `no path to a trusted CA found for ${leaf.subject.oneline} within ${SIGNATURE_BUDGET} signature checks`,
           );
         }
+        // the issuer's key is checked before it is used: every non-anchor one was checked on arrival
+        signatureChecks++;
+        try {
+          ok = cert.x509.verify(issuer.publicKey);
+        } catch {
+          ok = false;
+        }
+        signatures.set(key, ok);
       }
-      // the memo is what keeps loops of same-named certificates finite
-      deadEnds.add(cert.fingerprint256);
-      return undefined;
+      return ok;
     };
-
-    const path = search(leaf, []);
-    if (path) return path;
-    const why = failure ?? {
-      code: 'untrusted_issuer' as const,
-      reason: `no path to a trusted CA found for ${leaf.subject.oneline}`,
-    };
-    return reject(why.code, why.reason);
+    let failure: { cert: ParsedCertificate; issuer: ParsedCertificate } | undefined;
+    for (const path of paths) {
+      let broken: number | undefined;
+      for (let i = path.length - 2; i >= 0; i--) {
+        if (!signedBy(path[i] as ParsedCertificate, path[i + 1] as ParsedCertificate)) {
+          broken = i;
+          break;
+        }
+      }
+      if (broken === undefined) return path;
+      // report the failure nearest the leaf: the one a user can do something about
+      if (!failure || broken < path.indexOf(failure.cert)) {
+        failure = { cert: path[broken] as ParsedCertificate, issuer: path[broken + 1] as ParsedCertificate };
+      }
+    }
+    const { cert } = failure as NonNullable<typeof failure>;
+    return reject(
+      'bad_signature',
+      `certificate signature failure: ${cert.subject.oneline} is not signed by the key of ${cert.issuer.oneline}`,
+    );
   }
 
   function checkEveryCertificate(path: ParsedCertificate[], now: Date): void {
@@ -476,6 +558,38 @@ export function createVerifier(opts: VerifierOptions): Verifier {
     return { kind: kind as ProxyKind, limited };
   }
 
+  /**
+   * What each CA may name: its namespace files (for the certificates it issued directly) and its name
+   * constraints (for every certificate below it; self-issued intermediates excepted, RFC 5280 6.1.3 (b)).
+   * Proxies are left out: their names are the end-entity certificate's plus one CN.
+   */
+  function checkNames(path: ParsedCertificate[], firstCa: number, eecIndex: number): void {
+    const namespaces = opts.namespaces;
+    for (let i = path.length - 2; i >= eecIndex; i--) {
+      const cert = path[i] as ParsedCertificate;
+      const issuer = path[i + 1] as ParsedCertificate;
+      if (namespaces && !(cert.selfIssued && i > eecIndex)) {
+        const verdict = checkNamespace(
+          namespaces.mode,
+          namespaces.byCa.get(issuer.subject.key),
+          cert.subject.oneline,
+          issuer.subject.oneline,
+        );
+        if (!verdict.ok) reject('outside_namespace', verdict.reason);
+      }
+    }
+    for (let c = path.length - 1; c >= firstCa; c--) {
+      const ca = path[c] as ParsedCertificate;
+      if (!ca.nameConstraints) continue;
+      for (let i = c - 1; i >= eecIndex; i--) {
+        const cert = path[i] as ParsedCertificate;
+        if (cert.selfIssued && i > eecIndex) continue;
+        const why = nameConstraintViolation(cert, ca.nameConstraints, ca.subject.oneline);
+        if (why) reject('outside_namespace', why);
+      }
+    }
+  }
+
   function checkRevocation(path: ParsedCertificate[], eecIndex: number, now: Date): void {
     if (crlMode === 'off') return;
     // proxies have no CRLs: the end-entity certificate and the CAs below the anchor are checked against their issuers
@@ -509,10 +623,11 @@ export function createVerifier(opts: VerifierOptions): Verifier {
     try {
       if (ders.length === 0)
         return { ok: false, code: 'no_certificate', reason: 'No client certificate was presented' };
-      if (ders.length > MAX_PRESENTED) {
+      // counted before anything is parsed: a long chain is refused for its length alone
+      if (ders.length > maxPresented) {
         reject(
           'invalid_certificate',
-          `too many certificates presented (${ders.length}, at most ${MAX_PRESENTED})`,
+          `too many certificates presented (${ders.length}, at most ${maxPresented})`,
         );
       }
       const presented: ParsedCertificate[] = [];
@@ -529,6 +644,8 @@ export function createVerifier(opts: VerifierOptions): Verifier {
         }
         if (seen.has(cert.fingerprint256)) continue;
         seen.add(cert.fingerprint256);
+        // before any signature is checked: a key that is costly to check with is refused for what it is
+        if (!trusted.has(cert.fingerprint256)) checkKeyCost(cert);
         presented.push(cert);
       }
       const leaf = presented[0] as ParsedCertificate;
@@ -544,6 +661,8 @@ export function createVerifier(opts: VerifierOptions): Verifier {
       checkCas(path, firstCa);
       const eec = path[eecIndex] as ParsedCertificate;
       checkEndEntity(eec);
+      for (let i = eecIndex; i >= 0; i--) checkUserKey(path[i] as ParsedCertificate);
+      checkNames(path, firstCa, eecIndex);
 
       if (eecIndex > maxProxyDepth) {
         reject('invalid_proxy', `too many proxies in the chain (${eecIndex}, at most ${maxProxyDepth})`);
@@ -561,9 +680,9 @@ export function createVerifier(opts: VerifierOptions): Verifier {
       const notAfter = new Date(Math.min(...path.map((c) => c.notAfter.getTime())));
       return {
         ok: true,
-        dn: eec.subject.oneline,
+        dn: identityDn(eec.subject.rdns),
         dnRfc2253: formatRfc2253(eec.subject.rdns),
-        issuerDn: eec.issuer.oneline,
+        issuerDn: identityDn(eec.issuer.rdns),
         eecSerial: eec.serial,
         proxyType: verdict?.kind ?? 'none',
         proxyDepth: eecIndex,
@@ -576,5 +695,11 @@ export function createVerifier(opts: VerifierOptions): Verifier {
     }
   }
 
-  return { verifyChain, warnings };
+  return {
+    verifyChain,
+    warnings,
+    get signatureChecks() {
+      return signatureChecks;
+    },
+  };
 }

@@ -24,6 +24,8 @@ export interface TestServerOptions {
   engine: Engine;
   /** PEM of the CAs the server trusts (files in its trust.ca_dir). */
   caPems: string[];
+  /** The `.namespaces` file of each CA, or its `.signing_policy` (default: it may vouch for any name). */
+  caNamespaces?: (string | { signingPolicy: string } | undefined)[];
   crlPems?: string[];
   hostCertPem: string;
   hostKeyPem: string;
@@ -33,12 +35,28 @@ export interface TestServerOptions {
   sharing?: TestServer;
 }
 
+/** A `.namespaces` file letting its CA vouch for any name. */
+export const PERMIT_ALL = 'TO Issuer SELF PERMIT Subject ".*"\n';
+
+async function policyOf(policy: string | { signingPolicy: string } | undefined) {
+  if (typeof policy === 'object') return ['signing_policy', policy.signingPolicy] as const;
+  return ['namespaces', policy ?? PERMIT_ALL] as const;
+}
+
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'repoman-test-'));
   const caDir = join(dir, 'certificates');
   const { mkdir } = await import('node:fs/promises');
   await mkdir(caDir);
-  await Promise.all(options.caPems.map((pem, i) => writeFile(join(caDir, `ca${i}.pem`), pem)));
+  // trust.namespaces defaults to "require": each test CA vouches for every name, through its own file
+  await Promise.all(
+    options.caPems.flatMap((pem, i) => [
+      writeFile(join(caDir, `ca${i}.pem`), pem),
+      policyOf(options.caNamespaces?.[i]).then(([ext, text]) =>
+        writeFile(join(caDir, `ca${i}.${ext}`), text),
+      ),
+    ]),
+  );
   await Promise.all((options.crlPems ?? []).map((pem, i) => writeFile(join(caDir, `crl${i}.r0`), pem)));
   await writeFile(join(dir, 'hostcert.pem'), options.hostCertPem);
   await writeFile(join(dir, 'hostkey.pem'), options.hostKeyPem, { mode: 0o600 });

@@ -50,6 +50,9 @@ const countingVerifier: Verifier = {
     return inner.verifyChain(ders, now);
   },
   warnings: inner.warnings,
+  get signatureChecks() {
+    return inner.signatureChecks;
+  },
 };
 
 const server = https.createServer(
