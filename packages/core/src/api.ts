@@ -58,6 +58,11 @@ export interface User {
   url: string;
   /** Shown to the user themselves and to admins only. */
   client_dn?: string;
+  /**
+   * Subject DN of the CA that issued the user's certificate: set by an admin, or at the user's first login. A
+   * certificate with the same DN from another CA is not this user. Admins and the user only.
+   */
+  issuer_dn?: string | null;
   email?: string | null;
   suspended?: boolean;
   groups?: string[];
@@ -81,6 +86,11 @@ export const userSchema = {
       ...str,
       description: 'Certificate subject DN in OpenSSL slash form (admins and the user only)',
     },
+    issuer_dn: {
+      ...nullableStr,
+      description:
+        "Subject DN of the CA that issued the user's certificate, bound at creation or first login; null until then (admins and the user only)",
+    },
     email: { ...nullableStr, description: 'Admins and the user only' },
     suspended: bool,
     groups: stringList,
@@ -97,6 +107,8 @@ export interface CreateUserBody {
   client_dn?: string;
   /** The original API's name for client_dn. */
   cert_dn?: string;
+  /** The CA that issued the certificate (its subject DN); absent: bound at the user's first login. */
+  issuer_dn?: string | null;
   full_name?: string | null;
   email?: string | null;
   groups?: string[];
@@ -111,6 +123,7 @@ export const createUserBody = {
     user_name: userName,
     client_dn: dnText,
     cert_dn: dnText,
+    issuer_dn: nullableText(TEXT_LIMITS.dn),
     full_name: nullableText(TEXT_LIMITS.short),
     email: nullableText(TEXT_LIMITS.email),
     groups: nameList,
@@ -123,6 +136,8 @@ export interface ModifyUserBody {
   user_name?: string;
   client_dn?: string;
   cert_dn?: string;
+  /** Re-binds the user to another CA; null: bound again at their next login. Admins only. */
+  issuer_dn?: string | null;
   full_name?: string | null;
   email?: string | null;
   suspended?: boolean;
@@ -135,6 +150,10 @@ export const modifyUserBody = {
     user_name: { ...userName, description: 'Rename the user' },
     client_dn: dnText,
     cert_dn: dnText,
+    issuer_dn: {
+      ...nullableText(TEXT_LIMITS.dn),
+      description: "The CA that issues the user's certificate; null: bound again at the next login (admins only)",
+    },
     full_name: nullableText(TEXT_LIMITS.short),
     email: nullableText(TEXT_LIMITS.email),
     suspended: bool,

@@ -57,6 +57,10 @@ export const ERRORS = {
   // 403: you may not
   unknown_certificate: { status: 403, message: 'The certificate is valid but belongs to no Repoman user' },
   user_suspended: { status: 403, message: 'This account is suspended; contact an administrator' },
+  certificate_issuer_mismatch: {
+    status: 403,
+    message: 'The certificate names a known user but comes from another CA than theirs',
+  },
   cross_site_request: {
     status: 403,
     message: 'A change sent by another site in your browser is refused; make it from Repoman’s own pages',

@@ -40,7 +40,14 @@ export interface ImageTarget {
   sharedWithGroups: ReadonlySet<string>;
 }
 
-export type UserField = 'user_name' | 'client_dn' | 'full_name' | 'email' | 'suspended' | 'quota';
+export type UserField =
+  | 'user_name'
+  | 'client_dn'
+  | 'issuer_dn'
+  | 'full_name'
+  | 'email'
+  | 'suspended'
+  | 'quota';
 
 const has = (actor: Actor, permission: Permission) => actor.isAdmin || actor.permissions.has(permission);
 
@@ -62,7 +69,8 @@ const outranks = (actor: Actor, target: UserTarget) =>
 /** user_modify_self covers the actor's own full name and email; everything else needs user_modify. */
 export function canModifyUser(actor: Actor, target: UserTarget, fields: readonly UserField[]): boolean {
   if (actor.isAdmin) return true;
-  if (fields.includes('quota')) return false; // storage is the operators' to hand out
+  // storage is the operators' to hand out; which CA may vouch for a user is theirs to say
+  if (fields.includes('quota') || fields.includes('issuer_dn')) return false;
   if (actor.id === target.id && fields.every((f) => f === 'full_name' || f === 'email')) {
     return actor.permissions.has('user_modify_self') || actor.permissions.has('user_modify');
   }

@@ -3,6 +3,7 @@
  * has shipped: add a new one.
  */
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { normalizeDn } from '../pki/names.ts';
 import type { Engine } from './connect.ts';
 
 function migrations(engine: Engine): Record<string, Migration> {
@@ -264,6 +265,24 @@ function migrations(engine: Engine): Record<string, Migration> {
           .on('image_transfers')
           .column('expires')
           .execute();
+      },
+    },
+    '0010_user_issuer': {
+      async up(db) {
+        // A user is their DN and the CA that issued it: null until an admin sets it or the user logs in.
+        await db.schema.alterTable('users').addColumn('issuer_dn', 'text').execute();
+        // DNs are now stored with a literal backslash escaped (pki/names.ts formatOneline): read each stored
+        // DN in the new grammar and write it back, so that a DN holding a backslash still matches its login.
+        const rows = await sql<{ id: number; dn: string }>`select id, dn from users`.execute(db);
+        for (const row of rows.rows) {
+          let dn: string;
+          try {
+            dn = normalizeDn(row.dn);
+          } catch {
+            continue; // kept as it was: an admin sees it and can correct it
+          }
+          if (dn !== row.dn) await sql`update users set dn = ${dn} where id = ${row.id}`.execute(db);
+        }
       },
     },
     '0011_emails_not_unique': {

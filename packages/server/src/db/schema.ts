@@ -7,6 +7,8 @@ export interface UsersTable {
   id: Generated<number>;
   name: string;
   dn: string;
+  /** subject DN of the CA that issued the user's certificate; null until bound (first login) */
+  issuer_dn: Generated<string | null>;
   full_name: string | null;
   email: string | null;
   suspended: Bool;

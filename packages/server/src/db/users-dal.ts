@@ -14,7 +14,10 @@ export const findUserById = (db: Q, id: number) =>
 export const findUserByDn = (db: Q, dn: string) =>
   db.selectFrom('users').selectAll().where('dn', '=', dn).executeTakeFirst();
 
-export type NewUser = Omit<UserRow, 'id' | 'quota'> & { quota?: number | null };
+export type NewUser = Omit<UserRow, 'id' | 'quota' | 'issuer_dn'> & {
+  quota?: number | null;
+  issuer_dn?: string | null;
+};
 
 export async function insertUser(db: Q, user: NewUser): Promise<UserRow> {
   return db.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow();
@@ -44,6 +47,20 @@ export async function updateUserIfNamed(
     .set(patch)
     .where('id', '=', id)
     .where('name', '=', name)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Binds a user to the CA that issued their certificate, if no CA is bound yet (first login); false if one was
+ * bound meanwhile (by another login or an admin).
+ */
+export async function bindIssuerIfUnbound(db: Q, id: number, issuerDn: string): Promise<boolean> {
+  const result = await db
+    .updateTable('users')
+    .set({ issuer_dn: issuerDn })
+    .where('id', '=', id)
+    .where('issuer_dn', 'is', null)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }

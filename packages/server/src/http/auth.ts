@@ -77,7 +77,10 @@ export async function authenticate(request: FastifyRequest, identity: IdentitySe
     // Routes open to everyone stay open to a caller whose certificate is refused or unknown.
     const refused =
       error instanceof RepomanError &&
-      (error.status === 401 || error.code === 'unknown_certificate' || error.code === 'user_suspended');
+      (error.status === 401 ||
+        error.code === 'unknown_certificate' ||
+        error.code === 'user_suspended' ||
+        error.code === 'certificate_issuer_mismatch');
     if (mode === 'optional' && refused) {
       if (error.code !== 'certificate_required') request.authRefusal = error;
       return;
@@ -99,7 +102,11 @@ async function actorOf(request: FastifyRequest, identity: IdentityService): Prom
       reason: verdict.code,
     });
   }
-  const actor = await identity.actorFor({ dn: verdict.dn, limited: verdict.limited });
+  const actor = await identity.actorFor({
+    dn: verdict.dn,
+    issuerDn: verdict.issuerDn,
+    limited: verdict.limited,
+  });
   if (actor.limited && !READ_METHODS.has(request.method)) {
     throw new RepomanError(
       'limited_proxy',

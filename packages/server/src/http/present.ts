@@ -90,6 +90,7 @@ export function userJson(urls: Urls, view: UserView): User {
   };
   if (view.private) {
     json.client_dn = view.private.dn;
+    json.issuer_dn = view.private.issuerDn;
     json.email = view.private.email;
     json.suspended = view.private.suspended;
     json.permissions = view.private.permissions;

@@ -1,12 +1,18 @@
-/** Turns a verified certificate identity (the end-entity DN) into the acting user, or a clear refusal. */
+/**
+ * Turns a verified certificate identity (the end-entity DN and the CA that issued it) into the acting user, or a
+ * clear refusal. A user is bound to their DN and to their CA's subject DN (not its key: IGTF CAs roll their keys
+ * over under the same name): set by an admin, or at the first login. The same DN from another CA is someone else.
+ */
 import { ADMINS_GROUP, isPermission, type Permission, RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
 import type { Db } from '../db/connect.ts';
-import { findUserByDn, groupsOfUsers, permissionsOfUser } from '../db/users-dal.ts';
+import { bindIssuerIfUnbound, findUserByDn, groupsOfUsers, permissionsOfUser } from '../db/users-dal.ts';
 import { guardService } from './common.ts';
 
 export interface CertificateIdentity {
   dn: string;
+  /** subject DN of the CA that issued the end-entity certificate (proxies resolve to it) */
+  issuerDn: string;
   limited: boolean;
 }
 
@@ -23,13 +29,25 @@ type Account = Omit<Actor, 'limited'>;
 export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
   const { db } = deps;
   const cacheMs = deps.cacheMs ?? ACTOR_CACHE_MS;
-  /** By DN: the account, or why there is none, and until when that holds. */
+  /** By DN and issuer: the account, or why there is none, and until when that holds. */
   const cache = new Map<string, { outcome: Account | RepomanError; until: number }>();
   /** Bumped by `forget`: a lookup that began before it does not store what it read. */
   let generation = 0;
 
-  async function accountOf(dn: string): Promise<Account> {
-    const user = await findUserByDn(db, dn);
+  async function accountOf(dn: string, issuerDn: string): Promise<Account> {
+    let user = await findUserByDn(db, dn);
+    if (user && user.issuer_dn === null) {
+      // first login: the CA that vouched for this DN now is the user's CA
+      await bindIssuerIfUnbound(db, user.id, issuerDn);
+      user = await findUserByDn(db, dn);
+    }
+    if (user && user.issuer_dn !== issuerDn) {
+      throw new RepomanError(
+        'certificate_issuer_mismatch',
+        `The certificate for ${dn} was issued by ${issuerDn}, but this user's certificates come from ${user.issuer_dn}; if that CA was renamed, an administrator can re-bind the user`,
+        { dn, issuer_dn: issuerDn },
+      );
+    }
     if (!user) {
       throw new RepomanError(
         'unknown_certificate',
@@ -55,17 +73,18 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
   return guardService({
     async actorFor(identity: CertificateIdentity): Promise<Actor> {
       const now = Date.now();
-      let cached = cache.get(identity.dn);
+      const key = `${identity.dn}\n${identity.issuerDn}`;
+      let cached = cache.get(key);
       if (!cached || cached.until <= now) {
         const started = generation;
-        const outcome = await accountOf(identity.dn).catch((error: unknown) => {
+        const outcome = await accountOf(identity.dn, identity.issuerDn).catch((error: unknown) => {
           if (error instanceof RepomanError) return error;
           throw error; // the database failed: nothing to remember
         });
         cached = { outcome, until: now + cacheMs };
         if (started === generation && cacheMs > 0) {
           if (cache.size >= ACTOR_CACHE_ENTRIES) cache.clear();
-          cache.set(identity.dn, cached);
+          cache.set(key, cached);
         }
       }
       if (cached.outcome instanceof RepomanError) throw cached.outcome;

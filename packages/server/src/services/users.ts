@@ -44,6 +44,7 @@ export interface UserView {
   groups: string[];
   private?: {
     dn: string;
+    issuerDn: string | null;
     email: string | null;
     suspended: boolean;
     permissions: string[];
@@ -113,6 +114,7 @@ export function createUserService(deps: {
         ...base,
         private: {
           dn: row.dn,
+          issuerDn: row.issuer_dn ?? null,
           email: row.email,
           suspended: Boolean(row.suspended),
           permissions: own,
@@ -167,6 +169,10 @@ export function createUserService(deps: {
           });
         }
         const dn = checkedDn(dnText);
+        const issuerDn = body.issuer_dn ? checkedDn(body.issuer_dn) : null;
+        if (issuerDn && !actor.isAdmin) {
+          throw new RepomanError('forbidden', 'Only admins may say which CA issues a user’s certificate');
+        }
         const email = checkedEmail(body.email);
         const groupNames = [...new Set([USERS_GROUP, ...splitNames(body.groups)])];
 
@@ -197,6 +203,7 @@ export function createUserService(deps: {
           const row = await users.insertUser(trx, {
             name,
             dn,
+            issuer_dn: issuerDn,
             full_name: emptyToNull(body.full_name) ?? null,
             email: email ?? null,
             suspended: body.suspended ?? false,
@@ -221,6 +228,10 @@ export function createUserService(deps: {
           const dn = checkedDn(dnText);
           if (dn !== target.dn) patch.dn = dn;
         }
+        if (body.issuer_dn !== undefined) {
+          const issuerDn = body.issuer_dn ? checkedDn(body.issuer_dn) : null;
+          if (issuerDn !== (target.issuer_dn ?? null)) patch.issuer_dn = issuerDn;
+        }
         if (body.full_name !== undefined) {
           const fullName = emptyToNull(body.full_name) ?? null;
           if (fullName !== target.full_name) patch.full_name = fullName;
@@ -236,6 +247,7 @@ export function createUserService(deps: {
         const fieldOf: Record<string, UserField> = {
           name: 'user_name',
           dn: 'client_dn',
+          issuer_dn: 'issuer_dn',
           full_name: 'full_name',
           email: 'email',
           suspended: 'suspended',
@@ -247,6 +259,7 @@ export function createUserService(deps: {
           [
             ['user_name', body.user_name],
             ['client_dn', dnText],
+            ['issuer_dn', body.issuer_dn],
             ['full_name', body.full_name],
             ['email', body.email],
             ['suspended', body.suspended],
