@@ -982,7 +982,7 @@ export interface paths {
                     "application/json": {
                         /** @description Rename the image */
                         name?: string;
-                        /** @description Give the image to this user */
+                        /** @description Admins: give the image to this user now (others offer it: POST …/transfer) */
                         owner?: string;
                         description?: string | null;
                         os_variant?: string | null;
@@ -1048,7 +1048,7 @@ export interface paths {
                     "application/json": {
                         /** @description Rename the image */
                         name?: string;
-                        /** @description Give the image to this user */
+                        /** @description Admins: give the image to this user now (others offer it: POST …/transfer) */
                         owner?: string;
                         description?: string | null;
                         os_variant?: string | null;
@@ -1366,7 +1366,7 @@ export interface paths {
                     "application/json": {
                         /** @description Rename the image */
                         name?: string;
-                        /** @description Give the image to this user */
+                        /** @description Admins: give the image to this user now (others offer it: POST …/transfer) */
                         owner?: string;
                         description?: string | null;
                         os_variant?: string | null;
@@ -1430,7 +1430,7 @@ export interface paths {
                     "application/json": {
                         /** @description Rename the image */
                         name?: string;
-                        /** @description Give the image to this user */
+                        /** @description Admins: give the image to this user now (others offer it: POST …/transfer) */
                         owner?: string;
                         description?: string | null;
                         os_variant?: string | null;
@@ -1975,6 +1975,309 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/images/{user}/{image}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Offer an image to another user, who accepts or declines it (201 with the offer); admins may give it at once with direct (200 with the image) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The user to offer the image to */
+                        to: string;
+                        /** @description Admins only: give it now, without asking the receiver */
+                        direct?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Transfer"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/images/{image}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Offer an image to another user, who accepts or declines it (201 with the offer); admins may give it at once with direct (200 with the image) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The user to offer the image to */
+                        to: string;
+                        /** @description Admins only: give it now, without asking the receiver */
+                        direct?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Transfer"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/transfers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Pending offers to give images to you and offers you made, oldest first (admins: every offer) */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    offset?: number;
+                    /** @description to: offers made to me; from: offers I made (both by default; admins: every offer) */
+                    direction?: "to" | "from";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["Transfer"][];
+                            total: number;
+                            limit: number;
+                            offset: number;
+                            next: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/transfers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An offer, for its giver, its receiver and admins (410 once it expired) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Transfer"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Cancel an offer you made (admins: any offer) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/transfers/{id}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Accept an offer made to you: the image moves into your namespace (under name, if given) if your quota holds it */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Take the image under this name instead of its own */
+                        name?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/transfers/{id}/decline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Decline an offer made to you: it ends, and the image stays where it is */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit": {
         parameters: {
             query?: never;
@@ -2483,6 +2786,32 @@ export interface components {
             started?: string | null;
             /** Format: date-time */
             finished?: string | null;
+        };
+        Transfer: {
+            id: string;
+            url: string;
+            /** @description owner/name of the image offered */
+            image: string;
+            image_url: string;
+            /** @description The giver (the image’s owner) */
+            from: string;
+            /** @description The receiver, who may accept or decline */
+            to: string;
+            description?: string | null;
+            /** @description Bytes the image stores; they must fit the receiver’s quota */
+            size: number;
+            unauthenticated_access?: boolean;
+            shared_with?: {
+                users?: string[];
+                groups?: string[];
+            };
+            /** Format: date-time */
+            created: string;
+            /**
+             * Format: date-time
+             * @description After this the offer answers 410 transfer_expired
+             */
+            expires: string;
         };
     };
     responses: never;
