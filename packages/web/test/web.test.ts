@@ -294,6 +294,65 @@ describe('the web interface in Chromium', () => {
     assert.deepEqual(pageErrors(carol), []);
   });
 
+  it('gives an image away: offered on its Edit page, accepted, declined or withdrawn on the Account page', async () => {
+    for (const name of ['handover.img', 'spare.img', 'moved-by-admin.img'])
+      await as('bob').post('/api/images', { name, description: `${name} for pam` });
+    const bob = await browser('bob');
+    await bob.page.goto(`${server.httpsUrl}/images/bob/handover.img/edit`);
+    await bob.page.getByRole('heading', { name: 'Give away' }).waitFor();
+    assert.equal(await bob.page.getByLabel('Give it now, without asking (admins)').count(), 0);
+    await bob.page.getByLabel('Give to user').fill('pam');
+    await bob.page.getByRole('button', { name: 'Offer…' }).click();
+    await bob.page.getByRole('button', { name: 'Yes, offer it to pam' }).click();
+    await bob.page.getByText(/^Offered to pam until .*repoman accept-transfer [\w-]+\)\.$/).waitFor();
+    await bob.page.getByRole('button', { name: 'Withdraw the offer' }).waitFor();
+    await bob.screenshot('give-away-offered');
+    assert.equal((await as('bob').get('/api/images/bob/handover.img')).json.owner, 'bob', 'still bob’s');
+
+    // pam takes it under another name, on her Account page.
+    const pam = await browser('pam');
+    await pam.page.goto(`${server.httpsUrl}/account`);
+    await pam.page.getByRole('heading', { name: 'Images offered to you' }).waitFor();
+    await pam.page.getByRole('button', { name: 'Accept bob/handover.img' }).click();
+    await pam.page.getByLabel('Name in your namespace').fill('from-bob.img');
+    await pam.screenshot('account-accepting-offer');
+    await pam.page.getByRole('button', { name: 'Yes, accept it as from-bob.img' }).click();
+    await pam.page.getByRole('link', { name: 'pam/from-bob.img' }).waitFor();
+    assert.equal(
+      (await as('pam').get('/api/images/pam/from-bob.img')).json.description,
+      'handover.img for pam',
+    );
+    assert.equal((await as('bob').get('/api/images/bob/handover.img')).status, 404);
+
+    // Declined by pam: the image stays bob's.
+    await as('bob').post('/api/images/spare.img/transfer', { to: 'pam' });
+    await pam.page.reload();
+    await pam.page.getByRole('button', { name: 'Decline bob/spare.img' }).click();
+    await pam.page.getByRole('button', { name: 'Yes, decline it' }).click();
+    await pam.page.getByText('Nobody is offering you an image.').waitFor();
+    assert.equal((await as('bob').get('/api/images/bob/spare.img')).json.owner, 'bob');
+
+    // Withdrawn by bob from his Account page.
+    await as('bob').post('/api/images/spare.img/transfer', { to: 'pam' });
+    await bob.page.goto(`${server.httpsUrl}/account`);
+    await bob.page.getByRole('button', { name: 'Withdraw the offer of bob/spare.img to pam' }).click();
+    await bob.screenshot('account-withdrawing-offer');
+    await bob.page.getByRole('button', { name: 'Yes, withdraw it' }).click();
+    await bob.page.getByText(/^You are offering no image\./).waitFor();
+    assert.deepEqual((await as('pam').get('/api/transfers')).json.items, []);
+
+    // An admin gives at once, and lands on the image in its new namespace.
+    const admin = await browser('admin');
+    await admin.page.goto(`${server.httpsUrl}/images/bob/moved-by-admin.img/edit`);
+    await admin.page.getByLabel('Give to user').fill('pam');
+    await admin.page.getByLabel('Give it now, without asking (admins)').check();
+    await admin.page.getByRole('button', { name: 'Give now…' }).click();
+    await admin.page.getByRole('button', { name: 'Yes, give it to pam' }).click();
+    await admin.page.waitForURL(`${server.httpsUrl}/images/pam/moved-by-admin.img`);
+    assert.equal((await as('pam').get('/api/images/pam/moved-by-admin.img')).json.owner, 'pam');
+    for (const session of [bob, pam, admin]) assert.deepEqual(pageErrors(session), []);
+  });
+
   it('refuses a change another site makes the signed-in browser send (a forged form)', async () => {
     // A page elsewhere that posts a form to Repoman as soon as it loads: the admin's browser sends the
     // admin's certificate with it.

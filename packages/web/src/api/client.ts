@@ -9,6 +9,7 @@ import type { components, paths } from './schema';
 export type Image = components['schemas']['Image'];
 export type User = components['schemas']['User'];
 export type Group = components['schemas']['Group'];
+export type Transfer = components['schemas']['Transfer'];
 
 /** Served on the plain-HTTP port: public images only, no certificate. */
 export const plainHttp = location.protocol === 'http:';
@@ -49,6 +50,8 @@ const ADVICE: Record<string, string> = {
   quota_exceeded: 'Delete images or old versions you no longer need, or ask an administrator for more quota.',
   insufficient_storage: 'The server is out of space: tell an administrator.',
   image_exists: 'Choose another name.',
+  transfer_expired: 'Ask its owner to offer the image again.',
+  transfer_not_found: 'The offer was answered, withdrawn or ended meanwhile: reload the page.',
   user_exists: 'Choose another user name.',
   group_exists: 'Choose another group name.',
   image_expired: 'Change or clear its expiry date on the Edit page to serve it again.',

@@ -1,8 +1,12 @@
-/** Who I am (DN, groups, permissions, quota and usage), or what to do when the certificate is not a user's. */
+/**
+ * Who I am (DN, groups, permissions, quota and usage) and the images offered to me and by me, or what to do when
+ * the certificate is not a user's.
+ */
 import { plainHttp } from '../api/client';
 import { bytes, date } from '../lib/format';
 import type { Session } from '../lib/session';
 import { Copyable, ErrorBox } from '../lib/ui';
+import { Offers } from './transfers';
 
 export function AccountPage({ session, reload }: { session: Session; reload: () => void }) {
   if (session.kind === 'user') {
@@ -58,6 +62,7 @@ export function AccountPage({ session, reload }: { session: Session; reload: () 
             <dd>{date(user.created)}</dd>
           </div>
         </dl>
+        <Offers />
         <h2>From the command line</h2>
         <p>
           The <code>repoman</code> client uses the same certificate (or a grid proxy made from it):

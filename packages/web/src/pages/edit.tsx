@@ -1,10 +1,14 @@
-/** Edit an image: metadata, name, read-only, public, expiry; sharing with users and groups; deletion. */
+/**
+ * Edit an image: metadata, name, read-only, public, expiry; sharing with users and groups; giving it away (an
+ * offer); deletion.
+ */
 import { useState } from 'preact/hooks';
 import { api, call, type Image } from '../api/client';
 import { imagePath, navigate } from '../lib/router';
 import { isAdmin, type Session } from '../lib/session';
 import { ErrorBox, Loading, Notice, useAction, useAsync, useConfirmFocus } from '../lib/ui';
 import { rightsOn } from './image';
+import { GiveAway } from './transfers';
 
 const TEXT_FIELDS = [
   ['description', 'Description', ''],
@@ -34,6 +38,7 @@ export function EditPage({ session, owner, name }: { session: Session; owner: st
       </h1>
       <Metadata image={image.data} session={session} onSaved={image.reload} />
       {rights.share && <Sharing image={image.data} session={session} onChange={image.reload} />}
+      {rights.share && <GiveAway image={image.data} session={session} />}
       {rights.remove && <Delete image={image.data} />}
     </section>
   );
