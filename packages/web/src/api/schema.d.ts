@@ -89,6 +89,7 @@ export interface paths {
                         user_name: string;
                         client_dn?: string;
                         cert_dn?: string;
+                        issuer_dn?: string | null;
                         full_name?: string | null;
                         email?: string | null;
                         /** @description A list, or names separated by commas */
@@ -163,6 +164,8 @@ export interface paths {
                         user_name?: string;
                         client_dn?: string;
                         cert_dn?: string;
+                        /** @description The CA that issues the user's certificate; null: bound again at the next login (admins only) */
+                        issuer_dn?: string | null;
                         full_name?: string | null;
                         email?: string | null;
                         suspended?: boolean;
@@ -223,6 +226,8 @@ export interface paths {
                         user_name?: string;
                         client_dn?: string;
                         cert_dn?: string;
+                        /** @description The CA that issues the user's certificate; null: bound again at the next login (admins only) */
+                        issuer_dn?: string | null;
                         full_name?: string | null;
                         email?: string | null;
                         suspended?: boolean;
@@ -2679,6 +2684,8 @@ export interface components {
             url: string;
             /** @description Certificate subject DN in OpenSSL slash form (admins and the user only) */
             client_dn?: string;
+            /** @description Subject DN of the CA that issued the user's certificate, bound at creation or first login; null until then (admins and the user only) */
+            issuer_dn?: string | null;
             /** @description Admins and the user only */
             email?: string | null;
             suspended?: boolean;
