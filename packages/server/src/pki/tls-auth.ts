@@ -11,6 +11,11 @@
  * - An untouched forged chain leaves a stale OpenSSL error: the server emits clientError ERR_SSL_INVALID_PADDING
  *   and the connection dies (curl's next request on it hung); reading the peer certificate in 'secureConnection'
  *   clears the error, so every request can get a proper 401.
+ * - New on Node 24.21: when OpenSSL's own verification of the chain succeeds (an end-entity certificate whose
+ *   CAs are all in the `ca` list, no proxy), both getPeerX509Certificate() and getPeerCertificate(true) return the
+ *   leaf alone, without the intermediate CAs the client sent (curl and Node clients alike). Intermediate CAs must
+ *   therefore be in the trusted directory, as IGTF distributions ship them (the namespace rules require their
+ *   files there anyway); a chain OpenSSL refuses, every proxy chain included, arrives whole.
  * Node's own verdict (socket.authorized: false / UNSPECIFIED for every proxy) is ignored.
  */
 import { constants } from 'node:crypto';
