@@ -141,6 +141,8 @@ export async function startRepoman(data: string, env: Record<string, string> = {
         REPOMAN_HTTPS_PORT: String(https),
         REPOMAN_HTTP_PORT: String(http),
         REPOMAN_LOG_LEVEL: 'warn',
+        // Every client here comes from loopback, standing for machines that each have an address of their own.
+        REPOMAN_CONNECTIONS_MAX_PER_ADDRESS: '100000',
         ...env,
       },
       stdio: 'ignore',

@@ -44,6 +44,8 @@ export interface ServerConfig {
     idleSeconds: number;
     keepAliveSeconds: number;
   };
+  /** Connections one client address may hold open at once, on both ports together (http/connection-cap.ts). */
+  connections: { maxPerAddress: number };
   trust: {
     caDir: string | undefined;
     crlDir: string | undefined;
@@ -190,6 +192,7 @@ const KEYS: Key[] = [
   ['timeouts.headers_seconds', 'int'],
   ['timeouts.idle_seconds', 'int'],
   ['timeouts.keep_alive_seconds', 'int'],
+  ['connections.max_per_address', 'int'],
 ].map(([path, kind]) => ({
   path: path as string,
   kind: kind as Kind,
@@ -463,6 +466,9 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       headersSeconds: Math.max(1, get('timeouts.headers_seconds', 30)),
       idleSeconds: Math.max(1, get('timeouts.idle_seconds', 120)),
       keepAliveSeconds: Math.max(1, get('timeouts.keep_alive_seconds', 65)),
+    },
+    connections: {
+      maxPerAddress: Math.max(1, get('connections.max_per_address', 64)),
     },
     trust: {
       caDir: get<string | undefined>('trust.ca_dir', undefined),

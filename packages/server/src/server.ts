@@ -16,6 +16,7 @@ import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from '
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import { buildApp } from './http/app.ts';
+import { capConnectionsPerAddress } from './http/connection-cap.ts';
 import { clientErrorHandler } from './http/errors.ts';
 import { createMetrics } from './http/metrics.ts';
 import { acceptProxyProtocol, balancerList } from './http/proxy-protocol.ts';
@@ -129,6 +130,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const balancers = config.balancers.length > 0 ? balancerList(config.balancers) : null;
     const refusedBalancer = (error: Error, balancer: string) =>
       log?.warn({ balancer, reason: error.message }, 'closed a connection from a balancer');
+    // One address holds at most connections.max_per_address of both ports' connections; counted before TLS.
+    const connectionCap = capConnectionsPerAddress({
+      max: config.connections.maxPerAddress,
+      balancers,
+      onRefused: (address, port, first) => {
+        metrics?.refusedConnection(port);
+        if (first)
+          log?.warn(
+            { address, max: config.connections.maxPerAddress },
+            'an address holds as many connections as connections.max_per_address allows; closing its new ones',
+          );
+      },
+    });
     const serverFactory: FastifyServerOptions['serverFactory'] = (fastifyHandler) => {
       const requestHandler = withMethodOverride(fastifyHandler);
       handler = requestHandler;
@@ -144,6 +158,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         requestHandler,
       );
       attachCertificateAuth(server, () => trust.verifier());
+      connectionCap.attach(server, 'https'); // first, so that the PROXY header's address is the one counted
       if (balancers) acceptProxyProtocol(server, balancers, refusedBalancer);
       applyTimeouts(server, timeouts);
       // Expect: 100-continue is answered by the route once it has accepted the request (see http/continue.ts).
@@ -257,6 +272,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         handler,
       );
       applyTimeouts(plain, timeouts);
+      connectionCap.attach(plain, 'http');
       if (balancers) acceptProxyProtocol(plain, balancers, refusedBalancer);
       plain.on('clientError', clientErrorHandler);
       plain.on('checkContinue', handler);

@@ -1,15 +1,16 @@
 /**
  * Slow and abusive clients (reliability, part 5), against a server with short timeouts: headers sent slowly
- * (slowloris) and bodies that stall are cut, a client that stops reading a download is let go, and many idle
- * connections do not keep others out.
+ * (slowloris) and bodies that stall are cut, a client that stops reading a download is let go, many idle
+ * connections do not keep others out, and one address holds no more than connections.max_per_address.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type tls from 'node:tls';
+import { after, afterEach, before, describe, it } from 'node:test';
+import tls from 'node:tls';
 import { clientFor, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { startServerFor, type TestServer } from './helpers/server.ts';
@@ -20,6 +21,19 @@ describe('slow and abusive clients', () => {
   let bob: ReturnType<typeof clientFor>;
 
   const connect = () => tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential('bob'));
+  /** A TLS connection from another loopback address (each holds at most connections.max_per_address). */
+  const connectFrom = async (localAddress: string) => {
+    const raw = net.connect({ host: '127.0.0.1', port: server.httpsPort, localAddress });
+    const socket = tls.connect({
+      socket: raw,
+      ca: pki.ca.certPem,
+      ...pki.credential('bob'),
+      servername: 'localhost',
+    });
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    return socket;
+  };
 
   /** Whether the server closes the socket within `ms` (it should, well before). */
   const closedWithin = (socket: tls.TLSSocket, ms: number) =>
@@ -93,7 +107,10 @@ describe('slow and abusive clients', () => {
   });
 
   it('serves others while hundreds of connections sit idle', async () => {
-    const idle = await Promise.all(Array.from({ length: 200 }, () => connect()));
+    // From four addresses, 50 each: within the default connections.max_per_address (64).
+    const idle = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => connectFrom(`127.0.0.${2 + (i % 4)}`)),
+    );
     try {
       const whoami = await bob.get('/api/whoami');
       assert.equal(whoami.status, 200);
@@ -127,5 +144,134 @@ describe('a connection that never says hello', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('connections per address', () => {
+  const MAX = 3;
+  const BALANCER = '127.0.0.3';
+  let pki: TestPki;
+  let server: TestServer;
+
+  before(async () => {
+    pki = await makeTestPki();
+    server = await startServerFor(pki, 'sqlite', {
+      REPOMAN_CONNECTIONS_MAX_PER_ADDRESS: String(MAX),
+      REPOMAN_BALANCER_ADDRESSES: BALANCER,
+      REPOMAN_METRICS_ALLOW: '127.0.0.2',
+      // Nothing but the cap closes an idle connection while the test runs.
+      REPOMAN_TIMEOUTS_HANDSHAKE_SECONDS: '600',
+      REPOMAN_TIMEOUTS_HEADERS_SECONDS: '600',
+      REPOMAN_TIMEOUTS_IDLE_SECONDS: '600',
+    });
+    const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+    await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') });
+  });
+  after(async () => server?.stop());
+  const sockets: net.Socket[] = [];
+  afterEach(() => {
+    for (const socket of sockets.splice(0)) socket.destroy();
+  });
+
+  /** A TCP connection from `from`, connected (the server may yet close it) and saying nothing. */
+  const open = async (port: number, from: string) => {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
+    sockets.push(socket);
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    return socket;
+  };
+
+  /** Bob's TLS handshake over `raw`, and `GET /api/whoami` after it: the user name, or null if it was closed. */
+  const whoamiOver = (raw: net.Socket) =>
+    new Promise<string | null>((resolve) => {
+      const socket = tls.connect({
+        socket: raw,
+        ca: pki.ca.certPem,
+        ...pki.credential('bob'),
+        servername: 'localhost',
+      });
+      socket.on('error', () => resolve(null));
+      socket.on('close', () => resolve(null));
+      const request = https.request(
+        { path: '/api/whoami', host: 'localhost', createConnection: () => socket },
+        (response) => {
+          let body = '';
+          response.on('data', (chunk) => (body += chunk));
+          response.on('end', () => resolve(JSON.parse(body).user_name));
+        },
+      );
+      request.on('error', () => resolve(null));
+      request.end();
+    });
+
+  /** Writes `text` (a PROXY header and a request) and reads one answer: '' if the server closed instead. */
+  const exchange = (socket: net.Socket, text: string) =>
+    new Promise<string>((resolve) => {
+      let answer = '';
+      const onData = (chunk: Buffer) => {
+        answer += chunk.toString('latin1');
+        const end = answer.indexOf('\r\n\r\n');
+        const length = Number(/^content-length: *(\d+)/im.exec(answer)?.[1] ?? Number.NaN);
+        if (end >= 0 && answer.length >= end + 4 + length) {
+          socket.off('data', onData);
+          resolve(answer);
+        }
+      };
+      socket.on('data', onData);
+      socket.once('close', () => resolve(answer));
+      socket.write(text);
+    });
+
+  it('closes a connection past the cap at once, before TLS, and lets other addresses in', async () => {
+    const held = await Promise.all(Array.from({ length: MAX }, () => open(server.httpsPort, '127.0.0.1')));
+    const over = await open(server.httpsPort, '127.0.0.1');
+    assert.equal(await whoamiOver(over), null, 'one connection more from 127.0.0.1 was closed before TLS');
+    assert.equal(await whoamiOver(await open(server.httpsPort, '127.0.0.2')), 'bob', '127.0.0.2 got in');
+    // The plain-HTTP port counts with the HTTPS port: 127.0.0.1 holds all it may already.
+    const plain = await open(server.httpPort as number, '127.0.0.1');
+    assert.equal(await exchange(plain, 'GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n'), '');
+    const metrics = await exchange(
+      await open(server.httpPort as number, '127.0.0.2'),
+      'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n',
+    );
+    assert.match(metrics, /^repoman_connections_refused_total\{port="https"\} 1$/m, 'closed before TLS');
+    assert.match(metrics, /^repoman_connections_refused_total\{port="http"\} 1$/m);
+    // The connections held are served, and each that closes lets a new one in.
+    assert.equal(await whoamiOver(held[0] as net.Socket), 'bob', 'a connection held is served');
+    (held[1] as net.Socket).destroy();
+    let freed: string | null = null;
+    // The server learns of the closes a moment after they happen: a refused attempt changes nothing.
+    for (let attempt = 0; attempt < 100 && freed === null; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      freed = await whoamiOver(await open(server.httpsPort, '127.0.0.1'));
+    }
+    assert.equal(freed, 'bob', 'a closed connection freed its slot');
+  });
+
+  it("counts a balancer's connections for the clients their PROXY headers name, never for the balancer", async () => {
+    const port = server.httpPort as number;
+    const proxied = (client: string) => `PROXY TCP4 ${client} 127.0.0.1 40000 ${port}\r\n`;
+    const health = 'GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n';
+    // Kept open after their answer (keep-alive): counted for 203.0.113.9, through the balancer's address.
+    const held = await Promise.all(Array.from({ length: MAX }, () => open(port, BALANCER)));
+    for (const socket of held)
+      assert.match(await exchange(socket, proxied('203.0.113.9') + health), /^HTTP\/1\.1 200 /);
+    const over = await open(port, BALANCER);
+    assert.equal(
+      await exchange(over, proxied('203.0.113.9') + health),
+      '',
+      'one more for 203.0.113.9 is closed',
+    );
+    const other = await open(port, BALANCER);
+    assert.match(
+      await exchange(other, proxied('203.0.113.10') + health),
+      /^HTTP\/1\.1 200 /,
+      'another client gets in',
+    );
+    // The balancer's own connections (health checks: no client named) count for nobody.
+    const checks = await Promise.all(Array.from({ length: MAX + 1 }, () => open(port, BALANCER)));
+    for (const socket of checks)
+      assert.match(await exchange(socket, `PROXY UNKNOWN\r\n${health}`), /^HTTP\/1\.1 200 /);
   });
 });

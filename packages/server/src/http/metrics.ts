@@ -29,6 +29,8 @@ export interface Metrics {
   observeQuery(seconds: number, failed: boolean): void;
   /** The store, with every operation timed. */
   instrument(store: BlobStore): BlobStore;
+  /** A connection closed as it arrived, its address holding `connections.max_per_address` already. */
+  refusedConnection(port: 'https' | 'http'): void;
 }
 
 export function createMetrics(): Metrics & { http: HttpMetrics } {
@@ -46,6 +48,12 @@ export function createMetrics(): Metrics & { http: HttpMetrics } {
     help: 'Blob store operations (for reads and writes: until the stream is open, or the bytes are written)',
     labelNames: ['operation', 'outcome'],
     buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: 'repoman_connections_refused_total',
+    help: 'Connections closed as they arrived, their client address holding as many as it may, by port',
+    labelNames: ['port'],
     registers: [registry],
   });
   const timed = async <T>(operation: string, work: () => Promise<T>): Promise<T> => {
@@ -72,6 +80,7 @@ export function createMetrics(): Metrics & { http: HttpMetrics } {
   return {
     registry,
     observeQuery: (seconds, failed) => query.observe({ outcome: failed ? 'error' : 'ok' }, seconds),
+    refusedConnection: (port) => refused.inc({ port }),
     instrument: (inner) => ({
       ...(inner.check ? { check: () => timed('check', () => inner.check?.() as Promise<void>) } : {}),
       createUpload: () => timed('create_upload', () => inner.createUpload()).then(instrumentUpload),

@@ -44,7 +44,7 @@ export function balancerList(entries: readonly string[]): BlockList {
 }
 
 /** An IPv4 client of a dual-stack listener shows as `::ffff:a.b.c.d`. */
-const plain = (address: string) => address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+export const plain = (address: string) => address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
 
 export function addressIn(list: BlockList, address: string | undefined): boolean {
   if (!address) return false;
