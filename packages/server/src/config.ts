@@ -468,7 +468,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       keepAliveSeconds: Math.max(1, get('timeouts.keep_alive_seconds', 65)),
     },
     connections: {
-      maxPerAddress: Math.max(1, get('connections.max_per_address', 64)),
+      maxPerAddress: Math.max(1, get('connections.max_per_address', 256)),
     },
     trust: {
       caDir: get<string | undefined>('trust.ca_dir', undefined),

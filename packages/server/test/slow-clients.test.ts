@@ -107,7 +107,7 @@ describe('slow and abusive clients', () => {
   });
 
   it('serves others while hundreds of connections sit idle', async () => {
-    // From four addresses, 50 each: within the default connections.max_per_address (64).
+    // From four addresses, 50 each: within the default connections.max_per_address (256).
     const idle = await Promise.all(
       Array.from({ length: 200 }, (_, i) => connectFrom(`127.0.0.${2 + (i % 4)}`)),
     );
