@@ -152,7 +152,8 @@ export const modifyUserBody = {
     cert_dn: dnText,
     issuer_dn: {
       ...nullableText(TEXT_LIMITS.dn),
-      description: "The CA that issues the user's certificate; null: bound again at the next login (admins only)",
+      description:
+        "The CA that issues the user's certificate; null: bound again at the next login (admins only)",
     },
     full_name: nullableText(TEXT_LIMITS.short),
     email: nullableText(TEXT_LIMITS.email),

@@ -242,7 +242,9 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
         ? text
         : fail('off, if-present or require');
     case 'namespaceMode':
-      return text === 'require' || text === 'enforce-if-present' ? text : fail('require or enforce-if-present');
+      return text === 'require' || text === 'enforce-if-present'
+        ? text
+        : fail('require or enforce-if-present');
     case 'blobStore':
       return text === 'directory' || text === 's3' || text === 'discard'
         ? text

@@ -162,7 +162,7 @@ describe('CA namespaces: .signing_policy and .namespaces', () => {
     const dir = await trustDir({
       'root.pem': chainPem(root),
       'root.namespaces': 'TO Issuer SELF PERMIT Subject "/O=Grid/CN=Grid Users CA"\n',
-      'sub.pem': chainPem(sub).split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----\n',
+      'sub.pem': sub.cert.x509.toString(),
       'sub.namespaces': 'TO Issuer SELF PERMIT Subject "/O=Grid/OU=Users/.*"\n',
     });
     const { verifier } = await verifierFor(dir);
