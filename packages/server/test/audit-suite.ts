@@ -121,6 +121,15 @@ export function auditSuite(engine: Engine) {
         headers: { ...TUS, 'upload-length': '8', 'upload-metadata': `image ${b64('vm.img')}` },
       });
       ok(await bob.request('DELETE', String(other.headers.location), { headers: TUS }));
+      // Giving images away: offered and declined, offered and withdrawn, offered and accepted.
+      for (const answer of ['decline', 'cancel', 'accept'] as const) {
+        ok(await bob.post('/api/images', { name: `gift-${answer}.img` }));
+        const offer = await bob.post(`/api/images/gift-${answer}.img/transfer`, { to: 'admin' });
+        ok(offer);
+        const id = String(offer.json.id);
+        if (answer === 'cancel') ok(await bob.delete(`/api/transfers/${id}`));
+        else ok(await admin.post(`/api/transfers/${id}/${answer}`));
+      }
       ok(await bob.delete('/api/images/vm.img'));
       // Refused: a stranger's certificate, and a user without the right.
       const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));
