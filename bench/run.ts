@@ -2,9 +2,10 @@
  * `npm run bench`: every benchmark in turn, with the same options: the memory of one large transfer
  * (memory.ts), the throughput of 1 to 9 clients (throughput.ts) and of 150 (scale.ts), each beside nginx,
  * metadata requests under load on SQLite and PostgreSQL (metadata.ts), and downloads from an object store,
- * proxied and redirected, beside the local directory (s3.ts); then the targets, met or not.
+ * proxied and redirected, beside the local directory (s3.ts), and a victim's latency under a flood of costly
+ * certificate chains beside the same without it (flood.ts); then the targets, met or not.
  *
- *   npm run bench -- [--quick | --smoke] [--size-mib N] [--only memory,throughput,scale,metadata,s3]
+ *   npm run bench -- [--quick | --smoke] [--size-mib N] [--only memory,throughput,scale,metadata,s3,flood]
  */
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -14,7 +15,9 @@ import { targets, targetTable } from './targets.ts';
 const args = process.argv.slice(2);
 const at = args.indexOf('--only');
 const only =
-  at >= 0 ? (args.splice(at, 2)[1] ?? '').split(',') : ['memory', 'throughput', 'scale', 'metadata', 's3'];
+  at >= 0
+    ? (args.splice(at, 2)[1] ?? '').split(',')
+    : ['memory', 'throughput', 'scale', 'metadata', 's3', 'flood'];
 const options = (name: string) =>
   name === 'memory'
     ? args.filter(

@@ -103,6 +103,17 @@ export async function targets(dir: string): Promise<Target[]> {
       figure: `${ours.complete} of ${scale.clients} finished, ${(ours.rss / 1e6).toFixed(0)} MB`,
       met: ours.complete === scale.clients && ours.rss < 300e6,
     });
+  const flood = await load<{ ratio: number; quiet: { p99: number }; flooded: { p99: number } }>(
+    dir,
+    'flood.json',
+  );
+  if (flood) {
+    found.push({
+      name: "a victim's p99 under a flood of costly certificate chains ≤ 2x without it",
+      figure: `${flood.flooded.p99} ms / ${flood.quiet.p99} ms = ${flood.ratio.toFixed(2)}`,
+      met: flood.ratio <= 2,
+    });
+  }
   const metadata = await load<{ results: { engine: string; request: string; p99: number }[] }>(
     dir,
     'metadata.json',

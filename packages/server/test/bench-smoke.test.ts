@@ -95,8 +95,16 @@ describe('npm run bench, smoke mode', () => {
         ),
         mode,
       );
+    // The costly-chain flood: the victim with and without it, every attacker's chain refused.
+    for (const row of ['without the flood', 'with the flood'])
+      assert.match(stdout, new RegExp(`^\\| ${row} \\| \\d+ \\| [\\d.]+ ms \\| [\\d.]+ ms \\|$`, 'm'), row);
+    assert.match(stdout, /^The attackers' chains were refused \d+ times \(401\)/m);
     // And the targets, each met or not (figures from tiny files on a busy machine mean nothing here).
     assert.match(stdout, /^\| metadata p99 < 50 ms \| worst [\d.]+ ms .*\| (yes|no) \|$/m);
+    assert.match(
+      stdout,
+      /^\| a victim's p99 under a flood of costly certificate chains ≤ 2x without it \| .* \| (yes|no) \|$/m,
+    );
     for (const target of [
       'upload to disk with SHA-256 ≥ 0.8 of nginx PUT, both with the bytes on disk',
       'upload, discarded, with every digest ≥ 0.8 of nginx reading and dropping the body',
