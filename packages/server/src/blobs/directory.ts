@@ -5,6 +5,10 @@
  *   <root>/blobs/<k0k1>/<key>      committed blobs, fanned out by the key's first two hex digits
  *   <root>/uploads/<key>.part      uploads in progress; removed on abort, renamed into blobs/ on commit
  * A commit fsyncs the file, renames it, and fsyncs the directory, so a crash leaves either no blob or a whole one.
+ *
+ * Files are sparse: an all-zero block of an upload is not written but left as a hole (the file is extended
+ * over it), so a raw disk image takes the disk its data needs, not its virtual size. Reads see zeros there, as
+ * in the bytes sent; digests are computed over the bytes received, before the store.
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -57,6 +61,34 @@ async function fsyncPath(path: string) {
   }
 }
 
+/**
+ * The unit of holes: a filesystem block. A block of an upload (aligned on its offset in the file) that holds
+ * only zeros is skipped rather than written.
+ */
+const HOLE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
+
+/**
+ * The runs of `buffer` (to be written at file offset `position`) that hold anything but zeros, as [from, to)
+ * offsets in the buffer, blocks aligned on the file's offsets.
+ */
+export function dataRuns(buffer: Buffer, position: number): [number, number][] {
+  const runs: [number, number][] = [];
+  let from = -1;
+  for (let at = 0; at < buffer.length; ) {
+    const end = Math.min(buffer.length, at + HOLE_BLOCK - ((position + at) % HOLE_BLOCK));
+    const zero = ZERO_BLOCK.compare(buffer, at, end, 0, end - at) === 0;
+    if (!zero && from < 0) from = at;
+    if (zero && from >= 0) {
+      runs.push([from, at]);
+      from = -1;
+    }
+    at = end;
+  }
+  if (from >= 0) runs.push([from, buffer.length]);
+  return runs;
+}
+
 /** A partly filled upload buffer is written once no bytes have come for this long. */
 const IDLE_FLUSH_MS = 100;
 
@@ -68,7 +100,8 @@ export const STALE_UPLOAD_MS = 60 * 60 * 1000;
  * network's many small chunks die young instead of waiting in queues until a full collection), and the file
  * is written 1 MiB at a time, one buffer filling while the other is being written. Bytes never wait in
  * memory long: a partly filled buffer is written once the stream pauses, and when it ends or is destroyed
- * (a cut resumable upload keeps every byte that arrived).
+ * (a cut resumable upload keeps every byte that arrived). All-zero blocks become holes (`dataRuns`); after each
+ * buffer the file's size is the number of bytes received, as if every byte had been written.
  */
 class CoalescingFileSink extends Writable {
   #handle: FileHandle | null = null;
@@ -78,6 +111,8 @@ class CoalescingFileSink extends Writable {
   #filled = 0;
   #inFlight: Promise<unknown> = Promise.resolve();
   #idle: NodeJS.Timeout | null = null;
+  /** Where the next buffer goes in the file: its size when opened, plus every byte received since. */
+  #position = 0;
   written = 0;
 
   constructor(path: string) {
@@ -86,10 +121,13 @@ class CoalescingFileSink extends Writable {
   }
 
   override _construct(callback: (error?: Error | null) => void) {
-    open(this.#path, 'a', 0o600).then((handle) => {
-      this.#handle = handle;
-      callback();
-    }, callback);
+    // Not O_APPEND: writes go to their own offsets, past the holes left before them.
+    open(this.#path, constants.O_WRONLY | constants.O_CREAT, 0o600)
+      .then(async (handle) => {
+        this.#handle = handle;
+        this.#position = (await handle.stat()).size;
+      })
+      .then(() => callback(), callback);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void) {
@@ -149,10 +187,17 @@ class CoalescingFileSink extends Writable {
       if (this.#filled === 0 || !this.#handle) return;
       const buffer = (this.#buffers[this.#turn] as Buffer).subarray(0, this.#filled);
       const handle = this.#handle;
+      const position = this.#position;
       this.#inFlight = (async () => {
-        for (let at = 0; at < buffer.length; ) at += (await handle.write(buffer, at)).bytesWritten;
+        const runs = dataRuns(buffer, position);
+        for (const [from, to] of runs)
+          for (let at = from; at < to; )
+            at += (await handle.write(buffer, at, to - at, position + at)).bytesWritten;
+        // A buffer ending in zeros: the file is extended over them, leaving a hole.
+        if ((runs.at(-1)?.[1] ?? 0) < buffer.length) await handle.truncate(position + buffer.length);
       })();
       this.#inFlight.catch(() => {}); // observed by the next flush or settle
+      this.#position += buffer.length;
       this.written += buffer.length;
       this.#turn ^= 1;
       this.#filled = 0;
