@@ -126,6 +126,11 @@ export const MAX_RSA_BITS = 8192;
 export const MAX_RSA_EXPONENT = 2n ** 32n;
 /** The smallest RSA key of an end-entity certificate or proxy (NIST SP 800-131A: 1024 bits is disallowed). */
 export const MIN_USER_RSA_BITS = 2048;
+/**
+ * The largest RSA key of an end-entity certificate or proxy: the most grid-proxy-init and voms-proxy-init make.
+ * Ten proxies of 8192 bits would cost ten slow checks per connection to anyone holding a valid certificate.
+ */
+export const MAX_USER_RSA_BITS = 4096;
 const EC_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
 
 const iso = (date: Date) => date.toISOString();
@@ -153,8 +158,8 @@ function verifiesCrl(crl: ParsedCrl, key: KeyObject): boolean {
 }
 
 /**
- * Keys a presented certificate may carry, checked before any signature is: RSA up to 8192 bits with an exponent up
- * to 2^32, EC on P-256/384/521, Ed25519 and Ed448. A 16384-bit key with a 64-bit exponent (the most OpenSSL takes)
+ * Keys a presented certificate may carry, checked before any signature is: RSA up to 8192 bits (CAs) or 4096 bits
+ * (end-entity certificates and proxies) with an exponent up to 2^32, EC on P-256/384/521, Ed25519 and Ed448. A 16384-bit key with a 64-bit exponent (the most OpenSSL takes)
  * costs ~10 ms per check: twenty in one chain was a cheap way to burn the server's CPU.
  */
 function checkKeyCost(cert: ParsedCertificate): void {
@@ -164,8 +169,12 @@ function checkKeyCost(cert: ParsedCertificate): void {
   const name = cert.subject.oneline;
   if (type === 'rsa' || type === 'rsa-pss') {
     const bits = details.modulusLength ?? 0;
-    if (bits > MAX_RSA_BITS) {
-      reject('weak_key', `RSA key of ${bits} bits is larger than the ${MAX_RSA_BITS} accepted: ${name}`);
+    const most = cert.basicConstraints?.ca ? MAX_RSA_BITS : MAX_USER_RSA_BITS;
+    if (bits > most) {
+      reject(
+        'weak_key',
+        `RSA key of ${bits} bits is larger than the ${most} accepted${cert.basicConstraints?.ca ? '' : ' for a user or proxy certificate'}: ${name}`,
+      );
     }
     if ((details.publicExponent ?? 0n) > MAX_RSA_EXPONENT) {
       reject('weak_key', `RSA public exponent above 2^32 is not accepted: ${name}`);

@@ -303,6 +303,17 @@ describe('what a chain may cost to check', () => {
     }
   });
 
+  test('user and proxy certificates may not carry RSA keys above 4096 bits (the most grid tools make)', () => {
+    const verifier = createVerifier({ trustedCAs: [ca.cert.der] });
+    const big = issueCertificate({
+      subject: '/O=Grid/CN=Big',
+      publicKey: rsaPublicKey(8192, 65537n),
+      issuer: ca,
+    });
+    expectRefused(verifier.verifyChain([big.der]), 'weak_key', /larger than the 4096 accepted for a user/);
+    assert.equal(verifier.signatureChecks, 0);
+  });
+
   test('a forged chain named up to a trusted CA costs one signature check, by the trusted key', () => {
     const verifier = createVerifier({ trustedCAs: [ca.cert.der] });
     expectRefused(verifier.verifyChain(hostileChain(ca, generateKey().publicKey, 10)), 'bad_signature');
