@@ -18,7 +18,18 @@ import type { CommandSpec, Context, OptionSpec } from './cli.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
 import { bytes, details, table, text } from './output.ts';
-import { archOf, hypervisorOf, type Method, osOf, rootIsPartitioned, runStep, snapshot } from './snapshot.ts';
+import {
+  archOf,
+  estimateStoredBytes,
+  hypervisorOf,
+  type ImagePlan,
+  type Method,
+  osOf,
+  rootIsPartitioned,
+  runStep,
+  StepError,
+  snapshot,
+} from './snapshot.ts';
 import { convertOnServer, download, upload } from './transfer.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
@@ -105,6 +116,39 @@ function variantFormat(context: Context): string | undefined {
   if (format !== undefined && !['raw', 'qcow2', 'vmdk'].includes(format))
     throw new ClientError('usage', `'${format}' is not a format Repoman converts to: raw, qcow2 or vmdk`);
   return format;
+}
+
+/** The quota of an image's owner (the caller's, or `owner`'s where the caller may see it): null if none. */
+async function quotaRoom(
+  api: Awaited<ReturnType<Context['api']>>,
+  owner: string | undefined,
+): Promise<{ user: string; quota: number; usage: number; room: number } | null> {
+  const user: Json = await api.get(owner ? path('users', owner) : '/api/whoami').catch(() => null);
+  if (typeof user?.quota !== 'number' || typeof user.usage !== 'number') return null;
+  return {
+    user: user.user_name,
+    quota: user.quota,
+    usage: user.usage,
+    room: Math.max(0, user.quota - user.usage),
+  };
+}
+
+/**
+ * save-image refuses before the copy (on its estimate) and before the upload (on the file's size) when the
+ * owner's quota cannot take the image; --force tries anyway (the server refuses before any byte if it is so).
+ * The server publishes no free space: only the quota is checked here.
+ */
+function refuseOverQuota(
+  context: Context,
+  room: { user: string; quota: number; usage: number; room: number } | null,
+  bytesOut: number,
+  how: 'about' | 'exactly',
+) {
+  if (!room || bytesOut <= room.room || context.options.force) return;
+  throw new StepError(
+    'preflight',
+    `the image takes ${how} ${bytes(bytesOut)}, and ${room.user}'s quota leaves ${bytes(room.room)} (${room.usage} of ${room.quota} bytes used): delete images, ask an admin, or --force to try anyway`,
+  );
 }
 
 const forceOption: Record<string, OptionSpec> = {
@@ -1049,7 +1093,11 @@ export const commands: CommandSpec[] = [
       os_type: imageFields.os_type,
       os_variant: imageFields.os_variant,
       ...ownerOption,
-      ...forceOption,
+      force: {
+        type: 'boolean',
+        short: 'f',
+        help: 'do not ask for confirmation, and save even if the estimate passes the quota',
+      },
       root: { type: 'string', help: 'save this directory tree instead of / (a chroot)', value: 'DIR' },
       exclude: {
         type: 'string',
@@ -1059,10 +1107,14 @@ export const commands: CommandSpec[] = [
       },
       resize: {
         type: 'string',
-        help: 'the image’s size (default: that of the source filesystem)',
+        help: 'the image’s size (default: the tree’s size plus a quarter and 512 MiB, in whole GiB)',
         value: 'MIB',
       },
-      format: { type: 'string', help: 'raw (default) or qcow2', value: 'FORMAT' },
+      format: {
+        type: 'string',
+        help: 'qcow2 (default: only the data is sent) or raw (the whole virtual size is sent)',
+        value: 'FORMAT',
+      },
       partitioned: { type: 'boolean', help: 'an MBR disk with one partition (default when / is on one)' },
       'filesystem-only': { type: 'boolean', help: 'a bare filesystem, no partition table' },
       'keep-host-identity': {
@@ -1091,8 +1143,8 @@ export const commands: CommandSpec[] = [
         ref.name = `${ref.name}.gz`;
         context.note(`note: saving as ${ref.name} (gzip-compressed)`);
       }
-      const format = str(options.format) ?? 'raw';
-      if (!['raw', 'qcow2'].includes(format))
+      const format = str(options.format) ?? 'qcow2';
+      if (format !== 'raw' && format !== 'qcow2')
         throw new ClientError('usage', `--format takes raw or qcow2, not '${format}'`);
       if (options.partitioned && options['filesystem-only'])
         throw new ClientError('usage', '--partitioned and --filesystem-only do not go together');
@@ -1137,6 +1189,25 @@ export const commands: CommandSpec[] = [
           context,
           `${existing.owner}/${existing.name} already holds version ${existing.version}. Save over it (as a new version)?`,
         );
+      if (format === 'qcow2')
+        await runStep('preflight', 'qemu-img', ['--version']).catch(() => {
+          throw new StepError(
+            'preflight',
+            'qemu-img is needed for a qcow2 image (Debian: apt-get install qemu-utils), or save with --format raw',
+          );
+        });
+
+      // Before anything is copied: the sizes, and whether the owner's quota can take them.
+      const room = await quotaRoom(api, existing?.owner ?? ref.owner);
+      let estimate: (ImagePlan & { bytes: number }) | undefined;
+      const approve = async (plan: ImagePlan) => {
+        const bytesOut = estimateStoredBytes(plan, options.gzip ? 'qcow2' : format);
+        estimate = { ...plan, bytes: bytesOut };
+        context.note(
+          `image: ${bytes(plan.virtualSize)} virtual, ${format}${options.gzip ? ', gzip-compressed' : ''}; about ${bytes(bytesOut)} to send and store (the tree: ${bytes(plan.treeBytes)}, ${plan.treeFiles} files)`,
+        );
+        if (!options['dry-run']) refuseOverQuota(context, room, bytesOut, 'about');
+      };
 
       const shot = await snapshot({
         root,
@@ -1156,6 +1227,7 @@ export const commands: CommandSpec[] = [
         verbose: Boolean(options.verbose),
         dryRun: Boolean(options['dry-run']),
         note: context.note,
+        approve,
       });
       const target = `${existing?.owner ?? ref.owner ?? '(you)'}/${ref.name}`;
       if (options['dry-run']) {
@@ -1164,6 +1236,8 @@ export const commands: CommandSpec[] = [
           exists: existing !== null,
           method: shot.method,
           size: shot.size,
+          estimated_bytes: estimate?.bytes,
+          ...(room ? { quota_room: room.room } : {}),
           format,
           partitioned,
           metadata: fields,
@@ -1171,7 +1245,7 @@ export const commands: CommandSpec[] = [
         return context.print(
           context.json
             ? JSON.stringify(plan, null, 2)
-            : `[DRY RUN] would save ${root} to ${target} (${existing ? 'a new version' : 'a new image'}): ${shot.size} bytes, ${format}, ${partitioned ? 'partitioned' : 'filesystem only'}\n  metadata: ${JSON.stringify(fields)}`,
+            : `[DRY RUN] would save ${root} to ${target} (${existing ? 'a new version' : 'a new image'}): ${shot.size} bytes virtual, about ${estimate?.bytes} to send, ${format}, ${partitioned ? 'partitioned' : 'filesystem only'}\n  metadata: ${JSON.stringify(fields)}`,
         );
       }
       for (const warning of shot.warnings) context.note(`warning: ${warning}`);
@@ -1200,6 +1274,9 @@ export const commands: CommandSpec[] = [
         );
         file = `${file}.gz`;
       }
+      const sending = statSync(file).size;
+      context.note(`sending ${bytes(sending)} (${sending} bytes)`);
+      if (!options.force) refuseOverQuota(context, room, sending, 'exactly');
 
       // The slot: created if new (and removed again if the upload fails), updated once the bytes are in.
       let created = false;
@@ -1240,7 +1317,7 @@ export const commands: CommandSpec[] = [
       if (context.json)
         return context.print(JSON.stringify({ image: result, snapshot: { ...shot, seconds } }, null, 2));
       context.print(
-        `[OK] saved ${root} as ${result.owner}/${result.name} version ${result.version} in ${seconds.toFixed(1)} s: ${synced}; ${bytes(shot.size)} image${shot.bootable ? '' : ' (not bootable by itself)'}, sha256 ${result.digests?.sha256}`,
+        `[OK] saved ${root} as ${result.owner}/${result.name} version ${result.version} in ${seconds.toFixed(1)} s: ${synced}; ${bytes(shot.size)} image${shot.bootable ? '' : ' (not bootable by itself)'}, ${bytes(sending)} sent as ${options.gzip ? 'gzip' : format}, sha256 ${result.digests?.sha256}`,
       );
     },
   },

@@ -18,8 +18,10 @@ import {
   mkdir,
   mkdtemp,
   open,
+  readdir,
   readFile,
   rm,
+  stat,
   symlink,
   truncate,
   unlink,
@@ -196,6 +198,8 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
         tree,
         '--resize',
         '64',
+        '--format',
+        'raw',
         '--exclude',
         '/srv/cache/*',
         layout,
@@ -404,6 +408,119 @@ describe('repoman save-image', { skip: asRoot ? false : 'needs root (device node
       'no slot was left behind',
     );
   });
+
+  /** The files under the server's blob directory, with their size and the bytes they take on disk. */
+  async function storedBlobs() {
+    const blobs = join(server.dir, 'data', 'blobs');
+    const entries = await readdir(blobs, { recursive: true, withFileTypes: true });
+    return Promise.all(
+      entries
+        .filter((entry) => entry.isFile())
+        .map(async (entry) => {
+          const info = await stat(join(entry.parentPath, entry.name));
+          return { size: info.size, allocated: info.blocks * 512 };
+        }),
+    );
+  }
+
+  it('saves a small tree from a large filesystem as about the tree’s size, sent and stored, in a qcow2 that holds the tree', {
+    skip: existsSync('/dev/loop-control')
+      ? false
+      : 'loop devices are not available here: the large filesystem cannot be mounted',
+  }, async () => {
+    // A 100 GB ext4 (sparse), loop-mounted, holding a tree of about 300 KB.
+    const large = join(dir, 'large.ext4');
+    const mountpoint = join(dir, 'large');
+    await writeFile(large, '');
+    await truncate(large, 100 * 1000 ** 3);
+    await exec('mkfs.ext4', ['-F', '-q', large], { env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+    await mkdir(mountpoint);
+    await exec('mount', ['-o', 'loop', large, mountpoint]);
+    try {
+      const small = join(mountpoint, 'small');
+      const files: Record<string, Buffer> = {
+        'etc/os-release': Buffer.from('ID=debian\nVERSION_ID="12"\n'),
+        'etc/hostname': Buffer.from('small\n'),
+        'srv/data/a.bin': createHash('sha512').update('a').digest(),
+        'srv/data/big.bin': Buffer.concat(
+          Array.from({ length: 4096 }, (_, i) => createHash('sha512').update(String(i)).digest()),
+        ), // 256 KiB that do not compress
+      };
+      for (const [path, content] of Object.entries(files)) {
+        await mkdir(join(small, path, '..'), { recursive: true });
+        await writeFile(join(small, path), content);
+      }
+      const treeBytes = Number((await exec('du', ['-sx', '--block-size=1', small])).stdout.split(/\s/)[0]);
+
+      const run = await ok(['save-image', 'small.img', '--root', small]);
+      // Before the copy: the virtual size and an estimate of what is sent; the file's own size before sending.
+      const planned = /image: 1\.0 GiB virtual, qcow2; about ([\d.]+) (KiB|MiB) to send and store/.exec(
+        run.stderr,
+      );
+      assert.ok(planned, run.stderr);
+      assert.ok(
+        run.stderr.indexOf(planned[0]) < run.stderr.search(/copying /),
+        'the estimate comes before the copy',
+      );
+      const sent = Number(/sending [^(]+\((\d+) bytes\)/.exec(run.stderr)?.[1]);
+      const estimated = Number(planned[1]) * (planned[2] === 'MiB' ? 1024 * 1024 : 1024);
+      assert.ok(sent <= estimated, `sent ${sent}, estimated ${estimated}`);
+
+      // Sent and stored: the tree and the filesystem's metadata, a few MiB, not 100 GB (nor 1 GiB).
+      const shown = JSON.parse((await ok(['list-images', 'small.img', '--json'])).stdout);
+      assert.equal(shown.disk_format, 'qcow2');
+      assert.equal(shown.size, sent);
+      assert.ok(sent > treeBytes && sent < treeBytes + 4 * 1024 * 1024, `${sent} bytes for ${treeBytes}`);
+      const blob = (await storedBlobs()).find((b) => b.size === sent);
+      assert.ok(blob, 'the image’s blob');
+      assert.ok(blob.allocated < treeBytes + 4 * 1024 * 1024, `${blob.allocated} bytes of the server’s disk`);
+
+      // The download, as raw, is a whole filesystem of the default size holding the tree.
+      const qcow2 = join(dir, 'small.qcow2');
+      await ok(['get-image', 'small.img', qcow2]);
+      const info = JSON.parse((await exec('qemu-img', ['info', '--output=json', qcow2])).stdout);
+      assert.equal(info.format, 'qcow2');
+      assert.equal(info['virtual-size'], 1024 ** 3);
+      const raw = join(dir, 'small.raw');
+      await exec('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, raw]);
+      await exec('e2fsck', ['-fn', raw]);
+      for (const [path, content] of Object.entries(files)) {
+        const { stdout } = await exec('debugfs', ['-R', `cat /${path}`, raw], {
+          encoding: 'buffer',
+          maxBuffer: 1024 * 1024,
+        });
+        assert.ok(stdout.equals(content), `/${path} in the image`);
+      }
+      await rm(raw, { force: true });
+    } finally {
+      await exec('umount', [mountpoint]);
+      await rm(large, { force: true });
+    }
+  });
+
+  it('refuses before copying anything when the quota cannot take the estimate; --force tries, and the server refuses', async () => {
+    const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+    const usage = (await admin.get('/api/whoami')).json.usage as number;
+    assert.equal((await admin.patch('/api/users/admin', { quota: usage + 100 * 1024 })).status, 200);
+    try {
+      const refused = await repoman(['save-image', 'quota.img', '--root', tree]);
+      assert.notEqual(refused.status, 0);
+      assert.match(
+        refused.stderr.trim().split('\n').at(-1) ?? '',
+        /preflight failed: the image takes about [\d.]+ MiB, and admin's quota leaves 100\.0 KiB .*--force to try anyway/,
+      );
+      assert.doesNotMatch(refused.stderr, /copying|syncing/, 'nothing was copied');
+
+      // --retries 0: the client retries a 507, and quota_exceeded is one.
+      const forced = await repoman(['save-image', 'quota.img', '--root', tree, '--force', '--retries', '0']);
+      assert.notEqual(forced.status, 0);
+      assert.match(forced.stderr, /quota/);
+      const images = JSON.parse((await ok(['list-images', '--json'])).stdout);
+      assert.ok(!images.some((i: { name: string }) => i.name === 'quota.img'), 'no slot was left behind');
+    } finally {
+      await admin.patch('/api/users/admin', { quota: null });
+    }
+  });
 });
 
 describe('repoman save-image without root', {
@@ -423,10 +540,15 @@ describe('repoman save-image without root', {
     await writeFile(join(tree, 'tmp/junk'), 'temporary');
     await chmod(join(tree, 'tmp'), 0o1777);
     await mkdir(join(dir, 'work'));
+    // The other user may not enter the clone (under /root, in a mktemp -d folder): it gets the client's
+    // sources and this Node in a directory of its own.
+    await exec('cp', ['-r', join(root, 'src'), join(dir, 'client')]);
+    await writeFile(join(dir, 'package.json'), '{ "type": "module" }\n');
+    await exec('cp', [process.execPath, join(dir, 'node')]);
     const script = join(dir, 'save.mjs');
     await writeFile(
       script,
-      `import { snapshot } from ${JSON.stringify(join(root, 'src/snapshot.ts'))};
+      `import { snapshot } from './client/snapshot.ts';
 const shot = await snapshot({ root: ${JSON.stringify(tree)}, workDir: ${JSON.stringify(join(dir, 'work'))},
   names: { lock: 'lock', image: 'image.img', mount: 'mnt', staging: 'mnt-tree' }, method: 'auto',
   excludes: ['/tmp/*'], size: 16 * 1024 * 1024, partitioned: false, keepHostIdentity: false, clean: false,
@@ -440,7 +562,7 @@ console.log(JSON.stringify(shot));
       '--reuid=65534',
       '--regid=65534',
       '--clear-groups',
-      process.execPath,
+      join(dir, 'node'),
       script,
     ]);
     assert.match(stderr, /method: rsync into a staging tree, then mkfs\.ext4 -d .*, under fakeroot/);
