@@ -532,7 +532,19 @@ export function apiSuite(engine: Engine) {
       it('enforces read_only against deletion', async () => {
         await as('bob').patch('/api/images/rhel6.img', { read_only: true });
         expectError(await as('bob').delete('/api/images/rhel6.img'), 409, 'image_read_only');
+        expectError(await as('bob').delete('/api/images/rhel6.img?dry_run=true'), 409, 'image_read_only');
         await as('bob').patch('/api/images/rhel6.img', { read_only: false });
+      });
+
+      it('answers a dry-run deletion as the deletion would, and deletes nothing', async () => {
+        assert.equal((await as('bob').delete('/api/images/rhel6.img?dry_run=true')).status, 204);
+        assert.equal((await as('bob').get('/api/images/rhel6.img')).status, 200, 'still there');
+        expectError(
+          await as('doug').delete('/api/images/bob/rhel6.img?dry_run=true'),
+          404,
+          'image_not_found',
+        );
+        expectError(await as('bob').delete('/api/images/rhel6.img?dry_run=maybe'), 400, 'invalid_field');
       });
 
       it('lets only admins create in another namespace or give images away directly', async () => {

@@ -270,7 +270,8 @@ export function createImageService(deps: {
         return viewById(actor, row.id);
       },
 
-      async remove(actor: Actor, ref: ImageRef): Promise<void> {
+      /** Deletes an image; with `dryRun`, makes every check a deletion makes and stops there. */
+      async remove(actor: Actor, ref: ImageRef, options: { dryRun?: boolean } = {}): Promise<void> {
         const { row, target } = await find(actor, ref, canDeleteImage);
         if (!canDeleteImage(actor, target))
           throw new RepomanError('forbidden', `You may not delete ${ref.owner}/${ref.name}`);
@@ -280,6 +281,7 @@ export function createImageService(deps: {
             `${ref.owner}/${ref.name} is read-only; clear read_only before deleting it`,
           );
         }
+        if (options.dryRun) return;
         const blobs = await db.transaction().execute(async (trx) => {
           await lockImage(trx, row.id); // an upload finishing now either lands before this or finds no image
           const keys = await blobKeysOfImages(trx, [row.id]);

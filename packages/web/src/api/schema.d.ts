@@ -1013,10 +1013,12 @@ export interface paths {
                 };
             };
         };
-        /** Delete an image (not while read_only) */
+        /** Delete an image (not while read_only); with ?dry_run=true, only say whether it would be deleted */
         delete: {
             parameters: {
-                query?: never;
+                query?: {
+                    dry_run?: boolean;
+                };
                 header?: never;
                 path: {
                     user: string;
@@ -1397,10 +1399,12 @@ export interface paths {
                 };
             };
         };
-        /** Delete an image (not while read_only) */
+        /** Delete an image (not while read_only); with ?dry_run=true, only say whether it would be deleted */
         delete: {
             parameters: {
-                query?: never;
+                query?: {
+                    dry_run?: boolean;
+                };
                 header?: never;
                 path: {
                     image: string;

@@ -129,11 +129,26 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       );
     }
 
-    app.delete<{ Params: RefParams }>(
+    app.delete<{ Params: RefParams; Querystring: { dry_run?: boolean } }>(
       form.prefix,
-      { schema: { summary: 'Delete an image (not while read_only)', tags: ['images'], params } },
+      {
+        schema: {
+          summary:
+            'Delete an image (not while read_only); with ?dry_run=true, only say whether it would be deleted',
+          tags: ['images'],
+          params,
+          querystring: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { dry_run: { type: 'boolean' } },
+          },
+        },
+      },
       async (request, reply) => {
-        await services.images.remove(requireActor(request), refOf(request));
+        const dryRun = request.query.dry_run === true;
+        // A question asked before a confirmation (the client's remove-image): audited as the question it is.
+        if (dryRun) request.audit = { ...request.audit, detail: { dry_run: true } };
+        await services.images.remove(requireActor(request), refOf(request), { dryRun });
         return reply.code(204).send();
       },
     );
