@@ -11,8 +11,9 @@ export async function requirePostgres(): Promise<void> {
     await client.query('select 1');
   } catch (error) {
     throw new Error(
-      `PostgreSQL is not reachable at ${PG_URL} (${(error as Error).message}). Start it (for example ` +
-        "'pg_ctlcluster --skip-systemctl-redirect 15 main start') or point REPOMAN_TEST_PG_URL at one.",
+      `PostgreSQL is not reachable at ${PG_URL} (${(error as Error).message}). Run the tests with npm test, ` +
+        'whose setup step (scripts/test-setup.sh) starts a throwaway PostgreSQL when none answers, start one ' +
+        "(for example 'pg_ctlcluster --skip-systemctl-redirect 15 main start') or point REPOMAN_TEST_PG_URL at one.",
     );
   } finally {
     await client.end().catch(() => {});
