@@ -202,8 +202,12 @@ export class Api {
     const text = await readText(response).catch(() => '');
     const status = response.statusCode ?? 0;
     try {
-      const { error } = JSON.parse(text) as { error: { code: string; message: string } };
-      return new ClientError('server', error.message, { code: error.code, status });
+      const { error } = JSON.parse(text) as { error: { code: string; message: string; details?: unknown } };
+      return new ClientError('server', error.message, {
+        code: error.code,
+        status,
+        ...(error.details === undefined ? {} : { details: error.details }),
+      });
     } catch {
       return new ClientError(
         'server',

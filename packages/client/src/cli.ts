@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Api } from './api.ts';
 import { findCaCertificates, findCredential, loadSettings, type Settings } from './config.ts';
-import { ClientError, exitStatusOf } from './errors.ts';
+import { asClientError, ClientError, errorDocument, exitStatusOf } from './errors.ts';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -68,7 +68,7 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     value: 'SECONDS',
   },
   json: { type: 'boolean', help: 'print what the server returned, as JSON' },
-  help: { type: 'boolean', help: 'show help' },
+  help: { type: 'boolean', short: 'h', help: 'show help (after a command whose -h is its own: --help)' },
 };
 
 export interface Io {
@@ -130,70 +130,100 @@ const VALUED = new Set(
   ),
 );
 
+type ParseOptions = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+
+/** Global options as `parseArgs` takes them, without the short names in `taken` (a command's own). */
+function globalParseOptions(taken: ReadonlySet<string>): ParseOptions {
+  return Object.fromEntries(
+    Object.entries(GLOBAL_OPTIONS).map(([key, spec]) => [
+      key,
+      { type: spec.type, ...(spec.short && !taken.has(spec.short) ? { short: spec.short } : {}) },
+    ]),
+  );
+}
+
+export interface CommandLine {
+  /** The command as written (a name or an alias); undefined when only global options were given. */
+  name: string | undefined;
+  command: CommandSpec | undefined;
+  options: Context['options'];
+  positionals: string[];
+}
+
+/**
+ * Splits a command line as the original's argparse did: options before the command name are global (so
+ * `repoman -p 8443 create-group g` is the port), options after it are the command's own, its short options
+ * winning over the global ones (`create-group g -p LIST` is --permissions, `put-image -h HV` is --hypervisor).
+ * Global options are still taken after the command by their long names, and by their short ones where the
+ * command leaves them free. Throws a usage error for an unknown option or a missing value.
+ */
+export function parseCommandLine(argv: string[], commands: CommandSpec[]): CommandLine {
+  let index = 0;
+  while (index < argv.length && (argv[index] as string).startsWith('-') && argv[index] !== '--')
+    index += VALUED.has(argv[index] as string) ? 2 : 1;
+  if (argv[index] === '--') index++;
+  const parse = (args: string[], options: ParseOptions, hint: string) => {
+    try {
+      return parseArgs({ args, options, allowPositionals: true, strict: true });
+    } catch (error) {
+      throw new ClientError('usage', `${(error as Error).message.split('\n')[0]} (see '${hint}')`);
+    }
+  };
+  const leading = parse(
+    argv.slice(0, Math.min(index, argv.length)),
+    globalParseOptions(new Set()),
+    'repoman help',
+  );
+  const name = argv[index];
+  const command = name === undefined ? undefined : commands.find((c) => c.name === name || c.alias === name);
+  if (!command) return { name, command, options: leading.values as Context['options'], positionals: [] };
+  const taken = new Set(Object.values(command.options ?? {}).flatMap((o) => (o.short ? [o.short] : [])));
+  const own: ParseOptions = Object.fromEntries(
+    Object.entries(command.options ?? {}).map(([key, spec]) => [
+      key,
+      {
+        type: spec.type,
+        ...(spec.short ? { short: spec.short } : {}),
+        ...(spec.multiple ? { multiple: true } : {}),
+      },
+    ]),
+  );
+  const rest = parse(
+    argv.slice(index + 1),
+    { ...globalParseOptions(taken), ...own },
+    `repoman ${command.name} --help`,
+  );
+  return {
+    name,
+    command,
+    // What follows the command name wins over what precedes it.
+    options: { ...leading.values, ...rest.values } as Context['options'],
+    positionals: rest.positionals,
+  };
+}
+
 /** Runs one command line; resolves with the exit status. */
 export async function main(argv: string[], commands: CommandSpec[], io: Io): Promise<number> {
   const write = (stream: NodeJS.WritableStream) => (text: string) =>
     stream.write(text.endsWith('\n') ? text : `${text}\n`);
   const print = write(io.stdout);
   const note = write(io.stderr);
-  let index = 0;
-  while (index < argv.length && (argv[index] as string).startsWith('-'))
-    index += VALUED.has(argv[index] as string) ? 2 : 1;
-  const name = argv[index];
-  const command = commands.find((c) => c.name === name || c.alias === name);
-  let label = name ?? 'repoman';
+  let label = 'repoman';
+  // --json as written anywhere, so that even a command line that cannot be parsed fails as a JSON document.
+  let json = argv.includes('--json');
   const connected: { api: Api | null } = { api: null };
   try {
-    if (name === undefined) {
-      if (argv.includes('--help')) {
-        print(generalHelp(commands));
-        return 0;
-      }
-      throw new ClientError('usage', "too few arguments: try 'repoman help'");
-    }
-    if (!command) throw new ClientError('usage', `'${name}' is not a repoman command: try 'repoman help'`);
-    label = command.name;
-    const rest = [...argv.slice(0, index), ...argv.slice(index + 1)];
-    // A command's own short options win over the global ones (create-group -p is --permissions).
-    const taken = new Set(Object.values(command.options ?? {}).flatMap((o) => (o.short ? [o.short] : [])));
-    const globals = Object.fromEntries(
-      Object.entries(GLOBAL_OPTIONS).map(([key, spec]) => [
-        key,
-        spec.short && taken.has(spec.short)
-          ? { type: spec.type }
-          : { type: spec.type, ...(spec.short ? { short: spec.short } : {}) },
-      ]),
-    );
-    const own = Object.fromEntries(
-      Object.entries(command.options ?? {}).map(([key, spec]) => [
-        key,
-        {
-          type: spec.type,
-          ...(spec.short ? { short: spec.short } : {}),
-          ...(spec.multiple ? { multiple: true } : {}),
-        },
-      ]),
-    );
-    let parsed: ReturnType<typeof parseArgs>;
-    try {
-      parsed = parseArgs({
-        args: rest,
-        options: { ...globals, ...own },
-        allowPositionals: true,
-        strict: true,
-      });
-    } catch (error) {
-      throw new ClientError(
-        'usage',
-        `${(error as Error).message.split('\n')[0]} (see 'repoman ${command.name} --help')`,
-      );
-    }
-    const options = parsed.values as Context['options'];
-    if (options.help) {
-      print(commandHelp(command));
+    const line = parseCommandLine(argv, commands);
+    const { name, command, options } = line;
+    json = Boolean(options.json) || json;
+    if (name !== undefined) label = command?.name ?? name;
+    if (options.help && (name === undefined || command !== undefined)) {
+      print(command ? commandHelp(command) : generalHelp(commands));
       return 0;
     }
-    const args = bindArguments(command, parsed.positionals);
+    if (name === undefined) throw new ClientError('usage', "too few arguments: try 'repoman help'");
+    if (!command) throw new ClientError('usage', `'${name}' is not a repoman command: try 'repoman help'`);
+    const args = bindArguments(command, line.positionals);
     // Read on first use: make-config, help and version work even beside a broken configuration file.
     let settings: Settings | undefined;
     const context: Context = {
@@ -203,7 +233,7 @@ export async function main(argv: string[], commands: CommandSpec[], io: Io): Pro
         settings ??= loadSettings(io.env);
         return settings;
       },
-      json: Boolean(options.json),
+      json,
       command,
       print,
       note,
@@ -217,10 +247,8 @@ export async function main(argv: string[], commands: CommandSpec[], io: Io): Pro
     await command.run(context);
     return 0;
   } catch (error) {
-    const failure =
-      error instanceof ClientError
-        ? error
-        : new ClientError('server', (error as Error)?.message ?? String(error));
+    const failure = asClientError(error);
+    if (json) print(JSON.stringify(errorDocument(failure), null, 2));
     note(`[FAILED] ${label}: ${failure.message}`);
     return exitStatusOf(failure);
   } finally {

@@ -425,11 +425,7 @@ export const commands: CommandSpec[] = [
       const api = await context.api();
       const ref = imageRef(context);
       const image = await api.get(imagePath(ref));
-      if (image.raw_file_uploaded && !context.options.force)
-        await confirmOrForce(
-          context,
-          `${image.owner}/${image.name} already holds version ${image.version} (${bytes(image.size)}). Upload a new version?`,
-        );
+      const question = `${image.owner}/${image.name} already holds version ${image.version} (${bytes(image.size)}). Upload a new version?`;
       const file = context.args.file as string;
       const result = (await upload(api, {
         file,
@@ -439,6 +435,11 @@ export const commands: CommandSpec[] = [
         retries: retries(context),
         format: str(context.options.format),
         decompress: Boolean(context.options.decompress),
+        // Asked once the server has accepted the upload: a refusal comes before the question.
+        beforeSending:
+          image.raw_file_uploaded && !context.options.force
+            ? () => confirmOrForce(context, question)
+            : undefined,
         note: context.note,
       })) as Json;
       done(
@@ -611,7 +612,11 @@ export const commands: CommandSpec[] = [
       const ref = imageRef(context);
       const api = await context.api();
       const image = await api.get(imagePath(ref));
-      await confirmOrForce(context, `Delete ${image.owner}/${image.name} and all its versions?`);
+      if (!context.options.force) {
+        // The server says first whether it would delete it: a refusal comes before the question.
+        await api.request('DELETE', imagePath(ref), { query: { dry_run: true } });
+        await confirmOrForce(context, `Delete ${image.owner}/${image.name} and all its versions?`);
+      }
       await api.delete(imagePath(ref));
       done(
         context,

@@ -172,8 +172,9 @@ export interface Credential {
 }
 
 /**
- * The credential to present: `--proxy`, the configured proxy, `$X509_USER_PROXY`, `/tmp/x509up_u<uid>`; else
- * `--cert`/`--key`, the configured user certificate, `~/.globus/usercert.pem` and `userkey.pem`.
+ * The credential to present: `--proxy`; `--cert` (with `--key`, or its own key); the configured proxy,
+ * `$X509_USER_PROXY`, `/tmp/x509up_u<uid>`; else the configured user certificate, `~/.globus/usercert.pem`
+ * and `userkey.pem`. What is written on the command line wins over what the configuration or environment holds.
  */
 export function findCredential(
   settings: Settings,
@@ -193,16 +194,61 @@ export function findCredential(
     );
     for (const path of candidates) if (existsSync(path)) return proxyCredential(path);
   }
+  return userCredential(settings, flags, env);
+}
+
+const PRIVATE_KEY =
+  /-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
+
+/**
+ * A user certificate and its key: `--cert`/`--key`, else `user_cert`/`user_key`, else the grid defaults. A
+ * certificate file that holds its key too (as `repoman-server issue-certificate` writes `user.pem`) needs no
+ * key file; one given without a key that holds none is refused by name, not taken with an unrelated default key.
+ */
+function userCredential(
+  settings: Settings,
+  flags: { cert?: string | undefined; key?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): Credential {
+  const certFrom = flags.cert ? '--cert' : settings.certificate ? 'user_cert' : undefined;
   const cert = expandHome(flags.cert ?? settings.certificate ?? '~/.globus/usercert.pem', env);
-  const key = expandHome(flags.key ?? settings.key ?? '~/.globus/userkey.pem', env);
-  if (!existsSync(cert) || !existsSync(key)) {
+  const keyFrom = flags.key ? '--key' : !flags.cert && settings.key ? 'user_key' : undefined;
+  const keyGiven = flags.key ?? (flags.cert ? undefined : settings.key);
+  if (!existsSync(cert)) {
+    if (certFrom)
+      throw new ClientError('credentials', `The certificate ${cert} (${certFrom}) does not exist`);
     throw new ClientError(
       'credentials',
-      `No credentials: no proxy (--proxy, proxy_cert in the configuration, $X509_USER_PROXY or /tmp/x509up_u${process.getuid?.() ?? '<uid>'}) and no user certificate and key (${cert}, ${key}). Make a proxy with grid-proxy-init.`,
+      `No credentials: no proxy (--proxy, proxy_cert in the configuration, $X509_USER_PROXY or /tmp/x509up_u${process.getuid?.() ?? '<uid>'}) and no user certificate (--cert, user_cert, or ${cert}). Make a proxy with grid-proxy-init.`,
     );
   }
-  const keyPem = readFileSync(key, 'utf8');
-  return describe(readFileSync(cert, 'utf8'), keyPem, `${cert} and ${key}`);
+  const certPem = readFileSafe(cert);
+  if (certPem === undefined)
+    throw new ClientError(
+      'credentials',
+      `Cannot read the certificate ${cert}${certFrom ? ` (${certFrom})` : ''}`,
+    );
+  if (keyGiven === undefined) {
+    const inside = PRIVATE_KEY.exec(certPem)?.[0];
+    if (inside) return describe(certPem, inside, cert);
+  }
+  const key = expandHome(keyGiven ?? '~/.globus/userkey.pem', env);
+  if (keyGiven === undefined && certFrom === '--cert')
+    throw new ClientError(
+      'credentials',
+      `${cert} (--cert) holds no private key: give its key with --key FILE`,
+    );
+  const keyPem = readFileSafe(key);
+  if (keyPem === undefined)
+    throw new ClientError(
+      'credentials',
+      existsSync(key)
+        ? `Cannot read the key ${key}${keyFrom ? ` (${keyFrom})` : ''}`
+        : keyFrom
+          ? `The key ${key} (${keyFrom}) does not exist`
+          : `${cert} holds no private key, and there is no ${key}: give the key with --key FILE (or user_key)`,
+    );
+  return describe(certPem, keyPem, `${cert} and ${key}`);
 }
 
 function proxyCredential(path: string): Credential {

@@ -172,6 +172,12 @@ export interface UploadOptions {
   format?: string | undefined;
   /** Have the server store a compressed file decompressed. */
   decompress?: boolean;
+  /**
+   * Called once the server has accepted the upload (it checks permission, read-only, size and quota when the
+   * upload is created or resumed) and before any byte is sent: a question asked here is never answered in vain.
+   * If it throws, an upload created for this run is withdrawn.
+   */
+  beforeSending?: (() => Promise<void>) | undefined;
   note: (text: string) => void;
 }
 
@@ -217,6 +223,7 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
 
   let location: string | undefined = readState(stateFile)[key];
   let offset = 0;
+  let fresh = false;
   if (location) {
     const known = location;
     offset = await persist(
@@ -249,7 +256,18 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
     );
     location = String(created.headers.location);
     offset = Number(created.headers['upload-offset'] ?? 0);
+    fresh = true;
     remember(location);
+  }
+  if (options.beforeSending) {
+    const created = location;
+    await options.beforeSending().catch(async (error: unknown) => {
+      if (fresh) {
+        remember(undefined);
+        await api.request('DELETE', created, { headers: TUS }).catch(() => {}); // expires by itself otherwise
+      }
+      throw error;
+    });
   }
 
   const url = location;

@@ -18,6 +18,7 @@ import { clientFor } from '../../server/test/helpers/http.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { cuttingRelay } from '../../server/test/helpers/relay.ts';
 import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
+import { GLOBAL_OPTIONS, parseCommandLine } from '../src/cli.ts';
 import { commands } from '../src/commands.ts';
 import { buildClient } from './build.ts';
 
@@ -136,6 +137,11 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     assert.match(await ok(['help', 'ci']), /usage: repoman create-image image/);
     assert.match(await ok(['list-images', '--help']), /--all/);
     await fails([], 2, /too few arguments/);
+    // -h is help before a command, and after one that does not take -h itself; put-image's -h is --hypervisor.
+    assert.match(await ok(['-h']), /^usage: repoman \[global options\] <command>/);
+    assert.match(await ok(['--help']), /^usage: repoman \[global options\] <command>/);
+    assert.match(await ok(['whoami', '-h']), /^usage: repoman whoami/);
+    await fails(['put-image', 'x.img', 'y.img', '-h'], 2, /'-h, --hypervisor <value>' argument missing/);
     await fails(['frobnicate'], 2, /not a repoman command/);
     await fails(['create-image'], 2, /missing image/);
     await fails(['li', '--bogus'], 2, /Unknown option/);
@@ -150,6 +156,61 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
       }
     }
     await fails(['save-image', 'x.img', '--format', 'vmdk'], 2, /--format takes raw or qcow2/);
+  });
+
+  it('takes options before the command as global and after it as the command’s own, for every command', () => {
+    const globals = ['-r', 'repo.example.org', '-p', '8443', '-P', 'proxy.pem'];
+    const collide = new Set(Object.values(GLOBAL_OPTIONS).flatMap((o) => (o.short ? [o.short] : [])));
+    let collisions = 0;
+    for (const command of commands) {
+      for (const name of [command.name, ...(command.alias ? [command.alias] : [])]) {
+        const before = parseCommandLine([...globals, name], commands);
+        assert.equal(before.command, command, name);
+        assert.deepEqual(
+          [before.options.repository, before.options.port, before.options.proxy],
+          ['repo.example.org', '8443', 'proxy.pem'],
+          `${name}: the options before it are global`,
+        );
+        for (const [option, spec] of Object.entries(command.options ?? {})) {
+          if (!spec.short || !collide.has(spec.short)) continue;
+          collisions++;
+          const value = spec.type === 'string' ? ['VALUE'] : [];
+          const after = parseCommandLine([...globals, name, `-${spec.short}`, ...value], commands);
+          assert.deepEqual(
+            after.options[option],
+            spec.type === 'string' ? 'VALUE' : true,
+            `${name} -${spec.short}`,
+          );
+          const global = Object.entries(GLOBAL_OPTIONS).find(
+            ([, g]) => g.short === spec.short,
+          )?.[0] as string;
+          assert.equal(
+            after.options[global],
+            global === 'help' ? undefined : before.options[global],
+            `${name} -${spec.short} leaves --${global} as given before the command`,
+          );
+        }
+      }
+    }
+    assert.ok(collisions >= 6, 'create-group and modify-group -p, the image commands’ -h, are covered');
+  });
+
+  it('goes where the global options before the command say, without a configuration', async () => {
+    const admin = pki.proxy('admin', 'rfc');
+    await writeFile(join(dir, 'admin-proxy.pem'), `${admin.cert}\n${admin.key}`, { mode: 0o600 });
+    const bare = { HOME: join(dir, 'bare-home'), X509_USER_PROXY: '' };
+    await mkdir(bare.HOME, { recursive: true });
+    const to = ['-r', 'localhost', '-p', String(server.httpsPort), '-P', join(dir, 'admin-proxy.pem')];
+    const created = JSON.parse(
+      await ok([...to, 'create-group', 'early', '-u', 'bob', '-p', 'image_create', '--json'], bare),
+    );
+    assert.deepEqual(
+      [created.name, created.users, created.permissions],
+      ['early', ['bob'], ['image_create']],
+    );
+    const modified = JSON.parse(await ok([...to, 'mg', 'early', '-p', 'image_modify', '--json'], bare));
+    assert.deepEqual(modified.permissions, ['image_modify']);
+    assert.match(await ok([...to, 'rg', 'early', '-f'], bare), /Removed group early/);
   });
 
   it('says what is missing before a configuration exists, then make-config writes one', async () => {
@@ -467,12 +528,59 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     await fails(['lt', '--to', '--from'], 2, /Choose one of --to and --from/);
   });
 
+  it('asks the server before asking a non-owner to confirm put-image and remove-image', async () => {
+    const asUna = (args: string[]) => [
+      ...args,
+      '--cert',
+      join(dir, 'una.pem'),
+      '--key',
+      join(dir, 'una.key'),
+    ];
+    await ok(['siu', 'rhel.img', 'una']); // una may read it, not change it
+    try {
+      // Without a terminal a question fails with "add --force": the server's refusal must come first.
+      await fails(asUna(['pi', join(dir, 'image.bin'), 'bob/rhel.img']), 1, /may not/i, asAdmin);
+      await fails(asUna(['ri', 'bob/rhel.img']), 1, /may not/i, asAdmin);
+      // The owner is still asked, and nothing is left of the upload the server had accepted.
+      await fails(['pi', join(dir, 'image.bin'), 'rhel.img'], 1, /already holds version .*--force/);
+      const uploads = join(dir, 'home', '.repoman', 'uploads.json');
+      if (existsSync(uploads)) assert.deepEqual(JSON.parse(await readFile(uploads, 'utf8')), {});
+      await fails(['ri', 'rhel.img'], 1, /add --force/);
+      assert.equal((await json(['li', 'rhel.img'])).name, 'rhel.img');
+    } finally {
+      await ok(['uiu', 'rhel.img', 'una']);
+    }
+  });
+
   it('exits 1 with the server’s reason on 403, 404 and 409', async () => {
     await fails(['cu', 'eve', '/CN=Eve'], 1, /not allowed|may not|permission/i);
     await fails(['li', 'nothing.img'], 1, /No image 'nothing\.img'/);
     await fails(['ci', 'rhel.img'], 1, /already exists/);
     const denied = await repoman(['cu', 'eve', '/CN=Eve', '--json']);
     assert.equal(denied.status, 1);
+    assert.equal(JSON.parse(denied.stdout).error.code, 'forbidden');
+  });
+
+  it('prints a failure as a JSON document with --json, the server’s code apart from the client’s own', async () => {
+    const failure = async (args: string[], status: number, extraEnv: NodeJS.ProcessEnv = {}) => {
+      const run = await repoman([...args, '--json'], extraEnv);
+      assert.equal(run.status, status, `repoman ${args.join(' ')}: ${run.stdout}${run.stderr}`);
+      assert.match(run.stderr, /^\[FAILED\] /m);
+      return JSON.parse(run.stdout).error;
+    };
+    const missing = await failure(['li', 'nothing.img'], 1);
+    assert.deepEqual([missing.code, missing.status], ['image_not_found', 404]);
+    assert.match(missing.message, /No image 'nothing\.img'/);
+    const usage = await failure(['create-image'], 2);
+    assert.equal(usage.code, 'usage_error');
+    assert.equal(usage.status, undefined);
+    assert.equal((await failure(['li', '--bogus'], 2)).code, 'usage_error');
+    // An unforeseen failure on this machine (here: a home that is a file) is local, not the server's.
+    const file = join(dir, 'home-is-a-file');
+    await writeFile(file, '');
+    const local = await failure(['make-config'], 1, { HOME: file });
+    assert.equal(local.code, 'local_error');
+    assert.equal(local.details.errno, 'ENOTDIR');
   });
 
   it('refuses an unreachable server, an untrusted one, and an expired proxy, each with a clear message', async () => {
@@ -494,8 +602,25 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     await fails(
       ['whoami', '--cert', join(dir, 'none.pem'), '--key', join(dir, 'none.key')],
       1,
-      /No credentials/,
+      /The certificate .*none\.pem \(--cert\) does not exist/,
     );
+    await fails(
+      ['whoami', '--cert', join(dir, 'admin.pem')],
+      1,
+      /admin\.pem \(--cert\) holds no private key: give its key with --key FILE/,
+    );
+    await fails(
+      ['whoami', '--cert', join(dir, 'admin.pem'), '--key', join(dir, 'none.key')],
+      1,
+      /The key .*none\.key \(--key\) does not exist/,
+    );
+    await fails(['whoami'], 1, /No credentials: no proxy/, { X509_USER_PROXY: '' });
+  });
+
+  it('takes --cert alone when the file holds the key too, and over $X509_USER_PROXY', async () => {
+    const admin = pki.credential('admin');
+    await writeFile(join(dir, 'admin-user.pem'), `${admin.cert}\n${admin.key}`, { mode: 0o600 });
+    assert.equal(await ok(['whoami', '--cert', join(dir, 'admin-user.pem')]), 'admin\n'); // bob's proxy is in the environment
   });
 
   /** Runs in a pseudo-terminal (util-linux `script`), typing `typed` after a moment; returns what it showed. */
