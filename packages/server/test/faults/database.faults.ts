@@ -10,18 +10,27 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { clientFor } from '../helpers/http.ts';
 import { makeTestPki, type TestPki } from '../helpers/pki.ts';
+import { PG_URL, requirePostgres } from '../helpers/postgres.ts';
 import { startServerFor, type TestServer } from '../helpers/server.ts';
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Stops or starts the PostgreSQL the tests use: the throwaway cluster of scripts/test-setup.sh through the
+ * program it names in REPOMAN_TEST_PG_CTL, else the system's first cluster with pg_ctlcluster.
+ */
 async function cluster(action: 'stop' | 'start') {
-  const [version] = await readdir('/etc/postgresql');
-  await run('pg_ctlcluster', ['--skip-systemctl-redirect', version as string, 'main', action]);
+  const ctl = process.env.REPOMAN_TEST_PG_CTL;
+  if (ctl) await run(ctl, [action]);
+  else {
+    const [version] = await readdir('/etc/postgresql');
+    await run('pg_ctlcluster', ['--skip-systemctl-redirect', version as string, 'main', action]);
+  }
   if (action === 'start') {
     for (let i = 0; i < 60; i++) {
       if (
-        await run('pg_isready', ['-h', '127.0.0.1', '-p', '5432', '-q']).then(
+        await requirePostgres().then(
           () => true,
           () => false,
         )
@@ -29,7 +38,7 @@ async function cluster(action: 'stop' | 'start') {
         return;
       await sleep(500);
     }
-    throw new Error('PostgreSQL did not come back');
+    throw new Error(`PostgreSQL did not come back at ${PG_URL}`);
   }
 }
 
