@@ -1,6 +1,7 @@
 /**
  * Line charts like the paper's figures, written as SVG by hand (no plotting library) and turned into PNG by
- * rsvg-convert (Debian's librsvg2-bin; installed if missing and we are root, otherwise SVG only).
+ * rsvg-convert (Debian's librsvg2-bin, which `npm run bench`'s setup step, scripts/test-setup.sh, installs;
+ * without it, SVG only).
  */
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -74,24 +75,8 @@ export function svg(chart: Chart): string {
   return `${parts.join('\n')}\n`;
 }
 
+/** rsvg-convert's path, or null. Never installed here: tools are installed by scripts/test-setup.sh only. */
 async function converter(): Promise<string | null> {
-  const found = await run('sh', ['-c', 'command -v rsvg-convert']).then(
-    ({ stdout }) => stdout.trim(),
-    () => '',
-  );
-  if (found) return found;
-  if (process.getuid?.() !== 0) return null;
-  console.error('installing librsvg2-bin for rsvg-convert (PNG charts)');
-  await run(
-    'sh',
-    [
-      '-c',
-      'apt-get install -y -qq librsvg2-bin || (apt-get update -qq && apt-get install -y -qq librsvg2-bin)',
-    ],
-    {
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    },
-  ).catch(() => {});
   return run('sh', ['-c', 'command -v rsvg-convert']).then(
     ({ stdout }) => stdout.trim() || null,
     () => null,
@@ -102,7 +87,10 @@ async function converter(): Promise<string | null> {
 export async function renderCharts(dir: string, charts: Chart[]): Promise<string[]> {
   const written: string[] = [];
   const rsvg = await converter();
-  if (!rsvg) console.error('rsvg-convert is missing (apt-get install librsvg2-bin): SVG charts only');
+  if (!rsvg)
+    console.error(
+      'rsvg-convert is missing (Debian: librsvg2-bin; scripts/test-setup.sh installs it as root): SVG charts only',
+    );
   for (const chart of charts) {
     const file = join(dir, `${chart.file}.svg`);
     await writeFile(file, svg(chart));
