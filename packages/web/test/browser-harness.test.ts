@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
-import { type BrowserSession, openBrowser, POLICY_DIR } from './helpers/browser.ts';
+import { type BrowserSession, checkBrowserTools, openBrowser, POLICY_DIR } from './helpers/browser.ts';
 
 const artefacts = join(import.meta.dirname, '..', '..', '..', 'artefacts', 'web', 'harness');
 
@@ -56,6 +56,8 @@ describe('browser harness', () => {
   };
 
   before(async () => {
+    // a missing tool or policy directory fails every test with what to install, not a bare ENOENT
+    await checkBrowserTools();
     await rm(artefacts, { recursive: true, force: true });
     pki = await makeTestPki();
     const first = await whoamiServer(pki);

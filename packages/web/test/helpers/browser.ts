@@ -100,7 +100,18 @@ export function checkBrowserTools(): Promise<void> {
       const packages = [
         ...new Set(missing.map((m) => /package (\S+)\)/.exec(m)?.[1]).filter((p) => p !== undefined)),
       ];
-      throw new Error(`browser tests need ${missing.join(', ')}: apt-get install -y ${packages.join(' ')}`);
+      throw new Error(
+        `browser tests need ${missing.join(', ')}: apt-get install -y ${packages.join(' ')} (npm test's setup step, scripts/test-setup.sh, installs them as root)`,
+      );
+    }
+    // the policy file goes in POLICY_DIR, made here if missing: root's to make, on a fresh machine
+    await mkdir(POLICY_DIR, { recursive: true }).catch(() => {});
+    try {
+      await access(POLICY_DIR, constants.W_OK);
+    } catch (error) {
+      throw new Error(
+        `browser tests write a Chromium policy file in ${POLICY_DIR}, which this user cannot (${(error as Error).message}): run them as root (sudo npm test)`,
+      );
     }
   })();
   return checked;
