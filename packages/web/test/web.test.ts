@@ -292,6 +292,14 @@ describe('the web interface in Chromium', () => {
     assert.match((await carol.page.locator('main').textContent()) ?? '', /atlas/);
     await carol.screenshot('new-user-account');
     assert.deepEqual(pageErrors(carol), []);
+
+    // Her first sign-in bound her to the CA of her certificate; an admin unbinds it (a CA renamed).
+    await page.goto(`${server.httpsUrl}/admin`);
+    await page.getByText(`from ${pki.caDn}`).first().waitFor();
+    await page.getByRole('button', { name: 'Unbind the CA of carol' }).click();
+    await page.getByText('carol is bound to the CA of their next login.').waitFor();
+    assert.equal((await as('admin').get('/api/users/carol')).json.issuer_dn, null);
+    assert.deepEqual(pageErrors(admin), []);
   });
 
   it('gives an image away: offered on its Edit page, accepted, declined or withdrawn on the Account page', async () => {

@@ -30,6 +30,8 @@ export type BadKind =
 
 export interface TestPki {
   ca: { certPem: string };
+  /** The CA's subject DN, as users' issuer_dn shows it. */
+  caDn: string;
   host: { certPem: string; keyPem: string };
   /** The same host with an RSA key (the test host's key is ECDSA), made when first asked for. */
   hostRsa(): { certPem: string; keyPem: string };
@@ -66,6 +68,7 @@ export async function makeTestPki(): Promise<TestPki> {
   const proxies = new Map<string, ClientCredential>();
   return {
     ca: { certPem: chainPem(ca) },
+    caDn: ca.cert.subject.oneline,
     host: { certPem: chainPem(host), keyPem: keyPem(host) },
     hostRsa() {
       const rsa = createServerCertificate(ca, ['localhost', '127.0.0.1'], { keyKind: 'rsa' });

@@ -1,4 +1,7 @@
-/** Admin: users (created from a certificate DN; suspension, quota, deletion), groups (members, permissions) and the audit log. */
+/**
+ * Admin: users (created from a certificate DN; the CA they are bound to, suspension, quota, deletion), groups
+ * (members, permissions) and the audit log.
+ */
 
 import { PERMISSIONS } from '@repoman/core';
 import { useState } from 'preact/hooks';
@@ -280,7 +283,10 @@ function UserRow(props: { user: User; me: string; onChanged: () => void; onDelet
   const [gone, setGone] = useState(false);
   const { yes, ask } = useConfirmFocus(confirming);
 
-  const patch = (body: { suspended?: boolean; quota?: number | null }, done: string) =>
+  const patch = (
+    body: { suspended?: boolean; quota?: number | null; issuer_dn?: string | null },
+    done: string,
+  ) =>
     action.run(async () => {
       await call(api.PATCH('/api/users/{user}', { params: { path: { user: name } }, body }));
       props.onChanged();
@@ -318,7 +324,31 @@ function UserRow(props: { user: User; me: string; onChanged: () => void; onDelet
           {self && <span class="muted small"> (you)</span>}
         </th>
         <td>{user.full_name ?? '—'}</td>
-        <td class="dn">{user.client_dn ?? '—'}</td>
+        <td class="dn">
+          {user.client_dn ?? '—'}
+          {user.client_dn !== undefined && (
+            <div class="small muted">
+              from {user.issuer_dn ?? 'the CA of their next login'}
+              {user.issuer_dn && !self && (
+                <>
+                  {' '}
+                  <button
+                    type="button"
+                    class="small"
+                    disabled={action.busy}
+                    aria-label={`Unbind the CA of ${name}`}
+                    title="For a CA that changed its name: the CA of the next login is bound"
+                    onClick={() =>
+                      patch({ issuer_dn: null }, `${name} is bound to the CA of their next login.`)
+                    }
+                  >
+                    Unbind CA
+                  </button>
+                </>
+              )}
+            </div>
+          )}
+        </td>
         <td>{(user.groups ?? []).join(', ') || '—'}</td>
         <td>{user.suspended ? <span class="badge expired">suspended</span> : 'no'}</td>
         <td class="number">{bytes(user.usage)}</td>
