@@ -106,9 +106,13 @@ const LOCAL = new Set([
 ]);
 
 /** Retries after failures that another try may cure (the connection, a server busy or away). */
+/** Server answers that another try cannot change: a full quota is the owner's to free, not a moment's. */
+const DEFINITE = new Set(['quota_exceeded', 'too_many_uploads', 'too_many_images']);
+
 function retryable(error: unknown): boolean {
   if (!(error instanceof ClientError)) return !LOCAL.has((error as NodeJS.ErrnoException)?.code ?? '');
   if (error.kind === 'connection') return true;
+  if (error.code !== undefined && DEFINITE.has(error.code)) return false;
   return (
     error.kind === 'server' &&
     (error.status === undefined || error.status >= 500 || [409, 423].includes(error.status))

@@ -693,6 +693,26 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     assert.match(await ok(['version'], { REPOMAN_CLIENT_CONFIG: broken }), /^\d/);
   });
 
+  it('gives up at once when the quota is full, instead of trying again', async () => {
+    const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+    const usage = (await admin.get('/api/users/bob')).json.usage as number;
+    assert.equal((await admin.patch('/api/users/bob', { quota: usage + 10 })).status, 200);
+    const refused = async () =>
+      ((await admin.get('/api/audit?limit=1000')).json.items as { outcome: string }[]).filter(
+        (e) => e.outcome === 'quota_exceeded',
+      ).length;
+    const before = await refused();
+    try {
+      await ok(['ci', 'full.img']);
+      await fails(['pi', join(dir, 'image.bin'), 'full.img', '--force'], 1, /quota/i);
+      // one refusal: a full quota is not a moment's trouble that another try could cure
+      assert.equal((await refused()) - before, 1);
+    } finally {
+      await admin.patch('/api/users/bob', { quota: null });
+      await repoman(['ri', 'full.img', '--force']);
+    }
+  });
+
   it('takes end of input at a question as no', async () => {
     const answered = await inTerminal(['ri', 'progress.img'], '\u0004');
     assert.notEqual(answered.status, 0);
