@@ -98,19 +98,26 @@ PG_URL=${REPOMAN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 pg_answers() {
   node - "$1" <<'JS'
 const { createRequire } = require('node:module');
-const pg = createRequire(`${process.cwd()}/package.json`)('pg');
-const client = new pg.Client({ connectionString: process.argv[2], connectionTimeoutMillis: 3000 });
-client
-  .connect()
-  .then(() => client.query('select 1'))
-  .then(
-    () => client.end(),
-    (error) => {
-      console.log(error.message || error.code || String(error));
-      process.exitCode = 1;
-      return client.end().catch(() => {});
-    },
-  );
+const fail = (error) => {
+  console.log((error.message || error.code || String(error)).split('\n')[0]);
+  process.exitCode = 1;
+};
+try {
+  const pg = createRequire(`${process.cwd()}/package.json`)('pg');
+  const client = new pg.Client({ connectionString: process.argv[2], connectionTimeoutMillis: 3000 });
+  client
+    .connect()
+    .then(() => client.query('select 1'))
+    .then(
+      () => client.end(),
+      (error) => {
+        fail(error);
+        return client.end().catch(() => {});
+      },
+    );
+} catch (error) {
+  fail(error); // no node_modules yet: npm install first
+}
 JS
 }
 
