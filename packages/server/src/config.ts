@@ -100,6 +100,11 @@ export interface ServerConfig {
   metrics: { enabled: boolean; allow: string[] };
   /** The web interface: served at / from `dir` (the built packages/web) unless switched off. */
   web: { enabled: boolean; dir: string };
+  /**
+   * The listen settings left unset that default to loopback: while clients are checked against the development
+   * CA (no `trust.ca_dir`), whose admin's key sits in the data directory, only this machine is answered.
+   */
+  loopbackDefaults: ('https.listen' | 'http.listen')[];
   /** Things worth telling the operator, such as REPOMAN_* variables that name no setting. */
   warnings: string[];
   /** Where the values came from, for the start-up banner and error messages. */
@@ -198,6 +203,9 @@ const KEYS: Key[] = [
   kind: kind as Kind,
   env: `REPOMAN_${(path as string).replaceAll('.', '_').toUpperCase()}`,
 }));
+
+/** Where a server trusting the development CA listens unless told otherwise. */
+export const LOOPBACK = '127.0.0.1';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -419,6 +427,11 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     throw new ConfigError(
       `s3.part_size_mib must be between 5 and 512 (S3's parts are 5 MiB at least); got ${partSizeMib}`,
     );
+  const loopbackDefaults = values.has('trust.ca_dir')
+    ? []
+    : (['https.listen', 'http.listen'] as const).filter((key) => !values.has(key));
+  const listenDefault = (key: 'https.listen' | 'http.listen') =>
+    loopbackDefaults.includes(key) ? LOOPBACK : '0.0.0.0';
   const admins = env.REPOMAN_ADMINS
     ? parseAdmins(env.REPOMAN_ADMINS, 'REPOMAN_ADMINS')
     : parseAdmins(table.admins, file ?? 'config');
@@ -453,14 +466,14 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     publicHttpUrl: get<string | undefined>('public_http_url', undefined),
     logLevel: get('log_level', 'info'),
     https: {
-      listen: get('https.listen', '0.0.0.0'),
+      listen: get('https.listen', listenDefault('https.listen')),
       port: get('https.port', 8443),
       cert: get<string | undefined>('https.cert', undefined),
       key: get<string | undefined>('https.key', undefined),
     },
     http: {
       enabled: get('http.enabled', true),
-      listen: get('http.listen', '0.0.0.0'),
+      listen: get('http.listen', listenDefault('http.listen')),
       port: get('http.port', 8080),
     },
     timeouts: {
@@ -518,6 +531,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       enabled: get('web.enabled', true),
       dir: get('web.dir', fileURLToPath(new URL('../../web/dist', import.meta.url))),
     },
+    loopbackDefaults,
     warnings: [
       ...unknownVariables(env),
       ...(blobStore === 'discard'

@@ -9,7 +9,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openBlobStore } from './blobs/open.ts';
 import { DEV_NAMESPACE } from './bootstrap.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, LOOPBACK, loadConfig } from './config.ts';
 import { openDatabase, redactUrl } from './db/connect.ts';
 import { formatReport, fsck } from './fsck.ts';
 import { openApiDocument } from './http/app.ts';
@@ -51,11 +51,23 @@ async function serve(configFile: string | undefined) {
   const running = await startServer(config, {
     logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
   });
+  // On the loopback default, URLs name localhost: what the README and the host certificate use.
+  const loopback = config.loopbackDefaults.filter((key) => key === 'https.listen' || config.http.enabled);
+  const shownUrl = (url: string, key: 'https.listen' | 'http.listen') =>
+    loopback.includes(key) ? url.replace(`//${LOOPBACK}:`, '//localhost:') : url;
+  const httpsUrl = shownUrl(running.httpsUrl, 'https.listen');
   const lines = [
-    `Repoman is serving HTTPS at ${running.httpsUrl}` +
-      (running.httpUrl ? ` and HTTP at ${running.httpUrl}` : ''),
+    `Repoman is serving HTTPS at ${httpsUrl}` +
+      (running.httpUrl ? ` and HTTP at ${shownUrl(running.httpUrl, 'http.listen')}` : ''),
     `  database: ${redactUrl(config.databaseUrl)}   data: ${shown(config.dataDir)}`,
   ];
+  if (loopback.length > 0) {
+    const variables = loopback.map((key) => `REPOMAN_${key.replace('.', '_').toUpperCase()}`);
+    lines.push(
+      `  on loopback only (${LOOPBACK}): users are checked against the development CA, whose key is in ${shown(join(config.dataDir, 'ca'))};`,
+      `  to serve other machines, set ${loopback.join(' and ')} (${variables.join(', ')}), e.g. to 0.0.0.0`,
+    );
+  }
   for (const warning of [...config.warnings, ...running.trust.warnings()])
     lines.push(`  warning: ${warning}`);
   if (running.devAdmin) {
@@ -64,7 +76,7 @@ async function serve(configFile: string | undefined) {
       '',
       `Development admin '${admin.name}' (${admin.dn}); call the API as that admin with:`,
       '',
-      `  curl --cert ${shown(admin.pem)} --cacert ${shown(admin.caCert)} ${running.httpsUrl}/api/whoami`,
+      `  curl --cert ${shown(admin.pem)} --cacert ${shown(admin.caCert)} ${httpsUrl}/api/whoami`,
       '',
     );
   }

@@ -23,6 +23,23 @@ describe('configuration', () => {
     assert.deepEqual(config.admins, []);
   });
 
+  it('listens on loopback while the development CA is trusted, unless an address is named', () => {
+    const development = loadConfig({ env: {}, cwd: dir });
+    assert.equal(development.https.listen, '127.0.0.1');
+    assert.equal(development.http.listen, '127.0.0.1');
+    assert.deepEqual(development.loopbackDefaults, ['https.listen', 'http.listen']);
+
+    const named = loadConfig({ env: { REPOMAN_HTTPS_LISTEN: '0.0.0.0' }, cwd: dir });
+    assert.equal(named.https.listen, '0.0.0.0', 'a named address is kept');
+    assert.equal(named.http.listen, '127.0.0.1', 'each listener on its own');
+    assert.deepEqual(named.loopbackDefaults, ['http.listen']);
+
+    const grid = loadConfig({ env: { REPOMAN_TRUST_CA_DIR: '/etc/grid-security/certificates' }, cwd: dir });
+    assert.equal(grid.https.listen, '0.0.0.0', 'with its own CAs, a server answers every address');
+    assert.equal(grid.http.listen, '0.0.0.0');
+    assert.deepEqual(grid.loopbackDefaults, []);
+  });
+
   it('reads a TOML file with paths relative to it, and lets variables override it', async () => {
     const file = join(dir, 'server.toml');
     await writeFile(

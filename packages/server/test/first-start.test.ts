@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -21,6 +22,7 @@ interface Started {
   output: string;
   curlArgs: string[];
   httpsUrl: string;
+  httpUrl?: string;
 }
 
 function startServer(
@@ -33,12 +35,12 @@ function startServer(
     detached: true, // its own process group: `npm start` runs the server in a child of its own
     env: {
       ...process.env,
-      ...env,
       REPOMAN_HTTPS_LISTEN: '127.0.0.1',
       REPOMAN_HTTPS_PORT: '0',
       REPOMAN_HTTP_LISTEN: '127.0.0.1',
       REPOMAN_HTTP_PORT: '0',
       REPOMAN_LOG_LEVEL: 'warn',
+      ...env, // an empty value unsets a setting
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -51,10 +53,16 @@ function startServer(
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       const curl = output.match(/^ {2}curl (.+)$/m);
-      const url = output.match(/serving HTTPS at (\S+)/);
+      const url = output.match(/serving HTTPS at (\S+?)(?: and HTTP at (\S+))?$/m);
       if (curl?.[1] && url?.[1]) {
         clearTimeout(timer);
-        resolvePromise({ child, output, curlArgs: curl[1].split(' '), httpsUrl: url[1] });
+        resolvePromise({
+          child,
+          output,
+          curlArgs: curl[1].split(' '),
+          httpsUrl: url[1],
+          ...(url[2] ? { httpUrl: url[2] } : {}),
+        });
       }
     };
     child.stdout?.on('data', onData);
@@ -298,6 +306,71 @@ describe('npm start on an empty directory', () => {
     const res = await curl(dir, first.curlArgs);
     assert.equal(res.json.user_name, 'admin');
     assert.deepEqual(res.json.groups, ['admins', 'users']);
+  });
+});
+
+/** Whether a TCP connection to host:port is accepted (false when refused). */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolvePromise, reject) => {
+    const socket = connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolvePromise(true);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'ECONNREFUSED' ? resolvePromise(false) : reject(error),
+    );
+  });
+}
+
+const portOf = (url: string | undefined) => Number(new URL(url as string).port);
+
+describe('where a first start listens', () => {
+  let dir: string;
+  const servers: Started[] = [];
+  const start = async (env: Record<string, string>) => {
+    const started = await startServer(dir, undefined, env);
+    servers.push(started);
+    return started;
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-listen-'));
+  });
+  after(async () => {
+    for (const started of servers) if (started.child.exitCode === null) await stopServer(started);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // Linux answers all of 127.0.0.0/8 on loopback: a server on every address accepts 127.0.0.2, one on
+  // 127.0.0.1 alone refuses it.
+  it('answers loopback only while the development CA is trusted, and says so', async () => {
+    const started = await start({ REPOMAN_HTTPS_LISTEN: '', REPOMAN_HTTP_LISTEN: '' });
+    assert.match(
+      started.output,
+      /on loopback only \(127\.0\.0\.1\): users are checked against the development CA/,
+    );
+    assert.match(
+      started.output,
+      /set https\.listen and http\.listen \(REPOMAN_HTTPS_LISTEN, REPOMAN_HTTP_LISTEN\)/,
+    );
+    assert.match(started.httpsUrl, /^https:\/\/localhost:\d+$/, 'the name of the host certificate');
+    for (const url of [started.httpsUrl, started.httpUrl]) {
+      assert.equal(await accepts('127.0.0.1', portOf(url)), true, url);
+      assert.equal(await accepts('127.0.0.2', portOf(url)), false, url);
+    }
+    const whoami = await curl(dir, started.curlArgs);
+    assert.equal(whoami.json.user_name, 'admin', 'the printed command works');
+    await stopServer(started);
+  });
+
+  it('listens where the configuration says', async () => {
+    const started = await start({ REPOMAN_HTTPS_LISTEN: '0.0.0.0', REPOMAN_HTTP_LISTEN: '' });
+    assert.doesNotMatch(started.output, /set https\.listen/);
+    assert.match(started.output, /on loopback only .*\n.*set http\.listen \(REPOMAN_HTTP_LISTEN\)/);
+    assert.equal(await accepts('127.0.0.2', portOf(started.httpsUrl)), true, 'HTTPS on every address');
+    assert.equal(await accepts('127.0.0.2', portOf(started.httpUrl)), false, 'HTTP still on loopback');
+    await stopServer(started);
   });
 });
 
