@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -74,6 +74,17 @@ describe('the web interface files', () => {
       assert.match(answer.headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
       assert.equal(answer.headers['x-content-type-options'], 'nosniff');
     }
+  });
+
+  it('sends the security headers docs/web.md shows, whole', async () => {
+    const doc = await readFile(new URL('../../../docs/web.md', import.meta.url), 'utf8');
+    const policy = doc.match(/strict `Content-Security-Policy`[^`]*```text\n\s*(.+)\n\s*```/)?.[1];
+    const answer = await curl(server.httpsUrl);
+    assert.equal(answer.headers['content-security-policy'], policy);
+    const others = doc.match(/^- Other headers: (.+)$/m)?.[1] ?? '';
+    const named = [...others.matchAll(/`([\w-]+): ([^`]+)`/g)];
+    assert.equal(named.length, 3, others);
+    for (const [, name, value] of named) assert.equal(answer.headers[name?.toLowerCase() ?? ''], value, name);
   });
 
   it('serves built files for good, compressed, and 304 when unchanged', async () => {
