@@ -182,12 +182,15 @@ if [ -n "$pg_reason" ]; then
     as=(runuser -u "$pg_user" --)
   fi
   port=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+  # PostgreSQL's user may not enter the clone (under /root): everything runs from the cluster's directory.
+  cd "$pg_dir"
   "${as[@]}" "$bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync >"$pg_dir/initdb.log" 2>&1 ||
     { cat "$pg_dir/initdb.log" >&2; stop_here "initdb failed" "see the lines above"; }
   # What the PostgreSQL fault test stops and starts; `start` returns once it accepts connections.
   cat >"$pg_dir/ctl" <<CTL
 #!/bin/sh
 # stop or start the throwaway PostgreSQL of scripts/test-setup.sh
+cd "$pg_dir" || exit 1
 case "\$1" in
   start) exec ${as[*]} "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -t 60 \\
            -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start ;;
@@ -200,6 +203,7 @@ CTL
   "${as[@]}" "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc 'CREATE DATABASE test' >/dev/null
   export REPOMAN_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/test"
   export REPOMAN_TEST_PG_CTL="$pg_dir/ctl"
+  cd "$OLDPWD"
   say "nothing answers at $PG_URL ($pg_reason): started a throwaway PostgreSQL at $REPOMAN_TEST_PG_URL (removed after the run)"
 fi
 
