@@ -141,9 +141,19 @@ async function victim(server: Server, data: string): Promise<number[]> {
   while (performance.now() < until) {
     const started = performance.now();
     const status = await new Promise<number>((done, fail) => {
+      // by address, not by name: localhost may be ::1 first, and the victim's address is the point
       const request = https.get(
-        `${server.https}/api/whoami`,
-        { ca, cert, key: cert, agent: false, localAddress: '127.0.0.1' },
+        {
+          host: '127.0.0.1',
+          port: new URL(server.https).port,
+          path: '/api/whoami',
+          servername: 'localhost',
+          ca,
+          cert,
+          key: cert,
+          agent: false,
+          localAddress: '127.0.0.1',
+        },
         (response) => {
           response.resume();
           response.on('end', () => done(response.statusCode ?? 0));
