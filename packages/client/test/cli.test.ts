@@ -726,7 +726,11 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
         execFile(
           'npm',
           args,
-          { cwd, env: { ...process.env, npm_config_cache: join(dir, 'npm-cache') } },
+          // npm test runs the tests through `npm run --silent`, which its children would inherit
+          {
+            cwd,
+            env: { ...process.env, npm_config_cache: join(dir, 'npm-cache'), npm_config_loglevel: 'notice' },
+          },
           (error, stdout, stderr) =>
             error ? fail(new Error(`npm ${args.join(' ')}: ${stderr}`)) : done(stdout),
         ),
