@@ -45,7 +45,7 @@ export interface ServerConfig {
     keepAliveSeconds: number;
   };
   /** Connections one client address may hold open at once, on both ports together (http/connection-cap.ts). */
-  connections: { maxPerAddress: number };
+  connections: { maxPerAddress: number; maxRefusedCertificatesPerMinute: number };
   trust: {
     caDir: string | undefined;
     crlDir: string | undefined;
@@ -198,6 +198,7 @@ const KEYS: Key[] = [
   ['timeouts.idle_seconds', 'int'],
   ['timeouts.keep_alive_seconds', 'int'],
   ['connections.max_per_address', 'int'],
+  ['connections.max_refused_certificates_per_minute', 'int'],
 ].map(([path, kind]) => ({
   path: path as string,
   kind: kind as Kind,
@@ -484,6 +485,10 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     },
     connections: {
       maxPerAddress: Math.max(1, get('connections.max_per_address', 256)),
+      maxRefusedCertificatesPerMinute: Math.max(
+        0,
+        get('connections.max_refused_certificates_per_minute', 30),
+      ),
     },
     trust: {
       caDir: get<string | undefined>('trust.ca_dir', undefined),

@@ -134,12 +134,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const connectionCap = capConnectionsPerAddress({
       max: config.connections.maxPerAddress,
       balancers,
-      onRefused: (address, port, first) => {
-        metrics?.refusedConnection(port);
-        if (first)
+      maxRefusedPerMinute: config.connections.maxRefusedCertificatesPerMinute,
+      onRefused: (address, port, first, reason) => {
+        metrics?.refusedConnection(port, reason);
+        if (!first) return;
+        if (reason === 'connections')
           log?.warn(
             { address, max: config.connections.maxPerAddress },
             'an address holds as many connections as connections.max_per_address allows; closing its new ones',
+          );
+        else
+          log?.warn(
+            { address, max: config.connections.maxRefusedCertificatesPerMinute },
+            'an address presented more refused certificates in a minute than connections.max_refused_certificates_per_minute allows; closing its new connections until the minute is over',
           );
       },
     });
@@ -157,7 +164,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         },
         requestHandler,
       );
-      attachCertificateAuth(server, () => trust.verifier());
+      attachCertificateAuth(
+        server,
+        () => trust.verifier(),
+        (socket) => connectionCap.strike(socket.remoteAddress),
+      );
       connectionCap.attach(server, 'https'); // first, so that the PROXY header's address is the one counted
       if (balancers) acceptProxyProtocol(server, balancers, refusedBalancer);
       applyTimeouts(server, timeouts);

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { clientFor, tlsSocket } from './helpers/http.ts';
+import { type ClientCredential, clientFor, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { startServerFor, type TestServer } from './helpers/server.ts';
 
@@ -149,6 +149,7 @@ describe('a connection that never says hello', () => {
 
 describe('connections per address', () => {
   const MAX = 3;
+  const REFUSED = 2;
   const BALANCER = '127.0.0.3';
   let pki: TestPki;
   let server: TestServer;
@@ -157,6 +158,7 @@ describe('connections per address', () => {
     pki = await makeTestPki();
     server = await startServerFor(pki, 'sqlite', {
       REPOMAN_CONNECTIONS_MAX_PER_ADDRESS: String(MAX),
+      REPOMAN_CONNECTIONS_MAX_REFUSED_CERTIFICATES_PER_MINUTE: String(REFUSED),
       REPOMAN_BALANCER_ADDRESSES: BALANCER,
       REPOMAN_METRICS_ALLOW: '127.0.0.2',
       // Nothing but the cap closes an idle connection while the test runs.
@@ -235,8 +237,12 @@ describe('connections per address', () => {
       await open(server.httpPort as number, '127.0.0.2'),
       'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n',
     );
-    assert.match(metrics, /^repoman_connections_refused_total\{port="https"\} 1$/m, 'closed before TLS');
-    assert.match(metrics, /^repoman_connections_refused_total\{port="http"\} 1$/m);
+    assert.match(
+      metrics,
+      /^repoman_connections_refused_total\{port="https",reason="connections"\} 1$/m,
+      'closed before TLS',
+    );
+    assert.match(metrics, /^repoman_connections_refused_total\{port="http",reason="connections"\} 1$/m);
     // The connections held are served, and each that closes lets a new one in.
     assert.equal(await whoamiOver(held[0] as net.Socket), 'bob', 'a connection held is served');
     (held[1] as net.Socket).destroy();
@@ -247,6 +253,44 @@ describe('connections per address', () => {
       freed = await whoamiOver(await open(server.httpsPort, '127.0.0.1'));
     }
     assert.equal(freed, 'bob', 'a closed connection freed its slot');
+  });
+
+  it('holds back an address whose certificates were refused too often this minute, and no other', async () => {
+    // connections.max_refused_certificates_per_minute is REFUSED here: the next refusal holds 127.0.0.4 back
+    const untrusted = pki.bad('untrusted');
+    const attempt = (from: string, credential: ClientCredential) =>
+      new Promise<number | null>((resolve) => {
+        const raw = net.connect({ host: '127.0.0.1', port: server.httpsPort, localAddress: from });
+        raw.on('error', () => resolve(null));
+        const socket = tls.connect({
+          socket: raw,
+          ca: pki.ca.certPem,
+          ...credential,
+          servername: 'localhost',
+        });
+        socket.on('error', () => resolve(null));
+        const request = https.request(
+          { path: '/api/whoami', host: 'localhost', createConnection: () => socket },
+          (response) => {
+            response.resume();
+            response.on('end', () => resolve(response.statusCode ?? null));
+          },
+        );
+        request.on('error', () => resolve(null));
+        request.end();
+      });
+    for (let i = 0; i < REFUSED + 1; i++) assert.equal(await attempt('127.0.0.4', untrusted), 401);
+    // held back: closed as it arrives, before TLS, even with a good certificate
+    assert.equal(await attempt('127.0.0.4', pki.credential('bob')), null);
+    assert.equal(await attempt('127.0.0.5', pki.credential('bob')), 200, 'another address is served');
+    const metrics = await exchange(
+      await open(server.httpPort as number, '127.0.0.2'),
+      'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n',
+    );
+    assert.match(
+      metrics,
+      /^repoman_connections_refused_total\{port="https",reason="refused_certificates"\} 1$/m,
+    );
   });
 
   it("counts a balancer's connections for the clients their PROXY headers name, never for the balancer", async () => {

@@ -29,8 +29,11 @@ export interface Metrics {
   observeQuery(seconds: number, failed: boolean): void;
   /** The store, with every operation timed. */
   instrument(store: BlobStore): BlobStore;
-  /** A connection closed as it arrived, its address holding `connections.max_per_address` already. */
-  refusedConnection(port: 'https' | 'http'): void;
+  /**
+   * A connection closed as it arrived: its address held `connections.max_per_address` already
+   * (`connections`), or had too many certificates refused this minute (`refused_certificates`).
+   */
+  refusedConnection(port: 'https' | 'http', reason: 'connections' | 'refused_certificates'): void;
 }
 
 export function createMetrics(): Metrics & { http: HttpMetrics } {
@@ -52,8 +55,8 @@ export function createMetrics(): Metrics & { http: HttpMetrics } {
   });
   const refused = new Counter({
     name: 'repoman_connections_refused_total',
-    help: 'Connections closed as they arrived, their client address holding as many as it may, by port',
-    labelNames: ['port'],
+    help: 'Connections closed as they arrived, their client address holding as many as it may or held back for refused certificates, by port and reason',
+    labelNames: ['port', 'reason'],
     registers: [registry],
   });
   const timed = async <T>(operation: string, work: () => Promise<T>): Promise<T> => {
@@ -80,7 +83,7 @@ export function createMetrics(): Metrics & { http: HttpMetrics } {
   return {
     registry,
     observeQuery: (seconds, failed) => query.observe({ outcome: failed ? 'error' : 'ok' }, seconds),
-    refusedConnection: (port) => refused.inc({ port }),
+    refusedConnection: (port, reason) => refused.inc({ port, reason }),
     instrument: (inner) => ({
       ...(inner.check ? { check: () => timed('check', () => inner.check?.() as Promise<void>) } : {}),
       createUpload: () => timed('create_upload', () => inner.createUpload()).then(instrumentUpload),

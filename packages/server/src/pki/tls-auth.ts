@@ -92,7 +92,12 @@ const noCertificate = (): VerifyResult => ({
  * Verifies each connection's client chain as soon as the handshake ends (before any request on it), and keeps
  * the verdict on the socket for certificateAuthOf(). `getVerifier` is asked per connection, so reloads apply.
  */
-export function attachCertificateAuth(server: TlsServer, getVerifier: () => Verifier): void {
+export function attachCertificateAuth(
+  server: TlsServer,
+  getVerifier: () => Verifier,
+  /** A presented chain was refused (not called when no certificate was presented). */
+  onRefused?: (socket: TLSSocket, result: VerifyResult) => void,
+): void {
   server.prependListener('secureConnection', (socket: TLSSocket) => {
     let result: VerifyResult;
     try {
@@ -107,6 +112,7 @@ export function attachCertificateAuth(server: TlsServer, getVerifier: () => Veri
       };
     }
     (socket as AuthSocket)[AUTH] = result;
+    if (!result.ok && result.code !== 'no_certificate') onRefused?.(socket, result);
   });
 }
 
