@@ -9,7 +9,6 @@
  *   node bench/flood.ts [--seconds 30] [--attackers 4] [--smoke] [--out DIR]
  */
 import { spawn } from 'node:child_process';
-import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
@@ -19,15 +18,7 @@ import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { parseCertificate, pemToDers } from '../packages/server/src/pki/certificate.ts';
-import {
-  encodeInteger,
-  encodeNull,
-  encodeOid,
-  encodeSequence,
-  encodeTlv,
-  Tag,
-} from '../packages/server/src/pki/der.ts';
-import { generateKey, issueCertificate } from '../packages/server/src/pki/issue.ts';
+import { generateKey, issueCertificate, rsaPublicKeyNobodyHolds } from '../packages/server/src/pki/issue.ts';
 import { root, type Server, startRepoman } from './lib.ts';
 
 const { values } = parseArgs({
@@ -90,24 +81,11 @@ const seconds = Number(values.seconds ?? (values.smoke ? 1 : values.quick ? 10 :
 const attackers = Number(values.attackers ?? 4);
 const out = resolve(typeof values.out === 'string' ? values.out : join(root, 'bench', 'results'));
 
-/** An RSA public key of `bits` bits and exponent `e` whose private key nobody holds (the signatures are junk). */
-function hugeRsaKey(bits: number, e: bigint): KeyObject {
-  const modulus = Buffer.alloc(bits / 8, 0xa5);
-  modulus[0] = 0xc3;
-  modulus[modulus.length - 1] = 0x01;
-  const rsaKey = encodeSequence(encodeInteger(Buffer.concat([Buffer.from([0]), modulus])), encodeInteger(e));
-  const spki = encodeSequence(
-    encodeSequence(encodeOid('1.2.840.113549.1.1.1'), encodeNull()),
-    encodeTlv(Tag.BIT_STRING, Buffer.concat([Buffer.from([0]), rsaKey])),
-  );
-  return createPublicKey({ key: spki, format: 'der', type: 'spki' });
-}
-
 /** The review's chain: `length` CAs sharing one huge key, the top one claiming the trusted CA as its issuer. */
 function hostileCredential(trustedCaPem: string, length: number): { cert: string; key: string } {
   const [der] = pemToDers(trustedCaPem);
   const trusted = parseCertificate(der as Buffer);
-  const huge = hugeRsaKey(16384, 2n ** 64n - 59n);
+  const huge = rsaPublicKeyNobodyHolds(16384, 2n ** 64n - 59n);
   const junk = generateKey();
   const pems: string[] = [];
   let issuer = trusted;

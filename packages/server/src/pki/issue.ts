@@ -48,6 +48,22 @@ export function generateKey(kind: KeyKind = 'ec'): KeyPair {
     : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 }
 
+/**
+ * An RSA public key of `bits` bits and public exponent `e` whose private key nobody holds (a fixed odd modulus):
+ * what a hostile chain carries to make each signature check dear, for the tests and the flood benchmark.
+ */
+export function rsaPublicKeyNobodyHolds(bits: number, e: bigint): KeyObject {
+  const modulus = Buffer.alloc(bits / 8, 0xa5);
+  modulus[0] = 0xc3;
+  modulus[modulus.length - 1] = 0x01;
+  const rsaKey = encodeSequence(encodeInteger(Buffer.concat([Buffer.from([0]), modulus])), encodeInteger(e));
+  const spki = encodeSequence(
+    encodeSequence(encodeOid('1.2.840.113549.1.1.1'), encodeNull()),
+    encodeTlv(Tag.BIT_STRING, Buffer.concat([Buffer.from([0]), rsaKey])),
+  );
+  return createPublicKey({ key: spki, format: 'der', type: 'spki' });
+}
+
 /** A certificate with its private key and the issuing chain above it (trust anchors excluded). */
 export type Credential = { cert: ParsedCertificate; key: KeyObject; chain: ParsedCertificate[] };
 

@@ -3,18 +3,10 @@
  * cost to check (key sizes, exponents, names matched before any signature), on the verifier and the loader.
  */
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { OID, parseCertificate } from '../../src/pki/certificate.ts';
-import {
-  encodeContext,
-  encodeInteger,
-  encodeNull,
-  encodeOid,
-  encodeSequence,
-  encodeTlv,
-  Tag,
-} from '../../src/pki/der.ts';
+import { encodeContext, encodeSequence } from '../../src/pki/der.ts';
 import {
   type Credential,
   chainPem,
@@ -23,6 +15,7 @@ import {
   createUserCertificate,
   generateKey,
   issueCertificate,
+  rsaPublicKeyNobodyHolds,
 } from '../../src/pki/issue.ts';
 import { encodeName, parseDnString, subjectHash } from '../../src/pki/names.ts';
 import { loadTrustDirectory } from '../../src/pki/trust-store.ts';
@@ -246,19 +239,6 @@ describe('name constraints, critical or not', () => {
   }
 });
 
-/** An RSA public key of `bits` bits (an odd random modulus: nobody holds its private key) and exponent `e`. */
-function rsaPublicKey(bits: number, e: bigint): KeyObject {
-  const modulus = Buffer.alloc(bits / 8, 0xa5);
-  modulus[0] = 0xc3;
-  modulus[modulus.length - 1] = 0x01;
-  const rsaKey = encodeSequence(encodeInteger(Buffer.concat([Buffer.from([0]), modulus])), encodeInteger(e));
-  const spki = encodeSequence(
-    encodeSequence(encodeOid('1.2.840.113549.1.1.1'), encodeNull()),
-    encodeTlv(Tag.BIT_STRING, Buffer.concat([Buffer.from([0]), rsaKey])),
-  );
-  return createPublicKey({ key: spki, format: 'der', type: 'spki' });
-}
-
 /**
  * The review's costly chain: CAs sharing one huge RSA key, named so that they chain up to a trusted CA, and a
  * leaf that none of them really signed. Before: one slow signature check per certificate.
@@ -298,7 +278,11 @@ describe('what a chain may cost to check', () => {
       [4096, 2n ** 33n + 1n, /exponent above 2\^32/],
     ] as const) {
       const verifier = createVerifier({ trustedCAs: [ca.cert.der] });
-      expectRefused(verifier.verifyChain(hostileChain(ca, rsaPublicKey(bits, e), 10)), 'weak_key', why);
+      expectRefused(
+        verifier.verifyChain(hostileChain(ca, rsaPublicKeyNobodyHolds(bits, e), 10)),
+        'weak_key',
+        why,
+      );
       assert.equal(verifier.signatureChecks, 0, `${bits} bits, e=${e}`);
     }
   });
@@ -307,7 +291,7 @@ describe('what a chain may cost to check', () => {
     const verifier = createVerifier({ trustedCAs: [ca.cert.der] });
     const big = issueCertificate({
       subject: '/O=Grid/CN=Big',
-      publicKey: rsaPublicKey(8192, 65537n),
+      publicKey: rsaPublicKeyNobodyHolds(8192, 65537n),
       issuer: ca,
     });
     expectRefused(verifier.verifyChain([big.der]), 'weak_key', /larger than the 4096 accepted for a user/);
