@@ -39,10 +39,12 @@ try {
 
 console.error(`build: npm left out ${name} (it wants a newer Node than npm ran on); installing it`);
 const npm = process.env.npm_execpath;
+// That npm runs on this Node, whose own CA list would miss a site's TLS proxy that the system's store holds
+// (the Node npm first ran on used the system's store): trust the system's store too.
 const result = spawnSync(
   npm ? process.execPath : 'npm',
   [
-    ...(npm ? [npm] : []),
+    ...(npm ? ['--use-system-ca', npm] : []),
     'install',
     '--no-save',
     '--no-audit',
