@@ -91,8 +91,11 @@ export async function curl(args: string[]): Promise<number> {
   return Math.max(up ?? 0, down ?? 0);
 }
 
-export async function waitFor(check: () => Promise<unknown>, what: string) {
-  for (let i = 0; i < 200; i++) {
+/** Waits up to a minute (a loaded machine starts slowly) for `check` to pass; `gone` says why to stop early. */
+export async function waitFor(check: () => Promise<unknown>, what: string, gone?: () => string | null) {
+  for (let i = 0; i < 600; i++) {
+    const why = gone?.();
+    if (why) throw new Error(`${what} did not start: ${why}`);
     if (
       await check().then(
         () => true,
@@ -145,9 +148,14 @@ export async function startRepoman(data: string, env: Record<string, string> = {
         REPOMAN_CONNECTIONS_MAX_PER_ADDRESS: '100000',
         ...env,
       },
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'pipe'],
     },
   );
+  // what it said on stderr, the last of it: why it did not start, if it does not
+  let said = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    said = (said + chunk.toString()).slice(-2000);
+  });
   const tls = ['--cacert', join(data, 'ca/ca.pem'), '--cert', join(data, 'admin/admin.pem')];
   const server: Server = {
     https: `https://localhost:${https}`,
@@ -156,7 +164,11 @@ export async function startRepoman(data: string, env: Record<string, string> = {
     pids: async () => [child.pid as number], // the hashing worker is a thread: counted with the process
     stop: stopper(child),
   };
-  await waitFor(() => curl([...tls, `${server.https}/api/whoami`]), 'Repoman');
+  await waitFor(
+    () => curl([...tls, `${server.https}/api/whoami`]),
+    'Repoman',
+    () => (child.exitCode !== null ? `it exited with ${child.exitCode}: ${said.trim()}` : null),
+  );
   return server;
 }
 
