@@ -1,7 +1,8 @@
 /**
- * The narrowest window of a resumable upload: its bytes committed to the store, the server dead before the
- * version is recorded. The state is made as the server leaves it (the store's own calls, the database row
- * as it was last written); the client's retried last request then publishes the upload, whole.
+ * The narrowest windows of a resumable upload: its bytes committed to the store, the server dead before the
+ * version is recorded; or the version recorded, the server dead before the upload says so. The state is made
+ * as the server leaves it (the store's own calls, the database rows as they were last written); the client's
+ * retried last request then publishes the upload whole, once, and never loses the bytes of a version.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -63,6 +64,50 @@ describe('a resumable upload committed but not recorded when the server died', (
     assert.equal(last.headers['repoman-version'], '1');
     const image = (await bob().get('/api/images/bob/vm.img')).json;
     assert.equal(image.digests.sha256, sha256(body));
+    assert.equal(sha256((await bob().get('/api/images/raw/bob/vm.img')).body), sha256(body));
+  });
+
+  it('is the version already published when the server died before the upload recorded it', async () => {
+    const body = randomBytes(1024 * 1024 + 5);
+    const created = await bob().request('POST', '/api/uploads', {
+      headers: { ...TUS, 'upload-length': String(body.length), 'upload-metadata': 'image dm0uaW1n' },
+    });
+    assert.equal(created.status, 201, created.text);
+    const location = created.headers.location as string;
+    const id = location.split('/').pop() as string;
+    const patch = (offset: number, chunk: Buffer) =>
+      bob().request('PATCH', location, {
+        body: chunk,
+        headers: {
+          ...TUS,
+          'content-type': 'application/offset+octet-stream',
+          'upload-offset': String(offset),
+        },
+      });
+    const published = await patch(0, body);
+    assert.equal(published.status, 204, published.text);
+    const version = published.headers['repoman-version'];
+
+    // As a server that died right after publishing leaves it: the version is there, the upload names none.
+    const database = new DatabaseSync(join(server.dir, 'data', 'repoman.db'));
+    database.prepare('update uploads set version = null where id = ?').run(id);
+    database.close();
+
+    const head = await bob().request('HEAD', location, { headers: TUS });
+    assert.equal(head.headers['upload-offset'], String(body.length));
+    const last = await patch(body.length, Buffer.alloc(0));
+    assert.equal(last.status, 204, last.text);
+    assert.equal(last.headers['repoman-version'], version, 'the same version, not a second one');
+    const versions = (await bob().get('/api/images/bob/vm.img/versions')).json;
+    assert.equal(versions.items.filter((v: { version: number }) => String(v.version) === version).length, 1);
+    assert.equal(
+      sha256((await bob().get('/api/images/raw/bob/vm.img')).body),
+      sha256(body),
+      'its bytes kept',
+    );
+    // and letting the upload expire later removes nothing the version needs
+    const sweep = await server.sweep();
+    void sweep;
     assert.equal(sha256((await bob().get('/api/images/raw/bob/vm.img')).body), sha256(body));
   });
 });

@@ -22,6 +22,15 @@ export const findVersionByBlob = (db: Q, blobKey: string) =>
     .union(db.selectFrom('image_variants').select('id').where('blob_key', '=', blobKey))
     .executeTakeFirst();
 
+/** The version of an image stored under a blob key, if one is (a resumable upload already published). */
+export const findImageVersionByBlob = (db: Q, imageId: number, blobKey: string) =>
+  db
+    .selectFrom('image_versions')
+    .select('version')
+    .where('image_id', '=', imageId)
+    .where('blob_key', '=', blobKey)
+    .executeTakeFirst();
+
 export const listVersions = (db: Q, imageId: number) =>
   db
     .selectFrom('image_versions')

@@ -33,6 +33,7 @@ import {
   type UploadRow,
   updateLeased,
 } from '../db/uploads-dal.ts';
+import { findImageVersionByBlob, findVersionByBlob } from '../db/versions-dal.ts';
 import type { BytesService, ExpectedDigests } from './bytes.ts';
 import { sizeLimit, streamFailure } from './bytes.ts';
 import { guardService, nowIso } from './common.ts';
@@ -238,7 +239,9 @@ export function createResumableService(deps: {
     if (lease) await deleteLeased(db, row.id, lease);
     else if (!(await deleteUnlessLeased(db, row.id, nowIso()))) return false;
     setAsideHasher(row.id);
-    if (row.version === null) await (await store.resumeUpload(row.blob_key))?.abort().catch(() => {});
+    // Its bytes go, unless they are a version's: published by a server that died before it said so here.
+    if (row.version === null && !(await findVersionByBlob(db, row.blob_key)))
+      await (await store.resumeUpload(row.blob_key))?.abort().catch(() => {});
     return true;
   }
 
@@ -477,6 +480,14 @@ export function createResumableService(deps: {
           // store completes its multipart upload): a server that dies meanwhile leaves an upload whose next
           // request, at its full length, publishes it.
           await updateLeased(db, id, lease, { upload_offset: recorded }, false);
+          // A server that died between publishing and recording it here left a version of these very bytes:
+          // the upload is that version, not the source of a second one under the same blob.
+          const already = await findImageVersionByBlob(db, row.image_id, row.blob_key);
+          if (already) {
+            setAsideHasher(id);
+            await updateLeased(db, id, lease, { version: already.version, upload_offset: length }, false);
+            return stateOf({ ...row, upload_offset: length, version: already.version });
+          }
           hasher = await hasherAt(row, blob, recorded, expected, true);
           if (!hasher) throw new Error('no hasher for a complete upload');
           let version: number;
