@@ -72,8 +72,15 @@ function startServer(
 }
 
 async function stopServer(started: Started) {
-  const exited = new Promise((r) => started.child.once('exit', r));
-  process.kill(-(started.child.pid as number), 'SIGTERM'); // the whole group
+  const { child } = started;
+  if (child.exitCode !== null || child.signalCode !== null) return; // stopped already
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    process.kill(-(child.pid as number), 'SIGTERM'); // the whole group
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // gone meanwhile
+    return;
+  }
   await exited;
 }
 
@@ -338,7 +345,7 @@ describe('where a first start listens', () => {
     dir = await mkdtemp(join(tmpdir(), 'repoman-listen-'));
   });
   after(async () => {
-    for (const started of servers) if (started.child.exitCode === null) await stopServer(started);
+    for (const started of servers) await stopServer(started);
     await rm(dir, { recursive: true, force: true });
   });
 
