@@ -4,27 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { OID } from '../src/pki/certificate.ts';
-import { encodeContext, encodeSequence } from '../src/pki/der.ts';
-import {
-  type Credential,
-  chainPem,
-  createCA,
-  createProxy,
-  createUserCertificate,
-  generateKey,
-  issueCertificate,
-  keyPem,
-} from '../src/pki/issue.ts';
-import { encodeName, parseDnString } from '../src/pki/names.ts';
+import { chainPem, createCA, createProxy, createUserCertificate } from '../src/pki/issue.ts';
 import { type ClientCredential, clientFor, expectError } from './helpers/http.ts';
-import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { asClient, makeTestPki, type TestPki } from './helpers/pki.ts';
 import { PERMIT_ALL, startTestServer, type TestServer } from './helpers/server.ts';
-
-const asClient = (credential: Credential): ClientCredential => ({
-  cert: chainPem(credential),
-  key: keyPem(credential),
-});
+import { constrainedSubCa } from './pki/fixtures.ts';
 
 const EVIL_POLICY =
   "access_id_CA X509 '/O=Evil/CN=Evil CA'\npos_rights globus CA:sign\ncond_subjects globus '\"/O=Evil/*\"'\n";
@@ -86,19 +70,7 @@ describe('grid trust rules over HTTPS', () => {
 
   it("refuses a sub-CA's user outside its nameConstraints, critical or not", async () => {
     for (const critical of [false, true]) {
-      const keys = generateKey();
-      const constraints = encodeSequence(
-        encodeContext(0, encodeSequence(encodeContext(4, encodeName(parseDnString('/O=Sub Org'))))),
-      );
-      const sub = issueCertificate({
-        subject: '/O=Sub Org/CN=Sub CA',
-        publicKey: keys.publicKey,
-        issuer: root,
-        ca: true,
-        keyUsage: ['keyCertSign', 'cRLSign'],
-        extensions: [{ oid: OID.nameConstraints, critical, value: constraints }],
-      });
-      const subCred: Credential = { cert: sub.parsed, key: keys.privateKey, chain: [] };
+      const { credential: subCred } = constrainedSubCa(root, '/O=Sub Org/CN=Sub CA', '/O=Sub Org', critical);
       const res = await as(lenient, asClient(createUserCertificate(subCred, pki.dn('admin')))).get(
         '/api/audit',
       );

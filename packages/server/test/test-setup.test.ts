@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from './helpers/http.ts';
 
 const root = resolve(import.meta.dirname, '../../..');
 const SCRIPT = join(root, 'scripts/test-setup.sh');
@@ -28,16 +28,6 @@ function setup(args: string[], env: NodeJS.ProcessEnv, script = SCRIPT, as: stri
     execFile(file as string, rest, { env, timeout: 120_000 }, (error, stdout, stderr) =>
       done({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
     );
-  });
-}
-
-/** A loopback port nothing listens on (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => done(port));
-    });
   });
 }
 

@@ -43,7 +43,8 @@ export interface TestPki {
   bad(kind: BadKind): ClientCredential;
 }
 
-const asClient = (credential: Credential): ClientCredential => ({
+/** A credential as a TLS client presents it: its chain and its key, PEM. */
+export const asClient = (credential: Credential): ClientCredential => ({
   cert: chainPem(credential),
   key: keyPem(credential),
 });

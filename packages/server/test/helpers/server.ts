@@ -38,7 +38,7 @@ export interface TestServerOptions {
 /** A `.namespaces` file letting its CA vouch for any name. */
 export const PERMIT_ALL = 'TO Issuer SELF PERMIT Subject ".*"\n';
 
-async function policyOf(policy: string | { signingPolicy: string } | undefined) {
+function policyOf(policy: string | { signingPolicy: string } | undefined) {
   if (typeof policy === 'object') return ['signing_policy', policy.signingPolicy] as const;
   return ['namespaces', policy ?? PERMIT_ALL] as const;
 }
@@ -52,9 +52,10 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
   await Promise.all(
     options.caPems.flatMap((pem, i) => [
       writeFile(join(caDir, `ca${i}.pem`), pem),
-      policyOf(options.caNamespaces?.[i]).then(([ext, text]) =>
-        writeFile(join(caDir, `ca${i}.${ext}`), text),
-      ),
+      (() => {
+        const [ext, text] = policyOf(options.caNamespaces?.[i]);
+        return writeFile(join(caDir, `ca${i}.${ext}`), text);
+      })(),
     ]),
   );
   await Promise.all((options.crlPems ?? []).map((pem, i) => writeFile(join(caDir, `crl${i}.r0`), pem)));

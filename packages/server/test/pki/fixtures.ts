@@ -4,6 +4,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
+import { OID } from '../../src/pki/certificate.ts';
+import { encodeContext, encodeSequence } from '../../src/pki/der.ts';
+import { type Credential, generateKey, issueCertificate } from '../../src/pki/issue.ts';
+import { encodeName, parseDnString } from '../../src/pki/names.ts';
 
 /** A fresh directory under the OS temp dir, removed when the test file ends (call it at module level). */
 export async function tempDir(prefix = 'repoman-pki-'): Promise<string> {
@@ -59,3 +63,28 @@ export const HOUR = 3_600_000;
 export const DAY = 24 * HOUR;
 export const ago = (ms: number) => new Date(Date.now() - ms);
 export const fromNow = (ms: number) => new Date(Date.now() + ms);
+
+/**
+ * A sub-CA of `issuer` named `subject`, whose nameConstraints permit only the directory subtree `permitted`
+ * (critical or not): its credential, and its DER to present after its users' certificates.
+ */
+export function constrainedSubCa(
+  issuer: Credential,
+  subject: string,
+  permitted: string,
+  critical: boolean,
+): { credential: Credential; der: Buffer } {
+  const keys = generateKey();
+  const value = encodeSequence(
+    encodeContext(0, encodeSequence(encodeContext(4, encodeName(parseDnString(permitted))))),
+  );
+  const sub = issueCertificate({
+    subject,
+    publicKey: keys.publicKey,
+    issuer,
+    ca: true,
+    keyUsage: ['keyCertSign', 'cRLSign'],
+    extensions: [{ oid: OID.nameConstraints, critical, value }],
+  });
+  return { credential: { cert: sub.parsed, key: keys.privateKey, chain: [] }, der: sub.der };
+}

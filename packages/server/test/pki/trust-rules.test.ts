@@ -5,8 +5,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { OID, parseCertificate } from '../../src/pki/certificate.ts';
-import { encodeContext, encodeSequence } from '../../src/pki/der.ts';
+import { derToPem, parseCertificate } from '../../src/pki/certificate.ts';
 import {
   type Credential,
   chainPem,
@@ -17,10 +16,10 @@ import {
   issueCertificate,
   rsaPublicKeyNobodyHolds,
 } from '../../src/pki/issue.ts';
-import { encodeName, parseDnString, subjectHash } from '../../src/pki/names.ts';
+import { subjectHash } from '../../src/pki/names.ts';
 import { loadTrustDirectory } from '../../src/pki/trust-store.ts';
 import { createVerifier, type VerifyResult } from '../../src/pki/verify.ts';
-import { openssl, put, tempDir } from './fixtures.ts';
+import { constrainedSubCa, openssl, put, tempDir } from './fixtures.ts';
 
 const chainOf = (cred: Credential): Buffer[] => [cred.cert.der, ...cred.chain.map((c) => c.der)];
 
@@ -173,49 +172,37 @@ describe('CA namespaces: .signing_policy and .namespaces', () => {
   });
 });
 
-/** nameConstraints with one permitted directoryName subtree. */
-function permittedSubtree(dn: string, critical: boolean) {
-  const value = encodeSequence(
-    encodeContext(0, encodeSequence(encodeContext(4, encodeName(parseDnString(dn))))),
-  );
-  return { oid: OID.nameConstraints, critical, value };
-}
-
 describe('name constraints, critical or not', () => {
   const root = createCA('/O=Root Org/CN=Constrained Root');
   for (const critical of [false, true]) {
     test(`a ${critical ? 'critical' : 'non-critical'} permitted subtree holds (openssl agrees)`, async () => {
-      const keys = generateKey();
-      const sub = issueCertificate({
-        subject: '/O=Sub Org/CN=Sub CA',
-        publicKey: keys.publicKey,
-        issuer: root,
-        ca: true,
-        keyUsage: ['keyCertSign', 'cRLSign'],
-        extensions: [permittedSubtree('/O=Sub Org', critical)],
-      });
-      const subCred: Credential = { cert: sub.parsed, key: keys.privateKey, chain: [] };
+      const { credential: subCred, der: subDer } = constrainedSubCa(
+        root,
+        '/O=Sub Org/CN=Sub CA',
+        '/O=Sub Org',
+        critical,
+      );
       const verifier = createVerifier({ trustedCAs: [root.cert.der] });
       const inside = createUserCertificate(subCred, '/O=Sub Org/CN=Ann');
       const outside = createUserCertificate(subCred, ADMIN_DN);
-      expectAccepted(verifier.verifyChain([inside.cert.der, sub.der]));
+      expectAccepted(verifier.verifyChain([inside.cert.der, subDer]));
       expectRefused(
-        verifier.verifyChain([outside.cert.der, sub.der]),
+        verifier.verifyChain([outside.cert.der, subDer]),
         'outside_namespace',
         /permitted subtree violation/,
       );
       expectRefused(
         verifier.verifyChain([
-          createProxy({ ...outside, chain: [sub.parsed] }).cert.der,
+          createProxy({ ...outside, chain: [subCred.cert] }).cert.der,
           outside.cert.der,
-          sub.der,
+          subDer,
         ]),
         'outside_namespace',
       );
       // openssl verify says the same of the outside one
       const dir = await tempDir();
       const rootFile = await put(dir, 'root.pem', chainPem(root));
-      const subFile = await put(dir, 'sub.pem', sub.pem);
+      const subFile = await put(dir, 'sub.pem', derToPem(subDer));
       const ok = await openssl([
         'verify',
         '-CAfile',
