@@ -114,15 +114,3 @@ export async function bytesOfImages(db: Q, imageIds: readonly number[]): Promise
   for (const row of variants) result.set(row.imageId, (result.get(row.imageId) ?? 0) + Number(row.bytes));
   return result;
 }
-
-/**
- * Locks a user's row until the transaction ends (an UPDATE on PostgreSQL; on SQLite it takes the write lock
- * first), so that what is checked against their quota is not changed by a concurrent transfer to them.
- */
-export async function lockUser(db: Q, userId: number): Promise<void> {
-  await db
-    .updateTable('users')
-    .set((eb) => ({ quota: eb.ref('quota') }))
-    .where('id', '=', userId)
-    .execute();
-}

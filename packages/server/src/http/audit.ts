@@ -229,7 +229,9 @@ export function registerAudit(
     if (!rule) return;
     // A refusal of nobody in particular (plain HTTP, no certificate, one no trusted CA vouches for) is only
     // counted, in /metrics (repoman_auth_failures_total): anyone could write thousands of entries a second.
-    if (!request.actor && dnOf(request) === null) return;
+    // the DN as the request arrived: the socket may be gone by now (a client that hung up)
+    const dn = dns.has(request) ? (dns.get(request) ?? null) : dnOf(request);
+    if (!request.actor && dn === null) return;
     // A tus PATCH that did not complete its upload is one chunk among many: only failures and the end count.
     if (rule.action === 'image.upload' && rule.type === 'upload' && !request.audit && reply.statusCode < 400)
       return;
@@ -245,7 +247,7 @@ export function registerAudit(
     const entry = {
       at: new Date().toISOString(),
       actor: request.actor ? { id: request.actor.id, name: request.actor.name } : null,
-      dn: dns.has(request) ? (dns.get(request) ?? null) : dnOf(request),
+      dn,
       address: addresses.get(request) ?? request.ip ?? null,
       requestId: String(request.id),
       method: request.method,

@@ -37,9 +37,10 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
   async function accountOf(dn: string, issuerDn: string): Promise<Account> {
     let user = await findUserByDn(db, dn);
     if (user && user.issuer_dn === null) {
-      // first login: the CA that vouched for this DN now is the user's CA
-      await bindIssuerIfUnbound(db, user.id, issuerDn);
-      user = await findUserByDn(db, dn);
+      // first login: the CA that vouched for this DN now is the user's CA (unless another login bound one first)
+      user = (await bindIssuerIfUnbound(db, user.id, issuerDn))
+        ? { ...user, issuer_dn: issuerDn }
+        : await findUserByDn(db, dn);
     }
     if (user && user.issuer_dn !== issuerDn) {
       throw new RepomanError(

@@ -28,14 +28,13 @@ import {
 import type { Db } from '../db/connect.ts';
 import type { ImageRow } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
-import { imagesOfOwner } from '../db/quota-dal.ts';
+import { imagesOfOwner, lockUsers } from '../db/quota-dal.ts';
 import {
   bytesOfImages,
   deleteTransfersExpiredBefore,
   deleteTransfersOfImage,
   findTransfer,
   listTransfers,
-  lockUser,
   replaceTransfer,
   type TransferWithNames,
   takeTransfer,
@@ -93,7 +92,7 @@ export async function moveImage(
   const image = await images.findImageById(trx, move.imageId);
   if (!image || image.owner_id !== move.fromId) return false;
   await deleteTransfersOfImage(trx, image.id);
-  await lockUser(trx, move.to.id);
+  await lockUsers(trx, [move.to.id]);
   const name = move.name ?? image.name;
   if (await images.findImage(trx, move.to.name, name)) {
     throw new RepomanError(
