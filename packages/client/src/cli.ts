@@ -169,11 +169,7 @@ export function parseCommandLine(argv: string[], commands: CommandSpec[]): Comma
       throw new ClientError('usage', `${(error as Error).message.split('\n')[0]} (see '${hint}')`);
     }
   };
-  const leading = parse(
-    argv.slice(0, Math.min(index, argv.length)),
-    globalParseOptions(new Set()),
-    'repoman help',
-  );
+  const leading = parse(argv.slice(0, index), globalParseOptions(new Set()), 'repoman help');
   const name = argv[index];
   const command = name === undefined ? undefined : commands.find((c) => c.name === name || c.alias === name);
   if (!command) return { name, command, options: leading.values as Context['options'], positionals: [] };
@@ -210,12 +206,11 @@ export async function main(argv: string[], commands: CommandSpec[], io: Io): Pro
   const note = write(io.stderr);
   let label = 'repoman';
   // --json as written anywhere, so that even a command line that cannot be parsed fails as a JSON document.
-  let json = argv.includes('--json');
+  const json = argv.includes('--json');
   const connected: { api: Api | null } = { api: null };
   try {
     const line = parseCommandLine(argv, commands);
     const { name, command, options } = line;
-    json = Boolean(options.json) || json;
     if (name !== undefined) label = command?.name ?? name;
     if (options.help && (name === undefined || command !== undefined)) {
       print(command ? commandHelp(command) : generalHelp(commands));

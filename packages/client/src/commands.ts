@@ -1204,10 +1204,10 @@ export const commands: CommandSpec[] = [
 
       // Before anything is copied: the sizes, and whether the owner's quota can take them.
       const room = await quotaRoom(api, existing?.owner ?? ref.owner);
-      let estimate: (ImagePlan & { bytes: number }) | undefined;
+      let estimatedBytes: number | undefined;
       const approve = async (plan: ImagePlan) => {
         const bytesOut = estimateStoredBytes(plan, options.gzip ? 'qcow2' : format);
-        estimate = { ...plan, bytes: bytesOut };
+        estimatedBytes = bytesOut;
         context.note(
           `image: ${bytes(plan.virtualSize)} virtual, ${format}${options.gzip ? ', gzip-compressed' : ''}; about ${bytes(bytesOut)} to send and store (the tree: ${bytes(plan.treeBytes)}, ${plan.treeFiles} files)`,
         );
@@ -1241,7 +1241,7 @@ export const commands: CommandSpec[] = [
           exists: existing !== null,
           method: shot.method,
           size: shot.size,
-          estimated_bytes: estimate?.bytes,
+          estimated_bytes: estimatedBytes,
           ...(room ? { quota_room: room.room } : {}),
           format,
           partitioned,
@@ -1250,7 +1250,7 @@ export const commands: CommandSpec[] = [
         return context.print(
           context.json
             ? JSON.stringify(plan, null, 2)
-            : `[DRY RUN] would save ${root} to ${target} (${existing ? 'a new version' : 'a new image'}): ${shot.size} bytes virtual, about ${estimate?.bytes} to send, ${format}, ${partitioned ? 'partitioned' : 'filesystem only'}\n  metadata: ${JSON.stringify(fields)}`,
+            : `[DRY RUN] would save ${root} to ${target} (${existing ? 'a new version' : 'a new image'}): ${shot.size} bytes virtual, about ${estimatedBytes} to send, ${format}, ${partitioned ? 'partitioned' : 'filesystem only'}\n  metadata: ${JSON.stringify(fields)}`,
         );
       }
       for (const warning of shot.warnings) context.note(`warning: ${warning}`);
@@ -1281,7 +1281,7 @@ export const commands: CommandSpec[] = [
       }
       const sending = statSync(file).size;
       context.note(`sending ${bytes(sending)} (${sending} bytes)`);
-      if (!options.force) refuseOverQuota(context, room, sending, 'exactly');
+      refuseOverQuota(context, room, sending, 'exactly');
 
       // The slot: created if new (and removed again if the upload fails), updated once the bytes are in.
       let created = false;

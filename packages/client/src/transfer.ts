@@ -105,10 +105,10 @@ const LOCAL = new Set([
   'EMFILE',
 ]);
 
-/** Retries after failures that another try may cure (the connection, a server busy or away). */
 /** Server answers that another try cannot change: a full quota is the owner's to free, not a moment's. */
 const DEFINITE = new Set(['quota_exceeded', 'too_many_uploads', 'too_many_images']);
 
+/** Retries after failures that another try may cure (the connection, a server busy or away). */
 function retryable(error: unknown): boolean {
   if (!(error instanceof ClientError)) return !LOCAL.has((error as NodeJS.ErrnoException)?.code ?? '');
   if (error.kind === 'connection') return true;
