@@ -22,6 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { type Inspection, inspect } from '../src/formats/inspect.ts';
+import { qemuImg } from './helpers/images.ts';
 
 const run = promisify(execFile);
 const COUNT = Number(process.env.REPOMAN_FORMAT_FUZZ_COUNT ?? 300);
@@ -239,16 +240,8 @@ describe('format probing: the inspector against qemu-img, file by file', () => {
     await chmod(dir, 0o755);
     const made = join(dir, 'made');
     await mkdir(made);
-    // LUKS creation times its key derivation, and may fail on a busy machine: it is tried again.
-    const qemu = async (...args: string[]) => {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await run('qemu-img', args, { cwd: made });
-        } catch (error) {
-          if (attempt === 3 || !/CPU usage/.test(String((error as { stderr?: string }).stderr))) throw error;
-        }
-      }
-    };
+    // (LUKS creation may fail on a busy machine: qemuImg tries that again)
+    const qemu = (...args: string[]) => qemuImg(args, { cwd: made });
     // The data every format holds: a pattern at the start and in the middle of 1 MiB.
     const disk = Buffer.alloc(1024 * 1024);
     disk.fill('REPOMAN DATA ', 0, 4096);
