@@ -136,12 +136,23 @@ export class RepomanError extends Error {
   readonly status: number;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>, cause?: unknown) {
-    super(message ?? ERRORS[code].message, cause === undefined ? undefined : { cause });
+  /**
+   * `message` defaults to the code's own; `details` are machine-readable facts for the client (a field name, a
+   * limit), `cause` the error underneath (for logs, never sent).
+   */
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options: { details?: Record<string, unknown> | undefined; cause?: unknown } = {},
+  ) {
+    super(
+      message ?? ERRORS[code].message,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'RepomanError';
     this.code = code;
     this.status = ERRORS[code].status;
-    this.details = details;
+    this.details = options.details;
   }
 
   toBody(): ErrorBody {
@@ -149,8 +160,4 @@ export class RepomanError extends Error {
       error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) },
     };
   }
-}
-
-export function isErrorCode(value: string): value is ErrorCode {
-  return Object.hasOwn(ERRORS, value);
 }

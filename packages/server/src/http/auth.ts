@@ -99,7 +99,9 @@ async function actorOf(request: FastifyRequest, identity: IdentityService): Prom
       );
     }
     throw new RepomanError('certificate_invalid', `Client certificate rejected: ${verdict.reason}`, {
-      reason: verdict.code,
+      details: {
+        reason: verdict.code,
+      },
     });
   }
   const actor = await identity.actorFor({

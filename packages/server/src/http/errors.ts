@@ -34,11 +34,13 @@ function validationError(error: FastifyError, request?: FastifyRequest): Repoman
   const path = first.instancePath.replace(/^\//, '').replaceAll('/', '.');
   if (first.keyword === 'additionalProperties') {
     const name = String(first.params.additionalProperty);
-    return new RepomanError('unknown_field', `Unknown ${where} '${name}'`, { field: name });
+    return new RepomanError('unknown_field', `Unknown ${where} '${name}'`, { details: { field: name } });
   }
   if (first.keyword === 'required') {
     const name = String(first.params.missingProperty);
-    return new RepomanError('invalid_field', `Missing required ${where} '${name}'`, { field: name });
+    return new RepomanError('invalid_field', `Missing required ${where} '${name}'`, {
+      details: { field: name },
+    });
   }
   if (!path) {
     return new RepomanError(
@@ -49,12 +51,16 @@ function validationError(error: FastifyError, request?: FastifyRequest): Repoman
   const rule = first.keyword === 'pattern' ? NAME_RULES[String(first.params.pattern)] : undefined;
   if (rule) {
     const value = valueAt(request, error.validationContext, path);
-    return new RepomanError('invalid_name', `Invalid ${path} '${value}': ${rule}`, { field: path });
+    return new RepomanError('invalid_name', `Invalid ${path} '${value}': ${rule}`, {
+      details: { field: path },
+    });
   }
   const allowed =
     first.keyword === 'enum' ? ` (one of: ${(first.params.allowedValues as string[]).join(', ')})` : '';
   return new RepomanError('invalid_field', `Invalid ${where} '${path}': ${first.message}${allowed}`, {
-    field: path,
+    details: {
+      field: path,
+    },
   });
 }
 
@@ -168,7 +174,9 @@ export function checkJsonBody(request: FastifyRequest): void {
     if (source === null || typeof source !== 'object') continue;
     for (const [field, value] of Object.entries(source))
       if (holdsNul(value))
-        throw new RepomanError('invalid_field', `The ${where} '${field}' holds a NUL character`, { field });
+        throw new RepomanError('invalid_field', `The ${where} '${field}' holds a NUL character`, {
+          details: { field },
+        });
   }
 }
 
@@ -190,7 +198,7 @@ function checkTypes(value: unknown, schema: TypeSchema, field: string): void {
       throw new RepomanError(
         'invalid_field',
         `Invalid field '${field || 'body'}': must be ${types.join(' or ')}, not ${actual[0]}`,
-        { field: field || 'body' },
+        { details: { field: field || 'body' } },
       );
   }
   if (Array.isArray(value) && schema.items) {

@@ -24,7 +24,9 @@ export function checkIntegerQuery(request: FastifyRequest): void {
     const maximum = declared.maximum ?? Number.MAX_SAFE_INTEGER;
     for (const text of Array.isArray(value) ? value : [value]) {
       const refuse = (rule: string) =>
-        new RepomanError('invalid_field', `Invalid query parameter '${name}': ${rule}`, { field: name });
+        new RepomanError('invalid_field', `Invalid query parameter '${name}': ${rule}`, {
+          details: { field: name },
+        });
       if (typeof text !== 'string' || !DECIMAL.test(text))
         throw refuse('must be a whole number written in decimal digits');
       if (Number(text) > maximum) throw refuse(`must be <= ${maximum}`);

@@ -97,14 +97,11 @@ export function sizeLimit(max: number, tooLarge: () => RepomanError): Transform 
 export function streamFailure(error: unknown): unknown {
   if (error instanceof RepomanError || error instanceof HashingError) return error;
   if (error instanceof BlobStoreFullError)
-    return new RepomanError('insufficient_storage', undefined, undefined, error);
+    return new RepomanError('insufficient_storage', undefined, { cause: error });
   // The client went away or its stream broke: its fault, not the database's or ours.
-  return new RepomanError(
-    'upload_incomplete',
-    `The upload ended early: ${(error as Error).message}`,
-    undefined,
-    error,
-  );
+  return new RepomanError('upload_incomplete', `The upload ended early: ${(error as Error).message}`, {
+    cause: error,
+  });
 }
 
 /**
@@ -217,7 +214,7 @@ export function createBytesService(deps: {
       return new RepomanError(
         'quota_exceeded',
         `${what} passes the ${limit.room} bytes the owner's quota leaves; nothing was kept`,
-        { room: limit.room },
+        { details: { room: limit.room } },
       );
     return error;
   }
@@ -228,7 +225,9 @@ export function createBytesService(deps: {
     if (!refusal) return;
     const code = REFUSAL_CODES[refusal.code];
     throw new RepomanError(code, `Refused: ${refusal.reason} (${inspection.format})`, {
-      format: inspection.format,
+      details: {
+        format: inspection.format,
+      },
     });
   }
 
@@ -326,7 +325,7 @@ export function createBytesService(deps: {
       throw new RepomanError(
         'feature_not_allowed',
         `The ${inspection.format} image is encrypted (${inspection.encryption}); this repository does not take encrypted images`,
-        { feature: 'encrypted' },
+        { details: { feature: 'encrypted' } },
       );
     if (!policy.allowedFormats.has(inspection.format))
       throw new RepomanError(
@@ -337,7 +336,7 @@ export function createBytesService(deps: {
     const digests = await checkDigests(hasher, expected);
     await upload.commit().catch((error: unknown) => {
       throw error instanceof BlobStoreFullError
-        ? new RepomanError('insufficient_storage', undefined, undefined, error)
+        ? new RepomanError('insufficient_storage', undefined, { cause: error })
         : error;
     });
     try {

@@ -71,17 +71,14 @@ export function guardService<T extends object>(service: T, onUnique: UniqueConfl
 
 export function translateStorageError(error: unknown, onUnique: UniqueConflict = () => 'conflict'): unknown {
   if (error instanceof RepomanError) return error;
-  if (isUnavailable(error)) return new RepomanError('database_unavailable', undefined, undefined, error);
+  if (isUnavailable(error)) return new RepomanError('database_unavailable', undefined, { cause: error });
   if (isUniqueViolation(error)) {
-    return new RepomanError(onUnique(uniqueViolationTarget(error)), undefined, undefined, error);
+    return new RepomanError(onUnique(uniqueViolationTarget(error)), undefined, { cause: error });
   }
   if (isForeignKeyViolation(error)) {
-    return new RepomanError(
-      'conflict',
-      'Something this request refers to was deleted meanwhile; try again',
-      undefined,
-      error,
-    );
+    return new RepomanError('conflict', 'Something this request refers to was deleted meanwhile; try again', {
+      cause: error,
+    });
   }
   return error;
 }
@@ -129,7 +126,7 @@ export async function requireUserRow(db: Db, name: string, field?: string) {
   const user = await findUserByName(db, name);
   if (!user) {
     throw field
-      ? new RepomanError('invalid_field', `No user '${name}' (in ${field})`, { field })
+      ? new RepomanError('invalid_field', `No user '${name}' (in ${field})`, { details: { field } })
       : new RepomanError('user_not_found', `No user '${name}'`);
   }
   return user;

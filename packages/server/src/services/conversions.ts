@@ -209,7 +209,7 @@ export function createConversionService(deps: {
         new RepomanError(
           'quota_exceeded',
           `The ${job.format} image would pass the ${quotaRoom} bytes the owner's quota leaves (${size} bytes or more); nothing was kept`,
-          { room: quotaRoom },
+          { details: { room: quotaRoom } },
         );
       await convert({
         qemuImg: settings.qemuImg,
@@ -360,7 +360,9 @@ export function createConversionService(deps: {
         );
       const compress = body.compress === true;
       if (compress && body.format !== 'qcow2')
-        throw new RepomanError('invalid_field', 'compress applies to qcow2 only', { field: 'compress' });
+        throw new RepomanError('invalid_field', 'compress applies to qcow2 only', {
+          details: { field: 'compress' },
+        });
       if (!version.disk_format || !CONVERTIBLE.has(version.disk_format)) throw unsupported(version, ref);
       const sourceDriver = version.disk_format === 'iso' ? 'raw' : version.disk_format;
       if (sourceDriver === body.format && compress)

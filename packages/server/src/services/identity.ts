@@ -46,14 +46,14 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
       throw new RepomanError(
         'certificate_issuer_mismatch',
         `The certificate for ${dn} was issued by ${issuerDn}, but this user's certificates come from ${user.issuer_dn}; if that CA was renamed, an administrator can re-bind the user`,
-        { dn, issuer_dn: issuerDn },
+        { details: { dn, issuer_dn: issuerDn } },
       );
     }
     if (!user) {
       throw new RepomanError(
         'unknown_certificate',
         `No Repoman user has the certificate DN ${dn}; send this DN to a Repoman administrator`,
-        { dn },
+        { details: { dn } },
       );
     }
     if (user.suspended) throw new RepomanError('user_suspended', `The account ${user.name} is suspended`);

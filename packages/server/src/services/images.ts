@@ -54,7 +54,7 @@ export function parseExpiry(value: string | null | undefined): string | null | u
     throw new RepomanError(
       'invalid_field',
       `expires must be a date (2027-01-31) or a date-time with its offset (2027-01-31T12:00:00Z); got '${text}'`,
-      { field: 'expires' },
+      { details: { field: 'expires' } },
     );
   };
   const m = ISO_INSTANT.exec(text.trim()) ?? fail();
@@ -163,7 +163,7 @@ export function createImageService(deps: {
             throw new RepomanError(
               'too_many_images',
               `The namespace '${owner.name}' holds ${held} images, as many as this repository allows; delete one first`,
-              { images: held, limit: maxImages },
+              { details: { images: held, limit: maxImages } },
             );
           return images.insertImage(trx, {
             uuid: randomUUID(),
@@ -229,7 +229,7 @@ export function createImageService(deps: {
             throw new RepomanError(
               'transfer_offer_required',
               `Giving ${ref.owner}/${ref.name} away is an offer ${body.owner} accepts: POST /api/images/${ref.owner}/${ref.name}/transfer with {"to": "${body.owner}"}`,
-              { to: body.owner },
+              { details: { to: body.owner } },
             );
           }
           newOwner = await requireUserRow(db, body.owner, 'owner');

@@ -62,7 +62,7 @@ export function createQuotaService(deps: { db: Db }) {
     throw new RepomanError(
       'quota_exceeded',
       `${s.name} stores ${s.stored} bytes of a ${s.quota}-byte quota${reservedText}; ${incoming} more do not fit (delete images or unfinished uploads, or ask an admin)`,
-      { quota: s.quota, stored: s.stored, reserved: s.reserved, incoming },
+      { details: { quota: s.quota, stored: s.stored, reserved: s.reserved, incoming } },
     );
   }
 

@@ -51,7 +51,9 @@ export function parseMetadata(value: string | undefined): Map<string, string> {
     const value = Buffer.from(match[2] ?? '', 'base64').toString('utf8');
     if (value.includes('\u0000'))
       throw new RepomanError('invalid_field', `Upload-Metadata '${key}' holds a NUL character`, {
-        field: key,
+        details: {
+          field: key,
+        },
       });
     pairs.set(key, value);
   }
@@ -331,7 +333,7 @@ export function createResumableService(deps: {
             throw new RepomanError(
               'too_many_uploads',
               `${actor.name} has ${pending} unfinished uploads, as many as this repository allows; finish or delete one (DELETE /api/uploads/{id}) or let it expire`,
-              { pending, limit: maxPending },
+              { details: { pending, limit: maxPending } },
             );
           await bytes.quota.check(probe.ownerId, length, { q: trx });
           await insertUpload(trx, row);
@@ -399,7 +401,7 @@ export function createResumableService(deps: {
             throw new RepomanError(
               'upload_offset_mismatch',
               `Upload ${id} stands at ${offset} bytes, not ${options.offset}`,
-              { offset },
+              { details: { offset } },
             );
           }
           if (options.declaredLength !== undefined && offset + options.declaredLength > length) {
@@ -419,7 +421,9 @@ export function createResumableService(deps: {
           if (stored < offset) {
             recorded = stored;
             throw new RepomanError('upload_offset_mismatch', `Upload ${id} stands at ${stored} bytes`, {
-              offset: stored,
+              details: {
+                offset: stored,
+              },
             });
           }
           if (stored > offset) await blob.truncate(offset);

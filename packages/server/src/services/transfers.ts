@@ -99,7 +99,9 @@ export async function moveImage(
       'image_exists',
       `An image '${name}' already exists in namespace '${move.to.name}'`,
       {
-        name,
+        details: {
+          name,
+        },
       },
     );
   }
@@ -108,7 +110,7 @@ export async function moveImage(
     throw new RepomanError(
       'too_many_images',
       `The namespace '${move.to.name}' holds ${held} images, as many as this repository allows; delete one first`,
-      { images: held, limit: move.maxImages },
+      { details: { images: held, limit: move.maxImages } },
     );
   }
   const size = (await bytesOfImages(trx, [image.id])).get(image.id) ?? 0;
@@ -189,7 +191,9 @@ export function createTransferService(deps: {
         const to = await requireUserRow(db, body.to, 'to');
         if (to.id === row.owner_id) {
           throw new RepomanError('invalid_field', `${to.name} already owns ${ref.owner}/${ref.name}`, {
-            field: 'to',
+            details: {
+              field: 'to',
+            },
           });
         }
         if (body.direct) {

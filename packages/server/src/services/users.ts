@@ -66,7 +66,9 @@ export function checkedDn(text: string): string {
 function checkedEmail(email: string | null | undefined): string | null | undefined {
   const value = emptyToNull(email);
   if (value && !/^[^\s@]+@[^\s@]+$/.test(value)) {
-    throw new RepomanError('invalid_field', `Invalid email address '${value}'`, { field: 'email' });
+    throw new RepomanError('invalid_field', `Invalid email address '${value}'`, {
+      details: { field: 'email' },
+    });
   }
   return value;
 }
@@ -165,7 +167,9 @@ export function createUserService(deps: {
         const dnText = body.client_dn ?? body.cert_dn;
         if (!dnText) {
           throw new RepomanError('invalid_field', 'client_dn (the certificate subject DN) is required', {
-            field: 'client_dn',
+            details: {
+              field: 'client_dn',
+            },
           });
         }
         const dn = checkedDn(dnText);
@@ -185,7 +189,9 @@ export function createUserService(deps: {
             const group = await findGroupByName(trx, groupName);
             if (!group)
               throw new RepomanError('invalid_field', `No group '${groupName}' (in groups)`, {
-                field: 'groups',
+                details: {
+                  field: 'groups',
+                },
               });
             groups.push(group);
           }
