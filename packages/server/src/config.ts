@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FEATURES, FORMATS } from '@repoman/core';
 import { parse as parseToml } from 'smol-toml';
 import type { S3Settings } from './blobs/s3.ts';
-import { FEATURES, FORMATS } from './formats/inspect.ts';
 import { balancerList } from './http/proxy-protocol.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';

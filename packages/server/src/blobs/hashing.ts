@@ -8,8 +8,7 @@ import { extname } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 
-export type DigestAlgorithm = 'sha256' | 'md5' | 'sha512';
-export type Digests = Partial<Record<DigestAlgorithm, string>> & { sha256: string };
+import type { DigestAlgorithm, Digests } from '@repoman/core';
 
 /** Bytes go to the worker in batches this large (TLS hands us 16 KiB records; a message each would cost more than the hashing). */
 const BATCH = 1024 * 1024;

@@ -8,32 +8,10 @@
  * upload is refused for those (CVE-2024-32498), and for the formats qemu knows that Repoman does not store.
  */
 
-export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vpc' | 'vhdx' | 'vdi' | 'iso';
-export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2';
+import type { Compression, DiskFormat } from '@repoman/core';
+
 /** Formats qemu probes that Repoman never stores (`qcow` is qcow version 1). */
 export type UnsupportedFormat = 'qcow' | 'qed' | 'luks' | 'parallels' | 'bochs' | 'cloop';
-
-/** Every format the inspector names: what uploaders may declare and admins may allow. */
-export const FORMATS = [
-  'raw',
-  'qcow2',
-  'vmdk',
-  'vpc',
-  'vhdx',
-  'vdi',
-  'iso',
-  'ova',
-  'gzip',
-  'xz',
-  'zstd',
-  'bzip2',
-] as const;
-
-/**
- * Features that are not unsafe for the host but that a repository may not want, refused unless an admin
- * allows them: `encrypted` (a qcow2 encrypted with AES or LUKS boots only where its key is given).
- */
-export const FEATURES = ['encrypted'] as const;
 
 export interface Inspection {
   /** The disk format; for a compressed file or an archive, what it wraps is unknown until unpacked. */

@@ -1,7 +1,7 @@
 /** Digest headers: RFC 9530 `Content-Digest` / `Repr-Digest` (`sha-256=:base64:`) and the older `Content-MD5`. */
+
+import type { DigestAlgorithm, ExpectedDigests } from '@repoman/core';
 import { RepomanError } from '@repoman/core';
-import type { DigestAlgorithm } from '../blobs/hashing.ts';
-import type { ExpectedDigests } from '../services/bytes.ts';
 
 const RFC9530_NAMES: Record<string, DigestAlgorithm> = {
   'sha-256': 'sha256',

@@ -7,15 +7,9 @@ import { spawn } from 'node:child_process';
 import { Duplex, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import { RepomanError } from '@repoman/core';
+import { type DigestAlgorithm, type Digests, type ExpectedDigests, RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage, canReadImage } from '../authz.ts';
-import {
-  type DigestAlgorithm,
-  type Digests,
-  Hasher,
-  HashingError,
-  type HashingPool,
-} from '../blobs/hashing.ts';
+import { Hasher, HashingError, type HashingPool } from '../blobs/hashing.ts';
 import {
   BlobNotFoundError,
   type BlobStore,
@@ -49,7 +43,7 @@ export interface UploadPolicy {
   digests: DigestAlgorithm[];
   /** Formats uploads may be in. */
   allowedFormats: ReadonlySet<string>;
-  /** Features refused by default that this repository takes (formats/inspect.ts FEATURES). */
+  /** Features refused by default that this repository takes (core's FEATURES). */
   allowedFeatures: ReadonlySet<string>;
   /**
    * Downloads are answered with a redirect to a presigned URL valid this many seconds, where the store can
@@ -57,9 +51,6 @@ export interface UploadPolicy {
    */
   redirectSeconds?: number | undefined;
 }
-
-/** Digests the client declared (Content-Digest / Repr-Digest / Content-MD5), as lowercase hex. */
-export type ExpectedDigests = Partial<Record<DigestAlgorithm, string>>;
 
 export interface AdmittedUpload {
   imageId: number;

@@ -12,7 +12,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { RepomanError } from '@repoman/core';
+import { type ExpectedDigests, RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
 import { Hasher, type HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore, BlobUpload } from '../blobs/store.ts';
@@ -34,7 +34,7 @@ import {
   updateLeased,
 } from '../db/uploads-dal.ts';
 import { findImageVersionByBlob, findVersionByBlob } from '../db/versions-dal.ts';
-import type { BytesService, ExpectedDigests } from './bytes.ts';
+import type { BytesService } from './bytes.ts';
 import { sizeLimit, streamFailure } from './bytes.ts';
 import { guardService, nowIso } from './common.ts';
 import type { ImageRef } from './image-access.ts';

@@ -5,11 +5,10 @@
  * plain-HTTP port.
  */
 import type http from 'node:http';
-import { RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
+import { FORMATS, RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
 import type { VersionRow } from '../../db/versions-dal.ts';
-import { FORMATS } from '../../formats/inspect.ts';
 import type { ImageRef } from '../../services/image-access.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';

@@ -4,10 +4,10 @@
  * its image in `Upload-Metadata` (`image`, and `owner` for another namespace) and, once whole, becomes the
  * image's next version exactly as a PUT to /api/images/raw/... does.
  */
+
+import type { DigestAlgorithm, ExpectedDigests } from '@repoman/core';
 import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { DigestAlgorithm } from '../../blobs/hashing.ts';
-import type { ExpectedDigests } from '../../services/bytes.ts';
 import {
   CHECKSUM_ALGORITHMS,
   type ChunkChecksum,
