@@ -1,7 +1,7 @@
 /**
  * Who a certificate's DN is, remembered briefly (services/identity.ts): a change made behind the server's back
- * (another server sharing the database) applies once the memory lapses, and `forget` (which every request that
- * may change anything calls) applies it at once.
+ * (another server sharing the database) applies once the memory lapses, and `forget` (which the services that
+ * change users and groups call) applies it at once.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';

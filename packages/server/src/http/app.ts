@@ -7,15 +7,10 @@ import type { BlockList } from 'node:net';
 import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import { groupSchema, imageSchema, userSchema } from '@repoman/core';
-import Fastify, {
-  type FastifyInstance,
-  type FastifyRequest,
-  type FastifyServerOptions,
-  LogController,
-} from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Services } from '../services/index.ts';
 import { registerAudit } from './audit.ts';
-import { authenticate, READ_METHODS } from './auth.ts';
+import { authenticate } from './auth.ts';
 import { acceptBody } from './continue.ts';
 import { badUrlHandler, checkJsonBody, clientErrorHandler, errorHandler, notFoundHandler } from './errors.ts';
 import { registerMetrics } from './metrics.ts';
@@ -91,12 +86,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preParsing', async (request, reply) => {
     if (!request.routeOptions.config.streamsBody && !request.is404) acceptBody(request, reply);
   });
-  // Who someone is (user, groups, permissions) is remembered briefly (services/identity.ts). A request that may
-  // have changed it makes the server forget, before its answer leaves, so the caller's next request sees it.
-  const forget = async (request: FastifyRequest) => {
-    if (!READ_METHODS.has(request.method)) await options.services.identity.forget();
-  };
-  app.addHook('onSend', forget);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -106,7 +95,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'an audit entry could not be stored; it is logged here instead',
     ),
   );
-  app.addHook('onRequestAbort', forget);
   // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
   // rather than let Node read and discard gigabytes to keep it alive.
   app.addHook('onSend', async (request, reply) => {

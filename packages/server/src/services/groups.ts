@@ -44,8 +44,12 @@ function checkedPermission(name: string): Permission {
   return name;
 }
 
-export function createGroupService(deps: { db: Db }) {
-  const { db } = deps;
+export function createGroupService(deps: {
+  db: Db;
+  /** Told once a change to a group's name, members or permissions has committed (`identity.forget`). */
+  identitiesChanged: () => Promise<void>;
+}) {
+  const { db, identitiesChanged } = deps;
 
   async function requireGroup(name: string): Promise<GroupRow> {
     const group = await groups.findGroupByName(db, name);
@@ -110,6 +114,7 @@ export function createGroupService(deps: { db: Db }) {
         throw new RepomanError('conflict', 'The last member of admins cannot be removed');
       }
     });
+    await identitiesChanged();
     return viewById(group.id);
   }
 
@@ -126,6 +131,7 @@ export function createGroupService(deps: { db: Db }) {
       await groups.touchGroup(trx, group.id, nowIso());
       await (grant ? groups.addPermission : groups.removePermission)(trx, group.id, p);
     });
+    await identitiesChanged();
     return viewById(group.id);
   }
 
@@ -172,6 +178,7 @@ export function createGroupService(deps: { db: Db }) {
             await groups.addMember(trx, row.id, (await requireUserRow(trx, member, 'users')).id);
           return row;
         });
+        await identitiesChanged();
         return viewById(row.id);
       },
 
@@ -197,6 +204,7 @@ export function createGroupService(deps: { db: Db }) {
             }))
           )
             throw new RepomanError('group_not_found', `No group '${name}'`);
+          await identitiesChanged(); // actors hold their groups by name
         }
         return viewById(group.id);
       },
@@ -209,6 +217,7 @@ export function createGroupService(deps: { db: Db }) {
         if (group.protected)
           throw new RepomanError('group_protected', `The group '${name}' is protected and cannot be deleted`);
         await groups.deleteGroup(db, group.id);
+        await identitiesChanged();
       },
 
       addMember: (actor: Actor, name: string, userName: string) => changeMembers(actor, name, userName, true),

@@ -17,9 +17,10 @@ export interface CertificateIdentity {
 }
 
 /**
- * How long who a certificate's DN is (the user, their groups and permissions) is remembered. Every request
- * that may change anything forgets it all (`forget`), so on one server a change applies to the very next
- * request; a change made through another server sharing the database applies here within this time.
+ * How long who a certificate's DN is (the user, their groups and permissions) is remembered. The services that
+ * change users and groups forget it all (`forget`) once their change is committed, so on one server a change
+ * applies to the very next request; a change made through another server sharing the database applies here
+ * within this time.
  */
 export const ACTOR_CACHE_MS = 2000;
 const ACTOR_CACHE_ENTRIES = 1000;

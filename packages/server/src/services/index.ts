@@ -54,11 +54,14 @@ export function createServices(deps: {
     return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store };
   }
   let lastHealth: { at: number; result: ReturnType<typeof checkHealth> } | undefined;
+  // Who a DN is, remembered briefly: the services that change users and groups make it forget.
+  const identity = createIdentityService(deps);
+  const identitiesChanged = identity.forget;
   return {
-    identity: createIdentityService(deps),
+    identity,
     audit: createAuditService(deps),
-    users: createUserService({ ...deps, defaultQuota: deps.limits?.defaultQuota }),
-    groups: createGroupService(deps),
+    users: createUserService({ ...deps, defaultQuota: deps.limits?.defaultQuota, identitiesChanged }),
+    groups: createGroupService({ ...deps, identitiesChanged }),
     images: createImageService({ ...deps, limits: deps.limits, checkQuota: bytes.checkQuota }),
     transfers: createTransferService({
       db: deps.db,

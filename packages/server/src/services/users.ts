@@ -83,8 +83,10 @@ export function createUserService(deps: {
   store: BlobStore;
   /** The quota of users created from now on (users.default_quota); null or absent: none. */
   defaultQuota?: number | null | undefined;
+  /** Told once a change to who someone is has committed, so that the next request sees it (`identity.forget`). */
+  identitiesChanged: () => Promise<void>;
 }) {
-  const { db, store } = deps;
+  const { db, store, identitiesChanged } = deps;
 
   const requireUser = (name: string) => requireUserRow(db, name);
 
@@ -220,6 +222,7 @@ export function createUserService(deps: {
           for (const group of groups) await addMember(trx, group.id, row.id);
           return row;
         });
+        await identitiesChanged(); // the DN may have been remembered as nobody's
         return viewById(actor, row.id);
       },
 
@@ -301,6 +304,7 @@ export function createUserService(deps: {
               .execute((trx) => keepingAnActiveAdmin(trx, `Suspending '${name}'`, () => update(trx)))
           : await update(db);
         if (!updated) throw new RepomanError('user_not_found', `No user '${name}'`);
+        await identitiesChanged();
         return viewById(actor, target.id);
       },
 
@@ -322,6 +326,7 @@ export function createUserService(deps: {
             return keys;
           }),
         );
+        await identitiesChanged();
         await deleteBlobsQuietly(store, blobs);
       },
 
