@@ -7,7 +7,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openBlobStore } from './blobs/open.ts';
 import { DEV_NAMESPACE } from './bootstrap.ts';
 import { ConfigError, LOOPBACK, loadConfig } from './config.ts';
 import { openDatabase, redactUrl } from './db/connect.ts';
@@ -16,7 +15,7 @@ import { openApiDocument } from './http/app.ts';
 import { derToPem } from './pki/certificate.ts';
 import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
 import { normalizeDn } from './pki/names.ts';
-import { startServer } from './server.ts';
+import { openBlobStore, startServer } from './server.ts';
 
 const USAGE = `Usage: repoman-server [command] [options]
 

@@ -8,9 +8,10 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { STALE_UPLOAD_MS } from './blobs/directory.ts';
+import { createDirectoryStore, STALE_UPLOAD_MS } from './blobs/directory.ts';
+import { createDiscardingStore } from './blobs/discard.ts';
 import { HashingPool } from './blobs/hashing.ts';
-import { openBlobStore } from './blobs/open.ts';
+import { createS3Store } from './blobs/s3.ts';
 import type { BlobStore } from './blobs/store.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
@@ -42,6 +43,29 @@ export interface RunningServer {
 
 export interface StartOptions {
   logger?: FastifyServerOptions['logger'];
+}
+
+/**
+ * Opens the blob store the configuration names, checking that an object store's bucket can be reached (so that
+ * a wrong endpoint, bucket or key stops the server at start-up, not at the first upload).
+ */
+export async function openBlobStore(
+  config: Pick<ServerConfig, 'blobStore' | 'blobDir' | 's3'>,
+): Promise<BlobStore> {
+  if (config.blobStore === 'discard') return createDiscardingStore();
+  if (config.blobStore === 'directory') return createDirectoryStore(config.blobDir);
+  const { redirectDownloads: _, redirectSeconds: __, ...s3 } = config.s3;
+  const store = createS3Store(s3);
+  try {
+    await store.check();
+  } catch (error) {
+    const reason = (error as Error).message || (error as Error).name;
+    throw new Error(
+      `Cannot reach the S3 bucket '${s3.bucket}'${s3.endpoint ? ` at ${s3.endpoint}` : ''}: ${reason}`,
+      { cause: error },
+    );
+  }
+  return store;
 }
 
 /**
