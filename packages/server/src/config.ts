@@ -9,8 +9,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FEATURES, FORMATS } from '@repoman/core';
 import { parse as parseToml } from 'smol-toml';
-import type { S3Settings } from './blobs/s3.ts';
-import { balancerList } from './http/proxy-protocol.ts';
+import type { S3Settings } from './blobs/s3-settings.ts';
+import { balancerList } from './http/balancers.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';
 

@@ -17,10 +17,11 @@ import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from '
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/connect.ts';
 import { buildApp } from './http/app.ts';
+import { balancerList } from './http/balancers.ts';
 import { capConnectionsPerAddress } from './http/connection-cap.ts';
 import { clientErrorHandler } from './http/errors.ts';
 import { createMetrics } from './http/metrics.ts';
-import { acceptProxyProtocol, balancerList } from './http/proxy-protocol.ts';
+import { acceptProxyProtocol } from './http/proxy-protocol.ts';
 import { loadWebAssets } from './http/web.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
 import { createServices } from './services/index.ts';

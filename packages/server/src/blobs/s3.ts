@@ -37,6 +37,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { STALE_UPLOAD_MS, written } from './directory.ts';
+import type { S3Settings } from './s3-settings.ts';
 import {
   BlobNotFoundError,
   type BlobReadable,
@@ -45,26 +46,6 @@ import {
   type ByteRange,
   type DownloadUrlOptions,
 } from './store.ts';
-
-export interface S3Settings {
-  /** The service's URL; absent for AWS itself (the region then decides). */
-  endpoint: string | undefined;
-  region: string;
-  bucket: string;
-  /** Put in front of every object name, so that one bucket can hold several repositories. */
-  prefix: string;
-  /** `https://host/bucket/key` rather than `https://bucket.host/key` (most non-AWS services). */
-  pathStyle: boolean;
-  /** Credentials; when absent, the SDK's usual chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles). */
-  accessKeyId: string | undefined;
-  secretAccessKey: string | undefined;
-  /** Size of an upload's parts (S3: 5 MiB at least); parts double every 1000 so that 10 000 reach far. */
-  partSize: number;
-  /** Make the bucket at start-up if it does not exist. */
-  createBucket: boolean;
-  /** At most this many connections to the service at once. */
-  maxSockets: number;
-}
 
 const KEY = /^[0-9a-f]{32}$/;
 const MAX_PARTS = 10_000;

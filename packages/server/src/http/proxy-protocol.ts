@@ -6,7 +6,7 @@
  * balancer's. A connection from a balancer without a valid header is closed; from anyone else, a header is
  * never looked for (it would be a TLS error), so nobody but the balancers can claim an address.
  */
-import { BlockList, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { type BlockList, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -22,25 +22,6 @@ export interface ClientAddress {
 
 export class ProxyProtocolError extends Error {
   override name = 'ProxyProtocolError';
-}
-
-/** `10.0.0.5`, `10.0.0.0/8`, `::1`, `fd00::/8`: the balancers' addresses, as a list Node checks quickly. */
-export function balancerList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address = '', bits] = entry.trim().split('/');
-    const type = isIPv4(address) ? 'ipv4' : isIPv6(address) ? 'ipv6' : null;
-    const prefix = bits === undefined ? undefined : Number(bits);
-    if (
-      !type ||
-      (prefix !== undefined &&
-        (!Number.isInteger(prefix) || prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128)))
-    )
-      throw new Error(`not an IP address or CIDR block: ${JSON.stringify(entry)}`);
-    if (prefix === undefined) list.addAddress(address, type);
-    else list.addSubnet(address, prefix, type);
-  }
-  return list;
 }
 
 /** An IPv4 client of a dual-stack listener shows as `::ffff:a.b.c.d`. */

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { S3Settings } from '../../src/blobs/s3.ts';
+import type { S3Settings } from '../../src/blobs/s3-settings.ts';
 
 const run = promisify(execFile);
 const SCRIPT = resolve(import.meta.dirname, '../../../../scripts/swift-s3.sh');
