@@ -8,8 +8,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ADMINS_GROUP, DEFAULT_GROUP_PERMISSIONS, USERS_GROUP } from '@repoman/core';
 import type { AdminSpec, ServerConfig } from './config.ts';
-import type { Db } from './db/connect.ts';
 import * as groups from './db/groups-dal.ts';
+import type { Db } from './db/schema.ts';
 import * as users from './db/users-dal.ts';
 import { derToPem } from './pki/certificate.ts';
 import {

@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { STALE_UPLOAD_MS } from './blobs/directory.ts';
 import type { BlobStore } from './blobs/store.ts';
-import type { Db } from './db/connect.ts';
 import { allVariants, deleteVariant } from './db/jobs-dal.ts';
+import type { Db } from './db/schema.ts';
 import { pendingUploadKeys } from './db/uploads-dal.ts';
 import {
   allVersions,

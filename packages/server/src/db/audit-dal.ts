@@ -1,9 +1,8 @@
 /** Data access for the audit log: one row per change asked for, read back by admins with filters. */
-import type { Insertable, Kysely, Selectable } from 'kysely';
-import type { AuditLogTable, Database } from './schema.ts';
+import type { Insertable, Selectable } from 'kysely';
+import type { AuditLogTable, Db } from './schema.ts';
 
 export type AuditRow = Selectable<AuditLogTable>;
-type Q = Kysely<Database>;
 
 export interface AuditFilter {
   actor?: string | undefined;
@@ -18,13 +17,13 @@ export interface AuditFilter {
   until?: string | undefined;
 }
 
-export async function insertAudit(db: Q, row: Insertable<AuditLogTable>): Promise<void> {
+export async function insertAudit(db: Db, row: Insertable<AuditLogTable>): Promise<void> {
   await db.insertInto('audit_log').values(row).execute();
 }
 
 /** Newest first. */
 export async function listAudit(
-  db: Q,
+  db: Db,
   filter: AuditFilter,
   page: { limit: number; offset: number },
 ): Promise<{ items: AuditRow[]; total: number }> {

@@ -7,11 +7,11 @@ import { dirname, resolve } from 'node:path';
 import { Kysely, type KyselyConfig, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
-import type { Database } from './schema.ts';
+import type { Database, Db, Engine } from './schema.ts';
 import { nodeSqliteDialect, openSqlite } from './sqlite.ts';
 
-export type Engine = 'sqlite' | 'postgres';
-export type Db = Kysely<Database>;
+// Where callers outside db/ have always found them (services and routes import them from here).
+export type { Db, Engine };
 
 export interface DatabaseHandle {
   db: Db;
@@ -118,7 +118,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     // one is creating right now is briefly missing or duplicate): such a start tries again.
     for (let attempt = 1; ; attempt++) {
       try {
-        await migrateToLatest(db as Kysely<unknown>, engine);
+        await migrateToLatest(db, engine);
         break;
       } catch (error) {
         const code = ((error as Error).cause as { code?: string } | undefined)?.code;

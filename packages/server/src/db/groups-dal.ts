@@ -1,31 +1,30 @@
 /** Data access for groups, their members and their permissions. */
-import type { Kysely, Selectable } from 'kysely';
-import type { Database, GroupsTable } from './schema.ts';
+import type { Selectable } from 'kysely';
+import type { Db, GroupsTable } from './schema.ts';
 
 export type GroupRow = Selectable<GroupsTable>;
-type Q = Kysely<Database>;
 
-export const findGroupByName = (db: Q, name: string) =>
+export const findGroupByName = (db: Db, name: string) =>
   db.selectFrom('groups').selectAll().where('name', '=', name).executeTakeFirst();
 
-export const findGroupById = (db: Q, id: number) =>
+export const findGroupById = (db: Db, id: number) =>
   db.selectFrom('groups').selectAll().where('id', '=', id).executeTakeFirst();
 
 /**
  * Marks the group modified and, inside a transaction, locks its row until commit (an UPDATE takes a row lock
  * on PostgreSQL; SQLite serialises all writers anyway), so checks on its members cannot race.
  */
-export async function touchGroup(db: Q, id: number, now: string): Promise<void> {
+export async function touchGroup(db: Db, id: number, now: string): Promise<void> {
   await db.updateTable('groups').set({ modified: now }).where('id', '=', id).execute();
 }
 
-export async function insertGroup(db: Q, group: Omit<GroupRow, 'id'>): Promise<GroupRow> {
+export async function insertGroup(db: Db, group: Omit<GroupRow, 'id'>): Promise<GroupRow> {
   return db.insertInto('groups').values(group).returningAll().executeTakeFirstOrThrow();
 }
 
 /** Creates the group unless one of that name exists (several servers may start at once); the new row or nothing. */
 export async function insertGroupIfMissing(
-  db: Q,
+  db: Db,
   group: Omit<GroupRow, 'id'>,
 ): Promise<GroupRow | undefined> {
   return db
@@ -41,7 +40,7 @@ export async function insertGroupIfMissing(
  * may have renamed it meanwhile); false if it has not.
  */
 export async function updateGroupIfNamed(
-  db: Q,
+  db: Db,
   id: number,
   name: string,
   patch: Partial<Omit<GroupRow, 'id'>>,
@@ -55,11 +54,11 @@ export async function updateGroupIfNamed(
   return Number(result.numUpdatedRows) === 1;
 }
 
-export async function deleteGroup(db: Q, id: number): Promise<void> {
+export async function deleteGroup(db: Db, id: number): Promise<void> {
   await db.deleteFrom('groups').where('id', '=', id).execute();
 }
 
-export async function listGroups(db: Q, page: { limit: number; offset: number }, memberId?: number) {
+export async function listGroups(db: Db, page: { limit: number; offset: number }, memberId?: number) {
   let query = db.selectFrom('groups');
   if (memberId !== undefined) {
     query = query.where(
@@ -76,7 +75,7 @@ export async function listGroups(db: Q, page: { limit: number; offset: number },
 }
 
 /** Member names of each group, sorted. */
-export async function membersOfGroups(db: Q, groupIds: readonly number[]): Promise<Map<number, string[]>> {
+export async function membersOfGroups(db: Db, groupIds: readonly number[]): Promise<Map<number, string[]>> {
   const result = new Map<number, string[]>(groupIds.map((id) => [id, []]));
   if (groupIds.length === 0) return result;
   const rows = await db
@@ -91,7 +90,7 @@ export async function membersOfGroups(db: Q, groupIds: readonly number[]): Promi
 }
 
 /** Names of the group's members whose accounts are not suspended. */
-export async function activeMemberNames(db: Q, groupId: number): Promise<string[]> {
+export async function activeMemberNames(db: Db, groupId: number): Promise<string[]> {
   const rows = await db
     .selectFrom('group_members')
     .innerJoin('users', 'users.id', 'group_members.user_id')
@@ -103,7 +102,7 @@ export async function activeMemberNames(db: Q, groupId: number): Promise<string[
 
 /** Permission names of each group, sorted. */
 export async function permissionsOfGroups(
-  db: Q,
+  db: Db,
   groupIds: readonly number[],
 ): Promise<Map<number, string[]>> {
   const result = new Map<number, string[]>(groupIds.map((id) => [id, []]));
@@ -118,7 +117,7 @@ export async function permissionsOfGroups(
   return result;
 }
 
-export async function addMember(db: Q, groupId: number, userId: number): Promise<void> {
+export async function addMember(db: Db, groupId: number, userId: number): Promise<void> {
   await db
     .insertInto('group_members')
     .values({ group_id: groupId, user_id: userId })
@@ -126,7 +125,7 @@ export async function addMember(db: Q, groupId: number, userId: number): Promise
     .execute();
 }
 
-export async function removeMember(db: Q, groupId: number, userId: number): Promise<void> {
+export async function removeMember(db: Db, groupId: number, userId: number): Promise<void> {
   await db
     .deleteFrom('group_members')
     .where('group_id', '=', groupId)
@@ -134,7 +133,7 @@ export async function removeMember(db: Q, groupId: number, userId: number): Prom
     .execute();
 }
 
-export async function addPermission(db: Q, groupId: number, permission: string): Promise<void> {
+export async function addPermission(db: Db, groupId: number, permission: string): Promise<void> {
   await db
     .insertInto('group_permissions')
     .values({ group_id: groupId, permission })
@@ -142,7 +141,7 @@ export async function addPermission(db: Q, groupId: number, permission: string):
     .execute();
 }
 
-export async function removePermission(db: Q, groupId: number, permission: string): Promise<void> {
+export async function removePermission(db: Db, groupId: number, permission: string): Promise<void> {
   await db
     .deleteFrom('group_permissions')
     .where('group_id', '=', groupId)

@@ -1,13 +1,6 @@
 /** Data access for images and their shares. */
-import {
-  type Expression,
-  type ExpressionBuilder,
-  type Kysely,
-  type Selectable,
-  type SqlBool,
-  sql,
-} from 'kysely';
-import type { Database, ImagesTable, ImageVersionsTable } from './schema.ts';
+import { type Expression, type ExpressionBuilder, type Selectable, type SqlBool, sql } from 'kysely';
+import type { Database, Db, ImagesTable, ImageVersionsTable } from './schema.ts';
 
 export type ImageRow = Selectable<ImagesTable>;
 /** What an image shows of its current version: its digests and what its bytes are. */
@@ -19,9 +12,8 @@ type CurrentVersion = Pick<
 export type ImageWithOwner = ImageRow & { owner_name: string } & {
   [K in keyof CurrentVersion]: CurrentVersion[K] | null;
 };
-type Q = Kysely<Database>;
 
-function selectImages(db: Q) {
+function selectImages(db: Db) {
   return db
     .selectFrom('images')
     .innerJoin('users', 'users.id', 'images.owner_id')
@@ -41,18 +33,18 @@ function selectImages(db: Q) {
     ]);
 }
 
-export const findImage = (db: Q, ownerName: string, name: string) =>
+export const findImage = (db: Db, ownerName: string, name: string) =>
   selectImages(db).where('users.name', '=', ownerName).where('images.name', '=', name).executeTakeFirst();
 
-export const findImageById = (db: Q, id: number) =>
+export const findImageById = (db: Db, id: number) =>
   selectImages(db).where('images.id', '=', id).executeTakeFirst();
 
-export async function insertImage(db: Q, image: Omit<ImageRow, 'id' | 'last_version'>): Promise<number> {
+export async function insertImage(db: Db, image: Omit<ImageRow, 'id' | 'last_version'>): Promise<number> {
   const row = await db.insertInto('images').values(image).returning('id').executeTakeFirstOrThrow();
   return row.id;
 }
 
-export async function updateImage(db: Q, id: number, patch: Partial<Omit<ImageRow, 'id'>>): Promise<void> {
+export async function updateImage(db: Db, id: number, patch: Partial<Omit<ImageRow, 'id'>>): Promise<void> {
   await db.updateTable('images').set(patch).where('id', '=', id).execute();
 }
 
@@ -61,7 +53,7 @@ export async function updateImage(db: Q, id: number, patch: Partial<Omit<ImageRo
  * another server, may have renamed or given it away meanwhile); false if it has not.
  */
 export async function updateImageIfNamed(
-  db: Q,
+  db: Db,
   id: number,
   found: { name: string; owner_id: number },
   patch: Partial<Omit<ImageRow, 'id'>>,
@@ -76,7 +68,7 @@ export async function updateImageIfNamed(
   return Number(result.numUpdatedRows) === 1;
 }
 
-export async function deleteImage(db: Q, id: number): Promise<void> {
+export async function deleteImage(db: Db, id: number): Promise<void> {
   await db.deleteFrom('images').where('id', '=', id).execute();
 }
 
@@ -87,7 +79,7 @@ export interface ImageShareRows {
 
 /** Who each image is shared with, names sorted, for a page of images at once. */
 export async function sharesOfImages(
-  db: Q,
+  db: Db,
   imageIds: readonly number[],
 ): Promise<Map<number, ImageShareRows>> {
   const result = new Map<number, ImageShareRows>(imageIds.map((id) => [id, { users: [], groups: [] }]));
@@ -113,11 +105,11 @@ export async function sharesOfImages(
   return result;
 }
 
-export async function sharesOfImage(db: Q, imageId: number): Promise<ImageShareRows> {
+export async function sharesOfImage(db: Db, imageId: number): Promise<ImageShareRows> {
   return (await sharesOfImages(db, [imageId])).get(imageId) as ImageShareRows;
 }
 
-export async function addUserShare(db: Q, imageId: number, userId: number): Promise<void> {
+export async function addUserShare(db: Db, imageId: number, userId: number): Promise<void> {
   await db
     .insertInto('image_user_shares')
     .values({ image_id: imageId, user_id: userId })
@@ -125,7 +117,7 @@ export async function addUserShare(db: Q, imageId: number, userId: number): Prom
     .execute();
 }
 
-export async function removeUserShare(db: Q, imageId: number, userId: number): Promise<void> {
+export async function removeUserShare(db: Db, imageId: number, userId: number): Promise<void> {
   await db
     .deleteFrom('image_user_shares')
     .where('image_id', '=', imageId)
@@ -133,7 +125,7 @@ export async function removeUserShare(db: Q, imageId: number, userId: number): P
     .execute();
 }
 
-export async function addGroupShare(db: Q, imageId: number, groupId: number): Promise<void> {
+export async function addGroupShare(db: Db, imageId: number, groupId: number): Promise<void> {
   await db
     .insertInto('image_group_shares')
     .values({ image_id: imageId, group_id: groupId })
@@ -141,7 +133,7 @@ export async function addGroupShare(db: Q, imageId: number, groupId: number): Pr
     .execute();
 }
 
-export async function removeGroupShare(db: Q, imageId: number, groupId: number): Promise<void> {
+export async function removeGroupShare(db: Db, imageId: number, groupId: number): Promise<void> {
   await db
     .deleteFrom('image_group_shares')
     .where('image_id', '=', imageId)
@@ -173,7 +165,7 @@ export interface ImageQuery {
   offset: number;
 }
 
-export async function listImages(db: Q, query: ImageQuery) {
+export async function listImages(db: Db, query: ImageQuery) {
   type Eb = ExpressionBuilder<Database, 'images'>;
   const sharedWith = (eb: Eb, userId: number) =>
     eb.or([

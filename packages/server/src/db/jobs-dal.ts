@@ -3,14 +3,13 @@
  * is claimed by one server with a lease, which it renews while it runs; a lease left to expire (its server
  * died) puts the job back in the queue.
  */
-import type { ExpressionBuilder, Insertable, Kysely, Selectable } from 'kysely';
-import type { Database, ImageVariantsTable, JobsTable } from './schema.ts';
+import type { ExpressionBuilder, Insertable, Selectable } from 'kysely';
+import type { Database, Db, ImageVariantsTable, JobsTable } from './schema.ts';
 
 export type VariantRow = Selectable<ImageVariantsTable>;
 export type JobRow = Selectable<JobsTable>;
-type Q = Kysely<Database>;
 
-export const listVariants = (db: Q, versionIds: readonly number[]) =>
+export const listVariants = (db: Db, versionIds: readonly number[]) =>
   versionIds.length === 0
     ? Promise.resolve([] as VariantRow[])
     : db
@@ -20,7 +19,7 @@ export const listVariants = (db: Q, versionIds: readonly number[]) =>
         .orderBy('format')
         .execute();
 
-export const findVariant = (db: Q, versionId: number, format: string) =>
+export const findVariant = (db: Db, versionId: number, format: string) =>
   db
     .selectFrom('image_variants')
     .selectAll()
@@ -29,7 +28,7 @@ export const findVariant = (db: Q, versionId: number, format: string) =>
     .executeTakeFirst();
 
 /** Records a variant, replacing one of the same format; returns the replaced blob's key, to delete. */
-export async function putVariant(db: Q, row: Insertable<ImageVariantsTable>): Promise<string | undefined> {
+export async function putVariant(db: Db, row: Insertable<ImageVariantsTable>): Promise<string | undefined> {
   const old = await db
     .deleteFrom('image_variants')
     .where('version_id', '=', row.version_id)
@@ -40,7 +39,7 @@ export async function putVariant(db: Q, row: Insertable<ImageVariantsTable>): Pr
   return old?.blob_key;
 }
 
-export async function deleteVariant(db: Q, versionId: number, format: string): Promise<string | undefined> {
+export async function deleteVariant(db: Db, versionId: number, format: string): Promise<string | undefined> {
   const old = await db
     .deleteFrom('image_variants')
     .where('version_id', '=', versionId)
@@ -51,7 +50,7 @@ export async function deleteVariant(db: Q, versionId: number, format: string): P
 }
 
 /** Every variant with its version's image, for fsck. */
-export const allVariants = (db: Q) =>
+export const allVariants = (db: Db) =>
   db
     .selectFrom('image_variants')
     .innerJoin('image_versions', 'image_versions.id', 'image_variants.version_id')
@@ -62,16 +61,16 @@ export const allVariants = (db: Q) =>
     .orderBy('image_variants.id')
     .execute();
 
-export async function insertJob(db: Q, row: Insertable<JobsTable>): Promise<void> {
+export async function insertJob(db: Db, row: Insertable<JobsTable>): Promise<void> {
   await db.insertInto('jobs').values(row).execute();
 }
 
-export const findJob = (db: Q, id: string) =>
+export const findJob = (db: Db, id: string) =>
   db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
 
 /** A job for the same conversion that is still queued or running (asking twice runs it once). */
 export const findPendingJob = (
-  db: Q,
+  db: Db,
   imageId: number,
   version: number,
   format: string,
@@ -87,7 +86,7 @@ export const findPendingJob = (
     .where('state', 'in', ['queued', 'running'])
     .executeTakeFirst();
 
-export const listJobsOf = (db: Q, userId: number, limit: number) =>
+export const listJobsOf = (db: Db, userId: number, limit: number) =>
   db
     .selectFrom('jobs')
     .selectAll()
@@ -101,7 +100,7 @@ export const listJobsOf = (db: Q, userId: number, limit: number) =>
  * two servers never run one job.
  */
 export async function claimJob(
-  db: Q,
+  db: Db,
   lease: string,
   now: string,
   until: string,
@@ -133,7 +132,7 @@ export async function claimJob(
 
 /** Keeps a running job's lease and records its progress; false if the job was cancelled or taken away. */
 export async function renewJob(
-  db: Q,
+  db: Db,
   id: string,
   lease: string,
   until: string,
@@ -151,7 +150,7 @@ export async function renewJob(
 
 /** Ends a job the lease holds; false if it no longer does (cancelled, or taken back by another server). */
 export async function finishJob(
-  db: Q,
+  db: Db,
   id: string,
   lease: string,
   outcome: { state: 'succeeded' | 'failed'; error_code?: string; error_message?: string; finished: string },
@@ -172,7 +171,7 @@ export async function finishJob(
 }
 
 /** Cancels a job that has not finished; false if it had. */
-export async function cancelJob(db: Q, id: string, now: string): Promise<boolean> {
+export async function cancelJob(db: Db, id: string, now: string): Promise<boolean> {
   const result = await db
     .updateTable('jobs')
     .set({ state: 'cancelled', lease: null, lease_until: null, finished: now })
@@ -187,7 +186,7 @@ export async function cancelJob(db: Q, id: string, now: string): Promise<boolean
  * `maxAttempts`; `everyLease` also takes back live leases (a lone server at start-up: none of its jobs survived).
  */
 export async function recoverJobs(
-  db: Q,
+  db: Db,
   now: string,
   maxAttempts: number,
   everyLease = false,
@@ -217,7 +216,7 @@ export async function recoverJobs(
 }
 
 /** Puts the jobs a stopping server was running back in the queue. */
-export async function releaseJobs(db: Q, lease: string): Promise<void> {
+export async function releaseJobs(db: Db, lease: string): Promise<void> {
   await db
     .updateTable('jobs')
     .set({ state: 'queued', lease: null, lease_until: null, progress: 0 })
@@ -227,7 +226,7 @@ export async function releaseJobs(db: Q, lease: string): Promise<void> {
 }
 
 /** Finished jobs older than `before` are forgotten. */
-export async function forgetJobs(db: Q, before: string): Promise<void> {
+export async function forgetJobs(db: Db, before: string): Promise<void> {
   await db
     .deleteFrom('jobs')
     .where('state', 'in', ['succeeded', 'failed', 'cancelled'])

@@ -1,5 +1,5 @@
 /** Table types for Kysely. Timestamps are ISO 8601 UTC strings on both engines; booleans read back as 0/1 on SQLite. */
-import type { Generated } from 'kysely';
+import type { Generated, Kysely } from 'kysely';
 
 type Bool = boolean | number;
 
@@ -197,3 +197,9 @@ export interface Database {
   audit_log: AuditLogTable;
   image_transfers: ImageTransfersTable;
 }
+
+/** The query layer over this schema, or a transaction on it: every data-access function takes one. */
+export type Db = Kysely<Database>;
+
+/** The SQL engines the schema runs on; migrations choose column types by it. */
+export type Engine = 'sqlite' | 'postgres';

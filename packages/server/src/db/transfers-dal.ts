@@ -1,6 +1,6 @@
 /** Data access for transfer offers: an image offered by its owner to another user, until answered or expired. */
-import type { Kysely, Selectable } from 'kysely';
-import type { Database, ImageTransfersTable } from './schema.ts';
+import type { Selectable } from 'kysely';
+import type { Db, ImageTransfersTable } from './schema.ts';
 
 export type TransferRow = Selectable<ImageTransfersTable>;
 /** An offer with the names it shows: the image as it is now, the giver and the receiver. */
@@ -11,9 +11,8 @@ export type TransferWithNames = TransferRow & {
   from_name: string;
   to_name: string;
 };
-type Q = Kysely<Database>;
 
-function selectTransfers(db: Q) {
+function selectTransfers(db: Db) {
   return db
     .selectFrom('image_transfers as t')
     .innerJoin('images', 'images.id', 't.image_id')
@@ -30,11 +29,11 @@ function selectTransfers(db: Q) {
     ]);
 }
 
-export const findTransfer = (db: Q, id: string): Promise<TransferWithNames | undefined> =>
+export const findTransfer = (db: Db, id: string): Promise<TransferWithNames | undefined> =>
   selectTransfers(db).where('t.id', '=', id).executeTakeFirst();
 
 /** Makes the image's one pending offer this one (an earlier offer of it, to anyone, is replaced). */
-export async function replaceTransfer(db: Q, row: TransferRow): Promise<void> {
+export async function replaceTransfer(db: Db, row: TransferRow): Promise<void> {
   await db.deleteFrom('image_transfers').where('image_id', '=', row.image_id).execute();
   await db.insertInto('image_transfers').values(row).execute();
 }
@@ -43,16 +42,16 @@ export async function replaceTransfer(db: Q, row: TransferRow): Promise<void> {
  * Takes the offer out of the table, if it is still there: the one statement that decides which of two
  * concurrent answers (on any server) gets it. Inside a transaction, a failure puts it back.
  */
-export async function takeTransfer(db: Q, id: string): Promise<TransferRow | undefined> {
+export async function takeTransfer(db: Db, id: string): Promise<TransferRow | undefined> {
   return db.deleteFrom('image_transfers').where('id', '=', id).returningAll().executeTakeFirst();
 }
 
-export async function deleteTransfersOfImage(db: Q, imageId: number): Promise<void> {
+export async function deleteTransfersOfImage(db: Db, imageId: number): Promise<void> {
   await db.deleteFrom('image_transfers').where('image_id', '=', imageId).execute();
 }
 
 /** Offers that expired before `before` (they answer 410 until then): gone for good. */
-export async function deleteTransfersExpiredBefore(db: Q, before: string): Promise<void> {
+export async function deleteTransfersExpiredBefore(db: Db, before: string): Promise<void> {
   await db.deleteFrom('image_transfers').where('expires', '<', before).execute();
 }
 
@@ -67,7 +66,7 @@ export interface TransferQuery {
 }
 
 /** Pending offers, oldest first (then by id: a total order, so pages never overlap). */
-export async function listTransfers(db: Q, query: TransferQuery) {
+export async function listTransfers(db: Db, query: TransferQuery) {
   let rows = selectTransfers(db).where('t.expires', '>', query.now);
   let count = db.selectFrom('image_transfers as t').where('t.expires', '>', query.now);
   const { userId, direction } = query;
@@ -91,7 +90,7 @@ export async function listTransfers(db: Q, query: TransferQuery) {
 }
 
 /** Bytes each image stores: every kept version and its converted variants (what moves with it). */
-export async function bytesOfImages(db: Q, imageIds: readonly number[]): Promise<Map<number, number>> {
+export async function bytesOfImages(db: Db, imageIds: readonly number[]): Promise<Map<number, number>> {
   const result = new Map<number, number>(imageIds.map((id) => [id, 0]));
   if (imageIds.length === 0) return result;
   const versions = await db

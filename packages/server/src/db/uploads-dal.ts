@@ -1,19 +1,18 @@
 /** Data access for resumable uploads: their offsets, expiry, and the lease that lets one request write at a time. */
-import type { Insertable, Kysely, Selectable } from 'kysely';
-import type { Database, UploadsTable } from './schema.ts';
+import type { Insertable, Selectable } from 'kysely';
+import type { Db, UploadsTable } from './schema.ts';
 
 export type UploadRow = Selectable<UploadsTable>;
-type Q = Kysely<Database>;
 
-export async function insertUpload(db: Q, row: Insertable<UploadsTable>): Promise<void> {
+export async function insertUpload(db: Db, row: Insertable<UploadsTable>): Promise<void> {
   await db.insertInto('uploads').values(row).execute();
 }
 
-export const findUpload = (db: Q, id: string) =>
+export const findUpload = (db: Db, id: string) =>
   db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
 
 /** Deletes the upload unless a request (on any server) holds it; false if one does. */
-export async function deleteUnlessLeased(db: Q, id: string, now: string): Promise<boolean> {
+export async function deleteUnlessLeased(db: Db, id: string, now: string): Promise<boolean> {
   const result = await db
     .deleteFrom('uploads')
     .where('id', '=', id)
@@ -23,13 +22,13 @@ export async function deleteUnlessLeased(db: Q, id: string, now: string): Promis
 }
 
 /** Deletes the upload that the caller's lease holds. */
-export async function deleteLeased(db: Q, id: string, lease: string): Promise<void> {
+export async function deleteLeased(db: Db, id: string, lease: string): Promise<void> {
   await db.deleteFrom('uploads').where('id', '=', id).where('lease', '=', lease).execute();
 }
 
 /** Takes the upload for one request unless another holds an unexpired lease; false if it does. */
 export async function takeLease(
-  db: Q,
+  db: Db,
   id: string,
   lease: string,
   now: string,
@@ -45,12 +44,12 @@ export async function takeLease(
 }
 
 /** Lets go of every lease: for a server alone on its database, at start-up (no request of it survives). */
-export async function releaseAllLeases(db: Q): Promise<void> {
+export async function releaseAllLeases(db: Db): Promise<void> {
   await db.updateTable('uploads').set({ lease: null, lease_until: null, takeover: null }).execute();
 }
 
 /** Asks the request holding the upload (on another server) to let it go. */
-export async function requestTakeover(db: Q, id: string, now: string): Promise<void> {
+export async function requestTakeover(db: Db, id: string, now: string): Promise<void> {
   await db
     .updateTable('uploads')
     .set({ takeover: now })
@@ -63,7 +62,7 @@ export async function requestTakeover(db: Q, id: string, now: string): Promise<v
  * Keeps the lease (until `until`, or as it is when null) unless another request has asked for the upload;
  * false if it has, or the lease is gone.
  */
-export async function renewLease(db: Q, id: string, lease: string, until: string | null): Promise<boolean> {
+export async function renewLease(db: Db, id: string, lease: string, until: string | null): Promise<boolean> {
   const result = await db
     .updateTable('uploads')
     .set((eb) => ({ lease_until: until ?? eb.ref('lease_until') }))
@@ -76,7 +75,7 @@ export async function renewLease(db: Q, id: string, lease: string, until: string
 
 /** Records what the lease holder did and, unless it goes on, lets the upload go. */
 export async function updateLeased(
-  db: Q,
+  db: Db,
   id: string,
   lease: string,
   patch: Partial<Pick<UploadRow, 'upload_offset' | 'modified' | 'expires' | 'version' | 'lease_until'>>,
@@ -92,7 +91,7 @@ export async function updateLeased(
 }
 
 /** Uploads past their expiry (finished ones included) that no request holds. */
-export const expiredUploads = (db: Q, now: string) =>
+export const expiredUploads = (db: Db, now: string) =>
   db
     .selectFrom('uploads')
     .selectAll()
@@ -101,7 +100,7 @@ export const expiredUploads = (db: Q, now: string) =>
     .execute();
 
 /** Blob keys of the uploads still waiting for bytes: the stale-upload sweep leaves their files alone. */
-export async function pendingUploadKeys(db: Q): Promise<Set<string>> {
+export async function pendingUploadKeys(db: Db): Promise<Set<string>> {
   const rows = await db.selectFrom('uploads').select('blob_key').where('version', 'is', null).execute();
   return new Set(rows.map((r) => r.blob_key));
 }

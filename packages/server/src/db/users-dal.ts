@@ -1,17 +1,16 @@
 /** Data access for users. Every function takes the database or a transaction. */
-import type { Kysely, Selectable } from 'kysely';
-import type { Database, UsersTable } from './schema.ts';
+import type { Selectable } from 'kysely';
+import type { Db, UsersTable } from './schema.ts';
 
 export type UserRow = Selectable<UsersTable>;
-type Q = Kysely<Database>;
 
-export const findUserByName = (db: Q, name: string) =>
+export const findUserByName = (db: Db, name: string) =>
   db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
 
-export const findUserById = (db: Q, id: number) =>
+export const findUserById = (db: Db, id: number) =>
   db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 
-export const findUserByDn = (db: Q, dn: string) =>
+export const findUserByDn = (db: Db, dn: string) =>
   db.selectFrom('users').selectAll().where('dn', '=', dn).executeTakeFirst();
 
 export type NewUser = Omit<UserRow, 'id' | 'quota' | 'issuer_dn'> & {
@@ -19,12 +18,12 @@ export type NewUser = Omit<UserRow, 'id' | 'quota' | 'issuer_dn'> & {
   issuer_dn?: string | null;
 };
 
-export async function insertUser(db: Q, user: NewUser): Promise<UserRow> {
+export async function insertUser(db: Db, user: NewUser): Promise<UserRow> {
   return db.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow();
 }
 
 /** Inserts unless a row with the same name or DN exists (a concurrent start made it). */
-export async function insertUserIfMissing(db: Q, user: NewUser): Promise<void> {
+export async function insertUserIfMissing(db: Db, user: NewUser): Promise<void> {
   await db
     .insertInto('users')
     .values(user)
@@ -37,7 +36,7 @@ export async function insertUserIfMissing(db: Q, user: NewUser): Promise<void> {
  * may have renamed it meanwhile); false if it has not.
  */
 export async function updateUserIfNamed(
-  db: Q,
+  db: Db,
   id: number,
   name: string,
   patch: Partial<Omit<UserRow, 'id'>>,
@@ -55,7 +54,7 @@ export async function updateUserIfNamed(
  * Binds a user to the CA that issued their certificate, if no CA is bound yet (first login); false if one was
  * bound meanwhile (by another login or an admin).
  */
-export async function bindIssuerIfUnbound(db: Q, id: number, issuerDn: string): Promise<boolean> {
+export async function bindIssuerIfUnbound(db: Db, id: number, issuerDn: string): Promise<boolean> {
   const result = await db
     .updateTable('users')
     .set({ issuer_dn: issuerDn })
@@ -65,11 +64,11 @@ export async function bindIssuerIfUnbound(db: Q, id: number, issuerDn: string): 
   return Number(result.numUpdatedRows) === 1;
 }
 
-export async function deleteUser(db: Q, id: number): Promise<void> {
+export async function deleteUser(db: Db, id: number): Promise<void> {
   await db.deleteFrom('users').where('id', '=', id).execute();
 }
 
-export async function listUsers(db: Q, page: { limit: number; offset: number }) {
+export async function listUsers(db: Db, page: { limit: number; offset: number }) {
   const [rows, count] = await Promise.all([
     db
       .selectFrom('users')
@@ -88,7 +87,7 @@ export async function listUsers(db: Q, page: { limit: number; offset: number }) 
 }
 
 /** Group names of each user, sorted. */
-export async function groupsOfUsers(db: Q, userIds: readonly number[]): Promise<Map<number, string[]>> {
+export async function groupsOfUsers(db: Db, userIds: readonly number[]): Promise<Map<number, string[]>> {
   const result = new Map<number, string[]>(userIds.map((id) => [id, []]));
   if (userIds.length === 0) return result;
   const rows = await db
@@ -103,7 +102,7 @@ export async function groupsOfUsers(db: Q, userIds: readonly number[]): Promise<
 }
 
 /** The union of the permissions of each user's groups, sorted. */
-export async function permissionsOfUsers(db: Q, userIds: readonly number[]): Promise<Map<number, string[]>> {
+export async function permissionsOfUsers(db: Db, userIds: readonly number[]): Promise<Map<number, string[]>> {
   const result = new Map<number, string[]>(userIds.map((id) => [id, []]));
   if (userIds.length === 0) return result;
   const rows = await db
@@ -118,6 +117,6 @@ export async function permissionsOfUsers(db: Q, userIds: readonly number[]): Pro
   return result;
 }
 
-export async function permissionsOfUser(db: Q, userId: number): Promise<string[]> {
+export async function permissionsOfUser(db: Db, userId: number): Promise<string[]> {
   return (await permissionsOfUsers(db, [userId])).get(userId) ?? [];
 }

@@ -1,11 +1,10 @@
 /** Data access for image versions: one row per successful upload, each naming its blob. */
-import type { Kysely, Selectable } from 'kysely';
-import type { Database, ImageVersionsTable } from './schema.ts';
+import type { Selectable } from 'kysely';
+import type { Db, ImageVersionsTable } from './schema.ts';
 
 export type VersionRow = Selectable<ImageVersionsTable>;
-type Q = Kysely<Database>;
 
-export const findVersion = (db: Q, imageId: number, version: number) =>
+export const findVersion = (db: Db, imageId: number, version: number) =>
   db
     .selectFrom('image_versions')
     .selectAll()
@@ -14,7 +13,7 @@ export const findVersion = (db: Q, imageId: number, version: number) =>
     .executeTakeFirst();
 
 /** The version or variant stored under a blob key, if any. */
-export const findVersionByBlob = (db: Q, blobKey: string) =>
+export const findVersionByBlob = (db: Db, blobKey: string) =>
   db
     .selectFrom('image_versions')
     .select('id')
@@ -23,7 +22,7 @@ export const findVersionByBlob = (db: Q, blobKey: string) =>
     .executeTakeFirst();
 
 /** The version of an image stored under a blob key, if one is (a resumable upload already published). */
-export const findImageVersionByBlob = (db: Q, imageId: number, blobKey: string) =>
+export const findImageVersionByBlob = (db: Db, imageId: number, blobKey: string) =>
   db
     .selectFrom('image_versions')
     .select('version')
@@ -31,7 +30,7 @@ export const findImageVersionByBlob = (db: Q, imageId: number, blobKey: string) 
     .where('blob_key', '=', blobKey)
     .executeTakeFirst();
 
-export const listVersions = (db: Q, imageId: number) =>
+export const listVersions = (db: Db, imageId: number) =>
   db
     .selectFrom('image_versions')
     .selectAll()
@@ -40,7 +39,7 @@ export const listVersions = (db: Q, imageId: number) =>
     .execute();
 
 /** Blob keys of variants of these versions (they go with their version, by the foreign key). */
-async function variantKeys(db: Q, versionIds: readonly number[]): Promise<string[]> {
+async function variantKeys(db: Db, versionIds: readonly number[]): Promise<string[]> {
   if (versionIds.length === 0) return [];
   const rows = await db
     .selectFrom('image_variants')
@@ -51,7 +50,7 @@ async function variantKeys(db: Q, versionIds: readonly number[]): Promise<string
 }
 
 /** Blob keys of every version of these images and their variants (to delete the bytes with the images). */
-export async function blobKeysOfImages(db: Q, imageIds: readonly number[]): Promise<string[]> {
+export async function blobKeysOfImages(db: Db, imageIds: readonly number[]): Promise<string[]> {
   if (imageIds.length === 0) return [];
   const rows = await db
     .selectFrom('image_versions')
@@ -68,7 +67,7 @@ export async function blobKeysOfImages(db: Q, imageIds: readonly number[]): Prom
 }
 
 /** Bytes each user stores: every kept version of every image they own. */
-export async function usageOfOwners(db: Q, ownerIds: readonly number[]): Promise<Map<number, number>> {
+export async function usageOfOwners(db: Db, ownerIds: readonly number[]): Promise<Map<number, number>> {
   const result = new Map<number, number>(ownerIds.map((id) => [id, 0]));
   if (ownerIds.length === 0) return result;
   const rows = await db
@@ -93,7 +92,7 @@ export async function usageOfOwners(db: Q, ownerIds: readonly number[]): Promise
 }
 
 /** Blob keys of every version of every image a user owns. */
-export async function blobKeysOfOwner(db: Q, ownerId: number): Promise<string[]> {
+export async function blobKeysOfOwner(db: Db, ownerId: number): Promise<string[]> {
   const rows = await db
     .selectFrom('image_versions')
     .innerJoin('images', 'images.id', 'image_versions.image_id')
@@ -114,7 +113,7 @@ export async function blobKeysOfOwner(db: Q, ownerId: number): Promise<string[]>
  * consecutive numbers) and records the version; undefined if the image is gone.
  */
 export async function addVersion(
-  db: Q,
+  db: Db,
   imageId: number,
   version: Omit<VersionRow, 'id' | 'image_id' | 'version'>,
 ) {
@@ -139,7 +138,7 @@ export async function addVersion(
 }
 
 /** Locks the image's row until the transaction ends (an UPDATE on PostgreSQL; SQLite serialises writers). */
-export async function lockImage(db: Q, imageId: number): Promise<void> {
+export async function lockImage(db: Db, imageId: number): Promise<void> {
   await db
     .updateTable('images')
     .set((eb) => ({ version: eb.ref('version') }))
@@ -147,7 +146,7 @@ export async function lockImage(db: Q, imageId: number): Promise<void> {
     .execute();
 }
 
-export async function lockImagesOfOwner(db: Q, ownerId: number): Promise<void> {
+export async function lockImagesOfOwner(db: Db, ownerId: number): Promise<void> {
   await db
     .updateTable('images')
     .set((eb) => ({ version: eb.ref('version') }))
@@ -157,7 +156,7 @@ export async function lockImagesOfOwner(db: Q, ownerId: number): Promise<void> {
 
 /** Makes an existing version the one served (a rollback). */
 export async function setCurrentVersion(
-  db: Q,
+  db: Db,
   imageId: number,
   version: VersionRow,
   now: string,
@@ -173,7 +172,7 @@ export async function setCurrentVersion(
  * Removes all but the newest `keep` versions, never the one served; returns their blob keys, for deletion
  * after commit.
  */
-export async function pruneVersions(db: Q, imageId: number, keep: number): Promise<string[]> {
+export async function pruneVersions(db: Db, imageId: number, keep: number): Promise<string[]> {
   const image = await db.selectFrom('images').select('version').where('id', '=', imageId).executeTakeFirst();
   const old = (
     await db
@@ -202,7 +201,7 @@ export async function pruneVersions(db: Q, imageId: number, keep: number): Promi
 }
 
 /** Every version with its image's name, for fsck. */
-export const allVersions = (db: Q) =>
+export const allVersions = (db: Db) =>
   db
     .selectFrom('image_versions')
     .innerJoin('images', 'images.id', 'image_versions.image_id')
@@ -213,14 +212,14 @@ export const allVersions = (db: Q) =>
     .execute();
 
 /** Removes a version and its variants; returns the variants' blob keys, for deletion after commit. */
-export async function deleteVersion(db: Q, id: number): Promise<string[]> {
+export async function deleteVersion(db: Db, id: number): Promise<string[]> {
   const variants = await variantKeys(db, [id]);
   await db.deleteFrom('image_versions').where('id', '=', id).execute();
   return variants;
 }
 
 /** After versions were removed: serve the newest one left, or none. */
-export async function resetCurrentVersion(db: Q, imageId: number, now: string): Promise<void> {
+export async function resetCurrentVersion(db: Db, imageId: number, now: string): Promise<void> {
   const newest = await db
     .selectFrom('image_versions')
     .selectAll()
@@ -239,7 +238,7 @@ export async function resetCurrentVersion(db: Q, imageId: number, now: string): 
 }
 
 /** Images whose served version has no row (a crash or race left the pointer dangling), for fsck. */
-export const imagesWithoutCurrentVersion = (db: Q) =>
+export const imagesWithoutCurrentVersion = (db: Db) =>
   db
     .selectFrom('images')
     .innerJoin('users', 'users.id', 'images.owner_id')
