@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { certificateAuthOf } from '../pki/tls-auth.ts';
 import type { AuditService } from '../services/audit.ts';
 import { READ_METHODS } from './auth.ts';
+import { IMAGE_FORMS, RAW_FORMS, refFrom, refText } from './image-ref.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -36,8 +37,11 @@ interface Rule {
   detail?: (params: Params, body: Body) => Record<string, unknown> | null;
 }
 
-const image = (params: Params, _body: Body, actor: string | null) =>
-  params.image === undefined ? null : `${params.user ?? actor ?? '?'}/${params.image}`;
+/** The image a route's path names (its owner: the caller's namespace in the short form). */
+function image({ user, image: name }: Params, _body: Body, actor: string | null): string | null {
+  return name === undefined ? null : refText(refFrom({ user, image: name }, () => actor ?? '?'));
+}
+
 const fields = (_params: Params, body: Body) =>
   body && typeof body === 'object' ? { fields: Object.keys(body).sort() } : null;
 const text = (value: unknown) => (typeof value === 'string' ? value : null);
@@ -53,9 +57,6 @@ function tusImage(header: string | undefined, actor: string | null): string | nu
   const name = pairs.get('image') || pairs.get('filename');
   return name ? `${pairs.get('owner') || actor || '?'}/${name}` : null;
 }
-
-const IMAGE_FORMS = ['/api/images/:user/:image', '/api/images/:image'];
-const RAW_FORMS = ['/api/images/raw/:user/:image', '/api/images/raw/:image'];
 
 /** `METHOD /route/template` → rule. */
 const RULES = new Map<string, Rule>([
@@ -123,7 +124,7 @@ const RULES = new Map<string, Rule>([
       target: (_p, b, actor) => (text(b?.name) ? `${text(b?.owner) ?? actor ?? '?'}/${text(b?.name)}` : null),
     },
   ],
-  ...IMAGE_FORMS.flatMap((form): [string, Rule][] => [
+  ...IMAGE_FORMS.map((form) => form.path).flatMap((form): [string, Rule][] => [
     [`PATCH ${form}`, { action: 'image.modify', type: 'image', target: image, detail: fields }],
     [`POST ${form}`, { action: 'image.modify', type: 'image', target: image, detail: fields }],
     [`DELETE ${form}`, { action: 'image.delete', type: 'image', target: image }],
@@ -165,7 +166,7 @@ const RULES = new Map<string, Rule>([
     ],
   ]),
   ...RAW_FORMS.map((form): [string, Rule] => [
-    `PUT ${form}`,
+    `PUT ${form.path}`,
     { action: 'image.upload', type: 'image', target: image },
   ]),
   ['POST /api/uploads', { action: 'upload.create', type: 'image', target: () => null }],

@@ -8,6 +8,7 @@ import type { BlockList } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BlobStore, BlobUpload } from '../blobs/store.ts';
+import { RAW_FORMS } from './image-ref.ts';
 import { addressIn } from './proxy-protocol.ts';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -176,7 +177,7 @@ declare module 'fastify' {
 /** Which transfers a request is: the bytes routes and resumable-upload chunks. */
 function directionOf(request: FastifyRequest): 'upload' | 'download' | null {
   const route = request.routeOptions.url ?? '';
-  if (route.startsWith('/api/images/raw/'))
+  if (RAW_FORMS.some((form) => form.path === route))
     return request.method === 'PUT' ? 'upload' : request.method === 'GET' ? 'download' : null;
   if (route === '/api/uploads' || route === '/api/uploads/:id')
     return request.method === 'PATCH' || request.method === 'POST' ? 'upload' : null; // creation may carry bytes

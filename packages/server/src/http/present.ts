@@ -6,6 +6,7 @@ import type { JobView } from '../services/conversions.ts';
 import type { GroupView } from '../services/groups.ts';
 import type { ImageView } from '../services/images.ts';
 import type { UserView } from '../services/users.ts';
+import { imagePath, rawPath } from './image-ref.ts';
 
 export interface PublicUrls {
   /** Configured public base URLs; otherwise derived from the request's Host and the listening ports. */
@@ -34,9 +35,7 @@ const seg = encodeURIComponent;
 
 export const userUrl = (urls: Urls, name: string) => `${urls.https}/api/users/${seg(name)}`;
 export const groupUrl = (urls: Urls, name: string) => `${urls.https}/api/groups/${seg(name)}`;
-export const imageUrl = (urls: Urls, owner: string, name: string) =>
-  `${urls.https}/api/images/${seg(owner)}/${seg(name)}`;
-export const rawPath = (owner: string, name: string) => `/api/images/raw/${seg(owner)}/${seg(name)}`;
+export const imageUrl = (urls: Urls, owner: string, name: string) => urls.https + imagePath(owner, name);
 
 /** A variant of a version: its URL names the version, so it stays right after newer uploads. */
 export function variantJson(

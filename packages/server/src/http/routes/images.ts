@@ -13,29 +13,14 @@ import {
   variantSchema,
   versionNumber,
 } from '@repoman/core';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ImageRef } from '../../services/images.ts';
+import type { FastifyInstance } from 'fastify';
 import { refusalInstead, requireActor } from '../auth.ts';
-import { imageJson, page, rawPath, variantJson } from '../present.ts';
+import { IMAGE_FORMS, type RefParams, rawPath, refOf } from '../image-ref.ts';
+import { imageJson, page, variantJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
 const imageResponse = { 200: { $ref: 'Image#' } };
 const str = { type: 'string' } as const;
-
-export interface RefParams {
-  user?: string;
-  image: string;
-}
-
-/** Both URL forms of one route: explicit namespace and the caller's own. */
-export const FORMS = [
-  { prefix: '/api/images/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
-  { prefix: '/api/images/:image', params: { image: str }, required: ['image'] },
-] as const;
-
-export function refOf(request: FastifyRequest<{ Params: RefParams }>): ImageRef {
-  return { owner: request.params.user ?? requireActor(request).name, name: request.params.image };
-}
 
 export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
   const { services, urls } = deps;
@@ -80,7 +65,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
     },
   );
 
-  for (const form of FORMS) {
+  for (const form of IMAGE_FORMS) {
     const params = { type: 'object', properties: form.params, required: form.required } as const;
     const shareParams = {
       type: 'object',
@@ -89,7 +74,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
     } as const;
 
     app.get<{ Params: RefParams }>(
-      form.prefix,
+      form.path,
       {
         // A public image is shown to anyone, also over plain HTTP (its page in the web interface).
         config: { auth: 'optional', plainHttp: true },
@@ -111,7 +96,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
 
     for (const method of ['post', 'patch'] as const) {
       app[method]<{ Params: RefParams; Body: ModifyImageBody }>(
-        form.prefix,
+        form.path,
         {
           schema: {
             summary: 'Modify an image: metadata, rename (name), give away (owner)',
@@ -130,7 +115,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
     }
 
     app.delete<{ Params: RefParams; Querystring: { dry_run?: boolean } }>(
-      form.prefix,
+      form.path,
       {
         schema: {
           summary:
@@ -154,7 +139,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
     );
 
     app.get<{ Params: RefParams }>(
-      `${form.prefix}/versions`,
+      `${form.path}/versions`,
       {
         schema: {
           summary: 'The kept versions of an image, newest first',
@@ -221,7 +206,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
     );
 
     app.post<{ Params: RefParams; Body: { version: number } }>(
-      `${form.prefix}/rollback`,
+      `${form.path}/rollback`,
       {
         schema: {
           summary: 'Serve a kept older version again (the next upload still gets a new number)',
@@ -249,7 +234,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
         ['delete', false],
       ] as const) {
         app[method]<{ Params: RefParams & { target: string } }>(
-          `${form.prefix}/share/${kind}/:target`,
+          `${form.path}/share/${kind}/:target`,
           {
             schema: {
               summary: `${on ? 'Share' : 'Stop sharing'} an image read-only with a ${kind}`,

@@ -12,9 +12,9 @@ import {
 } from '@repoman/core';
 import type { FastifyInstance } from 'fastify';
 import { requireActor } from '../auth.ts';
+import { IMAGE_FORMS, type RefParams, refOf } from '../image-ref.ts';
 import { jobJson, variantJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
-import { FORMS, type RefParams, refOf } from './images.ts';
 
 const str = { type: 'string' } as const;
 
@@ -23,11 +23,11 @@ export function jobRoutes(app: FastifyInstance, deps: RouteDeps) {
   app.addSchema(jobSchema);
   const jobResponse = { $ref: 'Job#' };
 
-  for (const form of FORMS) {
+  for (const form of IMAGE_FORMS) {
     const params = { type: 'object', properties: form.params, required: form.required } as const;
 
     app.post<{ Params: RefParams; Body: ConversionBody }>(
-      `${form.prefix}/conversions`,
+      `${form.path}/conversions`,
       {
         schema: {
           summary:
@@ -51,7 +51,7 @@ export function jobRoutes(app: FastifyInstance, deps: RouteDeps) {
     );
 
     app.delete<{ Params: RefParams & { format: string }; Querystring: { version?: number } }>(
-      `${form.prefix}/variants/:format`,
+      `${form.path}/variants/:format`,
       {
         schema: {
           summary: 'Remove a variant of a version (the current one by default); it can be converted again',

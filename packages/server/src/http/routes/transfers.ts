@@ -18,9 +18,9 @@ import {
 import type { FastifyInstance } from 'fastify';
 import type { TransferView } from '../../services/transfers.ts';
 import { requireActor } from '../auth.ts';
+import { IMAGE_FORMS, type RefParams, refOf, refText } from '../image-ref.ts';
 import { imageJson, imageUrl, page, type Urls } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
-import { FORMS, type RefParams, refOf } from './images.ts';
 
 const str = { type: 'string' } as const;
 
@@ -47,10 +47,10 @@ export function transferRoutes(app: FastifyInstance, deps: RouteDeps) {
   app.addSchema(transferSchema);
   const transferResponse = { $ref: 'Transfer#' };
 
-  for (const form of FORMS) {
+  for (const form of IMAGE_FORMS) {
     const params = { type: 'object', properties: form.params, required: form.required } as const;
     app.post<{ Params: RefParams; Body: TransferBody }>(
-      `${form.prefix}/transfer`,
+      `${form.path}/transfer`,
       {
         schema: {
           summary:
@@ -125,7 +125,7 @@ export function transferRoutes(app: FastifyInstance, deps: RouteDeps) {
       const actor = requireActor(request);
       const imageId = await services.transfers.accept(actor, request.params.id, request.body);
       const image = imageJson(urls(request), await services.images.viewOf(actor, imageId));
-      request.audit = { target: `${image.owner}/${image.name}`, detail: { transfer: request.params.id } };
+      request.audit = { target: refText(image), detail: { transfer: request.params.id } };
       return image;
     },
   );
