@@ -1,7 +1,6 @@
 /** Turns service views into the API's JSON, with absolute URLs for the server the client reached. */
 import type { Group, Image, Job, Page, User, Variant, VariantFormat } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
-import type { VariantRow } from '../db/jobs-dal.ts';
 import type { JobView } from '../services/conversions.ts';
 import type { GroupView } from '../services/groups.ts';
 import type { ImageView } from '../services/images.ts';
@@ -37,13 +36,16 @@ export const userUrl = (urls: Urls, name: string) => `${urls.https}/api/users/${
 export const groupUrl = (urls: Urls, name: string) => `${urls.https}/api/groups/${seg(name)}`;
 export const imageUrl = (urls: Urls, owner: string, name: string) => urls.https + imagePath(owner, name);
 
+/** A variant as the conversions service hands it. */
+type VariantOf = NonNullable<JobView['variant']>;
+
 /** A variant of a version: its URL names the version, so it stays right after newer uploads. */
 export function variantJson(
   urls: Urls,
   owner: string,
   name: string,
   version: number,
-  row: VariantRow,
+  row: VariantOf,
 ): Variant {
   return {
     format: row.format as VariantFormat,
@@ -106,39 +108,18 @@ export function groupJson(urls: Urls, view: GroupView): Group {
 }
 
 export function imageJson(urls: Urls, view: ImageView): Image {
-  const { row } = view;
-  const isPublic = Boolean(row.unauthenticated_access);
-  const json: Image = {
-    uuid: row.uuid,
-    name: row.name,
-    owner: row.owner_name,
-    url: imageUrl(urls, row.owner_name, row.name),
-    owner_url: userUrl(urls, row.owner_name),
-    file_url: urls.https + rawPath(row.owner_name, row.name),
-    http_file_url: isPublic && urls.http ? urls.http + rawPath(row.owner_name, row.name) : null,
-    description: row.description,
-    os_variant: row.os_variant,
-    os_type: row.os_type,
-    os_arch: row.os_arch,
-    hypervisor: row.hypervisor,
-    read_only: Boolean(row.read_only),
-    unauthenticated_access: isPublic,
-    expires: row.expires,
-    expired: view.expired,
-    raw_file_uploaded: row.version > 0,
-    digests: row.sha256 ? { sha256: row.sha256, md5: row.md5, sha512: row.sha512 } : null,
-    version: row.version,
-    size: row.size,
-    disk_format: row.disk_format ?? null,
-    virtual_size: row.virtual_size ?? null,
-    compression: row.compression ?? null,
-    partition_table: row.partition_table ?? null,
-    created: row.created,
-    modified: row.modified,
-    uploaded: row.uploaded,
+  const { uuid, name, owner, ...rest } = view;
+  const file = rawPath(owner, name);
+  return {
+    uuid,
+    name,
+    owner,
+    url: imageUrl(urls, owner, name),
+    owner_url: userUrl(urls, owner),
+    file_url: urls.https + file,
+    http_file_url: view.unauthenticated_access && urls.http ? urls.http + file : null,
+    ...rest,
   };
-  if (view.shares) json.shared_with = view.shares;
-  return json;
 }
 
 /** A page of items with the URL of the next one, keeping the request's other query parameters. */

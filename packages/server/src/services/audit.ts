@@ -1,7 +1,7 @@
 /** The audit log: every change asked for, recorded after it is answered, and read back by admins. */
 import { RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
-import { type AuditFilter, type AuditRow, insertAudit, listAudit } from '../db/audit-dal.ts';
+import { type AuditRow, insertAudit, listAudit } from '../db/audit-dal.ts';
 import type { Db } from '../db/connect.ts';
 import { guardService, type PageOf, type PageRequest } from './common.ts';
 
@@ -21,6 +21,36 @@ export interface AuditEntry {
   status: number;
   detail: Record<string, unknown> | null;
 }
+
+/** An entry read back, in the API's words (docs/api.md#audit-log): the actor by the name they had then. */
+export interface AuditRecord {
+  id: number;
+  /** ISO 8601 */
+  time: string;
+  actor: string | null;
+  dn: string | null;
+  address: string | null;
+  request_id: string;
+  method: string;
+  path: string;
+  action: string;
+  target_type: string | null;
+  target: string | null;
+  outcome: string;
+  status: number;
+  detail: Record<string, unknown> | null;
+}
+
+/** What the log may be searched by (an action, or a kind of action as `image.`; `ok`, `failed` or a code). */
+export type AuditFilter = Parameters<typeof listAudit>[1];
+
+const recordOf = ({ at, actor_id: _id, actor_name, actor_dn, detail, ...row }: AuditRow): AuditRecord => ({
+  ...row,
+  time: new Date(at).toISOString(),
+  actor: actor_name,
+  dn: actor_dn,
+  detail: detail ? (JSON.parse(detail) as Record<string, unknown>) : null,
+});
 
 export function createAuditService(deps: { db: Db }) {
   const { db } = deps;
@@ -45,9 +75,10 @@ export function createAuditService(deps: { db: Db }) {
     },
 
     /** Entries newest first; admins only. */
-    async list(actor: Actor, filter: AuditFilter, page: PageRequest): Promise<PageOf<AuditRow>> {
+    async list(actor: Actor, filter: AuditFilter, page: PageRequest): Promise<PageOf<AuditRecord>> {
       if (!actor.isAdmin) throw new RepomanError('forbidden', 'Only admins may read the audit log');
-      return listAudit(db, filter, page);
+      const { items, total } = await listAudit(db, filter, page);
+      return { items: items.map(recordOf), total };
     },
   });
 }

@@ -2,7 +2,7 @@
  * Finding an image for an actor: the one place that decides whether an image is visible, so that another
  * user's private image always looks exactly like a missing one.
  */
-import { RepomanError } from '@repoman/core';
+import { type Image, RepomanError } from '@repoman/core';
 import {
   type Actor,
   canDeleteImage,
@@ -21,20 +21,47 @@ export interface ImageRef {
   name: string;
 }
 
-export interface ImageView {
-  row: ImageWithOwner;
-  expired: boolean;
-  /** Present for the owner and admins. */
-  shares?: { users: string[]; groups: string[] };
-}
+/** An image as an actor sees it: the API's fields but its URLs, which only HTTP knows. */
+export type ImageView = Omit<Image, 'url' | 'owner_url' | 'file_url' | 'http_file_url'>;
 
-export const isExpired = (row: Pick<ImageRow, 'expires'>, now = new Date()) =>
+const isExpired = (row: Pick<ImageRow, 'expires'>, now = new Date()) =>
   row.expires !== null && new Date(row.expires).getTime() <= now.getTime();
 
 export const shareNames = (shares: ImageShareRows) => ({
   users: shares.users.map((u) => u.name),
   groups: shares.groups.map((g) => g.name),
 });
+
+/** The view of an image; `shares` only for those who may see them (the owner and admins). */
+export function imageView(row: ImageWithOwner, shares?: ImageShareRows): ImageView {
+  const view: ImageView = {
+    uuid: row.uuid,
+    name: row.name,
+    owner: row.owner_name,
+    description: row.description,
+    os_variant: row.os_variant,
+    os_type: row.os_type,
+    os_arch: row.os_arch,
+    hypervisor: row.hypervisor,
+    read_only: Boolean(row.read_only),
+    unauthenticated_access: Boolean(row.unauthenticated_access),
+    expires: row.expires,
+    expired: isExpired(row),
+    raw_file_uploaded: row.version > 0,
+    digests: row.sha256 ? { sha256: row.sha256, md5: row.md5, sha512: row.sha512 } : null,
+    version: row.version,
+    size: row.size,
+    disk_format: row.disk_format ?? null,
+    virtual_size: row.virtual_size ?? null,
+    compression: row.compression ?? null,
+    partition_table: row.partition_table ?? null,
+    created: row.created,
+    modified: row.modified,
+    uploaded: row.uploaded,
+  };
+  if (shares) view.shared_with = shareNames(shares);
+  return view;
+}
 
 export function createImageAccess(db: Db) {
   const notFound = (ref: ImageRef) =>
@@ -73,8 +100,7 @@ export function createImageAccess(db: Db) {
       (actor !== null &&
         (canModifyImage(actor, target) || canDeleteImage(actor, target) || may?.(actor, target) === true));
     if (!allowed) throw notFound(ref);
-    const view: ImageView = { row, expired: isExpired(row) };
-    if (actor && canSeeImageShares(actor, target)) view.shares = shareNames(target.shares);
+    const view = imageView(row, actor && canSeeImageShares(actor, target) ? target.shares : undefined);
     return { row, target, view };
   }
 

@@ -35,7 +35,7 @@ import {
   type PageOf,
   requireUserRow,
 } from './common.ts';
-import { createImageAccess, type ImageRef, type ImageView, isExpired, shareNames } from './image-access.ts';
+import { createImageAccess, type ImageRef, type ImageView, imageView } from './image-access.ts';
 import { moveImage, type QuotaCheck } from './transfers.ts';
 
 export type { ImageRef, ImageView } from './image-access.ts';
@@ -120,10 +120,7 @@ export function createImageService(deps: {
       ? rows.filter((r) => canSeeImageShares(actor, { ownerId: r.owner_id })).map((r) => r.id)
       : [];
     const shares = await images.sharesOfImages(db, ownedIds);
-    return rows.map((row) => {
-      const own = shares.get(row.id);
-      return { row, expired: isExpired(row), ...(own ? { shares: shareNames(own) } : {}) };
-    });
+    return rows.map((row) => imageView(row, shares.get(row.id)));
   }
 
   return guardService(

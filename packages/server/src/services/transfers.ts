@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import {
   type AcceptTransferBody,
   RepomanError,
+  type Transfer,
   type TransferBody,
   type TransferListQuery,
 } from '@repoman/core';
@@ -54,14 +55,20 @@ export type QuotaCheck = (userId: number, incoming: number, q: Db) => Promise<vo
 /** How long an expired offer still answers 410 (instead of 404) before it is deleted. */
 const EXPIRED_KEPT_MS = 7 * 24 * 3600 * 1000;
 
-export interface TransferView {
-  row: TransferWithNames;
-  description: string | null;
-  /** Bytes the image stores, every kept version and variant: what must fit the receiver's quota. */
-  size: number;
-  public: boolean;
-  shares: { users: string[]; groups: string[] };
+/** An offer as its parties see it: the API's fields but its URLs, with the image as it is now. */
+export interface TransferView extends Omit<Transfer, 'url' | 'image' | 'image_url'> {
+  image: ImageRef;
 }
+
+/** Who gives which image to whom: what an answered offer leaves to say. */
+export type TransferParties = Pick<TransferView, 'id' | 'image' | 'from' | 'to'>;
+
+const partiesNamed = (row: TransferWithNames): TransferParties => ({
+  id: row.id,
+  image: { owner: row.owner_name, name: row.image_name },
+  from: row.from_name,
+  to: row.to_name,
+});
 
 const partiesOf = (row: { from_id: number; to_id: number }): TransferTarget => ({
   fromId: row.from_id,
@@ -152,11 +159,13 @@ export function createTransferService(deps: {
       const image = imageRows[i];
       const own = shares.get(row.image_id);
       return {
-        row,
+        ...partiesNamed(row),
         description: image?.description ?? null,
         size: sizes.get(row.image_id) ?? 0,
-        public: Boolean(image?.unauthenticated_access),
-        shares: own ? shareNames(own) : { users: [], groups: [] },
+        unauthenticated_access: Boolean(image?.unauthenticated_access),
+        shared_with: own ? shareNames(own) : { users: [], groups: [] },
+        created: row.created,
+        expires: row.expires,
       };
     });
   }
@@ -287,7 +296,7 @@ export function createTransferService(deps: {
       },
 
       /** The receiver says no: the offer ends and the image stays where it is. */
-      async decline(actor: Actor, id: string): Promise<TransferWithNames> {
+      async decline(actor: Actor, id: string): Promise<TransferParties> {
         const found = await visible(actor, id);
         if (!canAnswerTransfer(actor, partiesOf(found)))
           throw new RepomanError(
@@ -296,11 +305,11 @@ export function createTransferService(deps: {
           );
         if (isExpired(found)) throw expired(found);
         if (!(await takeTransfer(db, id))) throw notFound(id);
-        return found;
+        return partiesNamed(found);
       },
 
       /** The giver (or an admin) withdraws the offer, expired or not. */
-      async cancel(actor: Actor, id: string): Promise<TransferWithNames> {
+      async cancel(actor: Actor, id: string): Promise<TransferParties> {
         const found = await visible(actor, id);
         if (!canCancelTransfer(actor, partiesOf(found)))
           throw new RepomanError(
@@ -308,7 +317,7 @@ export function createTransferService(deps: {
             `Only ${found.from_name}, who made the offer, or an admin may cancel it; decline it instead`,
           );
         if (!(await takeTransfer(db, id))) throw notFound(id);
-        return found;
+        return partiesNamed(found);
       },
     },
     () => 'image_exists',

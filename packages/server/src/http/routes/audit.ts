@@ -1,7 +1,7 @@
 /** `GET /api/audit`: the audit log, newest first, for admins, with filters. */
 import { pageQuery } from '@repoman/core';
 import type { FastifyInstance } from 'fastify';
-import type { AuditFilter, AuditRow } from '../../db/audit-dal.ts';
+import type { AuditFilter } from '../../services/audit.ts';
 import { requireActor } from '../auth.ts';
 import { page } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
@@ -30,23 +30,6 @@ const entrySchema = {
     detail: { type: ['object', 'null'], additionalProperties: true },
   },
 } as const;
-
-const entryJson = (row: AuditRow) => ({
-  id: row.id,
-  time: new Date(row.at).toISOString(),
-  actor: row.actor_name,
-  dn: row.actor_dn,
-  address: row.address,
-  request_id: row.request_id,
-  method: row.method,
-  path: row.path,
-  action: row.action,
-  target_type: row.target_type,
-  target: row.target,
-  outcome: row.outcome,
-  status: row.status,
-  detail: row.detail ? (JSON.parse(row.detail) as Record<string, unknown>) : null,
-});
 
 export function auditRoutes(app: FastifyInstance, { services, urls }: RouteDeps) {
   app.get<{ Querystring: AuditFilter & { limit: number; offset: number } }>(
@@ -97,7 +80,7 @@ export function auditRoutes(app: FastifyInstance, { services, urls }: RouteDeps)
         { ...filter, since, until },
         { limit, offset },
       );
-      return page(request, urls(request), result, { limit, offset }, entryJson);
+      return page(request, urls(request), result, { limit, offset }, (entry) => entry);
     },
   );
 }

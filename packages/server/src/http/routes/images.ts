@@ -60,7 +60,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       const u = urls(request);
       return reply
         .code(201)
-        .header('location', u.https + rawPath(view.row.owner_name, view.row.name))
+        .header('location', u.https + rawPath(view.owner, view.name))
         .send(imageJson(u, view));
     },
   );

@@ -25,20 +25,13 @@ import type { RouteDeps } from './deps.ts';
 const str = { type: 'string' } as const;
 
 export function transferJson(urls: Urls, view: TransferView): Transfer {
-  const { row } = view;
+  const { id, image, ...rest } = view;
   return {
-    id: row.id,
-    url: `${urls.https}/api/transfers/${encodeURIComponent(row.id)}`,
-    image: `${row.owner_name}/${row.image_name}`,
-    image_url: imageUrl(urls, row.owner_name, row.image_name),
-    from: row.from_name,
-    to: row.to_name,
-    description: view.description,
-    size: view.size,
-    unauthenticated_access: view.public,
-    shared_with: view.shares,
-    created: row.created,
-    expires: row.expires,
+    id,
+    url: `${urls.https}/api/transfers/${encodeURIComponent(id)}`,
+    image: refText(image),
+    image_url: imageUrl(urls, image.owner, image.name),
+    ...rest,
   };
 }
 
@@ -141,8 +134,8 @@ export function transferRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      const row = await services.transfers.decline(requireActor(request), request.params.id);
-      request.audit = { target: `${row.owner_name}/${row.image_name}`, detail: { from: row.from_name } };
+      const offer = await services.transfers.decline(requireActor(request), request.params.id);
+      request.audit = { target: refText(offer.image), detail: { from: offer.from } };
       return reply.code(204).send();
     },
   );
@@ -157,8 +150,8 @@ export function transferRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     },
     async (request, reply) => {
-      const row = await services.transfers.cancel(requireActor(request), request.params.id);
-      request.audit = { target: `${row.owner_name}/${row.image_name}`, detail: { to: row.to_name } };
+      const offer = await services.transfers.cancel(requireActor(request), request.params.id);
+      request.audit = { target: refText(offer.image), detail: { to: offer.to } };
       return reply.code(204).send();
     },
   );
