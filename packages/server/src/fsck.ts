@@ -5,7 +5,7 @@
  * are dropped (an image whose served version broke falls back to its newest intact one).
  */
 import { createHash } from 'node:crypto';
-import { STALE_UPLOAD_MS } from './blobs/directory.ts';
+import { STALE_UPLOAD_MS } from './blobs/common.ts';
 import type { BlobStore } from './blobs/store.ts';
 import { allVariants, deleteVariant } from './db/jobs-dal.ts';
 import type { Db } from './db/schema.ts';

@@ -10,7 +10,6 @@
  * over it), so a raw disk image takes the disk its data needs, not its virtual size. Reads see zeros there, as
  * in the bytes sent; digests are computed over the bytes received, before the store.
  */
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import {
@@ -30,6 +29,7 @@ import {
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { BLOB_KEY, copyThroughTwoBuffers, newBlobKey, STALE_UPLOAD_MS } from './common.ts';
 import {
   BlobNotFoundError,
   type BlobReadable,
@@ -41,13 +41,6 @@ import {
 
 /** Large buffers: a 1 MiB chunk nearly doubles TLS download throughput over the default 64 KiB. */
 export const IO_CHUNK = 1024 * 1024;
-/**
- * A download's two buffers: 256 KiB each reads as fast as 1 MiB from a file, and keeps 150 simultaneous
- * downloads at 75 MB of buffers rather than 300.
- */
-const DOWNLOAD_CHUNK = 256 * 1024;
-
-const KEY = /^[0-9a-f]{32}$/;
 
 const isFull = (error: unknown) =>
   ['ENOSPC', 'EDQUOT'].includes((error as NodeJS.ErrnoException)?.code ?? '');
@@ -93,9 +86,6 @@ export function dataRuns(buffer: Buffer, position: number): [number, number][] {
 
 /** A partly filled upload buffer is written once no bytes have come for this long. */
 const IDLE_FLUSH_MS = 100;
-
-/** An upload nobody has written to for this long is abandoned (no client stalls an hour and then goes on). */
-export const STALE_UPLOAD_MS = 60 * 60 * 1000;
 
 /**
  * Appends a stream to a file through two reused buffers: each incoming chunk is copied at once (so the
@@ -207,36 +197,16 @@ class CoalescingFileSink extends Writable {
   }
 }
 
-/** Writes a `Writable` chunk and resolves once it has been handed on (or rejects if the destination goes away). */
-export function written(destination: Writable, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const gone = () => reject(new Error('the destination closed'));
-    destination.once('close', gone);
-    destination.write(chunk, (error) => {
-      destination.off('close', gone);
-      if (error) reject(error);
-      else resolve();
-    });
-  });
-}
-
-/**
- * Copies bytes [start, end) of a file to `destination` with two buffers in turn: one is read into while the
- * other is being written, and a buffer is reused only once its write has completed.
- */
-async function copyThroughTwoBuffers(handle: FileHandle, start: number, end: number, destination: Writable) {
-  const buffers = [Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK), Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK)];
-  let inFlight: Promise<void> = Promise.resolve();
-  for (let position = start, turn = 0; position < end; turn ^= 1) {
-    const buffer = buffers[turn] as Buffer;
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(DOWNLOAD_CHUNK, end - position), position);
+/** Copies bytes [start, end) of a file to `destination` (BlobReadable's `pipeTo`). */
+function copyFileRange(handle: FileHandle, start: number, end: number, destination: Writable) {
+  let position = start;
+  return copyThroughTwoBuffers(async (buffer) => {
+    if (position >= end) return 0;
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position), position);
     if (bytesRead === 0) throw new Error('the blob is shorter than expected');
-    await inFlight; // the other buffer's write: once done, that buffer is free for the next read
-    inFlight = written(destination, buffer.subarray(0, bytesRead));
-    inFlight.catch(() => {}); // awaited on the next turn; a client gone meanwhile is not an unhandled rejection
     position += bytesRead;
-  }
-  await inFlight;
+    return bytesRead;
+  }, destination);
 }
 
 const exists = (path: string) =>
@@ -248,7 +218,7 @@ const exists = (path: string) =>
 export function createDirectoryStore(root: string): BlobStore {
   const dirRoot = root;
   const blobPath = (key: string) => {
-    if (!KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);
+    if (!BLOB_KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);
     return join(root, 'blobs', key.slice(0, 2), key);
   };
   const uploadPath = (key: string) => join(root, 'uploads', `${key}.part`);
@@ -341,7 +311,7 @@ export function createDirectoryStore(root: string): BlobStore {
     },
 
     async createUpload(): Promise<BlobUpload> {
-      const key = randomBytes(16).toString('hex');
+      const key = newBlobKey();
       const path = uploadPath(key);
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       await writeFile(path, '', { mode: 0o600, flag: 'wx' });
@@ -349,7 +319,7 @@ export function createDirectoryStore(root: string): BlobStore {
     },
 
     async resumeUpload(key: string) {
-      if (!KEY.test(key)) return null;
+      if (!BLOB_KEY.test(key)) return null;
       return (await exists(uploadPath(key))) || (await exists(blobPath(key))) ? uploadOf(key) : null;
     },
 
@@ -367,7 +337,7 @@ export function createDirectoryStore(root: string): BlobStore {
       const end = range ? range.end + 1 : (await handle.stat()).size;
       return Object.assign(stream, {
         pipeTo: (destination: Writable) =>
-          copyThroughTwoBuffers(handle, start, end, destination).finally(() => stream.destroy()),
+          copyFileRange(handle, start, end, destination).finally(() => stream.destroy()),
       });
     },
 
@@ -394,7 +364,7 @@ export function createDirectoryStore(root: string): BlobStore {
       const root = join(dirRoot, 'blobs');
       for (const fan of await readdir(root).catch(() => [] as string[])) {
         for (const name of await readdir(join(root, fan)).catch(() => [] as string[])) {
-          if (KEY.test(name) && name.startsWith(fan)) yield name;
+          if (BLOB_KEY.test(name) && name.startsWith(fan)) yield name;
         }
       }
     },

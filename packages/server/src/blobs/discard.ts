@@ -5,15 +5,15 @@
  *
  * So that formats are still recognised, an upload keeps its first `HEAD` bytes; reads elsewhere see zeros.
  */
-import { randomBytes } from 'node:crypto';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { newBlobKey } from './common.ts';
 import { BlobNotFoundError, type BlobStore, type BlobUpload } from './store.ts';
 
 const HEAD = 1024 * 1024;
 
 class Upload implements BlobUpload {
-  readonly key = randomBytes(16).toString('hex');
+  readonly key = newBlobKey();
   #head = Buffer.alloc(HEAD);
   #length = 0;
   #committed: Map<string, number>;

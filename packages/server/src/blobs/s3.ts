@@ -36,7 +36,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { STALE_UPLOAD_MS, written } from './directory.ts';
+import { BLOB_KEY, copyThroughTwoBuffers, newBlobKey, STALE_UPLOAD_MS } from './common.ts';
 import type { S3Settings } from './s3-settings.ts';
 import {
   BlobNotFoundError,
@@ -47,7 +47,6 @@ import {
   type DownloadUrlOptions,
 } from './store.ts';
 
-const KEY = /^[0-9a-f]{32}$/;
 const MAX_PARTS = 10_000;
 
 interface Tail {
@@ -92,38 +91,30 @@ async function bodyBuffer(body: unknown): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** A download's two buffers (see copyCoalesced). */
-const DOWNLOAD_CHUNK = 256 * 1024;
-
 /**
  * Copies an object's body to the client in writes of 256 KiB through two reused buffers, rather than in the
  * 16 to 64 KiB chunks the object store's socket delivers: fewer, larger TLS records and writes, and no
  * garbage per chunk. One buffer fills while the other is being written.
  */
 async function copyCoalesced(source: Readable, destination: Writable): Promise<void> {
-  const buffers = [Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK), Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK)];
-  let turn = 0;
-  let filled = 0;
-  let inFlight: Promise<void> = Promise.resolve();
+  const chunks = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  let rest: Buffer = Buffer.alloc(0); // what is left of the last chunk, for the next buffer
   destination.once('close', () => source.destroy()); // the client left: let go of the store's connection
-  const flush = async () => {
-    await inFlight; // the other buffer's write: once done, that buffer is free
-    inFlight = written(destination, (buffers[turn] as Buffer).subarray(0, filled));
-    inFlight.catch(() => {}); // awaited on the next flush
-    turn ^= 1;
-    filled = 0;
-  };
   try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      for (let at = 0; at < chunk.length; ) {
-        const copied = chunk.copy(buffers[turn] as Buffer, filled, at);
+    await copyThroughTwoBuffers(async (buffer) => {
+      let filled = 0;
+      while (filled < buffer.length) {
+        if (rest.length === 0) {
+          const next = await chunks.next();
+          if (next.done) break;
+          rest = next.value;
+        }
+        const copied = rest.copy(buffer, filled);
         filled += copied;
-        at += copied;
-        if (filled === DOWNLOAD_CHUNK) await flush();
+        rest = rest.subarray(copied);
       }
-    }
-    if (filled > 0) await flush();
-    await inFlight;
+      return filled;
+    }, destination);
   } finally {
     source.destroy();
   }
@@ -157,7 +148,7 @@ export function createS3Store(settings: S3Settings): S3Store {
   });
   const Bucket = settings.bucket;
   const blobName = (key: string) => {
-    if (!KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);
+    if (!BLOB_KEY.test(key)) throw new BlobNotFoundError(`Invalid blob key ${key}`);
     return `${settings.prefix}blobs/${key}`;
   };
   const uploadDir = (key: string) => `${settings.prefix}uploads/${key}/`;
@@ -527,7 +518,7 @@ export function createS3Store(settings: S3Settings): S3Store {
     },
 
     async createUpload() {
-      const key = randomBytes(16).toString('hex');
+      const key = newBlobKey();
       const state: UploadState = { multipart: null, parts: [], tail: null, saved: [], sealed: false };
       await client.send(
         new PutObjectCommand({
@@ -541,7 +532,7 @@ export function createS3Store(settings: S3Settings): S3Store {
     },
 
     async resumeUpload(key) {
-      if (!KEY.test(key)) return null;
+      if (!BLOB_KEY.test(key)) return null;
       const state = await readState(key);
       if (state) return uploadOf(key, state);
       // Committed, and its state removed, but not recorded as a version (the server died in between): the
@@ -588,7 +579,7 @@ export function createS3Store(settings: S3Settings): S3Store {
       const prefix = `${settings.prefix}blobs/`;
       for await (const { name } of listNames(prefix)) {
         const key = name.slice(prefix.length);
-        if (KEY.test(key)) yield key;
+        if (BLOB_KEY.test(key)) yield key;
       }
     },
 
@@ -599,7 +590,7 @@ export function createS3Store(settings: S3Settings): S3Store {
       const withState = new Set<string>();
       for await (const { name } of listNames(prefix, '/')) {
         const key = name.slice(prefix.length).replace(/\/$/, '');
-        if (!KEY.test(key)) continue;
+        if (!BLOB_KEY.test(key)) continue;
         const head = await client
           .send(new HeadObjectCommand({ Bucket, Key: stateName(key) }))
           .catch((error: unknown) => {
@@ -623,7 +614,7 @@ export function createS3Store(settings: S3Settings): S3Store {
         );
         for (const upload of page.Uploads ?? []) {
           const key = (upload.Key ?? '').slice(`${settings.prefix}blobs/`.length);
-          if (!KEY.test(key) || withState.has(key)) continue;
+          if (!BLOB_KEY.test(key) || withState.has(key)) continue;
           found.push({
             name: `multipart ${key} ${upload.UploadId}`,
             key,
