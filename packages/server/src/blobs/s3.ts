@@ -57,10 +57,16 @@ interface Tail {
   size: number;
 }
 
+interface Part {
+  number: number;
+  size: number;
+  etag: string;
+}
+
 interface UploadState {
   /** The multipart upload's id, once the first whole part is sent. */
   multipart: string | null;
-  parts: { number: number; size: number; etag: string }[];
+  parts: Part[];
   /** The bytes after the last part, if any. */
   tail: Tail | null;
   /**
@@ -117,6 +123,133 @@ async function copyCoalesced(source: Readable, destination: Writable): Promise<v
     }, destination);
   } finally {
     source.destroy();
+  }
+}
+
+/** Bytes an upload holds: its parts, then its tail. */
+const sizeOf = (s: UploadState) => s.parts.reduce((sum, p) => sum + p.size, 0) + (s.tail?.size ?? 0);
+
+/** The multipart upload a request sends its parts to, and the parts stored so far (the earlier ones first). */
+interface SentParts {
+  multipart: string | null;
+  parts: Part[];
+}
+
+/** The parts that lie wholly within the first `length` bytes, and where the last of them ends. */
+function wholePartsWithin(parts: readonly Part[], length: number): { parts: Part[]; end: number } {
+  let end = 0;
+  const within = [];
+  for (const part of parts) {
+    if (end + part.size > length) break;
+    within.push(part);
+    end += part.size;
+  }
+  return { parts: within, end };
+}
+
+/**
+ * The state after a request one of whose parts could not be stored: the upload stays at its last whole part
+ * (or where it was), and the client resends from there.
+ */
+function stateAfterFailedPart(before: UploadState, sent: SentParts): UploadState {
+  if (sent.parts.length === before.parts.length) return { ...before, multipart: sent.multipart };
+  const kept = sizeOf({ ...before, parts: sent.parts, tail: null });
+  return {
+    ...before,
+    multipart: sent.multipart,
+    parts: sent.parts,
+    tail: null,
+    saved: before.saved.filter((t) => t.start + t.size <= kept),
+  };
+}
+
+/** A request with no bytes for an upload already whole (a retry of its last request) is fine; bytes are not. */
+async function takeOnlyAnEmptyRetry(key: string, source: Readable): Promise<number> {
+  let extra = 0;
+  for await (const chunk of source as AsyncIterable<Buffer>) extra += chunk.length;
+  if (extra > 0) throw new Error(`upload ${key} is complete; it cannot be written to`);
+  return 0;
+}
+
+/**
+ * One request's bytes on their way into an upload's parts, after the tail it resumes from (`head`). Two
+ * buffers: one fills while the other's part is being sent by `send`, one part at a time, in order; parts grow
+ * as `partSizeFor` says. What is left after the last whole part stays in the buffer (`rest`), to become the
+ * new tail. A part that could not be stored (`sendFailure`) stops the request at the next one.
+ */
+class PartFiller {
+  /** Bytes in the buffer being filled. */
+  filled = 0;
+  /** Bytes this request brought (the tail it started from not counted). */
+  written = 0;
+  sendFailure: unknown = null;
+  readonly #partSize: number;
+  readonly #send: (bytes: Buffer, number: number) => Promise<void>;
+  #number: number;
+  #capacity: number;
+  #buffers: Buffer[];
+  #turn = 0;
+  #sending: Promise<void> | null = null;
+
+  constructor(
+    partSize: number,
+    number: number,
+    head: Buffer | null,
+    send: (bytes: Buffer, number: number) => Promise<void>,
+  ) {
+    this.#partSize = partSize;
+    this.#send = send;
+    this.#number = number;
+    this.#capacity = partSizeFor(partSize, number);
+    this.#buffers = [Buffer.allocUnsafe(Math.max(this.#capacity, head?.length ?? 0)), Buffer.alloc(0)];
+    if (head) this.filled = head.copy(this.#buffers[0] as Buffer, 0);
+  }
+
+  /** The bytes after the last part sent. */
+  rest(): Buffer {
+    return (this.#buffers[this.#turn] as Buffer).subarray(0, this.filled);
+  }
+
+  /**
+   * Takes the source's bytes, sending each part as it fills; resolves, once the last part sent is stored or
+   * failed, with what stopped the source early (or null).
+   */
+  async receive(source: Readable, signal: AbortSignal | undefined): Promise<unknown> {
+    let failure: unknown = null;
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        signal?.throwIfAborted();
+        for (let at = 0; at < chunk.length; ) {
+          if (this.filled >= this.#capacity) await this.#sendPart();
+          const take = Math.min(chunk.length - at, this.#capacity - this.filled);
+          chunk.copy(this.#buffers[this.#turn] as Buffer, this.filled, at, at + take);
+          this.filled += take;
+          at += take;
+          this.written += take;
+        }
+        if (this.filled >= this.#capacity) await this.#sendPart();
+      }
+    } catch (error) {
+      failure = error;
+    }
+    if (this.#sending) await this.#sending;
+    return failure;
+  }
+
+  /** Sends the filled buffer as the next part (once the previous one is sent) and turns to the other. */
+  async #sendPart() {
+    if (this.#number > MAX_PARTS) throw new Error('the upload is larger than an S3 object can be');
+    if (this.#sending) await this.#sending;
+    if (this.sendFailure) throw this.sendFailure;
+    this.#sending = this.#send(this.rest(), this.#number).catch((error: unknown) => {
+      this.sendFailure = error;
+    });
+    this.#number++;
+    this.#capacity = partSizeFor(this.#partSize, this.#number);
+    this.#turn ^= 1;
+    if ((this.#buffers[this.#turn] as Buffer).length < this.#capacity)
+      this.#buffers[this.#turn] = Buffer.allocUnsafe(this.#capacity);
+    this.filled = 0;
   }
 }
 
@@ -191,14 +324,18 @@ export function createS3Store(settings: S3Settings): S3Store {
     }
   }
 
+  /** Aborts a multipart upload; one already gone (completed or aborted) is not an error. */
+  const removeMultipartOf = (key: string, UploadId: string) =>
+    client.send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId })).then(
+      () => {},
+      (error: unknown) => {
+        if (!isNoSuchUpload(error)) throw error;
+      },
+    );
+
   /** Removes an upload's own objects (state and tails), and its multipart upload if it has one. */
   async function removeUpload(key: string, multipart: string | null) {
-    if (multipart)
-      await client
-        .send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId: multipart }))
-        .catch((error: unknown) => {
-          if (!isNoSuchUpload(error)) throw error;
-        });
+    if (multipart) await removeMultipartOf(key, multipart);
     const names: string[] = [];
     for await (const { name } of listNames(uploadDir(key))) names.push(name);
     // The state last: while it exists, the upload is listed and a sweep finds what is left of it.
@@ -206,216 +343,188 @@ export function createS3Store(settings: S3Settings): S3Store {
     for (const name of names) await deleteObject(name);
   }
 
+  const putState = (key: string, state: UploadState) =>
+    client.send(
+      new PutObjectCommand({
+        Bucket,
+        Key: stateName(key),
+        Body: JSON.stringify(state),
+        ContentType: 'application/json',
+      }),
+    );
+
+  async function putTail(key: string, bytes: Buffer, start: number): Promise<Tail> {
+    const tail = { name: `tail-${randomBytes(8).toString('hex')}`, start, size: bytes.length };
+    await client.send(new PutObjectCommand({ Bucket, Key: uploadDir(key) + tail.name, Body: bytes }));
+    return tail;
+  }
+
+  async function tailBytes(key: string, tail: Tail, length = tail.size): Promise<Buffer> {
+    if (length === 0) return Buffer.alloc(0);
+    const object = await getObject(uploadDir(key) + tail.name, { start: 0, end: length - 1 });
+    return bodyBuffer(object.Body);
+  }
+
+  /** Seals an upload with no whole part: small enough for one object, the tail (or nothing) is copied into place. */
+  async function sealAsOneObject(key: string, state: UploadState): Promise<UploadState> {
+    const Key = blobName(key);
+    if (state.tail)
+      await client.send(
+        new CopyObjectCommand({
+          Bucket,
+          Key,
+          CopySource: encodeURI(`${Bucket}/${uploadDir(key)}${state.tail.name}`),
+        }),
+      );
+    else await client.send(new PutObjectCommand({ Bucket, Key, Body: Buffer.alloc(0) }));
+    if (state.multipart) await removeMultipartOf(key, state.multipart);
+    return { ...state, multipart: null, sealed: true };
+  }
+
+  /** Seals an upload of parts: its tail is sent as the last part, and the multipart upload completed. */
+  async function sealMultipart(key: string, state: UploadState): Promise<UploadState> {
+    const Key = blobName(key);
+    const parts = [...state.parts];
+    if (state.tail && state.multipart) {
+      const number = parts.length + 1;
+      const sent = await client.send(
+        new UploadPartCommand({
+          Bucket,
+          Key,
+          UploadId: state.multipart,
+          PartNumber: number,
+          Body: await tailBytes(key, state.tail),
+        }),
+      );
+      parts.push({ number, size: state.tail.size, etag: sent.ETag ?? '' });
+    }
+    try {
+      await client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket,
+          Key,
+          UploadId: state.multipart ?? undefined,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.number, ETag: p.etag })) },
+        }),
+      );
+    } catch (error) {
+      // Completed by an earlier try whose state was not saved (a server that died between the two)?
+      const done = isNoSuchUpload(error) ? await store.stat(key).catch(() => null) : null;
+      if (done?.size !== sizeOf({ ...state, parts, tail: null })) throw error;
+    }
+    return { ...state, parts, tail: null, sealed: true };
+  }
+
+  /**
+   * Stores one part of a request's bytes, starting the multipart upload with the first, and records it in the
+   * upload's state (with `save`) at once.
+   */
+  async function storePart(
+    key: string,
+    before: UploadState,
+    sent: SentParts,
+    save: (next: UploadState) => Promise<void>,
+    bytes: Buffer,
+    number: number,
+  ) {
+    if (!sent.multipart) {
+      const created = await client.send(new CreateMultipartUploadCommand({ Bucket, Key: blobName(key) }));
+      sent.multipart = created.UploadId ?? null;
+      if (!sent.multipart) throw new Error('the object store gave no multipart upload id');
+      await save({ ...before, multipart: sent.multipart });
+    }
+    // Not stopped by `signal`: a part on its way is finished, so that a stopped request keeps its bytes.
+    const stored = await client.send(
+      new UploadPartCommand({
+        Bucket,
+        Key: blobName(key),
+        UploadId: sent.multipart,
+        PartNumber: number,
+        Body: bytes,
+        ContentLength: bytes.length,
+      }),
+    );
+    sent.parts.push({ number, size: bytes.length, etag: stored.ETag ?? '' });
+    // Recorded at once: the upload's age (what sweeps look at) moves while bytes flow, and a server that
+    // dies keeps what it sent. The bytes of the old tail are in these parts now.
+    await save({ ...before, multipart: sent.multipart, parts: [...sent.parts], tail: null });
+  }
+
+  /**
+   * The state after a request whose every part was stored: what reached us is kept (a cut resumable upload
+   * resumes after it), the bytes after its last whole part as the new tail.
+   */
+  async function keepRequest(
+    key: string,
+    before: UploadState,
+    sent: SentParts,
+    filler: PartFiller,
+  ): Promise<UploadState> {
+    const end = sizeOf({ ...before, tail: null }) + (before.tail?.size ?? 0) + filler.written;
+    const tailStart = sizeOf({ ...before, parts: sent.parts, tail: null });
+    const unchanged = sent.parts.length === before.parts.length && filler.written === 0;
+    const tail = unchanged
+      ? before.tail
+      : filler.filled > 0
+        ? await putTail(key, filler.rest(), tailStart)
+        : null;
+    // Kept: the tail this request started from (a refused request is cut back to it) and the new one;
+    // older tails are never returned to, and go.
+    const keep = [before.tail, tail].filter((t): t is Tail => t !== null);
+    const names = new Set(keep.map((t) => t.name));
+    const next = {
+      ...before,
+      multipart: sent.multipart,
+      parts: sent.parts,
+      tail,
+      saved: keep.filter((t, i) => keep.indexOf(t) === i),
+    };
+    for (const old of before.saved)
+      if (!names.has(old.name)) await deleteObject(uploadDir(key) + old.name).catch(() => {});
+    if (sizeOf(next) !== end) throw new Error(`upload ${key}: ${sizeOf(next)} bytes recorded, ${end} sent`);
+    return next;
+  }
+
   function uploadOf(key: string, initial: UploadState): BlobUpload {
     let state = initial;
     let finished = false;
-    const sizeOf = (s: UploadState) => s.parts.reduce((sum, p) => sum + p.size, 0) + (s.tail?.size ?? 0);
     const save = (next: UploadState) =>
-      client
-        .send(
-          new PutObjectCommand({
-            Bucket,
-            Key: stateName(key),
-            Body: JSON.stringify(next),
-            ContentType: 'application/json',
-          }),
-        )
-        .then(() => {
-          state = next;
-        });
-
-    async function putTail(bytes: Buffer, start: number): Promise<Tail> {
-      const tail = { name: `tail-${randomBytes(8).toString('hex')}`, start, size: bytes.length };
-      await client.send(new PutObjectCommand({ Bucket, Key: uploadDir(key) + tail.name, Body: bytes }));
-      return tail;
-    }
-
-    async function tailBytes(tail: Tail, length = tail.size): Promise<Buffer> {
-      if (length === 0) return Buffer.alloc(0);
-      const object = await getObject(uploadDir(key) + tail.name, { start: 0, end: length - 1 });
-      return bodyBuffer(object.Body);
-    }
+      putState(key, next).then(() => {
+        state = next;
+      });
 
     /** Completes the upload at `blobs/<key>`: the last tail becomes the last part. */
     async function seal() {
       if (state.sealed) return;
-      const Key = blobName(key);
-      if (state.parts.length === 0) {
-        // Small enough for one object: the tail (or nothing) is copied into place.
-        if (state.tail)
-          await client.send(
-            new CopyObjectCommand({
-              Bucket,
-              Key,
-              CopySource: encodeURI(`${Bucket}/${uploadDir(key)}${state.tail.name}`),
-            }),
-          );
-        else await client.send(new PutObjectCommand({ Bucket, Key, Body: Buffer.alloc(0) }));
-        if (state.multipart) await removeMultipart(state.multipart);
-        await save({ ...state, multipart: null, sealed: true });
-        return;
-      }
-      const parts = [...state.parts];
-      if (state.tail && state.multipart) {
-        const number = parts.length + 1;
-        const sent = await client.send(
-          new UploadPartCommand({
-            Bucket,
-            Key,
-            UploadId: state.multipart,
-            PartNumber: number,
-            Body: await tailBytes(state.tail),
-          }),
-        );
-        parts.push({ number, size: state.tail.size, etag: sent.ETag ?? '' });
-      }
-      try {
-        await client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket,
-            Key,
-            UploadId: state.multipart ?? undefined,
-            MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.number, ETag: p.etag })) },
-          }),
-        );
-      } catch (error) {
-        // Completed by an earlier try whose state was not saved (a server that died between the two)?
-        const done = isNoSuchUpload(error) ? await store.stat(key).catch(() => null) : null;
-        if (done?.size !== sizeOf({ ...state, parts, tail: null })) throw error;
-      }
-      await save({ ...state, parts, tail: null, sealed: true });
+      await save(
+        state.parts.length === 0 ? await sealAsOneObject(key, state) : await sealMultipart(key, state),
+      );
     }
-
-    const removeMultipart = (UploadId: string) =>
-      client
-        .send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId }))
-        .catch((error: unknown) => {
-          if (!isNoSuchUpload(error)) throw error;
-        });
 
     return {
       key,
 
       async write(source, signal) {
-        if (state.sealed || finished) {
-          // A request with no bytes for an upload already whole (a retry of its last request) is fine.
-          let extra = 0;
-          for await (const chunk of source as AsyncIterable<Buffer>) extra += chunk.length;
-          if (extra > 0) throw new Error(`upload ${key} is complete; it cannot be written to`);
-          return 0;
-        }
+        if (state.sealed || finished) return takeOnlyAnEmptyRetry(key, source);
         const before = state;
-        let multipart = state.multipart;
-        const parts = [...state.parts];
-        const partsEnd = sizeOf({ ...state, tail: null });
-        let number = parts.length + 1;
-        let capacity = partSizeFor(settings.partSize, number);
-        // Two buffers: one fills while the other's part is being sent.
-        const buffers = [Buffer.allocUnsafe(Math.max(capacity, state.tail?.size ?? 0)), Buffer.alloc(0)];
-        let turn = 0;
-        let filled = 0;
-        if (state.tail) filled = (await tailBytes(state.tail)).copy(buffers[0] as Buffer, 0);
-        let written = 0;
-        let sending: Promise<void> | null = null;
-        let sendFailure: unknown = null;
-
-        const send = async (bytes: Buffer, partNumber: number) => {
-          if (!multipart) {
-            const created = await client.send(
-              new CreateMultipartUploadCommand({ Bucket, Key: blobName(key) }),
-            );
-            multipart = created.UploadId ?? null;
-            if (!multipart) throw new Error('the object store gave no multipart upload id');
-            await save({ ...before, multipart });
-          }
-          // Not stopped by `signal`: a part on its way is finished, so that a stopped request keeps its bytes.
-          const sent = await client.send(
-            new UploadPartCommand({
-              Bucket,
-              Key: blobName(key),
-              UploadId: multipart,
-              PartNumber: partNumber,
-              Body: bytes,
-              ContentLength: bytes.length,
-            }),
-          );
-          parts.push({ number: partNumber, size: bytes.length, etag: sent.ETag ?? '' });
-          // Recorded at once: the upload's age (what sweeps look at) moves while bytes flow, and a server that
-          // dies keeps what it sent. The bytes of the old tail are in these parts now.
-          await save({ ...before, multipart, parts: [...parts], tail: null });
-        };
-
-        /** Sends the filled buffer as the next part (once the previous one is sent) and turns to the other. */
-        const sendPart = async () => {
-          if (number > MAX_PARTS) throw new Error('the upload is larger than an S3 object can be');
-          if (sending) await sending;
-          if (sendFailure) throw sendFailure;
-          sending = send((buffers[turn] as Buffer).subarray(0, filled), number).catch((error: unknown) => {
-            sendFailure = error;
-          });
-          number++;
-          capacity = partSizeFor(settings.partSize, number);
-          turn ^= 1;
-          if ((buffers[turn] as Buffer).length < capacity) buffers[turn] = Buffer.allocUnsafe(capacity);
-          filled = 0;
-        };
-
-        let failure: unknown = null;
-        try {
-          for await (const chunk of source as AsyncIterable<Buffer>) {
-            signal?.throwIfAborted();
-            for (let at = 0; at < chunk.length; ) {
-              if (filled >= capacity) await sendPart();
-              const take = Math.min(chunk.length - at, capacity - filled);
-              chunk.copy(buffers[turn] as Buffer, filled, at, at + take);
-              filled += take;
-              at += take;
-              written += take;
-            }
-            if (filled >= capacity) await sendPart();
-          }
-        } catch (error) {
-          failure = error;
-        }
-        if (sending) await sending;
+        const sent: SentParts = { multipart: before.multipart, parts: [...before.parts] };
+        const filler = new PartFiller(
+          settings.partSize,
+          sent.parts.length + 1,
+          before.tail ? await tailBytes(key, before.tail) : null,
+          (bytes, number) => storePart(key, before, sent, save, bytes, number),
+        );
+        let failure = await filler.receive(source, signal);
         // What reached us is kept (a cut resumable upload resumes after it), unless a part could not be
         // stored: then the upload stays at its last whole part (or where it was), and the client resends.
         let next: UploadState;
-        if (sendFailure) {
-          failure ??= sendFailure;
-          const kept = sizeOf({ ...before, parts, tail: null });
-          next =
-            parts.length === before.parts.length
-              ? { ...before, multipart }
-              : {
-                  ...before,
-                  multipart,
-                  parts,
-                  tail: null,
-                  saved: before.saved.filter((t) => t.start + t.size <= kept),
-                };
-        } else {
-          const end = partsEnd + (before.tail?.size ?? 0) + written;
-          const tailStart = sizeOf({ ...before, parts, tail: null });
-          const unchanged = parts.length === before.parts.length && written === 0;
-          const tail = unchanged
-            ? before.tail
-            : filled > 0
-              ? await putTail((buffers[turn] as Buffer).subarray(0, filled), tailStart)
-              : null;
-          // Kept: the tail this request started from (a refused request is cut back to it) and the new one;
-          // older tails are never returned to, and go.
-          const keep = [before.tail, tail].filter((t): t is Tail => t !== null);
-          const names = new Set(keep.map((t) => t.name));
-          next = { ...before, multipart, parts, tail, saved: keep.filter((t, i) => keep.indexOf(t) === i) };
-          for (const old of before.saved)
-            if (!names.has(old.name)) await deleteObject(uploadDir(key) + old.name).catch(() => {});
-          if (sizeOf(next) !== end)
-            throw new Error(`upload ${key}: ${sizeOf(next)} bytes recorded, ${end} sent`);
-        }
+        if (filler.sendFailure) {
+          failure ??= filler.sendFailure;
+          next = stateAfterFailedPart(before, sent);
+        } else next = await keepRequest(key, before, sent, filler);
         await save(next);
         if (failure) throw failure;
-        return written;
+        return filler.written;
       },
 
       async commit() {
@@ -442,20 +551,17 @@ export function createS3Store(settings: S3Settings): S3Store {
         const size = sizeOf(state);
         if (length === size) return;
         if (state.sealed || length > size) throw new Error(`upload ${key} cannot be cut to ${length} bytes`);
-        let end = 0;
-        const parts = [];
-        for (const part of state.parts) {
-          if (end + part.size > length) break;
-          parts.push(part);
-          end += part.size;
-        }
+        const { parts, end } = wholePartsWithin(state.parts, length);
         let tail: Tail | null = null;
         if (length > end) {
           // Parts already sent cannot be read back: the cut must fall in a tail that starts where they end.
           const from = state.saved.find((t) => t.start === end && t.start + t.size >= length);
           if (!from)
             throw new Error(`upload ${key} cannot be cut to ${length} bytes: it lies in a part already sent`);
-          tail = from.size === length - end ? from : await putTail(await tailBytes(from, length - end), end);
+          tail =
+            from.size === length - end
+              ? from
+              : await putTail(key, await tailBytes(key, from, length - end), end);
         }
         const saved = state.saved.filter((t) => t.start + t.size <= length);
         await save({
@@ -520,14 +626,7 @@ export function createS3Store(settings: S3Settings): S3Store {
     async createUpload() {
       const key = newBlobKey();
       const state: UploadState = { multipart: null, parts: [], tail: null, saved: [], sealed: false };
-      await client.send(
-        new PutObjectCommand({
-          Bucket,
-          Key: stateName(key),
-          Body: JSON.stringify(state),
-          ContentType: 'application/json',
-        }),
-      );
+      await putState(key, state);
       return uploadOf(key, state);
     },
 
@@ -643,14 +742,6 @@ export function createS3Store(settings: S3Settings): S3Store {
       return removed;
     },
   };
-
-  const removeMultipartOf = (key: string, UploadId: string) =>
-    client.send(new AbortMultipartUploadCommand({ Bucket, Key: blobName(key), UploadId })).then(
-      () => {},
-      (error: unknown) => {
-        if (!isNoSuchUpload(error)) throw error;
-      },
-    );
 
   return store;
 }
