@@ -347,6 +347,22 @@ export interface Variant {
   file_url: string;
 }
 
+/** A kept version of an image, as GET /api/images/{user}/{image}/versions lists it. */
+export interface Version {
+  version: number;
+  /** The version the image's URL serves now. */
+  current: boolean;
+  size: number;
+  digests: { sha256: string; md5: string | null; sha512: string | null };
+  disk_format: string | null;
+  virtual_size: number | null;
+  compression: string | null;
+  partition_table: string | null;
+  created: string;
+  file_url: string;
+  variants: Variant[];
+}
+
 export const variantSchema = {
   type: 'object',
   properties: {

@@ -1,10 +1,11 @@
 /** Turns service views into the API's JSON, with absolute URLs for the server the client reached. */
-import type { Group, Image, Job, Page, User, Variant, VariantFormat } from '@repoman/core';
+import type { Group, Image, Job, Page, User, Variant } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
 import type { JobView } from '../services/conversions.ts';
 import type { GroupView } from '../services/groups.ts';
 import type { ImageView } from '../services/images.ts';
 import type { UserView } from '../services/users.ts';
+import type { VariantView } from '../services/versions/index.ts';
 import { imagePath, rawPath } from './image-ref.ts';
 
 export interface PublicUrls {
@@ -36,49 +37,26 @@ export const userUrl = (urls: Urls, name: string) => `${urls.https}/api/users/${
 export const groupUrl = (urls: Urls, name: string) => `${urls.https}/api/groups/${seg(name)}`;
 export const imageUrl = (urls: Urls, owner: string, name: string) => urls.https + imagePath(owner, name);
 
-/** A variant as the conversions service hands it. */
-type VariantOf = NonNullable<JobView['variant']>;
-
 /** A variant of a version: its URL names the version, so it stays right after newer uploads. */
 export function variantJson(
   urls: Urls,
   owner: string,
   name: string,
   version: number,
-  row: VariantOf,
+  view: VariantView,
 ): Variant {
   return {
-    format: row.format as VariantFormat,
-    compressed: Boolean(row.compressed),
-    size: row.size,
-    digests: { sha256: row.sha256, md5: row.md5, sha512: row.sha512 },
-    virtual_size: row.virtual_size,
-    created: row.created,
-    file_url: `${urls.https}${rawPath(owner, name)}?version=${version}&format=${row.format}`,
+    ...view,
+    file_url: `${urls.https}${rawPath(owner, name)}?version=${version}&format=${view.format}`,
   };
 }
 
 export function jobJson(urls: Urls, view: JobView): Job {
-  const { row } = view;
+  const { ref, variant, ...job } = view;
   return {
-    id: row.id,
-    url: `${urls.https}/api/jobs/${row.id}`,
-    kind: 'convert',
-    image: view.image,
-    version: row.version,
-    format: row.format as VariantFormat,
-    compressed: Boolean(row.compressed),
-    state: row.state as Job['state'],
-    progress: row.progress,
-    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
-    variant:
-      view.variant && view.ref
-        ? variantJson(urls, view.ref.owner, view.ref.name, row.version, view.variant)
-        : null,
-    requested_by: view.requestedBy,
-    created: row.created,
-    started: row.started,
-    finished: row.finished,
+    ...job,
+    url: `${urls.https}/api/jobs/${job.id}`,
+    variant: variant && ref ? variantJson(urls, ref.owner, ref.name, job.version, variant) : null,
   };
 }
 

@@ -9,7 +9,13 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { type ConversionBody, RepomanError, type VariantFormat } from '@repoman/core';
+import {
+  type ConversionBody,
+  type Job,
+  type JobState,
+  RepomanError,
+  type VariantFormat,
+} from '@repoman/core';
 import { type Actor, canModifyImage } from '../authz.ts';
 import { Hasher, type HashingPool } from '../blobs/hashing.ts';
 import { type BlobStore, type BlobUpload, deleteBlobsQuietly } from '../blobs/store.ts';
@@ -27,7 +33,6 @@ import {
   insertJob,
   type JobRow,
   listJobsOf,
-  listVariants,
   putVariant,
   recoverJobs,
   releaseJobs,
@@ -44,10 +49,12 @@ import {
   qemuImgVersion,
 } from '../formats/convert.ts';
 import { inspect } from '../formats/inspect.ts';
-import type { BytesService, UploadPolicy } from './bytes.ts';
-import { streamInto } from './bytes.ts';
 import { guardService, nowIso, translateStorageError } from './common.ts';
 import { createImageAccess, type ImageRef } from './image-access.ts';
+import type { QuotaService } from './quota.ts';
+import { ingest } from './versions/ingest.ts';
+import type { UploadPolicy } from './versions/policy.ts';
+import { type VariantView, variantView } from './versions/views.ts';
 
 export interface ConversionSettings {
   /** Admins may switch conversions off. */
@@ -61,14 +68,11 @@ export interface ConversionSettings {
 }
 
 /** A job as shown: with its image's name, who asked, and the variant it made. */
-export interface JobView {
-  row: JobRow;
-  image: string;
-  requestedBy: string;
-  variant: VariantRow | null;
+export type JobView = Omit<Job, 'url' | 'variant'> & {
+  variant: VariantView | null;
   /** The image's owner and name, for the variant's URL. */
   ref: ImageRef | null;
-}
+};
 
 const LEASE_MS = 30_000;
 const RENEW_MS = 2_000;
@@ -101,11 +105,11 @@ export function createConversionService(deps: {
   db: Db;
   store: BlobStore;
   hashing: HashingPool;
-  policy: UploadPolicy;
-  bytes: BytesService;
+  policy: Pick<UploadPolicy, 'maxImageSize' | 'digests'>;
+  quota: Pick<QuotaService, 'room' | 'lock' | 'check'>;
   settings: ConversionSettings;
 }) {
-  const { db, store, hashing, policy, bytes, settings } = deps;
+  const { db, store, hashing, policy, quota, settings } = deps;
   const { find } = createImageAccess(db);
   const lease = randomUUID();
   let qemuImg: Promise<string | null> | null = null;
@@ -127,11 +131,21 @@ export function createConversionService(deps: {
       if (version) variant = (await findVariant(db, version.id, row.format)) ?? null;
     }
     return {
-      row,
+      id: row.id,
+      kind: 'convert',
       image: image ? `${image.owner_name}/${image.name}` : '(deleted)',
-      requestedBy: user?.name ?? '(deleted)',
-      variant,
+      version: row.version,
+      format: row.format as VariantFormat,
+      compressed: Boolean(row.compressed),
+      state: row.state as JobState,
+      progress: row.progress,
+      error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+      variant: variant ? variantView(variant) : null,
       ref: image ? { owner: image.owner_name, name: image.name } : null,
+      requested_by: user?.name ?? '(deleted)',
+      created: row.created,
+      started: row.started,
+      finished: row.finished,
     };
   }
 
@@ -203,7 +217,7 @@ export function createConversionService(deps: {
       }
       // What qemu-img may write: the size limit, or what is left of the owner's quota (stored and reserved
       // bytes counted) if that is less. Past it, qemu-img is stopped and nothing is kept.
-      const quotaRoom = await bytes.quotaRoom(image.owner_id);
+      const quotaRoom = await quota.room(image.owner_id);
       const room = Math.min(policy.maxImageSize, quotaRoom);
       const overQuota = (size: number) =>
         new RepomanError(
@@ -240,7 +254,10 @@ export function createConversionService(deps: {
         );
       upload = await store.createUpload();
       hasher = new Hasher(hashing, ['sha256', ...policy.digests]);
-      await streamInto(createReadStream(target), upload, hasher, policy.maxImageSize, controller.signal);
+      await ingest(createReadStream(target), upload, hasher, {
+        max: policy.maxImageSize,
+        signal: controller.signal,
+      });
       const written = upload;
       const inspection = await inspect(hasher.bytes, (offset, length) => written.readAt(offset, length));
       if (inspection.format !== job.format || inspection.refusals.length > 0)
@@ -269,8 +286,8 @@ export function createConversionService(deps: {
             virtual_size: inspection.virtualSize,
             created: nowIso(),
           });
-          await bytes.quota.lock(trx, [image.owner_id]);
-          await bytes.checkQuota(image.owner_id, 0, trx);
+          await quota.lock(trx, [image.owner_id]);
+          await quota.check(image.owner_id, 0, { q: trx });
           // Cancelled meanwhile, or taken back by another server: the variant is not recorded.
           if (!(await finishJob(trx, job.id, lease, { state: 'succeeded', finished: nowIso() })))
             throw new ConversionError('The job was cancelled');
@@ -337,7 +354,7 @@ export function createConversionService(deps: {
       actor: Actor,
       ref: ImageRef,
       body: ConversionBody,
-    ): Promise<{ job: JobView; created: boolean } | { variant: VariantRow; version: VersionRow }> {
+    ): Promise<{ job: JobView; created: boolean } | { variant: VariantView; version: number }> {
       const { row, target } = await find(actor, ref, canModifyImage);
       if (!canModifyImage(actor, target))
         throw new RepomanError('forbidden', `You may not convert ${ref.owner}/${ref.name}`);
@@ -376,17 +393,15 @@ export function createConversionService(deps: {
           `Version ${wanted} of ${ref.owner}/${ref.name} is ${version.disk_format} already; download it as it is`,
         );
       const existing = await findVariant(db, version.id, body.format);
-      if (existing && Boolean(existing.compressed) === compress) return { variant: existing, version };
+      if (existing && Boolean(existing.compressed) === compress)
+        return { variant: variantView(existing), version: version.version };
       if (body.format === 'raw' && (version.virtual_size ?? 0) > policy.maxImageSize)
         throw new RepomanError(
           'image_too_large',
           `As raw it would have ${version.virtual_size} bytes, more than the limit of ${policy.maxImageSize}`,
         );
       // A first check of the quota, on what the result will roughly need; the real size is checked at the end.
-      await bytes.checkQuota(
-        row.owner_id,
-        body.format === 'raw' ? (version.virtual_size ?? version.size) : 0,
-      );
+      await quota.check(row.owner_id, body.format === 'raw' ? (version.virtual_size ?? version.size) : 0);
       if (!(await available()))
         throw new RepomanError(
           'conversions_unavailable',
@@ -432,28 +447,6 @@ export function createConversionService(deps: {
       const row = await visibleJob(actor, id);
       if (await cancelJob(db, id, nowIso())) running.get(id)?.controller.abort();
       return view((await findJob(db, id)) ?? row);
-    },
-
-    /** Variants of these versions, by version id. */
-    async variantsOf(versionIds: readonly number[]): Promise<Map<number, VariantRow[]>> {
-      const result = new Map<number, VariantRow[]>();
-      for (const variant of await listVariants(db, versionIds)) {
-        const list = result.get(variant.version_id) ?? [];
-        list.push(variant);
-        result.set(variant.version_id, list);
-      }
-      return result;
-    },
-
-    /** The version's variant in `format`, for download. */
-    async variant(version: VersionRow, format: string, ref: ImageRef): Promise<VariantRow> {
-      const found = await findVariant(db, version.id, format);
-      if (!found)
-        throw new RepomanError(
-          'variant_not_found',
-          `Version ${version.version} of ${ref.owner}/${ref.name} has no ${format} variant; convert it first (repoman convert-image)`,
-        );
-      return found;
     },
 
     /** Removes a variant (it can be made again). */

@@ -3,15 +3,15 @@ import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/connect.ts';
 import { createAuditService } from './audit.ts';
-import { createBytesService, type UploadPolicy } from './bytes.ts';
 import { type ConversionSettings, createConversionService } from './conversions.ts';
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
 import { createQuotaService } from './quota.ts';
-import { createResumableService, type ResumablePolicy } from './resumable.ts';
 import { createTransferService, type TransferPolicy } from './transfers.ts';
 import { createUserService } from './users.ts';
+import { createVersionsService, type UploadPolicy } from './versions/index.ts';
+import { createResumableService, type ResumablePolicy } from './versions/resumable.ts';
 
 type CheckResult = { status: 'ok' | 'failing'; ms: number };
 
@@ -44,7 +44,9 @@ export function createServices(deps: {
   limits?: { defaultQuota: number | null; maxImagesPerUser: number } | undefined;
 }) {
   const quota = createQuotaService(deps);
-  const bytes = createBytesService({ ...deps, quota });
+  const versions = createVersionsService({ ...deps, quota });
+  /** `incoming` more bytes must fit in the user's quota beside what they store and reserve. */
+  const checkQuota = (userId: number, incoming: number, q: Db) => quota.check(userId, incoming, { q });
   async function checkHealth() {
     const [database, store] = await Promise.all([
       timed(() => sql`select 1`.execute(deps.db)),
@@ -62,18 +64,19 @@ export function createServices(deps: {
     audit: createAuditService(deps),
     users: createUserService({ ...deps, defaultQuota: deps.limits?.defaultQuota, identitiesChanged }),
     groups: createGroupService({ ...deps, identitiesChanged }),
-    images: createImageService({ ...deps, limits: deps.limits, checkQuota: bytes.checkQuota }),
+    images: createImageService({ ...deps, limits: deps.limits, checkQuota }),
     transfers: createTransferService({
       db: deps.db,
-      checkQuota: bytes.checkQuota,
+      checkQuota,
       policy: deps.transfers ?? { offerExpiryMs: 3 * 24 * 3600 * 1000 },
       maxImagesPerUser: deps.limits?.maxImagesPerUser,
     }),
-    bytes,
+    /** The byte path: uploads, downloads, versions (services/versions/). */
+    versions,
     /** Quotas: `quota.fits(userId, bytes, trx?)` says whether N more bytes fit, reservations counted. */
     quota,
-    resumable: createResumableService({ ...deps, bytes }),
-    conversions: createConversionService({ ...deps, bytes, settings: deps.conversions }),
+    resumable: createResumableService({ ...deps, versions, quota }),
+    conversions: createConversionService({ ...deps, quota, settings: deps.conversions }),
     /**
      * Whether the database and the blob store answer, and how fast (for balancers' health checks). Asked at
      * most once a second, however often it is called (it needs no certificate).

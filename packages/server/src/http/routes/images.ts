@@ -182,23 +182,14 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
         },
       },
       async (request) => {
-        const { image, versions } = await services.bytes.versions(requireActor(request), refOf(request));
+        const { ref, versions } = await services.versions.list(requireActor(request), refOf(request));
         const u = urls(request);
-        const file = u.https + rawPath(image.owner_name, image.name);
-        const variants = await services.conversions.variantsOf(versions.map((v) => v.id));
-        const items = versions.map((v) => ({
-          version: v.version,
-          current: v.version === image.version,
-          size: v.size,
-          digests: { sha256: v.sha256, md5: v.md5, sha512: v.sha512 },
-          disk_format: v.disk_format,
-          virtual_size: v.virtual_size,
-          compression: v.compression,
-          partition_table: v.partition_table,
-          created: v.created,
-          file_url: `${file}?version=${v.version}`,
-          variants: (variants.get(v.id) ?? []).map((variant) =>
-            variantJson(u, image.owner_name, image.name, v.version, variant),
+        const file = u.https + rawPath(ref.owner, ref.name);
+        const items = versions.map((version) => ({
+          ...version,
+          file_url: `${file}?version=${version.version}`,
+          variants: version.variants.map((variant) =>
+            variantJson(u, ref.owner, ref.name, version.version, variant),
           ),
         }));
         return { items, total: items.length };
@@ -223,7 +214,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
       async (request) => {
         const actor = requireActor(request);
-        await services.bytes.rollback(actor, refOf(request), request.body.version);
+        await services.versions.rollback(actor, refOf(request), request.body.version);
         return imageJson(urls(request), await services.images.get(actor, refOf(request)));
       },
     );

@@ -44,7 +44,7 @@ export function jobRoutes(app: FastifyInstance, deps: RouteDeps) {
         if ('variant' in outcome)
           return reply
             .code(200)
-            .send({ variant: variantJson(u, ref.owner, ref.name, outcome.version.version, outcome.variant) });
+            .send({ variant: variantJson(u, ref.owner, ref.name, outcome.version, outcome.variant) });
         const job = jobJson(u, outcome.job);
         return reply.code(202).header('location', job.url).send({ job });
       },

@@ -8,37 +8,16 @@ import type http from 'node:http';
 import { FORMATS, RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../blobs/store.ts';
-import type { VersionRow } from '../../db/versions-dal.ts';
-import type { ImageRef } from '../../services/image-access.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { expectedDigests, reprDigest } from '../digests.ts';
+import { RAW_FORMS, type RefParams, refOf } from '../image-ref.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
-
-const str = { type: 'string' } as const;
-const FORMS = [
-  { path: '/api/images/raw/:user/:image', params: { user: str, image: str }, required: ['user', 'image'] },
-  { path: '/api/images/raw/:image', params: { image: str }, required: ['image'] },
-] as const;
 
 interface DownloadQuery {
   version?: number;
   format?: VariantFormat;
-}
-
-/** What a download serves: a version, or one of its variants. */
-type Served = Pick<VersionRow, 'blob_key' | 'size' | 'sha256' | 'created' | 'compression' | 'version'>;
-
-interface RawParams {
-  user?: string;
-  image: string;
-}
-
-function refOf(request: FastifyRequest<{ Params: RawParams }>): ImageRef {
-  if (request.params.user !== undefined) return { owner: request.params.user, name: request.params.image };
-  // The caller's own namespace needs a caller.
-  return { owner: requireActor(request).name, name: request.params.image };
 }
 
 function declaredLength(request: FastifyRequest): number | undefined {
@@ -69,13 +48,6 @@ const httpDate = (iso: string) => new Date(iso).toUTCString();
 /** HTTP dates have whole seconds: compare at that precision. */
 const seconds = (value: string | number) => Math.floor(new Date(value).getTime() / 1000);
 
-/** The registered media type of what the version is, where one exists; otherwise plain bytes. */
-function contentType(version: Served): string {
-  if (version.compression === 'gzip') return 'application/gzip';
-  if (version.compression === 'zstd') return 'application/zstd';
-  return 'application/octet-stream';
-}
-
 function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
@@ -89,10 +61,10 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-    for (const form of FORMS) {
+    for (const form of RAW_FORMS) {
       const params = { type: 'object', properties: form.params, required: form.required } as const;
 
-      raw.put<{ Params: RawParams; Querystring: { disk_format?: string; decompress?: boolean } }>(
+      raw.put<{ Params: RefParams; Querystring: { disk_format?: string; decompress?: boolean } }>(
         form.path,
         {
           config: { streamsBody: true },
@@ -115,13 +87,13 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           const actor = requireActor(request);
           const ref = refOf(request);
           const expected = expectedDigests(request.headers);
-          const admitted = await services.bytes.admitUpload(actor, ref, declaredLength(request), {
+          const admitted = await services.versions.admitUpload(actor, ref, declaredLength(request), {
             declaredFormat: request.query.disk_format,
             decompress: request.query.decompress === true,
           });
           acceptBody(request, reply);
           holdWhileWorking(request, reply);
-          const received = await services.bytes.receive(
+          const received = await services.versions.receive(
             admitted,
             request.raw,
             expected,
@@ -138,7 +110,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         },
       );
 
-      raw.route<{ Params: RawParams; Querystring: DownloadQuery }>({
+      raw.route<{ Params: RefParams; Querystring: DownloadQuery }>({
         method: ['GET', 'HEAD'],
         url: form.path,
         exposeHeadRoute: false,
@@ -169,7 +141,7 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
   });
 
   async function download(
-    request: FastifyRequest<{ Params: RawParams; Querystring: DownloadQuery }>,
+    request: FastifyRequest<{ Params: RefParams; Querystring: DownloadQuery }>,
     reply: FastifyReply,
   ) {
     if (request.params.user === undefined && !request.actor) {
@@ -179,49 +151,13 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       );
     }
     const ref = refOf(request);
-    // Without a certificate only the current version is served: an older one is not even looked up, so
-    // nobody learns which versions are kept.
-    const anonymous = !request.actor;
-    const opened = await services.bytes.openDownload(
-      request.actor,
-      ref,
-      anonymous ? undefined : request.query.version,
-    );
-    const { image } = opened;
-    if (anonymous && request.query.version !== undefined && request.query.version !== image.version) {
-      // Older versions may predate the image's publication, or have been replaced for a reason.
-      throw new RepomanError(
-        'certificate_required',
-        'Older versions need a certificate; the current one is public',
-      );
-    }
-    // A variant is served like a version of its own; asking for the format the version is in serves it.
-    const format = request.query.format;
-    const version: Served =
-      format === undefined ||
-      format === opened.version.disk_format ||
-      (format === 'raw' && opened.version.disk_format === 'iso') // an ISO is read as raw
-        ? opened.version
-        : {
-            ...(await services.conversions.variant(opened.version, format, ref)),
-            version: opened.version.version,
-            compression: null,
-          };
-    const etag = `"${version.sha256}"`;
-    // When these bytes became what this URL serves (an upload, or a rollback), not when they were uploaded.
-    const lastModified =
-      request.query.version === undefined && version === opened.version && image.uploaded
-        ? image.uploaded
-        : version.created;
+    const { version, format } = request.query;
+    const download = await services.versions.openDownload(request.actor, ref, { version, format });
+    const { etag, size, lastModified } = download;
     reply
       .header('etag', etag)
       .header('last-modified', httpDate(lastModified))
-      .header(
-        'cache-control',
-        image.unauthenticated_access && request.query.version === undefined
-          ? 'public, no-cache'
-          : 'private, no-cache',
-      );
+      .header('cache-control', `${download.cacheScope}, no-cache`);
 
     const ifNoneMatch = request.headers['if-none-match'];
     const ifModifiedSince = request.headers['if-modified-since'];
@@ -237,43 +173,38 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     const rangeHeader = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
     // With an object store, bytes may flow from it straight to the client: the server only decided who may
     // read them. HEAD, and empty images, are answered here.
-    if (request.method === 'GET' && version.size > 0) {
-      const location = await services.bytes.redirectUrl(version, {
-        contentDisposition: contentDisposition(image.name),
-        contentType: contentType(version),
-      });
+    const disposition = contentDisposition(download.fileName);
+    if (request.method === 'GET' && size > 0) {
+      const location = await download.redirect({ contentDisposition: disposition });
       if (location)
         return reply
           .code(307)
           .header('location', location)
-          .header('repr-digest', reprDigest(version.sha256))
+          .header('repr-digest', reprDigest(download.sha256))
           .send();
     }
-    const range = parseRange(rangeHeader, version.size);
+    const range = parseRange(rangeHeader, size);
     if (range === 'unsatisfiable') {
-      reply.header('content-range', `bytes */${version.size}`);
+      reply.header('content-range', `bytes */${size}`);
       throw new RepomanError(
         'range_not_satisfiable',
-        `The image has ${version.size} bytes; ${rangeHeader} is outside them`,
+        `The image has ${size} bytes; ${rangeHeader} is outside them`,
       );
     }
     // Open the bytes before promising anything about them: a blob pruned meanwhile is a clean 404.
-    const body =
-      request.method === 'HEAD' || version.size === 0
-        ? null
-        : await services.bytes.read(version, range ?? undefined);
+    const body = request.method === 'HEAD' || size === 0 ? null : await download.open(range ?? undefined);
     reply
-      .header('content-type', contentType(version))
+      .header('content-type', download.contentType)
       .header('accept-ranges', 'bytes')
-      .header('content-disposition', contentDisposition(image.name))
+      .header('content-disposition', disposition)
       // Users' bytes share an origin with the web interface: never taken for a page or a script.
       .header('x-content-type-options', 'nosniff')
-      .header('repr-digest', reprDigest(version.sha256));
+      .header('repr-digest', reprDigest(download.sha256));
     if (range) {
-      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${version.size}`);
+      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
       reply.header('content-length', String(range.end - range.start + 1));
     } else {
-      reply.header('content-length', String(version.size));
+      reply.header('content-length', String(size));
     }
     if (body?.pipeTo) {
       // The store writes the bytes itself through reused buffers (memory stays flat at any size).

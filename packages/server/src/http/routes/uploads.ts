@@ -13,7 +13,7 @@ import {
   type ChunkChecksum,
   parseMetadata,
   type UploadState,
-} from '../../services/resumable.ts';
+} from '../../services/versions/resumable.ts';
 import { requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { imageUrl } from '../present.ts';
@@ -128,7 +128,7 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
           .code(204)
           .header('tus-version', TUS_VERSION)
           .header('tus-extension', EXTENSIONS)
-          .header('tus-max-size', String(services.bytes.maxImageSize))
+          .header('tus-max-size', String(services.versions.maxImageSize))
           .header('tus-checksum-algorithm', CHECKSUM_ALGORITHMS.join(','))
           .send(),
     );

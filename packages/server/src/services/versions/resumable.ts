@@ -10,15 +10,14 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { PassThrough, Transform, Writable } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type ExpectedDigests, RepomanError } from '@repoman/core';
-import type { Actor } from '../authz.ts';
-import { Hasher, type HashingPool } from '../blobs/hashing.ts';
-import type { BlobStore, BlobUpload } from '../blobs/store.ts';
-import type { Db } from '../db/connect.ts';
-import { findImageById } from '../db/images-dal.ts';
-import { pendingUploadsOfUser } from '../db/quota-dal.ts';
+import type { Actor } from '../../authz.ts';
+import { Hasher, type HashingPool } from '../../blobs/hashing.ts';
+import type { BlobStore, BlobUpload } from '../../blobs/store.ts';
+import type { Db } from '../../db/connect.ts';
+import { pendingUploadsOfUser } from '../../db/quota-dal.ts';
 import {
   deleteLeased,
   deleteUnlessLeased,
@@ -32,12 +31,13 @@ import {
   takeLease,
   type UploadRow,
   updateLeased,
-} from '../db/uploads-dal.ts';
-import { findImageVersionByBlob, findVersionByBlob } from '../db/versions-dal.ts';
-import type { BytesService } from './bytes.ts';
-import { sizeLimit, streamFailure } from './bytes.ts';
-import { guardService, nowIso } from './common.ts';
-import type { ImageRef } from './image-access.ts';
+} from '../../db/uploads-dal.ts';
+import { findImageVersionByBlob, findVersionByBlob } from '../../db/versions-dal.ts';
+import { guardService, nowIso } from '../common.ts';
+import type { ImageRef } from '../image-access.ts';
+import type { QuotaService } from '../quota.ts';
+import type { VersionsService } from './index.ts';
+import { ingestSettled } from './ingest.ts';
 
 /** `key base64,key base64,key`: the values decoded. */
 export function parseMetadata(value: string | undefined): Map<string, string> {
@@ -132,8 +132,6 @@ const later = (ms: number) => new Date(Date.now() + ms).toISOString();
 
 const gone = () => new RepomanError('upload_incomplete', 'The client went away');
 
-const passThrough = () => new PassThrough({ highWaterMark: 64 * 1024 });
-
 const discard = () =>
   new Writable({
     write(_chunk, _encoding, callback) {
@@ -145,10 +143,11 @@ export function createResumableService(deps: {
   db: Db;
   store: BlobStore;
   hashing: HashingPool;
-  bytes: BytesService;
+  versions: Pick<VersionsService, 'admitUpload' | 'publish' | 'algorithmsFor'>;
+  quota: Pick<QuotaService, 'lock' | 'check'>;
   policy: ResumablePolicy;
 }) {
-  const { db, store, hashing, bytes, policy } = deps;
+  const { db, store, hashing, versions, quota, policy } = deps;
   const LEASE_MS = policy.leaseMs ?? DEFAULT_LEASE_MS;
   const maxPending = policy.maxPendingPerUser ?? DEFAULT_MAX_PENDING;
 
@@ -264,7 +263,7 @@ export function createResumableService(deps: {
     if (kept && !kept.failed && kept.bytes === offset) return kept;
     kept?.dispose();
     if (offset > 0 && !catchUp) return null;
-    const hasher = new Hasher(hashing, bytes.algorithmsFor(expected));
+    const hasher = new Hasher(hashing, versions.algorithmsFor(expected));
     if (offset > 0) {
       try {
         await pipeline(await blob.readBack(), hasher.tap(), discard());
@@ -277,16 +276,183 @@ export function createResumableService(deps: {
   }
 
   /** The image the upload belongs to, as an admitted upload: permission, read_only, size and quota rechecked. */
-  async function admit(actor: Actor, row: UploadRow) {
-    const image = await findImageById(db, row.image_id);
-    if (!image) throw new RepomanError('image_not_found', 'The image of this upload was deleted');
-    const ref: ImageRef = { owner: image.owner_name, name: image.name };
+  function admit(actor: Actor, row: UploadRow) {
     const metadata = parseMetadata(row.metadata ?? undefined);
-    return bytes.admitUpload(actor, ref, row.length, {
+    return versions.admitUpload(actor, { imageId: row.image_id }, row.length, {
       uploadId: row.id,
       declaredFormat: metadata.get('disk_format'),
       decompress: ['true', '1', 'yes'].includes(metadata.get('decompress') ?? ''),
     });
+  }
+
+  /**
+   * Holds the upload's lease for one request. It lives while bytes flow (and while the finished upload is
+   * published): a stalled request lets it lapse. `lost` fires when another server asks the request to let go,
+   * when the lease was taken, or when it cannot be renewed in time (the database is away).
+   */
+  function holdLease(id: string, lease: string) {
+    const lost = new AbortController();
+    let flowed = 0;
+    let renewed = 0;
+    let publishing = false;
+    let heldUntil = Date.now() + LEASE_MS;
+    const renew = setInterval(() => {
+      const extend = publishing || flowed !== renewed;
+      renewed = flowed;
+      renewLease(db, id, lease, extend ? later(LEASE_MS) : null).then(
+        (held) => {
+          if (!held) lost.abort(new Error('another request took the upload over'));
+          else if (extend) heldUntil = Date.now() + LEASE_MS;
+        },
+        () => {
+          if (Date.now() > heldUntil - 5 * LEASE_CHECK_MS) lost.abort(new Error('the upload lease ran out'));
+        },
+      );
+    }, LEASE_CHECK_MS);
+    renew.unref();
+    return {
+      lost: lost.signal,
+      /** Bytes arrived: the next renewal extends the lease. */
+      flowed: (bytes: number) => {
+        flowed += bytes;
+      },
+      /** From now on the lease is extended whether bytes flow or not. */
+      publishing: () => {
+        publishing = true;
+      },
+      stop: () => clearInterval(renew),
+    };
+  }
+
+  /**
+   * Checks the request against where the upload stands: its offset, and a declared length that would pass the
+   * end. A finished upload answers the retried last request with its state; any other request on it fails.
+   */
+  function checkPosition(row: UploadRow, options: AppendOptions): UploadState | undefined {
+    const { upload_offset: offset, length, id } = row;
+    if (row.version !== null) {
+      if (options.offset === length) return stateOf(row); // finished already: a retried last request
+      throw new RepomanError('upload_offset_mismatch', `Upload ${id} is finished`);
+    }
+    if (options.offset !== offset) {
+      throw new RepomanError(
+        'upload_offset_mismatch',
+        `Upload ${id} stands at ${offset} bytes, not ${options.offset}`,
+        {
+          details: { offset },
+        },
+      );
+    }
+    if (options.declaredLength !== undefined && offset + options.declaredLength > length) {
+      throw new RepomanError(
+        'payload_too_large',
+        `The upload is ${length} bytes long; ${options.declaredLength} bytes at ${offset} go past its end`,
+      );
+    }
+    return undefined;
+  }
+
+  /** The upload's bytes in the store and how many there are; an upload whose bytes are gone is removed. */
+  async function storedBytes(row: UploadRow, lease: string): Promise<{ blob: BlobUpload; stored: number }> {
+    const blob = await store.resumeUpload(row.blob_key);
+    const stored = await blob?.size().catch(() => null);
+    if (!blob || stored === null || stored === undefined) {
+      await remove(row, lease);
+      throw new RepomanError('upload_expired', `The bytes of upload ${row.id} are gone; start a new one`);
+    }
+    return { blob, stored };
+  }
+
+  /**
+   * Appends the request's body at the upload's offset, hashed on the way if the hash state kept here covers
+   * the bytes before it. A body that fails its checksum (or cannot be checked) is cut off again and nothing is
+   * recorded; otherwise a cut request keeps what reached the store, and the caller records that offset before
+   * it reports the failure.
+   */
+  async function receiveBody(
+    row: UploadRow,
+    blob: BlobUpload,
+    expected: ExpectedDigests,
+    options: AppendOptions,
+    signal: AbortSignal,
+    flowed: (bytes: number) => void,
+  ): Promise<{ recorded: number; failure: unknown }> {
+    const { id, upload_offset: offset, length } = row;
+    const hasher = await hasherAt(row, blob, offset, expected, false);
+    const chunkHash = options.checksum ? createHash(options.checksum.algorithm) : null;
+    options.onAccepted?.();
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        chunkHash?.update(chunk);
+        flowed(chunk.length);
+        callback(null, chunk);
+      },
+    });
+    // Both sides settle before anything looks at the file: a stopped request's last buffered bytes must land
+    // before its size is read and its lease let go.
+    const failure = await ingestSettled(options.body, blob, hasher, {
+      max: length - offset,
+      tooLarge: () =>
+        new RepomanError(
+          'payload_too_large',
+          `The upload is ${length} bytes long; this request goes past its end`,
+        ),
+      through: [meter],
+      signal,
+    });
+    const checksumFailed =
+      options.checksum && (failure !== null || !chunkHash?.digest().equals(options.checksum.digest));
+    if (checksumFailed) {
+      // A body that is not what its checksum says, or that cannot be checked, is not kept.
+      hasher?.dispose();
+      await blob.truncate(offset);
+      if (failure) throw failure;
+      throw new RepomanError(
+        'checksum_mismatch',
+        `The request body's ${options.checksum?.algorithm} does not match Upload-Checksum`,
+      );
+    }
+    // A cut request keeps what reached the store: the client resumes from there.
+    const recorded = await blob.size();
+    if (hasher && hasher.bytes === recorded) keepHasher(id, hasher);
+    else hasher?.dispose(); // it saw bytes the store did not take: hash the stored ones again later
+    return { recorded, failure };
+  }
+
+  /** Publishes a complete upload as the image's next version, once, and records that it did. */
+  async function complete(
+    row: UploadRow,
+    lease: string,
+    admitted: Awaited<ReturnType<typeof admit>>,
+    blob: BlobUpload,
+    expected: ExpectedDigests,
+  ): Promise<UploadState> {
+    const { id, length } = row;
+    // Recorded before publishing, which may change what the store can do with the bytes (an object store
+    // completes its multipart upload): a server that dies meanwhile leaves an upload whose next request, at
+    // its full length, publishes it.
+    await updateLeased(db, id, lease, { upload_offset: length }, false);
+    // A server that died between publishing and recording it here left a version of these very bytes: the
+    // upload is that version, not the source of a second one under the same blob.
+    const already = await findImageVersionByBlob(db, row.image_id, row.blob_key);
+    if (already) {
+      setAsideHasher(id);
+      await updateLeased(db, id, lease, { version: already.version, upload_offset: length }, false);
+      return stateOf({ ...row, upload_offset: length, version: already.version });
+    }
+    const hasher = await hasherAt(row, blob, length, expected, true);
+    if (!hasher) throw new Error('no hasher for a complete upload');
+    let version: number;
+    try {
+      version = (await versions.publish(admitted, blob, hasher, expected)).version;
+    } catch (error) {
+      // Nothing was published. The upload goes, so that no client mistakes its full offset for success.
+      hasher.dispose();
+      await remove(row, lease).catch(() => {});
+      throw error;
+    }
+    await updateLeased(db, id, lease, { version, upload_offset: length }, false);
+    return stateOf({ ...row, upload_offset: length, version });
   }
 
   const service = guardService({
@@ -304,7 +470,7 @@ export function createResumableService(deps: {
       declaredFormat?: string,
     ): Promise<UploadState> {
       // Permission, read_only, size and a first look at the quota, before anything is stored.
-      const probe = await bytes.admitUpload(actor, ref, length, { declaredFormat });
+      const probe = await versions.admitUpload(actor, ref, length, { declaredFormat });
       const blob = await store.createUpload();
       const now = nowIso();
       const row: UploadRow = {
@@ -327,7 +493,7 @@ export function createResumableService(deps: {
       try {
         await db.transaction().execute(async (trx) => {
           // Checked and taken under the users' locks: two creations at once (on any server) cannot both pass.
-          await bytes.quota.lock(trx, [actor.id, probe.ownerId]);
+          await quota.lock(trx, [actor.id, probe.ownerId]);
           const pending = await pendingUploadsOfUser(trx, actor.id, nowIso());
           if (pending >= maxPending)
             throw new RepomanError(
@@ -335,7 +501,7 @@ export function createResumableService(deps: {
               `${actor.name} has ${pending} unfinished uploads, as many as this repository allows; finish or delete one (DELETE /api/uploads/{id}) or let it expire`,
               { details: { pending, limit: maxPending } },
             );
-          await bytes.quota.check(probe.ownerId, length, { q: trx });
+          await quota.check(probe.ownerId, length, { q: trx });
           await insertUpload(trx, row);
         });
       } catch (error) {
@@ -363,150 +529,42 @@ export function createResumableService(deps: {
       await ownUpload(actor, id);
       return exclusively(id, options, async (stop) => {
         const lease = await acquire(id, options.signal);
-        // The lease lives while bytes flow (and while the finished upload is published): a stalled request
-        // lets it lapse. A request that another server asks to let go, that has lost its lease, or that
-        // cannot renew it in time (the database is away), stops.
-        const lost = new AbortController();
-        let flowed = 0;
-        let renewed = 0;
-        let publishing = false;
-        let heldUntil = Date.now() + LEASE_MS;
-        const renew = setInterval(() => {
-          const extend = publishing || flowed !== renewed;
-          renewed = flowed;
-          renewLease(db, id, lease, extend ? later(LEASE_MS) : null).then(
-            (held) => {
-              if (!held) lost.abort(new Error('another request took the upload over'));
-              else if (extend) heldUntil = Date.now() + LEASE_MS;
-            },
-            () => {
-              if (Date.now() > heldUntil - 5 * LEASE_CHECK_MS)
-                lost.abort(new Error('the upload lease ran out'));
-            },
-          );
-        }, LEASE_CHECK_MS);
-        renew.unref();
+        const held = holdLease(id, lease);
         /** The offset to record when the lease is let go; unset while nothing was written. */
         let recorded: number | undefined;
         try {
           // Read under the lease: a request another server was running has recorded its bytes by now.
           const row = await ownUpload(actor, id);
           const offset = row.upload_offset;
-          const length = row.length;
-          if (row.version !== null) {
-            if (options.offset === length) return stateOf(row); // finished already: a retried last request
-            throw new RepomanError('upload_offset_mismatch', `Upload ${id} is finished`);
-          }
-          if (options.offset !== offset) {
-            throw new RepomanError(
-              'upload_offset_mismatch',
-              `Upload ${id} stands at ${offset} bytes, not ${options.offset}`,
-              { details: { offset } },
-            );
-          }
-          if (options.declaredLength !== undefined && offset + options.declaredLength > length) {
-            throw new RepomanError(
-              'payload_too_large',
-              `The upload is ${length} bytes long; ${options.declaredLength} bytes at ${offset} go past its end`,
-            );
-          }
+          const finished = checkPosition(row, options);
+          if (finished) return finished;
           const admitted = await admit(actor, row);
-          const blob = await store.resumeUpload(row.blob_key);
-          const stored = await blob?.size().catch(() => null);
-          if (!blob || stored === null || stored === undefined) {
-            await remove(row, lease);
-            throw new RepomanError('upload_expired', `The bytes of upload ${id} are gone; start a new one`);
-          }
+          const { blob, stored } = await storedBytes(row, lease);
           // The store may hold bytes a cut request wrote but never recorded (or, after a crash, fewer).
           if (stored < offset) {
             recorded = stored;
             throw new RepomanError('upload_offset_mismatch', `Upload ${id} stands at ${stored} bytes`, {
-              details: {
-                offset: stored,
-              },
+              details: { offset: stored },
             });
           }
           if (stored > offset) await blob.truncate(offset);
 
           const expected = JSON.parse(row.expected) as ExpectedDigests;
-          let hasher = await hasherAt(row, blob, offset, expected, false);
-          const chunkHash = options.checksum ? createHash(options.checksum.algorithm) : null;
-          const signal = AbortSignal.any([stop, lost.signal, ...(options.signal ? [options.signal] : [])]);
-          options.onAccepted?.();
-          const tap = hasher?.tap() ?? passThrough();
-          const tooLong = () =>
-            new RepomanError(
-              'payload_too_large',
-              `The upload is ${length} bytes long; this request goes past its end`,
-            );
-          const meter = new Transform({
-            transform(chunk: Buffer, _encoding, callback) {
-              chunkHash?.update(chunk);
-              flowed += chunk.length;
-              callback(null, chunk);
-            },
-          });
-          // Both sides settle before anything looks at the file: a stopped request's last buffered bytes must
-          // land before its size is read and its lease let go.
-          const outcomes = await Promise.allSettled([
-            pipeline(options.body, sizeLimit(length - offset, tooLong), meter, tap, { signal }),
-            blob.write(tap, signal),
-          ]);
-          const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
-          const failure: unknown = rejected ? streamFailure(rejected.reason) : null;
+          const signal = AbortSignal.any([stop, held.lost, ...(options.signal ? [options.signal] : [])]);
+          const received = await receiveBody(row, blob, expected, options, signal, held.flowed);
+          recorded = received.recorded;
+          if (received.failure) throw received.failure;
 
-          const checksumFailed =
-            options.checksum && (failure !== null || !chunkHash?.digest().equals(options.checksum.digest));
-          if (checksumFailed) {
-            // A body that is not what its checksum says, or that cannot be checked, is not kept.
-            hasher?.dispose();
-            await blob.truncate(offset);
-            if (failure) throw failure;
-            throw new RepomanError(
-              'checksum_mismatch',
-              `The request body's ${options.checksum?.algorithm} does not match Upload-Checksum`,
-            );
-          }
-          // A cut request keeps what reached the store: the client resumes from there.
-          recorded = await blob.size();
-          if (hasher && hasher.bytes === recorded) keepHasher(id, hasher);
-          else hasher?.dispose(); // it saw bytes the store did not take: hash the stored ones again later
-          if (failure) throw failure;
-
-          if (recorded < length)
+          if (recorded < row.length)
             return stateOf({ ...row, upload_offset: recorded, expires: later(policy.expiryMs) });
-          if (recorded > length) {
+          if (recorded > row.length) {
             await remove(row, lease);
-            throw new Error(`upload ${id} held ${recorded} bytes, more than its ${length}; discarded`);
+            throw new Error(`upload ${id} held ${recorded} bytes, more than its ${row.length}; discarded`);
           }
-          publishing = true;
-          // Recorded before publishing, which may change what the store can do with the bytes (an object
-          // store completes its multipart upload): a server that dies meanwhile leaves an upload whose next
-          // request, at its full length, publishes it.
-          await updateLeased(db, id, lease, { upload_offset: recorded }, false);
-          // A server that died between publishing and recording it here left a version of these very bytes:
-          // the upload is that version, not the source of a second one under the same blob.
-          const already = await findImageVersionByBlob(db, row.image_id, row.blob_key);
-          if (already) {
-            setAsideHasher(id);
-            await updateLeased(db, id, lease, { version: already.version, upload_offset: length }, false);
-            return stateOf({ ...row, upload_offset: length, version: already.version });
-          }
-          hasher = await hasherAt(row, blob, recorded, expected, true);
-          if (!hasher) throw new Error('no hasher for a complete upload');
-          let version: number;
-          try {
-            version = (await bytes.publish(admitted, blob, hasher, expected)).version;
-          } catch (error) {
-            // Nothing was published. The upload goes, so that no client mistakes its full offset for success.
-            hasher.dispose();
-            await remove(row, lease).catch(() => {});
-            throw error;
-          }
-          await updateLeased(db, id, lease, { version, upload_offset: length }, false);
-          return stateOf({ ...row, upload_offset: length, version });
+          held.publishing();
+          return await complete(row, lease, admitted, blob, expected);
         } finally {
-          clearInterval(renew);
+          held.stop();
           await release(
             id,
             lease,
