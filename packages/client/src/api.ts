@@ -34,7 +34,7 @@ export interface RequestOptions {
   /** A raw body (uploads). */
   body?: Readable | Buffer;
   headers?: Record<string, string>;
-  query?: Record<string, string | number | boolean | undefined>;
+  query?: Record<string, string | number | boolean | undefined> | undefined;
   /** Statuses that are not errors (besides 2xx). */
   accept?: number[];
 }

@@ -132,7 +132,12 @@ async function issueCertificate(
 
 async function runFsck(
   configFile: string | undefined,
-  flags: { verify?: boolean; repair?: boolean; json?: boolean; staleMinutes?: string },
+  flags: {
+    verify?: boolean | undefined;
+    repair?: boolean | undefined;
+    json?: boolean | undefined;
+    staleMinutes?: string | undefined;
+  },
 ) {
   const staleMinutes = flags.staleMinutes === undefined ? 60 : Number(flags.staleMinutes);
   if (!Number.isFinite(staleMinutes) || staleMinutes < 0)

@@ -70,10 +70,10 @@ export function sqlitePath(url: string): string {
   return resolve(url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, ''));
 }
 
-function queryLog(options: DatabaseOptions): KyselyConfig['log'] {
+function queryLog(options: DatabaseOptions): Pick<KyselyConfig, 'log'> {
   const onQuery = options.onQuery;
-  if (!onQuery) return undefined;
-  return (event) => onQuery(event.queryDurationMillis / 1000, event.level === 'error');
+  if (!onQuery) return {};
+  return { log: (event) => onQuery(event.queryDurationMillis / 1000, event.level === 'error') };
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -84,7 +84,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   if (engine === 'sqlite') {
     const path = sqlitePath(options.url);
     mkdirSync(dirname(path), { recursive: true });
-    db = new Kysely<Database>({ dialect: nodeSqliteDialect(openSqlite(path)), log: queryLog(options) });
+    db = new Kysely<Database>({ dialect: nodeSqliteDialect(openSqlite(path)), ...queryLog(options) });
   } else {
     const schema = options.schema;
     if (schema !== undefined && !SCHEMA_NAME.test(schema))
@@ -111,7 +111,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
         client.release();
       }
     }
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: queryLog(options) });
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), ...queryLog(options) });
   }
   try {
     // Servers starting at the same moment on a fresh schema race on its catalog (a schema or table another

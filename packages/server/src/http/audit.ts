@@ -20,7 +20,7 @@ declare module 'fastify' {
     /** The error code the request was answered with (set by the error handlers). */
     errorCode?: string;
     /** What a route adds to its audit entry (the version an upload became, the image a tus upload is for). */
-    audit?: { detail?: Record<string, unknown>; target?: string };
+    audit?: { detail?: Record<string, unknown>; target?: string | undefined };
   }
 }
 

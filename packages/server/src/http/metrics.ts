@@ -170,7 +170,9 @@ function createHttpMetrics(registry: Registry): HttpMetrics {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    metrics?: { started: bigint; read: number; written: number; direction: 'upload' | 'download' | null };
+    metrics?:
+      | { started: bigint; read: number; written: number; direction: 'upload' | 'download' | null }
+      | undefined;
   }
 }
 
