@@ -10,9 +10,6 @@ import { migrateToLatest } from './migrations.ts';
 import type { Database, Db, Engine } from './schema.ts';
 import { nodeSqliteDialect, openSqlite } from './sqlite.ts';
 
-// Where callers outside db/ have always found them (services and routes import them from here).
-export type { Db, Engine };
-
 export interface DatabaseHandle {
   db: Db;
   engine: Engine;

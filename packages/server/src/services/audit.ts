@@ -2,7 +2,7 @@
 import { RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
 import { type AuditRow, insertAudit, listAudit } from '../db/audit-dal.ts';
-import type { Db } from '../db/connect.ts';
+import type { Db } from '../db/schema.ts';
 import { guardService, type PageOf, type PageRequest } from './common.ts';
 
 export interface AuditEntry {

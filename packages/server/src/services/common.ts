@@ -1,6 +1,5 @@
 /** What every service shares: the clock, paging, and turning storage failures into domain errors. */
 import { ADMINS_GROUP, checkAccountName, checkImageName, RepomanError } from '@repoman/core';
-import type { Db } from '../db/connect.ts';
 import {
   isForeignKeyViolation,
   isUnavailable,
@@ -8,6 +7,7 @@ import {
   uniqueViolationTarget,
 } from '../db/errors.ts';
 import { activeMemberNames, findGroupByName, touchGroup } from '../db/groups-dal.ts';
+import type { Db } from '../db/schema.ts';
 import { findUserByName } from '../db/users-dal.ts';
 
 export const nowIso = () => new Date().toISOString();

@@ -19,7 +19,6 @@ import {
 import { type Actor, canModifyImage } from '../authz.ts';
 import { Hasher, type HashingPool } from '../blobs/hashing.ts';
 import { type BlobStore, type BlobUpload, deleteBlobsQuietly } from '../blobs/store.ts';
-import type { Db } from '../db/connect.ts';
 import { findImageById } from '../db/images-dal.ts';
 import {
   cancelJob,
@@ -39,6 +38,7 @@ import {
   renewJob,
   type VariantRow,
 } from '../db/jobs-dal.ts';
+import type { Db } from '../db/schema.ts';
 import { findUserById } from '../db/users-dal.ts';
 import { findVersion, lockImage, type VersionRow } from '../db/versions-dal.ts';
 import {

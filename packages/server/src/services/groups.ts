@@ -16,9 +16,9 @@ import {
   canRenameGroup,
   type GroupTarget,
 } from '../authz.ts';
-import type { Db } from '../db/connect.ts';
 import type { GroupRow } from '../db/groups-dal.ts';
 import * as groups from '../db/groups-dal.ts';
+import type { Db } from '../db/schema.ts';
 import {
   checkedAccountName,
   guardService,

@@ -5,7 +5,7 @@
  */
 import { ADMINS_GROUP, isPermission, type Permission, RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
-import type { Db } from '../db/connect.ts';
+import type { Db } from '../db/schema.ts';
 import { bindIssuerIfUnbound, findUserByDn, groupsOfUsers, permissionsOfUser } from '../db/users-dal.ts';
 import { guardService } from './common.ts';
 

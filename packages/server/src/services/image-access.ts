@@ -11,9 +11,9 @@ import {
   canSeeImageShares,
   type ImageTarget,
 } from '../authz.ts';
-import type { Db } from '../db/connect.ts';
 import type { ImageRow, ImageShareRows, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
+import type { Db } from '../db/schema.ts';
 import { groupsOfUsers } from '../db/users-dal.ts';
 
 export interface ImageRef {

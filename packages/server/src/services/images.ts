@@ -20,11 +20,11 @@ import {
   type ImageTarget,
 } from '../authz.ts';
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
-import type { Db } from '../db/connect.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import { imagesOfOwner, lockUsers } from '../db/quota-dal.ts';
+import type { Db } from '../db/schema.ts';
 import { findUserByName } from '../db/users-dal.ts';
 import { blobKeysOfImages, lockImage } from '../db/versions-dal.ts';
 import {

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
-import type { Db } from '../db/connect.ts';
+import type { Db } from '../db/schema.ts';
 import { createAuditService } from './audit.ts';
 import { type ConversionSettings, createConversionService } from './conversions.ts';
 import { createGroupService } from './groups.ts';

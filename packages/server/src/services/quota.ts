@@ -8,8 +8,8 @@
  * on several sharing the database, cannot both take the last room.
  */
 import { RepomanError } from '@repoman/core';
-import type { Db } from '../db/connect.ts';
 import { lockUsers, reservedBytesOfOwner } from '../db/quota-dal.ts';
+import type { Db } from '../db/schema.ts';
 import { findUserById } from '../db/users-dal.ts';
 import { usageOfOwners } from '../db/versions-dal.ts';
 import { nowIso } from './common.ts';

@@ -26,10 +26,10 @@ import {
   canTransferDirectly,
   type TransferTarget,
 } from '../authz.ts';
-import type { Db } from '../db/connect.ts';
 import type { ImageRow } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import { imagesOfOwner, lockUsers } from '../db/quota-dal.ts';
+import type { Db } from '../db/schema.ts';
 import {
   bytesOfImages,
   deleteTransfersExpiredBefore,

@@ -19,8 +19,8 @@ import {
   type UserTarget,
 } from '../authz.ts';
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
-import type { Db } from '../db/connect.ts';
 import { addMember, findGroupByName, permissionsOfGroups } from '../db/groups-dal.ts';
+import type { Db } from '../db/schema.ts';
 import type { UserRow } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
 import { blobKeysOfOwner, lockImagesOfOwner, usageOfOwners } from '../db/versions-dal.ts';

@@ -4,8 +4,8 @@
  */
 import { RepomanError } from '@repoman/core';
 import { type Actor, canModifyImage } from '../../authz.ts';
-import type { Db } from '../../db/connect.ts';
 import { findImageById } from '../../db/images-dal.ts';
+import type { Db } from '../../db/schema.ts';
 import type { createImageAccess, ImageRef } from '../image-access.ts';
 import type { QuotaService } from '../quota.ts';
 import type { AdmittedUpload, UploadPolicy } from './policy.ts';

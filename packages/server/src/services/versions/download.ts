@@ -6,8 +6,8 @@
 import { RepomanError } from '@repoman/core';
 import { type Actor, canReadImage } from '../../authz.ts';
 import { BlobNotFoundError, type BlobReadable, type BlobStore, type ByteRange } from '../../blobs/store.ts';
-import type { Db } from '../../db/connect.ts';
 import { findVariant } from '../../db/jobs-dal.ts';
+import type { Db } from '../../db/schema.ts';
 import { findVersion, type VersionRow } from '../../db/versions-dal.ts';
 import type { createImageAccess, ImageRef } from '../image-access.ts';
 import type { UploadPolicy } from './policy.ts';

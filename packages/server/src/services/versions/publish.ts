@@ -13,8 +13,8 @@ import {
   type BlobUpload,
   deleteBlobsQuietly,
 } from '../../blobs/store.ts';
-import type { Db } from '../../db/connect.ts';
 import { findImageById } from '../../db/images-dal.ts';
+import type { Db } from '../../db/schema.ts';
 import { addVersion, pruneVersions } from '../../db/versions-dal.ts';
 import { type Inspection, inspect, type Refusal } from '../../formats/inspect.ts';
 import { nowIso, translateStorageError } from '../common.ts';

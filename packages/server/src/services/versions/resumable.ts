@@ -16,8 +16,8 @@ import { type ExpectedDigests, RepomanError } from '@repoman/core';
 import type { Actor } from '../../authz.ts';
 import { Hasher, type HashingPool } from '../../blobs/hashing.ts';
 import type { BlobStore, BlobUpload } from '../../blobs/store.ts';
-import type { Db } from '../../db/connect.ts';
 import { pendingUploadsOfUser } from '../../db/quota-dal.ts';
+import type { Db } from '../../db/schema.ts';
 import {
   deleteLeased,
   deleteUnlessLeased,
