@@ -95,6 +95,9 @@ export class BlobStoreFullError extends Error {
  * Deletes blobs whose rows are already gone, best effort: one left behind is an orphan that fsck finds; it
  * never changes what is served.
  */
-export async function deleteBlobsQuietly(store: BlobStore, keys: readonly string[]): Promise<void> {
+export async function deleteBlobsQuietly(
+  store: Pick<BlobStore, 'delete'>,
+  keys: readonly string[],
+): Promise<void> {
   await Promise.all(keys.map((key) => store.delete(key).catch(() => {})));
 }

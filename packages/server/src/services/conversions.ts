@@ -103,7 +103,8 @@ export function withoutPaths(message: string, known: readonly (readonly [string,
 
 export function createConversionService(deps: {
   db: Db;
-  store: BlobStore;
+  /** Reads a version (from its own file where the store has one) and stores the variant. */
+  store: Pick<BlobStore, 'localPath' | 'read' | 'createUpload' | 'delete'>;
   hashing: HashingPool;
   policy: Pick<UploadPolicy, 'maxImageSize' | 'digests'>;
   quota: Pick<QuotaService, 'room' | 'lock' | 'check'>;

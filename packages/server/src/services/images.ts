@@ -91,20 +91,17 @@ function editablePatch(body: ImageEditableFields): Partial<ImageRow> {
   return patch;
 }
 
-export interface ImageLimits {
-  /** Images one namespace may hold. */
-  maxImagesPerUser: number;
-}
-
 export function createImageService(deps: {
   db: Db;
-  store: BlobStore;
-  limits?: ImageLimits | undefined;
+  /** Deletes a removed image's blobs. */
+  store: Pick<BlobStore, 'delete'>;
+  /** Images one namespace may hold (users.max_images); absent: no limit. */
+  maxImagesPerUser?: number | undefined;
   /** Checked when an admin gives an image away: the receiver's quota must hold its bytes. */
   checkQuota: QuotaCheck;
 }) {
   const { db, store, checkQuota } = deps;
-  const maxImages = deps.limits?.maxImagesPerUser ?? Number.POSITIVE_INFINITY;
+  const maxImages = deps.maxImagesPerUser ?? Number.POSITIVE_INFINITY;
 
   const { find } = createImageAccess(db);
 

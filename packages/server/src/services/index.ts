@@ -43,40 +43,41 @@ export function createServices(deps: {
   /** Limits per user (docs/configuration.md); absent: none. */
   limits?: { defaultQuota: number | null; maxImagesPerUser: number } | undefined;
 }) {
-  const quota = createQuotaService(deps);
-  const versions = createVersionsService({ ...deps, quota });
+  const { db, store, policy, hashing, limits } = deps;
+  const quota = createQuotaService({ db });
+  const versions = createVersionsService({ db, store, policy, hashing, quota });
   /** `incoming` more bytes must fit in the user's quota beside what they store and reserve. */
   const checkQuota = (userId: number, incoming: number, q: Db) => quota.check(userId, incoming, { q });
   async function checkHealth() {
-    const [database, store] = await Promise.all([
-      timed(() => sql`select 1`.execute(deps.db)),
-      timed(async () => deps.store.check?.()),
+    const [database, blobs] = await Promise.all([
+      timed(() => sql`select 1`.execute(db)),
+      timed(async () => store.check?.()),
     ]);
-    const ok = database.status === 'ok' && store.status === 'ok';
-    return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store };
+    const ok = database.status === 'ok' && blobs.status === 'ok';
+    return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store: blobs };
   }
   let lastHealth: { at: number; result: ReturnType<typeof checkHealth> } | undefined;
   // Who a DN is, remembered briefly: the services that change users and groups make it forget.
-  const identity = createIdentityService(deps);
+  const identity = createIdentityService({ db });
   const identitiesChanged = identity.forget;
   return {
     identity,
-    audit: createAuditService(deps),
-    users: createUserService({ ...deps, defaultQuota: deps.limits?.defaultQuota, identitiesChanged }),
-    groups: createGroupService({ ...deps, identitiesChanged }),
-    images: createImageService({ ...deps, limits: deps.limits, checkQuota }),
+    audit: createAuditService({ db }),
+    users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged }),
+    groups: createGroupService({ db, identitiesChanged }),
+    images: createImageService({ db, store, maxImagesPerUser: limits?.maxImagesPerUser, checkQuota }),
     transfers: createTransferService({
-      db: deps.db,
+      db,
       checkQuota,
       policy: deps.transfers ?? { offerExpiryMs: 3 * 24 * 3600 * 1000 },
-      maxImagesPerUser: deps.limits?.maxImagesPerUser,
+      maxImagesPerUser: limits?.maxImagesPerUser,
     }),
     /** The byte path: uploads, downloads, versions (services/versions/). */
     versions,
     /** Quotas: `quota.fits(userId, bytes, trx?)` says whether N more bytes fit, reservations counted. */
     quota,
-    resumable: createResumableService({ ...deps, versions, quota }),
-    conversions: createConversionService({ ...deps, quota, settings: deps.conversions }),
+    resumable: createResumableService({ db, store, hashing, versions, quota, policy }),
+    conversions: createConversionService({ db, store, hashing, policy, quota, settings: deps.conversions }),
     /**
      * Whether the database and the blob store answer, and how fast (for balancers' health checks). Asked at
      * most once a second, however often it is called (it needs no certificate).

@@ -80,7 +80,8 @@ const asPermissions = (names: string[]) => new Set(names.filter(isPermission) as
 
 export function createUserService(deps: {
   db: Db;
-  store: BlobStore;
+  /** Deletes a removed user's blobs. */
+  store: Pick<BlobStore, 'delete'>;
   /** The quota of users created from now on (users.default_quota); null or absent: none. */
   defaultQuota?: number | null | undefined;
   /** Told once a change to who someone is has committed, so that the next request sees it (`identity.forget`). */

@@ -35,16 +35,16 @@ export type { VariantView, VersionView } from './views.ts';
 
 export function createVersionsService(deps: {
   db: Db;
-  store: BlobStore;
+  store: Pick<BlobStore, 'createUpload' | 'delete' | 'read' | 'downloadUrl'>;
   policy: UploadPolicy;
   hashing: HashingPool;
-  quota: QuotaService;
+  quota: Pick<QuotaService, 'check' | 'room' | 'lock'>;
 }) {
-  const { db, store, policy, hashing } = deps;
+  const { db, store, policy, hashing, quota } = deps;
   const access = createImageAccess(db);
-  const publisher = createPublisher(deps);
-  const admitUpload = createAdmission({ ...deps, access });
-  const openDownload = createDownloads({ ...deps, access });
+  const publisher = createPublisher({ db, store, policy, hashing, quota });
+  const admitUpload = createAdmission({ db, policy, quota, access });
+  const openDownload = createDownloads({ db, store, policy, access });
 
   const service = guardService({
     admitUpload,

@@ -68,8 +68,11 @@ async function checkDigests(hasher: Hasher, expected: ExpectedDigests) {
 
 export function createPublisher(deps: {
   db: Db;
-  store: BlobStore;
-  policy: UploadPolicy;
+  store: Pick<BlobStore, 'createUpload' | 'delete'>;
+  policy: Pick<
+    UploadPolicy,
+    'digests' | 'maxImageSize' | 'keepVersions' | 'allowedFormats' | 'allowedFeatures'
+  >;
   hashing: HashingPool;
   quota: Pick<QuotaService, 'check' | 'room' | 'lock'>;
 }) {
