@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RepomanError } from '@repoman/core';
+import { sql } from 'kysely';
 import { openDatabase } from '../src/db/connect.ts';
+import { insertImage } from '../src/db/images-dal.ts';
+import { findUpload, insertUpload } from '../src/db/uploads-dal.ts';
 import { insertUser } from '../src/db/users-dal.ts';
 import { guardService } from '../src/services/common.ts';
 import { dropSchema, PG_URL, requirePostgres } from './helpers/postgres.ts';
@@ -54,6 +57,84 @@ describe('database layer', () => {
         (e: unknown) => e instanceof RepomanError && e.code === 'user_exists',
       );
       await second.close();
+    });
+  }
+
+  for (const engine of ['sqlite', 'postgres'] as const) {
+    it(`keeps the format and decompression an upload in progress declared across 0012 on ${engine}`, async () => {
+      const options =
+        engine === 'sqlite'
+          ? { url: `sqlite:${join(dir, 'r12.db')}` }
+          : { url: PG_URL, schema: `${schema}_12` };
+      const now = new Date().toISOString();
+      const before = await openDatabase(options);
+      try {
+        const ownerId = (await insertUser(before.db, user('bob', '/CN=Bob'))).id;
+        const imageId = await insertImage(before.db, {
+          uuid: 'u-1',
+          owner_id: ownerId,
+          name: 'img',
+          description: null,
+          os_variant: null,
+          os_type: null,
+          os_arch: null,
+          hypervisor: null,
+          read_only: false,
+          unauthenticated_access: false,
+          expires: null,
+          version: 0,
+          size: null,
+          created: now,
+          modified: now,
+          uploaded: null,
+        });
+        const upload = (id: string, metadata: string | null) => ({
+          id,
+          user_id: ownerId,
+          image_id: imageId,
+          blob_key: id,
+          length: 10,
+          upload_offset: 0,
+          metadata,
+          expected: '{}',
+          declared_format: null,
+          decompress: false,
+          version: null,
+          lease: null,
+          lease_until: null,
+          takeover: null,
+          created: now,
+          modified: now,
+          expires: now,
+        });
+        const b64 = (text: string) => Buffer.from(text).toString('base64');
+        await insertUpload(
+          before.db,
+          upload('a', `image ${b64('img')},disk_format ${b64('qcow2')},decompress ${b64('true')}`),
+        );
+        await insertUpload(before.db, upload('b', `image ${b64('img')}`));
+        await insertUpload(before.db, upload('c', null));
+        // The database as the release before 0012 left it: the columns absent, the migration not applied.
+        await sql`alter table uploads drop column declared_format`.execute(before.db);
+        await sql`alter table uploads drop column decompress`.execute(before.db);
+        await sql`delete from kysely_migration where name = '0012_upload_options'`.execute(before.db);
+      } finally {
+        await before.close();
+      }
+      const after = await openDatabase(options);
+      try {
+        const a = await findUpload(after.db, 'a');
+        assert.equal(a?.declared_format, 'qcow2');
+        assert.equal(Boolean(a?.decompress), true);
+        for (const id of ['b', 'c']) {
+          const row = await findUpload(after.db, id);
+          assert.equal(row?.declared_format, null);
+          assert.equal(Boolean(row?.decompress), false);
+        }
+      } finally {
+        await after.close();
+        if (engine === 'postgres') await dropSchema(`${schema}_12`);
+      }
     });
   }
 

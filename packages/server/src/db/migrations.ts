@@ -292,6 +292,37 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.dropIndex('users_email_unique').execute();
       },
     },
+    '0012_upload_options': {
+      async up(db) {
+        // What an upload's creation declared about its bytes (Upload-Metadata `disk_format` and `decompress`)
+        // gets columns: the route parses the header once, at creation, instead of the service at every
+        // request. Uploads in progress keep what they declared: read here from the header as stored (it was
+        // valid base64 when it was accepted), by this migration's own reader, frozen with it.
+        await db.schema.alterTable('uploads').addColumn('declared_format', 'text').execute();
+        await db.schema
+          .alterTable('uploads')
+          .addColumn('decompress', bool, (c) => c.notNull().defaultTo(engine === 'postgres' ? false : 0))
+          .execute();
+        const declared = (header: string, key: string) => {
+          for (const member of header.split(',')) {
+            const [name, encoded = ''] = member.trim().split(/\s+/);
+            if (name === key) return Buffer.from(encoded, 'base64').toString('utf8');
+          }
+          return undefined;
+        };
+        const rows = await sql<{ id: string; metadata: string }>`
+          select id, metadata from uploads where metadata is not null`.execute(db);
+        for (const row of rows.rows) {
+          const format = declared(row.metadata, 'disk_format') ?? null;
+          const decompress = ['true', '1', 'yes'].includes(declared(row.metadata, 'decompress') ?? '');
+          if (format === null && !decompress) continue;
+          const flag = engine === 'postgres' ? decompress : Number(decompress);
+          await sql`update uploads set declared_format = ${format}, decompress = ${flag} where id = ${row.id}`.execute(
+            db,
+          );
+        }
+      },
+    },
   };
 }
 

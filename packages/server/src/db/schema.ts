@@ -132,10 +132,14 @@ export interface UploadsTable {
   length: number;
   /** Bytes received and recorded. */
   upload_offset: number;
-  /** The Upload-Metadata header as the client sent it. */
+  /** The Upload-Metadata header as the client sent it (HEAD answers with it). */
   metadata: string | null;
   /** Digests the client declared for the whole image (JSON). */
   expected: string;
+  /** The format the client declared (Upload-Metadata `disk_format`): anything else is refused. */
+  declared_format: string | null;
+  /** Store a compressed upload decompressed (Upload-Metadata `decompress`). */
+  decompress: Bool;
   /** The version it became, once finished. */
   version: number | null;
   /** Which request holds the upload, and until when (servers sharing a database do not write it twice). */

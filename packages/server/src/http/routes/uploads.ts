@@ -8,12 +8,7 @@
 import type { DigestAlgorithm, ExpectedDigests } from '@repoman/core';
 import { RepomanError } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  CHECKSUM_ALGORITHMS,
-  type ChunkChecksum,
-  parseMetadata,
-  type UploadState,
-} from '../../services/versions/resumable.ts';
+import type { ChunkChecksum, UploadState } from '../../services/versions/resumable.ts';
 import { requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { imageUrl } from '../present.ts';
@@ -23,6 +18,8 @@ const TUS_VERSION = '1.0.0';
 const EXTENSIONS = 'creation,creation-with-upload,termination,checksum,expiration';
 const OFFSET_STREAM = 'application/offset+octet-stream';
 const CHECKSUM_BYTES: Record<string, number> = { sha1: 20, md5: 16, sha256: 32, sha512: 64 };
+/** Upload-Checksum algorithms, as tus names them (and node:crypto does). */
+const CHECKSUM_ALGORITHMS = ['sha1', 'md5', 'sha256', 'sha512'] as const;
 const DIGEST_HEX: Record<DigestAlgorithm, number> = { sha256: 64, md5: 32, sha512: 128 };
 
 /** When each request arrived (a newer request on an upload takes it over from an older one). */
@@ -42,6 +39,27 @@ function integerHeader(request: FastifyRequest, name: string): number | undefine
   if (value === undefined) return undefined;
   if (!/^\d{1,16}$/.test(value)) throw new RepomanError('bad_request', `Invalid ${name} '${value}'`);
   return Number(value);
+}
+
+/** `key base64,key base64,key`: the values decoded. */
+function parseMetadata(value: string | undefined): Map<string, string> {
+  const pairs = new Map<string, string>();
+  if (value === undefined || value.trim() === '') return pairs;
+  for (const member of value.split(',')) {
+    const match = /^\s*([^\s,]+)(?:\s+([A-Za-z0-9+/]*={0,2}))?\s*$/.exec(member);
+    if (!match) throw new RepomanError('bad_request', `Upload-Metadata: cannot parse '${member.trim()}'`);
+    const key = match[1] as string;
+    if (pairs.has(key)) throw new RepomanError('bad_request', `Upload-Metadata names '${key}' twice`);
+    const value = Buffer.from(match[2] ?? '', 'base64').toString('utf8');
+    if (value.includes('\u0000'))
+      throw new RepomanError('invalid_field', `Upload-Metadata '${key}' holds a NUL character`, {
+        details: {
+          field: key,
+        },
+      });
+    pairs.set(key, value);
+  }
+  return pairs;
 }
 
 /** Whole-image digests the client may declare in the metadata (`sha256`, `md5`, `sha512`, lowercase hex). */
@@ -168,14 +186,12 @@ export function uploadRoutes(app: FastifyInstance, deps: RouteDeps) {
         if (declaredLength !== undefined && declaredLength > length)
           throw new RepomanError('payload_too_large', `The body is longer than Upload-Length (${length})`);
 
-        const created = await resumable.create(
-          actor,
-          { owner, name: image },
-          length,
-          rawMetadata,
+        const created = await resumable.create(actor, { owner, name: image }, length, {
+          metadata: rawMetadata,
           expected,
-          metadata.get('disk_format'),
-        );
+          declaredFormat: metadata.get('disk_format'),
+          decompress: ['true', '1', 'yes'].includes(metadata.get('decompress') ?? ''),
+        });
         // Relative: the client resolves it against the URL it used, whatever proxy or balancer is in between.
         reply.header('location', `/api/uploads/${created.id}`);
         let state = created;

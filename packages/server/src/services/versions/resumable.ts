@@ -39,27 +39,6 @@ import type { QuotaService } from '../quota.ts';
 import type { VersionsService } from './index.ts';
 import { ingestSettled } from './ingest.ts';
 
-/** `key base64,key base64,key`: the values decoded. */
-export function parseMetadata(value: string | undefined): Map<string, string> {
-  const pairs = new Map<string, string>();
-  if (value === undefined || value.trim() === '') return pairs;
-  for (const member of value.split(',')) {
-    const match = /^\s*([^\s,]+)(?:\s+([A-Za-z0-9+/]*={0,2}))?\s*$/.exec(member);
-    if (!match) throw new RepomanError('bad_request', `Upload-Metadata: cannot parse '${member.trim()}'`);
-    const key = match[1] as string;
-    if (pairs.has(key)) throw new RepomanError('bad_request', `Upload-Metadata names '${key}' twice`);
-    const value = Buffer.from(match[2] ?? '', 'base64').toString('utf8');
-    if (value.includes('\u0000'))
-      throw new RepomanError('invalid_field', `Upload-Metadata '${key}' holds a NUL character`, {
-        details: {
-          field: key,
-        },
-      });
-    pairs.set(key, value);
-  }
-  return pairs;
-}
-
 export interface ResumablePolicy {
   /** An upload nobody has continued for this long expires and its bytes are deleted. */
   expiryMs: number;
@@ -72,13 +51,23 @@ export interface ResumablePolicy {
   maxPendingPerUser?: number | undefined;
 }
 
-/** A checksum of one request's body (tus checksum extension): algorithm and the raw digest. */
+/** A checksum of one request's body (tus checksum extension): a `node:crypto` algorithm and the raw digest. */
 export interface ChunkChecksum {
   algorithm: string;
   digest: Buffer;
 }
 
-export const CHECKSUM_ALGORITHMS = ['sha1', 'md5', 'sha256', 'sha512'] as const;
+/** What the creation of an upload declared (tus Upload-Metadata, parsed by the route). */
+export interface UploadDeclaration {
+  /** The header as the client sent it, answered back on HEAD. */
+  metadata: string | null;
+  /** Digests of the whole image. */
+  expected: ExpectedDigests;
+  /** The format the bytes must be in. */
+  declaredFormat?: string | undefined;
+  /** Store a compressed upload decompressed. */
+  decompress: boolean;
+}
 
 export interface UploadState {
   id: string;
@@ -277,11 +266,10 @@ export function createResumableService(deps: {
 
   /** The image the upload belongs to, as an admitted upload: permission, read_only, size and quota rechecked. */
   function admit(actor: Actor, row: UploadRow) {
-    const metadata = parseMetadata(row.metadata ?? undefined);
     return versions.admitUpload(actor, { imageId: row.image_id }, row.length, {
       uploadId: row.id,
-      declaredFormat: metadata.get('disk_format'),
-      decompress: ['true', '1', 'yes'].includes(metadata.get('decompress') ?? ''),
+      declaredFormat: row.declared_format ?? undefined,
+      decompress: Boolean(row.decompress),
     });
   }
 
@@ -465,10 +453,9 @@ export function createResumableService(deps: {
       actor: Actor,
       ref: ImageRef,
       length: number,
-      metadata: string | null,
-      expected: ExpectedDigests,
-      declaredFormat?: string,
+      declaration: UploadDeclaration,
     ): Promise<UploadState> {
+      const { metadata, expected, declaredFormat, decompress } = declaration;
       // Permission, read_only, size and a first look at the quota, before anything is stored.
       const probe = await versions.admitUpload(actor, ref, length, { declaredFormat });
       const blob = await store.createUpload();
@@ -482,6 +469,8 @@ export function createResumableService(deps: {
         upload_offset: 0,
         metadata,
         expected: JSON.stringify(expected),
+        declared_format: declaredFormat ?? null,
+        decompress,
         version: null,
         lease: null,
         lease_until: null,
