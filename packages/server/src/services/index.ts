@@ -74,8 +74,6 @@ export function createServices(deps: {
     }),
     /** The byte path: uploads, downloads, versions (services/versions/). */
     versions,
-    /** Quotas: `quota.fits(userId, bytes, trx?)` says whether N more bytes fit, reservations counted. */
-    quota,
     resumable: createResumableService({ db, store, hashing, versions, quota, policy }),
     conversions: createConversionService({ db, store, hashing, policy, quota, settings: deps.conversions }),
     /**

@@ -70,13 +70,6 @@ export function createQuotaService(deps: { db: Db }) {
     standing,
     room,
     check,
-    /**
-     * Whether `bytes` more fit in the user's quota, counting what their unfinished uploads reserve. To take the
-     * room as well, call it inside a transaction after `lock(trx, [userId])` and pass that transaction.
-     */
-    async fits(userId: number, bytes: number, q?: Db): Promise<boolean> {
-      return (await room(userId, { q })) >= bytes;
-    },
     /** Locks the users' quota rows until the transaction ends (see the top of this file). */
     lock: (trx: Db, userIds: readonly number[]) => lockUsers(trx, userIds),
   };

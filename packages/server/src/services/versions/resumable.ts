@@ -130,7 +130,7 @@ const discard = () =>
 
 export function createResumableService(deps: {
   db: Db;
-  store: BlobStore;
+  store: Pick<BlobStore, 'createUpload' | 'resumeUpload'>;
   hashing: HashingPool;
   versions: Pick<VersionsService, 'admitUpload' | 'publish' | 'algorithmsFor'>;
   quota: Pick<QuotaService, 'lock' | 'check'>;
