@@ -66,6 +66,16 @@ async function checkDigests(hasher: Hasher, expected: ExpectedDigests) {
   return digests;
 }
 
+/** A whole upload, inspected: what each publishing step works on. */
+interface Inspected {
+  admitted: AdmittedUpload;
+  upload: BlobUpload;
+  hasher: Hasher;
+  /** The digests the client declared for these bytes. */
+  expected: ExpectedDigests;
+  inspection: Inspection;
+}
+
 export function createPublisher(deps: {
   db: Db;
   store: Pick<BlobStore, 'createUpload' | 'delete'>;
@@ -104,13 +114,8 @@ export function createPublisher(deps: {
    * Unpacks a compressed upload into a new one and publishes that, once the compressed bytes have been
    * checked against the client's digests as sent (the compressed upload is discarded once it is).
    */
-  async function publishUnpacked(
-    admitted: AdmittedUpload,
-    upload: BlobUpload,
-    hasher: Hasher,
-    expected: ExpectedDigests,
-    inspection: Inspection,
-  ): Promise<ReceivedVersion> {
+  async function publishUnpacked(whole: Inspected): Promise<ReceivedVersion> {
+    const { admitted, upload, hasher, expected, inspection } = whole;
     await checkDigests(hasher, expected);
     const unpacked = await store.createUpload();
     const unpackedHasher = new Hasher(hashing, algorithmsFor({}));
@@ -136,13 +141,13 @@ export function createPublisher(deps: {
       }
       const inner = await inspect(unpackedHasher.bytes, (offset, length) => unpacked.readAt(offset, length));
       const declared = admitted.declaredFormat;
-      const received = await publishWhole(
-        { ...admitted, declaredFormat: declared === inspection.format ? undefined : declared },
-        unpacked,
-        unpackedHasher,
-        {},
-        inner,
-      );
+      const received = await publishWhole({
+        admitted: { ...admitted, declaredFormat: declared === inspection.format ? undefined : declared },
+        upload: unpacked,
+        hasher: unpackedHasher,
+        expected: {},
+        inspection: inner,
+      });
       hasher.dispose();
       await upload.abort().catch(() => {});
       return received;
@@ -216,13 +221,8 @@ export function createPublisher(deps: {
     return outcome;
   }
 
-  async function publishWhole(
-    admitted: AdmittedUpload,
-    upload: BlobUpload,
-    hasher: Hasher,
-    expected: ExpectedDigests,
-    inspection: Inspection,
-  ): Promise<ReceivedVersion> {
+  async function publishWhole(whole: Inspected): Promise<ReceivedVersion> {
+    const { admitted, upload, hasher, expected, inspection } = whole;
     const size = hasher.bytes;
     refuseUnwanted(admitted, inspection);
     await quota.check(admitted.ownerId, size, { q: db, exceptUpload: admitted.uploadId });
@@ -253,9 +253,10 @@ export function createPublisher(deps: {
     expected: ExpectedDigests,
   ): Promise<ReceivedVersion> {
     const inspection = await inspect(hasher.bytes, (offset, length) => upload.readAt(offset, length));
-    if (admitted.decompress && UNPACKABLE.has(inspection.format))
-      return publishUnpacked(admitted, upload, hasher, expected, inspection);
-    return publishWhole(admitted, upload, hasher, expected, inspection);
+    const whole: Inspected = { admitted, upload, hasher, expected, inspection };
+    return admitted.decompress && UNPACKABLE.has(inspection.format)
+      ? publishUnpacked(whole)
+      : publishWhole(whole);
   }
 
   return { publish, algorithmsFor, limitFor, overQuota };
