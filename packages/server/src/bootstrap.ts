@@ -5,7 +5,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ADMINS_GROUP, DEFAULT_GROUP_PERMISSIONS, USERS_GROUP } from '@repoman/core';
 import type { AdminSpec, ServerConfig } from './config.ts';
 import * as groups from './db/groups-dal.ts';
@@ -62,8 +62,11 @@ function writePublic(path: string, content: string) {
 /** What the development CA may certify: every DN it issues starts with this. */
 export const DEV_NAMESPACE = '/O=Repoman Development';
 
-/** Creates (once) whatever of the development PKI the configuration does not provide. */
-export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPaths> {
+/**
+ * Where the host certificate, the trusted CAs and the development CA are: the configured ones, or those
+ * ensureDevelopmentPki makes under the data directory. Workers (cluster.ts) read what their primary made.
+ */
+export function pkiPathsOf(config: ServerConfig): PkiPaths {
   const configuredHost = config.https.cert !== undefined || config.https.key !== undefined;
   if (configuredHost && (config.https.cert === undefined || config.https.key === undefined)) {
     throw new Error('https.cert and https.key must be set together');
@@ -76,6 +79,21 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
   const caDir = join(config.dataDir, 'ca');
   const devCa = configuredHost ? null : { cert: join(caDir, 'ca.pem'), key: join(caDir, 'ca.key') };
   const trustDir = config.trust.caDir ?? join(config.dataDir, 'certificates');
+  const hostDir = join(config.dataDir, 'host');
+  return {
+    hostCert: config.https.cert ?? join(hostDir, 'hostcert.pem'),
+    hostKey: config.https.key ?? join(hostDir, 'hostkey.pem'),
+    caDir: trustDir,
+    devCa,
+    devCaTrusted,
+  };
+}
+
+/** Creates (once) whatever of the development PKI the configuration does not provide. */
+export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPaths> {
+  const paths = pkiPathsOf(config);
+  const { devCa, devCaTrusted, caDir: trustDir } = paths;
+  const caDir = join(config.dataDir, 'ca');
 
   let ca: Credential | null = null;
   if (devCa) {
@@ -117,26 +135,16 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
     }
   }
 
-  if (configuredHost) {
-    return {
-      hostCert: config.https.cert as string,
-      hostKey: config.https.key as string,
-      caDir: trustDir,
-      devCa,
-      devCaTrusted,
-    };
-  }
-  const hostDir = join(config.dataDir, 'host');
-  const hostCert = join(hostDir, 'hostcert.pem');
-  const hostKey = join(hostDir, 'hostkey.pem');
+  if (!devCa) return paths; // the host certificate is configured
+  const { hostCert, hostKey } = paths;
   if (!existsSync(hostCert) || !existsSync(hostKey)) {
-    mkdirSync(hostDir, { recursive: true, mode: 0o700 });
+    mkdirSync(dirname(hostCert), { recursive: true, mode: 0o700 });
     const names = [...new Set(['localhost', hostname(), '127.0.0.1', '::1'])];
     const host = createServerCertificate(ca as Credential, names);
     writePublic(hostCert, certPemOf(host));
     writePrivate(hostKey, keyPem(host));
   }
-  return { hostCert, hostKey, caDir: trustDir, devCa, devCaTrusted };
+  return paths;
 }
 
 async function ensureDefaultGroups(db: Db) {

@@ -5,6 +5,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FEATURES, FORMATS } from '@repoman/core';
@@ -35,6 +36,11 @@ export interface ServerConfig {
   publicUrl: string | undefined;
   publicHttpUrl: string | undefined;
   logLevel: string;
+  /**
+   * Server processes sharing the ports (cluster.ts): by default one per core the process may use; 1 runs the
+   * server in this process alone.
+   */
+  workers: number;
   https: { listen: string; port: number; cert: string | undefined; key: string | undefined };
   http: { enabled: boolean; listen: string; port: number };
   /** How long a client may take to finish its TLS handshake, send its headers, or stay silent mid-request. */
@@ -155,6 +161,7 @@ const KEYS: Key[] = [
   ['public_url', 'url'],
   ['public_http_url', 'url'],
   ['log_level', 'logLevel'],
+  ['workers', 'int'],
   ['https.listen', 'string'],
   ['https.port', 'port'],
   ['https.cert', 'path'],
@@ -356,6 +363,7 @@ const OTHER_VARIABLES = new Set([
   'REPOMAN_ADMINS',
   'REPOMAN_TEST_PG_URL',
   'REPOMAN_CLIENT_CONFIG',
+  'REPOMAN_WORKER_SLOT', // set by the primary process for each of its workers (cluster.ts)
 ]);
 
 function unknownVariables(env: NodeJS.ProcessEnv): string[] {
@@ -466,6 +474,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     publicUrl: get<string | undefined>('public_url', undefined),
     publicHttpUrl: get<string | undefined>('public_http_url', undefined),
     logLevel: get('log_level', 'info'),
+    workers: Math.max(1, get('workers', availableParallelism())),
     https: {
       listen: get('https.listen', listenDefault('https.listen')),
       port: get('https.port', 8443),

@@ -4,18 +4,20 @@
  *   issue-certificate --dn DN --out DIR         sign a user certificate with the development CA
  *   fsck, openapi                               check the repository; print the OpenAPI document
  */
+import cluster from 'node:cluster';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEV_NAMESPACE } from './bootstrap.ts';
-import { ConfigError, LOOPBACK, loadConfig } from './config.ts';
+import { DEV_NAMESPACE, type DevelopmentAdmin } from './bootstrap.ts';
+import { connectToPrimary, startPrimary, WorkerStartError } from './cluster.ts';
+import { ConfigError, LOOPBACK, loadConfig, type ServerConfig } from './config.ts';
 import { openDatabase, redactUrl } from './db/connect.ts';
 import { formatReport, fsck } from './fsck.ts';
 import { openApiDocument } from './http/app.ts';
 import { derToPem } from './pki/certificate.ts';
 import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
 import { normalizeDn } from './pki/names.ts';
-import { openBlobStore, startServer } from './server.ts';
+import { openBlobStore, type RunningServer, startServer } from './server.ts';
 
 const USAGE = `Usage: repoman-server [command] [options]
 
@@ -43,13 +45,15 @@ const shown = (path: string) => {
   return rel && !rel.startsWith('..') && rel.length < path.length ? rel : path;
 };
 
-async function serve(configFile: string | undefined) {
-  // Everything the server writes (database, keys, blobs) is for its own user only.
-  process.umask(0o077);
-  const config = loadConfig({ file: configFile });
-  const running = await startServer(config, {
-    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
-  });
+interface Serving {
+  httpsUrl: string;
+  httpUrl: string | null;
+  devAdmin: DevelopmentAdmin | null;
+  warnings: string[];
+}
+
+/** The start-up lines: where the server is, what it runs on, and how to call it as the development admin. */
+function banner(config: ServerConfig, running: Serving): string {
   // On the loopback default, URLs name localhost: what the README and the host certificate use.
   const loopback = config.loopbackDefaults.filter((key) => key === 'https.listen' || config.http.enabled);
   const shownUrl = (url: string, key: 'https.listen' | 'http.listen') =>
@@ -58,7 +62,8 @@ async function serve(configFile: string | undefined) {
   const lines = [
     `Repoman is serving HTTPS at ${httpsUrl}` +
       (running.httpUrl ? ` and HTTP at ${shownUrl(running.httpUrl, 'http.listen')}` : ''),
-    `  database: ${redactUrl(config.databaseUrl)}   data: ${shown(config.dataDir)}`,
+    `  database: ${redactUrl(config.databaseUrl)}   data: ${shown(config.dataDir)}` +
+      (config.workers > 1 ? `   workers: ${config.workers}` : ''),
   ];
   if (loopback.length > 0) {
     const variables = loopback.map((key) => `REPOMAN_${key.replace('.', '_').toUpperCase()}`);
@@ -67,8 +72,7 @@ async function serve(configFile: string | undefined) {
       `  to serve other machines, set ${loopback.join(' and ')} (${variables.join(', ')}), e.g. to 0.0.0.0`,
     );
   }
-  for (const warning of [...config.warnings, ...running.trust.warnings()])
-    lines.push(`  warning: ${warning}`);
+  for (const warning of [...config.warnings, ...running.warnings]) lines.push(`  warning: ${warning}`);
   if (running.devAdmin) {
     const admin = running.devAdmin;
     lines.push(
@@ -79,8 +83,11 @@ async function serve(configFile: string | undefined) {
       '',
     );
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
+  return `${lines.join('\n')}\n`;
+}
 
+/** SIGINT and SIGTERM (and, in a worker, its primary's end) stop the server: requests in progress finish. */
+function stopOn(running: RunningServer, events: string[]) {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -91,8 +98,30 @@ async function serve(configFile: string | undefined) {
       () => process.exit(1),
     );
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  for (const event of events) process.on(event, () => stop(event));
+}
+
+async function serve(configFile: string | undefined) {
+  // Everything the server writes (database, keys, blobs) is for its own user only.
+  process.umask(0o077);
+  const config = loadConfig({ file: configFile });
+  const logger = { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] };
+  if (cluster.isWorker) {
+    // One of the primary's workers (cluster.ts): it prints nothing but its logs.
+    const link = connectToPrimary();
+    const running = await startServer(config, { logger, worker: link });
+    stopOn(running, ['SIGINT', 'SIGTERM', 'disconnect']);
+    link.ready(running.httpsPort, running.httpPort);
+    return;
+  }
+  if (config.workers > 1) {
+    const primary = await startPrimary(config);
+    process.stdout.write(banner(config, primary));
+    return;
+  }
+  const running = await startServer(config, { logger });
+  process.stdout.write(banner(config, { ...running, warnings: running.trust.warnings() }));
+  stopOn(running, ['SIGINT', 'SIGTERM']);
 }
 
 async function issueCertificate(
@@ -198,5 +227,5 @@ main(process.argv.slice(2)).catch((error: unknown) => {
       ' (another server has the port: stop it, or choose others with REPOMAN_HTTPS_PORT / REPOMAN_HTTP_PORT or https.port / http.port in the configuration)';
   }
   process.stderr.write(`repoman-server: ${message}\n`);
-  process.exit(error instanceof ConfigError ? 2 : 1);
+  process.exit(error instanceof ConfigError ? 2 : error instanceof WorkerStartError ? error.exitCode : 1);
 });

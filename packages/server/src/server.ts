@@ -7,25 +7,26 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyListenOptions, FastifyServerOptions } from 'fastify';
 import { STALE_UPLOAD_MS } from './blobs/common.ts';
 import { createDirectoryStore } from './blobs/directory.ts';
 import { createDiscardingStore } from './blobs/discard.ts';
 import { HashingPool } from './blobs/hashing.ts';
 import { createS3Store } from './blobs/s3.ts';
 import type { BlobStore } from './blobs/store.ts';
-import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki } from './bootstrap.ts';
+import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki, pkiPathsOf } from './bootstrap.ts';
+import type { WorkerLink } from './cluster.ts';
 import type { ServerConfig } from './config.ts';
-import { openDatabase } from './db/connect.ts';
+import { type DatabaseHandle, openDatabase } from './db/connect.ts';
 import { buildApp } from './http/app.ts';
 import { balancerList } from './http/balancers.ts';
 import { capConnectionsPerAddress } from './http/connection-cap.ts';
 import { clientErrorHandler } from './http/errors.ts';
-import { createMetrics } from './http/metrics.ts';
+import { createMetrics, type Metrics } from './http/metrics.ts';
 import { acceptProxyProtocol } from './http/proxy-protocol.ts';
 import { loadWebAssets } from './http/web.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
-import { createServices } from './services/index.ts';
+import { createServices, type Services } from './services/index.ts';
 import { loadTrust, type TrustStore } from './trust.ts';
 
 export interface RunningServer {
@@ -45,6 +46,11 @@ export interface RunningServer {
 
 export interface StartOptions {
   logger?: FastifyServerOptions['logger'];
+  /**
+   * This server is one of several worker processes (cluster.ts): its primary has done the once-only work
+   * (prepareServer); it shares the ports with the other workers and reaches them through the link.
+   */
+  worker?: WorkerLink | undefined;
 }
 
 /**
@@ -118,28 +124,181 @@ const SWEEP_INTERVAL_MS = 10 * 60_000;
 const urlHost = (host: string) =>
   host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 
-export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
+/** The server's base URLs: the configured ones, or where it listens. */
+export function serverUrls(config: ServerConfig, httpsPort: number, httpPort: number | null) {
+  return {
+    httpsUrl: config.publicUrl ?? `https://${urlHost(config.https.listen)}:${httpsPort}`,
+    httpUrl:
+      httpPort === null
+        ? null
+        : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
+  };
+}
+
+/** The conversions worker `slot` of `workers` runs at once: `total` shared out, so that the host runs `total`. */
+export function shareOf(total: number, slot: number, workers: number): number {
+  return Math.floor(total / workers) + (slot < total % workers ? 1 : 0);
+}
+
+/** The data directory, and the blob directory (made now so that a first start shows the whole layout). */
+function makeDirectories(config: ServerConfig) {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  // Image bytes land here (the image-bytes service); made now so a first start shows the whole layout.
   if (config.blobStore === 'directory') mkdirSync(config.blobDir, { recursive: true, mode: 0o700 });
-  const pki = await ensureDevelopmentPki(config);
-  let log: FastifyInstance['log'] | undefined;
-  const metrics = config.metrics.enabled ? createMetrics() : null;
+}
+
+interface Repository {
+  database: DatabaseHandle;
+  store: BlobStore;
+  services: Services;
+  /** Removes expired resumable uploads, and temporary files nobody owns untouched for `olderThanMs`. */
+  sweep(olderThanMs: number): Promise<void>;
+}
+
+/** Opens the database (migrated), the blob store and the services over them; `closers` gets what closes them. */
+async function openRepository(
+  config: ServerConfig,
+  closers: (() => Promise<void>)[],
+  options: { metrics: Metrics | null; onPoolError: (error: Error) => void; maxJobs: number },
+): Promise<Repository> {
+  const { metrics } = options;
   const database = await openDatabase({
     ...(metrics ? { onQuery: metrics.observeQuery } : {}),
     url: config.databaseUrl,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
-    // A lost connection (PostgreSQL restarting): requests answer 503 meanwhile; say it once per connection.
-    onPoolError: (error) =>
-      log?.warn({ err: error }, 'a database connection was lost; new ones are made as needed'),
+    onPoolError: options.onPoolError,
   });
-  let closers: (() => Promise<void>)[] = [() => database.close()];
+  closers.push(() => database.close());
+  const opened = await openBlobStore(config);
+  const store = metrics ? metrics.instrument(opened) : opened;
+  const policy = {
+    maxImageSize: config.uploads.maxImageSize,
+    keepVersions: config.uploads.keepVersions,
+    digests: [
+      ...(config.uploads.md5 ? ['md5' as const] : []),
+      ...(config.uploads.sha512 ? ['sha512' as const] : []),
+    ],
+    expiryMs: config.uploads.resumableExpirySeconds * 1000,
+    leaseMs: config.uploads.leaseSeconds * 1000,
+    maxPendingPerUser: config.uploads.maxPendingPerUser,
+    allowedFormats: new Set(config.uploads.allowedFormats),
+    allowedFeatures: new Set(config.uploads.allowedFeatures),
+    redirectSeconds:
+      config.blobStore === 's3' && config.s3.redirectDownloads ? config.s3.redirectSeconds : undefined,
+  };
+  const hashing = new HashingPool();
+  closers.push(() => hashing.close());
+  const services = createServices({
+    db: database.db,
+    store,
+    policy,
+    hashing,
+    limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
+    transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
+    conversions: {
+      enabled: config.conversions.enabled,
+      qemuImg: config.conversions.qemuImg,
+      maxJobs: options.maxJobs,
+      tempDir: config.conversions.tempDir,
+      limits: {
+        cpuSeconds: config.conversions.cpuSeconds,
+        memoryBytes: config.conversions.memoryMib * 1024 * 1024,
+        outputBytes: config.uploads.maxImageSize,
+      },
+    },
+  });
+  closers.push(async () => services.resumable.close());
+  // Expired resumable uploads go, and so do temporary files nobody owns.
+  const sweep = async (olderThanMs: number) => {
+    await services.resumable.expire();
+    await store.removeStaleUploads(olderThanMs, await services.resumable.pendingKeys());
+  };
+  return { database, store, services, sweep };
+}
+
+/**
+ * What a server does once as it starts, before it serves. A server alone on its database (SQLite, with all its
+ * workers) owns every lease and every `PUT` in progress, so none survives its restart: the resumable uploads
+ * its previous run was receiving are let go (their clients go on at once) and every leftover temporary file
+ * goes. Servers sharing a database may share the directory too, so only files abandoned for an hour are
+ * theirs to remove. Resumable uploads wait for their client.
+ */
+async function recoverFromPreviousRun({ database, services, sweep }: Repository) {
+  const alone = database.engine === 'sqlite';
+  if (alone) await services.resumable.releaseLeases();
+  await sweep(alone ? 0 : STALE_UPLOAD_MS);
+}
+
+const closeEach = async (closers: (() => Promise<void>)[]) => {
+  for (const close of closers.reverse()) await close().catch(() => {});
+};
+
+export interface PreparedServer {
+  devAdmin: DevelopmentAdmin | null;
+  /** What the trusted CAs and CRLs give to warn about (as RunningServer.trust.warnings()). */
+  warnings: string[];
+}
+
+/**
+ * The once-only work of a server run as several worker processes, done by their primary before it starts them
+ * (cluster.ts): the data directory, the development PKI, the migrations, the default groups and admins, and
+ * what a previous run left (recoverFromPreviousRun, and its conversion jobs). Closes all it opened.
+ */
+export async function prepareServer(config: ServerConfig): Promise<PreparedServer> {
+  makeDirectories(config);
+  const pki = await ensureDevelopmentPki(config);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    // No conversion runs here (maxJobs 0); workers run them.
+    const repository = await openRepository(config, closers, {
+      metrics: null,
+      onPoolError: () => {},
+      maxJobs: 0,
+    });
+    const devAdmin = await bootstrapAccounts(repository.database.db, config, pki);
+    const trust = await loadTrust(config, pki.caDir, () => {});
+    const warnings = trust.warnings();
+    trust.stop();
+    await recoverFromPreviousRun(repository);
+    if (config.conversions.enabled) {
+      // Starting takes back the jobs a previous run left running (all of them on SQLite) and clears their
+      // temporary directories; with no job to run, closing at once stops nothing.
+      await repository.services.conversions.start({
+        alone: repository.database.engine === 'sqlite',
+        onError: () => {},
+      });
+      await repository.services.conversions.close();
+    }
+    return { devAdmin, warnings };
+  } finally {
+    await closeEach(closers);
+  }
+}
+
+export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const worker = options.worker;
+  makeDirectories(config);
+  // A worker reads what its primary made.
+  const pki = worker ? pkiPathsOf(config) : await ensureDevelopmentPki(config);
+  let log: FastifyInstance['log'] | undefined;
+  const metrics = config.metrics.enabled ? createMetrics() : null;
+  let closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
-    for (const close of closers.reverse()) await close().catch(() => {});
+    const closing = closers;
     closers = [];
+    await closeEach(closing);
   };
   try {
-    const devAdmin = await bootstrapAccounts(database.db, config, pki);
+    const repository = await openRepository(config, closers, {
+      metrics,
+      // A lost connection (PostgreSQL restarting): requests answer 503 meanwhile; say it once per connection.
+      onPoolError: (error) =>
+        log?.warn({ err: error }, 'a database connection was lost; new ones are made as needed'),
+      maxJobs: worker
+        ? shareOf(config.conversions.maxJobs, worker.slot, config.workers)
+        : config.conversions.maxJobs,
+    });
+    const { database, store, services, sweep } = repository;
+    const devAdmin = worker ? null : await bootstrapAccounts(database.db, config, pki);
     let reloadLog: FastifyInstance['log'] | undefined;
     const trust = await loadTrust(config, pki.caDir, (error) =>
       reloadLog?.error(
@@ -202,54 +361,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       server.on('checkContinue', requestHandler);
       return server;
     };
-    const opened = await openBlobStore(config);
-    const store = metrics ? metrics.instrument(opened) : opened;
-    const policy = {
-      maxImageSize: config.uploads.maxImageSize,
-      keepVersions: config.uploads.keepVersions,
-      digests: [
-        ...(config.uploads.md5 ? ['md5' as const] : []),
-        ...(config.uploads.sha512 ? ['sha512' as const] : []),
-      ],
-      expiryMs: config.uploads.resumableExpirySeconds * 1000,
-      leaseMs: config.uploads.leaseSeconds * 1000,
-      maxPendingPerUser: config.uploads.maxPendingPerUser,
-      allowedFormats: new Set(config.uploads.allowedFormats),
-      allowedFeatures: new Set(config.uploads.allowedFeatures),
-      redirectSeconds:
-        config.blobStore === 's3' && config.s3.redirectDownloads ? config.s3.redirectSeconds : undefined,
-    };
-    const hashing = new HashingPool();
-    closers.push(() => hashing.close());
-    const services = createServices({
-      db: database.db,
-      store,
-      policy,
-      hashing,
-      limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
-      transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
-      conversions: {
-        enabled: config.conversions.enabled,
-        qemuImg: config.conversions.qemuImg,
-        maxJobs: config.conversions.maxJobs,
-        tempDir: config.conversions.tempDir,
-        limits: {
-          cpuSeconds: config.conversions.cpuSeconds,
-          memoryBytes: config.conversions.memoryMib * 1024 * 1024,
-          outputBytes: config.uploads.maxImageSize,
-        },
-      },
-    });
-    closers.push(async () => services.resumable.close());
-    // Expired resumable uploads go, and so do temporary files nobody owns. A lone server (SQLite) owns every
-    // PUT in progress, so none survives its restart; servers sharing a database may share the directory too,
-    // so only files abandoned for an hour are theirs to remove. Resumable uploads wait for their client.
-    const sweep = async (olderThanMs: number) => {
-      await services.resumable.expire();
-      await store.removeStaleUploads(olderThanMs, await services.resumable.pendingKeys());
-    };
-    if (database.engine === 'sqlite') await services.resumable.releaseLeases(); // held by a crashed run of ours
-    await sweep(database.engine === 'sqlite' ? 0 : STALE_UPLOAD_MS);
+    // A worker's primary did this before it started the workers (prepareServer).
+    if (!worker) await recoverFromPreviousRun(repository);
+    // Every worker sweeps: each step is safe for several servers sharing a database, so for workers too.
     const sweeper = setInterval(
       () =>
         sweep(STALE_UPLOAD_MS).catch((error: unknown) =>
@@ -261,7 +375,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     closers.push(async () => clearInterval(sweeper));
     if (config.conversions.enabled) {
       await services.conversions.start({
-        alone: database.engine === 'sqlite',
+        alone: !worker && database.engine === 'sqlite',
         onError: (error, message) => reloadLog?.warn({ err: error }, message),
       });
       closers.push(() => services.conversions.close());
@@ -286,11 +400,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     if (config.web.enabled && !web)
       log.warn({ dir: config.web.dir }, 'the web interface is not built (npm run build); / serves nothing');
     closers.push(() => app.close());
-    await app.listen({
+    // Workers each bind the ports themselves, and the kernel spreads new connections among them.
+    const shared = worker ? { exclusive: true, reusePort: true } : {};
+    const listenOptions: FastifyListenOptions & { reusePort?: boolean } = {
       host: config.https.listen,
       port: config.https.port,
+      ...shared,
       listenTextResolver: (address) => `HTTPS listening at ${address.replace(/^http:/, 'https:')}`,
-    });
+    };
+    await app.listen(listenOptions);
     const httpsPort = (app.server.address() as AddressInfo).port;
     publicUrls.httpsPort = httpsPort;
     // Certificates are re-read on reload (new CA files, fresh CRLs); the TLS context's CA list follows.
@@ -315,7 +433,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       plain.on('checkContinue', handler);
       await new Promise<void>((resolve, reject) => {
         plain.once('error', reject);
-        plain.listen(config.http.port, config.http.listen, () => resolve());
+        plain.listen({ port: config.http.port, host: config.http.listen, ...shared }, () => resolve());
       });
       httpPort = (plain.address() as AddressInfo).port;
       publicUrls.httpPort = httpPort;
@@ -331,11 +449,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       app,
       httpsPort,
       httpPort,
-      httpsUrl: config.publicUrl ?? `https://${urlHost(config.https.listen)}:${httpsPort}`,
-      httpUrl:
-        httpPort === null
-          ? null
-          : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
+      ...serverUrls(config, httpsPort, httpPort),
       devAdmin,
       trust,
       store,

@@ -40,6 +40,7 @@ function startServer(
       REPOMAN_HTTP_LISTEN: '127.0.0.1',
       REPOMAN_HTTP_PORT: '0',
       REPOMAN_LOG_LEVEL: 'warn',
+      REPOMAN_WORKERS: '1', // one process is enough here; test/workers.test.ts starts several
       ...env, // an empty value unsets a setting
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -129,6 +129,7 @@ describe('two servers behind HAProxy on one PostgreSQL and one object store', ()
     env = {
       REPOMAN_HTTPS_LISTEN: '127.0.0.1',
       REPOMAN_HTTP_ENABLED: 'false',
+      REPOMAN_WORKERS: '1', // each server is one process: killing it kills the server
       REPOMAN_HTTPS_CERT: join(dir, 'hostcert.pem'),
       REPOMAN_HTTPS_KEY: join(dir, 'hostkey.pem'),
       REPOMAN_TRUST_CA_DIR: join(dir, 'certificates'),

@@ -103,6 +103,7 @@ describe('the server killed at random moments', () => {
       REPOMAN_HTTP_PORT: String(http),
       REPOMAN_LOG_LEVEL: 'warn',
       REPOMAN_UPLOADS_KEEP_VERSIONS: '2',
+      REPOMAN_WORKERS: '1', // a SIGKILL kills the whole server
     };
     base = `https://localhost:${https}`;
     await start();

@@ -1,10 +1,13 @@
 /**
  * Starts a real Repoman server for a test file: HTTPS and HTTP on random loopback ports, a temporary data
  * directory, a test CA of the test's own, and either a temporary SQLite file or a fresh PostgreSQL schema.
+ * With one worker (the default) the server runs in the test's process; with more, it is `repoman-server
+ * serve` in a child process, a primary with that many worker processes (src/cluster.ts).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
 import type { TestPki } from './pki.ts';
@@ -20,6 +23,14 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
+/** A server run as a primary and its workers, in child processes: what a test can reach from outside. */
+export interface ClusteredTestServer extends TestServer {
+  /** The primary process. */
+  primary: ChildProcess;
+  /** Everything the primary and its workers have written so far (their logs are JSON lines). */
+  output(): string;
+}
+
 export interface TestServerOptions {
   engine: Engine;
   /** PEM of the CAs the server trusts (files in its trust.ca_dir). */
@@ -33,6 +44,18 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** Another test server whose database and blob directory this one shares (several servers, one repository). */
   sharing?: TestServer;
+  /** Server processes (`workers`); by default what useWorkers set, else 1 (the server runs in this process). */
+  workers?: number;
+}
+
+let defaultWorkers = 1;
+
+/**
+ * Servers this test file starts from now on run as a primary and `workers` worker processes (a suite written
+ * for one server, run again across workers).
+ */
+export function useWorkers(workers: number): void {
+  defaultWorkers = workers;
 }
 
 /** A `.namespaces` file letting its CA vouch for any name. */
@@ -80,11 +103,17 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     // The suites present refused certificates on purpose, many a minute: no address is held back for it
     // (slow-clients.test.ts tests the hold-back with a limit of its own).
     REPOMAN_CONNECTIONS_MAX_REFUSED_CERTIFICATES_PER_MINUTE: '0',
+    REPOMAN_WORKERS: String(options.workers ?? defaultWorkers),
     ...(options.engine === 'postgres'
       ? { REPOMAN_DATABASE_URL: PG_URL, REPOMAN_DATABASE_SCHEMA: schema as string }
       : {}),
     ...options.env,
   };
+  const dropIt = async () => {
+    if (schema && !options.sharing) await dropSchema(schema);
+    await rm(dir, { recursive: true, force: true });
+  };
+  if (Number(env.REPOMAN_WORKERS) > 1) return startClustered(dir, options.engine, schema, env, dropIt);
   const config = loadConfig({ env, cwd: dir });
   const running = await startServer(config);
   return {
@@ -94,10 +123,73 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     schema,
     async stop() {
       await running.close();
-      if (schema && !options.sharing) await dropSchema(schema);
-      await rm(dir, { recursive: true, force: true });
+      await dropIt();
     },
   };
+}
+
+const MAIN = resolve(import.meta.dirname, '../../src/main.ts');
+
+/** What only an in-process server has: a test of a clustered one that reaches for it is told so. */
+const IN_PROCESS_ONLY = ['app', 'devAdmin', 'trust', 'store', 'sweep', 'close'] as const;
+
+async function startClustered(
+  dir: string,
+  engine: Engine,
+  schema: string | undefined,
+  env: Record<string, string>,
+  dropIt: () => Promise<void>,
+): Promise<ClusteredTestServer> {
+  const primary = spawn(process.execPath, [MAIN, 'serve'], {
+    cwd: dir,
+    env: { ...process.env, REPOMAN_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<void>((done) => primary.once('exit', () => done()));
+  const urls = await new Promise<RegExpMatchArray>((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`the server did not start:\n${output}`)), 60_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = output.match(/serving HTTPS at (\S+?)(?: and HTTP at (\S+))?$/m);
+      if (match) {
+        clearTimeout(timer);
+        done(match);
+      }
+    };
+    primary.stdout?.on('data', onData);
+    primary.stderr?.on('data', onData);
+    primary.once('exit', (code) => fail(new Error(`the server exited (${code}) as it started:\n${output}`)));
+  });
+  const httpsUrl = (urls[1] as string).replace('//localhost:', '//127.0.0.1:');
+  const httpUrl = urls[2] ? urls[2].replace('//localhost:', '//127.0.0.1:') : null;
+  const server = {
+    dir,
+    engine,
+    schema,
+    primary,
+    output: () => output,
+    httpsUrl,
+    httpUrl,
+    httpsPort: Number(new URL(httpsUrl).port),
+    httpPort: httpUrl ? Number(new URL(httpUrl).port) : null,
+    async stop() {
+      if (primary.exitCode === null && primary.signalCode === null) {
+        primary.kill('SIGTERM');
+        const killer = setTimeout(() => primary.kill('SIGKILL'), 30_000);
+        await exited;
+        clearTimeout(killer);
+      }
+      await dropIt();
+    },
+  };
+  for (const name of IN_PROCESS_ONLY)
+    Object.defineProperty(server, name, {
+      get() {
+        throw new Error(`${name} is only there for a server in the test's own process (one worker)`);
+      },
+    });
+  return server as unknown as ClusteredTestServer;
 }
 
 /** A test server for a test PKI: trusting its CA, with its host certificate, and its `admin` as the admin. */

@@ -1,0 +1,266 @@
+/**
+ * The process model when `workers` is above 1: one primary process and that many workers, each a whole server
+ * (server.ts `startServer`) on the same HTTPS and HTTP ports. Each worker binds its own socket with
+ * SO_REUSEPORT (`reusePort` and `exclusive` in `listen`, Node 24 on Linux) and the kernel spreads new
+ * connections among them: no process passes connections on, and a worker's connections stay with it.
+ *
+ * The primary serves nothing. Once, before any worker starts, it does what a lone server does at start-up
+ * (`prepareServer`: the data directory, the development PKI, the migrations, the default groups and admins,
+ * and what a previous run left behind) and picks the ports (a port 0 becomes one port that every worker binds;
+ * a port another program holds stops the start). Then it starts the workers and keeps them: one that dies is
+ * replaced in its slot, at once if it had been running a while, else after a pause that doubles with every
+ * death in a row (1 s to a minute), so a worker that cannot start does not spin. On SIGTERM or SIGINT each
+ * worker stops as a lone server does (no new connections; requests in progress finish) and the primary exits
+ * after the last. A worker whose primary is gone stops the same way.
+ *
+ * With `workers = 1` none of this runs: main.ts starts the server in its own process, as it always did.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import net, { type AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import type { DevelopmentAdmin } from './bootstrap.ts';
+import type { ServerConfig } from './config.ts';
+import { prepareServer, serverUrls } from './server.ts';
+
+/** The variable that tells a worker its slot (0 to workers-1); a replacement takes the slot of the one it replaces. */
+const SLOT_VARIABLE = 'REPOMAN_WORKER_SLOT';
+
+/** A worker that dies sooner than this after it started counts as one that cannot start. */
+const QUICK_DEATH_MS = 10_000;
+const FIRST_PAUSE_MS = 1000;
+const LONGEST_PAUSE_MS = 60_000;
+
+/** What a worker tells its primary. */
+type FromWorker = { repoman: 'ready'; https: number; http: number | null };
+
+const fromWorker = (message: unknown): FromWorker | null =>
+  typeof message === 'object' && message !== null && 'repoman' in message ? (message as FromWorker) : null;
+
+/** A worker's side of its channel to the primary. */
+export interface WorkerLink {
+  /** This worker's place among the workers, 0 to workers-1. */
+  slot: number;
+  /** The worker listens on both ports and serves. */
+  ready(https: number, http: number | null): void;
+}
+
+/** In a worker process: the link to its primary. */
+export function connectToPrimary(): WorkerLink {
+  const slot = Number(process.env[SLOT_VARIABLE] ?? 0);
+  const send = (message: FromWorker) => {
+    // A primary that is gone cannot be told; the worker stops on 'disconnect' (main.ts).
+    if (process.connected) process.send?.(message, undefined, undefined, () => {});
+  };
+  return {
+    slot,
+    ready: (https, http) => send({ repoman: 'ready', https, http }),
+  };
+}
+
+/** The primary's log lines: JSON, in the fields pino writes for the workers. */
+function primaryLog(level: string) {
+  const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+  const threshold = LEVELS[level] ?? Number.POSITIVE_INFINITY; // silent
+  const host = hostname();
+  const write = (value: number, fields: Record<string, unknown>, msg: string) => {
+    if (value < threshold) return;
+    const line = {
+      level: value,
+      time: Date.now(),
+      pid: process.pid,
+      hostname: host,
+      role: 'primary',
+      ...fields,
+    };
+    process.stdout.write(`${JSON.stringify({ ...line, msg })}\n`);
+  };
+  return {
+    info: (fields: Record<string, unknown>, msg: string) => write(30, fields, msg),
+    warn: (fields: Record<string, unknown>, msg: string) => write(40, fields, msg),
+    error: (fields: Record<string, unknown>, msg: string) => write(50, fields, msg),
+  };
+}
+
+/**
+ * Binds each port the configuration names (both at once, so that two port 0s become two ports) and lets them
+ * go: a port another program holds stops the start here, with the error a lone server gives, and a port 0
+ * becomes the one every worker binds.
+ */
+async function choosePorts(config: ServerConfig): Promise<{ https: number; http: number | null }> {
+  const probes: net.Server[] = [];
+  const bind = async (host: string, port: number) => {
+    const probe = net.createServer();
+    probes.push(probe);
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, () => resolve());
+    });
+    return (probe.address() as AddressInfo).port;
+  };
+  try {
+    const https = await bind(config.https.listen, config.https.port);
+    const http = config.http.enabled ? await bind(config.http.listen, config.http.port) : null;
+    return { https, http };
+  } finally {
+    await Promise.all(
+      probes.map(
+        (probe) =>
+          new Promise<void>((resolve) => (probe.listening ? probe.close(() => resolve()) : resolve())),
+      ),
+    );
+  }
+}
+
+/** A worker stopped before every worker was serving: the start failed, with its exit status. */
+export class WorkerStartError extends Error {
+  override name = 'WorkerStartError';
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+export interface Primary {
+  /** The ports every worker listens on. */
+  httpsPort: number;
+  httpPort: number | null;
+  httpsUrl: string;
+  httpUrl: string | null;
+  devAdmin: DevelopmentAdmin | null;
+  warnings: string[];
+  /** Worker process ids, by slot (null while a slot waits for its replacement). */
+  pids(): (number | null)[];
+}
+
+interface Slot {
+  worker: Worker | null;
+  started: number;
+  ready: boolean;
+  /** Deaths in a row soon after starting. */
+  quickDeaths: number;
+  restart: NodeJS.Timeout | null;
+}
+
+/**
+ * In the primary process: the once-only work, then `config.workers` workers; resolves once every one serves.
+ * The process exits once the workers have stopped after SIGTERM or SIGINT.
+ */
+export async function startPrimary(config: ServerConfig): Promise<Primary> {
+  const log = primaryLog(config.logLevel);
+  const prepared = await prepareServer(config);
+  const ports = await choosePorts(config);
+  const env = {
+    REPOMAN_HTTPS_PORT: String(ports.https),
+    ...(ports.http === null ? {} : { REPOMAN_HTTP_PORT: String(ports.http) }),
+  };
+  const slots: Slot[] = Array.from({ length: config.workers }, () => ({
+    worker: null,
+    started: 0,
+    ready: false,
+    quickDeaths: 0,
+    restart: null,
+  }));
+  let stopping = false;
+  let startFailed = false;
+  let failed = 0;
+  let serving = false;
+  let started: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  const allStarted = new Promise<void>((resolve, reject) => {
+    started = { resolve, reject };
+  });
+
+  const live = () => slots.filter((slot) => slot.worker !== null);
+  const finishWhenEmpty = () => {
+    if (live().length > 0 || startFailed) return; // a failed start: startPrimary rejects, and main.ts exits
+    log.info({}, 'every worker has stopped');
+    process.exit(failed);
+  };
+  const stopAll = () => {
+    for (const slot of slots) {
+      if (slot.restart) clearTimeout(slot.restart);
+      slot.restart = null;
+      slot.worker?.process.kill('SIGTERM');
+    }
+  };
+
+  const fork = (index: number) => {
+    const slot = slots[index] as Slot;
+    slot.restart = null;
+    const worker = cluster.fork({ ...env, [SLOT_VARIABLE]: String(index) });
+    slot.worker = worker;
+    slot.started = Date.now();
+    slot.ready = false;
+    worker.on('message', (raw: unknown) => {
+      const message = fromWorker(raw);
+      if (message?.repoman !== 'ready') return;
+      slot.ready = true;
+      if (serving)
+        log.info({ slot: index, worker: worker.process.pid }, 'a new worker serves in place of the old');
+      else if (slots.every((s) => s.ready)) started?.resolve();
+    });
+    worker.on('exit', (code, signal) => {
+      slot.worker = null;
+      const status = code ?? (signal ? 1 : 0);
+      if (stopping) {
+        if (status !== 0) failed = 1;
+        finishWhenEmpty();
+        return;
+      }
+      if (!serving) {
+        // A worker that cannot start: the others would not either. Stop them and fail the start.
+        stopping = true;
+        startFailed = true;
+        stopAll();
+        started?.reject(
+          new WorkerStartError(
+            `a worker stopped as it started (${signal ?? `exit status ${code}`}); see its message above`,
+            status === 0 ? 1 : status,
+          ),
+        );
+        return;
+      }
+      const lived = Date.now() - slot.started;
+      slot.quickDeaths = lived < QUICK_DEATH_MS ? slot.quickDeaths + 1 : 0;
+      const pause =
+        slot.quickDeaths === 0 ? 0 : Math.min(LONGEST_PAUSE_MS, FIRST_PAUSE_MS * 2 ** (slot.quickDeaths - 1));
+      log.warn(
+        { slot: index, worker: worker.process.pid, code, signal, restartInMs: pause },
+        'a worker stopped; starting another in its place',
+      );
+      slot.restart = setTimeout(() => fork(index), pause);
+    });
+  };
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: the workers finish the requests in progress');
+    stopAll();
+    finishWhenEmpty();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  for (let index = 0; index < slots.length; index++) fork(index);
+  try {
+    await allStarted;
+  } catch (error) {
+    // Wait for the others to stop, so that none outlives the failed start.
+    await new Promise<void>((resolve) => {
+      const check = () => (live().length === 0 ? resolve() : setTimeout(check, 50));
+      check();
+    });
+    throw error;
+  }
+  serving = true;
+  log.info({ workers: slots.map((slot) => slot.worker?.process.pid ?? null) }, 'every worker serves');
+  return {
+    httpsPort: ports.https,
+    httpPort: ports.http,
+    ...serverUrls(config, ports.https, ports.http),
+    devAdmin: prepared.devAdmin,
+    warnings: prepared.warnings,
+    pids: () => slots.map((slot) => slot.worker?.process.pid ?? null),
+  };
+}

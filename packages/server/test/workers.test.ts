@@ -1,0 +1,192 @@
+/**
+ * Every core (src/cluster.ts): a server of two worker processes on one SQLite file, started as `repoman-server
+ * serve` in a child process. Both workers serve; a killed worker is replaced; concurrent writes from both never
+ * find the database locked; SIGTERM lets an upload in progress finish before the server exits.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { clientFor, tlsSocket } from './helpers/http.ts';
+import { makeTestPki, type TestPki } from './helpers/pki.ts';
+import { type ClusteredTestServer, startTestServer } from './helpers/server.ts';
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** The JSON log lines of the primary and its workers. */
+function logLines(server: ClusteredTestServer): Record<string, unknown>[] {
+  return server
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+async function until(what: string, check: () => boolean, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** The process ids that answered requests (pino's `pid` on "request completed"), by count. */
+function answeredBy(server: ClusteredTestServer, since = 0): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const line of logLines(server).slice(since))
+    if (line.msg === 'request completed')
+      counts.set(line.pid as number, (counts.get(line.pid as number) ?? 0) + 1);
+  return counts;
+}
+
+/** answeredBy, once `count` answers have reached the log (each process writes its own lines, in its own time). */
+async function allLogged(server: ClusteredTestServer, since: number, count: number) {
+  await until(`${count} answers in the log`, () => {
+    let logged = 0;
+    for (const n of answeredBy(server, since).values()) logged += n;
+    return logged >= count;
+  });
+  return answeredBy(server, since);
+}
+
+/** The workers the primary started, by slot, from its log. */
+function workerPids(server: ClusteredTestServer): number[] {
+  const started = logLines(server).find((line) => line.msg === 'every worker serves');
+  return started?.workers as number[];
+}
+
+describe('a server of two worker processes on one SQLite file', () => {
+  let pki: TestPki;
+  let server: ClusteredTestServer;
+  let admin: ReturnType<typeof clientFor>;
+  let bob: ReturnType<typeof clientFor>;
+
+  before(async () => {
+    pki = await makeTestPki();
+    server = (await startTestServer({
+      engine: 'sqlite',
+      caPems: [pki.ca.certPem],
+      hostCertPem: pki.host.certPem,
+      hostKeyPem: pki.host.keyPem,
+      admins: [{ name: 'admin', dn: pki.dn('admin') }],
+      workers: 2,
+    })) as ClusteredTestServer;
+    admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+    bob = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('bob'));
+    assert.equal(
+      (await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') })).status,
+      201,
+    );
+  });
+  after(async () => server?.stop());
+
+  it('has both workers answer, each on its own connections', async () => {
+    const pids = workerPids(server);
+    assert.equal(pids.length, 2);
+    assert.notEqual(pids[0], pids[1]);
+    const since = logLines(server).length;
+    // Every request is a new connection (the test client keeps none alive): the kernel spreads them.
+    const answers = await Promise.all(Array.from({ length: 24 }, () => bob.get('/api/whoami')));
+    assert.deepEqual([...new Set(answers.map((r) => r.status))], [200]);
+    const counts = await allLogged(server, since, 24);
+    assert.deepEqual(
+      [...counts.keys()].sort(),
+      [...pids].sort(),
+      `answered by ${JSON.stringify([...counts])}`,
+    );
+    // The plain-HTTP port is shared too.
+    const plain = await Promise.all(
+      Array.from({ length: 12 }, () => fetch(`${server.httpUrl}/api/health`).then((r) => r.status)),
+    );
+    assert.deepEqual([...new Set(plain)], [200]);
+  });
+
+  it('never answers 5xx to concurrent writes from both workers (no "database is locked")', async () => {
+    const names = Array.from({ length: 30 }, (_, i) => `storm-${i}.img`);
+    const created = await Promise.all(names.map((name) => bob.post('/api/images', { name })));
+    assert.deepEqual([...new Set(created.map((r) => r.status))], [201]);
+    const mixed = await Promise.all(
+      names.flatMap((name, i) => [
+        bob.patch(`/api/images/${name}`, { description: `storm ${i}` }),
+        bob.request('PUT', `/api/images/raw/${name}`, { body: randomBytes(4096) }),
+        bob.post(`/api/images/${name}/share/user/admin`),
+        admin.get('/api/images'),
+      ]),
+    );
+    const statuses = mixed.map((r) => r.status);
+    assert.ok(
+      statuses.every((status) => status < 500),
+      `5xx among ${JSON.stringify(mixed.filter((r) => r.status >= 500).map((r) => r.text))}`,
+    );
+    const deleted = await Promise.all(names.map((name) => bob.delete(`/api/images/${name}`)));
+    assert.deepEqual([...new Set(deleted.map((r) => r.status))], [204]);
+    assert.doesNotMatch(server.output(), /database is locked|database_unavailable/);
+  });
+
+  it('replaces a worker that dies, in its slot, and goes on serving meanwhile', async () => {
+    const [first, second] = workerPids(server) as [number, number];
+    process.kill(second, 'SIGKILL');
+    // Once it is gone (connections that were waiting in its queue went with it), the other answers meanwhile.
+    await until('the primary to see it', () =>
+      logLines(server).some((l) => l.msg === 'a worker stopped; starting another in its place'),
+    );
+    assert.equal((await bob.get('/api/whoami')).status, 200);
+    await until('the replacement', () =>
+      logLines(server).some((l) => l.msg === 'a new worker serves in place of the old'),
+    );
+    const replaced = logLines(server).find(
+      (l) => l.msg === 'a worker stopped; starting another in its place',
+    );
+    assert.equal(replaced?.worker, second);
+    assert.equal(replaced?.signal, 'SIGKILL');
+    const replacement = logLines(server).find((l) => l.msg === 'a new worker serves in place of the old')
+      ?.worker as number;
+    assert.ok(replacement !== first && replacement !== second);
+    const since = logLines(server).length;
+    const answers = await Promise.all(Array.from({ length: 24 }, () => bob.get('/api/whoami')));
+    assert.deepEqual([...new Set(answers.map((r) => r.status))], [200]);
+    assert.deepEqual([...(await allLogged(server, since, 24)).keys()].sort(), [first, replacement].sort());
+  });
+
+  it('on SIGTERM, stops taking connections, lets an upload in progress finish, then exits', async () => {
+    assert.equal((await bob.post('/api/images', { name: 'last.img' })).status, 201);
+    const body = randomBytes(2 * 1024 * 1024);
+    const socket = await tlsSocket(server.httpsPort, pki.ca.certPem, pki.credential('bob'));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(
+      `PUT /api/images/raw/last.img HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    socket.write(body.subarray(0, body.length / 2));
+    await sleep(300);
+    const exited = new Promise<number | null>((resolve) =>
+      server.primary.once('exit', (code) => resolve(code)),
+    );
+    server.primary.kill('SIGTERM');
+    // Both workers close their listeners: a new connection is refused.
+    await until(
+      'the listeners to close',
+      () => logLines(server).filter((l) => l.msg === 'shutting down').length === 2,
+    );
+    await sleep(300);
+    const refused = await new Promise<boolean>((resolve) => {
+      const probe = connect(server.httpsPort, '127.0.0.1');
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(false);
+      });
+      probe.once('error', () => resolve(true));
+    });
+    assert.ok(refused, 'a new connection is refused while the server drains');
+    assert.equal(server.primary.exitCode, null, 'the server waits for the upload');
+    socket.write(body.subarray(body.length / 2));
+    await ended;
+    assert.match(answer, /^HTTP\/1\.1 201 /);
+    assert.equal(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).digests?.sha256, sha256(body));
+    assert.equal(await exited, 0);
+  });
+});
