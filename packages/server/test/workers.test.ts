@@ -124,6 +124,32 @@ describe('a server of two worker processes on one SQLite file', () => {
     assert.doesNotMatch(server.output(), /database is locked|database_unavailable/);
   });
 
+  it('never answers 5xx to concurrent account changes from both workers', async () => {
+    // Each of these reads, then writes, in one transaction: on SQLite they must take the write lock first.
+    const names = Array.from({ length: 16 }, (_, i) => `user${i}`);
+    const created = await Promise.all(
+      names.map((name) => admin.post('/api/users', { user_name: name, client_dn: pki.dn(name) })),
+    );
+    assert.deepEqual([...new Set(created.map((r) => r.status))], [201]);
+    assert.equal((await admin.post('/api/groups', { name: 'crew' })).status, 201);
+    const mixed = await Promise.all(
+      names.flatMap((name, i) => [
+        admin.post(`/api/groups/crew/users/${name}`),
+        admin.post(`/api/groups/admins/users/${name}`),
+        admin.patch(`/api/users/${name}`, { suspended: i % 2 === 0, full_name: `User ${i}` }),
+        admin.delete(`/api/groups/admins/users/${name}`),
+        admin.get(`/api/groups/crew`),
+      ]),
+    );
+    assert.ok(
+      mixed.every((r) => r.status < 500),
+      `5xx among ${JSON.stringify(mixed.filter((r) => r.status >= 500).map((r) => r.text))}`,
+    );
+    const deleted = await Promise.all(names.map((name) => admin.delete(`/api/users/${name}`)));
+    assert.deepEqual([...new Set(deleted.map((r) => r.status))], [204]);
+    assert.doesNotMatch(server.output(), /database is locked|database_unavailable/);
+  });
+
   it('replaces a worker that dies, in its slot, and goes on serving meanwhile', async () => {
     const [first, second] = workerPids(server) as [number, number];
     process.kill(second, 'SIGKILL');
