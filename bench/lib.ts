@@ -1,11 +1,13 @@
 /**
  * What the benchmarks share: starting Repoman (the build, as `npm start` runs it) and nginx (Debian's) on
- * loopback with the same host certificate, sampling a process tree's RSS and CPU time from /proc, running
- * curl, and writing test files.
+ * loopback with the same host certificate and the same number of worker processes, sampling the RSS and CPU
+ * time of a server's whole process tree from /proc, running curl (with its own CPU time), and writing test
+ * files.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +17,26 @@ import { freePort } from '../packages/server/test/helpers/http.ts';
 export const run = promisify(execFile);
 export const root = resolve(import.meta.dirname, '..');
 const TICKS = 100; // clock ticks per second in /proc/<pid>/stat (USER_HZ)
+
+/** The cores this process may use: the `workers` axis runs 1 and this many server processes. */
+export const cores = availableParallelism();
+
+/**
+ * A process and all its descendants (a server's primary and its workers, nginx's master and its workers),
+ * from the parent of every process in /proc (this kernel may lack /proc/<pid>/task/<tid>/children).
+ */
+export async function processTree(rootPid: number): Promise<number[]> {
+  const children = new Map<number, number[]>();
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (parent) children.set(parent, [...(children.get(parent) ?? []), Number(name)]);
+  }
+  const tree = [rootPid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i] as number) ?? []));
+  return tree;
+}
 
 export async function rssKib(pids: number[]): Promise<number> {
   let total = 0;
@@ -50,20 +72,27 @@ export interface Measured<T> {
   seconds: number;
 }
 
-/** Runs `work` while sampling the RSS of `pids` every 50 ms; CPU time and wall time around it. */
+/**
+ * Runs `work` while sampling the summed RSS of `pids` every 50 ms; CPU time and wall time around it. The list
+ * of processes is read again every second (a crashed worker's replacement counts), not at every sample: walking
+ * /proc costs the machine more the more clients are running.
+ */
 export async function measured<T>(
   pids: () => Promise<number[]>,
   work: () => Promise<T>,
 ): Promise<Measured<T>> {
   let peak = 0;
   let running = true;
-  const sampler = (async () => {
-    while (running) {
-      peak = Math.max(peak, await rssKib(await pids()));
-      await new Promise((done) => setTimeout(done, 50));
-    }
-  })();
   const before = await cpuSeconds(await pids());
+  const sampler = (async () => {
+    let list = await pids();
+    let listed = performance.now();
+    do {
+      if (performance.now() - listed > 1000) [list, listed] = [await pids(), performance.now()];
+      peak = Math.max(peak, await rssKib(list));
+      await new Promise((done) => setTimeout(done, 50));
+    } while (running); // at least one sample, however short the work
+  })();
   const started = performance.now();
   try {
     const result = await work();
@@ -89,6 +118,37 @@ export async function curl(args: string[]): Promise<number> {
   ]);
   const [up, down] = stdout.split(' ').map(Number);
   return Math.max(up ?? 0, down ?? 0);
+}
+
+/** What one curl moved and the CPU time it spent doing so (its user and system seconds, from the shell's `times`). */
+export interface Transfer {
+  rate: number;
+  user: number;
+  system: number;
+}
+
+/** curl as `curl` runs it, through a shell that says how much CPU the curl used: the clients' share of the cores. */
+export async function transfer(args: string[]): Promise<Transfer> {
+  const script = 'curl "$@"; status=$?; times >&2; exit $status';
+  const { stdout, stderr } = await run('sh', [
+    '-c',
+    script,
+    'sh',
+    '-sS',
+    '--fail',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{speed_upload} %{speed_download}',
+    ...args,
+  ]);
+  const [up, down] = stdout.split(' ').map(Number);
+  // `times` prints the shell's own times, then its children's: "0m1.370000s 0m1.220000s".
+  const children = stderr.trim().split('\n').pop() ?? '';
+  const [user, system] = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map(
+    (m) => Number(m[1]) * 60 + Number(m[2]),
+  );
+  return { rate: Math.max(up ?? 0, down ?? 0), user: user ?? 0, system: system ?? 0 };
 }
 
 /** Waits up to a minute (a loaded machine starts slowly) for `check` to pass; `gone` says why to stop early. */
@@ -126,8 +186,15 @@ function stopper(child: ChildProcess) {
     });
 }
 
-/** Repoman from the build, with its own data directory (a development PKI is made at first start). */
-export async function startRepoman(data: string, env: Record<string, string> = {}): Promise<Server> {
+/**
+ * Repoman from the build, with its own data directory (a development PKI is made at first start); `workers`
+ * server processes (`REPOMAN_WORKERS`; left to the configuration's default when not given).
+ */
+export async function startRepoman(
+  data: string,
+  env: Record<string, string> = {},
+  options: { workers?: number } = {},
+): Promise<Server> {
   const [https, http] = [await freePort(), await freePort()];
   const child = spawn(
     process.execPath,
@@ -146,6 +213,7 @@ export async function startRepoman(data: string, env: Record<string, string> = {
         REPOMAN_LOG_LEVEL: 'warn',
         // Every client here comes from loopback, standing for machines that each have an address of their own.
         REPOMAN_CONNECTIONS_MAX_PER_ADDRESS: '100000',
+        ...(options.workers === undefined ? {} : { REPOMAN_WORKERS: String(options.workers) }),
         ...env,
       },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -161,7 +229,8 @@ export async function startRepoman(data: string, env: Record<string, string> = {
     https: `https://localhost:${https}`,
     http: `http://localhost:${http}`,
     tls,
-    pids: async () => [child.pid as number], // the hashing worker is a thread: counted with the process
+    // The primary and its workers (the hashing worker is a thread: counted with its process).
+    pids: () => processTree(child.pid as number),
     stop: stopper(child),
   };
   await waitFor(
@@ -186,6 +255,7 @@ export async function findNginx(): Promise<{ binary: string; version: string } |
 /**
  * nginx serving and receiving (WebDAV PUT) files under `dir`, over HTTPS with Repoman's host certificate
  * (asking for a client certificate, as Repoman does) and plain HTTP; `/discard/` reads and drops bodies.
+ * `workers` worker processes (default: one per core).
  */
 export async function startNginx(
   binary: string,
@@ -199,7 +269,7 @@ export async function startNginx(
   await writeFile(
     join(dir, 'nginx.conf'),
     `${process.getuid?.() === 0 ? 'user root root; ' : ''}daemon off; worker_processes ${options.workers ?? 'auto'}; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
   access_log off; client_max_body_size 0; client_body_temp_path ${dir}/tmp; sendfile on;
   server {
@@ -218,10 +288,7 @@ http {
     https: `https://localhost:${https}`,
     http: `http://localhost:${http}`,
     tls,
-    pids: async () => {
-      const { stdout } = await run('pgrep', ['-P', String(child.pid)]).catch(() => ({ stdout: '' }));
-      return [child.pid as number, ...stdout.split('\n').filter(Boolean).map(Number)];
-    },
+    pids: () => processTree(child.pid as number), // the master and its workers
     stop: stopper(child),
   };
   await waitFor(() => run('curl', ['-sS', ...tls, `${server.https}/`]), 'nginx');

@@ -1,7 +1,8 @@
 /**
  * Memory of one large upload and download: Repoman (the built server, as `npm start` runs it) beside nginx
  * receiving (WebDAV PUT) and serving the same file over HTTPS on loopback, with curl as the client of both.
- * Reports idle and peak RSS (sampled from /proc every 50 ms), throughput, and the ratios Repoman/nginx.
+ * Reports idle and peak RSS (sampled from /proc every 50 ms), throughput, and the ratios Repoman/nginx; one
+ * server process each (Repoman's `workers = 1`, nginx's `worker_processes 1`).
  *
  *   node bench/memory.ts [--size-mib N] [--quick | --smoke]   (default 1024 MiB; --quick: 64; --smoke: 8)
  */
@@ -43,7 +44,8 @@ async function figures(server: Server, put: string, get: string, image: string):
 }
 
 async function repoman(dir: string, image: string): Promise<Figures> {
-  const server = await startRepoman(join(dir, 'repoman'));
+  // One server process, as nginx below has one worker: the memory of one transfer, not of a process per core.
+  const server = await startRepoman(join(dir, 'repoman'), {}, { workers: 1 });
   try {
     await curl([...server.tls, '-d', 'name=big.img', `${server.https}/api/images`]);
     return await figures(
