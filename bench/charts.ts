@@ -16,13 +16,15 @@ export interface Chart {
   title: string;
   x: string;
   y: string;
-  series: { name: string; points: (readonly [number, number])[] }[];
+  /** A line each; a colour of its own unless given, dashed if asked (e.g. the one-worker line of a server). */
+  series: { name: string; points: (readonly [number, number])[]; colour?: string; dashed?: boolean }[];
 }
 
-const COLOURS = ['#c0392b', '#2c3e50', '#27ae60', '#8e44ad'];
-const W = 640;
+const COLOURS = ['#c0392b', '#2c3e50', '#27ae60', '#8e44ad', '#d35400', '#e91e63', '#7f8c8d', '#2980b9'];
+const W = 820;
 const H = 400;
-const M = { left: 70, right: 20, top: 40, bottom: 55 };
+/** The legend sits in the right margin, clear of the lines. */
+const M = { left: 70, right: 220, top: 40, bottom: 55 };
 
 /** A round step for about `count` ticks up to `max`. */
 function tickStep(max: number, count = 5): number {
@@ -52,8 +54,17 @@ export function svg(chart: Chart): string {
       `<text x="${M.left - 8}" y="${py(y) + 4}" text-anchor="end">${Number(y.toPrecision(6))}</text>`,
     );
   }
-  for (let x = xMin; x <= xMax; x++)
-    parts.push(`<text x="${px(x)}" y="${H - M.bottom + 18}" text-anchor="middle">${x}</text>`);
+  // The measured x values (client counts, workers) when they are few; round steps otherwise.
+  const xs = [...new Set(points.map(([x]) => x))].sort((a, b) => a - b);
+  const xStep = tickStep(xMax - xMin || 1, 8);
+  const xTicks =
+    xs.length <= 12
+      ? xs
+      : Array.from({ length: Math.floor((xMax - xMin) / xStep) + 1 }, (_, i) => xMin + i * xStep);
+  for (const x of xTicks)
+    parts.push(
+      `<text x="${px(x)}" y="${H - M.bottom + 18}" text-anchor="middle">${Number(x.toPrecision(6))}</text>`,
+    );
   parts.push(
     `<line x1="${M.left}" x2="${W - M.right}" y1="${H - M.bottom}" y2="${H - M.bottom}" stroke="black"/>`,
     `<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${H - M.bottom}" stroke="black"/>`,
@@ -61,14 +72,15 @@ export function svg(chart: Chart): string {
     `<text x="16" y="${(M.top + H - M.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(M.top + H - M.bottom) / 2})">${xml(chart.y)}</text>`,
   );
   chart.series.forEach((series, i) => {
-    const colour = COLOURS[i % COLOURS.length];
+    const colour = series.colour ?? COLOURS[i % COLOURS.length];
+    const dash = series.dashed ? ' stroke-dasharray="6 4"' : '';
     const path = series.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
-    parts.push(`<polyline points="${path}" fill="none" stroke="${colour}" stroke-width="2"/>`);
+    parts.push(`<polyline points="${path}" fill="none" stroke="${colour}" stroke-width="2"${dash}/>`);
     for (const [x, y] of series.points)
       parts.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${colour}"/>`);
     parts.push(
-      `<line x1="${W - M.right - 110}" x2="${W - M.right - 90}" y1="${M.top + 8 + i * 18}" y2="${M.top + 8 + i * 18}" stroke="${colour}" stroke-width="2"/>`,
-      `<text x="${W - M.right - 84}" y="${M.top + 12 + i * 18}">${xml(series.name)}</text>`,
+      `<line x1="${W - M.right + 12}" x2="${W - M.right + 36}" y1="${M.top + 8 + i * 18}" y2="${M.top + 8 + i * 18}" stroke="${colour}" stroke-width="2"${dash}/>`,
+      `<text x="${W - M.right + 42}" y="${M.top + 12 + i * 18}">${xml(series.name)}</text>`,
     );
   });
   parts.push('</svg>');
