@@ -1,7 +1,8 @@
 /**
  * The benchmarks' smoke mode (`npm run bench -- --smoke`): every benchmark, with tiny files and few clients,
- * runs Repoman (the build) beside nginx and prints and writes its tables, charts and the targets. Figures are not checked: speed is the
- * benchmark's business (npm run bench), never a test's.
+ * runs Repoman (the build) beside nginx, with one worker and one per core, and prints and writes its tables,
+ * charts and the targets (Glance only when asked: the smoke run never installs it). Figures are not checked:
+ * speed is the benchmark's business (npm run bench), never a test's.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -49,7 +50,31 @@ describe('npm run bench, smoke mode', () => {
         mode,
       );
     const results = JSON.parse(await readFile(join(out, 'throughput.json'), 'utf8'));
-    assert.equal(results.steps.length, 28, 'seven modes, one and two clients, two servers');
+    // The workers axis: one server process, and one per core (one value on a single core).
+    assert.deepEqual(results.workers, [...new Set([1, results.cores])]);
+    assert.equal(
+      results.steps.length,
+      28 * results.workers.length,
+      'seven modes, one and two clients, two servers, each workers value',
+    );
+    for (const workers of results.workers)
+      assert.ok(
+        results.steps.some((s: { workers: number }) => s.workers === workers),
+        `${workers} workers`,
+      );
+    // The digests' own cost on this machine, and each upload against its CPU budget and the ceiling it implies.
+    for (const digest of ['sha256', 'md5', 'sha512']) assert.ok(results.digests[digest] > 0, digest);
+    assert.match(
+      stdout,
+      /^\| upload, discarded, HTTPS, SHA-256 only \| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| /m,
+      'the table of uploads against their CPU budget',
+    );
+    // The late-run check: the first upload step again at the end, on the same servers.
+    assert.equal(results.lateRun.first.length, 2);
+    assert.equal(results.lateRun.last.length, 2);
+    assert.match(stdout, /^\| Repoman \| \d+ MB\/s \| \d+ MB\/s \| [\d.]+ \| /m);
+    // Glance: the smoke run leaves it out unless asked (and never installs it), and says so.
+    assert.match(stdout, /Glance skipped: the smoke run leaves it out/);
     for (const step of results.steps) {
       assert.ok(step.rate > 0 && step.rss > 0, JSON.stringify(step));
       // Uploads to disk say how long the bytes took to reach the disk after the step (nginx's do not wait).
@@ -66,15 +91,22 @@ describe('npm run bench, smoke mode', () => {
     );
     assert.match(await readFile(join(out, 'throughput-http-download.svg'), 'utf8'), /<polyline /);
     assert.ok(existsSync(join(out, 'throughput-http-download.png')), 'the PNG chart (rsvg-convert)');
-    // Many clients at once: every one complete, with the right SHA-256.
-    assert.match(stdout, /^\| complete, right SHA-256 \| (\d+) of \1 \| (\d+) of \2 \| \|$/m);
+    // A chart per axis: clients (above), workers, the uploads' budget, and the many-client waves.
+    for (const chart of ['workers-ratio', 'upload-budget', 'scale-evenness', 'scale-rss'])
+      assert.match(await readFile(join(out, `${chart}.svg`), 'utf8'), /<polyline /, chart);
+    // Many clients at once, in two waves (150 and 500 in a full run): every one complete, with the right SHA-256.
+    assert.equal(
+      stdout.match(/^\| complete, right SHA-256 \| (\d+) of \1 \| (\d+) of \2 \| \|$/gm)?.length,
+      2,
+    );
     // Metadata under load, on both engines, without errors.
     for (const engine of ['sqlite', 'postgres'])
       for (const request of ['whoami', 'show image', 'list images'])
         assert.match(
           stdout,
           new RegExp(
-            `^\\| ${engine} \\| ${request}[^|]* \\| \\d+ \\| [\\d.]+ ms \\| [\\d.]+ ms \\| 0 \\|$`,
+            // (the columns after the errors are the metadata benchmark's own business)
+            `^\\| ${engine} \\| ${request}[^|]* \\| \\d+ \\| [\\d.]+ ms \\| [\\d.]+ ms \\| 0 \\|`,
             'm',
           ),
         );
@@ -105,6 +137,21 @@ describe('npm run bench, smoke mode', () => {
       stdout,
       /^\| a victim's p99 under a flood of costly certificate chains ≤ 2x without it \| .* \| (yes|no) \|$/m,
     );
+    for (const target of [
+      "upload to disk, every digest: CPU per GB ≤ 1.3 x \\(nginx's \\+ the digests'\\)",
+      "upload to disk, SHA-256: system CPU per GB ≤ 1.5 x nginx's",
+      'download, HTTP: ≥ 0.9 of nginx at every client count',
+      "download, HTTPS, default suite: CPU per GB ≤ 1.5 x nginx's",
+      "uploads ≥ 2 x Glance's rate [^|]*",
+      "downloads ≥ 1.2 x Glance's rate [^|]*",
+      "the run's last upload step within 10 % of its first [^|]*",
+      '20 simultaneous downloads [^|]*',
+    ])
+      assert.match(
+        stdout,
+        new RegExp(`^\\| ${target} \\| [^|]+ \\| (yes|no|not measured) \\|$`, 'm'),
+        target,
+      );
     for (const target of [
       'upload to disk with SHA-256 ≥ 0.8 of nginx PUT, both with the bytes on disk',
       'upload, discarded, with every digest ≥ 0.8 of nginx reading and dropping the body',
