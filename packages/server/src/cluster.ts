@@ -21,6 +21,7 @@ import { hostname } from 'node:os';
 import type { DevelopmentAdmin } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
 import { prepareServer, serverUrls } from './server.ts';
+import { ACTOR_CACHE_MS } from './services/identity.ts';
 
 /** The variable that tells a worker its slot (0 to workers-1); a replacement takes the slot of the one it replaces. */
 const SLOT_VARIABLE = 'REPOMAN_WORKER_SLOT';
@@ -30,11 +31,28 @@ const QUICK_DEATH_MS = 10_000;
 const FIRST_PAUSE_MS = 1000;
 const LONGEST_PAUSE_MS = 60_000;
 
-/** What a worker tells its primary. */
-type FromWorker = { repoman: 'ready'; https: number; http: number | null };
+/**
+ * The messages between a worker and its primary (Node's IPC channel, JSON). A worker asks the primary
+ * (`request`, answered by `reply`); the primary asks workers (`ask`, answered by `answer`), and carries what
+ * one worker has to tell the others.
+ */
+type Question = 'identities-changed';
+type FromWorker =
+  | { repoman: 'ready'; https: number; http: number | null }
+  | { repoman: 'request'; id: number; what: Question }
+  | { repoman: 'answer'; id: number; value?: unknown };
+type ToWorker =
+  | { repoman: 'reply'; id: number; value?: unknown }
+  | { repoman: 'ask'; id: number; what: 'forget-identities' };
 
-const fromWorker = (message: unknown): FromWorker | null =>
-  typeof message === 'object' && message !== null && 'repoman' in message ? (message as FromWorker) : null;
+const isOurs = (message: unknown): boolean =>
+  typeof message === 'object' && message !== null && 'repoman' in message;
+
+/**
+ * How long the primary waits for the other workers to forget who someone is: after that their memory has
+ * lapsed anyway (services/identity.ts ACTOR_CACHE_MS).
+ */
+const FORGET_WAIT_MS = ACTOR_CACHE_MS;
 
 /** A worker's side of its channel to the primary. */
 export interface WorkerLink {
@@ -42,6 +60,13 @@ export interface WorkerLink {
   slot: number;
   /** The worker listens on both ports and serves. */
   ready(https: number, http: number | null): void;
+  /**
+   * Tells the other workers that who someone is may have changed (services/identity.ts); resolves once each
+   * has forgotten what it remembered, so that the next request forgets it whichever worker answers it.
+   */
+  identitiesChanged(): Promise<void>;
+  /** What this worker does when another says that who someone is may have changed. */
+  onIdentitiesChanged(forget: () => Promise<void>): void;
 }
 
 /** In a worker process: the link to its primary. */
@@ -51,9 +76,41 @@ export function connectToPrimary(): WorkerLink {
     // A primary that is gone cannot be told; the worker stops on 'disconnect' (main.ts).
     if (process.connected) process.send?.(message, undefined, undefined, () => {});
   };
+  let nextId = 1;
+  const waiting = new Map<number, (value: unknown) => void>();
+  /** Asks the primary; undefined if it does not answer within `ms` (or is gone). */
+  const request = (what: Question, ms: number) =>
+    new Promise<unknown>((resolve) => {
+      if (!process.connected) return resolve(undefined);
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        waiting.delete(id);
+        resolve(undefined);
+      }, ms);
+      waiting.set(id, (value) => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        resolve(value);
+      });
+      send({ repoman: 'request', id, what });
+    });
+  let forget: () => Promise<void> = async () => {};
+  process.on('message', (raw: unknown) => {
+    if (!isOurs(raw)) return;
+    const message = raw as ToWorker;
+    if (message.repoman === 'reply') waiting.get(message.id)?.(message.value);
+    else if (message.what === 'forget-identities')
+      forget().finally(() => send({ repoman: 'answer', id: message.id }));
+  });
   return {
     slot,
     ready: (https, http) => send({ repoman: 'ready', https, http }),
+    identitiesChanged: async () => {
+      await request('identities-changed', FORGET_WAIT_MS + 1000);
+    },
+    onIdentitiesChanged: (handler) => {
+      forget = handler;
+    },
   };
 }
 
@@ -184,6 +241,49 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
     }
   };
 
+  /** Questions put to workers and not yet answered, by id, and by the worker asked. */
+  let nextQuestion = 1;
+  const asked = new Map<number, (value: unknown) => void>();
+  const askedOf = new Map<Worker, Set<(value: unknown) => void>>();
+  /**
+   * Asks every serving worker but `except`; resolves with their answers, undefined for one that did not answer
+   * within `ms` or stopped meanwhile.
+   */
+  const askWorkers = (what: 'forget-identities', except: Worker | null, ms: number) =>
+    Promise.all(
+      slots
+        .map((slot) => (slot.ready ? slot.worker : null))
+        .filter((worker): worker is Worker => worker !== null && worker !== except && worker.isConnected())
+        .map(
+          (worker) =>
+            new Promise<unknown>((resolve) => {
+              const id = nextQuestion++;
+              const done = (value: unknown) => {
+                clearTimeout(timer);
+                asked.delete(id);
+                askedOf.get(worker)?.delete(done);
+                resolve(value);
+              };
+              const timer = setTimeout(() => done(undefined), ms);
+              asked.set(id, done);
+              askedOf.set(worker, (askedOf.get(worker) ?? new Set()).add(done));
+              worker.send({ repoman: 'ask', id, what } satisfies ToWorker, undefined, undefined, () => {});
+            }),
+        ),
+    );
+  /** What a worker asks of the primary: mostly, to pass something on to the others. */
+  const answer = async (worker: Worker, request: Extract<FromWorker, { repoman: 'request' }>) => {
+    const value: unknown = null;
+    if (request.what === 'identities-changed') await askWorkers('forget-identities', worker, FORGET_WAIT_MS);
+    if (worker.isConnected())
+      worker.send(
+        { repoman: 'reply', id: request.id, value } satisfies ToWorker,
+        undefined,
+        undefined,
+        () => {},
+      );
+  };
+
   const fork = (index: number) => {
     const slot = slots[index] as Slot;
     slot.restart = null;
@@ -192,15 +292,22 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
     slot.started = Date.now();
     slot.ready = false;
     worker.on('message', (raw: unknown) => {
-      const message = fromWorker(raw);
-      if (message?.repoman !== 'ready') return;
-      slot.ready = true;
-      if (serving)
-        log.info({ slot: index, worker: worker.process.pid }, 'a new worker serves in place of the old');
-      else if (slots.every((s) => s.ready)) started?.resolve();
+      if (!isOurs(raw)) return; // prom-client's, or Node's own
+      const message = raw as FromWorker;
+      if (message.repoman === 'answer') asked.get(message.id)?.(message.value ?? null);
+      else if (message.repoman === 'request') void answer(worker, message);
+      else if (message.repoman === 'ready') {
+        slot.ready = true;
+        if (serving)
+          log.info({ slot: index, worker: worker.process.pid }, 'a new worker serves in place of the old');
+        else if (slots.every((s) => s.ready)) started?.resolve();
+      }
     });
     worker.on('exit', (code, signal) => {
       slot.worker = null;
+      slot.ready = false;
+      for (const done of askedOf.get(worker) ?? []) done(undefined);
+      askedOf.delete(worker);
       const status = code ?? (signal ? 1 : 0);
       if (stopping) {
         if (status !== 0) failed = 1;

@@ -158,7 +158,12 @@ interface Repository {
 async function openRepository(
   config: ServerConfig,
   closers: (() => Promise<void>)[],
-  options: { metrics: Metrics | null; onPoolError: (error: Error) => void; maxJobs: number },
+  options: {
+    metrics: Metrics | null;
+    onPoolError: (error: Error) => void;
+    maxJobs: number;
+    worker?: WorkerLink | undefined;
+  },
 ): Promise<Repository> {
   const { metrics } = options;
   const database = await openDatabase({
@@ -194,6 +199,7 @@ async function openRepository(
     hashing,
     limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
     transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
+    tellOtherWorkers: options.worker?.identitiesChanged,
     conversions: {
       enabled: config.conversions.enabled,
       qemuImg: config.conversions.qemuImg,
@@ -207,6 +213,8 @@ async function openRepository(
     },
   });
   closers.push(async () => services.resumable.close());
+  // Another worker changed who someone is: forget, as it did.
+  options.worker?.onIdentitiesChanged(() => services.identity.forget());
   // Expired resumable uploads go, and so do temporary files nobody owns.
   const sweep = async (olderThanMs: number) => {
     await services.resumable.expire();
@@ -296,6 +304,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       maxJobs: worker
         ? shareOf(config.conversions.maxJobs, worker.slot, config.workers)
         : config.conversions.maxJobs,
+      worker,
     });
     const { database, store, services, sweep } = repository;
     const devAdmin = worker ? null : await bootstrapAccounts(database.db, config, pki);

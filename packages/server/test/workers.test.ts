@@ -8,7 +8,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { clientFor, tlsSocket } from './helpers/http.ts';
+import { ACTOR_CACHE_MS } from '../src/services/identity.ts';
+import { clientFor, expectError, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { type ClusteredTestServer, startTestServer } from './helpers/server.ts';
 
@@ -148,6 +149,35 @@ describe('a server of two worker processes on one SQLite file', () => {
     const deleted = await Promise.all(names.map((name) => admin.delete(`/api/users/${name}`)));
     assert.deepEqual([...new Set(deleted.map((r) => r.status))], [204]);
     assert.doesNotMatch(server.output(), /database is locked|database_unavailable/);
+  });
+
+  it('applies an account change to the very next request, whichever worker answers it', async () => {
+    assert.equal(
+      (await admin.post('/api/users', { user_name: 'cal', client_dn: pki.dn('cal') })).status,
+      201,
+    );
+    const cal = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('cal'));
+    // Only a round within the cache's lifetime shows anything: a slower one is tried again.
+    for (let round = 1; ; round++) {
+      const began = Date.now();
+      let since = logLines(server).length;
+      // Both workers look Cal up, and remember him.
+      const before = await Promise.all(Array.from({ length: 12 }, () => cal.get('/api/whoami')));
+      assert.deepEqual([...new Set(before.map((r) => r.status))], [200]);
+      const remembering = [...(await allLogged(server, since, 12)).keys()];
+      assert.equal((await admin.patch('/api/users/cal', { suspended: true })).status, 200);
+      since = logLines(server).length;
+      const afterwards = await Promise.all(Array.from({ length: 12 }, () => cal.get('/api/whoami')));
+      const answering = [...(await allLogged(server, since, 12)).keys()];
+      const inTime = Date.now() - began < ACTOR_CACHE_MS;
+      if (!inTime || remembering.length < 2 || answering.length < 2) {
+        assert.ok(round < 5, 'five rounds in a row were too slow, or answered by one worker, to tell');
+        assert.equal((await admin.patch('/api/users/cal', { suspended: false })).status, 200);
+        continue;
+      }
+      for (const answer of afterwards) expectError(answer, 403, 'user_suspended');
+      break;
+    }
   });
 
   it('replaces a worker that dies, in its slot, and goes on serving meanwhile', async () => {

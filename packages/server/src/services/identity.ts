@@ -17,10 +17,11 @@ export interface CertificateIdentity {
 }
 
 /**
- * How long who a certificate's DN is (the user, their groups and permissions) is remembered. The services that
- * change users and groups forget it all (`forget`) once their change is committed, so on one server a change
- * applies to the very next request; a change made through another server sharing the database applies here
- * within this time.
+ * How long who a certificate's DN is (the user, their groups and permissions) is remembered. The rule, for
+ * workers and servers alike: a change to users and groups applies to the very next request on every worker
+ * process of the server that made it, and within this time on other servers sharing the database. The
+ * services that change users and groups forget it all (`forget`) once their change is committed, and have the
+ * server's other workers forget it too before they answer (services/index.ts, cluster.ts).
  */
 export const ACTOR_CACHE_MS = 2000;
 const ACTOR_CACHE_ENTRIES = 1000;

@@ -42,6 +42,11 @@ export function createServices(deps: {
   transfers?: TransferPolicy | undefined;
   /** Limits per user (docs/configuration.md); absent: none. */
   limits?: { defaultQuota: number | null; maxImagesPerUser: number } | undefined;
+  /**
+   * Tells this server's other worker processes that who someone is may have changed, and resolves once they
+   * have forgotten it (cluster.ts); absent when the server is one process.
+   */
+  tellOtherWorkers?: (() => Promise<void>) | undefined;
 }) {
   const { db, store, policy, hashing, limits } = deps;
   const quota = createQuotaService({ db });
@@ -57,9 +62,12 @@ export function createServices(deps: {
     return { status: ok ? ('ok' as const) : ('unavailable' as const), database, store: blobs };
   }
   let lastHealth: { at: number; result: ReturnType<typeof checkHealth> } | undefined;
-  // Who a DN is, remembered briefly: the services that change users and groups make it forget.
+  // Who a DN is, remembered briefly: the services that change users and groups make every worker forget.
   const identity = createIdentityService({ db });
-  const identitiesChanged = identity.forget;
+  const identitiesChanged = async () => {
+    await identity.forget();
+    await deps.tellOtherWorkers?.();
+  };
   return {
     identity,
     audit: createAuditService({ db }),

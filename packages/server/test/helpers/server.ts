@@ -142,6 +142,7 @@ async function startClustered(
 ): Promise<ClusteredTestServer> {
   const primary = spawn(process.execPath, [MAIN, 'serve'], {
     cwd: dir,
+    detached: true, // a process group of its own, the workers with it: stop() can end them all
     env: { ...process.env, REPOMAN_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -176,7 +177,8 @@ async function startClustered(
     async stop() {
       if (primary.exitCode === null && primary.signalCode === null) {
         primary.kill('SIGTERM');
-        const killer = setTimeout(() => primary.kill('SIGKILL'), 30_000);
+        // Workers drain what is in progress; one that a test left waiting does not hold the run for ever.
+        const killer = setTimeout(() => process.kill(-(primary.pid as number), 'SIGKILL'), 30_000);
         await exited;
         clearTimeout(killer);
       }
