@@ -20,6 +20,7 @@ import net, { type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { DevelopmentAdmin } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
+import { addUpWorkers } from './http/metrics.ts';
 import { prepareServer, serverUrls } from './server.ts';
 import { ACTOR_CACHE_MS } from './services/identity.ts';
 
@@ -36,14 +37,14 @@ const LONGEST_PAUSE_MS = 60_000;
  * (`request`, answered by `reply`); the primary asks workers (`ask`, answered by `answer`), and carries what
  * one worker has to tell the others.
  */
-type Question = 'identities-changed';
+type Question = 'identities-changed' | 'metrics';
 type FromWorker =
   | { repoman: 'ready'; https: number; http: number | null }
   | { repoman: 'request'; id: number; what: Question }
   | { repoman: 'answer'; id: number; value?: unknown };
 type ToWorker =
   | { repoman: 'reply'; id: number; value?: unknown }
-  | { repoman: 'ask'; id: number; what: 'forget-identities' };
+  | { repoman: 'ask'; id: number; what: 'forget-identities' | 'metrics' };
 
 const isOurs = (message: unknown): boolean =>
   typeof message === 'object' && message !== null && 'repoman' in message;
@@ -53,6 +54,8 @@ const isOurs = (message: unknown): boolean =>
  * lapsed anyway (services/identity.ts ACTOR_CACHE_MS).
  */
 const FORGET_WAIT_MS = ACTOR_CACHE_MS;
+/** How long the primary waits for the workers' metrics; one that is slower is left out of that scrape. */
+const METRICS_WAIT_MS = 2000;
 
 /** A worker's side of its channel to the primary. */
 export interface WorkerLink {
@@ -67,6 +70,10 @@ export interface WorkerLink {
   identitiesChanged(): Promise<void>;
   /** What this worker does when another says that who someone is may have changed. */
   onIdentitiesChanged(forget: () => Promise<void>): void;
+  /** The metrics of every worker, added up (Prometheus text); null if the primary does not answer in time. */
+  serverMetrics(): Promise<string | null>;
+  /** How this worker gives its own metrics to be added up. */
+  onMetrics(collect: () => Promise<unknown>): void;
 }
 
 /** In a worker process: the link to its primary. */
@@ -95,12 +102,18 @@ export function connectToPrimary(): WorkerLink {
       send({ repoman: 'request', id, what });
     });
   let forget: () => Promise<void> = async () => {};
+  let collect: () => Promise<unknown> = async () => null;
   process.on('message', (raw: unknown) => {
     if (!isOurs(raw)) return;
     const message = raw as ToWorker;
     if (message.repoman === 'reply') waiting.get(message.id)?.(message.value);
     else if (message.what === 'forget-identities')
       forget().finally(() => send({ repoman: 'answer', id: message.id }));
+    else if (message.what === 'metrics')
+      collect().then(
+        (value) => send({ repoman: 'answer', id: message.id, value }),
+        () => send({ repoman: 'answer', id: message.id, value: null }),
+      );
   });
   return {
     slot,
@@ -110,6 +123,13 @@ export function connectToPrimary(): WorkerLink {
     },
     onIdentitiesChanged: (handler) => {
       forget = handler;
+    },
+    serverMetrics: async () => {
+      const text = await request('metrics', METRICS_WAIT_MS + 1000);
+      return typeof text === 'string' ? text : null;
+    },
+    onMetrics: (handler) => {
+      collect = handler;
     },
   };
 }
@@ -249,7 +269,7 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
    * Asks every serving worker but `except`; resolves with their answers, undefined for one that did not answer
    * within `ms` or stopped meanwhile.
    */
-  const askWorkers = (what: 'forget-identities', except: Worker | null, ms: number) =>
+  const askWorkers = (what: 'forget-identities' | 'metrics', except: Worker | null, ms: number) =>
     Promise.all(
       slots
         .map((slot) => (slot.ready ? slot.worker : null))
@@ -273,8 +293,12 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
     );
   /** What a worker asks of the primary: mostly, to pass something on to the others. */
   const answer = async (worker: Worker, request: Extract<FromWorker, { repoman: 'request' }>) => {
-    const value: unknown = null;
+    let value: unknown = null;
     if (request.what === 'identities-changed') await askWorkers('forget-identities', worker, FORGET_WAIT_MS);
+    else if (request.what === 'metrics') {
+      const answers = await askWorkers('metrics', null, METRICS_WAIT_MS);
+      value = await addUpWorkers(answers.filter((answer) => Array.isArray(answer))).catch(() => null);
+    }
     if (worker.isConnected())
       worker.send(
         { repoman: 'reply', id: request.id, value } satisfies ToWorker,

@@ -22,7 +22,7 @@ import { buildApp } from './http/app.ts';
 import { balancerList } from './http/balancers.ts';
 import { capConnectionsPerAddress } from './http/connection-cap.ts';
 import { clientErrorHandler } from './http/errors.ts';
-import { createMetrics, type Metrics } from './http/metrics.ts';
+import { createMetrics, type Metrics, metricsOfThisProcess } from './http/metrics.ts';
 import { acceptProxyProtocol } from './http/proxy-protocol.ts';
 import { loadWebAssets } from './http/web.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
@@ -288,7 +288,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // A worker reads what its primary made.
   const pki = worker ? pkiPathsOf(config) : await ensureDevelopmentPki(config);
   let log: FastifyInstance['log'] | undefined;
-  const metrics = config.metrics.enabled ? createMetrics() : null;
+  const metrics = config.metrics.enabled
+    ? createMetrics({ gather: worker ? () => worker.serverMetrics() : undefined })
+    : null;
+  if (metrics) worker?.onMetrics(() => metricsOfThisProcess(metrics));
   let closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
     const closing = closers;

@@ -51,6 +51,16 @@ async function allLogged(server: ClusteredTestServer, since: number, count: numb
   return answeredBy(server, since);
 }
 
+/**
+ * The longest event-loop delay of any worker since the last scrape, in ms (a measure, not a test: the machine
+ * may be busy with other things).
+ */
+async function eventLoopDelay(server: ClusteredTestServer): Promise<number> {
+  const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('repoman_nodejs_eventloop_lag_max_seconds '));
+  return Math.round(Number(line?.split(' ')[1]) * 1000);
+}
+
 /** The workers the primary started, by slot, from its log. */
 function workerPids(server: ClusteredTestServer): number[] {
   const started = logLines(server).find((line) => line.msg === 'every worker serves');
@@ -103,7 +113,28 @@ describe('a server of two worker processes on one SQLite file', () => {
     assert.deepEqual([...new Set(plain)], [200]);
   });
 
-  it('never answers 5xx to concurrent writes from both workers (no "database is locked")', async () => {
+  it('answers /metrics for the whole server, whichever worker is asked', async () => {
+    const whoamis = async () => {
+      const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
+      const line = text
+        .split('\n')
+        .find((l) => l.startsWith('repoman_http_requests_total{') && l.includes('route="/api/whoami"'));
+      return Number(line?.split(' ').pop() ?? 0);
+    };
+    const before = await whoamis();
+    const since = logLines(server).length;
+    const answers = await Promise.all(Array.from({ length: 20 }, () => bob.get('/api/whoami')));
+    assert.deepEqual([...new Set(answers.map((r) => r.status))], [200]);
+    assert.equal((await allLogged(server, since, 20)).size, 2, 'both workers answered some');
+    // Each scrape lands on either worker, and every one counts all twenty.
+    for (let i = 0; i < 6; i++) assert.equal(await whoamis(), before + 20);
+    const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
+    assert.match(text, /^# TYPE repoman_http_request_duration_seconds histogram$/m);
+    assert.match(text, /^repoman_process_resident_memory_bytes \d+/m);
+  });
+
+  it('never answers 5xx to concurrent writes from both workers (no "database is locked")', async (t) => {
+    await eventLoopDelay(server); // from now on
     const names = Array.from({ length: 30 }, (_, i) => `storm-${i}.img`);
     const created = await Promise.all(names.map((name) => bob.post('/api/images', { name })));
     assert.deepEqual([...new Set(created.map((r) => r.status))], [201]);
@@ -123,6 +154,9 @@ describe('a server of two worker processes on one SQLite file', () => {
     const deleted = await Promise.all(names.map((name) => bob.delete(`/api/images/${name}`)));
     assert.deepEqual([...new Set(deleted.map((r) => r.status))], [204]);
     assert.doesNotMatch(server.output(), /database is locked|database_unavailable/);
+    t.diagnostic(
+      `the longest event-loop delay of either worker meanwhile: ${await eventLoopDelay(server)} ms`,
+    );
   });
 
   it('never answers 5xx to concurrent account changes from both workers', async () => {

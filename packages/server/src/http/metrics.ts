@@ -2,11 +2,13 @@
  * Prometheus metrics at `/metrics`, for the addresses configured in `metrics.allow` only (others get a 404, as
  * if there were no such page): requests by route and status, bytes in and out, transfer durations, uploads
  * and downloads in progress, authentication failures by reason, database and blob store latency, and the
- * process's own (memory, CPU, event loop). Each server has a registry of its own.
+ * process's own (memory, CPU, event loop). Each server has a registry of its own; a server of several worker
+ * processes answers with all of theirs added up (`gather`, through the primary: cluster.ts), so that one
+ * scrape of any worker sees the whole server.
  */
 import type { BlockList } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BlobStore, BlobUpload } from '../blobs/store.ts';
 import { RAW_FORMS } from './image-ref.ts';
 import { addressIn } from './proxy-protocol.ts';
@@ -35,9 +37,16 @@ export interface Metrics {
    * (`connections`), or had too many certificates refused this minute (`refused_certificates`).
    */
   refusedConnection(port: 'https' | 'http', reason: 'connections' | 'refused_certificates'): void;
+  /** What `/metrics` answers, in Prometheus's text format: the whole server's. */
+  render(): Promise<string>;
 }
 
-export function createMetrics(): Metrics & { http: HttpMetrics } {
+export function createMetrics(
+  options: {
+    /** The metrics of every worker of the server, added up; null if they cannot be had (this worker's, then). */
+    gather?: (() => Promise<string | null>) | undefined;
+  } = {},
+): Metrics & { http: HttpMetrics } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'repoman_' });
   const query = new Histogram({
@@ -83,6 +92,7 @@ export function createMetrics(): Metrics & { http: HttpMetrics } {
   });
   return {
     registry,
+    render: async () => (await options.gather?.()) ?? registry.metrics(),
     observeQuery: (seconds, failed) => query.observe({ outcome: failed ? 'error' : 'ok' }, seconds),
     refusedConnection: (port, reason) => refused.inc({ port, reason }),
     instrument: (inner) => ({
@@ -244,7 +254,20 @@ export function registerMetrics(
           .code(404)
           .send({ error: { code: 'not_found', message: `No route ${request.method} /metrics` } });
       }
-      return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+      return reply.type(metrics.registry.contentType).send(await metrics.render());
     },
   );
+}
+
+/** A worker's metrics, for its primary to add up with the others' (cluster.ts). */
+export const metricsOfThisProcess = (metrics: Metrics): Promise<unknown> =>
+  metrics.registry.getMetricsAsJSON();
+
+/**
+ * One server's metrics from its workers' (metricsOfThisProcess): counters and histograms added up, and the
+ * process's gauges as prom-client declares them (memory and open files added, the event loop's longest delay
+ * the longest of all, its percentiles averaged, the start time left out).
+ */
+export function addUpWorkers(perWorker: unknown[]): Promise<string> {
+  return AggregatorRegistry.aggregate(perWorker as object[]).metrics();
 }
