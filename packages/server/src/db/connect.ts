@@ -2,9 +2,17 @@
  * Opens the metadata database named by a URL: `sqlite:PATH` (the embedded default) or `postgres://…` (for
  * several servers sharing one repository), and applies the migrations.
  */
+
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Kysely, type KyselyConfig, PostgresDialect } from 'kysely';
+import {
+  Kysely,
+  type KyselyConfig,
+  PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+} from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
 import type { Database, Db, Engine } from './schema.ts';
@@ -31,14 +39,18 @@ export interface DatabaseOptions {
 const INT8 = 20;
 const TIMESTAMPTZ = 1184;
 
-/** Per-pool type parsers (not pg's global ones): bigint as number (sizes stay below 2^53), timestamps as ISO text. */
+const parseTimestamp = pg.types.getTypeParser(TIMESTAMPTZ, 'text');
+const asNumber = (value: string) => Number(value);
+const asIsoText = (value: string) => (parseTimestamp(value) as Date).toISOString();
+
+/**
+ * Per-pool type parsers (not pg's global ones): bigint as number (sizes stay below 2^53), timestamps as ISO
+ * text. (pg asks for each column of every result: the same functions every time.)
+ */
 const pgTypes = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === INT8) return (value: string) => Number(value);
-    if (oid === TIMESTAMPTZ) {
-      const parseDate = pg.types.getTypeParser(TIMESTAMPTZ, 'text');
-      return (value: string) => (parseDate(value) as Date).toISOString();
-    }
+    if (oid === INT8) return asNumber;
+    if (oid === TIMESTAMPTZ) return asIsoText;
     return pg.types.getTypeParser(oid, format ?? 'text');
   },
 } as pg.CustomTypesConfig;
@@ -71,6 +83,68 @@ function queryLog(options: DatabaseOptions): Pick<KyselyConfig, 'log'> {
   const onQuery = options.onQuery;
   if (!onQuery) return {};
   return { log: (event) => onQuery(event.queryDurationMillis / 1000, event.level === 'error') };
+}
+
+/** Distinct statements kept prepared on each PostgreSQL connection; any more run unnamed (parsed every time). */
+const PREPARED_STATEMENTS = 500;
+/** `cached plan must not change result type`: a `select *` prepared before a migration added a column. */
+const STALE_PLAN = '0A000';
+
+/**
+ * The pool Kysely uses, running every query that has parameters (all that Kysely builds) as a named prepared
+ * statement: PostgreSQL parses and plans it once per connection instead of at every run, and pg skips sending
+ * its text again. The name is the hash of the text, so a statement is the same on every connection. A prepared
+ * `select *` fails once its table gains a column (a migration by a newer server sharing the database): that
+ * connection then prepares it again under a new name.
+ */
+function preparingPool(pool: pg.Pool): PostgresPool {
+  const names = new Map<string, string>();
+  const nameOf = (text: string): string | undefined => {
+    let name = names.get(text);
+    if (name === undefined && names.size < PREPARED_STATEMENTS) {
+      name = `k${createHash('sha1').update(text).digest('base64url')}`;
+      names.set(text, name);
+    }
+    return name;
+  };
+  const wrapped = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    /** Bumped when a plan went stale: this connection's statements get new names. */
+    let generation = 0;
+    const query = async (text: string, values: unknown[]) => {
+      const name = nameOf(text);
+      if (name === undefined) return client.query(text, values);
+      try {
+        return await client.query({ name: `${name}_${generation}`, text, values });
+      } catch (error) {
+        if ((error as { code?: string }).code !== STALE_PLAN) throw error;
+        generation++;
+        return client.query({ name: `${name}_${generation}`, text, values });
+      }
+    };
+    return {
+      query: ((textOrCursor: string | object, values?: readonly unknown[]) =>
+        typeof textOrCursor === 'string' && values && values.length > 0
+          ? query(textOrCursor, [...values])
+          : client.query(
+              textOrCursor as string,
+              values as unknown[],
+            )) as unknown as PostgresPoolClient['query'],
+      release: (destroy?: boolean) => client.release(destroy),
+    };
+  };
+  return {
+    connect: async () => {
+      const client = await pool.connect();
+      let found = wrapped.get(client);
+      if (!found) {
+        found = wrap(client);
+        wrapped.set(client, found);
+      }
+      return found;
+    },
+    end: () => pool.end(),
+  };
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -108,7 +182,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
         client.release();
       }
     }
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), ...queryLog(options) });
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: preparingPool(pool) }),
+      ...queryLog(options),
+    });
   }
   try {
     // Servers starting at the same moment on a fresh schema race on its catalog (a schema or table another
