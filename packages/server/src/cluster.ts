@@ -20,6 +20,7 @@ import net, { type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { DevelopmentAdmin } from './bootstrap.ts';
 import type { ServerConfig } from './config.ts';
+import { type AddressLedger, createAddressLedger, type Verdict } from './http/connection-cap.ts';
 import { addUpWorkers } from './http/metrics.ts';
 import { prepareServer, serverUrls } from './server.ts';
 import { ACTOR_CACHE_MS } from './services/identity.ts';
@@ -37,11 +38,12 @@ const LONGEST_PAUSE_MS = 60_000;
  * (`request`, answered by `reply`); the primary asks workers (`ask`, answered by `answer`), and carries what
  * one worker has to tell the others.
  */
-type Question = 'identities-changed' | 'metrics';
+type Question = 'identities-changed' | 'metrics' | 'admit';
 type FromWorker =
   | { repoman: 'ready'; https: number; http: number | null }
-  | { repoman: 'request'; id: number; what: Question }
-  | { repoman: 'answer'; id: number; value?: unknown };
+  | { repoman: 'request'; id: number; what: Question; address?: string }
+  | { repoman: 'answer'; id: number; value?: unknown }
+  | { repoman: 'tell'; what: 'release' | 'strike'; address: string };
 type ToWorker =
   | { repoman: 'reply'; id: number; value?: unknown }
   | { repoman: 'ask'; id: number; what: 'forget-identities' | 'metrics' };
@@ -56,6 +58,8 @@ const isOurs = (message: unknown): boolean =>
 const FORGET_WAIT_MS = ACTOR_CACHE_MS;
 /** How long the primary waits for the workers' metrics; one that is slower is left out of that scrape. */
 const METRICS_WAIT_MS = 2000;
+/** How long a connection waits for the primary to count it; then it is let in uncounted. */
+const ADMIT_WAIT_MS = 5000;
 
 /** A worker's side of its channel to the primary. */
 export interface WorkerLink {
@@ -74,6 +78,8 @@ export interface WorkerLink {
   serverMetrics(): Promise<string | null>;
   /** How this worker gives its own metrics to be added up. */
   onMetrics(collect: () => Promise<unknown>): void;
+  /** The server's connections and refused certificates by address, kept by the primary (http/connection-cap.ts). */
+  ledger: AddressLedger;
 }
 
 /** In a worker process: the link to its primary. */
@@ -86,7 +92,7 @@ export function connectToPrimary(): WorkerLink {
   let nextId = 1;
   const waiting = new Map<number, (value: unknown) => void>();
   /** Asks the primary; undefined if it does not answer within `ms` (or is gone). */
-  const request = (what: Question, ms: number) =>
+  const request = (what: Question, ms: number, address?: string) =>
     new Promise<unknown>((resolve) => {
       if (!process.connected) return resolve(undefined);
       const id = nextId++;
@@ -99,7 +105,7 @@ export function connectToPrimary(): WorkerLink {
         waiting.delete(id);
         resolve(value);
       });
-      send({ repoman: 'request', id, what });
+      send({ repoman: 'request', id, what, ...(address === undefined ? {} : { address }) });
     });
   let forget: () => Promise<void> = async () => {};
   let collect: () => Promise<unknown> = async () => null;
@@ -130,6 +136,12 @@ export function connectToPrimary(): WorkerLink {
     },
     onMetrics: (handler) => {
       collect = handler;
+    },
+    ledger: {
+      // A primary that does not answer (it is gone, and this worker stopping) holds nobody back.
+      admit: async (address) => ((await request('admit', ADMIT_WAIT_MS, address)) as Verdict) ?? { ok: true },
+      release: (address) => send({ repoman: 'tell', what: 'release', address }),
+      strike: (address) => send({ repoman: 'tell', what: 'strike', address }),
     },
   };
 }
@@ -261,6 +273,21 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
     }
   };
 
+  // Both limits of http/connection-cap.ts are the server's: counted here, for every worker.
+  const ledger = createAddressLedger({
+    max: config.connections.maxPerAddress,
+    maxRefusedPerMinute: config.connections.maxRefusedCertificatesPerMinute,
+  });
+  /** The connections each worker holds, by address: let go of when it dies. */
+  const heldBy = new Map<Worker, Map<string, number>>();
+  const hold = (worker: Worker, address: string, change: 1 | -1) => {
+    const held = heldBy.get(worker) ?? new Map<string, number>();
+    heldBy.set(worker, held);
+    const count = (held.get(address) ?? 0) + change;
+    if (count > 0) held.set(address, count);
+    else held.delete(address);
+  };
+
   /** Questions put to workers and not yet answered, by id, and by the worker asked. */
   let nextQuestion = 1;
   const asked = new Map<number, (value: unknown) => void>();
@@ -294,7 +321,12 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
   /** What a worker asks of the primary: mostly, to pass something on to the others. */
   const answer = async (worker: Worker, request: Extract<FromWorker, { repoman: 'request' }>) => {
     let value: unknown = null;
-    if (request.what === 'identities-changed') await askWorkers('forget-identities', worker, FORGET_WAIT_MS);
+    if (request.what === 'admit') {
+      const verdict = ledger.admit(request.address as string);
+      if (verdict.ok) hold(worker, request.address as string, 1);
+      value = verdict;
+    } else if (request.what === 'identities-changed')
+      await askWorkers('forget-identities', worker, FORGET_WAIT_MS);
     else if (request.what === 'metrics') {
       const answers = await askWorkers('metrics', null, METRICS_WAIT_MS);
       value = await addUpWorkers(answers.filter((answer) => Array.isArray(answer))).catch(() => null);
@@ -320,7 +352,13 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
       const message = raw as FromWorker;
       if (message.repoman === 'answer') asked.get(message.id)?.(message.value ?? null);
       else if (message.repoman === 'request') void answer(worker, message);
-      else if (message.repoman === 'ready') {
+      else if (message.repoman === 'tell') {
+        if (message.what === 'strike') ledger.strike(message.address);
+        else if (heldBy.get(worker)?.has(message.address)) {
+          ledger.release(message.address);
+          hold(worker, message.address, -1);
+        }
+      } else if (message.repoman === 'ready') {
         slot.ready = true;
         if (serving)
           log.info({ slot: index, worker: worker.process.pid }, 'a new worker serves in place of the old');
@@ -332,6 +370,10 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
       slot.ready = false;
       for (const done of askedOf.get(worker) ?? []) done(undefined);
       askedOf.delete(worker);
+      // Its connections died with it.
+      for (const [address, count] of heldBy.get(worker) ?? [])
+        for (let i = 0; i < count; i++) ledger.release(address);
+      heldBy.delete(worker);
       const status = code ?? (signal ? 1 : 0);
       if (stopping) {
         if (status !== 0) failed = 1;

@@ -327,8 +327,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const balancers = config.balancers.length > 0 ? balancerList(config.balancers) : null;
     const refusedBalancer = (error: Error, balancer: string) =>
       log?.warn({ balancer, reason: error.message }, 'closed a connection from a balancer');
-    // One address holds at most connections.max_per_address of both ports' connections; counted before TLS.
+    // One address holds at most connections.max_per_address of both ports' connections; counted before TLS,
+    // for the whole server (a worker's primary keeps the counts of all its workers).
     const connectionCap = capConnectionsPerAddress({
+      ledger: worker?.ledger,
       max: config.connections.maxPerAddress,
       balancers,
       maxRefusedPerMinute: config.connections.maxRefusedCertificatesPerMinute,

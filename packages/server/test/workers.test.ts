@@ -5,9 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import http from 'node:http';
+import https from 'node:https';
+import net, { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import tls from 'node:tls';
 import { ACTOR_CACHE_MS } from '../src/services/identity.ts';
 import { clientFor, expectError, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
@@ -278,5 +281,107 @@ describe('a server of two worker processes on one SQLite file', () => {
     assert.match(answer, /^HTTP\/1\.1 201 /);
     assert.equal(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).digests?.sha256, sha256(body));
     assert.equal(await exited, 0);
+  });
+});
+
+describe('the per-address limits of a server of two worker processes', () => {
+  const MAX = 4;
+  const REFUSED = 2;
+  let pki: TestPki;
+  let server: ClusteredTestServer;
+  const sockets: net.Socket[] = [];
+
+  before(async () => {
+    pki = await makeTestPki();
+    server = (await startTestServer({
+      engine: 'sqlite',
+      caPems: [pki.ca.certPem],
+      hostCertPem: pki.host.certPem,
+      hostKeyPem: pki.host.keyPem,
+      admins: [{ name: 'admin', dn: pki.dn('admin') }],
+      workers: 2,
+      env: {
+        REPOMAN_CONNECTIONS_MAX_PER_ADDRESS: String(MAX),
+        REPOMAN_CONNECTIONS_MAX_REFUSED_CERTIFICATES_PER_MINUTE: String(REFUSED),
+        REPOMAN_METRICS_ALLOW: '127.0.0.2',
+        // Nothing but the cap closes an idle connection while the test runs.
+        REPOMAN_TIMEOUTS_HANDSHAKE_SECONDS: '600',
+      },
+    })) as ClusteredTestServer;
+    const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+    await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') });
+  });
+  after(async () => {
+    for (const socket of sockets.splice(0)) socket.destroy();
+    await server?.stop();
+  });
+
+  /** A TCP connection from `from`, connected (the server may yet close it) and saying nothing. */
+  const open = async (from: string) => {
+    const socket = net.connect({ host: '127.0.0.1', port: server.httpsPort, localAddress: from });
+    sockets.push(socket);
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    return socket;
+  };
+
+  /** `GET /api/whoami` over `raw` with `credential`: the status, or null if the connection was closed. */
+  const whoamiOver = (raw: net.Socket, credential = pki.credential('bob')) =>
+    new Promise<number | null>((resolve) => {
+      const socket = tls.connect({ socket: raw, ca: pki.ca.certPem, ...credential, servername: 'localhost' });
+      socket.on('error', () => resolve(null));
+      socket.on('close', () => resolve(null));
+      const request = https.request(
+        { path: '/api/whoami', host: 'localhost', createConnection: () => socket },
+        (response) => {
+          response.resume();
+          response.on('end', () => resolve(response.statusCode ?? null));
+        },
+      );
+      request.on('error', () => resolve(null));
+      request.end();
+    });
+
+  const refusals = async (reason: string) => {
+    const text = await new Promise<string>((resolve, reject) => {
+      const request = http.get(`${server.httpUrl}/metrics`, { localAddress: '127.0.0.2' }, (response) => {
+        let body = '';
+        response.on('data', (chunk) => (body += chunk));
+        response.on('end', () => resolve(body));
+      });
+      request.on('error', reject);
+    });
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith(`repoman_connections_refused_total{port="https",reason="${reason}"}`));
+    return Number(line?.split(' ').pop() ?? 0);
+  };
+
+  it('holds an address to connections.max_per_address on both workers together', async () => {
+    const held = await Promise.all(Array.from({ length: MAX }, () => open('127.0.0.1')));
+    // Each worker alone holds fewer than MAX of them: one that counted its own would let these in.
+    for (let i = 0; i < 6; i++) assert.equal(await whoamiOver(await open('127.0.0.1')), null, `attempt ${i}`);
+    assert.equal(await whoamiOver(await open('127.0.0.5')), 200, 'another address gets in');
+    assert.equal(await refusals('connections'), 6, 'every refusal counted once, whichever worker made it');
+    assert.equal(await whoamiOver(held[0] as net.Socket), 200, 'a connection held is served');
+    (held[1] as net.Socket).destroy();
+    let freed: number | null = null;
+    // The primary learns of the close a moment after it happens: a refused attempt changes nothing.
+    for (let attempt = 0; attempt < 100 && freed === null; attempt++) {
+      if (attempt > 0) await sleep(20);
+      freed = await whoamiOver(await open('127.0.0.1'));
+    }
+    assert.equal(freed, 200, 'a closed connection freed its slot');
+    for (const socket of sockets.splice(0)) socket.destroy();
+  });
+
+  it('holds back an address whose certificates were refused too often, on every worker', async () => {
+    const untrusted = pki.bad('untrusted');
+    // Spread over both workers: no one of them saw more than REFUSED of them.
+    for (let i = 0; i < REFUSED + 1; i++)
+      assert.equal(await whoamiOver(await open('127.0.0.4'), untrusted), 401);
+    for (let i = 0; i < 6; i++) assert.equal(await whoamiOver(await open('127.0.0.4')), null, `attempt ${i}`);
+    assert.equal(await whoamiOver(await open('127.0.0.6')), 200, 'another address is served');
+    assert.equal(await refusals('refused_certificates'), 6);
   });
 });
