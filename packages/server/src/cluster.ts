@@ -114,7 +114,9 @@ export function connectToPrimary(): WorkerLink {
     const message = raw as ToWorker;
     if (message.repoman === 'reply') waiting.get(message.id)?.(message.value);
     else if (message.what === 'forget-identities')
-      forget().finally(() => send({ repoman: 'answer', id: message.id }));
+      forget()
+        .catch(() => {})
+        .then(() => send({ repoman: 'answer', id: message.id }));
     else if (message.what === 'metrics')
       collect().then(
         (value) => send({ repoman: 'answer', id: message.id, value }),
