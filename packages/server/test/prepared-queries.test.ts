@@ -1,12 +1,16 @@
 /**
- * PostgreSQL's named prepared statements (db/connect.ts): a statement prepared before a migration added a column
- * to its table still runs after it.
+ * Queries built once and run with new values (db/prepared.ts), and PostgreSQL's named prepared statements
+ * (db/connect.ts): each run answers with its own values, a list's shape picks its own query, and a statement
+ * prepared before a migration added a column still runs after it.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { openDatabase } from '../src/db/connect.ts';
-import { findImage, insertImage } from '../src/db/images-dal.ts';
+import { findImage, findImageById, insertImage, listImages } from '../src/db/images-dal.ts';
 import type { Db } from '../src/db/schema.ts';
 import { insertUser } from '../src/db/users-dal.ts';
 import { dropSchema, PG_URL, requirePostgres } from './helpers/postgres.ts';
@@ -59,14 +63,66 @@ async function fill(db: Db) {
   return { ann, ben };
 }
 
-describe('prepared statements', () => {
+describe('queries built once', () => {
+  let dir: string;
   const schema = `repoman_prepared_${process.pid}`;
   before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'repoman-prepared-'));
     await requirePostgres();
   });
   after(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await dropSchema(schema);
     await dropSchema(`${schema}_stale`);
   });
+
+  for (const engine of ['sqlite', 'postgres'] as const) {
+    it(`answer each run with its own values, each list shape with its own clauses, on ${engine}`, async () => {
+      const handle = await openDatabase(
+        engine === 'sqlite' ? { url: `sqlite:${join(dir, 'r.db')}` } : { url: PG_URL, schema },
+      );
+      try {
+        const { db } = handle;
+        const { ann, ben } = await fill(db);
+        assert.equal((await findImage(db, 'ann', 'b.img'))?.owner_id, ann);
+        assert.equal((await findImage(db, 'ben', 'a.img'))?.owner_id, ben);
+        assert.equal(await findImage(db, 'ben', 'b.img'), undefined);
+        const a = await findImage(db, 'ann', 'a.img');
+        assert.equal((await findImageById(db, a?.id as number))?.name, 'a.img');
+        const names = async (query: Partial<Parameters<typeof listImages>[1]>) => {
+          const { rows, total } = await listImages(db, {
+            visibleTo: null,
+            sort: 'name',
+            order: 'asc',
+            limit: 10,
+            offset: 0,
+            ...query,
+          });
+          return { names: rows.map((r) => `${r.owner_name}/${r.name}`), total };
+        };
+        assert.deepEqual(await names({}), {
+          names: ['ann/a.img', 'ben/a.img', 'ann/b.img', 'ben/c.img'],
+          total: 4,
+        });
+        assert.deepEqual(await names({ ownerId: ben }), { names: ['ben/a.img', 'ben/c.img'], total: 2 });
+        assert.deepEqual(await names({ ownerId: ann }), { names: ['ann/a.img', 'ann/b.img'], total: 2 });
+        assert.deepEqual(await names({ os_type: 'linux', order: 'desc' }), {
+          names: ['ben/a.img', 'ann/a.img'],
+          total: 2,
+        });
+        assert.deepEqual(await names({ namePrefix: 'c' }), { names: ['ben/c.img'], total: 1 });
+        assert.deepEqual(await names({ namePrefix: 'a.' }), { names: ['ann/a.img', 'ben/a.img'], total: 2 });
+        assert.deepEqual(await names({ visibleTo: { userId: ann }, limit: 1, offset: 1 }), {
+          names: ['ann/b.img'],
+          total: 2,
+        });
+        assert.deepEqual(await names({ visibleTo: { userId: null } }), { names: [], total: 0 });
+        assert.deepEqual(await names({ offset: 9 }), { names: [], total: 4 });
+      } finally {
+        await handle.close();
+      }
+    });
+  }
 
   it('run a prepared PostgreSQL statement again after a migration added a column to its table', async () => {
     const handle = await openDatabase({ url: PG_URL, schema: `${schema}_stale`, poolSize: 1 });

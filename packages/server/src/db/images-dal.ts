@@ -1,6 +1,8 @@
 /** Data access for images and their shares. */
 import { type Expression, type ExpressionBuilder, type Selectable, type SqlBool, sql } from 'kysely';
-import type { Database, Db, ImagesTable, ImageVersionsTable } from './schema.ts';
+import { fromJson, jsonArray, jsonPair } from './json-columns.ts';
+import { prepared } from './prepared.ts';
+import type { Database, Db, Engine, ImagesTable, ImageVersionsTable } from './schema.ts';
 
 export type ImageRow = Selectable<ImagesTable>;
 /** What an image shows of its current version: its digests and what its bytes are. */
@@ -12,6 +14,10 @@ type CurrentVersion = Pick<
 export type ImageWithOwner = ImageRow & { owner_name: string } & {
   [K in keyof CurrentVersion]: CurrentVersion[K] | null;
 };
+/** An image with who it is shared with. */
+export type ImageWithShares = ImageWithOwner & { shares: ImageShareRows };
+/** An image with who it is shared with and its owner's groups: all that decides who may see it. */
+export type ImageWithAccess = ImageWithShares & { ownerGroups: string[] };
 
 function selectImages(db: Db) {
   return db
@@ -33,11 +39,106 @@ function selectImages(db: Db) {
     ]);
 }
 
-export const findImage = (db: Db, ownerName: string, name: string) =>
-  selectImages(db).where('users.name', '=', ownerName).where('images.name', '=', name).executeTakeFirst();
+/**
+ * Who an image is shared with, as two columns of its row: `[[id, name], …]` sorted by name. (Users and groups
+ * by their id `in` the image's shares: the engines then look each share's row up by its key, rather than scan
+ * every user in name order to save sorting.)
+ */
+function shareColumns(engine: Engine, eb: ExpressionBuilder<Database, 'images'>) {
+  return [
+    eb
+      .selectFrom('users as su')
+      .where('su.id', 'in', (sub) =>
+        sub
+          .selectFrom('image_user_shares as us')
+          .select('us.user_id')
+          .whereRef('us.image_id', '=', 'images.id'),
+      )
+      .select(
+        jsonArray(engine, jsonPair(engine, sql.ref('su.id'), sql.ref('su.name')), sql.ref('su.name')).as('j'),
+      )
+      .as('user_shares'),
+    eb
+      .selectFrom('groups as sg')
+      .where('sg.id', 'in', (sub) =>
+        sub
+          .selectFrom('image_group_shares as gs')
+          .select('gs.group_id')
+          .whereRef('gs.image_id', '=', 'images.id'),
+      )
+      .select(
+        jsonArray(engine, jsonPair(engine, sql.ref('sg.id'), sql.ref('sg.name')), sql.ref('sg.name')).as('j'),
+      )
+      .as('group_shares'),
+  ];
+}
 
-export const findImageById = (db: Db, id: number) =>
-  selectImages(db).where('images.id', '=', id).executeTakeFirst();
+/** An image with the share columns, and with the owner's groups as a column (`[name, …]`, sorted). */
+function selectImagesWithAccess(db: Db, engine: Engine) {
+  return selectImages(db).select((eb) => [
+    ...shareColumns(engine, eb),
+    eb
+      .selectFrom('group_members as og')
+      .innerJoin('groups as g', 'g.id', 'og.group_id')
+      .whereRef('og.user_id', '=', 'images.owner_id')
+      .select(jsonArray(engine, sql.ref('g.name'), sql.ref('g.name')).as('j'))
+      .as('owner_groups'),
+  ]);
+}
+
+type Pairs = [number, string][];
+const named = (pairs: Pairs) => pairs.map(([id, name]) => ({ id, name }));
+
+/**
+ * The row with what its JSON columns hold. (Added to the row as it is: copying rows of thirty columns without
+ * those, with a rest pattern, took longer than the query.)
+ */
+function withShares<R extends ImageWithOwner & { user_shares: unknown; group_shares: unknown }>(
+  row: R,
+): R & { shares: ImageShareRows } {
+  const shares = {
+    users: named(fromJson<Pairs>(row.user_shares)),
+    groups: named(fromJson<Pairs>(row.group_shares)),
+  };
+  return Object.assign(row, { shares });
+}
+
+function withAccess(
+  row: ImageWithOwner & { user_shares: unknown; group_shares: unknown; owner_groups: unknown },
+): ImageWithAccess {
+  return Object.assign(withShares(row), { ownerGroups: fromJson<string[]>(row.owner_groups) });
+}
+
+const imageByName = prepared((db, v: { owner: string; name: string }) =>
+  selectImages(db).where('users.name', '=', v.owner).where('images.name', '=', v.name),
+);
+const imageById = prepared((db, v: { id: number }) => selectImages(db).where('images.id', '=', v.id));
+const accessByName = prepared((db, v: { owner: string; name: string }, engine) =>
+  selectImagesWithAccess(db, engine).where('users.name', '=', v.owner).where('images.name', '=', v.name),
+);
+const accessById = prepared((db, v: { id: number }, engine) =>
+  selectImagesWithAccess(db, engine).where('images.id', '=', v.id),
+);
+
+export const findImage = async (db: Db, ownerName: string, name: string) =>
+  (await imageByName(db, { owner: ownerName, name }))[0];
+
+export const findImageById = async (db: Db, id: number) => (await imageById(db, { id }))[0];
+
+/** The image with its shares and its owner's groups, in one query (what `find` decides access from). */
+export async function findImageWithAccess(
+  db: Db,
+  ownerName: string,
+  name: string,
+): Promise<ImageWithAccess | undefined> {
+  const row = (await accessByName(db, { owner: ownerName, name }))[0];
+  return row && withAccess(row);
+}
+
+export async function findImageWithAccessById(db: Db, id: number): Promise<ImageWithAccess | undefined> {
+  const row = (await accessById(db, { id }))[0];
+  return row && withAccess(row);
+}
 
 export async function insertImage(db: Db, image: Omit<ImageRow, 'id' | 'last_version'>): Promise<number> {
   const row = await db.insertInto('images').values(image).returning('id').executeTakeFirstOrThrow();
@@ -105,10 +206,6 @@ export async function sharesOfImages(
   return result;
 }
 
-export async function sharesOfImage(db: Db, imageId: number): Promise<ImageShareRows> {
-  return (await sharesOfImages(db, [imageId])).get(imageId) as ImageShareRows;
-}
-
 export async function addUserShare(db: Db, imageId: number, userId: number): Promise<void> {
   await db
     .insertInto('image_user_shares')
@@ -165,65 +262,92 @@ export interface ImageQuery {
   offset: number;
 }
 
-export async function listImages(db: Db, query: ImageQuery) {
-  type Eb = ExpressionBuilder<Database, 'images'>;
-  const sharedWith = (eb: Eb, userId: number) =>
-    eb.or([
-      eb.exists(
-        eb
-          .selectFrom('image_user_shares as us')
-          .select('us.image_id')
-          .whereRef('us.image_id', '=', 'images.id')
-          .where('us.user_id', '=', userId),
-      ),
-      eb.exists(
-        eb
-          .selectFrom('image_group_shares as gs')
-          .innerJoin('group_members as gm', 'gm.group_id', 'gs.group_id')
-          .select('gs.image_id')
-          .whereRef('gs.image_id', '=', 'images.id')
-          .where('gm.user_id', '=', userId),
-      ),
-    ]);
+/** What decides a list query's clauses, not its values: lists of one shape share one built query. */
+function shapeOf(query: ImageQuery) {
+  const visible = query.visibleTo;
+  return {
+    visible: visible === null ? 'all' : visible.userId === null ? 'public' : 'user',
+    owner: query.ownerId !== undefined,
+    sharedWith: query.sharedWith !== undefined,
+    sharedWithGroup: query.sharedWithGroup !== undefined,
+    public: query.public !== undefined,
+    namePrefix: Boolean(query.namePrefix),
+    os_variant: query.os_variant !== undefined,
+    os_type: query.os_type !== undefined,
+    os_arch: query.os_arch !== undefined,
+    hypervisor: query.hypervisor !== undefined,
+    disk_format: query.disk_format !== undefined,
+    sort: query.sort,
+    order: query.order,
+  } as const;
+}
+type ListShape = ReturnType<typeof shapeOf>;
+type ListValues = Omit<ImageQuery, 'visibleTo' | 'sort' | 'order' | 'namePrefix'> & {
+  userId: number | null;
+  namePrefix: string;
+  prefixLength: number;
+};
+const shapeKey = (shape: ListShape) => JSON.stringify(shape);
 
-  // Every condition is on the images table (or a subquery of it), so the total is counted from that table
-  // alone, without the joins the page needs for owner names and current versions.
-  const conditions = (eb: Eb): Expression<SqlBool> => {
+type Eb = ExpressionBuilder<Database, 'images'>;
+
+function sharedWith(eb: Eb, userId: number) {
+  return eb.or([
+    eb.exists(
+      eb
+        .selectFrom('image_user_shares as us')
+        .select('us.image_id')
+        .whereRef('us.image_id', '=', 'images.id')
+        .where('us.user_id', '=', userId),
+    ),
+    eb.exists(
+      eb
+        .selectFrom('image_group_shares as gs')
+        .innerJoin('group_members as gm', 'gm.group_id', 'gs.group_id')
+        .select('gs.image_id')
+        .whereRef('gs.image_id', '=', 'images.id')
+        .where('gm.user_id', '=', userId),
+    ),
+  ]);
+}
+
+/**
+ * The conditions of a list, every one on the images table (or a subquery of it), so that the total is counted
+ * from that table alone, without the joins the page needs for owner names and current versions.
+ */
+function conditions(shape: ListShape, v: ListValues) {
+  return (eb: Eb): Expression<SqlBool> => {
     const all: Expression<SqlBool>[] = [];
-    const visible = query.visibleTo;
-    if (visible?.userId === null) all.push(eb('images.unauthenticated_access', '=', true));
-    else if (visible)
+    if (shape.visible === 'public') all.push(eb('images.unauthenticated_access', '=', true));
+    else if (shape.visible === 'user')
       all.push(
         eb.or([
-          eb('images.owner_id', '=', visible.userId),
+          eb('images.owner_id', '=', v.userId as number),
           eb('images.unauthenticated_access', '=', true),
-          sharedWith(eb, visible.userId),
+          sharedWith(eb, v.userId as number),
         ]),
       );
-    if (query.ownerId !== undefined) all.push(eb('images.owner_id', '=', query.ownerId));
-    if (query.sharedWith !== undefined) all.push(sharedWith(eb, query.sharedWith));
-    const group = query.sharedWithGroup;
-    if (group !== undefined)
+    if (shape.owner) all.push(eb('images.owner_id', '=', v.ownerId as number));
+    if (shape.sharedWith) all.push(sharedWith(eb, v.sharedWith as number));
+    if (shape.sharedWithGroup)
       all.push(
         eb.exists(
           eb
             .selectFrom('image_group_shares as gs')
             .select('gs.image_id')
             .whereRef('gs.image_id', '=', 'images.id')
-            .where('gs.group_id', '=', group),
+            .where('gs.group_id', '=', v.sharedWithGroup as number),
         ),
       );
-    if (query.public !== undefined) all.push(eb('images.unauthenticated_access', '=', query.public));
-    if (query.namePrefix) {
-      const prefix = query.namePrefix;
-      all.push(sql<SqlBool>`substr(images.name, 1, ${prefix.length}) = ${prefix}` as Expression<SqlBool>);
-    }
+    if (shape.public) all.push(eb('images.unauthenticated_access', '=', v.public as boolean));
+    if (shape.namePrefix)
+      all.push(
+        sql<SqlBool>`substr(images.name, 1, ${v.prefixLength}) = ${v.namePrefix}` as Expression<SqlBool>,
+      );
     for (const field of ['os_variant', 'os_type', 'os_arch', 'hypervisor'] as const) {
-      const value = query[field];
-      if (value !== undefined) all.push(eb(`images.${field}`, '=', value));
+      if (shape[field]) all.push(eb(`images.${field}`, '=', v[field] as string));
     }
-    const format = query.disk_format;
-    if (format !== undefined)
+    if (shape.disk_format)
       all.push(
         eb.exists(
           eb
@@ -231,31 +355,76 @@ export async function listImages(db: Db, query: ImageQuery) {
             .select('v.image_id')
             .whereRef('v.image_id', '=', 'images.id')
             .whereRef('v.version', '=', 'images.version')
-            .where('v.disk_format', '=', format),
+            .where('v.disk_format', '=', v.disk_format as string),
         ),
       );
     return eb.and(all);
   };
+}
 
-  const sortColumn = {
-    name: 'images.name',
-    owner: 'users.name',
-    created: 'images.created',
-    modified: 'images.modified',
-  } as const;
-  // A total order: the chosen column, then owner and name (unique together), so pages never overlap.
-  const rows = await selectImages(db)
-    .where(conditions)
-    .orderBy(sortColumn[query.sort], query.order)
-    .orderBy('users.name', query.order)
-    .orderBy('images.name', query.order)
-    .limit(query.limit)
-    .offset(query.offset)
-    .execute();
-  const count = await db
-    .selectFrom('images')
-    .where(conditions)
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .executeTakeFirstOrThrow();
-  return { rows, total: Number(count.n) };
+/** Whether a list of this shape has any condition (without one, `where` would say `1 = 1`). */
+const filtered = (shape: ListShape) =>
+  shape.visible !== 'all' ||
+  Object.entries(shape).some(([key, value]) => value === true && key !== 'visible');
+
+const SORT_COLUMN = {
+  name: 'images.name',
+  owner: 'users.name',
+  created: 'images.created',
+  modified: 'images.modified',
+} as const;
+
+/**
+ * A page of images with who each is shared with, and the total of the list, in one query: the total is a
+ * subquery of the same statement, so it counts the very rows the page was taken from, even while images are
+ * added or removed.
+ */
+const listPage = prepared(
+  (db, v: ListValues, engine, shape: ListShape) =>
+    selectImages(db)
+      .select((eb) => [
+        ...shareColumns(engine, eb),
+        eb
+          .selectFrom('images')
+          .$if(filtered(shape), (count) => count.where(conditions(shape, v)))
+          .select((inner) => inner.fn.countAll<number>().as('n'))
+          .as('total'),
+      ])
+      .$if(filtered(shape), (page) => page.where(conditions(shape, v)))
+      // A total order: the chosen column, then owner and name (unique together), so pages never overlap.
+      .orderBy(SORT_COLUMN[shape.sort], shape.order)
+      .orderBy('users.name', shape.order)
+      .orderBy('images.name', shape.order)
+      .limit(v.limit)
+      .offset(v.offset),
+  shapeKey,
+);
+
+/** The total alone: for a page past the end of the list, which has no row to carry it. */
+const listTotal = prepared(
+  (db, v: ListValues, _engine, shape: ListShape) =>
+    db
+      .selectFrom('images')
+      .$if(filtered(shape), (count) => count.where(conditions(shape, v)))
+      .select((eb) => eb.fn.countAll<number>().as('n')),
+  shapeKey,
+);
+
+export async function listImages(
+  db: Db,
+  query: ImageQuery,
+): Promise<{ rows: ImageWithShares[]; total: number }> {
+  const shape = shapeOf(query);
+  const values: ListValues = {
+    ...query,
+    userId: query.visibleTo?.userId ?? null,
+    namePrefix: query.namePrefix ?? '',
+    prefixLength: query.namePrefix?.length ?? 0,
+  };
+  const page = await listPage(db, values, shape);
+  const first = page[0];
+  if (first) return { rows: page.map(withShares), total: Number(first.total) };
+  const total =
+    query.offset > 0 || query.limit < 1 ? Number((await listTotal(db, values, shape))[0]?.n ?? 0) : 0;
+  return { rows: [], total };
 }

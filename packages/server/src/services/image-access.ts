@@ -11,10 +11,9 @@ import {
   canSeeImageShares,
   type ImageTarget,
 } from '../authz.ts';
-import type { ImageRow, ImageShareRows, ImageWithOwner } from '../db/images-dal.ts';
+import type { ImageRow, ImageShareRows, ImageWithAccess, ImageWithOwner } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import type { Db } from '../db/schema.ts';
-import { groupsOfUsers } from '../db/users-dal.ts';
 
 export interface ImageRef {
   owner: string;
@@ -67,14 +66,11 @@ export function createImageAccess(db: Db) {
   const notFound = (ref: ImageRef) =>
     new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
 
-  async function targetOf(row: ImageWithOwner): Promise<ImageTarget & { shares: ImageShareRows }> {
-    const [shares, ownerGroups] = await Promise.all([
-      images.sharesOfImage(db, row.id),
-      groupsOfUsers(db, [row.owner_id]),
-    ]);
+  function targetOf(row: ImageWithAccess): ImageTarget & { shares: ImageShareRows } {
+    const { shares } = row;
     return {
       ownerId: row.owner_id,
-      ownerGroups: new Set(ownerGroups.get(row.owner_id) ?? []),
+      ownerGroups: new Set(row.ownerGroups),
       public: Boolean(row.unauthenticated_access),
       sharedWithUsers: new Set(shares.users.map((u) => u.id)),
       sharedWithGroups: new Set(shares.groups.map((g) => g.name)),
@@ -91,9 +87,10 @@ export function createImageAccess(db: Db) {
     ref: ImageRef,
     may?: (actor: Actor, image: ImageTarget) => boolean,
   ) {
-    const row = await images.findImage(db, ref.owner, ref.name);
+    // one query: the image, who it is shared with and its owner's groups
+    const row = await images.findImageWithAccess(db, ref.owner, ref.name);
     if (!row) throw notFound(ref);
-    const target = await targetOf(row);
+    const target = targetOf(row);
     // Whoever may change or delete an image sees it on every route (then a 403 says what they may not do).
     const allowed =
       canReadImage(actor, target) ||

@@ -21,7 +21,7 @@ import {
 } from '../authz.ts';
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
-import type { ImageRow, ImageWithOwner } from '../db/images-dal.ts';
+import type { ImageRow, ImageWithShares } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import { imagesOfOwner, lockUsers } from '../db/quota-dal.ts';
 import type { Db } from '../db/schema.ts';
@@ -106,18 +106,16 @@ export function createImageService(deps: {
   const { find } = createImageAccess(db);
 
   async function viewById(actor: Actor, id: number): Promise<ImageView> {
-    const row = await images.findImageById(db, id);
+    const row = await images.findImageWithAccessById(db, id);
     if (!row) throw new RepomanError('image_not_found', 'The image was deleted meanwhile');
-    return (await views(actor, [row]))[0] as ImageView;
+    return views(actor, [row])[0] as ImageView;
   }
 
-  /** Views of a page of images, with share lists (owner and admins) fetched in one go. */
-  async function views(actor: Actor | null, rows: ImageWithOwner[]): Promise<ImageView[]> {
-    const ownedIds = actor
-      ? rows.filter((r) => canSeeImageShares(actor, { ownerId: r.owner_id })).map((r) => r.id)
-      : [];
-    const shares = await images.sharesOfImages(db, ownedIds);
-    return rows.map((row) => imageView(row, shares.get(row.id)));
+  /** Views of a page of images, with share lists for those who may see them (the owner and admins). */
+  function views(actor: Actor | null, rows: ImageWithShares[]): ImageView[] {
+    return rows.map((row) =>
+      imageView(row, actor && canSeeImageShares(actor, { ownerId: row.owner_id }) ? row.shares : undefined),
+    );
   }
 
   return guardService(
@@ -337,7 +335,7 @@ export function createImageService(deps: {
           limit: query.limit,
           offset: query.offset,
         });
-        return { items: await views(actor, rows), total };
+        return { items: views(actor, rows), total };
       },
 
       /** Images shared with a group (what `/api/groups/{g}/shared` shows): for its members and admins. */
@@ -360,7 +358,7 @@ export function createImageService(deps: {
           order: 'asc',
           ...page,
         });
-        return { items: await views(actor, rows), total };
+        return { items: views(actor, rows), total };
       },
 
       /** Images shared with a user directly or through their groups (what `/api/users/{u}/shared` shows). */
@@ -380,7 +378,7 @@ export function createImageService(deps: {
           order: 'asc',
           ...page,
         });
-        return { items: await views(actor, rows), total };
+        return { items: views(actor, rows), total };
       },
     },
     () => 'image_exists',

@@ -1,0 +1,3 @@
+import { metadataQueriesSuite } from './metadata-queries-suite.ts';
+
+metadataQueriesSuite('sqlite');
