@@ -35,7 +35,8 @@ export function isUnavailable(error: unknown, depth = 0): boolean {
     if (NET_CODES.has(e.code)) return true;
     if (e.code.length === 5 && PG_UNAVAILABLE_CLASSES.includes(e.code.slice(0, 2))) return true;
   }
-  if (e?.errcode === 5 || e?.errcode === 6) return true; // SQLITE_BUSY, SQLITE_LOCKED
+  // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes (BUSY_RECOVERY 261, BUSY_SNAPSHOT 517, ...).
+  if (typeof e?.errcode === 'number' && [5, 6].includes(e.errcode % 256)) return true;
   const message = typeof e?.message === 'string' ? e.message : '';
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
     message,
