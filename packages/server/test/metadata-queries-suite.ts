@@ -1,8 +1,8 @@
 /**
  * What the metadata requests read in one query each (docs/performance.md, metadata): a page of a list with its
- * total, an image with who it is shared with and its owner's groups. The answers must be what separate queries
- * gave: sorted bytewise, and a total that counts the very list its page was taken from, even while images are
- * added. Run once per database engine.
+ * total, an image with who it is shared with and its owner's groups, a user with their groups and permissions.
+ * The answers must be what separate queries gave: sorted bytewise, without repeats, and a total that counts the
+ * very list its page was taken from, even while images are added. Run once per database engine.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -72,6 +72,9 @@ export function metadataQueriesSuite(engine: Engine) {
       assert.equal(middle.total, 75);
       const none = (await as('zed').get('/api/images?limit=10')).json;
       assert.deepEqual([none.items, none.total], [[], 0]);
+      const users = (await as('admin').get('/api/users?limit=2&offset=100')).json;
+      assert.deepEqual(users.items, []);
+      assert.equal(users.total, 7);
     });
 
     it('reads an image with who it is shared with, sorted, whichever request reads it', async () => {
@@ -96,6 +99,23 @@ export function metadataQueriesSuite(engine: Engine) {
       assert.equal((await as('a1').delete('/api/images/bob/shared.img/share/user/a1')).status, 403);
       assert.equal((await as('bob').delete('/api/images/shared.img/share/user/a1')).status, 200);
       assert.equal((await as('a1').get('/api/images/bob/shared.img')).status, 404);
+    });
+
+    it('shows a user their groups and the union of their permissions, sorted, each once', async () => {
+      const me = (await as('bob').get('/api/whoami')).json;
+      assert.deepEqual(me.groups, ['team-b', 'team_a', 'users']);
+      assert.equal(new Set(me.permissions).size, me.permissions.length, 'no permission twice');
+      assert.deepEqual(me.permissions, [...me.permissions].sort());
+      assert.ok(me.permissions.includes('image_modify'));
+      const shown = (await as('admin').get('/api/users/bob')).json;
+      assert.deepEqual([shown.groups, shown.permissions], [me.groups, me.permissions]);
+      const listed = (await as('admin').get('/api/users?limit=1000')).json.items.find(
+        (u: { user_name: string }) => u.user_name === 'bob',
+      );
+      assert.deepEqual([listed.groups, listed.permissions], [me.groups, me.permissions]);
+      // Others see the groups, not the permissions.
+      const other = (await as('carol').get('/api/users/bob')).json;
+      assert.deepEqual([other.groups, other.permissions], [me.groups, undefined]);
     });
   });
 }

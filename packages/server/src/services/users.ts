@@ -21,7 +21,7 @@ import {
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import { addMember, findGroupByName, permissionsOfGroups } from '../db/groups-dal.ts';
 import type { Db } from '../db/schema.ts';
-import type { UserRow } from '../db/users-dal.ts';
+import type { UserRow, UserWithGroups } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
 import { blobKeysOfOwner, lockImagesOfOwner, usageOfOwners } from '../db/versions-dal.ts';
 import { normalizeDn } from '../pki/names.ts';
@@ -103,18 +103,12 @@ export function createUserService(deps: {
     };
   }
 
-  async function view(actor: Actor, rows: UserRow[]): Promise<UserView[]> {
-    const ids = rows.map((r) => r.id);
-    const detailed = rows.filter((row) => canSeeUserDetails(actor, row)).map((row) => row.id);
-    const [groups, permissions, usage] = await Promise.all([
-      users.groupsOfUsers(db, ids),
-      users.permissionsOfUsers(db, detailed),
-      usageOfOwners(db, detailed),
-    ]);
+  async function view(actor: Actor, rows: UserWithGroups[]): Promise<UserView[]> {
+    const detailed = new Set(rows.filter((row) => canSeeUserDetails(actor, row)).map((row) => row.id));
+    const usage = await usageOfOwners(db, [...detailed]);
     return rows.map((row) => {
-      const base: UserView = { name: row.name, fullName: row.full_name, groups: groups.get(row.id) ?? [] };
-      const own = permissions.get(row.id);
-      if (!own) return base;
+      const base: UserView = { name: row.name, fullName: row.full_name, groups: row.groupNames };
+      if (!detailed.has(row.id)) return base;
       return {
         ...base,
         private: {
@@ -122,7 +116,7 @@ export function createUserService(deps: {
           issuerDn: row.issuer_dn ?? null,
           email: row.email,
           suspended: Boolean(row.suspended),
-          permissions: own,
+          permissions: row.permissionNames,
           quota: row.quota,
           usage: usage.get(row.id) ?? 0,
           created: row.created,
@@ -133,7 +127,7 @@ export function createUserService(deps: {
   }
 
   async function viewById(actor: Actor, id: number): Promise<UserView> {
-    const row = await users.findUserById(db, id);
+    const row = await users.findUserWithGroupsById(db, id);
     if (!row) throw new RepomanError('user_not_found', 'The user was deleted meanwhile');
     return (await view(actor, [row]))[0] as UserView;
   }
@@ -155,7 +149,10 @@ export function createUserService(deps: {
   return guardService(
     {
       async get(actor: Actor, name: string): Promise<UserView> {
-        return (await view(actor, [await requireUser(name)]))[0] as UserView;
+        // one query for the user, their groups and permissions (whoami asks this at every call)
+        const row = await users.findUserWithGroups(db, name);
+        if (!row) throw new RepomanError('user_not_found', `No user '${name}'`);
+        return (await view(actor, [row]))[0] as UserView;
       },
 
       async list(actor: Actor, page: PageRequest): Promise<PageOf<UserView>> {
