@@ -76,6 +76,13 @@ export interface LoadResult {
   databaseCpuMs: number | null;
   /** Share of one core the load generator used meanwhile (near 1: the figures are partly its own). */
   generatorBusy: number;
+  /**
+   * Share of the time the server's main threads (summed over its processes) and the load generator's were
+   * ready to run but waited for their core (other work on the machine): what is in the latencies that neither
+   * caused.
+   */
+  serverWaited: number;
+  generatorWaited: number;
 }
 
 /**
@@ -97,6 +104,16 @@ async function pinningCores(): Promise<{ generator: number; server: number } | n
   });
   const [generator, server] = cores;
   return generator === undefined || server === undefined ? null : { generator, server };
+}
+
+/** Nanoseconds the processes' main threads have waited, runnable, for a core (/proc/<pid>/schedstat). */
+async function waitedNs(pids: number[]): Promise<number> {
+  let total = 0;
+  for (const pid of pids) {
+    const fields = (await readFile(`/proc/${pid}/schedstat`, 'utf8').catch(() => '')).split(' ');
+    total += Number(fields[1] ?? 0);
+  }
+  return total;
 }
 
 /** Moves a process, every thread of it, to one core. */
@@ -264,9 +281,11 @@ try {
         if (cores) for (const pid of [...serverPids, ...pids]) await pin(pid, cores.server);
         const queriesBefore = await queriesSoFar(server);
         const [serverBefore, databaseBefore] = [await cpuSeconds(serverPids), await cpuSeconds(pids)];
+        const waitedBefore = [await waitedNs(serverPids), await waitedNs([process.pid])];
         const generatorBefore = process.cpuUsage();
         const { latencies, errors } = await load(agent, `${server.https}${path}`, seconds);
         const generator = process.cpuUsage(generatorBefore);
+        const waited = [await waitedNs(serverPids), await waitedNs([process.pid])];
         const [serverAfter, databaseAfter] = [await cpuSeconds(serverPids), await cpuSeconds(pids)];
         const queries = (await queriesSoFar(server)) - queriesBefore;
         const unpinned = (await backends()).filter((pid) => !pids.includes(pid)).length;
@@ -288,10 +307,12 @@ try {
           serverCpuMs: cpuMs(serverBefore, serverAfter),
           databaseCpuMs: admin ? cpuMs(databaseBefore, databaseAfter) : null,
           generatorBusy: (generator.user + generator.system) / 1e6 / seconds,
+          serverWaited: ((waited[0] as number) - (waitedBefore[0] as number)) / 1e9 / seconds,
+          generatorWaited: ((waited[1] as number) - (waitedBefore[1] as number)) / 1e9 / seconds,
         };
         results.push(result);
         console.error(
-          `${engine} ${request}: ${result.rps.toFixed(0)}/s, p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, ${errors} errors, ${result.queries.toFixed(2)} queries, server ${result.serverCpuMs.toFixed(2)} CPU-ms${result.databaseCpuMs === null ? '' : `, database ${result.databaseCpuMs.toFixed(2)} CPU-ms`} per request; load generator ${(result.generatorBusy * 100).toFixed(0)} % of a core`,
+          `${engine} ${request}: ${result.rps.toFixed(0)}/s, p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, ${errors} errors, ${result.queries.toFixed(2)} queries, server ${result.serverCpuMs.toFixed(2)} CPU-ms${result.databaseCpuMs === null ? '' : `, database ${result.databaseCpuMs.toFixed(2)} CPU-ms`} per request; load generator ${(result.generatorBusy * 100).toFixed(0)} % of a core; waited for a core: server ${(result.serverWaited * 100).toFixed(0)} %, load generator ${(result.generatorWaited * 100).toFixed(0)} %`,
         );
       }
       agent.destroy();
@@ -307,11 +328,11 @@ try {
   const lines = [
     `${images} images, ${clients} concurrent keep-alive clients with client certificates, ${seconds} s per request kind; ${pinning}`,
     '',
-    '| engine | request | requests/s | p50 | p99 | errors | queries per request | server CPU per request | database CPU per request | load generator busy |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| engine | request | requests/s | p50 | p99 | errors | queries per request | server CPU per request | database CPU per request | load generator busy | waited for a core: server, load generator |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map(
       (r) =>
-        `| ${r.engine} | ${r.request} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${r.errors} | ${r.queries.toFixed(2)} | ${ms(r.serverCpuMs)} | ${ms(r.databaseCpuMs)} | ${(r.generatorBusy * 100).toFixed(0)} % |`,
+        `| ${r.engine} | ${r.request} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${r.errors} | ${r.queries.toFixed(2)} | ${ms(r.serverCpuMs)} | ${ms(r.databaseCpuMs)} | ${(r.generatorBusy * 100).toFixed(0)} % | ${(r.serverWaited * 100).toFixed(0)} %, ${(r.generatorWaited * 100).toFixed(0)} % |`,
     ),
   ];
   await mkdir(out, { recursive: true });
