@@ -196,7 +196,7 @@ export function conversionsSuite(engine: Engine) {
       // A compressed qcow2 replaces the plain one, and is smaller.
       const plain = (await as('bob').get('/api/images/back/versions')).json.items[0].variants;
       const job = await convertTo('bob', 'back', { format: 'qcow2', compress: true });
-      assert.equal(job.state, 'succeeded');
+      assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
       const variants = (await as('bob').get('/api/images/back/versions')).json.items[0].variants;
       assert.deepEqual(
         variants.map((v: { format: string; compressed: boolean }) => [v.format, v.compressed]),
