@@ -23,8 +23,6 @@ type Reply =
   | { id: number; type: 'digests'; digests: Record<string, string> };
 
 interface Session {
-  /** A batch was hashed; its buffer is handed back for reuse. */
-  onAck(buffer: ArrayBuffer): void;
   onDigests(digests: Record<string, string>): void;
   onError(error: Error): void;
 }
@@ -37,6 +35,22 @@ export class HashingPool {
   /** Bytes sent to the worker and not yet acknowledged, and the uploads waiting for that to shrink. */
   #backlog = 0;
   #waiting: (() => void)[] = [];
+  /**
+   * Batch buffers the worker has handed back, for the next batch of any upload: as many as may be in flight,
+   * so that batches cost no allocation (a megabyte each, counted by V8 as external memory that hastens full
+   * collections). Let go when no upload is open.
+   */
+  #free: ArrayBuffer[] = [];
+
+  /** A buffer for the next batch: one handed back, or a new one (not zeroed: it is filled before it is sent). */
+  batchBuffer(): ArrayBuffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(BATCH).buffer;
+  }
+
+  #recycle(buffer: ArrayBuffer) {
+    if (buffer.byteLength === BATCH && this.#free.length < MAX_BACKLOG / BATCH + 2 && this.#sessions.size > 0)
+      this.#free.push(buffer);
+  }
 
   /** Calls `proceed` now, or once the worker has caught up if every upload together is too far ahead. */
   whenRoom(proceed: () => void): void {
@@ -63,10 +77,10 @@ export class HashingPool {
     worker.on('message', (reply: Reply) => {
       const session = this.#sessions.get(reply.id);
       if (reply.type === 'ack') {
-        session?.onAck(reply.buffer);
+        this.#recycle(reply.buffer);
         this.#drained(reply.bytes);
       } else {
-        this.#sessions.delete(reply.id);
+        this.#forget(reply.id);
         session?.onDigests(reply.digests);
       }
     });
@@ -74,6 +88,7 @@ export class HashingPool {
       this.#worker = null;
       const sessions = [...this.#sessions.values()];
       this.#sessions.clear();
+      this.#free = [];
       for (const session of sessions) session.onError(error);
       this.#drained(Number.POSITIVE_INFINITY); // nothing in flight any more: let waiting uploads fail
     };
@@ -97,10 +112,15 @@ export class HashingPool {
       },
       end: () => worker.postMessage({ id, type: 'end' }),
       drop: () => {
-        this.#sessions.delete(id);
+        this.#forget(id);
         worker.postMessage({ id, type: 'drop' });
       },
     };
+  }
+
+  #forget(id: number) {
+    this.#sessions.delete(id);
+    if (this.#sessions.size === 0) this.#free = [];
   }
 
   async close(): Promise<void> {
@@ -126,12 +146,9 @@ export class Hasher {
   #digests: Promise<Record<string, string>> = Promise.resolve({});
   #current: Transform | null = null;
   #failed: Error | null = null;
-  /** The batch being filled, and batches the worker has given back. */
+  /** The batch being filled. */
   #batch: Buffer | null = null;
   #filled = 0;
-  #spare: ArrayBuffer[] = [];
-  /** Between requests of a resumable upload: buffers the worker hands back are let go. */
-  #resting = false;
   /** Bytes hashed so far. */
   bytes = 0;
 
@@ -146,10 +163,6 @@ export class Hasher {
     if (offThread.length === 0) return;
     this.#digests = new Promise((resolve, reject) => {
       this.#channel = pool.open(offThread, {
-        onAck: (buffer) => {
-          if (buffer.byteLength === BATCH && this.#spare.length < 2 && !this.#resting)
-            this.#spare.push(buffer);
-        },
         onDigests: resolve,
         onError: (cause) => {
           const error = new HashingError(`Hashing the upload failed: ${cause.message}`, { cause });
@@ -165,13 +178,12 @@ export class Hasher {
   /** Hashes a chunk; `done` is called once the worker's backlog allows the next one. */
   update(chunk: Buffer, done: () => void): void {
     if (this.#failed) throw this.#failed;
-    this.#resting = false;
     this.bytes += chunk.length;
     this.#sha256.update(chunk);
     if (this.#channel) {
       // Copied into a batch (the chunk's memory may be pooled or reused); full batches are transferred.
       for (let at = 0; at < chunk.length; ) {
-        this.#batch ??= Buffer.from(this.#spare.pop() ?? new ArrayBuffer(BATCH));
+        this.#batch ??= Buffer.from(this.#pool.batchBuffer());
         const copied = chunk.copy(this.#batch, this.#filled, at);
         this.#filled += copied;
         at += copied;
@@ -214,11 +226,9 @@ export class Hasher {
     return { ...(await this.#digests), sha256 };
   }
 
-  /** Sends what is batched and lets spare buffers go: the hasher waits, small, for its upload's next request. */
+  /** Sends what is batched: the hasher waits, small, for its upload's next request. */
   idle(): void {
     this.#flush();
-    this.#spare = [];
-    this.#resting = true;
   }
 
   /** Stops hashing without waiting for digests (the upload failed or was set aside). */
@@ -227,6 +237,5 @@ export class Hasher {
     this.#channel = null;
     this.#current = null;
     this.#batch = null;
-    this.#spare = [];
   }
 }
