@@ -186,7 +186,13 @@ class CoalescingFileSink extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void) {
-    this.#append(chunk).then(() => callback(), callback);
+    if (this.#filled + chunk.length < IO_CHUNK) {
+      // Most chunks only fill the buffer: answered at once, without a promise each.
+      this.written += chunk.length;
+      this.#filled += chunk.copy(this.#buffers[this.#turn] as Buffer, this.#filled);
+      this.#idleFlushLater();
+      callback();
+    } else this.#append(chunk).then(() => callback(), callback);
   }
 
   override _final(callback: (error?: Error | null) => void) {
@@ -218,6 +224,11 @@ class CoalescingFileSink extends Writable {
       at += copied;
       if (this.#filled === IO_CHUNK) await this.#flush();
     }
+    this.#idleFlushLater();
+  }
+
+  /** A partly filled buffer is written once no bytes have come for IDLE_FLUSH_MS. */
+  #idleFlushLater() {
     if (this.#idle) this.#idle.refresh();
     else if (this.#filled > this.#carried) {
       this.#idle = setTimeout(() => {

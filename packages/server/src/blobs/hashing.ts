@@ -201,14 +201,18 @@ export class Hasher {
     this.#filled = 0;
   }
 
-  /** A pass-through stream that hashes what flows through it (one at a time). */
-  tap(): Transform {
+  /**
+   * A pass-through stream that hashes what flows through it (one at a time). `check` sees each chunk first and
+   * may throw to fail the stream (a size limit): one stream per chunk's path rather than two.
+   */
+  tap(check?: (chunk: Buffer) => void): Transform {
     const tap = new Transform({
       highWaterMark: 64 * 1024, // chunks wait here only while the store is busy
       transform: (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) => {
         try {
+          check?.(chunk);
           tap.push(chunk);
-          this.update(chunk, () => callback());
+          this.update(chunk, callback as () => void);
         } catch (error) {
           callback(error as Error);
         }

@@ -4,21 +4,33 @@
  * resumable (tus) requests and conversions all store bytes through `ingest`; none builds its own pipeline.
  */
 import { spawn } from 'node:child_process';
-import { Duplex, PassThrough, type Readable, Transform } from 'node:stream';
+import { Duplex, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { RepomanError } from '@repoman/core';
 import { type Hasher, HashingError } from '../../blobs/hashing.ts';
 import { BlobStoreFullError, type BlobUpload } from '../../blobs/store.ts';
 
-/** Fails the stream as soon as it passes `max` bytes, so an undeclared huge body stops early. */
-export function sizeLimit(max: number, tooLarge: () => RepomanError): Transform {
+/** Throws `tooLarge()` once the chunks it has seen pass `max` bytes, so an undeclared huge body stops early. */
+function sizeCheck(max: number, tooLarge: () => RepomanError): (chunk: Buffer) => void {
   let seen = 0;
+  return (chunk) => {
+    seen += chunk.length;
+    if (seen > max) throw tooLarge();
+  };
+}
+
+/** A stream that fails as soon as it passes `max` bytes (where nothing is hashed on the way). */
+function sizeLimit(check: (chunk: Buffer) => void): Transform {
   return new Transform({
+    highWaterMark: 64 * 1024,
     transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length;
-      if (seen > max) callback(tooLarge());
-      else callback(null, chunk);
+      try {
+        check(chunk);
+        callback(null, chunk);
+      } catch (error) {
+        callback(error as Error);
+      }
     },
   });
 }
@@ -60,9 +72,12 @@ export async function ingestSettled(
   const tooLarge =
     options.tooLarge ??
     (() => new RepomanError('image_too_large', `The image is larger than the limit of ${max} bytes`));
-  const tap = hasher?.tap() ?? new PassThrough({ highWaterMark: 64 * 1024 });
+  // Each chunk is counted against the limit, hashed and passed on by one stream: a stream more per chunk
+  // costs more than the counting.
+  const check = sizeCheck(max, tooLarge);
+  const tap = hasher?.tap(check) ?? sizeLimit(check);
   const outcomes = await Promise.allSettled([
-    pipeline([source, ...through, sizeLimit(max, tooLarge), tap], signal ? { signal } : {}),
+    pipeline([source, ...through, tap], signal ? { signal } : {}),
     upload.write(tap, signal),
   ]);
   const rejected = outcomes.find((outcome) => outcome.status === 'rejected');
