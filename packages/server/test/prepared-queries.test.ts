@@ -129,12 +129,18 @@ describe('queries built once', () => {
     try {
       const { db } = handle;
       await fill(db);
-      const before = await findImage(db, 'ann', 'a.img'); // prepared on the pool's one connection
+      // prepared on the pool's one connection: a statement with parameters, and one without (a first page)
+      const list = { visibleTo: null, sort: 'name', order: 'asc', limit: 10, offset: 0 } as const;
+      const before = await findImage(db, 'ann', 'a.img');
+      assert.equal((await listImages(db, list)).total, 4);
       await sql`alter table images add column added_later text`.execute(db);
       const after = await findImage(db, 'ann', 'a.img');
       assert.equal(after?.id, before?.id);
       assert.ok(after && 'added_later' in after, 'the statement was prepared again, with the new column');
       assert.equal((await findImage(db, 'ann', 'a.img'))?.id, before?.id);
+      const listed = await listImages(db, list);
+      assert.equal(listed.total, 4);
+      assert.ok(listed.rows.every((row) => 'added_later' in row));
     } finally {
       await handle.close();
     }

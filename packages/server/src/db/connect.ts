@@ -87,15 +87,19 @@ function queryLog(options: DatabaseOptions): Pick<KyselyConfig, 'log'> {
 
 /** Distinct statements kept prepared on each PostgreSQL connection; any more run unnamed (parsed every time). */
 const PREPARED_STATEMENTS = 500;
+/** A single `select` (Kysely's own text: no leading comment, no `;`). */
+const SELECT = /^select\b[^;]*$/i;
 /** `cached plan must not change result type`: a `select *` prepared before a migration added a column. */
 const STALE_PLAN = '0A000';
 
 /**
- * The pool Kysely uses, running every query that has parameters (all that Kysely builds) as a named prepared
- * statement: PostgreSQL parses and plans it once per connection instead of at every run, and pg skips sending
- * its text again. The name is the hash of the text, so a statement is the same on every connection. A prepared
- * `select *` fails once its table gains a column (a migration by a newer server sharing the database): that
- * connection then prepares it again under a new name.
+ * The pool Kysely uses, running every query that has parameters (all that Kysely builds), and every `select`
+ * without any, as a named prepared statement: PostgreSQL parses it once per connection instead of at every run
+ * (and plans it once, when the plan does not depend on the values), and pg skips sending its text again. The
+ * name is the hash of the text, so a statement is the same on every connection. Other statements without
+ * parameters (`begin`, `commit`, a migration's script of several statements, which a prepared statement cannot
+ * hold) run as they did. A prepared `select *` fails once its table gains a column (a migration by a newer
+ * server sharing the database): that connection then prepares it again under a new name.
  */
 function preparingPool(pool: pg.Pool): PostgresPool {
   const names = new Map<string, string>();
@@ -124,7 +128,7 @@ function preparingPool(pool: pg.Pool): PostgresPool {
     };
     return {
       query: ((textOrCursor: string | object, values?: readonly unknown[]) =>
-        typeof textOrCursor === 'string' && values && values.length > 0
+        typeof textOrCursor === 'string' && values && (values.length > 0 || SELECT.test(textOrCursor))
           ? query(textOrCursor, [...values])
           : client.query(
               textOrCursor as string,

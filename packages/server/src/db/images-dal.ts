@@ -362,10 +362,21 @@ function conditions(shape: ListShape, v: ListValues) {
   };
 }
 
+const FILTERS = [
+  'owner',
+  'sharedWith',
+  'sharedWithGroup',
+  'public',
+  'namePrefix',
+  'os_variant',
+  'os_type',
+  'os_arch',
+  'hypervisor',
+  'disk_format',
+] as const;
+
 /** Whether a list of this shape has any condition (without one, `where` would say `1 = 1`). */
-const filtered = (shape: ListShape) =>
-  shape.visible !== 'all' ||
-  Object.entries(shape).some(([key, value]) => value === true && key !== 'visible');
+const filtered = (shape: ListShape) => shape.visible !== 'all' || FILTERS.some((filter) => shape[filter]);
 
 const SORT_COLUMN = {
   name: 'images.name',
@@ -375,12 +386,24 @@ const SORT_COLUMN = {
 } as const;
 
 /**
+ * What a page adds to a list's shape: its size, written in the query, and whether it is the first. PostgreSQL
+ * plans a prepared statement once (a generic plan) only if that plan is no costlier than the plans it makes for
+ * each run's values, and a `limit $1` it cannot see looked costlier: it planned every list anew, 0.4 to 0.7 ms
+ * of its time per request. With the size written and no offset, the first page of a list is planned once.
+ */
+function pageShape(shape: ListShape, query: ImageQuery) {
+  const size = Number.isSafeInteger(query.limit) && query.limit >= 0 ? query.limit : null;
+  return { ...shape, size, first: query.offset === 0 };
+}
+type PageShape = ReturnType<typeof pageShape>;
+
+/**
  * A page of images with who each is shared with, and the total of the list, in one query: the total is a
  * subquery of the same statement, so it counts the very rows the page was taken from, even while images are
  * added or removed.
  */
 const listPage = prepared(
-  (db, v: ListValues, engine, shape: ListShape) =>
+  (db, v: ListValues, engine, shape: PageShape) =>
     selectImages(db)
       .select((eb) => [
         ...shareColumns(engine, eb),
@@ -395,9 +418,9 @@ const listPage = prepared(
       .orderBy(SORT_COLUMN[shape.sort], shape.order)
       .orderBy('users.name', shape.order)
       .orderBy('images.name', shape.order)
-      .limit(v.limit)
-      .offset(v.offset),
-  shapeKey,
+      .limit(shape.size === null ? v.limit : sql.lit(shape.size))
+      .$if(!shape.first, (page) => page.offset(v.offset)),
+  (shape) => JSON.stringify(shape),
 );
 
 /** The total alone: for a page past the end of the list, which has no row to carry it. */
@@ -421,7 +444,7 @@ export async function listImages(
     namePrefix: query.namePrefix ?? '',
     prefixLength: query.namePrefix?.length ?? 0,
   };
-  const page = await listPage(db, values, shape);
+  const page = await listPage(db, values, pageShape(shape, query));
   const first = page[0];
   if (first) return { rows: page.map(withShares), total: Number(first.total) };
   const total =
