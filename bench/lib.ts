@@ -201,6 +201,7 @@ export async function startRepoman(
     [
       '--conditions=repoman-dist',
       '--max-semi-space-size=1',
+      '--heap-growing-percent=100',
       join(root, 'packages/server/dist/main.js'),
       'serve',
     ],
