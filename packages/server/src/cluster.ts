@@ -4,9 +4,10 @@
  * SO_REUSEPORT (`reusePort` and `exclusive` in `listen`, Node 24 on Linux) and the kernel spreads new
  * connections among them: no process passes connections on, and a worker's connections stay with it.
  *
- * The primary serves nothing. Once, before any worker starts, it does what a lone server does at start-up
+ * The primary serves nothing. Once, before any worker starts, it has what a lone server does at start-up done
  * (`prepareServer`: the data directory, the development PKI, the migrations, the default groups and admins,
- * and what a previous run left behind) and picks the ports (a port 0 becomes one port that every worker binds;
+ * and what a previous run left behind), in a process of its own that exits when done (`prepare`), and picks
+ * the ports (a port 0 becomes one port that every worker binds;
  * a port another program holds stops the start). Then it starts the workers and keeps them: one that dies is
  * replaced in its slot, at once if it had been running a while, else after a pause that doubles with every
  * death in a row (1 s to a minute), so a worker that cannot start does not spin. On SIGTERM or SIGINT each
@@ -19,14 +20,16 @@ import cluster, { type Worker } from 'node:cluster';
 import net, { type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { DevelopmentAdmin } from './bootstrap.ts';
-import type { ServerConfig } from './config.ts';
+import { type ServerConfig, serverUrls } from './config.ts';
 import { type AddressLedger, createAddressLedger, type Verdict } from './http/connection-cap.ts';
-import { addUpWorkers } from './http/metrics.ts';
-import { prepareServer, serverUrls } from './server.ts';
-import { ACTOR_CACHE_MS } from './services/identity.ts';
+import type { PreparedServer } from './server.ts';
+import { ACTOR_CACHE_MS } from './services/actor-cache.ts';
 
 /** The variable that tells a worker its slot (0 to workers-1); a replacement takes the slot of the one it replaces. */
 const SLOT_VARIABLE = 'REPOMAN_WORKER_SLOT';
+
+/** Set to `prepare` in the process the primary starts for the once-only work (`prepare`), not a worker. */
+const ROLE_VARIABLE = 'REPOMAN_ROLE';
 
 /** A worker that dies sooner than this after it started counts as one that cannot start. */
 const QUICK_DEATH_MS = 10_000;
@@ -40,6 +43,7 @@ const LONGEST_PAUSE_MS = 60_000;
  */
 type Question = 'identities-changed' | 'metrics' | 'admit';
 type FromWorker =
+  | { repoman: 'prepared'; prepared: PreparedServer }
   | { repoman: 'ready'; https: number; http: number | null }
   | { repoman: 'request'; id: number; what: Question; address?: string }
   | { repoman: 'answer'; id: number; value?: unknown }
@@ -148,6 +152,45 @@ export function connectToPrimary(): WorkerLink {
   };
 }
 
+/** In a process the primary started: true if it is there for the once-only work (`prepare`), not to serve. */
+export const isPreparation = () => cluster.isWorker && process.env[ROLE_VARIABLE] === 'prepare';
+
+/** In the preparation process: hands the primary what the start-up lines need; resolves once it is sent. */
+export function reportPrepared(prepared: PreparedServer): Promise<void> {
+  return new Promise((resolve) => {
+    const message: FromWorker = { repoman: 'prepared', prepared };
+    process.send?.(message, undefined, undefined, () => resolve());
+  });
+}
+
+/**
+ * The once-only work (server.ts `prepareServer`), done in a process of its own that exits when it is done: it
+ * loads the whole server (the database drivers, the services, the development PKI) and the primary, which
+ * lives as long as the server, need not. The primary then holds its own few modules only (some 50 MB of
+ * RSS against 100), which counts on a host whose memory is shared out among the workers. A failure there
+ * (its message on stderr, as a lone server prints it) fails the start with its exit status.
+ */
+function prepare(): Promise<PreparedServer> {
+  const child = cluster.fork({ [ROLE_VARIABLE]: 'prepare' });
+  let prepared: PreparedServer | undefined;
+  child.on('message', (raw: unknown) => {
+    if (isOurs(raw) && (raw as FromWorker).repoman === 'prepared')
+      prepared = (raw as Extract<FromWorker, { repoman: 'prepared' }>).prepared;
+  });
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code, signal) => {
+      if (code === 0 && prepared) resolve(prepared);
+      else
+        reject(
+          new WorkerStartError(
+            `the start-up work failed (${signal ?? `exit status ${code}`}); see its message above`,
+            code || 1,
+          ),
+        );
+    });
+  });
+}
+
 /** The primary's log lines: JSON, in the fields pino writes for the workers. */
 function primaryLog(level: string) {
   const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
@@ -239,7 +282,7 @@ interface Slot {
  */
 export async function startPrimary(config: ServerConfig): Promise<Primary> {
   const log = primaryLog(config.logLevel);
-  const prepared = await prepareServer(config);
+  const prepared = await prepare();
   const ports = await choosePorts(config);
   const env = {
     REPOMAN_HTTPS_PORT: String(ports.https),
@@ -331,6 +374,8 @@ export async function startPrimary(config: ServerConfig): Promise<Primary> {
       await askWorkers('forget-identities', worker, FORGET_WAIT_MS);
     else if (request.what === 'metrics') {
       const answers = await askWorkers('metrics', null, METRICS_WAIT_MS);
+      // Loaded on the first scrape: the primary holds no more code than it runs (see `prepare`).
+      const { addUpWorkers } = await import('./http/metrics.ts');
       value = await addUpWorkers(answers.filter((answer) => Array.isArray(answer))).catch(() => null);
     }
     if (worker.isConnected())

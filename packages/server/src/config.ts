@@ -557,3 +557,17 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     configFile: file ? resolve(cwd, file) : undefined,
   };
 }
+
+const urlHost = (host: string) =>
+  host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+
+/** The server's base URLs: the configured ones, or where it listens. */
+export function serverUrls(config: ServerConfig, httpsPort: number, httpPort: number | null) {
+  return {
+    httpsUrl: config.publicUrl ?? `https://${urlHost(config.https.listen)}:${httpsPort}`,
+    httpUrl:
+      httpPort === null
+        ? null
+        : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
+  };
+}

@@ -8,16 +8,20 @@ import cluster from 'node:cluster';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEV_NAMESPACE, type DevelopmentAdmin } from './bootstrap.ts';
-import { connectToPrimary, startPrimary, WorkerStartError } from './cluster.ts';
+import type { DevelopmentAdmin } from './bootstrap.ts';
+import {
+  connectToPrimary,
+  isPreparation,
+  reportPrepared,
+  startPrimary,
+  WorkerStartError,
+} from './cluster.ts';
 import { ConfigError, LOOPBACK, loadConfig, type ServerConfig } from './config.ts';
-import { openDatabase, redactUrl } from './db/connect.ts';
-import { formatReport, fsck } from './fsck.ts';
-import { openApiDocument } from './http/app.ts';
-import { derToPem } from './pki/certificate.ts';
-import { createUserCertificate, credentialPem, keyPem, loadCredential } from './pki/issue.ts';
-import { normalizeDn } from './pki/names.ts';
-import { openBlobStore, type RunningServer, startServer } from './server.ts';
+import { redactUrl } from './db/url.ts';
+import type { RunningServer } from './server.ts';
+
+// Each command imports what it runs when it runs (`await import`): the primary of several workers loads
+// only cluster.ts and the configuration, and lives on a third of a worker's memory.
 
 const USAGE = `Usage: repoman-server [command] [options]
 
@@ -106,8 +110,15 @@ async function serve(configFile: string | undefined) {
   process.umask(0o077);
   const config = loadConfig({ file: configFile });
   const logger = { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] };
+  if (isPreparation()) {
+    // The primary's once-only work before its workers start (cluster.ts `prepare`).
+    const { prepareServer } = await import('./server.ts');
+    await reportPrepared(await prepareServer(config));
+    process.exit(0);
+  }
   if (cluster.isWorker) {
     // One of the primary's workers (cluster.ts): it prints nothing but its logs.
+    const { startServer } = await import('./server.ts');
     const link = connectToPrimary();
     const running = await startServer(config, { logger, worker: link });
     stopOn(running, ['SIGINT', 'SIGTERM', 'disconnect']);
@@ -119,6 +130,7 @@ async function serve(configFile: string | undefined) {
     process.stdout.write(banner(config, primary));
     return;
   }
+  const { startServer } = await import('./server.ts');
   const running = await startServer(config, { logger });
   process.stdout.write(banner(config, { ...running, warnings: running.trust.warnings() }));
   stopOn(running, ['SIGINT', 'SIGTERM']);
@@ -130,6 +142,10 @@ async function issueCertificate(
   out: string | undefined,
 ) {
   if (!dnText || !out) throw new ConfigError('issue-certificate needs --dn DN and --out DIR');
+  const { DEV_NAMESPACE } = await import('./bootstrap.ts');
+  const { derToPem } = await import('./pki/certificate.ts');
+  const { createUserCertificate, credentialPem, keyPem, loadCredential } = await import('./pki/issue.ts');
+  const { normalizeDn } = await import('./pki/names.ts');
   const config = loadConfig({ file: configFile });
   const caCert = join(config.dataDir, 'ca', 'ca.pem');
   const caKey = join(config.dataDir, 'ca', 'ca.key');
@@ -172,6 +188,9 @@ async function runFsck(
   if (!Number.isFinite(staleMinutes) || staleMinutes < 0)
     throw new ConfigError(`--stale-minutes must be a number of minutes; got ${flags.staleMinutes}`);
   const config = loadConfig({ file: configFile });
+  const { openDatabase } = await import('./db/connect.ts');
+  const { formatReport, fsck } = await import('./fsck.ts');
+  const { openBlobStore } = await import('./server.ts');
   const database = await openDatabase({
     url: config.databaseUrl,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
@@ -208,8 +227,10 @@ async function main(argv: string[]) {
   if (values.help) return void process.stdout.write(USAGE);
   if (command === 'serve') return serve(values.config);
   if (command === 'issue-certificate') return issueCertificate(values.config, values.dn, values.out);
-  if (command === 'openapi')
+  if (command === 'openapi') {
+    const { openApiDocument } = await import('./http/app.ts');
     return void process.stdout.write(`${JSON.stringify(await openApiDocument(), null, 2)}\n`);
+  }
   if (command === 'fsck')
     return runFsck(values.config, {
       verify: values.verify,

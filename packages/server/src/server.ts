@@ -16,7 +16,7 @@ import { createS3Store } from './blobs/s3.ts';
 import type { BlobStore } from './blobs/store.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki, pkiPathsOf } from './bootstrap.ts';
 import type { WorkerLink } from './cluster.ts';
-import type { ServerConfig } from './config.ts';
+import { type ServerConfig, serverUrls } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connect.ts';
 import { buildApp } from './http/app.ts';
 import { balancerList } from './http/balancers.ts';
@@ -120,20 +120,6 @@ function withMethodOverride(handler: http.RequestListener): http.RequestListener
 
 /** How often expired resumable uploads and abandoned temporary files are looked for. */
 const SWEEP_INTERVAL_MS = 10 * 60_000;
-
-const urlHost = (host: string) =>
-  host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
-
-/** The server's base URLs: the configured ones, or where it listens. */
-export function serverUrls(config: ServerConfig, httpsPort: number, httpPort: number | null) {
-  return {
-    httpsUrl: config.publicUrl ?? `https://${urlHost(config.https.listen)}:${httpsPort}`,
-    httpUrl:
-      httpPort === null
-        ? null
-        : (config.publicHttpUrl ?? `http://${urlHost(config.http.listen)}:${httpPort}`),
-  };
-}
 
 /** The conversions worker `slot` of `workers` runs at once: `total` shared out, so that the host runs `total`. */
 export function shareOf(total: number, slot: number, workers: number): number {

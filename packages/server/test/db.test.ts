@@ -173,7 +173,7 @@ describe('database layer', () => {
 
 describe('database URLs in messages', () => {
   it('never show a password', async () => {
-    const { redactUrl } = await import('../src/db/connect.ts');
+    const { redactUrl } = await import('../src/db/url.ts');
     assert.equal(
       redactUrl('postgres://repo:s3cret@db.example.org:5432/repoman?password=x'),
       'postgres://repo@db.example.org:5432/repoman',

@@ -389,8 +389,12 @@ describe('npm start as users run it', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'repoman-npm-start-'));
-    // The real command: it builds the JavaScript, then runs it with the flags of package.json.
-    started = await startServer(root, ['npm', 'start', '--silent'], { REPOMAN_DATA_DIR: join(dir, 'data') });
+    // The real command: it builds the JavaScript, then runs it with the flags of package.json, as a primary
+    // and two workers (the default on a 2-core machine).
+    started = await startServer(root, ['npm', 'start', '--silent'], {
+      REPOMAN_DATA_DIR: join(dir, 'data'),
+      REPOMAN_WORKERS: '2',
+    });
   });
   after(async () => {
     if (started?.child.exitCode === null) await stopServer(started);
@@ -423,5 +427,33 @@ describe('npm start as users run it', () => {
       { cwd: root },
     );
     assert.ok((await readFile(out)).equals(image));
+  });
+});
+
+describe('a start that fails before the workers start', () => {
+  it('stops with the message and exit status of a lone server, and no process left', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'repoman-failed-start-'));
+    try {
+      const child = spawn(process.execPath, [MAIN, 'serve'], {
+        cwd: dir,
+        env: {
+          ...process.env,
+          REPOMAN_HTTPS_PORT: '0',
+          REPOMAN_HTTP_PORT: '0',
+          REPOMAN_WORKERS: '2',
+          REPOMAN_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none', // nothing listens on port 1
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const code = await new Promise<number | null>((r) => child.once('exit', (status) => r(status)));
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, /^repoman-server: .*ECONNREFUSED/m, 'the start-up work says why it failed');
+      assert.match(stderr, /^repoman-server: the start-up work failed \(exit status 1\)/m);
+      assert.doesNotMatch(stderr, /database_unavailable|at .*\.ts:\d+/, 'no stack trace');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

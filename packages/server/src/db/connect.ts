@@ -17,6 +17,7 @@ import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
 import type { Database, Db, Engine } from './schema.ts';
 import { nodeSqliteDialect, openSqlite } from './sqlite.ts';
+import { redactUrl } from './url.ts';
 
 export interface DatabaseHandle {
   db: Db;
@@ -54,18 +55,6 @@ const pgTypes = {
     return pg.types.getTypeParser(oid, format ?? 'text');
   },
 } as pg.CustomTypesConfig;
-
-/** A database URL fit for messages and logs: `sqlite:PATH`, or `postgres://user@host:port/database` without secrets. */
-export function redactUrl(url: string): string {
-  if (url.startsWith('sqlite:')) return url;
-  try {
-    const parsed = new URL(url);
-    const user = parsed.username ? `${parsed.username}@` : '';
-    return `${parsed.protocol}//${user}${parsed.host}${parsed.pathname}`;
-  } catch {
-    return '(an unparsable database URL)';
-  }
-}
 
 export function engineOf(url: string): Engine {
   if (url.startsWith('sqlite:')) return 'sqlite';

@@ -7,6 +7,7 @@ import { ADMINS_GROUP, isPermission, type Permission, RepomanError } from '@repo
 import type { Actor } from '../authz.ts';
 import type { Db } from '../db/schema.ts';
 import { bindIssuerIfUnbound, findUserByDn, groupsOfUsers, permissionsOfUser } from '../db/users-dal.ts';
+import { ACTOR_CACHE_MS } from './actor-cache.ts';
 import { guardService } from './common.ts';
 
 export interface CertificateIdentity {
@@ -16,14 +17,8 @@ export interface CertificateIdentity {
   limited: boolean;
 }
 
-/**
- * How long who a certificate's DN is (the user, their groups and permissions) is remembered. The rule, for
- * workers and servers alike: a change to users and groups applies to the very next request on every worker
- * process of the server that made it, and within this time on other servers sharing the database. The
- * services that change users and groups forget it all (`forget`) once their change is committed, and have the
- * server's other workers forget it too before they answer (services/index.ts, cluster.ts).
- */
-export const ACTOR_CACHE_MS = 2000;
+export { ACTOR_CACHE_MS };
+
 const ACTOR_CACHE_ENTRIES = 1000;
 
 type Account = Omit<Actor, 'limited'>;
