@@ -15,11 +15,23 @@ export const newBlobKey = () => randomBytes(16).toString('hex');
 export const STALE_UPLOAD_MS = 60 * 60 * 1000;
 
 /**
- * A download's two buffers: 256 KiB each reads as fast as 1 MiB from a file, keeps 150 simultaneous downloads
- * at 75 MB of buffers rather than 300, and sends an object store's 16 to 64 KiB socket chunks on as fewer,
- * larger TLS records and writes.
+ * A download's two buffers: 256 KiB each reads as fast as 1 MiB from a file and sends an object store's 16 to
+ * 64 KiB socket chunks on as fewer, larger TLS records and writes. Past 64 downloads at once in a process,
+ * each new one gets less, so that all of them hold at most DOWNLOAD_BUFFERS_BUDGET (down to 64 KiB a buffer:
+ * 250 downloads on one worker hold 32 MB rather than 128): with that many clients the cores, not the size of
+ * a read, set the pace.
  */
 const DOWNLOAD_CHUNK = 256 * 1024;
+const SMALLEST_DOWNLOAD_CHUNK = 64 * 1024;
+const DOWNLOAD_BUFFERS_BUDGET = 32 * 1024 * 1024;
+/** Downloads copying in this process now. */
+let copying = 0;
+
+/** The size of each of a new download's two buffers, when `others` are copying already. */
+export function downloadChunkSize(others: number): number {
+  const share = Math.floor(DOWNLOAD_BUFFERS_BUDGET / (2 * (others + 1)) / SMALLEST_DOWNLOAD_CHUNK);
+  return Math.min(DOWNLOAD_CHUNK, Math.max(SMALLEST_DOWNLOAD_CHUNK, share * SMALLEST_DOWNLOAD_CHUNK));
+}
 
 /** Writes a `Writable` chunk and resolves once it has been handed on (or rejects if the destination goes away). */
 export function written(destination: Writable, chunk: Buffer): Promise<void> {
@@ -43,15 +55,21 @@ export async function copyThroughTwoBuffers(
   fill: (buffer: Buffer) => Promise<number>,
   destination: Writable,
 ): Promise<void> {
-  const buffers = [Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK), Buffer.allocUnsafeSlow(DOWNLOAD_CHUNK)];
-  let inFlight: Promise<void> = Promise.resolve();
-  for (let turn = 0; ; turn ^= 1) {
-    const buffer = buffers[turn] as Buffer;
-    const filled = await fill(buffer);
-    if (filled === 0) break;
-    await inFlight; // the other buffer's write: once done, that buffer is free for the next fill
-    inFlight = written(destination, buffer.subarray(0, filled));
-    inFlight.catch(() => {}); // awaited on the next turn; a client gone meanwhile is not an unhandled rejection
+  const size = downloadChunkSize(copying);
+  copying++;
+  try {
+    const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+    let inFlight: Promise<void> = Promise.resolve();
+    for (let turn = 0; ; turn ^= 1) {
+      const buffer = buffers[turn] as Buffer;
+      const filled = await fill(buffer);
+      if (filled === 0) break;
+      await inFlight; // the other buffer's write: once done, that buffer is free for the next fill
+      inFlight = written(destination, buffer.subarray(0, filled));
+      inFlight.catch(() => {}); // awaited on the next turn; a client gone meanwhile is not an unhandled rejection
+    }
+    await inFlight;
+  } finally {
+    copying--;
   }
-  await inFlight;
 }
