@@ -325,10 +325,25 @@ describe('the per-address limits of a server of two worker processes', () => {
     return socket;
   };
 
-  /** `GET /api/whoami` over `raw` with `credential`: the status, or null if the connection was closed. */
+  /**
+   * A connection the server has counted: its TLS handshake is done, and the server reads nothing of a
+   * connection before the primary has admitted it.
+   */
+  const openAdmitted = async (from: string) => {
+    const raw = await open(from);
+    const credential = pki.credential('bob');
+    const socket = tls.connect({ socket: raw, ca: pki.ca.certPem, ...credential, servername: 'localhost' });
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    return socket;
+  };
+
+  /** `GET /api/whoami` over `raw` (or a TLS connection) with `credential`: the status, or null if closed. */
   const whoamiOver = (raw: net.Socket, credential = pki.credential('bob')) =>
     new Promise<number | null>((resolve) => {
-      const socket = tls.connect({ socket: raw, ca: pki.ca.certPem, ...credential, servername: 'localhost' });
+      const socket =
+        raw instanceof tls.TLSSocket
+          ? raw
+          : tls.connect({ socket: raw, ca: pki.ca.certPem, ...credential, servername: 'localhost' });
       socket.on('error', () => resolve(null));
       socket.on('close', () => resolve(null));
       const request = https.request(
@@ -358,7 +373,7 @@ describe('the per-address limits of a server of two worker processes', () => {
   };
 
   it('holds an address to connections.max_per_address on both workers together', async () => {
-    const held = await Promise.all(Array.from({ length: MAX }, () => open('127.0.0.1')));
+    const held = await Promise.all(Array.from({ length: MAX }, () => openAdmitted('127.0.0.1')));
     // Each worker alone holds fewer than MAX of them: one that counted its own would let these in.
     for (let i = 0; i < 6; i++) assert.equal(await whoamiOver(await open('127.0.0.1')), null, `attempt ${i}`);
     assert.equal(await whoamiOver(await open('127.0.0.5')), 200, 'another address gets in');
