@@ -12,7 +12,6 @@ import { STALE_UPLOAD_MS } from './blobs/common.ts';
 import { createDirectoryStore } from './blobs/directory.ts';
 import { createDiscardingStore } from './blobs/discard.ts';
 import { HashingPool } from './blobs/hashing.ts';
-import { createS3Store } from './blobs/s3.ts';
 import type { BlobStore } from './blobs/store.ts';
 import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki, pkiPathsOf } from './bootstrap.ts';
 import type { WorkerLink } from './cluster.ts';
@@ -63,6 +62,8 @@ export async function openBlobStore(
   if (config.blobStore === 'discard') return createDiscardingStore();
   if (config.blobStore === 'directory') return createDirectoryStore(config.blobDir);
   const { redirectDownloads: _, redirectSeconds: __, ...s3 } = config.s3;
+  // Loaded only for an object store: the AWS SDK is some 35 MB of memory in every worker that holds it.
+  const { createS3Store } = await import('./blobs/s3.ts');
   const store = createS3Store(s3);
   try {
     await store.check();

@@ -13,7 +13,7 @@ import {
   type PostgresPool,
   type PostgresPoolClient,
 } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
 import type { Database, Db, Engine } from './schema.ts';
 import { nodeSqliteDialect, openSqlite } from './sqlite.ts';
@@ -40,21 +40,23 @@ export interface DatabaseOptions {
 const INT8 = 20;
 const TIMESTAMPTZ = 1184;
 
-const parseTimestamp = pg.types.getTypeParser(TIMESTAMPTZ, 'text');
 const asNumber = (value: string) => Number(value);
-const asIsoText = (value: string) => (parseTimestamp(value) as Date).toISOString();
 
 /**
  * Per-pool type parsers (not pg's global ones): bigint as number (sizes stay below 2^53), timestamps as ISO
  * text. (pg asks for each column of every result: the same functions every time.)
  */
-const pgTypes = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === INT8) return asNumber;
-    if (oid === TIMESTAMPTZ) return asIsoText;
-    return pg.types.getTypeParser(oid, format ?? 'text');
-  },
-} as pg.CustomTypesConfig;
+function typeParsers(types: typeof pg.types): pg.CustomTypesConfig {
+  const parseTimestamp = types.getTypeParser(TIMESTAMPTZ, 'text');
+  const asIsoText = (value: string) => (parseTimestamp(value) as Date).toISOString();
+  return {
+    getTypeParser(oid: number, format?: 'text' | 'binary') {
+      if (oid === INT8) return asNumber;
+      if (oid === TIMESTAMPTZ) return asIsoText;
+      return types.getTypeParser(oid, format ?? 'text');
+    },
+  } as pg.CustomTypesConfig;
+}
 
 export function engineOf(url: string): Engine {
   if (url.startsWith('sqlite:')) return 'sqlite';
@@ -153,10 +155,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     const schema = options.schema;
     if (schema !== undefined && !SCHEMA_NAME.test(schema))
       throw new Error(`Invalid PostgreSQL schema name ${schema}`);
-    const pool = new pg.Pool({
+    // Loaded only for PostgreSQL: a server on SQLite holds no driver it does not use.
+    const { default: driver } = await import('pg');
+    const pool = new driver.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 10,
-      types: pgTypes,
+      types: typeParsers(driver.types),
       connectionTimeoutMillis: 5000,
       ...(schema ? { options: `-c search_path=${schema}` } : {}),
     });
