@@ -19,12 +19,12 @@ blobStoreConformance('directory', async () => {
 });
 
 describe('directory store: many downloads at once', () => {
-  it('gives each new download smaller buffers past 64 at once, down to 64 KiB', () => {
+  it('gives each new download smaller buffers past 32 at once, down to 16 KiB', () => {
     assert.equal(downloadChunkSize(0), 256 * 1024);
-    assert.equal(downloadChunkSize(63), 256 * 1024);
-    assert.equal(downloadChunkSize(99), 128 * 1024);
-    assert.equal(downloadChunkSize(249), 64 * 1024);
-    assert.equal(downloadChunkSize(10_000), 64 * 1024);
+    assert.equal(downloadChunkSize(31), 256 * 1024);
+    assert.equal(downloadChunkSize(99), 80 * 1024);
+    assert.equal(downloadChunkSize(249), 32 * 1024);
+    assert.equal(downloadChunkSize(10_000), 16 * 1024);
   });
 
   it('writes the right bytes to 300 destinations at once (pipeTo), whatever buffers each got', async () => {
@@ -61,7 +61,7 @@ describe('directory store: many downloads at once', () => {
         256 * 1024,
         'the first downloads read 256 KiB',
       );
-      assert.equal(Math.min(...results.map((r) => r.largest)), 64 * 1024, 'the last ones 64 KiB');
+      assert.equal(Math.min(...results.map((r) => r.largest)), 16 * 1024, 'the last ones 16 KiB');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
