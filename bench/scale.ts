@@ -176,6 +176,8 @@ try {
       images.set(mib, image);
       await curl([...repoman.tls, '-d', `name=${name}`, `${repoman.https}/api/images`]);
       await curl([...repoman.tls, '-T', file, `${repoman.https}/api/images/raw/${name}`]);
+      // Read once, so that the wave reads the page cache as nginx's does: the upload bypassed it.
+      await curl([...repoman.tls, `${repoman.https}/api/images/raw/admin/${name}`]);
       await curl([...nginx.tls, '-T', file, `${nginx.https}/${name}`]);
       await rm(file);
     }
