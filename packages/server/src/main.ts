@@ -21,7 +21,7 @@ import { redactUrl } from './db/url.ts';
 import type { RunningServer } from './server.ts';
 
 // Each command imports what it runs when it runs (`await import`): the primary of several workers loads
-// only cluster.ts and the configuration, and lives on a third of a worker's memory.
+// only cluster.ts and the configuration, and lives on about half a worker's memory.
 
 const USAGE = `Usage: repoman-server [command] [options]
 
@@ -110,27 +110,25 @@ async function serve(configFile: string | undefined) {
   process.umask(0o077);
   const config = loadConfig({ file: configFile });
   const logger = { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] };
+  if (!cluster.isWorker && config.workers > 1) {
+    const primary = await startPrimary(config);
+    process.stdout.write(banner(config, primary));
+    return;
+  }
+  const { prepareServer, startServer } = await import('./server.ts');
   if (isPreparation()) {
     // The primary's once-only work before its workers start (cluster.ts `prepare`).
-    const { prepareServer } = await import('./server.ts');
     await reportPrepared(await prepareServer(config));
     process.exit(0);
   }
   if (cluster.isWorker) {
     // One of the primary's workers (cluster.ts): it prints nothing but its logs.
-    const { startServer } = await import('./server.ts');
     const link = connectToPrimary();
     const running = await startServer(config, { logger, worker: link });
     stopOn(running, ['SIGINT', 'SIGTERM', 'disconnect']);
     link.ready(running.httpsPort, running.httpPort);
     return;
   }
-  if (config.workers > 1) {
-    const primary = await startPrimary(config);
-    process.stdout.write(banner(config, primary));
-    return;
-  }
-  const { startServer } = await import('./server.ts');
   const running = await startServer(config, { logger });
   process.stdout.write(banner(config, { ...running, warnings: running.trust.warnings() }));
   stopOn(running, ['SIGINT', 'SIGTERM']);

@@ -362,21 +362,10 @@ function conditions(shape: ListShape, v: ListValues) {
   };
 }
 
-const FILTERS = [
-  'owner',
-  'sharedWith',
-  'sharedWithGroup',
-  'public',
-  'namePrefix',
-  'os_variant',
-  'os_type',
-  'os_arch',
-  'hypervisor',
-  'disk_format',
-] as const;
-
 /** Whether a list of this shape has any condition (without one, `where` would say `1 = 1`). */
-const filtered = (shape: ListShape) => shape.visible !== 'all' || FILTERS.some((filter) => shape[filter]);
+const filtered = (shape: ListShape) =>
+  shape.visible !== 'all' ||
+  Object.entries(shape).some(([key, value]) => value === true && key !== 'visible');
 
 const SORT_COLUMN = {
   name: 'images.name',
@@ -403,7 +392,7 @@ type PageShape = ReturnType<typeof pageShape>;
  * added or removed.
  */
 const listPage = prepared(
-  (db, v: ListValues, engine, shape: PageShape) =>
+  (db, v: ListValues, engine, { size, first, ...shape }: PageShape) =>
     selectImages(db)
       .select((eb) => [
         ...shareColumns(engine, eb),
@@ -418,8 +407,8 @@ const listPage = prepared(
       .orderBy(SORT_COLUMN[shape.sort], shape.order)
       .orderBy('users.name', shape.order)
       .orderBy('images.name', shape.order)
-      .limit(shape.size === null ? v.limit : sql.lit(shape.size))
-      .$if(!shape.first, (page) => page.offset(v.offset)),
+      .limit(size === null ? v.limit : sql.lit(size))
+      .$if(!first, (page) => page.offset(v.offset)),
   (shape) => JSON.stringify(shape),
 );
 
