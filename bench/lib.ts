@@ -106,6 +106,17 @@ export async function measured<T>(
 }
 
 /** curl, discarding what it downloads; resolves with its upload or download rate (bytes/s). */
+/**
+ * Uploads `file` to Repoman at `put` and reads it once from `get`, unmeasured: Repoman's uploads to a directory
+ * bypass the page cache (O_DIRECT) and nginx's `PUT` leaves its file there, so that the downloads measured next
+ * come from memory on both servers. (What the first read from disk costs is in docs/performance.md.)
+ */
+export async function uploadAndRead(server: Pick<Server, 'tls'>, file: string, put: string, get: string) {
+  const rate = await curl([...server.tls, '-T', file, put]);
+  await curl([...server.tls, get]);
+  return rate;
+}
+
 export async function curl(args: string[]): Promise<number> {
   const { stdout } = await run('curl', [
     '-sS',

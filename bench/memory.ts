@@ -39,8 +39,7 @@ async function figures(server: Server, put: string, get: string, image: string):
   await new Promise((done) => setTimeout(done, 1000));
   const idle = await rssKib(await server.pids());
   const up = await measured(server.pids, () => curl([...server.tls, '-T', image, put]));
-  // Read once first, so that both servers send it from the page cache: Repoman's upload bypassed it
-  // (O_DIRECT), nginx's left it there.
+  // Read once, unmeasured (as lib.ts uploadAndRead does, outside the upload's measure here).
   await curl([...server.tls, get]);
   const down = await measured(server.pids, () => curl([...server.tls, get]));
   return { idle, upload: up.peak, download: down.peak, uploadRate: up.result, downloadRate: down.result };

@@ -13,7 +13,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { curl, measured, randomFile, root, run, type Server, startRepoman } from './lib.ts';
+import { curl, measured, randomFile, root, run, type Server, startRepoman, uploadAndRead } from './lib.ts';
 
 const exec = promisify(execFile);
 const { values } = parseArgs({
@@ -70,9 +70,12 @@ try {
     stops.push(server.stop);
     await curl([...server.tls, '-d', 'name=big.img', `${server.https}/api/images`]);
     await curl([...server.tls, '-d', 'name=up.img', `${server.https}/api/images`]);
-    await curl([...server.tls, '-T', image, `${server.https}/api/images/raw/big.img`]);
-    // Read once before anything is measured: the directory store's upload bypassed the page cache.
-    await curl([...server.tls, `${server.https}/api/images/raw/admin/big.img`]);
+    await uploadAndRead(
+      server,
+      image,
+      `${server.https}/api/images/raw/big.img`,
+      `${server.https}/api/images/raw/admin/big.img`,
+    );
     return server;
   };
   const directory = await start('directory', {});

@@ -33,6 +33,7 @@ import {
   type Server,
   startNginx,
   startRepoman,
+  uploadAndRead,
 } from './lib.ts';
 
 const { values } = parseArgs({
@@ -175,9 +176,12 @@ try {
       image = { sha256: hash.digest('hex'), bytes: mib * 1024 * 1024 };
       images.set(mib, image);
       await curl([...repoman.tls, '-d', `name=${name}`, `${repoman.https}/api/images`]);
-      await curl([...repoman.tls, '-T', file, `${repoman.https}/api/images/raw/${name}`]);
-      // Read once, so that the wave reads the page cache as nginx's does: the upload bypassed it.
-      await curl([...repoman.tls, `${repoman.https}/api/images/raw/admin/${name}`]);
+      await uploadAndRead(
+        repoman,
+        file,
+        `${repoman.https}/api/images/raw/${name}`,
+        `${repoman.https}/api/images/raw/admin/${name}`,
+      );
       await curl([...nginx.tls, '-T', file, `${nginx.https}/${name}`]);
       await rm(file);
     }

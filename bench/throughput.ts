@@ -42,6 +42,7 @@ import {
   startNginx,
   startRepoman,
   transfer,
+  uploadAndRead,
 } from './lib.ts';
 
 const { values } = parseArgs({
@@ -255,9 +256,12 @@ async function prepareRepoman(server: Server, downloads: boolean) {
       'unauthenticated_access=true',
       `${server.https}/api/images`,
     ]);
-    await curl([...server.tls, '-T', IMAGE, `${server.https}/api/images/raw/big.img`]);
-    // Read once, so that the downloads come from the page cache as nginx's do: the upload bypassed it.
-    await curl([...server.tls, `${server.https}/api/images/raw/admin/big.img`]);
+    await uploadAndRead(
+      server,
+      IMAGE,
+      `${server.https}/api/images/raw/big.img`,
+      `${server.https}/api/images/raw/admin/big.img`,
+    );
   }
   for (const i of Array.from({ length: Math.max(...counts) }, (_, n) => n + 1))
     await curl([...server.tls, '-d', `name=up-${i}.img`, `${server.https}/api/images`]);
