@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { adler32 } from '../../server/test/helpers/adler32.ts';
 import { clientFor } from '../../server/test/helpers/http.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { cuttingRelay } from '../../server/test/helpers/relay.ts';
@@ -283,6 +284,8 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     await fails(['put-image', join(dir, 'image.bin'), 'rhel.img'], 1, /already holds version 1.*--force/);
     assert.match(await ok(['put-image', join(dir, 'image.bin'), 'rhel.img', '-f']), /version 2, sha256 /);
     assert.match(await ok(['li']), /^rhel\.img\s+bob\s+6\.0 MiB\s+raw\s+6\.0 MiB\s+2\s/m);
+    // One image in full shows every digest, ADLER32 among them (what grid tools compare).
+    assert.match(await ok(['li', 'rhel.img']), new RegExp(`^ *digests\\.adler32 : ${adler32(image)}$`, 'm'));
     const out = join(dir, 'copy.img');
     assert.match(await ok(['gi', 'rhel.img', out]), /saved to .*copy\.img/);
     assert.equal(sha256(await readFile(out)), sha256(image));

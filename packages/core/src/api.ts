@@ -218,6 +218,27 @@ export const modifyGroupBody = {
 
 // ---- images ----
 
+/**
+ * Digests of a version's (or variant's) bytes, lowercase hex: SHA-256 always; ADLER32 (8 digits) of every
+ * upload, null for one stored before servers computed it until it is asked for or filled in by fsck; MD5 and
+ * SHA-512 as the server is configured.
+ */
+export interface ImageDigests {
+  sha256: string;
+  md5: string | null;
+  sha512: string | null;
+  adler32: string | null;
+}
+
+const digestProperties = {
+  sha256: str,
+  md5: nullableStr,
+  sha512: nullableStr,
+  adler32: { ...nullableStr, description: 'ADLER32 as 8 hex digits (the grid’s checksum)' },
+} as const;
+/** The schema of `ImageDigests`, for every response that shows them. */
+export const digestsSchema = { type: 'object', properties: digestProperties } as const;
+
 export interface ImageShares {
   users: string[];
   groups: string[];
@@ -242,7 +263,7 @@ export interface Image {
   expired: boolean;
   raw_file_uploaded: boolean;
   /** Digests of the current version's bytes, lowercase hex; null before the first upload. */
-  digests: { sha256: string; md5: string | null; sha512: string | null } | null;
+  digests: ImageDigests | null;
   version: number;
   size: number | null;
   /** What the current version's bytes are (docs/formats.md); null before the first upload. */
@@ -279,10 +300,7 @@ export const imageSchema = {
     expires: nullableTimestamp,
     expired: bool,
     raw_file_uploaded: bool,
-    digests: {
-      type: ['object', 'null'],
-      properties: { sha256: str, md5: nullableStr, sha512: nullableStr },
-    },
+    digests: { type: ['object', 'null'], properties: digestProperties },
     version: { type: 'integer' },
     size: { type: ['integer', 'null'] },
     disk_format: { ...nullableStr, description: 'qcow2, vmdk, vpc, vhdx, vdi, iso, raw or ova' },
@@ -341,7 +359,7 @@ export interface Variant {
   /** qcow2 only: its clusters are compressed (smaller, slower to boot from). */
   compressed: boolean;
   size: number;
-  digests: { sha256: string; md5: string | null; sha512: string | null };
+  digests: ImageDigests;
   virtual_size: number | null;
   created: string;
   file_url: string;
@@ -353,7 +371,7 @@ export interface Version {
   /** The version the image's URL serves now. */
   current: boolean;
   size: number;
-  digests: { sha256: string; md5: string | null; sha512: string | null };
+  digests: ImageDigests;
   disk_format: string | null;
   virtual_size: number | null;
   compression: string | null;
@@ -369,7 +387,7 @@ export const variantSchema = {
     format: str,
     compressed: bool,
     size: { type: 'integer' },
-    digests: { type: 'object', properties: { sha256: str, md5: nullableStr, sha512: nullableStr } },
+    digests: digestsSchema,
     virtual_size: { type: ['integer', 'null'] },
     created: timestamp,
     file_url: str,

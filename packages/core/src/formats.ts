@@ -32,10 +32,16 @@ export type ImageFormat = (typeof FORMATS)[number];
  */
 export const FEATURES = ['encrypted'] as const;
 
-/** Digests an upload is computed and checked against: SHA-256 always, MD5 and SHA-512 as configured. */
+/** Digests a client may declare for an upload, which is then checked against them. */
 export const DIGEST_ALGORITHMS = ['sha256', 'md5', 'sha512'] as const;
 export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
-/** Digests of an image's bytes, as lowercase hex. */
-export type Digests = Partial<Record<DigestAlgorithm, string>> & { sha256: string };
+/**
+ * Every digest a version or variant records: SHA-256 and ADLER32 (the grid's checksum) of every upload, MD5
+ * and SHA-512 as configured.
+ */
+export const DIGEST_NAMES = ['sha256', 'md5', 'sha512', 'adler32'] as const;
+export type DigestName = (typeof DIGEST_NAMES)[number];
+/** Digests of an image's bytes, as lowercase hex (ADLER32 as its 8 digits). */
+export type Digests = Partial<Record<DigestName, string>> & { sha256: string };
 /** Digests a client declared for what it sends (Content-Digest, Repr-Digest, Content-MD5), as lowercase hex. */
 export type ExpectedDigests = Partial<Record<DigestAlgorithm, string>>;

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { DigestName } from '@repoman/core';
 import type { FastifyInstance, FastifyListenOptions, FastifyServerOptions } from 'fastify';
 import { STALE_UPLOAD_MS } from './blobs/common.ts';
 import { createDirectoryStore } from './blobs/directory.ts';
@@ -50,6 +51,18 @@ export interface StartOptions {
    * (prepareServer); it shares the ports with the other workers and reaches them through the link.
    */
   worker?: WorkerLink | undefined;
+}
+
+/**
+ * The digests every upload gets besides SHA-256: ADLER32 always (grid tools ask for it, and it costs little),
+ * MD5 and SHA-512 as configured.
+ */
+export function uploadDigests(config: Pick<ServerConfig, 'uploads'>): Exclude<DigestName, 'sha256'>[] {
+  return [
+    'adler32',
+    ...(config.uploads.md5 ? ['md5' as const] : []),
+    ...(config.uploads.sha512 ? ['sha512' as const] : []),
+  ];
 }
 
 /**
@@ -165,10 +178,7 @@ async function openRepository(
   const policy = {
     maxImageSize: config.uploads.maxImageSize,
     keepVersions: config.uploads.keepVersions,
-    digests: [
-      ...(config.uploads.md5 ? ['md5' as const] : []),
-      ...(config.uploads.sha512 ? ['sha512' as const] : []),
-    ],
+    digests: uploadDigests(config),
     expiryMs: config.uploads.resumableExpirySeconds * 1000,
     leaseMs: config.uploads.leaseSeconds * 1000,
     maxPendingPerUser: config.uploads.maxPendingPerUser,

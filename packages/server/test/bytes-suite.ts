@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { CreateMultipartUploadCommand } from '@aws-sdk/client-s3';
 import { createS3Store } from '../src/blobs/s3.ts';
 import type { S3Settings } from '../src/blobs/s3-settings.ts';
+import { adler32 } from './helpers/adler32.ts';
 import { clientFor, expectError } from './helpers/http.ts';
 import { encryptedQcow2 } from './helpers/images.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
@@ -103,6 +104,7 @@ export function bytesSuite(engine: Engine, storage: 'directory' | 's3' = 'direct
       assert.equal(json.digests.sha256, sha256(image));
       assert.equal(json.digests.md5, createHash('md5').update(image).digest('hex'));
       assert.equal(json.digests.sha512, createHash('sha512').update(image).digest('hex'));
+      assert.equal(json.digests.adler32, adler32(image));
       const get = await curl('bob', ['-o', join(files, 'out.bin'), raw('bob/vm.img')]);
       assert.equal(get.status, 200);
       assert.equal(sha256(await readFile(join(files, 'out.bin'))), sha256(image));

@@ -16,6 +16,7 @@ import { openDatabase } from '../src/db/connect.ts';
 import { ConversionError, convert, convertArguments } from '../src/formats/convert.ts';
 import { inspect } from '../src/formats/inspect.ts';
 import { fsck } from '../src/fsck.ts';
+import { adler32 } from './helpers/adler32.ts';
 import { clientFor, expectError, type Response } from './helpers/http.ts';
 import { encryptedQcow2 } from './helpers/images.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
@@ -32,7 +33,12 @@ interface JobJson {
   state: string;
   progress: number;
   error: { code: string; message: string } | null;
-  variant: { format: string; size: number; digests: { sha256: string }; file_url: string } | null;
+  variant: {
+    format: string;
+    size: number;
+    digests: { sha256: string; adler32: string | null };
+    file_url: string;
+  } | null;
 }
 
 export function conversionsSuite(engine: Engine) {
@@ -129,6 +135,7 @@ export function conversionsSuite(engine: Engine) {
       assert.equal(job.variant?.format, 'raw');
       assert.equal(job.variant?.size, data.length);
       assert.equal(job.variant?.digests.sha256, sha256(data));
+      assert.equal(job.variant?.digests.adler32, adler32(data));
       const fetched = join(files, 'fetched.raw');
       const got = await curl('pam', [
         '-D',

@@ -114,10 +114,14 @@ describe('database layer', () => {
         );
         await insertUpload(before.db, upload('b', `image ${b64('img')}`));
         await insertUpload(before.db, upload('c', null));
-        // The database as the release before 0012 left it: the columns absent, the migration not applied.
+        // The database as the release before 0012 left it: the columns absent, the migrations not applied.
         await sql`alter table uploads drop column declared_format`.execute(before.db);
         await sql`alter table uploads drop column decompress`.execute(before.db);
-        await sql`delete from kysely_migration where name = '0012_upload_options'`.execute(before.db);
+        await sql`alter table image_versions drop column adler32`.execute(before.db);
+        await sql`alter table image_variants drop column adler32`.execute(before.db);
+        await sql`delete from kysely_migration where name in ('0012_upload_options', '0013_adler32')`.execute(
+          before.db,
+        );
       } finally {
         await before.close();
       }

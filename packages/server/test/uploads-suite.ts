@@ -11,6 +11,7 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DefaultHttpStack, Upload } from 'tus-js-client';
+import { adler32 } from './helpers/adler32.ts';
 import { clientFor, expectError, request, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { cuttingRelay } from './helpers/relay.ts';
@@ -141,6 +142,7 @@ export function uploadsSuite(engine: Engine, storage: 'directory' | 's3' = 'dire
       assert.equal(json.size, image.length);
       assert.equal(json.digests.sha256, sha256(image));
       assert.equal(json.digests.md5, createHash('md5').update(image).digest('hex'));
+      assert.equal(json.digests.adler32, adler32(image));
       const body = await as('bob').get('/api/images/raw/bob/tus.img');
       assert.equal(sha256(body.body), sha256(image));
     });
@@ -169,6 +171,7 @@ export function uploadsSuite(engine: Engine, storage: 'directory' | 's3' = 'dire
       assert.equal(json.version, 1);
       assert.equal(json.digests.sha256, sha256(image));
       assert.equal(json.digests.sha512, createHash('sha512').update(image).digest('hex'));
+      assert.equal(json.digests.adler32, adler32(image)); // one hasher, fed by both requests
       assert.deepEqual(await partFiles(), []);
     });
 

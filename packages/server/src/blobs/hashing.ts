@@ -1,14 +1,15 @@
 /**
  * Digests of an upload, computed in the same pass as it streams to the store: SHA-256 (the ETag and the
- * version's identity) on the main thread, MD5 and SHA-512 in one shared worker thread so they do not cap the
- * rate. All uploads together may run 8 MiB ahead of the worker; past that they wait, so memory stays bounded.
+ * version's identity) on the main thread, ADLER32, MD5 and SHA-512 in one shared worker thread so they do not
+ * cap the rate. All uploads together may run 8 MiB ahead of the worker; past that they wait, so memory stays
+ * bounded.
  */
 import { createHash } from 'node:crypto';
 import { extname } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 
-import type { DigestAlgorithm, Digests } from '@repoman/core';
+import type { DigestName, Digests } from '@repoman/core';
 
 /** Bytes go to the worker in batches this large (TLS hands us 16 KiB records; a message each would cost more than the hashing). */
 const BATCH = 1024 * 1024;
@@ -157,7 +158,7 @@ export class Hasher {
     return this.#failed !== null;
   }
 
-  constructor(pool: HashingPool, algorithms: DigestAlgorithm[]) {
+  constructor(pool: HashingPool, algorithms: readonly DigestName[]) {
     this.#pool = pool;
     const offThread = algorithms.filter((a) => a !== 'sha256');
     if (offThread.length === 0) return;

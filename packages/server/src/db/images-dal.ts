@@ -8,7 +8,7 @@ export type ImageRow = Selectable<ImagesTable>;
 /** What an image shows of its current version: its digests and what its bytes are. */
 type CurrentVersion = Pick<
   Selectable<ImageVersionsTable>,
-  'sha256' | 'md5' | 'sha512' | 'disk_format' | 'virtual_size' | 'compression' | 'partition_table'
+  'sha256' | 'md5' | 'sha512' | 'adler32' | 'disk_format' | 'virtual_size' | 'compression' | 'partition_table'
 >;
 /** An image with its owner's name and its current version's fields (all null before the first upload). */
 export type ImageWithOwner = ImageRow & { owner_name: string } & {
@@ -32,6 +32,7 @@ function selectImages(db: Db) {
       'current.sha256',
       'current.md5',
       'current.sha512',
+      'current.adler32',
       'current.disk_format',
       'current.virtual_size',
       'current.compression',

@@ -323,6 +323,14 @@ function migrations(engine: Engine): Record<string, Migration> {
         }
       },
     },
+    '0013_adler32': {
+      async up(db) {
+        // ADLER32, the grid's checksum, of every version and variant; null for those stored before, until a
+        // download asks for it or `fsck --fill-digests` reads their bytes again.
+        await db.schema.alterTable('image_versions').addColumn('adler32', 'text').execute();
+        await db.schema.alterTable('image_variants').addColumn('adler32', 'text').execute();
+      },
+    },
   };
 }
 

@@ -67,6 +67,8 @@ export interface ImageVersionsTable {
   sha256: string;
   md5: string | null;
   sha512: string | null;
+  /** Null for bytes stored before ADLER32 was computed, until it is asked for (or fsck fills it in). */
+  adler32: string | null;
   disk_format: string | null;
   virtual_size: number | null;
   compression: string | null;
@@ -85,6 +87,8 @@ export interface ImageVariantsTable {
   sha256: string;
   md5: string | null;
   sha512: string | null;
+  /** Null for bytes stored before ADLER32 was computed, until it is asked for (or fsck fills it in). */
+  adler32: string | null;
   virtual_size: number | null;
   created: string;
 }

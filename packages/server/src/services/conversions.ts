@@ -284,6 +284,7 @@ export function createConversionService(deps: {
             sha256: digests.sha256,
             md5: digests.md5 ?? null,
             sha512: digests.sha512 ?? null,
+            adler32: digests.adler32 ?? null,
             virtual_size: inspection.virtualSize,
             created: nowIso(),
           });

@@ -47,7 +47,9 @@ export function imageView(row: ImageWithOwner, shares?: ImageShareRows): ImageVi
     expires: row.expires,
     expired: isExpired(row),
     raw_file_uploaded: row.version > 0,
-    digests: row.sha256 ? { sha256: row.sha256, md5: row.md5, sha512: row.sha512 } : null,
+    digests: row.sha256
+      ? { sha256: row.sha256, md5: row.md5, sha512: row.sha512, adler32: row.adler32 }
+      : null,
     version: row.version,
     size: row.size,
     disk_format: row.disk_format ?? null,

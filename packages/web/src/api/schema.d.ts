@@ -1133,6 +1133,8 @@ export interface paths {
                                         sha256?: string;
                                         md5?: string | null;
                                         sha512?: string | null;
+                                        /** @description ADLER32 as 8 hex digits (the grid’s checksum) */
+                                        adler32?: string | null;
                                     };
                                     virtual_size?: number | null;
                                     /** Format: date-time */
@@ -1516,6 +1518,8 @@ export interface paths {
                                         sha256?: string;
                                         md5?: string | null;
                                         sha512?: string | null;
+                                        /** @description ADLER32 as 8 hex digits (the grid’s checksum) */
+                                        adler32?: string | null;
                                     };
                                     virtual_size?: number | null;
                                     /** Format: date-time */
@@ -2738,6 +2742,8 @@ export interface components {
                 sha256?: string;
                 md5?: string | null;
                 sha512?: string | null;
+                /** @description ADLER32 as 8 hex digits (the grid’s checksum) */
+                adler32?: string | null;
             } | null;
             version: number;
             size?: number | null;
@@ -2784,6 +2790,8 @@ export interface components {
                     sha256?: string;
                     md5?: string | null;
                     sha512?: string | null;
+                    /** @description ADLER32 as 8 hex digits (the grid’s checksum) */
+                    adler32?: string | null;
                 };
                 virtual_size?: number | null;
                 /** Format: date-time */

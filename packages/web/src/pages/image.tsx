@@ -129,11 +129,13 @@ function Details({ image }: { image: Image }) {
         <>
           <h2>Digests</h2>
           <dl class="details digests">
-            {(['sha256', 'sha512', 'md5'] as const).map((algorithm) => {
+            {(['sha256', 'sha512', 'md5', 'adler32'] as const).map((algorithm) => {
               const value = image.digests?.[algorithm];
               return value ? (
                 <div key={algorithm}>
-                  <dt>{{ sha256: 'SHA-256', sha512: 'SHA-512', md5: 'MD5' }[algorithm]}</dt>
+                  <dt>
+                    {{ sha256: 'SHA-256', sha512: 'SHA-512', md5: 'MD5', adler32: 'ADLER32' }[algorithm]}
+                  </dt>
                   <dd>
                     <Copyable text={value} label={`the ${algorithm}`} />
                   </dd>

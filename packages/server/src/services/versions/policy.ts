@@ -1,5 +1,5 @@
 /** What the versions service is configured with, and what passes between its steps. */
-import type { DigestAlgorithm, Digests } from '@repoman/core';
+import type { DigestName, Digests } from '@repoman/core';
 import type { ImageRef } from '../image-access.ts';
 
 export interface UploadPolicy {
@@ -7,8 +7,8 @@ export interface UploadPolicy {
   maxImageSize: number;
   /** Versions kept per image; older blobs are deleted. */
   keepVersions: number;
-  /** Digests computed for every upload besides SHA-256. */
-  digests: DigestAlgorithm[];
+  /** Digests computed for every upload besides SHA-256 (ADLER32, and MD5 and SHA-512 as configured). */
+  digests: DigestName[];
   /** Formats uploads may be in. */
   allowedFormats: ReadonlySet<string>;
   /** Features refused by default that this repository takes (core's FEATURES). */

@@ -5,7 +5,7 @@
  * On failure before the commit the upload is left to the caller; after it, the blob is deleted, so nothing
  * unrecorded stays behind.
  */
-import { type DigestAlgorithm, type ExpectedDigests, RepomanError } from '@repoman/core';
+import { type DigestAlgorithm, type DigestName, type ExpectedDigests, RepomanError } from '@repoman/core';
 import { Hasher, type HashingPool } from '../../blobs/hashing.ts';
 import {
   type BlobStore,
@@ -89,7 +89,7 @@ export function createPublisher(deps: {
   const { db, store, policy, hashing, quota } = deps;
 
   /** The digests an upload computes: the configured ones, and any the client declared. */
-  function algorithmsFor(expected: ExpectedDigests): DigestAlgorithm[] {
+  function algorithmsFor(expected: ExpectedDigests): DigestName[] {
     return [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
   }
 
@@ -195,6 +195,7 @@ export function createPublisher(deps: {
         sha256: digests.sha256,
         md5: digests.md5 ?? null,
         sha512: digests.sha512 ?? null,
+        adler32: digests.adler32 ?? null,
         ...formatColumns(inspection),
         created: now,
       });

@@ -14,7 +14,7 @@ export const variantView = (row: VariantRow): VariantView => ({
   format: row.format as VariantFormat,
   compressed: Boolean(row.compressed),
   size: row.size,
-  digests: { sha256: row.sha256, md5: row.md5, sha512: row.sha512 },
+  digests: { sha256: row.sha256, md5: row.md5, sha512: row.sha512, adler32: row.adler32 },
   virtual_size: row.virtual_size,
   created: row.created,
 });
@@ -27,7 +27,7 @@ export const versionView = (
   version: row.version,
   current: row.version === current,
   size: row.size,
-  digests: { sha256: row.sha256, md5: row.md5, sha512: row.sha512 },
+  digests: { sha256: row.sha256, md5: row.md5, sha512: row.sha512, adler32: row.adler32 },
   disk_format: row.disk_format,
   virtual_size: row.virtual_size,
   compression: row.compression,
