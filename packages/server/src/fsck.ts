@@ -2,20 +2,27 @@
  * `repoman-server fsck`: checks that the database and the blob store agree. Every version must have its blob
  * with the recorded size (and, with `verify`, the recorded SHA-256); every blob must belong to a version; no
  * upload may be abandoned. With `repair`: orphan blobs and abandoned uploads are removed, and broken versions
- * are dropped (an image whose served version broke falls back to its newest intact one).
+ * are dropped (an image whose served version broke falls back to its newest intact one). With `fillDigests`:
+ * versions and variants lacking some of those digests (stored before they were computed) get them, from one
+ * reading of their blob whose SHA-256 is checked too.
  */
-import { createHash } from 'node:crypto';
+import type { DigestName } from '@repoman/core';
 import { STALE_UPLOAD_MS } from './blobs/common.ts';
+import { HashingPool, hashStream } from './blobs/hashing.ts';
 import type { BlobStore } from './blobs/store.ts';
 import { allVariants, deleteVariant } from './db/jobs-dal.ts';
 import type { Db } from './db/schema.ts';
 import { pendingUploadKeys } from './db/uploads-dal.ts';
 import {
   allVersions,
+  type DigestTable,
   deleteVersion,
+  type FillableDigests,
   findVersionByBlob,
   imagesWithoutCurrentVersion,
+  recordDigests,
   resetCurrentVersion,
+  type VersionRow,
 } from './db/versions-dal.ts';
 
 export type ProblemKind = 'missing' | 'size' | 'digest' | 'no_current' | 'orphan' | 'stale_upload';
@@ -32,45 +39,73 @@ export interface FsckReport {
   versions: number;
   blobs: number;
   problems: Problem[];
+  /** With `fillDigests`: the versions and variants given the digests they lacked. */
+  filled?: number;
 }
 
 export interface FsckOptions {
   verify?: boolean;
   repair?: boolean;
+  /** Digests to compute and record for every version and variant that lacks them (MD5, SHA-512, ADLER32). */
+  fillDigests?: readonly Exclude<DigestName, 'sha256'>[];
   /** Uploads untouched for longer are abandoned (default an hour; another server may be writing younger ones). */
   staleUploadMs?: number;
 }
 
-async function sha256Of(store: BlobStore, key: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of await store.read(key)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+export async function fsck(db: Db, store: BlobStore, options: FsckOptions = {}): Promise<FsckReport> {
+  const hashing = new HashingPool();
+  try {
+    return await checkAll(db, store, hashing, options);
+  } finally {
+    await hashing.close();
+  }
 }
 
-export async function fsck(db: Db, store: BlobStore, options: FsckOptions = {}): Promise<FsckReport> {
+async function checkAll(
+  db: Db,
+  store: BlobStore,
+  hashing: HashingPool,
+  options: FsckOptions,
+): Promise<FsckReport> {
   const problems: Problem[] = [];
   const versions = await allVersions(db);
   const variants = await allVariants(db);
   const known = new Set([...versions.map((v) => v.blob_key), ...variants.map((v) => v.blob_key)]);
+  const fill = options.fillDigests ?? [];
+  let filled = 0;
 
-  /** What is wrong with a recorded blob, or null. */
+  /** What is wrong with a recorded blob, or null; the digests it lacks are filled in if asked for. */
   async function check(
     subject: string,
-    row: { blob_key: string; size: number; sha256: string },
+    table: DigestTable,
+    row: Pick<VersionRow, 'id' | 'blob_key' | 'size' | 'sha256' | 'md5' | 'sha512' | 'adler32'>,
   ): Promise<Omit<Problem, 'repaired'> | null> {
     const found = await store.stat(row.blob_key);
     if (!found) return { kind: 'missing', subject, detail: `its blob ${row.blob_key} is gone` };
     if (found.size !== row.size)
       return { kind: 'size', subject, detail: `its blob has ${found.size} bytes; ${row.size} were recorded` };
-    if (!options.verify) return null;
-    const actual = await sha256Of(store, row.blob_key);
-    if (actual === row.sha256) return null;
-    return { kind: 'digest', subject, detail: `its blob's SHA-256 is ${actual}; ${row.sha256} was recorded` };
+    const missing = fill.filter((name) => !row[name]);
+    if (!options.verify && missing.length === 0) return null;
+    const actual = await hashStream(hashing, await store.read(row.blob_key), missing);
+    if (actual.sha256 !== row.sha256)
+      return {
+        kind: 'digest',
+        subject,
+        detail: `its blob's SHA-256 is ${actual.sha256}; ${row.sha256} was recorded`,
+      };
+    if (missing.length > 0) {
+      const digests: FillableDigests = {};
+      for (const name of missing) digests[name] = actual[name] ?? null;
+      await recordDigests(db, table, row.id, digests);
+      filled++;
+    }
+    return null;
   }
 
   const broken: typeof versions = [];
   for (const version of versions) {
-    const problem = await check(`${version.owner_name}/${version.image_name} v${version.version}`, version);
+    const subject = `${version.owner_name}/${version.image_name} v${version.version}`;
+    const problem = await check(subject, 'image_versions', version);
     if (problem) {
       broken.push(version);
       problems.push({ ...problem, repaired: Boolean(options.repair) });
@@ -81,7 +116,7 @@ export async function fsck(db: Db, store: BlobStore, options: FsckOptions = {}):
   for (const variant of variants) {
     if (broken.some((v) => v.id === variant.version_id)) continue; // goes with its version
     const subject = `${variant.owner_name}/${variant.image_name} v${variant.version} ${variant.format}`;
-    const problem = await check(subject, variant);
+    const problem = await check(subject, 'image_variants', variant);
     if (problem) {
       brokenVariants.push(variant);
       problems.push({ ...problem, repaired: Boolean(options.repair) });
@@ -146,7 +181,7 @@ export async function fsck(db: Db, store: BlobStore, options: FsckOptions = {}):
     });
   }
   if (options.repair) await store.removeStaleUploads(staleMs, pending);
-  return { versions: versions.length, blobs, problems };
+  return { versions: versions.length, blobs, problems, ...(options.fillDigests ? { filled } : {}) };
 }
 
 export function formatReport(report: FsckReport): string {
@@ -156,7 +191,8 @@ export function formatReport(report: FsckReport): string {
   const open = report.problems.filter((p) => !p.repaired).length;
   lines.push(
     `fsck: ${report.versions} versions, ${report.blobs} blobs, ${report.problems.length} problems` +
-      (report.problems.length > 0 ? `, ${open} left (run with --repair to fix what can be fixed)` : ''),
+      (report.problems.length > 0 ? `, ${open} left (run with --repair to fix what can be fixed)` : '') +
+      (report.filled === undefined ? '' : `; digests filled in for ${report.filled} versions and variants`),
   );
   return `${lines.join('\n')}\n`;
 }

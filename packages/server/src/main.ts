@@ -37,6 +37,8 @@ Options:
       --out DIR                issue-certificate: where to write usercert.pem, userkey.pem, user.pem
       --verify                 fsck: also check every blob's SHA-256 (reads every byte)
       --repair                 fsck: remove orphan blobs and abandoned uploads, drop broken versions
+      --fill-digests           fsck: give versions the digests they lack (ADLER32 of those stored before
+                               it was computed; MD5, SHA-512 if configured), reading their blobs
       --json                   fsck: print the report as JSON
       --stale-minutes N        fsck: uploads untouched for longer are abandoned, and unrecorded blobs older
                                are orphans (default 60; younger ones may be a running server's)
@@ -178,6 +180,7 @@ async function runFsck(
   flags: {
     verify?: boolean | undefined;
     repair?: boolean | undefined;
+    fillDigests?: boolean | undefined;
     json?: boolean | undefined;
     staleMinutes?: string | undefined;
   },
@@ -188,7 +191,7 @@ async function runFsck(
   const config = loadConfig({ file: configFile });
   const { openDatabase } = await import('./db/connect.ts');
   const { formatReport, fsck } = await import('./fsck.ts');
-  const { openBlobStore } = await import('./server.ts');
+  const { openBlobStore, uploadDigests } = await import('./server.ts');
   const database = await openDatabase({
     url: config.databaseUrl,
     ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
@@ -197,6 +200,7 @@ async function runFsck(
     const report = await fsck(database.db, await openBlobStore(config), {
       verify: Boolean(flags.verify),
       repair: Boolean(flags.repair),
+      ...(flags.fillDigests ? { fillDigests: uploadDigests(config) } : {}),
       staleUploadMs: staleMinutes * 60_000,
     });
     process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
@@ -217,6 +221,7 @@ async function main(argv: string[]) {
       help: { type: 'boolean', short: 'h' },
       verify: { type: 'boolean' },
       repair: { type: 'boolean' },
+      'fill-digests': { type: 'boolean' },
       'stale-minutes': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -233,6 +238,7 @@ async function main(argv: string[]) {
     return runFsck(values.config, {
       verify: values.verify,
       repair: values.repair,
+      fillDigests: values['fill-digests'],
       json: values.json,
       staleMinutes: values['stale-minutes'],
     });

@@ -2,7 +2,7 @@
  * Digests of an upload, computed in the same pass as it streams to the store: SHA-256 (the ETag and the
  * version's identity) on the main thread, ADLER32, MD5 and SHA-512 in one shared worker thread so they do not
  * cap the rate. All uploads together may run 8 MiB ahead of the worker; past that they wait, so memory stays
- * bounded.
+ * bounded. Bytes already stored are hashed the same way (`hashStream`), when a digest they lack is wanted.
  */
 import { createHash } from 'node:crypto';
 import { extname } from 'node:path';
@@ -242,5 +242,24 @@ export class Hasher {
     this.#channel = null;
     this.#current = null;
     this.#batch = null;
+  }
+}
+
+/**
+ * The digests of bytes already stored, read once: SHA-256 always (the caller checks it against the one
+ * recorded) and `algorithms` besides, in the worker as for an upload.
+ */
+export async function hashStream(
+  pool: HashingPool,
+  source: AsyncIterable<Buffer>,
+  algorithms: readonly DigestName[],
+): Promise<Digests> {
+  const hasher = new Hasher(pool, algorithms);
+  try {
+    for await (const chunk of source) await new Promise<void>((resolve) => hasher.update(chunk, resolve));
+    return await hasher.digests();
+  } catch (error) {
+    hasher.dispose();
+    throw error;
   }
 }

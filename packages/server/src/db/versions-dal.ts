@@ -200,6 +200,25 @@ export async function pruneVersions(db: Db, imageId: number, keep: number): Prom
   return [...old.map((r) => r.blob_key), ...variants];
 }
 
+/** The tables whose rows name a blob and record its digests: versions, and their variants. */
+export type DigestTable = 'image_versions' | 'image_variants';
+/** The digests a row may lack (recorded as null), and be given later. */
+export type FillableDigests = Partial<Pick<VersionRow, 'md5' | 'sha512' | 'adler32'>>;
+
+/** The digests a version or variant records now, by its id; undefined if it is gone. */
+export const recordedDigests = (db: Db, table: DigestTable, id: number) =>
+  db.selectFrom(table).select(['sha256', 'md5', 'sha512', 'adler32']).where('id', '=', id).executeTakeFirst();
+
+/** Records digests computed after the bytes were stored. */
+export async function recordDigests(
+  db: Db,
+  table: DigestTable,
+  id: number,
+  digests: FillableDigests,
+): Promise<void> {
+  await db.updateTable(table).set(digests).where('id', '=', id).execute();
+}
+
 /** Every version with its image's name, for fsck. */
 export const allVersions = (db: Db) =>
   db

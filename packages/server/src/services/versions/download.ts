@@ -3,14 +3,16 @@
  * client needs to know about those bytes, as a descriptor. The route turns the descriptor into HTTP; it never
  * sees a row or a blob key.
  */
-import { RepomanError } from '@repoman/core';
+import { type DigestName, RepomanError } from '@repoman/core';
 import { type Actor, canReadImage } from '../../authz.ts';
+import type { HashingPool } from '../../blobs/hashing.ts';
 import { BlobNotFoundError, type BlobReadable, type BlobStore, type ByteRange } from '../../blobs/store.ts';
 import { findVariant } from '../../db/jobs-dal.ts';
 import type { Db } from '../../db/schema.ts';
 import { findVersion, type VersionRow } from '../../db/versions-dal.ts';
 import type { createImageAccess, ImageRef } from '../image-access.ts';
 import type { UploadPolicy } from './policy.ts';
+import { createStoredDigests, type DigestTarget, type KnownDigests } from './stored-digests.ts';
 
 export interface DownloadOptions {
   /** A kept older version (callers without a certificate get the current one only). */
@@ -40,10 +42,17 @@ export interface Download {
    * (redirects off, or a store that cannot make such URLs).
    */
   redirect(headers: { contentDisposition: string }): Promise<string | null>;
+  /**
+   * The `wanted` digests of these bytes, lowercase hex (ADLER32 as 8 digits). One that is not recorded (ADLER32
+   * of bytes stored before it was computed; MD5 or SHA-512 while configured off) is computed by reading the
+   * bytes once, and recorded: this may take as long as reading the whole image, and longer while the process
+   * reads another (one at a time). Left out if the bytes no longer match their SHA-256.
+   */
+  digests(wanted: readonly DigestName[]): Promise<KnownDigests>;
 }
 
 /** What a download serves: a version, or one of its variants. */
-type Served = Pick<VersionRow, 'blob_key' | 'size' | 'sha256' | 'created' | 'compression' | 'version'>;
+type Served = DigestTarget & Pick<VersionRow, 'size' | 'created' | 'compression' | 'version'>;
 
 function contentType(served: Served): string {
   if (served.compression === 'gzip') return 'application/gzip';
@@ -56,8 +65,10 @@ export function createDownloads(deps: {
   store: Pick<BlobStore, 'read' | 'downloadUrl'>;
   policy: Pick<UploadPolicy, 'redirectSeconds'>;
   access: ReturnType<typeof createImageAccess>;
+  hashing: HashingPool;
 }) {
-  const { db, store, policy, access } = deps;
+  const { db, store, policy, access, hashing } = deps;
+  const storedDigests = createStoredDigests({ db, store, hashing });
 
   /** The image and the version to serve: the current one, or `version` if asked for and still kept. */
   async function openVersion(actor: Actor | null, ref: ImageRef, version?: number) {
@@ -93,14 +104,14 @@ export function createDownloads(deps: {
       format === version.disk_format ||
       (format === 'raw' && version.disk_format === 'iso') // an ISO is read as raw
     )
-      return version;
+      return { ...version, table: 'image_versions' };
     const variant = await findVariant(db, version.id, format);
     if (!variant)
       throw new RepomanError(
         'variant_not_found',
         `Version ${version.version} of ${ref.owner}/${ref.name} has no ${format} variant; convert it first (repoman convert-image)`,
       );
-    return { ...variant, version: version.version, compression: null };
+    return { ...variant, table: 'image_variants', version: version.version, compression: null };
   }
 
   return async function openDownload(
@@ -129,7 +140,7 @@ export function createDownloads(deps: {
       etag: `"${served.sha256}"`,
       // When these bytes became what this URL serves (an upload, or a rollback), not when they were uploaded.
       lastModified:
-        options.version === undefined && served === opened.version && image.uploaded
+        options.version === undefined && served.table === 'image_versions' && image.uploaded
           ? image.uploaded
           : served.created,
       contentType: type,
@@ -152,6 +163,7 @@ export function createDownloads(deps: {
           contentType: type,
         });
       },
+      digests: (wanted) => storedDigests(served, wanted),
     };
   };
 }

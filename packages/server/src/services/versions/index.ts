@@ -31,6 +31,7 @@ import { type VersionView, versionView } from './views.ts';
 
 export type { Download, DownloadOptions } from './download.ts';
 export type { AdmittedUpload, ReceivedVersion, UploadPolicy } from './policy.ts';
+export type { KnownDigests } from './stored-digests.ts';
 export type { VariantView, VersionView } from './views.ts';
 
 export function createVersionsService(deps: {
@@ -44,7 +45,7 @@ export function createVersionsService(deps: {
   const access = createImageAccess(db);
   const publisher = createPublisher({ db, store, policy, hashing, quota });
   const admitUpload = createAdmission({ db, policy, quota, access });
-  const openDownload = createDownloads({ db, store, policy, access });
+  const openDownload = createDownloads({ db, store, policy, access, hashing });
 
   const service = guardService({
     admitUpload,

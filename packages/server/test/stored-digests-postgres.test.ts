@@ -1,0 +1,3 @@
+import { storedDigestsSuite } from './stored-digests-suite.ts';
+
+storedDigestsSuite('postgres');
