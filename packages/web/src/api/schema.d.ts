@@ -1118,6 +1118,8 @@ export interface paths {
                                     sha256?: string;
                                     md5?: string | null;
                                     sha512?: string | null;
+                                    /** @description ADLER32 as 8 hex digits (the grid’s checksum) */
+                                    adler32?: string | null;
                                 };
                                 disk_format?: string | null;
                                 virtual_size?: number | null;
@@ -1503,6 +1505,8 @@ export interface paths {
                                     sha256?: string;
                                     md5?: string | null;
                                     sha512?: string | null;
+                                    /** @description ADLER32 as 8 hex digits (the grid’s checksum) */
+                                    adler32?: string | null;
                                 };
                                 disk_format?: string | null;
                                 virtual_size?: number | null;

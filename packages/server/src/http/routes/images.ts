@@ -5,6 +5,7 @@
 import {
   type CreateImageBody,
   createImageBody,
+  digestsSchema,
   type ImageListQuery,
   imageListQuery,
   type ModifyImageBody,
@@ -157,14 +158,7 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
                       version: { type: 'integer' },
                       current: { type: 'boolean' },
                       size: { type: 'integer' },
-                      digests: {
-                        type: 'object',
-                        properties: {
-                          sha256: str,
-                          md5: { type: ['string', 'null'] },
-                          sha512: { type: ['string', 'null'] },
-                        },
-                      },
+                      digests: digestsSchema,
                       disk_format: { type: ['string', 'null'] },
                       virtual_size: { type: ['integer', 'null'] },
                       compression: { type: ['string', 'null'] },
