@@ -78,6 +78,10 @@ export const ERRORS = {
   },
   // 404
   not_found: { status: 404, message: 'No such resource' },
+  method_not_allowed: {
+    status: 405,
+    message: 'This path does not take this method; the Allow header lists those it takes',
+  },
   user_not_found: { status: 404, message: 'No such user' },
   group_not_found: { status: 404, message: 'No such group' },
   image_not_found: { status: 404, message: 'No such image' },

@@ -9,10 +9,18 @@ import swagger from '@fastify/swagger';
 import { groupSchema, imageSchema, userSchema } from '@repoman/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Services } from '../services/index.ts';
+import { trackAllowedMethods } from './allowed-methods.ts';
 import { registerAudit } from './audit.ts';
 import { authenticate } from './auth.ts';
 import { acceptBody } from './continue.ts';
-import { badUrlHandler, checkJsonBody, clientErrorHandler, errorHandler, notFoundHandler } from './errors.ts';
+import {
+  badUrlHandler,
+  checkJsonBody,
+  clientErrorHandler,
+  errorHandler,
+  methodNotAllowedHandler,
+  notFoundHandler,
+} from './errors.ts';
 import { registerMetrics } from './metrics.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
 import { checkIntegerQuery } from './query.ts';
@@ -74,8 +82,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   for (const schema of [userSchema, groupSchema, imageSchema]) app.addSchema(schema);
+  const methods = trackAllowedMethods(app);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler(notFoundHandler);
+  // A known path asked with a method it does not take is a 405 with Allow; an unknown one is a 404.
+  app.setNotFoundHandler((request, reply) => {
+    const allow = methods.of(request.url.split('?')[0] ?? '');
+    return allow ? methodNotAllowedHandler(request, reply, allow) : notFoundHandler(request, reply);
+  });
   app.decorateRequest('actor', null);
   app.decorateRequest('authRefusal', null);
   // Metrics first: a request refused by authentication is counted too.
@@ -110,6 +123,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   const deps = {
+    methods,
     services: options.services,
     urls: (request: Parameters<typeof urlsFor>[0]) => urlsFor(request, options.publicUrls),
   };

@@ -108,6 +108,19 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
   return reply.code(404).type('application/json').send(body);
 }
 
+/** A method the path does not take (the path is known: http/allowed-methods.ts). */
+export function methodNotAllowedHandler(request: FastifyRequest, reply: FastifyReply, allow: string[]) {
+  request.errorCode = 'method_not_allowed';
+  const path = request.url.split('?')[0];
+  const body: ErrorBody = {
+    error: {
+      code: 'method_not_allowed',
+      message: `${path} does not take ${request.method}; it takes ${allow.join(', ')}`,
+    },
+  };
+  return reply.code(405).header('allow', allow.join(', ')).type('application/json').send(body);
+}
+
 /** Fastify's own refusals before routing (a URL that is not valid percent-encoding), as our JSON. */
 export function badUrlHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
   const coded = new RepomanError('bad_request', `The URL is not valid: ${error.message}`);

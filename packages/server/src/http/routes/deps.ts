@@ -1,9 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { Services } from '../../services/index.ts';
+import type { AllowedMethods } from '../allowed-methods.ts';
 import type { Urls } from '../present.ts';
 
-/** What route modules need: the services, and the public URLs for the request at hand. */
+/** What route modules need: the services, the public URLs for the request at hand, the methods of a path. */
 export interface RouteDeps {
   services: Services;
   urls: (request: FastifyRequest) => Urls;
+  methods: AllowedMethods;
 }
