@@ -66,6 +66,10 @@ export const ERRORS = {
     message: 'A change sent by another site in your browser is refused; make it from Repoman’s own pages',
   },
   forbidden: { status: 403, message: 'You are not allowed to do this' },
+  propfind_finite_depth: {
+    status: 403,
+    message: 'PROPFIND with Depth: infinity is refused; ask with Depth: 0 or 1',
+  },
   https_required: {
     status: 403,
     message: 'Plain HTTP serves public images only; use HTTPS with a certificate',

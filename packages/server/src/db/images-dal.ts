@@ -441,3 +441,25 @@ export async function listImages(
     query.offset > 0 || query.limit < 1 ? Number((await listTotal(db, values, shape))[0]?.n ?? 0) : 0;
   return { rows: [], total };
 }
+
+/**
+ * The namespaces holding images `visibleTo` may see, each with when its newest visible change was made: the
+ * WebDAV listing of /api/images/raw/ (rare enough to be built each time rather than prepared).
+ */
+export async function visibleNamespaces(
+  db: Db,
+  visibleTo: ImageQuery['visibleTo'],
+): Promise<{ name: string; modified: string }[]> {
+  const query: ImageQuery = { visibleTo, sort: 'name', order: 'asc', limit: 0, offset: 0 };
+  const shape = shapeOf(query);
+  const values: ListValues = { ...query, userId: visibleTo?.userId ?? null, namePrefix: '', prefixLength: 0 };
+  const rows = await db
+    .selectFrom('images')
+    .innerJoin('users', 'users.id', 'images.owner_id')
+    .$if(filtered(shape), (q) => q.where(conditions(shape, values)))
+    .select((eb) => ['users.name as name', eb.fn.max('images.modified').as('modified')])
+    .groupBy('users.name')
+    .orderBy('users.name')
+    .execute();
+  return rows.map((row) => ({ name: row.name, modified: String(row.modified) }));
+}

@@ -32,6 +32,7 @@ import { rawRoutes } from './routes/raw.ts';
 import { transferRoutes } from './routes/transfers.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { userRoutes } from './routes/users.ts';
+import { webdavRoutes } from './routes/webdav.ts';
 import { type WebAssets, webRoutes } from './web.ts';
 
 export interface AppOptions {
@@ -82,6 +83,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   for (const schema of [userSchema, groupSchema, imageSchema]) app.addSchema(schema);
+  // WebDAV's methods, as grid tools send them (routes/webdav.ts; MOVE renames, in routes/raw.ts).
+  app.addHttpMethod('PROPFIND', { hasBody: true });
+  app.addHttpMethod('MKCOL', { hasBody: true });
+  app.addHttpMethod('MOVE');
   const methods = trackAllowedMethods(app);
   app.setErrorHandler(errorHandler);
   // A known path asked with a method it does not take is a 405 with Allow; an unknown one is a 404.
@@ -131,6 +136,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   groupRoutes(app, deps);
   imageRoutes(app, deps);
   rawRoutes(app, deps);
+  webdavRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);
   transferRoutes(app, deps);

@@ -169,6 +169,11 @@ const RULES = new Map<string, Rule>([
     `PUT ${form.path}`,
     { action: 'image.upload', type: 'image', target: image },
   ]),
+  // WebDAV's MKCOL on a namespace, always refused (namespaces are accounts): recorded as the attempt it is.
+  ...['/api/images/raw/:user', '/api/images/raw/:user/'].map((route): [string, Rule] => [
+    `MKCOL ${route}`,
+    { action: 'namespace.create', type: 'user', target: (p) => p.user ?? null },
+  ]),
   ['POST /api/uploads', { action: 'upload.create', type: 'image', target: () => null }],
   // Only the request that completes an upload is recorded (the route says so): not every chunk.
   ['PATCH /api/uploads/:id', { action: 'image.upload', type: 'upload', target: (p) => p.id ?? null }],

@@ -33,7 +33,8 @@ declare module 'fastify' {
   }
 }
 
-export const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Methods that change nothing (WebDAV's PROPFIND reads properties). */
+export const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND']);
 
 export function isTls(request: FastifyRequest): boolean {
   return Boolean((request.raw.socket as TLSSocket).encrypted);

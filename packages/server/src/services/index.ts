@@ -7,6 +7,7 @@ import { type ConversionSettings, createConversionService } from './conversions.
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
 import { createImageService } from './images.ts';
+import { createNamespaceService } from './namespaces.ts';
 import { createQuotaService } from './quota.ts';
 import { createTransferService, type TransferPolicy } from './transfers.ts';
 import { createUserService } from './users.ts';
@@ -74,6 +75,8 @@ export function createServices(deps: {
     users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged }),
     groups: createGroupService({ db, identitiesChanged }),
     images: createImageService({ db, store, maxImagesPerUser: limits?.maxImagesPerUser, checkQuota }),
+    /** Namespaces as a tree (the WebDAV listings). */
+    namespaces: createNamespaceService({ db }),
     transfers: createTransferService({
       db,
       checkQuota,
