@@ -107,6 +107,10 @@ export const ERRORS = {
   dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },
   group_exists: { status: 409, message: 'A group with this name already exists' },
   image_exists: { status: 409, message: 'An image with this name already exists in the namespace' },
+  destination_exists: {
+    status: 412,
+    message: 'The destination exists and the request said not to overwrite it (Overwrite: F)',
+  },
   group_protected: { status: 409, message: 'This group is protected and cannot be deleted or renamed' },
   image_read_only: { status: 409, message: 'The image is read-only' },
   conflict: { status: 409, message: 'The request conflicts with the current state' },

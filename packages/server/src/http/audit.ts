@@ -165,9 +165,12 @@ const RULES = new Map<string, Rule>([
       },
     ],
   ]),
-  ...RAW_FORMS.map((form): [string, Rule] => [
-    `PUT ${form.path}`,
-    { action: 'image.upload', type: 'image', target: image },
+  ...RAW_FORMS.flatMap((form): [string, Rule][] => [
+    // A PUT that made the image says so in its detail ({created: true}).
+    [`PUT ${form.path}`, { action: 'image.upload', type: 'image', target: image }],
+    [`DELETE ${form.path}`, { action: 'image.delete', type: 'image', target: image }],
+    // WebDAV's MOVE is a rename (its detail names the new name).
+    [`MOVE ${form.path}`, { action: 'image.modify', type: 'image', target: image }],
   ]),
   // WebDAV's MKCOL on a namespace, always refused (namespaces are accounts): recorded as the attempt it is.
   ...['/api/images/raw/:user', '/api/images/raw/:user/'].map((route): [string, Rule] => [

@@ -284,6 +284,14 @@ export function createImageService(deps: {
         await deleteBlobsQuietly(store, blobs);
       },
 
+      /**
+       * Deletes an image that has never had bytes, by its uuid: the one a PUT made for its upload, when the
+       * upload then failed (routes/raw.ts). An image that got a version meanwhile (another upload) is kept.
+       */
+      async discardEmpty(uuid: string): Promise<void> {
+        await images.deleteEmptyImage(db, uuid);
+      },
+
       async share(
         actor: Actor,
         ref: ImageRef,

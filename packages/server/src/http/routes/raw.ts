@@ -1,17 +1,22 @@
 /**
  * /api/images/raw/[{user}/]{image}: the bytes. PUT uploads a new version (the raw body, as `curl -T` sends
- * it); GET and HEAD download with everything plain HTTP clients and hypervisors use: lengths, validators,
- * single ranges, conditional requests, a digest, a file name. Public images need no certificate, also on the
- * plain-HTTP port.
+ * it), and creates the image first if the name is free in the caller's namespace, as grid tools expect of a
+ * PUT; GET and HEAD download with everything plain HTTP clients and hypervisors use: lengths, validators,
+ * single ranges, conditional requests, a digest, a file name. DELETE removes the image, as `DELETE /api/images/...`
+ * does (gfal-rm; gfal-copy -f deletes, then writes); MOVE renames it within its namespace. Public images need
+ * no certificate, also on the plain-HTTP port. The tree's WebDAV listings are in routes/webdav.ts.
  */
 import type http from 'node:http';
 import { FORMATS, RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Actor } from '../../authz.ts';
 import type { ByteRange } from '../../blobs/store.ts';
+import type { ImageRef } from '../../services/images.ts';
+import type { AdmitOptions } from '../../services/versions/admission.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
 import { expectedDigests, reprDigest } from '../digests.ts';
-import { RAW_FORMS, type RefParams, refOf } from '../image-ref.ts';
+import { RAW_FORMS, type RefParams, rawPath, refOf } from '../image-ref.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
@@ -87,21 +92,33 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           const actor = requireActor(request);
           const ref = refOf(request);
           const expected = expectedDigests(request.headers);
-          const admitted = await services.versions.admitUpload(actor, ref, declaredLength(request), {
+          const { admitted, createdId } = await admitOrCreate(actor, ref, declaredLength(request), {
             declaredFormat: request.query.disk_format,
             decompress: request.query.decompress === true,
           });
-          acceptBody(request, reply);
-          holdWhileWorking(request, reply);
-          const received = await services.versions.receive(
-            admitted,
-            request.raw,
-            expected,
-            abortOnClose(request),
-          );
+          let received: Awaited<ReturnType<typeof services.versions.receive>>;
+          try {
+            acceptBody(request, reply);
+            holdWhileWorking(request, reply);
+            received = await services.versions.receive(
+              admitted,
+              request.raw,
+              expected,
+              abortOnClose(request),
+            );
+          } catch (error) {
+            // A PUT that made the image and then failed leaves nothing behind: not even an empty slot.
+            if (createdId !== null) await services.images.discardEmpty(createdId);
+            throw error;
+          }
           const view = await services.images.get(actor, ref);
           request.audit = {
-            detail: { version: received.version, size: received.size, sha256: received.digests.sha256 },
+            detail: {
+              version: received.version,
+              size: received.size,
+              sha256: received.digests.sha256,
+              ...(createdId === null ? {} : { created: true }),
+            },
           };
           return reply
             .code(received.created ? 201 : 200)
@@ -109,6 +126,66 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
             .send(imageJson(urls(request), view));
         },
       );
+
+      raw.delete<{ Params: RefParams }>(
+        form.path,
+        {
+          schema: {
+            summary:
+              'Delete the image, its versions and its shares, exactly as DELETE /api/images/... does (gfal-rm; gfal-copy -f deletes, then writes)',
+            tags: ['images'],
+            params,
+          },
+        },
+        async (request, reply) => {
+          await services.images.remove(requireActor(request), refOf(request));
+          return reply.code(204).send();
+        },
+      );
+
+      // WebDAV's MOVE renames an image within its namespace (RFC 4918 §9.9); OpenAPI cannot describe it.
+      raw.route<{ Params: RefParams }>({
+        method: 'MOVE',
+        url: form.path,
+        schema: { hide: true },
+        handler: async (request, reply) => {
+          const actor = requireActor(request);
+          const from = refOf(request);
+          const to = destinationOf(request, actor);
+          if (to.owner !== from.owner)
+            throw new RepomanError(
+              'forbidden',
+              `MOVE renames within a namespace; ${to.owner} is not ${from.owner}'s (to give an image away, offer it: repoman transfer-image)`,
+            );
+          if (to.name === from.name)
+            throw new RepomanError('forbidden', 'The destination of a MOVE is its source');
+          request.audit = { detail: { fields: ['name'], to: to.name } };
+          // May the caller rename it? Asked before the destination is touched.
+          await services.images.modify(actor, from, {});
+          const overwrite =
+            String(request.headers.overwrite ?? 'T')
+              .trim()
+              .toUpperCase() !== 'F';
+          let replaced = false;
+          try {
+            await services.images.get(actor, to);
+            if (!overwrite)
+              throw new RepomanError(
+                'destination_exists',
+                `${to.owner}/${to.name} exists and Overwrite: F says not to replace it`,
+              );
+            await services.images.remove(actor, to);
+            replaced = true;
+          } catch (error) {
+            if (!(error instanceof RepomanError && error.code === 'image_not_found')) throw error;
+          }
+          await services.images.modify(actor, from, { name: to.name });
+          return reply
+            .code(replaced ? 204 : 201)
+            .header('location', urls(request).https + rawPath(to.owner, to.name))
+            .send();
+        },
+      });
 
       raw.route<{ Params: RefParams; Querystring: DownloadQuery }>({
         method: ['GET', 'HEAD'],
@@ -139,6 +216,70 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       });
     }
   });
+
+  /**
+   * The upload admitted to the image the request names; an image that does not exist yet is created first
+   * (private, with defaults), exactly as `POST /api/images` would, where the caller may create it: in their own
+   * namespace, or (admins) in anyone's. Elsewhere the name stays "not found", revealing nothing.
+   */
+  async function admitOrCreate(
+    actor: Actor,
+    ref: ImageRef,
+    length: number | undefined,
+    options: AdmitOptions,
+  ): Promise<{
+    admitted: Awaited<ReturnType<typeof services.versions.admitUpload>>;
+    createdId: string | null;
+  }> {
+    const admit = () => services.versions.admitUpload(actor, ref, length, options);
+    try {
+      return { admitted: await admit(), createdId: null };
+    } catch (error) {
+      const missing = error instanceof RepomanError && error.code === 'image_not_found';
+      if (!missing || (ref.owner !== actor.name && !actor.isAdmin)) throw error;
+    }
+    let createdId: string | null = null;
+    try {
+      createdId = (await services.images.create(actor, { name: ref.name, owner: ref.owner })).uuid;
+    } catch (error) {
+      // Another request made it meanwhile: this one uploads to it, as if it had come second.
+      if (!(error instanceof RepomanError && error.code === 'image_exists')) throw error;
+    }
+    try {
+      return { admitted: await admit(), createdId };
+    } catch (error) {
+      if (createdId !== null) await services.images.discardEmpty(createdId);
+      throw error;
+    }
+  }
+
+  /** The image a MOVE's `Destination` names: a URL or a path of the bytes, either form. */
+  function destinationOf(request: FastifyRequest, actor: Actor): ImageRef {
+    const header = request.headers.destination;
+    if (typeof header !== 'string' || header.trim() === '')
+      throw new RepomanError('bad_request', 'MOVE needs a Destination header (the new URL of the image)');
+    let path: string;
+    try {
+      path = new URL(header.trim(), 'https://destination.invalid').pathname;
+    } catch {
+      throw new RepomanError('bad_request', `Destination '${header}' is not a URL`);
+    }
+    const segments = path.replace(/^\/api\/images\/raw\//, '').split('/');
+    if (!path.startsWith('/api/images/raw/') || segments.length > 2 || segments.some((s) => s === ''))
+      throw new RepomanError(
+        'bad_request',
+        `Destination '${header}' does not name an image (/api/images/raw/{user}/{image})`,
+      );
+    let decoded: string[];
+    try {
+      decoded = segments.map((s) => decodeURIComponent(s));
+    } catch {
+      throw new RepomanError('bad_request', `Destination '${header}' is not valid percent-encoding`);
+    }
+    return decoded.length === 2
+      ? { owner: decoded[0] as string, name: decoded[1] as string }
+      : { owner: actor.name, name: decoded[0] as string };
+  }
 
   async function download(
     request: FastifyRequest<{ Params: RefParams; Querystring: DownloadQuery }>,
