@@ -42,6 +42,10 @@ export const ERRORS = {
   conversion_unsupported: { status: 400, message: 'This version cannot be converted to that format' },
   conversion_not_needed: { status: 400, message: 'The version is already in that format' },
   range_not_satisfiable: { status: 416, message: 'The requested range is outside the image' },
+  too_many_ranges: {
+    status: 416,
+    message: 'The request asks for more ranges, or more bytes in its ranges, than one answer carries',
+  },
   checksum_algorithm_unsupported: {
     status: 400,
     message: 'Upload-Checksum names an algorithm this server does not support (sha1, md5, sha256, sha512)',

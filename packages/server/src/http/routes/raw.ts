@@ -1,21 +1,24 @@
 /**
  * /api/images/raw/[{user}/]{image}: the bytes. PUT uploads a new version (the raw body, as `curl -T` sends
  * it), and creates the image first if the name is free in the caller's namespace, as grid tools expect of a
- * PUT; GET and HEAD download with everything plain HTTP clients and hypervisors use: lengths, validators,
- * single ranges, conditional requests, a digest, a file name. DELETE removes the image, as `DELETE /api/images/...`
+ * PUT; GET and HEAD download with everything plain HTTP clients, hypervisors and grid tools use: lengths,
+ * validators, single and multiple ranges, conditional requests, digests (`Repr-Digest`, and RFC 3230's
+ * `Digest` for what `Want-Digest` asks), a file name. DELETE removes the image, as `DELETE /api/images/...`
  * does (gfal-rm; gfal-copy -f deletes, then writes); MOVE renames it within its namespace. Public images need
  * no certificate, also on the plain-HTTP port. The tree's WebDAV listings are in routes/webdav.ts.
  */
 import type http from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { FORMATS, RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../../authz.ts';
-import type { ByteRange } from '../../blobs/store.ts';
+import type { BlobReadable, ByteRange } from '../../blobs/store.ts';
 import type { ImageRef } from '../../services/images.ts';
 import type { AdmitOptions } from '../../services/versions/admission.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
+import { multipart, parseRanges } from '../byteranges.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
-import { expectedDigests, reprDigest } from '../digests.ts';
+import { digestHeader, expectedDigests, reprDigest, wantedDigests } from '../digests.ts';
 import { RAW_FORMS, type RefParams, rawPath, refOf } from '../image-ref.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
@@ -30,23 +33,6 @@ function declaredLength(request: FastifyRequest): number | undefined {
   if (header === undefined) return undefined;
   if (!/^\d+$/.test(header)) throw new RepomanError('bad_request', `Invalid Content-Length '${header}'`);
   return Number(header);
-}
-
-/** One `bytes=a-b`, `a-` or `-n` range; null for none, for one we ignore (several), or 'unsatisfiable'. */
-export function parseRange(header: string | undefined, size: number): ByteRange | null | 'unsatisfiable' {
-  if (!header) return null;
-  const match = /^bytes\s*=\s*(\d*)-(\d*)$/i.exec(header.trim());
-  if (!match || (match[1] === '' && match[2] === '')) return null; // several ranges or junk: send it all (RFC 9110)
-  if (match[1] === '') {
-    const suffix = Number(match[2]);
-    if (suffix === 0 || size === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(match[1]);
-  if (match[2] !== '' && Number(match[2]) < start) return null; // an invalid range is ignored (RFC 9110 14.1.1)
-  const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  if (start >= size) return 'unsatisfiable';
-  return { start, end };
 }
 
 const httpDate = (iso: string) => new Date(iso).toUTCString();
@@ -298,7 +284,9 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     reply
       .header('etag', etag)
       .header('last-modified', httpDate(lastModified))
-      .header('cache-control', `${download.cacheScope}, no-cache`);
+      .header('cache-control', `${download.cacheScope}, no-cache`)
+      // The Digest header answers Want-Digest: a shared cache keeps one answer per ask.
+      .header('vary', 'Want-Digest');
 
     const ifNoneMatch = request.headers['if-none-match'];
     const ifModifiedSince = request.headers['if-modified-since'];
@@ -312,6 +300,12 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     // identifies them; a date could match two versions uploaded within one second.
     const ifRange = request.headers['if-range'] as string | undefined;
     const rangeHeader = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
+    // RFC 3230: the digests a grid tool asks for (gfal-sum, gfal-copy -K), beside Repr-Digest.
+    const wanted = wantedDigests(request.headers['want-digest']);
+    if (wanted.length > 0) {
+      const digest = digestHeader(wanted, await download.digests(wanted));
+      if (digest) reply.header('digest', digest);
+    }
     // With an object store, bytes may flow from it straight to the client: the server only decided who may
     // read them. HEAD, and empty images, are answered here.
     const disposition = contentDisposition(download.fileName);
@@ -324,16 +318,18 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           .header('repr-digest', reprDigest(download.sha256))
           .send();
     }
-    const range = parseRange(rangeHeader, size);
-    if (range === 'unsatisfiable') {
+    const ranges = parseRanges(rangeHeader, size);
+    if (ranges === 'unsatisfiable') {
       reply.header('content-range', `bytes */${size}`);
       throw new RepomanError(
         'range_not_satisfiable',
         `The image has ${size} bytes; ${rangeHeader} is outside them`,
       );
     }
+    const range = ranges?.length === 1 ? ranges[0] : undefined;
     // Open the bytes before promising anything about them: a blob pruned meanwhile is a clean 404.
-    const body = request.method === 'HEAD' || size === 0 ? null : await download.open(range ?? undefined);
+    const body =
+      request.method === 'HEAD' || size === 0 ? null : await download.open(ranges ? ranges[0] : undefined);
     reply
       .header('content-type', download.contentType)
       .header('accept-ranges', 'bytes')
@@ -341,6 +337,15 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       // Users' bytes share an origin with the web interface: never taken for a page or a script.
       .header('x-content-type-options', 'nosniff')
       .header('repr-digest', reprDigest(download.sha256));
+    if (ranges && ranges.length > 1) {
+      const parts = multipart(ranges, size, download.contentType);
+      reply
+        .code(206)
+        .header('content-type', parts.contentType)
+        .header('content-length', String(parts.length));
+      if (!body) return reply.send();
+      return sendParts(request, reply, body, ranges, parts, (next) => download.open(next));
+    }
     if (range) {
       reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
       reply.header('content-length', String(range.end - range.start + 1));
@@ -348,19 +353,53 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       reply.header('content-length', String(size));
     }
     if (body?.pipeTo) {
-      // The store writes the bytes itself through reused buffers (memory stays flat at any size).
-      reply.hijack();
-      reply.raw.writeHead(reply.statusCode, reply.getHeaders() as http.OutgoingHttpHeaders);
-      try {
-        await body.pipeTo(reply.raw);
-        reply.raw.end();
-      } catch (error) {
-        // Headers are out: cutting the connection is the only way to say it. Usually the client went away.
-        request.log.info({ err: error }, 'download ended early');
-        reply.raw.destroy(error as Error);
-      }
-      return reply;
+      const pipeTo = body.pipeTo;
+      return sendHijacked(request, reply, async (out) => {
+        await pipeTo(out);
+      });
     }
     return reply.send(body ?? undefined);
+  }
+
+  /**
+   * Writes the answer's bytes itself: the store writes them through reused buffers (memory stays flat at any
+   * size), or the parts of several ranges go out one after the other.
+   */
+  async function sendHijacked(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    write: (out: http.ServerResponse) => Promise<void>,
+  ) {
+    reply.hijack();
+    reply.raw.writeHead(reply.statusCode, reply.getHeaders() as http.OutgoingHttpHeaders);
+    try {
+      await write(reply.raw);
+      reply.raw.end();
+    } catch (error) {
+      // Headers are out: cutting the connection is the only way to say it. Usually the client went away.
+      request.log.info({ err: error }, 'download ended early');
+      reply.raw.destroy(error as Error);
+    }
+    return reply;
+  }
+
+  /** A multipart/byteranges body: each part's head, then its bytes, read as the part's turn comes. */
+  function sendParts(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    first: BlobReadable,
+    ranges: ByteRange[],
+    parts: ReturnType<typeof multipart>,
+    open: (range: ByteRange) => Promise<BlobReadable>,
+  ) {
+    return sendHijacked(request, reply, async (out) => {
+      for (const [i, range] of ranges.entries()) {
+        out.write(parts.heads[i]);
+        const bytes = i === 0 ? first : await open(range);
+        if (bytes.pipeTo) await bytes.pipeTo(out);
+        else await pipeline(bytes, out, { end: false });
+      }
+      out.write(parts.tail);
+    });
   }
 }
