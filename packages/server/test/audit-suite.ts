@@ -131,6 +131,15 @@ export function auditSuite(engine: Engine) {
         else ok(await admin.post(`/api/transfers/${id}/${answer}`));
       }
       ok(await bob.delete('/api/images/vm.img'));
+      // The grid's writes on the bytes' URLs: a PUT that creates, a MOVE, a DELETE, and a MKCOL (always refused).
+      ok(await bob.put('/api/images/raw/bob/grid.img', Buffer.from('grid')));
+      ok(
+        await bob.request('MOVE', '/api/images/raw/bob/grid.img', {
+          headers: { destination: '/api/images/raw/bob/moved.img' },
+        }),
+      );
+      ok(await bob.delete('/api/images/raw/bob/moved.img'));
+      expectError(await bob.request('MKCOL', '/api/images/raw/bob/'), 405, 'method_not_allowed');
       // Refused: a stranger's certificate, and a user without the right.
       const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));
       expectError(await stranger.post('/api/groups', { name: 'mine' }), 403, 'unknown_certificate');
@@ -144,7 +153,8 @@ export function auditSuite(engine: Engine) {
         all.find((e) => e.action === action && extra(e));
       const upload = find(
         'image.upload',
-        (e) => e.method === 'PUT' && (e.detail as { version: number }).version === 1,
+        (e) =>
+          e.method === 'PUT' && e.target === 'bob/vm.img' && (e.detail as { version: number }).version === 1,
       );
       assert.equal(upload?.actor, 'bob');
       assert.equal(upload?.dn, pki.dn('bob'));
@@ -169,6 +179,19 @@ export function auditSuite(engine: Engine) {
         'bob/vm.img',
       );
       assert.equal(find('upload.create')?.target, 'bob/vm.img');
+      const gridPut = find('image.upload', (e) => e.target === 'bob/grid.img');
+      assert.equal(
+        (gridPut?.detail as { created?: boolean } | undefined)?.created,
+        true,
+        'a PUT that made its image',
+      );
+      assert.deepEqual(find('image.modify', (e) => e.method === 'MOVE')?.detail, {
+        fields: ['name'],
+        to: 'moved.img',
+      });
+      assert.equal(find('image.delete', (e) => e.path === '/api/images/raw/bob/moved.img')?.outcome, 'ok');
+      const mkcol = find('namespace.create');
+      assert.deepEqual([mkcol?.target, mkcol?.outcome, mkcol?.status], ['bob', 'method_not_allowed', 405]);
       const refused = find('group.create', (e) => e.outcome === 'unknown_certificate');
       assert.equal(refused?.actor, null, 'an unknown certificate has no user');
       assert.equal(refused?.dn, pki.dn('stranger'), 'but its DN, checked, is known: to tell the admins who');

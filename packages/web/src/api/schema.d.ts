@@ -2463,7 +2463,28 @@ export interface paths {
             };
         };
         post?: never;
-        delete?: never;
+        /** Delete the image, its versions and its shares, exactly as DELETE /api/images/... does (gfal-rm; gfal-copy -f deletes, then writes) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         options?: never;
         /** Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one, ?format=raw for a converted variant */
         head: {
@@ -2549,7 +2570,27 @@ export interface paths {
             };
         };
         post?: never;
-        delete?: never;
+        /** Delete the image, its versions and its shares, exactly as DELETE /api/images/... does (gfal-rm; gfal-copy -f deletes, then writes) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
         options?: never;
         /** Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one, ?format=raw for a converted variant */
         head: {

@@ -1,0 +1,3 @@
+import { gridHttpSuite } from './grid-http-suite.ts';
+
+gridHttpSuite('sqlite');
