@@ -91,6 +91,14 @@ need chromium /usr/bin/chromium
 need libnss3-tools certutil
 need libnss3-tools pk12util
 need openssl openssl
+# The grid's HTTP tools against the server (grid-tools.test.ts): gfal2's command line and Python binding
+# with its HTTP plugin, davix's command line, and a davix vector read compiled against davix-dev with g++.
+need gfal2-util-scripts gfal-copy
+need gfal2-plugin-http '/usr/lib/*/gfal2-plugins/libgfal_plugin_http.so'
+need python3-gfal2 '/usr/lib/python3/dist-packages/gfal2.*.so'
+need davix davix-get
+need davix-dev /usr/include/davix/davix.hpp
+need g++ g++
 
 PG_URL=${REPOMAN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 

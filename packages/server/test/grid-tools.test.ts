@@ -1,0 +1,304 @@
+/**
+ * The grid's own HTTP tools against a real server, with a real grid proxy (grid-proxy-init) and the CA in a
+ * hashed certificate directory, as on a grid node: gfal2's command line (gfal-copy, -f, gfal-ls, gfal-stat,
+ * gfal-sum, gfal-rm), its Python binding, davix's command line (davix-put, davix-get, davix-ls) and a davix
+ * vector read (DavPosix::preadVec, compiled here against the system's davix) whose bytes must match dd's.
+ * docs/grid-tools.md shows the same commands.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { derToPem } from '../src/pki/certificate.ts';
+import {
+  chainPem,
+  createCA,
+  createServerCertificate,
+  createUserCertificate,
+  keyPem,
+} from '../src/pki/issue.ts';
+import { subjectHash, subjectHashOld } from '../src/pki/names.ts';
+import { clientFor } from './helpers/http.ts';
+import { startTestServer, type TestServer } from './helpers/server.ts';
+import { put, type RunResult, run, tempDir } from './pki/fixtures.ts';
+
+const dir = await tempDir('repoman-grid-');
+const certDir = join(dir, 'certificates');
+// grid-proxy-init and Globus want RSA keys
+const ca = createCA('/C=CA/O=Grid/CN=Grid Tools Test CA', { keyKind: 'rsa' });
+const host = createServerCertificate(ca, ['localhost', '127.0.0.1'], { keyKind: 'rsa' });
+const ALICE_DN = '/C=CA/O=Grid/OU=phys.example.org/CN=Alice Example';
+const alice = createUserCertificate(ca, ALICE_DN, { keyKind: 'rsa' });
+const ADMIN_DN = '/C=CA/O=Grid/OU=phys.example.org/CN=Admin Example';
+const admin = createUserCertificate(ca, ADMIN_DN, { keyKind: 'rsa' });
+
+let server: TestServer;
+let base: string;
+let proxyFile: string;
+let env: NodeJS.ProcessEnv;
+const caPem = derToPem(ca.cert.der);
+
+/** A grid tool, run with the proxy and the certificate directory (as X509_USER_PROXY and X509_CERT_DIR). */
+async function tool(file: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
+  try {
+    return await run(file, args, { env, timeoutMs });
+  } catch (error) {
+    assert.fail(`${(error as Error).message}: run npm test, whose setup installs gfal2 and davix`);
+  }
+}
+
+async function ok(file: string, args: string[]): Promise<string> {
+  const result = await tool(file, args);
+  assert.equal(
+    result.code,
+    0,
+    `${file} ${args.join(' ')} failed (${result.code}): ${result.stdout}${result.stderr}`,
+  );
+  return result.stdout;
+}
+
+/** Bytes that are not all alike, so that a range read from the wrong place shows. */
+function pattern(size: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(size);
+  let x = seed;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[i] = x >>> 24;
+  }
+  return bytes;
+}
+
+const digest = (algorithm: string, bytes: Buffer) => createHash(algorithm).update(bytes).digest('hex');
+
+/** ADLER32 as zlib computes it (an implementation other than the server's), 8 hex digits. */
+async function adler32Hex(bytes: Buffer): Promise<string> {
+  const file = await put(dir, `adler-${bytes.length}`, bytes);
+  const result = await run('/usr/bin/python3', [
+    '-c',
+    'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))',
+    file,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout.trim();
+}
+
+before(async () => {
+  await mkdir(certDir);
+  const policy = `access_id_CA X509 '${ca.cert.subject.oneline}'\npos_rights globus CA:sign\ncond_subjects globus '"/C=CA/O=Grid/*"'\n`;
+  for (const hash of [subjectHash(ca.cert.subject.der), subjectHashOld(ca.cert.subject.der)]) {
+    await put(certDir, `${hash}.0`, caPem, 0o644);
+    await put(certDir, `${hash}.signing_policy`, policy, 0o644);
+  }
+  await put(dir, 'usercert.pem', derToPem(alice.cert.der), 0o644);
+  await put(dir, 'userkey.pem', keyPem(alice), 0o400);
+  proxyFile = join(dir, 'x509up_alice');
+  env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: dir,
+    X509_USER_PROXY: proxyFile,
+    X509_CERT_DIR: certDir,
+    // gfal2's scripts run the first python on PATH that has gfal2: Debian's, whatever else PATH holds.
+    GFAL_PYTHONBIN: '/usr/bin/python3',
+  };
+  const made = await tool('grid-proxy-init', [
+    '-rfc',
+    '-q',
+    '-cert',
+    join(dir, 'usercert.pem'),
+    '-key',
+    join(dir, 'userkey.pem'),
+    '-certdir',
+    certDir,
+    '-out',
+    proxyFile,
+  ]);
+  assert.equal(made.code, 0, `grid-proxy-init failed: ${made.stdout}${made.stderr}`);
+
+  server = await startTestServer({
+    engine: 'sqlite',
+    caPems: [caPem],
+    hostCertPem: chainPem(host),
+    hostKeyPem: keyPem(host),
+    admins: [{ name: 'admin', dn: ADMIN_DN }],
+  });
+  base = `https://localhost:${server.httpsPort}`;
+  const asAdmin = clientFor(base, caPem, { cert: chainPem(admin), key: keyPem(admin) });
+  const created = await asAdmin.post('/api/users', { user_name: 'alice', client_dn: ALICE_DN });
+  assert.equal(created.status, 201, created.text);
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+const url = (path: string) => `${base}/api/images/raw/${path}`;
+const asAlice = () => clientFor(base, caPem, { cert: chainPem(alice), key: keyPem(alice) });
+
+describe('gfal2 (command line)', () => {
+  const first = pattern(3 * 1024 * 1024 + 17, 1);
+  const second = pattern(2 * 1024 * 1024 + 5, 2);
+
+  it('copies a file in to a name that does not exist yet, and out again', async () => {
+    const local = await put(dir, 'first.img', first);
+    await ok('gfal-copy', [`file://${local}`, url('alice/gfal.img')]);
+    const image = (await asAlice().get('/api/images/alice/gfal.img')).json;
+    assert.equal(image.size, first.length);
+    assert.equal(image.digests.sha256, digest('sha256', first));
+    assert.equal(image.unauthenticated_access, false, 'made private, as POST would');
+
+    const out = join(dir, 'first.out');
+    await ok('gfal-copy', [url('alice/gfal.img'), `file://${out}`]);
+    assert.ok((await readFile(out)).equals(first));
+  });
+
+  it('lists a namespace and an image with their sizes and times (gfal-ls -l, gfal-stat)', async () => {
+    const listing = await ok('gfal-ls', [url('alice/')]);
+    assert.deepEqual(listing.trim().split('\n'), ['gfal.img']);
+    const long = await ok('gfal-ls', ['-l', url('alice/')]);
+    assert.match(long, new RegExp(`\\s${first.length}\\s.*gfal\\.img`));
+    assert.doesNotMatch(long, /1970/, 'times are the images’, not the epoch');
+    const stat = await ok('gfal-stat', [url('alice/gfal.img')]);
+    assert.match(stat, new RegExp(`Size: ${first.length}\\b`));
+    assert.match(stat, /regular file/);
+    const namespace = await ok('gfal-stat', [url('alice/')]);
+    assert.match(namespace, /directory/);
+  });
+
+  it('gives ADLER32, MD5 and SHA256 as computed locally (gfal-sum)', async () => {
+    const sums = {
+      ADLER32: await adler32Hex(first),
+      MD5: digest('md5', first),
+      SHA256: digest('sha256', first),
+    };
+    for (const [algorithm, expected] of Object.entries(sums)) {
+      const out = await ok('gfal-sum', [url('alice/gfal.img'), algorithm]);
+      assert.equal(out.trim().split(/\s+/).at(-1), expected, `${algorithm}: ${out}`);
+    }
+  });
+
+  it('refuses to overwrite without -f, and replaces the image with -f', async () => {
+    const local = await put(dir, 'second.img', second);
+    const refused = await tool('gfal-copy', [`file://${local}`, url('alice/gfal.img')]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr + refused.stdout, /exists/i);
+
+    await ok('gfal-copy', ['-f', `file://${local}`, url('alice/gfal.img')]);
+    const image = (await asAlice().get('/api/images/alice/gfal.img')).json;
+    assert.equal(image.size, second.length);
+    assert.equal(image.digests.sha256, digest('sha256', second));
+    assert.equal(image.version, 1, 'a new image (its versions went with the old one)');
+  });
+
+  it('copies with checksum verification (gfal-copy -K ADLER32)', async () => {
+    const local = await put(dir, 'checked.img', first);
+    await ok('gfal-copy', ['-K', 'ADLER32', `file://${local}`, url('alice/checked.img')]);
+    const out = join(dir, 'checked.out');
+    await ok('gfal-copy', ['-K', 'MD5', url('alice/checked.img'), `file://${out}`]);
+    assert.ok((await readFile(out)).equals(first));
+  });
+
+  it('removes an image (gfal-rm)', async () => {
+    await ok('gfal-rm', [url('alice/checked.img')]);
+    assert.equal((await asAlice().get('/api/images/alice/checked.img')).status, 404);
+    const gone = await tool('gfal-stat', [url('alice/checked.img')]);
+    assert.notEqual(gone.code, 0);
+    assert.match(gone.stderr, /No such file|not found|404/i);
+  });
+});
+
+describe('gfal2 (Python binding)', () => {
+  it('copies in, stats, lists, sums and removes', async () => {
+    const bytes = pattern(1024 * 1024 + 3, 3);
+    const local = await put(dir, 'python.img', bytes);
+    const script = `
+import gfal2, json, sys
+ctx = gfal2.creat_context()
+src, dst, ns = sys.argv[1], sys.argv[2], sys.argv[3]
+params = ctx.transfer_parameters()
+params.overwrite = True
+ctx.filecopy(params, src, dst)
+st = ctx.stat(dst)
+print(json.dumps({
+  "size": st.st_size, "mtime": st.st_mtime,
+  "names": ctx.listdir(ns),
+  "adler32": ctx.checksum(dst, "ADLER32"),
+}))
+ctx.unlink(dst)
+`;
+    const file = await put(dir, 'gfal.py', script);
+    const out = await ok('/usr/bin/python3', [
+      file,
+      `file://${local}`,
+      url('alice/python.img'),
+      url('alice/'),
+    ]);
+    const result = JSON.parse(out);
+    assert.equal(result.size, bytes.length);
+    assert.ok(Math.abs(result.mtime - Date.now() / 1000) < 120, `mtime ${result.mtime} is now`);
+    assert.ok(result.names.includes('python.img'), result.names.join(','));
+    assert.equal(result.adler32, await adler32Hex(bytes));
+    assert.equal((await asAlice().get('/api/images/alice/python.img')).status, 404);
+  });
+});
+
+describe('davix', () => {
+  const bytes = pattern(4 * 1024 * 1024 + 11, 4);
+  const credentials = () => ['--cert', proxyFile, '--key', proxyFile, '--capath', certDir];
+
+  it('puts to a new name, gets it back, and lists the namespace', async () => {
+    const local = await put(dir, 'davix.img', bytes);
+    await ok('davix-put', [...credentials(), local, url('alice/davix.img')]);
+    const out = join(dir, 'davix.out');
+    await ok('davix-get', [...credentials(), url('alice/davix.img'), out]);
+    assert.ok((await readFile(out)).equals(bytes));
+    const listing = await ok('davix-ls', [...credentials(), url('alice/')]);
+    assert.ok(listing.split('\n').includes('davix.img'), listing);
+    const long = await ok('davix-ls', [...credentials(), '-l', url('alice/')]);
+    assert.match(long, new RegExp(`${bytes.length}.*davix\\.img`));
+    assert.doesNotMatch(long, /1970/);
+  });
+
+  it('reads a vector of ranges (DavPosix::preadVec) that match dd', async () => {
+    const binary = join(dir, 'davix-readv');
+    const compiled = await run(
+      'g++',
+      [
+        '-std=c++17',
+        '-O1',
+        '-I/usr/include/davix',
+        '-o',
+        binary,
+        join(import.meta.dirname, 'grid/davix-readv.cc'),
+        '-ldavix',
+      ],
+      { timeoutMs: 120_000 },
+    );
+    assert.equal(compiled.code, 0, `compiling the davix vector read failed: ${compiled.stderr}`);
+    const fragments: [number, number][] = [
+      [0, 4096],
+      [1_000_000, 65_536],
+      [2_500_000, 1],
+      [bytes.length - 100, 100],
+      [3_000_000, 300_000],
+    ];
+    const result = await run(
+      binary,
+      [url('alice/davix.img'), proxyFile, certDir, ...fragments.map(([o, l]) => `${o}:${l}`)],
+      { env, timeoutMs: 60_000 },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const local = join(dir, 'davix.img');
+    const expected: Buffer[] = [];
+    for (const [offset, length] of fragments) {
+      const dd = await run(
+        'dd',
+        [`if=${local}`, 'iflag=skip_bytes,count_bytes', `skip=${offset}`, `count=${length}`, 'status=none'],
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(dd.code, 0, dd.stderr);
+      expected.push(Buffer.from(dd.stdout, 'latin1'));
+    }
+    assert.ok(Buffer.from(result.stdout, 'latin1').equals(Buffer.concat(expected)));
+  });
+});
