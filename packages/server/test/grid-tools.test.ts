@@ -158,11 +158,17 @@ describe('gfal2 (command line)', () => {
     const long = await ok('gfal-ls', ['-l', url('alice/')]);
     assert.match(long, new RegExp(`\\s${first.length}\\s.*gfal\\.img`));
     assert.doesNotMatch(long, /1970/, 'times are the images’, not the epoch');
+    const one = await ok('gfal-ls', ['-l', url('alice/gfal.img')]);
+    assert.match(one, new RegExp(`^-\\S+\\s.*\\s${first.length}\\s.*gfal\\.img`, 'm'));
+    assert.doesNotMatch(one, /1970/);
     const stat = await ok('gfal-stat', [url('alice/gfal.img')]);
     assert.match(stat, new RegExp(`Size: ${first.length}\\b`));
     assert.match(stat, /regular file/);
     const namespace = await ok('gfal-stat', [url('alice/')]);
     assert.match(namespace, /directory/);
+    const root = await ok('gfal-ls', ['-l', url('')]);
+    assert.match(root, /^d.*\salice\s*$/m, 'the namespaces Alice sees, as directories');
+    await ok('gfal-mkdir', ['-p', url('alice/')]); // exists: MKCOL's 405 reads as "exists"
   });
 
   it('gives ADLER32, MD5 and SHA256 as computed locally (gfal-sum)', async () => {
@@ -300,5 +306,7 @@ describe('davix', () => {
       expected.push(Buffer.from(dd.stdout, 'latin1'));
     }
     assert.ok(Buffer.from(result.stdout, 'latin1').equals(Buffer.concat(expected)));
+    await ok('davix-rm', [...credentials(), url('alice/davix.img')]);
+    assert.equal((await asAlice().get('/api/images/alice/davix.img')).status, 404);
   });
 });
