@@ -1,8 +1,8 @@
 /**
  * The paper's throughput tests (section 4), Repoman beside nginx in the same run: 1 to 9 simultaneous curl
  * clients downloading over HTTP, over HTTPS with a client certificate (the default negotiated suite, and
- * AES-128-GCM forced), and uploading over HTTPS to disk and to a discarding store (Repoman with SHA-256 alone,
- * and with every digest; nginx's WebDAV PUT, and a location that reads and drops the body); each with 1 server
+ * AES-128-GCM forced), and uploading over HTTPS to disk and to a discarding store (Repoman with SHA-256 alone
+ * (and the ADLER32 every upload gets), and with every digest; nginx's WebDAV PUT, and a location that reads and drops the body); each with 1 server
  * process and with one per core (Repoman's `workers`, nginx's `worker_processes`), interleaved step by step.
  * OpenStack Glance (the peer's folder beside the checkout, or --glance DIR) joins where it is installable:
  * uploads over plain HTTP (MD5 + SHA-512) beside Repoman's HTTPS uploads with every digest, downloads beside
@@ -108,7 +108,7 @@ interface Mode {
   /** One client's curl arguments against each server. */
   repoman: (server: Server, client: number) => string[];
   nginx: (server: Server, client: number) => string[];
-  /** Which Repoman serves this mode: every digest or SHA-256 alone, to disk or to the discarding store. */
+  /** Which Repoman serves this mode: every digest or SHA-256 alone (with ADLER32), to disk or to the discarding store. */
   on: Setup;
   /** An upload: held to its CPU budget. To disk: the step is followed by a timed `sync`. */
   upload?: 'disk' | 'discard';
@@ -309,7 +309,7 @@ try {
   IMAGE = join(dir, 'image.bin');
   await randomFile(IMAGE, sizeMib);
   // The digests' own cost, before any server runs (the smoke run hashes 16 MiB; the others, 256 MiB).
-  const digests: DigestCosts = digestCosts(values.smoke ? 16 : 256);
+  const digests: DigestCosts = await digestCosts(values.smoke ? 16 : 256);
   console.error(
     `digests on one core: ${Object.entries(digests)
       .map(([name, cost]) => `${name} ${fmt.perGb(cost)} CPU s/GB`)
@@ -501,7 +501,7 @@ function table(results: Results, nginxVersion: string): string {
   const lines = [
     `${sizeMib} MiB per client, loopback, curl clients; ${fmt.plural(cores, 'core')}; Repoman ${process.version}, nginx ${nginxVersion}; Glance ${results.glance.skipped ? `skipped: ${results.glance.skipped}` : (results.glance.version ?? 'version unknown')}`,
     '',
-    `The digests' own cost on one core here (Node's hashes, CPU seconds per GB): SHA-256 ${fmt.perGb(digests.sha256)}, MD5 ${fmt.perGb(digests.md5)}, SHA-512 ${fmt.perGb(digests.sha512)}; every digest ${fmt.perGb(uploadDigestCost(digests, true))}.`,
+    `The digests' own cost on one core here (Node's hashes, CPU seconds per GB): SHA-256 ${fmt.perGb(digests.sha256)}, MD5 ${fmt.perGb(digests.md5)}, SHA-512 ${fmt.perGb(digests.sha512)}, ADLER32 ${fmt.perGb(digests.adler32)} (computed at every upload); every digest ${fmt.perGb(uploadDigestCost(digests, true))}.`,
   ];
   for (const workers of workersAxis) {
     lines.push(
