@@ -114,41 +114,46 @@ export function webdavRoutes(app: FastifyInstance, deps: RouteDeps) {
       }
     }
 
-    const propfind = {
-      config: { auth: 'optional' as const, plainHttp: true },
-      schema: { hide: true },
-    };
-
-    for (const url of ['/api/images/raw', ROOT]) {
-      dav.route({
-        method: 'PROPFIND',
-        url,
-        ...propfind,
-        handler: (request, reply) =>
-          answer(request, reply, async () => {
-            const depth = finite(depthOf(request));
-            const root = collection(ROOT, 'raw');
-            if (depth === 0) return [root];
-            const namespaces = await services.namespaces.list(request.actor);
-            return [root, ...namespaces.map((n) => collection(`${ROOT}${seg(n.name)}/`, n.name, n))];
-          }),
-      });
+    /** PROPFIND on these paths answers with `resources` (open to anonymous callers, as GET is). */
+    function propfindAt<Params>(
+      urls: string[],
+      resources: (request: FastifyRequest<{ Params: Params }>) => Promise<DavResource[]>,
+    ) {
+      for (const url of urls)
+        dav.route<{ Params: Params }>({
+          method: 'PROPFIND',
+          url,
+          config: { auth: 'optional', plainHttp: true },
+          schema: { hide: true },
+          handler: (request, reply) => answer(request, reply, () => resources(request)),
+        });
     }
 
-    for (const url of ['/api/images/raw/:user', '/api/images/raw/:user/']) {
-      dav.route<{ Params: { user: string } }>({
-        method: 'PROPFIND',
-        url,
-        ...propfind,
-        handler: (request, reply) =>
-          answer(request, reply, async () => {
-            const depth = finite(depthOf(request));
-            const listing = await services.namespaces.show(request.actor, request.params.user);
-            const self = collection(`${ROOT}${seg(listing.name)}/`, listing.name, listing);
-            return depth === 0 ? [self] : [self, ...listing.images.map(imageResource)];
-          }),
-      });
+    propfindAt(['/api/images/raw', ROOT], async (request) => {
+      const depth = finite(depthOf(request));
+      const root = collection(ROOT, 'raw');
+      if (depth === 0) return [root];
+      const namespaces = await services.namespaces.list(request.actor);
+      return [root, ...namespaces.map((n) => collection(`${ROOT}${seg(n.name)}/`, n.name, n))];
+    });
 
+    propfindAt<{ user: string }>(['/api/images/raw/:user', '/api/images/raw/:user/'], async (request) => {
+      const depth = finite(depthOf(request));
+      const listing = await services.namespaces.show(request.actor, request.params.user);
+      const self = collection(`${ROOT}${seg(listing.name)}/`, listing.name, listing);
+      return depth === 0 ? [self] : [self, ...listing.images.map(imageResource)];
+    });
+
+    propfindAt<{ user: string; image: string }>(
+      ['/api/images/raw/:user/:image', '/api/images/raw/:user/:image/'],
+      async (request) => {
+        depthOf(request); // checked, and of no consequence for an image
+        const { user: owner, image: name } = request.params;
+        return [imageResource(await services.images.get(request.actor, { owner, name }))];
+      },
+    );
+
+    for (const url of ['/api/images/raw/:user', '/api/images/raw/:user/']) {
       dav.route<{ Params: { user: string } }>({
         method: 'MKCOL',
         url,
@@ -173,20 +178,6 @@ export function webdavRoutes(app: FastifyInstance, deps: RouteDeps) {
             `The namespace '${request.params.user}' exists already (MKCOL makes only what does not exist)`,
           );
         },
-      });
-    }
-
-    for (const url of ['/api/images/raw/:user/:image', '/api/images/raw/:user/:image/']) {
-      dav.route<{ Params: { user: string; image: string } }>({
-        method: 'PROPFIND',
-        url,
-        ...propfind,
-        handler: (request, reply) =>
-          answer(request, reply, async () => {
-            depthOf(request); // checked, and of no consequence for an image
-            const { user: owner, image: name } = request.params;
-            return [imageResource(await services.images.get(request.actor, { owner, name }))];
-          }),
       });
     }
 
