@@ -44,6 +44,7 @@ async function attack(chainFile: string, port: number, count: number): Promise<n
     process.stdout.write(`${JSON.stringify({ answered, refused })}\n`);
     process.exit(0);
   });
+  process.stdout.write('ready\n'); // the parent measures only once this process can report
   const loop = async () => {
     for (;;) {
       await new Promise<void>((done) => {
@@ -166,16 +167,28 @@ function startFlood(chainFile: string, port: string) {
     { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   let report = '';
+  let started: () => void;
+  const ready = new Promise<void>((done) => {
+    started = done;
+  });
   child.stdout?.on('data', (chunk: Buffer) => {
     report += chunk.toString();
+    if (report.includes('ready\n')) started();
   });
+  child.once('exit', () => started());
   return {
     child,
+    /** Once the attackers' process is up (on a loaded machine, starting Node takes a while). */
+    ready,
     async stop(): Promise<{ answered: number; refused: number }> {
       const exited = new Promise((done) => child.once('exit', done));
       child.kill('SIGTERM');
       await exited;
-      return JSON.parse(report || '{"answered":0,"refused":0}') as { answered: number; refused: number };
+      const last = report.trim().split('\n').at(-1) ?? '';
+      return JSON.parse(last.startsWith('{') ? last : '{"answered":0,"refused":0}') as {
+        answered: number;
+        refused: number;
+      };
     },
   };
 }
@@ -196,6 +209,7 @@ async function measure(dir: string, env: Record<string, string>) {
     );
     const quiet = summary(await victim(server, data));
     flood = startFlood(chainFile, new URL(server.https).port);
+    await flood.ready;
     // the attackers' own CPU is part of the load: let them get going before measuring
     await new Promise((done) => setTimeout(done, Math.min(2000, seconds * 200)));
     const before = performance.now();
