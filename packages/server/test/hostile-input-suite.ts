@@ -523,6 +523,15 @@ export function hostileInputSuite(engine: Engine) {
           `${`<propfind xmlns="DAV:">${'<a>'.repeat(5000)}${'</a>'.repeat(5000)}</propfind>`.slice(0, 60_000)}<`,
           Buffer.from([0xff, 0xfe, 0x3c, 0x00, 0x70, 0x00]),
           `<propfind xmlns="DAV:"><prop>${'<getetag/>'.repeat(10_000)}</prop></propfind>`,
+          `<propfind xmlns="DAV:"><prop>${Array.from({ length: 100 }, (_, i) => `<p${i}/>`).join('')}</prop></propfind>`,
+          '<propfind xmlns="DAV:"><prop><D:a&amp;b/></prop></propfind>',
+          `<propfind xmlns="DAV:">${'<a>'.repeat(100)}`,
+          // Inputs that make a backtracking tokenizer quadratic: each must be refused as fast as any other
+          // (the corpus's connections are cut after 10 s without an answer).
+          `<propfind xmlns="DAV:">${'<a'.repeat(32_000)}`,
+          `<propfind xmlns="DAV:">${'<?'.repeat(32_000)}`,
+          `<propfind xmlns="DAV:">${'<!--'.repeat(16_000)}`,
+          `<propfind xmlns="DAV:" ${'a= '.repeat(20_000)}/>`,
         ].map((body) => propfind(body)),
         ['bad_request', 'payload_too_large'],
       );

@@ -9,7 +9,9 @@
  *   chose; prefixes are resolved per element as declared (`xmlns`, `xmlns:p`), default namespace included.
  * - **Not well formed**: an end tag that does not close the open element, an undeclared prefix, or text where
  *   an element was expected is a 400, as RFC 4918 §9.1 says, never a guess.
- * - **Size**: the route bounds the body (64 KiB); the tokenizer is linear in it.
+ * - **Size**: the route bounds the body (64 KiB); the scan is linear in it (each construct's end found with
+ *   indexOf, never by a pattern that backtracks), and a request names at most 64 distinct properties, so the
+ *   answer to a small body cannot be large.
  */
 import { RepomanError } from '@repoman/core';
 
@@ -39,64 +41,118 @@ interface OpenElement {
   children: PropName[];
 }
 
-/** The PROPFIND body's request (an empty body asks for every property, RFC 4918 §9.1). */
+/** A property request names at most this many distinct properties (RFC 4918's live ones are fifteen). */
+export const MAX_PROPERTIES = 64;
+/** A propfind body nests four deep; resolving a prefix walks the open elements, so their depth is bounded. */
+const MAX_DEPTH = 32;
+
+/** An XML name, optionally prefixed (`D:getetag`), in the ASCII most WebDAV names use and beyond. */
+const QNAME =
+  /^[A-Za-z_\u00c0-\uffff][\w.\-\u00b7\u00c0-\uffff]*(?::[A-Za-z_\u00c0-\uffff][\w.\-\u00b7\u00c0-\uffff]*)?$/;
+/** One attribute of a start tag: `name="value"` or `name='value'`, with the spaces XML allows around `=`. */
+const ATTRIBUTE = /\s*([^\s=]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/y;
+
+/**
+ * The PROPFIND body's request (an empty body asks for every property, RFC 4918 §9.1). One pass over the body:
+ * each `<` is found with indexOf and its construct's end with indexOf from there, so the work is linear in the
+ * body's length whatever it holds (no backtracking pattern sees more than one tag's attributes).
+ */
 export function parsePropfind(body: string): PropfindRequest {
   if (body.trim() === '') return { kind: 'allprop' };
   if (/<!DOCTYPE|<!ENTITY/i.test(body)) throw bad('a DOCTYPE or an entity declaration is not accepted');
   const stack: OpenElement[] = [];
   let root: OpenElement | undefined;
-  let propfindChildren: OpenElement[] = [];
-  const tag =
-    /<(\/?)([^\s/>]+)((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>|<\?[\s\S]*?\?>|<!--[\s\S]*?-->|<!\[CDATA\[[\s\S]*?\]\]>/g;
+  const propfindChildren: OpenElement[] = [];
+  const endOf = (from: number, close: string, what: string) => {
+    const at = body.indexOf(close, from);
+    if (at < 0) throw bad(`${what} is not closed`);
+    return at + close.length;
+  };
   let at = 0;
-  for (let match = tag.exec(body); match; match = tag.exec(body)) {
-    const between = body.slice(at, match.index);
-    if (/</.test(between)) throw bad('a tag could not be read');
-    if (between.trim() !== '' && stack.length === 0) throw bad('text outside the root element');
-    at = tag.lastIndex;
-    if (match[2] === undefined) continue; // a declaration, processing instruction, comment or CDATA
-    const [, closing, qname, attributes = '', selfClosing] = match;
-    if (closing) {
-      const open = stack.pop();
-      if (!open || open.qname !== qname) throw bad(`</${qname}> closes no open element`);
-      if (stack.length === 1 && stack[0]?.name.local === 'propfind') propfindChildren.push(open);
-      else stack.at(-1)?.children.push(open.name);
-      continue;
+  while (at < body.length) {
+    const open = body.indexOf('<', at);
+    const text = body.slice(at, open < 0 ? body.length : open);
+    if (text.trim() !== '' && stack.length === 0) throw bad('it has text outside its root element');
+    if (open < 0) break;
+    if (body.startsWith('<?', open)) at = endOf(open + 2, '?>', 'a processing instruction');
+    else if (body.startsWith('<!--', open)) at = endOf(open + 4, '-->', 'a comment');
+    else if (body.startsWith('<![CDATA[', open)) at = endOf(open + 9, ']]>', 'a CDATA section');
+    else {
+      const close = body.indexOf('>', open + 1);
+      if (close < 0) throw bad('it ends inside a tag');
+      at = close + 1;
+      const inner = body.slice(open + 1, close);
+      if (inner.includes('<')) throw bad('a tag could not be read');
+      if (inner.startsWith('/')) closeElement(inner.slice(1).trim());
+      else openElement(inner);
     }
+  }
+  if (stack.length > 0 || !root) throw bad('an element is not closed');
+
+  function closeElement(qname: string) {
+    const element = stack.pop();
+    if (!element || element.qname !== qname) throw bad(`</${qname}> closes no open element`);
+    placed(element);
+  }
+
+  function openElement(inner: string) {
+    const selfClosing = inner.endsWith('/');
+    const tag = selfClosing ? inner.slice(0, -1) : inner;
+    const nameEnd = tag.search(/\s|$/);
+    const qname = tag.slice(0, nameEnd);
+    if (!QNAME.test(qname)) throw bad(`'${qname.slice(0, 40)}' is not an element name`);
     const scope = new Map<string, string>();
-    for (const attribute of attributes.matchAll(/([^\s=]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
+    for (let from = nameEnd; from < tag.length; ) {
+      ATTRIBUTE.lastIndex = from;
+      const attribute = ATTRIBUTE.exec(tag);
+      if (!attribute) {
+        if (tag.slice(from).trim() !== '') throw bad(`the attributes of <${qname}> could not be read`);
+        break;
+      }
+      from = ATTRIBUTE.lastIndex;
       const [, key = '', double, single] = attribute;
       const value = double ?? single ?? '';
       if (key === 'xmlns') scope.set('', value);
       else if (key.startsWith('xmlns:')) scope.set(key.slice(6), value);
     }
+    if (stack.length >= MAX_DEPTH) throw bad(`its elements nest more than ${MAX_DEPTH} deep`);
     const element: OpenElement = { qname, name: { ns: '', local: '' }, scope, children: [] };
-    element.name = qualified(qname, [...stack, element]);
+    element.name = qualified(qname, scope, stack);
     if (!root) {
       root = element;
       if (element.name.ns !== DAV || element.name.local !== 'propfind')
         throw bad('its root element is not DAV:propfind');
     } else if (stack.length === 0) throw bad('it has two root elements');
-    if (selfClosing) {
-      if (stack.length === 1) propfindChildren.push(element);
-      else stack.at(-1)?.children.push(element.name);
-    } else stack.push(element);
+    if (selfClosing) placed(element);
+    else stack.push(element);
   }
-  if (body.slice(at).trim() !== '') throw bad('it ends inside a tag or with text');
-  if (stack.length > 0 || !root) throw bad('an element is not closed');
-  propfindChildren = propfindChildren.filter((child) => child.name.ns === DAV);
-  const first = propfindChildren[0];
+
+  /** A complete element: a child of propfind, or a name inside its parent (`prop`'s are the properties). */
+  function placed(element: OpenElement) {
+    const parent = stack.at(-1);
+    if (!parent) return; // the root itself
+    if (parent === root) propfindChildren.push(element);
+    else if (!parent.children.some((c) => c.ns === element.name.ns && c.local === element.name.local)) {
+      parent.children.push(element.name);
+      if (parent.children.length > MAX_PROPERTIES)
+        throw bad(`it asks for more than ${MAX_PROPERTIES} properties`);
+    }
+  }
+
+  const first = propfindChildren.find((child) => child.name.ns === DAV);
   if (!first) return { kind: 'allprop' };
   if (first.name.local === 'propname') return { kind: 'propname' };
   if (first.name.local === 'prop') return { kind: 'prop', names: first.children };
   return { kind: 'allprop' }; // allprop (its include asks for nothing we would not send)
 }
 
-/** A prefixed name resolved against the open elements' declarations. */
-function qualified(qname: string, open: OpenElement[]): PropName {
+/** A prefixed name resolved against its own element's declarations, then those of the open elements. */
+function qualified(qname: string, own: Map<string, string>, open: OpenElement[]): PropName {
   const colon = qname.indexOf(':');
   const prefix = colon < 0 ? '' : qname.slice(0, colon);
   const local = colon < 0 ? qname : qname.slice(colon + 1);
+  const declared = own.get(prefix);
+  if (declared !== undefined) return { ns: declared, local };
   for (let i = open.length - 1; i >= 0; i--) {
     const ns = open[i]?.scope.get(prefix);
     if (ns !== undefined) return { ns, local };
