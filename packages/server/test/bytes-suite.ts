@@ -175,7 +175,8 @@ export function bytesSuite(engine: Engine, storage: 'directory' | 's3' = 'direct
 
     it('refuses before reading the body: curl never sends it', async () => {
       const cases: [string | null, string, number, string][] = [
-        ['bob', 'nothing.img', 404, 'image_not_found'],
+        // (a free name in one's own namespace would be created: another's is "not found")
+        ['bob', 'pam/nothing.img', 404, 'image_not_found'],
         ['pam', 'bob/vm.img', 404, 'image_not_found'],
         [null, 'bob/vm.img', 401, 'certificate_required'],
       ];

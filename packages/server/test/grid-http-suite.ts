@@ -261,6 +261,28 @@ export function gridHttpSuite(engine: Engine) {
         expectError(await as('bob').get('/api/images/bob/huge.img'), 404, 'image_not_found');
       });
 
+      it('makes one image of two PUTs racing to a free name; a failing one takes nothing from the other', async () => {
+        const wrong = createHash('sha256').update('other').digest('base64');
+        const [failed, made] = await Promise.all([
+          as('bob').put('/api/images/raw/bob/race.img', Buffer.from('refused bytes'), {
+            headers: { 'content-digest': `sha-256=:${wrong}:` },
+          }),
+          as('bob').put('/api/images/raw/bob/race.img', Buffer.from('good bytes')),
+        ]);
+        expectError(failed, 400, 'digest_mismatch');
+        assert.equal(made.status, 201, made.text);
+        assert.equal((await as('bob').get('/api/images/raw/bob/race.img')).text, 'good bytes');
+        const both = await Promise.all(
+          ['one', 'two'].map((text) => as('bob').put('/api/images/raw/bob/twice.img', Buffer.from(text))),
+        );
+        assert.deepEqual(both.map((res) => res.status).sort(), [200, 201]);
+        const versions = (await as('bob').get('/api/images/bob/twice.img/versions')).json.items;
+        assert.deepEqual(
+          versions.map((v: { version: number }) => v.version),
+          [2, 1],
+        );
+      });
+
       it('deletes an image by its bytes’ URL, with the metadata route’s rules and audit', async () => {
         await as('bob').put('/api/images/raw/bob/gone.img', Buffer.from('gone'));
         expectError(await as('alice').delete('/api/images/raw/bob/gone.img'), 404, 'image_not_found');

@@ -84,9 +84,12 @@ const upload = (name: string, data: Uint8Array) =>
       );
       return;
     }
-    const expected = !image ? 404 : image.readOnly ? 409 : image.uploads.length === 0 ? 201 : 200;
+    // A PUT to a free name in one's own namespace makes the image first (private, defaults), as POST would.
+    const expected = !image ? 201 : image.readOnly ? 409 : image.uploads.length === 0 ? 201 : 200;
     expectStatus(response, expected, `upload(${q(name)})`);
-    if (image && expected < 300) image.uploads.push(bytes);
+    if (!image && expected === 201)
+      model.set(name, { description: null, readOnly: false, sharedWithPam: false, uploads: [bytes] });
+    else if (image && expected < 300) image.uploads.push(bytes);
   });
 
 const describe_ = (name: string, text: string) =>

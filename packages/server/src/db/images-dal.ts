@@ -174,11 +174,6 @@ export async function deleteImage(db: Db, id: number): Promise<void> {
   await db.deleteFrom('images').where('id', '=', id).execute();
 }
 
-/** Deletes the image with this uuid if it has never had a version (nothing else refers to such an image). */
-export async function deleteEmptyImage(db: Db, uuid: string): Promise<void> {
-  await db.deleteFrom('images').where('uuid', '=', uuid).where('last_version', '=', 0).execute();
-}
-
 export interface ImageShareRows {
   users: { id: number; name: string }[];
   groups: { id: number; name: string }[];

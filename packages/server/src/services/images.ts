@@ -1,5 +1,4 @@
 /** Image metadata in per-user namespaces: creation, visibility, edits, sharing. The bytes are another service. */
-import { randomUUID } from 'node:crypto';
 import {
   type CreateImageBody,
   type ImageEditableFields,
@@ -23,7 +22,6 @@ import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import type { ImageRow, ImageWithShares } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
-import { imagesOfOwner, lockUsers } from '../db/quota-dal.ts';
 import type { Db } from '../db/schema.ts';
 import { findUserByName } from '../db/users-dal.ts';
 import { blobKeysOfImages, lockImage } from '../db/versions-dal.ts';
@@ -36,6 +34,7 @@ import {
   requireUserRow,
 } from './common.ts';
 import { createImageAccess, type ImageRef, type ImageView, imageView } from './image-access.ts';
+import { insertImageSlot } from './image-slots.ts';
 import { moveImage, type QuotaCheck } from './transfers.ts';
 
 export type { ImageRef, ImageView } from './image-access.ts';
@@ -141,42 +140,9 @@ export function createImageService(deps: {
               : `Only admins may create images in another user's namespace ('${owner.name}')`,
           );
         }
-        const now = nowIso();
-        const id = await db.transaction().execute(async (trx) => {
-          await lockUsers(trx, [owner.id]); // two creations at once cannot both take the last place
-          if (await images.findImage(trx, owner.name, name)) {
-            throw new RepomanError(
-              'image_exists',
-              `An image '${name}' already exists in namespace '${owner.name}'`,
-            );
-          }
-          const held = await imagesOfOwner(trx, owner.id);
-          if (held >= maxImages)
-            throw new RepomanError(
-              'too_many_images',
-              `The namespace '${owner.name}' holds ${held} images, as many as this repository allows; delete one first`,
-              { details: { images: held, limit: maxImages } },
-            );
-          return images.insertImage(trx, {
-            uuid: randomUUID(),
-            owner_id: owner.id,
-            name,
-            description: null,
-            os_variant: null,
-            os_type: null,
-            os_arch: null,
-            hypervisor: null,
-            read_only: false,
-            unauthenticated_access: false,
-            expires: null,
-            version: 0,
-            size: null,
-            created: now,
-            modified: now,
-            uploaded: null,
-            ...editablePatch(body),
-          });
-        });
+        const id = await db
+          .transaction()
+          .execute((trx) => insertImageSlot(trx, owner, name, editablePatch(body), maxImages, nowIso()));
         return viewById(actor, id);
       },
 
@@ -282,14 +248,6 @@ export function createImageService(deps: {
         });
         // After the rows: a crash in between leaves orphan blobs (found by fsck), never an image without bytes.
         await deleteBlobsQuietly(store, blobs);
-      },
-
-      /**
-       * Deletes an image that has never had bytes, by its uuid: the one a PUT made for its upload, when the
-       * upload then failed (routes/raw.ts). An image that got a version meanwhile (another upload) is kept.
-       */
-      async discardEmpty(uuid: string): Promise<void> {
-        await images.deleteEmptyImage(db, uuid);
       },
 
       async share(

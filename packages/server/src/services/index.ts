@@ -51,7 +51,14 @@ export function createServices(deps: {
 }) {
   const { db, store, policy, hashing, limits } = deps;
   const quota = createQuotaService({ db });
-  const versions = createVersionsService({ db, store, policy, hashing, quota });
+  const versions = createVersionsService({
+    db,
+    store,
+    policy,
+    hashing,
+    quota,
+    maxImagesPerUser: limits?.maxImagesPerUser,
+  });
   /** `incoming` more bytes must fit in the user's quota beside what they store and reserve. */
   const checkQuota = (userId: number, incoming: number, q: Db) => quota.check(userId, incoming, { q });
   async function checkHealth() {

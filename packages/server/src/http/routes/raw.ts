@@ -14,7 +14,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../../authz.ts';
 import type { BlobReadable, ByteRange } from '../../blobs/store.ts';
 import type { ImageRef } from '../../services/images.ts';
-import type { AdmitOptions } from '../../services/versions/admission.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
 import { multipart, parseRanges } from '../byteranges.ts';
 import { abortOnClose, acceptBody, holdWhileWorking } from '../continue.ts';
@@ -78,32 +77,26 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           const actor = requireActor(request);
           const ref = refOf(request);
           const expected = expectedDigests(request.headers);
-          const { admitted, createdId } = await admitOrCreate(actor, ref, declaredLength(request), {
+          const admitted = await services.versions.admitUpload(actor, ref, declaredLength(request), {
             declaredFormat: request.query.disk_format,
             decompress: request.query.decompress === true,
+            createIfMissing: true,
           });
-          let received: Awaited<ReturnType<typeof services.versions.receive>>;
-          try {
-            acceptBody(request, reply);
-            holdWhileWorking(request, reply);
-            received = await services.versions.receive(
-              admitted,
-              request.raw,
-              expected,
-              abortOnClose(request),
-            );
-          } catch (error) {
-            // A PUT that made the image and then failed leaves nothing behind: not even an empty slot.
-            if (createdId !== null) await services.images.discardEmpty(createdId);
-            throw error;
-          }
+          acceptBody(request, reply);
+          holdWhileWorking(request, reply);
+          const received = await services.versions.receive(
+            admitted,
+            request.raw,
+            expected,
+            abortOnClose(request),
+          );
           const view = await services.images.get(actor, ref);
           request.audit = {
             detail: {
               version: received.version,
               size: received.size,
               sha256: received.digests.sha256,
-              ...(createdId === null ? {} : { created: true }),
+              ...(received.createdImage ? { created: true } : {}),
             },
           };
           return reply
@@ -202,42 +195,6 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       });
     }
   });
-
-  /**
-   * The upload admitted to the image the request names; an image that does not exist yet is created first
-   * (private, with defaults), exactly as `POST /api/images` would, where the caller may create it: in their own
-   * namespace, or (admins) in anyone's. Elsewhere the name stays "not found", revealing nothing.
-   */
-  async function admitOrCreate(
-    actor: Actor,
-    ref: ImageRef,
-    length: number | undefined,
-    options: AdmitOptions,
-  ): Promise<{
-    admitted: Awaited<ReturnType<typeof services.versions.admitUpload>>;
-    createdId: string | null;
-  }> {
-    const admit = () => services.versions.admitUpload(actor, ref, length, options);
-    try {
-      return { admitted: await admit(), createdId: null };
-    } catch (error) {
-      const missing = error instanceof RepomanError && error.code === 'image_not_found';
-      if (!missing || (ref.owner !== actor.name && !actor.isAdmin)) throw error;
-    }
-    let createdId: string | null = null;
-    try {
-      createdId = (await services.images.create(actor, { name: ref.name, owner: ref.owner })).uuid;
-    } catch (error) {
-      // Another request made it meanwhile: this one uploads to it, as if it had come second.
-      if (!(error instanceof RepomanError && error.code === 'image_exists')) throw error;
-    }
-    try {
-      return { admitted: await admit(), createdId };
-    } catch (error) {
-      if (createdId !== null) await services.images.discardEmpty(createdId);
-      throw error;
-    }
-  }
 
   /** The image a MOVE's `Destination` names: a URL or a path of the bytes, either form. */
   function destinationOf(request: FastifyRequest, actor: Actor): ImageRef {

@@ -40,11 +40,13 @@ export function createVersionsService(deps: {
   policy: UploadPolicy;
   hashing: HashingPool;
   quota: Pick<QuotaService, 'check' | 'room' | 'lock'>;
+  /** Images one namespace may hold (users.max_images), for uploads that make their image; absent: no limit. */
+  maxImagesPerUser?: number | undefined;
 }) {
-  const { db, store, policy, hashing, quota } = deps;
+  const { db, store, policy, hashing, quota, maxImagesPerUser } = deps;
   const access = createImageAccess(db);
-  const publisher = createPublisher({ db, store, policy, hashing, quota });
-  const admitUpload = createAdmission({ db, policy, quota, access });
+  const publisher = createPublisher({ db, store, policy, hashing, quota, maxImagesPerUser });
+  const admitUpload = createAdmission({ db, policy, quota, access, maxImagesPerUser });
   const openDownload = createDownloads({ db, store, policy, access, hashing });
 
   const service = guardService({

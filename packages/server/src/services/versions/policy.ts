@@ -22,7 +22,8 @@ export interface UploadPolicy {
 
 /** An upload decided from its headers: to which image, whose quota it counts against, what was declared. */
 export interface AdmittedUpload {
-  imageId: number;
+  /** The image; null for one that does not exist yet, which publishing the upload makes (a PUT to a free name). */
+  imageId: number | null;
   ownerId: number;
   ref: ImageRef;
   declaredLength: number | undefined;
@@ -39,5 +40,8 @@ export interface ReceivedVersion {
   version: number;
   size: number;
   digests: Digests;
+  /** The image's first version. */
   created: boolean;
+  /** Publishing the upload made the image itself (a PUT to a free name). */
+  createdImage: boolean;
 }

@@ -13,11 +13,12 @@ import {
   type BlobUpload,
   deleteBlobsQuietly,
 } from '../../blobs/store.ts';
-import { findImageById } from '../../db/images-dal.ts';
+import { findImage, findImageById } from '../../db/images-dal.ts';
 import type { Db } from '../../db/schema.ts';
 import { addVersion, pruneVersions } from '../../db/versions-dal.ts';
 import { type Inspection, inspect, type Refusal } from '../../formats/inspect.ts';
 import { nowIso, translateStorageError } from '../common.ts';
+import { insertImageSlot } from '../image-slots.ts';
 import type { QuotaService } from '../quota.ts';
 import { decompressor, ingest, UNPACKABLE } from './ingest.ts';
 import type { AdmittedUpload, ReceivedVersion, UploadPolicy } from './policy.ts';
@@ -85,8 +86,31 @@ export function createPublisher(deps: {
   >;
   hashing: HashingPool;
   quota: Pick<QuotaService, 'check' | 'room' | 'lock'>;
+  /** Images one namespace may hold (users.max_images), for an upload that makes its image; absent: no limit. */
+  maxImagesPerUser?: number | undefined;
 }) {
   const { db, store, policy, hashing, quota } = deps;
+  const maxImages = deps.maxImagesPerUser ?? Number.POSITIVE_INFINITY;
+
+  /**
+   * The image an upload that makes its image goes to, within the publishing transaction: made now, or, if
+   * another upload made it meanwhile, that one (this upload is then its next version, as if it came second).
+   */
+  async function slotFor(
+    trx: Db,
+    admitted: AdmittedUpload,
+    now: string,
+  ): Promise<{ id: number; made: boolean }> {
+    const owner = { id: admitted.ownerId, name: admitted.ref.owner };
+    try {
+      return { id: await insertImageSlot(trx, owner, admitted.ref.name, {}, maxImages, now), made: true };
+    } catch (error) {
+      if (!(error instanceof RepomanError && error.code === 'image_exists')) throw error;
+      const existing = await findImage(trx, owner.name, admitted.ref.name);
+      if (!existing) throw error;
+      return { id: existing.id, made: false };
+    }
+  }
 
   /** The digests an upload computes: the configured ones, and any the client declared. */
   function algorithmsFor(expected: ExpectedDigests): DigestName[] {
@@ -189,7 +213,10 @@ export function createPublisher(deps: {
   ) {
     const now = nowIso();
     const outcome = await db.transaction().execute(async (trx) => {
-      const version = await addVersion(trx, admitted.imageId, {
+      const slot =
+        admitted.imageId === null ? await slotFor(trx, admitted, now) : { id: admitted.imageId, made: false };
+      const imageId = slot.id;
+      const version = await addVersion(trx, imageId, {
         blob_key: blobKey,
         size,
         sha256: digests.sha256,
@@ -201,17 +228,17 @@ export function createPublisher(deps: {
       });
       if (version === undefined) return undefined;
       // Checked again under the image's row lock: read_only or a quota may have changed meanwhile.
-      const image = await findImageById(trx, admitted.imageId);
+      const image = await findImageById(trx, imageId);
       if (image?.read_only)
         throw new RepomanError(
           'image_read_only',
           `${admitted.ref.owner}/${admitted.ref.name} became read-only`,
         );
-      const pruned = await pruneVersions(trx, admitted.imageId, policy.keepVersions);
+      const pruned = await pruneVersions(trx, imageId, policy.keepVersions);
       // After the image's lock, as everywhere: an upload created meanwhile cannot take the same room.
       await quota.lock(trx, [admitted.ownerId]);
       await quota.check(admitted.ownerId, 0, { q: trx, exceptUpload: admitted.uploadId });
-      return { version, pruned };
+      return { version, pruned, madeImage: slot.made };
     });
     if (!outcome) {
       throw new RepomanError(
@@ -236,7 +263,13 @@ export function createPublisher(deps: {
     try {
       const outcome = await record(admitted, upload.key, size, digests, inspection);
       await deleteBlobsQuietly(store, outcome.pruned);
-      return { version: outcome.version, size, digests, created: outcome.version === 1 };
+      return {
+        version: outcome.version,
+        size,
+        digests,
+        created: outcome.version === 1,
+        createdImage: outcome.madeImage,
+      };
     } catch (error) {
       await deleteBlobsQuietly(store, [upload.key]);
       throw translateStorageError(error);

@@ -458,6 +458,9 @@ export function createResumableService(deps: {
       const { metadata, expected, declaredFormat, decompress } = declaration;
       // Permission, read_only, size and a first look at the quota, before anything is stored.
       const probe = await versions.admitUpload(actor, ref, length, { declaredFormat });
+      // (A resumable upload goes to an image that exists: it is never admitted to make one.)
+      if (probe.imageId === null)
+        throw new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
       const blob = await store.createUpload();
       const now = nowIso();
       const row: UploadRow = {
