@@ -20,7 +20,8 @@ export function trackAllowedMethods(app: FastifyInstance): AllowedMethods {
   const patterns = new Map<string, Set<string>>();
   let router: FindMyWay.Instance<FindMyWay.HTTPVersion.V1> | null = null;
   app.addHook('onRoute', (route) => {
-    if (!route.url.startsWith('/api/')) return;
+    // (a wildcard, such as the OPTIONS answer for every path, would make every path known)
+    if (!route.url.startsWith('/api/') || route.url.includes('*')) return;
     const pattern = route.url.replace(/:[^/]+/g, ':p');
     const methods = patterns.get(pattern) ?? new Set(['OPTIONS']);
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) methods.add(method);

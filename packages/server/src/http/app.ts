@@ -144,6 +144,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   webRoutes(app, options.web ?? null);
 
+  // OPTIONS on any path the API knows: the methods it takes (and DAV: 1 on the bytes' WebDAV tree). Static
+  // OPTIONS routes (tus's) answer for their own paths first.
+  app.route({
+    method: 'OPTIONS',
+    url: '/api/*',
+    config: { auth: 'none', plainHttp: true },
+    schema: { hide: true },
+    handler: async (request, reply) => {
+      const path = request.url.split('?')[0] ?? '';
+      const allow = methods.of(path);
+      if (!allow) return notFoundHandler(request, reply);
+      if (path.startsWith('/api/images/raw')) reply.header('dav', '1').header('accept-ranges', 'bytes');
+      return reply.code(200).header('allow', allow.join(', ')).send();
+    },
+  });
   app.get('/api/openapi.json', { config: { auth: 'optional' }, schema: { hide: true } }, async () =>
     app.swagger(),
   );

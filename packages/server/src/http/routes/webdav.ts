@@ -6,7 +6,7 @@
  *   on a namespace (the images the caller may see there) and on an image: sizes, dates, ETags, the resource
  *   type, and the checksums as dCache publishes them (`Checksums`, RFC 3230 `Digest` values). Depth infinity
  *   is refused (403), as RFC 4918 allows: the tree is two levels deep and Depth 1 walks it.
- * - `OPTIONS`: `DAV: 1` and the methods the path takes.
+ * - `OPTIONS` (answered for every API path in app.ts): `DAV: 1` here, and the methods the path takes.
  * - `MKCOL` on a namespace: 405 if it exists (RFC 4918 §9.3.1), 403 if not (namespaces are accounts).
  *
  * In the tree, one segment names a namespace and two name an image, with or without a trailing slash:
@@ -178,28 +178,6 @@ export function webdavRoutes(app: FastifyInstance, deps: RouteDeps) {
             `The namespace '${request.params.user}' exists already (MKCOL makes only what does not exist)`,
           );
         },
-      });
-    }
-
-    for (const url of [
-      '/api/images/raw',
-      ROOT,
-      '/api/images/raw/:user',
-      '/api/images/raw/:user/',
-      '/api/images/raw/:user/:image',
-    ]) {
-      dav.route({
-        method: 'OPTIONS',
-        url,
-        config: { auth: 'none', plainHttp: true },
-        schema: { hide: true },
-        handler: async (request, reply) =>
-          reply
-            .code(200)
-            .header('dav', '1')
-            .header('allow', (methods.of(request.url.split('?')[0] ?? '') ?? []).join(', '))
-            .header('accept-ranges', 'bytes')
-            .send(),
       });
     }
   });
