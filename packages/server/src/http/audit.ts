@@ -165,13 +165,15 @@ const RULES = new Map<string, Rule>([
       },
     ],
   ]),
-  ...RAW_FORMS.flatMap((form): [string, Rule][] => [
-    // A PUT that made the image says so in its detail ({created: true}).
-    [`PUT ${form.path}`, { action: 'image.upload', type: 'image', target: image }],
-    [`DELETE ${form.path}`, { action: 'image.delete', type: 'image', target: image }],
-    // WebDAV's MOVE is a rename (its detail names the new name).
-    [`MOVE ${form.path}`, { action: 'image.modify', type: 'image', target: image }],
+  // A PUT that made the image says so in its detail ({created: true}).
+  ...RAW_FORMS.map((form): [string, Rule] => [
+    `PUT ${form.path}`,
+    { action: 'image.upload', type: 'image', target: image },
   ]),
+  // On the full form only (routes/raw.ts). WebDAV's MOVE is a rename: its detail names the new name, and the
+  // image it replaced, if any.
+  [`DELETE ${RAW_FORMS[0].path}`, { action: 'image.delete', type: 'image', target: image }],
+  [`MOVE ${RAW_FORMS[0].path}`, { action: 'image.modify', type: 'image', target: image }],
   // WebDAV's MKCOL on a namespace, always refused (namespaces are accounts): recorded as the attempt it is.
   ...['/api/images/raw/:user', '/api/images/raw/:user/'].map((route): [string, Rule] => [
     `MKCOL ${route}`,

@@ -250,6 +250,58 @@ export function createImageService(deps: {
         await deleteBlobsQuietly(store, blobs);
       },
 
+      /**
+       * Renames an image within its namespace (WebDAV's MOVE). An image that already has the new name is replaced,
+       * deleted with its versions and shares, only with `overwrite` and only by whoever may delete it, in the same
+       * transaction as the rename: both happen or neither. The uuid of the image it replaced, if any.
+       */
+      async rename(
+        actor: Actor,
+        ref: ImageRef,
+        newName: string,
+        options: { overwrite: boolean },
+      ): Promise<{ replaced: string | null }> {
+        const { row, target } = await find(actor, ref, canModifyImage);
+        if (!canModifyImage(actor, target))
+          throw new RepomanError('forbidden', `You may not rename ${ref.owner}/${ref.name}`);
+        const name = checkedImageName(newName);
+        if (name === row.name) throw new RepomanError('forbidden', 'The new name of an image is its name');
+        const there = await find(actor, { owner: row.owner_name, name }, canDeleteImage).catch(
+          (error: unknown) => {
+            if (error instanceof RepomanError && error.code === 'image_not_found') return null;
+            throw error;
+          },
+        );
+        if (there) {
+          if (!options.overwrite)
+            throw new RepomanError(
+              'destination_exists',
+              `${row.owner_name}/${name} exists, and the request said not to replace it`,
+            );
+          if (!canDeleteImage(actor, there.target))
+            throw new RepomanError('forbidden', `You may not replace ${row.owner_name}/${name}`);
+          if (there.row.read_only)
+            throw new RepomanError(
+              'image_read_only',
+              `${row.owner_name}/${name} is read-only; clear read_only before replacing it`,
+            );
+        }
+        const blobs = await db.transaction().execute(async (trx) => {
+          let keys: string[] = [];
+          if (there) {
+            await lockImage(trx, there.row.id);
+            keys = await blobKeysOfImages(trx, [there.row.id]);
+            await images.deleteImage(trx, there.row.id);
+          }
+          // As if one request came after the other: renamed or given away meanwhile, it is not found.
+          if (!(await images.updateImageIfNamed(trx, row.id, row, { name, modified: nowIso() })))
+            throw new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
+          return keys;
+        });
+        await deleteBlobsQuietly(store, blobs);
+        return { replaced: there ? there.row.uuid : null };
+      },
+
       async share(
         actor: Actor,
         ref: ImageRef,

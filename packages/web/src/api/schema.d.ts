@@ -2463,10 +2463,12 @@ export interface paths {
             };
         };
         post?: never;
-        /** Delete the image, its versions and its shares, exactly as DELETE /api/images/... does (gfal-rm; gfal-copy -f deletes, then writes) */
+        /** Delete the image, its versions and its shares, exactly as DELETE /api/images/{user}/{image} does (gfal-rm; gfal-copy -f deletes, then writes); ?dry_run=true only says whether it would */
         delete: {
             parameters: {
-                query?: never;
+                query?: {
+                    dry_run?: boolean;
+                };
                 header?: never;
                 path: {
                     user: string;
@@ -2570,27 +2572,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Delete the image, its versions and its shares, exactly as DELETE /api/images/... does (gfal-rm; gfal-copy -f deletes, then writes) */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    image: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        delete?: never;
         options?: never;
         /** Download the image (public images without a certificate, also over plain HTTP); ?version=N for an older one, ?format=raw for a converted variant */
         head: {

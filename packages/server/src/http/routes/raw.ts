@@ -11,7 +11,6 @@ import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { FORMATS, RepomanError, VARIANT_FORMATS, type VariantFormat, versionNumber } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Actor } from '../../authz.ts';
 import type { BlobReadable, ByteRange } from '../../blobs/store.ts';
 import type { ImageRef } from '../../services/images.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
@@ -21,6 +20,9 @@ import { digestHeader, expectedDigests, reprDigest, wantedDigests } from '../dig
 import { RAW_FORMS, type RefParams, rawPath, refOf } from '../image-ref.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
+
+/** `/api/images/raw/:user/:image`: the form grid tools use. */
+const FULL_FORM = RAW_FORMS[0];
 
 interface DownloadQuery {
   version?: number;
@@ -106,65 +108,60 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
         },
       );
 
-      raw.delete<{ Params: RefParams }>(
-        form.path,
-        {
-          schema: {
-            summary:
-              'Delete the image, its versions and its shares, exactly as DELETE /api/images/... does (gfal-rm; gfal-copy -f deletes, then writes)',
-            tags: ['images'],
-            params,
+      // DELETE and MOVE take the full form only: a WebDAV client reads one segment as a namespace, and must not
+      // delete the caller's image of that name when it means the namespace.
+      if (form === FULL_FORM) {
+        raw.delete<{ Params: RefParams; Querystring: { dry_run?: boolean } }>(
+          form.path,
+          {
+            schema: {
+              summary:
+                'Delete the image, its versions and its shares, exactly as DELETE /api/images/{user}/{image} does (gfal-rm; gfal-copy -f deletes, then writes); ?dry_run=true only says whether it would',
+              tags: ['images'],
+              params,
+              querystring: {
+                type: 'object',
+                additionalProperties: false,
+                properties: { dry_run: { type: 'boolean' } },
+              },
+            },
           },
-        },
-        async (request, reply) => {
-          await services.images.remove(requireActor(request), refOf(request));
-          return reply.code(204).send();
-        },
-      );
+          async (request, reply) => {
+            const dryRun = request.query.dry_run === true;
+            if (dryRun) request.audit = { detail: { dry_run: true } };
+            await services.images.remove(requireActor(request), refOf(request), { dryRun });
+            return reply.code(204).send();
+          },
+        );
 
-      // WebDAV's MOVE renames an image within its namespace (RFC 4918 §9.9); OpenAPI cannot describe it.
-      raw.route<{ Params: RefParams }>({
-        method: 'MOVE',
-        url: form.path,
-        schema: { hide: true },
-        handler: async (request, reply) => {
-          const actor = requireActor(request);
-          const from = refOf(request);
-          const to = destinationOf(request, actor);
-          if (to.owner !== from.owner)
-            throw new RepomanError(
-              'forbidden',
-              `MOVE renames within a namespace; ${to.owner} is not ${from.owner}'s (to give an image away, offer it: repoman transfer-image)`,
-            );
-          if (to.name === from.name)
-            throw new RepomanError('forbidden', 'The destination of a MOVE is its source');
-          request.audit = { detail: { fields: ['name'], to: to.name } };
-          // May the caller rename it? Asked before the destination is touched.
-          await services.images.modify(actor, from, {});
-          const overwrite =
-            String(request.headers.overwrite ?? 'T')
-              .trim()
-              .toUpperCase() !== 'F';
-          let replaced = false;
-          try {
-            await services.images.get(actor, to);
-            if (!overwrite)
+        // WebDAV's MOVE renames an image within its namespace (RFC 4918 §9.9); OpenAPI cannot describe it.
+        raw.route<{ Params: RefParams }>({
+          method: 'MOVE',
+          url: form.path,
+          schema: { hide: true },
+          handler: async (request, reply) => {
+            const actor = requireActor(request);
+            const from = refOf(request);
+            const to = destinationOf(request);
+            if (to.owner !== from.owner)
               throw new RepomanError(
-                'destination_exists',
-                `${to.owner}/${to.name} exists and Overwrite: F says not to replace it`,
+                'forbidden',
+                `MOVE renames within a namespace; ${to.owner} is not ${from.owner}'s (to give an image away, offer it: repoman transfer-image)`,
               );
-            await services.images.remove(actor, to);
-            replaced = true;
-          } catch (error) {
-            if (!(error instanceof RepomanError && error.code === 'image_not_found')) throw error;
-          }
-          await services.images.modify(actor, from, { name: to.name });
-          return reply
-            .code(replaced ? 204 : 201)
-            .header('location', urls(request).https + rawPath(to.owner, to.name))
-            .send();
-        },
-      });
+            const overwrite =
+              String(request.headers.overwrite ?? 'T')
+                .trim()
+                .toUpperCase() !== 'F';
+            request.audit = { detail: { fields: ['name'], to: to.name } };
+            const { replaced } = await services.images.rename(actor, from, to.name, { overwrite });
+            if (replaced) request.audit = { detail: { fields: ['name'], to: to.name, replaced } };
+            return reply
+              .code(replaced ? 204 : 201)
+              .header('location', urls(request).https + rawPath(to.owner, to.name))
+              .send();
+          },
+        });
+      }
 
       raw.route<{ Params: RefParams; Querystring: DownloadQuery }>({
         method: ['GET', 'HEAD'],
@@ -196,32 +193,39 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
     }
   });
 
-  /** The image a MOVE's `Destination` names: a URL or a path of the bytes, either form. */
-  function destinationOf(request: FastifyRequest, actor: Actor): ImageRef {
+  /**
+   * The image a MOVE's `Destination` names: a URL or a path of the bytes, in the full form. A URL of another
+   * server is refused: this server moves only its own images.
+   */
+  function destinationOf(request: FastifyRequest): ImageRef {
     const header = request.headers.destination;
     if (typeof header !== 'string' || header.trim() === '')
       throw new RepomanError('bad_request', 'MOVE needs a Destination header (the new URL of the image)');
-    let path: string;
+    const here = request.headers.host ?? 'localhost';
+    let url: URL;
     try {
-      path = new URL(header.trim(), 'https://destination.invalid').pathname;
+      url = new URL(header.trim(), `https://${here}`);
     } catch {
       throw new RepomanError('bad_request', `Destination '${header}' is not a URL`);
     }
-    const segments = path.replace(/^\/api\/images\/raw\//, '').split('/');
-    if (!path.startsWith('/api/images/raw/') || segments.length > 2 || segments.some((s) => s === ''))
+    if (url.host !== here && url.host !== new URL(urls(request).https).host)
+      throw new RepomanError('bad_request', `Destination '${header}' is on another server than this one`);
+    const segments = url.pathname.replace(/^\/api\/images\/raw\//, '').split('/');
+    if (
+      !url.pathname.startsWith('/api/images/raw/') ||
+      segments.length !== 2 ||
+      segments.some((s) => s === '')
+    )
       throw new RepomanError(
         'bad_request',
         `Destination '${header}' does not name an image (/api/images/raw/{user}/{image})`,
       );
-    let decoded: string[];
     try {
-      decoded = segments.map((s) => decodeURIComponent(s));
+      const [owner = '', name = ''] = segments.map((s) => decodeURIComponent(s));
+      return { owner, name };
     } catch {
       throw new RepomanError('bad_request', `Destination '${header}' is not valid percent-encoding`);
     }
-    return decoded.length === 2
-      ? { owner: decoded[0] as string, name: decoded[1] as string }
-      : { owner: actor.name, name: decoded[0] as string };
   }
 
   async function download(
