@@ -4,7 +4,7 @@
  * for them: their own images, the public ones, those shared with them or their groups (admins: all).
  */
 import { MAX_PAGE_SIZE, RepomanError } from '@repoman/core';
-import type { Actor } from '../authz.ts';
+import { type Actor, canSeeUserDetails } from '../authz.ts';
 import { listImages, visibleNamespaces } from '../db/images-dal.ts';
 import type { Db } from '../db/schema.ts';
 import { findUserByName } from '../db/users-dal.ts';
@@ -13,9 +13,9 @@ import { type ImageView, imageView } from './image-access.ts';
 
 export interface NamespaceEntry {
   name: string;
-  /** When its owner's account was made; null where the caller may not know (anonymous callers). */
+  /** When its owner's account was made; null where the caller may not know (all but the owner and admins). */
   created: string | null;
-  /** The newest change to an image the caller sees in it; its creation if none. */
+  /** The newest change to an image the caller sees in it; else its creation, where they may know it. */
   modified: string | null;
 }
 
@@ -66,9 +66,11 @@ export function createNamespaceService(deps: { db: Db }) {
         if (rows.length < MAX_PAGE_SIZE) break;
       }
       if (!actor && images.length === 0) throw notFound();
-      let newest = actor ? user.created : ''; // (ISO dates: compared as text)
-      for (const image of images) if (image.modified > newest) newest = image.modified;
-      return { name: user.name, created: actor ? user.created : null, modified: newest, images };
+      // When the account was made is the user's and the admins' to know, as in GET /api/users/{user}.
+      const created = actor && canSeeUserDetails(actor, user) ? user.created : null;
+      let newest = created; // (ISO dates: compared as text)
+      for (const image of images) if (newest === null || image.modified > newest) newest = image.modified;
+      return { name: user.name, created, modified: newest, images };
     },
   });
 }
