@@ -63,12 +63,12 @@ function contentType(served: Served): string {
 export function createDownloads(deps: {
   db: Db;
   store: Pick<BlobStore, 'read' | 'downloadUrl'>;
-  policy: Pick<UploadPolicy, 'redirectSeconds'>;
+  policy: Pick<UploadPolicy, 'redirectSeconds' | 'digests'>;
   access: ReturnType<typeof createImageAccess>;
   hashing: HashingPool;
 }) {
   const { db, store, policy, access, hashing } = deps;
-  const storedDigests = createStoredDigests({ db, store, hashing });
+  const storedDigests = createStoredDigests({ db, store, hashing, computes: policy.digests });
 
   /** The image and the version to serve: the current one, or `version` if asked for and still kept. */
   async function openVersion(actor: Actor | null, ref: ImageRef, version?: number) {

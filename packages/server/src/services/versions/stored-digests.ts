@@ -1,7 +1,8 @@
 /**
  * Digests of bytes already stored that a version or variant does not record: ADLER32 of those stored before it
- * was computed, MD5 or SHA-512 while they were configured off. Computed when a download first asks for one, by
- * reading the blob once, and recorded. Each reading is a whole blob's: a process runs one at a time, and every
+ * was computed, MD5 or SHA-512 of those stored while they were configured off. Computed when a download first
+ * asks for one the server computes now (ADLER32 always, MD5 and SHA-512 as configured: one configured off is
+ * not computed for a download either, whoever asks), by reading the blob once, and recorded. Each reading is a whole blob's: a process runs one at a time, and every
  * request for the same blob meanwhile waits for that one rather than reading it again.
  */
 import type { DigestName } from '@repoman/core';
@@ -43,8 +44,14 @@ function known(
   return found;
 }
 
-export function createStoredDigests(deps: { db: Db; store: Pick<BlobStore, 'read'>; hashing: HashingPool }) {
-  const { db, store, hashing } = deps;
+export function createStoredDigests(deps: {
+  db: Db;
+  store: Pick<BlobStore, 'read'>;
+  hashing: HashingPool;
+  /** The digests this server computes for uploads (policy.digests): the only ones it computes on demand. */
+  computes: readonly DigestName[];
+}) {
+  const { db, store, hashing, computes } = deps;
   /** Readings under way, by blob key. */
   const reading = new Map<string, Promise<KnownDigests>>();
   /** Blobs whose bytes no longer match their recorded SHA-256: no digest of them is recorded or read again. */
@@ -83,8 +90,8 @@ export function createStoredDigests(deps: { db: Db; store: Pick<BlobStore, 'read
   }
 
   /**
-   * The `wanted` digests of the target's bytes: those it records, and any other it may record (not SHA-1 or
-   * such) computed now and recorded. Left out if its bytes no longer match their SHA-256 (fsck --verify finds
+   * The `wanted` digests of the target's bytes: those it records, and any other the server computes (not
+   * SHA-1 or such, nor one configured off) computed now and recorded. Left out if its bytes no longer match their SHA-256 (fsck --verify finds
    * those), or if the version was removed meanwhile.
    */
   return async function digestsOf(
@@ -92,7 +99,7 @@ export function createStoredDigests(deps: { db: Db; store: Pick<BlobStore, 'read
     wanted: readonly DigestName[],
   ): Promise<KnownDigests> {
     const found = known(target, wanted);
-    let missing = wanted.filter((name) => fillable(name) && !found[name]);
+    let missing = wanted.filter((name) => fillable(name) && computes.includes(name) && !found[name]);
     if (missing.length === 0 || damaged.has(target.blob_key)) return found;
     // The same blob being read for another request: wait for it, then read again only for what it lacked.
     for (let pending = reading.get(target.blob_key); pending; pending = reading.get(target.blob_key)) {
