@@ -131,6 +131,7 @@ export function requireActor(request: FastifyRequest): Actor {
  */
 export function refusalInstead(request: FastifyRequest, error: unknown): unknown {
   const hidden =
-    error instanceof RepomanError && ['image_not_found', 'certificate_required'].includes(error.code);
+    error instanceof RepomanError &&
+    ['image_not_found', 'not_found', 'certificate_required'].includes(error.code);
   return hidden && request.authRefusal ? request.authRefusal : error;
 }

@@ -267,10 +267,25 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
       const digest = digestHeader(wanted, await download.digests(wanted));
       if (digest) reply.header('digest', digest);
     }
+    let ranges: ReturnType<typeof parseRanges>;
+    try {
+      ranges = parseRanges(rangeHeader, size);
+    } catch (error) {
+      reply.header('content-range', `bytes */${size}`); // (too_many_ranges)
+      throw error;
+    }
+    if (ranges === 'unsatisfiable') {
+      reply.header('content-range', `bytes */${size}`);
+      throw new RepomanError(
+        'range_not_satisfiable',
+        `The image has ${size} bytes; ${rangeHeader} is outside them`,
+      );
+    }
     // With an object store, bytes may flow from it straight to the client: the server only decided who may
-    // read them. HEAD, and empty images, are answered here.
+    // read them. HEAD, empty images and several ranges (which object stores do not answer as multipart) are
+    // answered here.
     const disposition = contentDisposition(download.fileName);
-    if (request.method === 'GET' && size > 0) {
+    if (request.method === 'GET' && size > 0 && (ranges === null || ranges.length === 1)) {
       const location = await download.redirect({ contentDisposition: disposition });
       if (location)
         return reply
@@ -278,14 +293,6 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
           .header('location', location)
           .header('repr-digest', reprDigest(download.sha256))
           .send();
-    }
-    const ranges = parseRanges(rangeHeader, size);
-    if (ranges === 'unsatisfiable') {
-      reply.header('content-range', `bytes */${size}`);
-      throw new RepomanError(
-        'range_not_satisfiable',
-        `The image has ${size} bytes; ${rangeHeader} is outside them`,
-      );
     }
     const range = ranges?.length === 1 ? ranges[0] : undefined;
     // Open the bytes before promising anything about them: a blob pruned meanwhile is a clean 404.
