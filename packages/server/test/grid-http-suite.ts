@@ -138,6 +138,19 @@ export function gridHttpSuite(engine: Engine) {
         );
       });
 
+      it('shows when a namespace was made to its owner and admins only', async () => {
+        const own = await as('alice').request('PROPFIND', '/api/images/raw/alice/', {
+          headers: { depth: '0' },
+        });
+        assert.match(own.text, /<d:creationdate>/);
+        const other = await as('bob').request('PROPFIND', '/api/images/raw/alice/', {
+          headers: { depth: '0' },
+        });
+        assert.equal(other.status, 207);
+        assert.doesNotMatch(other.text, /<d:creationdate>/);
+        assert.match(other.text, /<d:getlastmodified>/, 'the newest change to an image bob sees there');
+      });
+
       it('answers the properties asked for, and 404 for those it does not have', async () => {
         const res = await as('alice').request('PROPFIND', '/api/images/raw/alice/disk.img', {
           headers: { depth: '0', 'content-type': 'application/xml' },
@@ -205,6 +218,14 @@ export function gridHttpSuite(engine: Engine) {
         const allow = String(res.headers.allow).split(', ');
         for (const method of ['DELETE', 'GET', 'HEAD', 'MOVE', 'OPTIONS', 'PROPFIND', 'PUT'])
           assert.ok(allow.includes(method), res.headers.allow);
+      });
+
+      it('answers OPTIONS on every path the API knows, without DAV outside the bytes’ tree', async () => {
+        const users = await anonymous().request('OPTIONS', '/api/users');
+        assert.equal(users.status, 200);
+        assert.equal(users.headers.allow, 'GET, HEAD, OPTIONS, POST');
+        assert.equal(users.headers.dav, undefined);
+        expectError(await anonymous().request('OPTIONS', '/api/nothing/here'), 404, 'not_found');
       });
 
       it('answers 405 with Allow for a known path, and 404 for an unknown one', async () => {
@@ -298,6 +319,17 @@ export function gridHttpSuite(engine: Engine) {
         assert.ok(audit.some((entry) => entry.target === 'bob/gone.img' && entry.outcome === 'ok'));
       });
 
+      it('only says whether it would delete with ?dry_run=true, and takes the full form only', async () => {
+        await as('bob').put('/api/images/raw/bob/kept.img', Buffer.from('kept'));
+        assert.equal((await as('bob').delete('/api/images/raw/bob/kept.img?dry_run=true')).status, 204);
+        assert.equal((await as('bob').get('/api/images/raw/bob/kept.img')).text, 'kept');
+        expectError(await as('bob').delete('/api/images/raw/bob/kept.img?force=1'), 400, 'unknown_field');
+        // One segment is a namespace to WebDAV clients: DELETE there deletes no image of the caller's.
+        await as('bob').put('/api/images/raw/bob/bob', Buffer.from('an image called bob'));
+        assert.equal((await as('bob').delete('/api/images/raw/bob')).status, 404);
+        assert.equal((await as('bob').get('/api/images/raw/bob/bob')).text, 'an image called bob');
+      });
+
       it('renames within a namespace with MOVE, honouring Overwrite', async () => {
         await as('bob').put('/api/images/raw/bob/a.img', Buffer.from('a'));
         await as('bob').put('/api/images/raw/bob/b.img', Buffer.from('b'));
@@ -328,6 +360,21 @@ export function gridHttpSuite(engine: Engine) {
           'forbidden',
         );
         expectError(await as('bob').request('MOVE', '/api/images/raw/bob/b.img'), 400, 'bad_request');
+        for (const destination of [
+          'https://elsewhere.example.org/api/images/raw/bob/z.img',
+          '/api/images/raw/z.img',
+        ])
+          expectError(
+            await as('bob').request('MOVE', '/api/images/raw/bob/b.img', { headers: { destination } }),
+            400,
+            'bad_request',
+          );
+        const audit = (await as('admin').get('/api/audit?action=image.modify&limit=50')).json.items as {
+          method: string;
+          detail: Record<string, unknown> | null;
+        }[];
+        const replacing = audit.find((entry) => entry.method === 'MOVE' && entry.detail?.replaced);
+        assert.equal(replacing?.detail?.to, 'b.img', 'the move that replaced b.img names what it replaced');
         expectError(
           await as('alice').request('MOVE', '/api/images/raw/bob/b.img', {
             headers: { destination: '/api/images/raw/bob/x.img' },
@@ -397,13 +444,11 @@ export function gridHttpSuite(engine: Engine) {
           416,
           'too_many_ranges',
         );
-        expectError(
-          await as('alice').get('/api/images/raw/alice/disk.img', undefined, {
-            headers: { range: 'bytes=0-,0-' },
-          }),
-          416,
-          'too_many_ranges',
-        );
+        const overlapping = await as('alice').get('/api/images/raw/alice/disk.img', undefined, {
+          headers: { range: 'bytes=0-,0-' },
+        });
+        expectError(overlapping, 416, 'too_many_ranges');
+        assert.equal(overlapping.headers['content-range'], 'bytes */100000');
         const head = await as('alice').request('HEAD', '/api/images/raw/alice/disk.img', {
           headers: { range: 'bytes=0-1,5-6' },
         });
