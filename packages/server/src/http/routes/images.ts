@@ -14,7 +14,7 @@ import {
   variantSchema,
   versionNumber,
 } from '@repoman/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { refusalInstead, requireActor } from '../auth.ts';
 import { IMAGE_FORMS, type RefParams, rawPath, refOf } from '../image-ref.ts';
 import { imageJson, page, variantJson } from '../present.ts';
@@ -22,6 +22,27 @@ import type { RouteDeps } from './deps.ts';
 
 const imageResponse = { 200: { $ref: 'Image#' } };
 const str = { type: 'string' } as const;
+
+/** `?dry_run=true` on a DELETE of an image: make every check a deletion makes, and stop there. */
+export const dryRunQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { dry_run: { type: 'boolean' } },
+} as const;
+
+/** DELETE of an image, by its metadata's URL or its bytes' (routes/raw.ts): the same rules, the same audit. */
+export const deleteImage =
+  (services: RouteDeps['services']) =>
+  async (
+    request: FastifyRequest<{ Params: RefParams; Querystring: { dry_run?: boolean } }>,
+    reply: FastifyReply,
+  ) => {
+    const dryRun = request.query.dry_run === true;
+    // A question asked before a confirmation (the client's remove-image): audited as the question it is.
+    if (dryRun) request.audit = { ...request.audit, detail: { dry_run: true } };
+    await services.images.remove(requireActor(request), refOf(request), { dryRun });
+    return reply.code(204).send();
+  };
 
 export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
   const { services, urls } = deps;
@@ -123,20 +144,10 @@ export function imageRoutes(app: FastifyInstance, deps: RouteDeps) {
             'Delete an image (not while read_only); with ?dry_run=true, only say whether it would be deleted',
           tags: ['images'],
           params,
-          querystring: {
-            type: 'object',
-            additionalProperties: false,
-            properties: { dry_run: { type: 'boolean' } },
-          },
+          querystring: dryRunQuery,
         },
       },
-      async (request, reply) => {
-        const dryRun = request.query.dry_run === true;
-        // A question asked before a confirmation (the client's remove-image): audited as the question it is.
-        if (dryRun) request.audit = { ...request.audit, detail: { dry_run: true } };
-        await services.images.remove(requireActor(request), refOf(request), { dryRun });
-        return reply.code(204).send();
-      },
+      deleteImage(services),
     );
 
     app.get<{ Params: RefParams }>(

@@ -20,6 +20,7 @@ import { digestHeader, expectedDigests, reprDigest, wantedDigests } from '../dig
 import { RAW_FORMS, type RefParams, rawPath, refOf } from '../image-ref.ts';
 import { imageJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
+import { deleteImage, dryRunQuery } from './images.ts';
 
 /** `/api/images/raw/:user/:image`: the form grid tools use. */
 const FULL_FORM = RAW_FORMS[0];
@@ -119,19 +120,10 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
                 'Delete the image, its versions and its shares, exactly as DELETE /api/images/{user}/{image} does (gfal-rm; gfal-copy -f deletes, then writes); ?dry_run=true only says whether it would',
               tags: ['images'],
               params,
-              querystring: {
-                type: 'object',
-                additionalProperties: false,
-                properties: { dry_run: { type: 'boolean' } },
-              },
+              querystring: dryRunQuery,
             },
           },
-          async (request, reply) => {
-            const dryRun = request.query.dry_run === true;
-            if (dryRun) request.audit = { detail: { dry_run: true } };
-            await services.images.remove(requireActor(request), refOf(request), { dryRun });
-            return reply.code(204).send();
-          },
+          deleteImage(services),
         );
 
         // WebDAV's MOVE renames an image within its namespace (RFC 4918 §9.9); OpenAPI cannot describe it.
