@@ -43,6 +43,7 @@ import {
 import { lockImage } from '../db/versions-dal.ts';
 import { checkedImageName, guardService, nowIso, type PageOf, requireUserRow } from './common.ts';
 import { createImageAccess, type ImageRef, shareNames } from './image-access.ts';
+import { tooManyImages } from './image-slots.ts';
 
 /** How long an offer waits for its answer. */
 export interface TransferPolicy {
@@ -113,13 +114,8 @@ export async function moveImage(
     );
   }
   const held = await imagesOfOwner(trx, move.to.id);
-  if (held >= (move.maxImages ?? Number.POSITIVE_INFINITY)) {
-    throw new RepomanError(
-      'too_many_images',
-      `The namespace '${move.to.name}' holds ${held} images, as many as this repository allows; delete one first`,
-      { details: { images: held, limit: move.maxImages } },
-    );
-  }
+  const limit = move.maxImages ?? Number.POSITIVE_INFINITY;
+  if (held >= limit) throw tooManyImages(move.to.name, held, limit);
   const size = (await bytesOfImages(trx, [image.id])).get(image.id) ?? 0;
   await move.checkQuota(move.to.id, size, trx);
   await images.updateImage(trx, image.id, {
