@@ -11,8 +11,8 @@ import type { FastifyInstance } from 'fastify';
 import FindMyWay from 'find-my-way';
 
 export interface AllowedMethods {
-  /** The methods a path takes (sorted, OPTIONS included), or null for a path no route knows. */
-  of(path: string): string[] | null;
+  /** The methods the path of `url` takes (sorted, OPTIONS included), or null for a path no route knows. */
+  of(url: string): string[] | null;
 }
 
 export function trackAllowedMethods(app: FastifyInstance): AllowedMethods {
@@ -31,14 +31,14 @@ export function trackAllowedMethods(app: FastifyInstance): AllowedMethods {
     router = null;
   });
   return {
-    of(path) {
+    of(url) {
       if (!router) {
         const built = FindMyWay();
         for (const [pattern, methods] of patterns)
           built.on('GET', pattern, () => {}, { methods: [...methods].sort() });
         router = built;
       }
-      const found = router.find('GET', path);
+      const found = router.find('GET', url.split('?')[0] ?? '');
       return found ? ((found.store as { methods: string[] }).methods ?? null) : null;
     },
   };

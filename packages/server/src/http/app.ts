@@ -91,7 +91,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler(errorHandler);
   // A known path asked with a method it does not take is a 405 with Allow; an unknown one is a 404.
   app.setNotFoundHandler((request, reply) => {
-    const allow = methods.of(request.url.split('?')[0] ?? '');
+    const allow = methods.of(request.url);
     return allow ? methodNotAllowedHandler(request, reply, allow) : notFoundHandler(request, reply);
   });
   app.decorateRequest('actor', null);
@@ -152,10 +152,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     config: { auth: 'none', plainHttp: true },
     schema: { hide: true },
     handler: async (request, reply) => {
-      const path = request.url.split('?')[0] ?? '';
-      const allow = methods.of(path);
+      const allow = methods.of(request.url);
       if (!allow) return notFoundHandler(request, reply);
-      if (path.startsWith('/api/images/raw')) reply.header('dav', '1').header('accept-ranges', 'bytes');
+      if (request.url.startsWith('/api/images/raw'))
+        reply.header('dav', '1').header('accept-ranges', 'bytes');
       return reply.code(200).header('allow', allow.join(', ')).send();
     },
   });

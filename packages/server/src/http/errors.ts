@@ -108,16 +108,15 @@ export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
   return reply.code(404).type('application/json').send(body);
 }
 
-/** A method the path does not take (the path is known: http/allowed-methods.ts). */
-export function methodNotAllowedHandler(request: FastifyRequest, reply: FastifyReply, allow: string[]) {
+/** A method the path does not take (the path is known: http/allowed-methods.ts), said in `message` if given. */
+export function methodNotAllowedHandler(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  allow: string[],
+  message = `${request.url.split('?')[0]} does not take ${request.method}; it takes ${allow.join(', ')}`,
+) {
   request.errorCode = 'method_not_allowed';
-  const path = request.url.split('?')[0];
-  const body: ErrorBody = {
-    error: {
-      code: 'method_not_allowed',
-      message: `${path} does not take ${request.method}; it takes ${allow.join(', ')}`,
-    },
-  };
+  const body: ErrorBody = { error: { code: 'method_not_allowed', message } };
   return reply.code(405).header('allow', allow.join(', ')).type('application/json').send(body);
 }
 

@@ -11,9 +11,22 @@ import {
   canSeeImageShares,
   type ImageTarget,
 } from '../authz.ts';
-import type { ImageRow, ImageShareRows, ImageWithAccess, ImageWithOwner } from '../db/images-dal.ts';
+import type {
+  ImageQuery,
+  ImageRow,
+  ImageShareRows,
+  ImageWithAccess,
+  ImageWithOwner,
+} from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
 import type { Db } from '../db/schema.ts';
+
+/**
+ * What a list shows a caller: admins every image; a user their own, the public ones and those shared with them
+ * or their groups; a caller without a certificate the public ones.
+ */
+export const visibilityOf = (actor: Actor | null): ImageQuery['visibleTo'] =>
+  actor?.isAdmin ? null : { userId: actor?.id ?? null };
 
 export interface ImageRef {
   owner: string;

@@ -33,7 +33,7 @@ import {
   type PageOf,
   requireUserRow,
 } from './common.ts';
-import { createImageAccess, type ImageRef, type ImageView, imageView } from './image-access.ts';
+import { createImageAccess, type ImageRef, type ImageView, imageView, visibilityOf } from './image-access.ts';
 import { insertImageSlot } from './image-slots.ts';
 import { moveImage, type QuotaCheck } from './transfers.ts';
 
@@ -338,7 +338,7 @@ export function createImageService(deps: {
         if (query.owner !== undefined && ownerId === undefined) return { items: [], total: 0 };
         if (query.shared && !actor) return { items: [], total: 0 };
         const { rows, total } = await images.listImages(db, {
-          visibleTo: actor?.isAdmin ? null : { userId: actor?.id ?? null },
+          visibleTo: visibilityOf(actor),
           ...(ownerId === undefined ? {} : { ownerId }),
           ...(query.shared && actor ? { sharedWith: actor.id } : {}),
           ...(query.public === undefined ? {} : { public: query.public }),

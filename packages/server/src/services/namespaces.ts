@@ -9,7 +9,7 @@ import { listImages, visibleNamespaces } from '../db/images-dal.ts';
 import type { Db } from '../db/schema.ts';
 import { findUserByName } from '../db/users-dal.ts';
 import { guardService } from './common.ts';
-import { type ImageView, imageView } from './image-access.ts';
+import { type ImageView, imageView, visibilityOf } from './image-access.ts';
 
 export interface NamespaceEntry {
   name: string;
@@ -25,12 +25,11 @@ export interface NamespaceListing extends NamespaceEntry {
 
 export function createNamespaceService(deps: { db: Db }) {
   const { db } = deps;
-  const visibleTo = (actor: Actor | null) => (actor?.isAdmin ? null : { userId: actor?.id ?? null });
 
   return guardService({
     /** The namespaces holding images the caller may see, with their own beside them (even if empty). */
     async list(actor: Actor | null): Promise<NamespaceEntry[]> {
-      const found = await visibleNamespaces(db, visibleTo(actor));
+      const found = await visibleNamespaces(db, visibilityOf(actor));
       const entries: NamespaceEntry[] = found.map((n) => ({
         name: n.name,
         created: null,
@@ -55,7 +54,7 @@ export function createNamespaceService(deps: { db: Db }) {
       const images: ImageView[] = [];
       for (let offset = 0; ; offset += MAX_PAGE_SIZE) {
         const { rows } = await listImages(db, {
-          visibleTo: visibleTo(actor),
+          visibleTo: visibilityOf(actor),
           ownerId: user.id,
           sort: 'name',
           order: 'asc',

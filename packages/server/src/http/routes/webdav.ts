@@ -19,6 +19,7 @@ import type { ImageView } from '../../services/images.ts';
 import type { NamespaceEntry } from '../../services/namespaces.ts';
 import { refusalInstead, requireActor } from '../auth.ts';
 import { digestHeader } from '../digests.ts';
+import { methodNotAllowedHandler } from '../errors.ts';
 import { rawPath } from '../image-ref.ts';
 import {
   DAV,
@@ -172,9 +173,10 @@ export function webdavRoutes(app: FastifyInstance, deps: RouteDeps) {
               'forbidden',
               `No namespace '${request.params.user}': namespaces are user accounts, which admins create`,
             );
-          reply.header('allow', (methods.of(request.url.split('?')[0] ?? '') ?? []).join(', '));
-          throw new RepomanError(
-            'method_not_allowed',
+          return methodNotAllowedHandler(
+            request,
+            reply,
+            methods.of(request.url) ?? [],
             `The namespace '${request.params.user}' exists already (MKCOL makes only what does not exist)`,
           );
         },
