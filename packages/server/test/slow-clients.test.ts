@@ -11,6 +11,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import tls from 'node:tls';
+import { LINGER_MS } from '../src/http/lingering-close.ts';
 import { type ClientCredential, clientFor, tlsSocket } from './helpers/http.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
 import { startServerFor, type TestServer } from './helpers/server.ts';
@@ -104,6 +105,65 @@ describe('slow and abusive clients', () => {
     socket.resume();
     assert.ok(await closedWithin(socket, 15_000), 'the server closed the connection');
     assert.ok(received < 48 * 1024 * 1024, `${received} bytes arrived: the server gave up on the reader`);
+  });
+
+  it('answers a refused request to a client that goes on sending, and closes only after lingering', async () => {
+    const body = JSON.stringify({ name: 'big.img', description: 'x'.repeat(2 * 1024 * 1024) });
+    const refusals: [string, string, RegExp][] = [
+      [
+        'oversized headers',
+        `GET /api/whoami HTTP/1.1\r\nHost: localhost\r\nX-Pad: ${'x'.repeat(64 * 1024)}\r\n`,
+        /^HTTP\/1\.1 431 [\s\S]*"code":"headers_too_large"/,
+      ],
+      [
+        'a JSON body too large',
+        `POST /api/images HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+        /^HTTP\/1\.1 413 [\s\S]*"code":"payload_too_large"/,
+      ],
+      [
+        'an upload refused from its headers',
+        `PUT /api/images/raw/nobody/none.img HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${1 << 30}\r\n\r\n`,
+        /^HTTP\/1\.1 404 [\s\S]*"code":"image_not_found"/,
+      ],
+    ];
+    for (const [what, head, expected] of refusals) {
+      // A client that does not close its side when the server does, and sends on regardless.
+      // (tls.connect takes allowHalfOpen, as net.connect does; its type does not say so.)
+      const socket = tls.connect({
+        port: server.httpsPort,
+        host: '127.0.0.1',
+        ca: pki.ca.certPem,
+        ...pki.credential('bob'),
+        servername: 'localhost',
+        allowHalfOpen: true,
+      } as tls.ConnectionOptions);
+      await new Promise((resolve) => socket.once('secureConnect', resolve));
+      const started = Date.now();
+      let answer = '';
+      let ended = -1;
+      let failed = -1;
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString('latin1');
+      });
+      socket.on('end', () => {
+        ended = Date.now() - started;
+      });
+      socket.on('error', () => {
+        failed = Date.now() - started;
+      });
+      socket.write(head);
+      const junk = Buffer.alloc(64 * 1024, 'y');
+      const sending = setInterval(() => socket.writable && socket.write(junk), 20);
+      try {
+        assert.ok(await closedWithin(socket, 10_000), `${what}: the server closed the connection`);
+      } finally {
+        clearInterval(sending);
+      }
+      assert.match(answer, expected, `${what}: the client read the whole answer`);
+      assert.ok(ended >= 0, `${what}: the server ended its side cleanly (FIN) after the answer`);
+      // Closing at once would reset the connection under a client still sending, losing the answer at times.
+      assert.ok(failed < 0 || failed >= LINGER_MS / 2, `${what}: no reset before lingering (${failed} ms)`);
+    }
   });
 
   it('serves others while hundreds of connections sit idle', async () => {

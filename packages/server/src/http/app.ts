@@ -21,6 +21,7 @@ import {
   methodNotAllowedHandler,
   notFoundHandler,
 } from './errors.ts';
+import { lingerAfterResponse } from './lingering-close.ts';
 import { registerMetrics } from './metrics.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
 import { checkIntegerQuery } from './query.ts';
@@ -114,10 +115,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ),
   );
   // A refused upload whose client sent the body anyway (no Expect: 100-continue): close the connection
-  // rather than let Node read and discard gigabytes to keep it alive.
+  // rather than let Node read and discard gigabytes to keep it alive. That close, and Fastify's after a 413 for
+  // a JSON body too large, lingers so that the client reads the answer (http/lingering-close.ts).
   app.addHook('onSend', async (request, reply) => {
-    if (request.routeOptions.config.streamsBody && reply.statusCode >= 400 && !request.raw.complete)
+    if (request.raw.complete) return;
+    if (request.routeOptions.config.streamsBody && reply.statusCode >= 400)
       reply.header('connection', 'close');
+    // The socket is gone already if the client closed first.
+    const socket = request.raw.socket as typeof request.raw.socket | null;
+    if (reply.getHeader('connection') === 'close' && socket) lingerAfterResponse(socket);
   });
   // Bodiless modify requests (curl -X POST) are an empty change, not a schema error.
   app.addHook('preValidation', async (request) => {

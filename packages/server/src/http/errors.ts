@@ -4,6 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ACCOUNT_NAME_PATTERN, type ErrorBody, IMAGE_NAME_PATTERN, RepomanError } from '@repoman/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { closeLingering, isLingering } from './lingering-close.ts';
 
 interface ValidationItem {
   keyword: string;
@@ -128,10 +129,11 @@ export function badUrlHandler(error: FastifyError, _request: FastifyRequest, rep
 
 /**
  * Requests Node's HTTP parser rejects (a garbage Content-Length, both Content-Length and Transfer-Encoding,
- * oversized headers, a request that took too long) are answered with our JSON before the connection closes.
+ * oversized headers, a request that took too long) are answered with our JSON before the connection closes,
+ * lingering so that the client reads the answer (http/lingering-close.ts).
  */
 export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  if (error.code === 'ECONNRESET' || socket.destroyed || isLingering(socket)) return;
   // Only for what the parser refused, and only if no response has started on this connection (a garbage
   // request pipelined behind a download must not write into the image's bytes): otherwise, just close.
   const parsing = error.code?.startsWith('HPE_') || error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
@@ -153,7 +155,7 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Dup
       `HTTP/1.1 ${coded.status} ${STATUS_CODES[coded.status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
-  socket.destroy();
+  closeLingering(socket);
 }
 
 const JSON_TYPES = (value: unknown): string[] =>
