@@ -562,6 +562,112 @@ export const acceptTransferBody = {
   },
 } as const;
 
+// ---- capabilities ----
+
+/**
+ * What a capability may be used for, in dCache's words (its `activity:` caveat): DOWNLOAD reads bytes, UPLOAD
+ * writes them (a new image included), DELETE removes an image, MANAGE renames one, LIST lists a namespace;
+ * every one of them lets the holder read the metadata of what its path covers (READ_METADATA alone does only
+ * that). UPDATE_METADATA is taken and grants nothing here.
+ */
+export const ACTIVITIES = [
+  'DOWNLOAD',
+  'UPLOAD',
+  'DELETE',
+  'MANAGE',
+  'LIST',
+  'READ_METADATA',
+  'UPDATE_METADATA',
+] as const;
+export type Activity = (typeof ACTIVITIES)[number];
+
+/** A capability as its owner sees it (never the macaroon itself: it is shown once, when issued). */
+export interface Capability {
+  id: string;
+  /** Who issued it, and whose rights it carries. */
+  user: string;
+  /** The URL path it is bound to: an image's bytes, a namespace, or the whole tree. */
+  path: string;
+  activities: Activity[];
+  created: string;
+  expires: string;
+  /** When it was revoked, or null. */
+  revoked: string | null;
+  /** `revoked` (by its owner or an admin) or `secret_rotated`, or null. */
+  revoked_reason: string | null;
+}
+
+export const capabilitySchema = {
+  $id: 'Capability',
+  type: 'object',
+  required: ['id', 'user', 'path', 'activities', 'created', 'expires', 'revoked', 'revoked_reason'],
+  properties: {
+    id: str,
+    user: { ...str, description: 'Whose rights it carries: it never grants more than they have' },
+    path: { ...str, description: 'The URL path it is bound to' },
+    activities: { type: 'array', items: { type: 'string', enum: ACTIVITIES } },
+    created: timestamp,
+    expires: timestamp,
+    revoked: { ...nullableStr, format: 'date-time' },
+    revoked_reason: nullableStr,
+  },
+} as const;
+
+/** What `POST` with `Content-Type: application/macaroon-request` answers (dCache's answer, and more). */
+export interface IssuedCapability {
+  /** The bearer token: `Authorization: Bearer …` or `?authz=…`. */
+  macaroon: string;
+  id: string;
+  expires: string;
+  /** dCache's shape: the URL asked about, and with the macaroon in its query. */
+  uri: { target: string; targetWithMacaroon: string };
+}
+
+export const issuedCapabilitySchema = {
+  type: 'object',
+  required: ['macaroon', 'id', 'expires', 'uri'],
+  properties: {
+    macaroon: str,
+    id: str,
+    expires: timestamp,
+    uri: {
+      type: 'object',
+      required: ['target', 'targetWithMacaroon'],
+      properties: { target: str, targetWithMacaroon: str },
+    },
+  },
+} as const;
+
+export interface CapabilityRequest {
+  /** `activity:DOWNLOAD,LIST`, `path:/api/images/raw/bob/`, `before:2027-01-01T00:00:00Z`, `ip:10.0.0.0/8`. */
+  caveats?: string[];
+  /** An ISO 8601 duration (`PT1H`, `P7D`); the server's default if absent, its maximum at most. */
+  validity?: string;
+}
+
+export const capabilityRequestBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    caveats: {
+      type: 'array',
+      maxItems: 16,
+      items: { type: 'string', maxLength: 1024 },
+      description: 'activity:, path:, before: and ip: caveats, as dCache takes them',
+    },
+    validity: { type: 'string', maxLength: 64, description: 'An ISO 8601 duration, such as PT1H or P7D' },
+  },
+} as const;
+
+export interface CapabilityListQuery {
+  limit?: number;
+  offset?: number;
+  /** Admins: one user's capabilities (everyone's by default). */
+  user?: string;
+  /** Revoked and expired ones too. */
+  all?: boolean;
+}
+
 // ---- lists ----
 
 export interface Page<T> {
@@ -650,5 +756,15 @@ export const transferListQuery = {
       enum: ['to', 'from'],
       description: 'to: offers made to me; from: offers I made (both by default; admins: every offer)',
     },
+  },
+} as const;
+
+export const capabilityListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...pageQuery,
+    user: { ...userName, description: 'Admins: this user’s capabilities only' },
+    all: { ...bool, description: 'Revoked and expired ones too (by default only those still usable)' },
   },
 } as const;

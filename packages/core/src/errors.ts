@@ -58,6 +58,12 @@ export const ERRORS = {
     message: 'A client certificate is required; use HTTPS with your certificate or proxy',
   },
   certificate_invalid: { status: 401, message: 'The client certificate was not accepted' },
+  capability_invalid: {
+    status: 401,
+    message: 'The capability is not one this server issued, or it was altered',
+  },
+  capability_expired: { status: 401, message: 'The capability has expired; ask for a new one' },
+  capability_revoked: { status: 401, message: 'The capability was revoked; ask for a new one' },
   // 403: you may not
   unknown_certificate: { status: 403, message: 'The certificate is valid but belongs to no Repoman user' },
   user_suspended: { status: 403, message: 'This account is suspended; contact an administrator' },
@@ -79,6 +85,10 @@ export const ERRORS = {
     message: 'Plain HTTP serves public images only; use HTTPS with a certificate',
   },
   limited_proxy: { status: 403, message: 'A limited proxy may only download' },
+  capability_denied: {
+    status: 403,
+    message: 'The capability does not allow this request (its path, activities or addresses)',
+  },
   transfer_offer_required: {
     status: 403,
     message:
@@ -100,6 +110,7 @@ export const ERRORS = {
   variant_not_found: { status: 404, message: 'The version has no variant in that format' },
   job_not_found: { status: 404, message: 'No such job' },
   transfer_not_found: { status: 404, message: 'No such transfer offer' },
+  capability_not_found: { status: 404, message: 'No such capability' },
   upload_expired: { status: 410, message: 'The upload expired; start a new one' },
   image_expired: { status: 410, message: 'The image has expired' },
   transfer_expired: {

@@ -90,6 +90,12 @@ export interface ServerConfig {
     /** How long an offer waits for its receiver's answer. */
     offerExpirySeconds: number;
   };
+  /** Capabilities (macaroons, docs/grid-tools.md): how long one is valid when asked for. */
+  capabilities: {
+    defaultValiditySeconds: number;
+    /** The longest a capability may be valid (an image list's must last as long as the list). */
+    maxValiditySeconds: number;
+  };
   /** Conversion jobs (docs/formats.md). */
   conversions: {
     enabled: boolean;
@@ -189,6 +195,8 @@ const KEYS: Key[] = [
   ['users.default_quota', 'bytesOrNone'],
   ['users.max_images', 'int'],
   ['transfers.offer_expiry_seconds', 'int'],
+  ['capabilities.default_validity_seconds', 'int'],
+  ['capabilities.max_validity_seconds', 'int'],
   ['conversions.enabled', 'bool'],
   ['conversions.qemu_img', 'string'],
   ['conversions.max_jobs', 'int'],
@@ -527,6 +535,11 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     transfers: {
       offerExpirySeconds: Math.max(60, get('transfers.offer_expiry_seconds', 3 * 24 * 3600)),
     },
+    capabilities: (() => {
+      const maxValiditySeconds = Math.max(1, get('capabilities.max_validity_seconds', 30 * 24 * 3600));
+      const asked = Math.max(1, get('capabilities.default_validity_seconds', 3600));
+      return { defaultValiditySeconds: Math.min(asked, maxValiditySeconds), maxValiditySeconds };
+    })(),
     conversions: {
       enabled: get('conversions.enabled', true),
       qemuImg: get('conversions.qemu_img', 'qemu-img'),

@@ -3,11 +3,13 @@
  *   serve [--config FILE]                       run the server (the default)
  *   issue-certificate --dn DN --out DIR         sign a user certificate with the development CA
  *   fsck, openapi                               check the repository; print the OpenAPI document
+ *   rotate-capability-secret                    revoke every capability, on every server
  */
 import cluster from 'node:cluster';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { FastifyRequest } from 'fastify';
 import type { DevelopmentAdmin } from './bootstrap.ts';
 import {
   connectToPrimary,
@@ -18,6 +20,7 @@ import {
 } from './cluster.ts';
 import { ConfigError, LOOPBACK, loadConfig, type ServerConfig } from './config.ts';
 import { redactUrl } from './db/url.ts';
+import { withoutCapability } from './http/capability-auth.ts';
 import type { RunningServer } from './server.ts';
 
 // Each command imports what it runs when it runs (`await import`): the primary of several workers loads
@@ -30,6 +33,8 @@ Commands:
   issue-certificate            Sign a user certificate with the development CA (development only)
   fsck                         Check that the database and the blob store agree
   openapi                      Print the OpenAPI document of the API (what /api/openapi.json serves)
+  rotate-capability-secret     Replace the secret capabilities are signed with: every capability issued
+                               so far is refused from the next request on, by every server of the database
 
 Options:
   -c, --config FILE            Configuration file (TOML); also $REPOMAN_CONFIG
@@ -111,7 +116,19 @@ async function serve(configFile: string | undefined) {
   // Everything the server writes (database, keys, blobs) is for its own user only.
   process.umask(0o077);
   const config = loadConfig({ file: configFile });
-  const logger = { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] };
+  const logger = {
+    level: config.logLevel,
+    redact: ['req.headers.authorization', 'req.headers.cookie'],
+    // Fastify's request line, with a capability in the query (?authz=) hidden.
+    serializers: {
+      req: (request: FastifyRequest) => ({
+        method: request.method,
+        url: withoutCapability(request.url),
+        remoteAddress: request.ip,
+        remotePort: request.socket?.remotePort ?? 0,
+      }),
+    },
+  };
   if (!cluster.isWorker && config.workers > 1) {
     const primary = await startPrimary(config);
     process.stdout.write(banner(config, primary));
@@ -210,6 +227,24 @@ async function runFsck(
   }
 }
 
+async function rotateCapabilitySecret(configFile: string | undefined) {
+  const config = loadConfig({ file: configFile });
+  const { openDatabase } = await import('./db/connect.ts');
+  const { rotateKey } = await import('./db/capabilities-dal.ts');
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    ...(config.databaseSchema ? { schema: config.databaseSchema } : {}),
+  });
+  try {
+    const { generation, revoked } = await rotateKey(database.db, new Date().toISOString());
+    process.stdout.write(
+      `The capability secret is now generation ${generation}: ${revoked} capabilities still valid were revoked\n`,
+    );
+  } finally {
+    await database.close();
+  }
+}
+
 async function main(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -234,6 +269,7 @@ async function main(argv: string[]) {
     const { openApiDocument } = await import('./http/app.ts');
     return void process.stdout.write(`${JSON.stringify(await openApiDocument(), null, 2)}\n`);
   }
+  if (command === 'rotate-capability-secret') return rotateCapabilitySecret(values.config);
   if (command === 'fsck')
     return runFsck(values.config, {
       verify: values.verify,

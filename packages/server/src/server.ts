@@ -196,6 +196,7 @@ async function openRepository(
     hashing,
     limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
     transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
+    capabilities: config.capabilities,
     tellOtherWorkers: options.worker?.identitiesChanged,
     conversions: {
       enabled: config.conversions.enabled,

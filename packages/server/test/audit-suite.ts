@@ -140,6 +140,13 @@ export function auditSuite(engine: Engine) {
       );
       ok(await bob.delete('/api/images/raw/bob/moved.img'));
       expectError(await bob.request('MKCOL', '/api/images/raw/bob/'), 405, 'method_not_allowed');
+      // A capability asked for, and revoked.
+      const capability = await bob.request('POST', '/api/images/raw/bob/', {
+        body: '{"caveats": ["activity:DOWNLOAD"]}',
+        headers: { 'content-type': 'application/macaroon-request' },
+      });
+      ok(capability);
+      ok(await bob.delete(`/api/capabilities/${capability.json.id}`));
       // Refused: a stranger's certificate, and a user without the right.
       const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));
       expectError(await stranger.post('/api/groups', { name: 'mine' }), 403, 'unknown_certificate');
@@ -190,6 +197,14 @@ export function auditSuite(engine: Engine) {
         to: 'moved.img',
       });
       assert.equal(find('image.delete', (e) => e.path === '/api/images/raw/bob/moved.img')?.outcome, 'ok');
+      const asked = find('capability.create');
+      assert.equal(asked?.target, '/api/images/raw/bob/');
+      assert.equal(asked?.target_type, 'capability');
+      assert.deepEqual((asked?.detail as { caveats?: string[] } | undefined)?.caveats, ['activity:DOWNLOAD']);
+      assert.equal(
+        find('capability.revoke')?.target,
+        (asked?.detail as { capability?: string } | undefined)?.capability,
+      );
       const mkcol = find('namespace.create');
       assert.deepEqual([mkcol?.target, mkcol?.outcome, mkcol?.status], ['bob', 'method_not_allowed', 405]);
       const refused = find('group.create', (e) => e.outcome === 'unknown_certificate');

@@ -84,6 +84,8 @@ interface Cell {
 }
 
 const TUS = { 'tus-resumable': '1.0.0' };
+const MACAROON = { 'content-type': 'application/macaroon-request' };
+const MACAROON_ASK = Buffer.from('{"validity": "PT1H"}');
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 // biome-ignore format: the table is read by people, column by column
@@ -177,6 +179,11 @@ const MATRIX: [Cell, string][] = [
   [{ route: 'OPTIONS /api/users' },                                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'MKCOL /api/images/raw/bob/', label: 'an existing namespace' },                                                                                       '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
   [{ route: 'LOCK /api/images/raw/bob/vm.img', label: 'a method no route takes' },                                                                                '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
+  [{ route: 'POST /api/images/raw/bob/vm.img', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                   '401 403 403 404 200 200 200 403 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
+  [{ route: 'POST /api/images/raw/bob', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                          '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/images/raw', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                              '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/capabilities' },                                                                                                                            '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'DELETE /api/capabilities/{capability}', label: 'bob’s' },                                                                                             '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'POST /api/uploads', headers: (r) => ({ ...TUS, 'upload-length': '1', 'upload-metadata': `image ${b64(`vm-${r}.img`)},owner ${b64('bob')}` }) },      '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403'],
   [{ route: 'HEAD /api/uploads/{upload}', headers: TUS },                                                                                                         '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
   [{ route: 'PATCH /api/uploads/{upload}', raw: Buffer.from('x'), headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } }, '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
@@ -211,7 +218,7 @@ describe('the authorization matrix', () => {
     );
   const admin = (method: string, path: string, body?: unknown) => call('admin', method, path, { body });
   const short = (role: Role) => TITLES[role];
-  const ids = { job: '', upload: '', upload2: '', transfer: '' };
+  const ids = { job: '', upload: '', upload2: '', transfer: '', capability: '' };
   /** Offers of bob's to ursula, one per role and answer: `{accept}`, `{decline}`, `{cancel}` in a route. */
   const offers = {
     accept: new Map<string, string>(),
@@ -301,6 +308,11 @@ describe('the authorization matrix', () => {
           (await must(bob('POST', `/api/images/${name}/transfer`, { to: 'ursula' }))).json.id,
         );
       }
+    ids.capability = (
+      await must(
+        call('owner', 'POST', '/api/images/raw/bob/vm.img', { raw: MACAROON_ASK, headers: MACAROON }),
+      )
+    ).json.id;
     await must(bob('POST', '/api/images', { name: 'pub.img', unauthenticated_access: true }));
     await must(call('owner', 'PUT', '/api/images/raw/pub.img', { raw: Buffer.from('public') }));
     // A target of its own for every role, for the routes that change or delete something.
@@ -366,8 +378,9 @@ describe('the authorization matrix', () => {
     // WebDAV's methods, which OpenAPI cannot describe: each one a path of the bytes' tree takes has a row.
     const davMissing: string[] = [];
     for (const [path, pattern] of [
-      ['/api/images/raw/', /^\/api\/images\/raw\/$/],
-      ['/api/images/raw/bob/', /^\/api\/images\/raw\/[^/]+\/$/],
+      // (a collection with or without its trailing slash: both are routes of it)
+      ['/api/images/raw/', /^\/api\/images\/raw\/?$/],
+      ['/api/images/raw/bob/', /^\/api\/images\/raw\/[^/]+\/?$/],
       ['/api/images/raw/bob/vm.img', /^\/api\/images\/raw\/[^/]+\/[^/]+$/],
     ] as const) {
       const allow = String((await admin('OPTIONS', path)).headers.allow).split(', ');
@@ -396,6 +409,7 @@ describe('the authorization matrix', () => {
           .replaceAll('{upload}', ids.upload)
           .replaceAll('{upload2}', ids.upload2)
           .replaceAll('{transfer}', ids.transfer)
+          .replaceAll('{capability}', ids.capability)
           .replaceAll('{accept}', offers.accept.get(short(role)) ?? '')
           .replaceAll('{decline}', offers.decline.get(short(role)) ?? '')
           .replaceAll('{cancel}', offers.cancel.get(short(role)) ?? '');

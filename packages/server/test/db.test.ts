@@ -119,7 +119,9 @@ describe('database layer', () => {
         await sql`alter table uploads drop column decompress`.execute(before.db);
         await sql`alter table image_versions drop column adler32`.execute(before.db);
         await sql`alter table image_variants drop column adler32`.execute(before.db);
-        await sql`delete from kysely_migration where name in ('0012_upload_options', '0013_adler32')`.execute(
+        await sql`drop table capabilities`.execute(before.db);
+        await sql`drop table capability_keys`.execute(before.db);
+        await sql`delete from kysely_migration where name in ('0012_upload_options', '0013_adler32', '0014_capabilities')`.execute(
           before.db,
         );
       } finally {

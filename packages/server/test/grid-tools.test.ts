@@ -19,7 +19,7 @@ import {
   keyPem,
 } from '../src/pki/issue.ts';
 import { subjectHash, subjectHashOld } from '../src/pki/names.ts';
-import { clientFor } from './helpers/http.ts';
+import { clientFor, expectError, request } from './helpers/http.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { put, type RunResult, run, tempDir } from './pki/fixtures.ts';
 
@@ -308,5 +308,72 @@ describe('davix', () => {
     assert.ok(Buffer.from(result.stdout, 'latin1').equals(Buffer.concat(expected)));
     await ok('davix-rm', [...credentials(), url('alice/davix.img')]);
     assert.equal((await asAlice().get('/api/images/alice/davix.img')).status, 404);
+  });
+});
+
+describe('capabilities (macaroons)', () => {
+  const bytes = pattern(3 * 1024 * 1024 + 3, 5);
+
+  it('gfal-token asks for one, good for reading and not for writing (gfal-token -w: for both)', async () => {
+    await asAlice().post('/api/images', { name: 'token.img' });
+    assert.equal((await asAlice().put('/api/images/raw/token.img', bytes)).status, 201);
+    const token = (await ok('gfal-token', [url('alice/token.img')])).trim();
+    assert.match(token, /^MDA[A-Za-z0-9_-]+$/);
+    // No certificate: the token alone.
+    const anonymous = (headers: Record<string, string>, method = 'GET', body?: Buffer) =>
+      request(url('alice/token.img'), method, null, caPem, { headers, ...(body ? { body } : {}) });
+    const read = await anonymous({ authorization: `Bearer ${token}` });
+    assert.equal(read.status, 200, read.text);
+    assert.ok(read.body.equals(bytes));
+    expectError(
+      await anonymous({ authorization: `Bearer ${token}` }, 'PUT', Buffer.from('x')),
+      403,
+      'capability_denied',
+    );
+    const writer = (await ok('gfal-token', ['-w', url('alice/token.img')])).trim();
+    assert.equal(
+      (await anonymous({ authorization: `Bearer ${writer}` }, 'PUT', bytes.subarray(0, 1000))).status,
+      200,
+    );
+    const shown = (await asAlice().get('/api/images/alice/token.img')).json;
+    assert.equal(shown.size, 1000);
+  });
+
+  it('lets qemu-img convert a private qcow2 through a capability URL, without a certificate', async () => {
+    const disk = pattern(4 * 1024 * 1024, 6); // whole sectors: qemu-img rounds a disk up to them
+    const raw = await put(dir, 'disk.raw', disk);
+    const qcow2 = join(dir, 'disk.qcow2');
+    const made = await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(made.code, 0, made.stderr);
+    await asAlice().post('/api/images', { name: 'private.qcow2' });
+    const uploaded = await asAlice().put('/api/images/raw/private.qcow2', await readFile(qcow2));
+    assert.equal(uploaded.status, 201, uploaded.text);
+    const issued = await asAlice().request('POST', '/api/images/raw/alice/private.qcow2', {
+      body: '{"caveats": ["activity:DOWNLOAD"], "validity": "PT10M"}',
+      headers: { 'content-type': 'application/macaroon-request' },
+    });
+    assert.equal(issued.status, 200, issued.text);
+    // The test CA is not in the system's store that qemu's curl driver reads: sslverify is off here only.
+    const source = JSON.stringify({
+      'file.driver': 'https',
+      'file.url': issued.json.uri.targetWithMacaroon,
+      'file.sslverify': 'off',
+    });
+    const out = join(dir, 'converted.raw');
+    const converted = await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', `json:${source}`, out], {
+      timeoutMs: 120_000,
+    });
+    assert.equal(converted.code, 0, `${converted.stdout}${converted.stderr}`);
+    assert.equal(digest('sha256', await readFile(out)), digest('sha256', disk));
+    // Without the capability, the same URL is a private image.
+    const bare = JSON.stringify({
+      'file.driver': 'https',
+      'file.url': issued.json.uri.target,
+      'file.sslverify': 'off',
+    });
+    const refused = await run('qemu-img', ['info', `json:${bare}`], { timeoutMs: 60_000 });
+    assert.notEqual(refused.code, 0);
   });
 });

@@ -623,6 +623,64 @@ export function hostileInputSuite(engine: Engine) {
       assert.deepEqual(await snapshot(), before_);
     });
 
+    it('refuses hostile capability requests and tokens cleanly, and the repository stays as it was', async () => {
+      const ask = (
+        body: string,
+        path = '/api/images/raw/bob/vm.img',
+        type = 'application/macaroon-request',
+      ) => request('POST', path, [`Content-Type: ${type}`], body);
+      await refused('hostile capability requests', [
+        ask('{'),
+        ask('[]'),
+        ask('"caveats"'),
+        ask('{"caveats": [42]}'),
+        ask(`{"caveats": [${'"activity:LIST",'.repeat(40)}"activity:LIST"]}`),
+        ask(`{"caveats": ["${'x'.repeat(5000)}"]}`),
+        ask('{"caveats": ["activity:DOWNLOAD,ROOT"]}'),
+        ask('{"caveats": ["path:/api/images/raw/bob/../pam/secret.img"]}'),
+        ask('{"caveats": ["path:/api/images/raw/pam/"]}'),
+        ask('{"caveats": ["before:tomorrow"]}'),
+        ask('{"caveats": ["ip:999.1.1.1/8"]}'),
+        ask('{"caveats": ["ip:10.0.0.0/99"]}'),
+        ask('{"caveats": ["home:/"]}'),
+        ask('{"caveats": ["activity:"]}'),
+        ask('{"validity": "PT-1H"}'),
+        ask('{"validity": "P1Y"}'),
+        ask('{"validity": "PT0S"}'),
+        ask('{"validity": 60}'),
+        ask('{"validity": "PT1H", "secret": "x"}'),
+        ask('{"caveats": ["activity:UPLOAD"]}', '/api/images/raw/pam/secret.img'),
+        ask('{}', '/api/images/raw/pam/secret.img'),
+        ask('{}', '/api/images/raw/nobody/'),
+        ask('{}', '/api/images/raw/bob/vm.img', 'application/json'),
+        ask('{}', '/api/images/raw/bob/vm.img', 'text/plain'),
+        ask(`{"caveats": ["${'a'.repeat(70_000)}"]}`),
+      ]);
+      const token = (value: string) =>
+        request('GET', '/api/images/raw/bob/vm.img', [`Authorization: Bearer ${value}`]);
+      await refused(
+        'hostile capabilities',
+        [
+          token('x'),
+          token('MDAx'),
+          token(
+            'MDAxY2xvY2F0aW9uIGh0dHA6Ly9teWJhbmsvCjAwMjZpZGVudGlmaWVyIHdlIHVzZWQgb3VyIHNlY3JldCBrZXkKMDAxNmNpZCB0ZXN0ID0gY2F2ZWF0CjAwMmZzaWduYXR1cmUgGXusegRK8zMyhluSZuJtSTvdZopmDkTYjOGpmMI9vWcK',
+          ),
+          token(Buffer.from('ffffidentifier x\n').toString('base64')),
+          token(Buffer.from('0010location x\n0010identifier\n').toString('base64url')),
+          token('A'.repeat(9000)),
+          token('%00'),
+          token("' or 1=1 --"),
+          request('GET', `/api/images/raw/bob/vm.img?authz=${'Z'.repeat(100)}`),
+          request('GET', '/api/images/raw/bob/vm.img?authz=Bearer%20x'),
+          request('DELETE', '/api/capabilities/..%2f..%2fx'),
+          request('DELETE', `/api/capabilities/${'0'.repeat(32)}`),
+        ],
+        ['capability_invalid', 'capability_not_found', 'headers_too_large', 'bad_request'],
+      );
+      assert.deepEqual(await snapshot(), before_);
+    });
+
     it('stores SQL metacharacters and non-ASCII text in every field verbatim, and finds nothing with them', async () => {
       const nasty = [
         "'; DROP TABLE images; --",

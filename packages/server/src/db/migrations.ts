@@ -331,6 +331,32 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.alterTable('image_variants').addColumn('adler32', 'text').execute();
       },
     },
+    '0014_capabilities': {
+      async up(db) {
+        // Capabilities (macaroons): the secret they are signed with, made at first use and replaced when an
+        // operator rotates it, and each capability issued, for its owner to list and revoke.
+        await db.schema
+          .createTable('capability_keys')
+          .addColumn('generation', 'integer', (c) => c.primaryKey())
+          .addColumn('secret', 'text', (c) => c.notNull())
+          .addColumn('created', time, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('capabilities')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('key_generation', 'integer', (c) => c.notNull())
+          .addColumn('path', 'text', (c) => c.notNull())
+          .addColumn('activities', 'text', (c) => c.notNull())
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('expires', time, (c) => c.notNull())
+          .addColumn('revoked', time)
+          .addColumn('revoked_reason', 'text')
+          .execute();
+        await db.schema.createIndex('capabilities_user').on('capabilities').column('user_id').execute();
+        await db.schema.createIndex('capabilities_expires').on('capabilities').column('expires').execute();
+      },
+    },
   };
 }
 

@@ -190,6 +190,32 @@ export interface AuditLogTable {
   detail: string | null;
 }
 
+/** The server's secret that capabilities are signed with; one row, replaced when an operator rotates it. */
+export interface CapabilityKeysTable {
+  generation: number;
+  /** 32 random bytes, hex. */
+  secret: string;
+  created: string;
+}
+
+/** A capability issued (macaroons, capabilities/): the macaroon names it, and it holds until revoked or expired. */
+export interface CapabilitiesTable {
+  /** Opaque, the macaroon's identifier. */
+  id: string;
+  /** Whose rights it carries: gone with the user. */
+  user_id: number;
+  /** The key generation it was signed with: gone (unusable) once the secret is rotated. */
+  key_generation: number;
+  /** The URL path it was issued for. */
+  path: string;
+  /** Comma-separated ACTIVITIES. */
+  activities: string;
+  created: string;
+  expires: string;
+  revoked: string | null;
+  revoked_reason: string | null;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -204,6 +230,8 @@ export interface Database {
   jobs: JobsTable;
   audit_log: AuditLogTable;
   image_transfers: ImageTransfersTable;
+  capability_keys: CapabilityKeysTable;
+  capabilities: CapabilitiesTable;
 }
 
 /** The query layer over this schema, or a transaction on it: every data-access function takes one. */

@@ -26,6 +26,7 @@ import { registerMetrics } from './metrics.ts';
 import { type PublicUrls, urlsFor } from './present.ts';
 import { checkIntegerQuery } from './query.ts';
 import { auditRoutes } from './routes/audit.ts';
+import { capabilityRoutes } from './routes/capabilities.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -99,7 +100,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorateRequest('authRefusal', null);
   // Metrics first: a request refused by authentication is counted too.
   if (options.metrics) registerMetrics(app, options.metrics.metrics, options.metrics.allow);
-  app.addHook('onRequest', async (request) => authenticate(request, options.services.identity));
+  app.addHook('onRequest', async (request) => authenticate(request, options.services));
   // JSON and form bodies are read only after authentication (onRequest) has accepted the caller.
   // Routes that stream the body themselves say yes later, after their own checks (routes/raw.ts).
   app.addHook('preParsing', async (request, reply) => {
@@ -143,6 +144,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   imageRoutes(app, deps);
   rawRoutes(app, deps);
   webdavRoutes(app, deps);
+  capabilityRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);
   transferRoutes(app, deps);

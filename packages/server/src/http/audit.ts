@@ -14,6 +14,7 @@ import { certificateAuthOf } from '../pki/tls-auth.ts';
 import type { AuditService } from '../services/audit.ts';
 import { READ_METHODS } from './auth.ts';
 import { IMAGE_FORMS, RAW_FORMS, refFrom, refText } from './image-ref.ts';
+import { CAPABILITY_REQUEST_ROUTES } from './routes/capabilities.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -24,7 +25,7 @@ declare module 'fastify' {
   }
 }
 
-type TargetType = 'user' | 'group' | 'image' | 'upload' | 'job';
+type TargetType = 'user' | 'group' | 'image' | 'upload' | 'job' | 'capability';
 type Params = Record<string, string | undefined>;
 type Body = Record<string, unknown> | undefined;
 
@@ -179,6 +180,15 @@ const RULES = new Map<string, Rule>([
     `MKCOL ${route}`,
     { action: 'namespace.create', type: 'user', target: (p) => p.user ?? null },
   ]),
+  // A capability asked for: its target is the path it is for, its detail the id, expiry and caveats asked.
+  ...CAPABILITY_REQUEST_ROUTES.map((route): [string, Rule] => [
+    `POST ${route}`,
+    { action: 'capability.create', type: 'capability', target: () => null },
+  ]),
+  [
+    'DELETE /api/capabilities/:id',
+    { action: 'capability.revoke', type: 'capability', target: (p) => p.id ?? null },
+  ],
   ['POST /api/uploads', { action: 'upload.create', type: 'image', target: () => null }],
   // Only the request that completes an upload is recorded (the route says so): not every chunk.
   ['PATCH /api/uploads/:id', { action: 'image.upload', type: 'upload', target: (p) => p.id ?? null }],
@@ -254,7 +264,12 @@ export function registerAudit(
       (request.routeOptions.url === '/api/uploads' && request.method === 'POST'
         ? tusImage(request.headers['upload-metadata'] as string | undefined, actorName)
         : rule.target(params, body, actorName));
-    const detail = { ...rule.detail?.(params, body), ...request.audit?.detail };
+    const detail = {
+      ...rule.detail?.(params, body),
+      ...request.audit?.detail,
+      // A change made with a capability names it (the owner is the actor).
+      ...(request.capability ? { with_capability: request.capability } : {}),
+    };
     const entry = {
       at: new Date().toISOString(),
       actor: request.actor ? { id: request.actor.id, name: request.actor.name } : null,

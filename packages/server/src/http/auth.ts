@@ -7,7 +7,9 @@ import { RepomanError } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
 import type { Actor } from '../authz.ts';
 import { certificateAuthOf } from '../pki/tls-auth.ts';
+import type { CapabilityService } from '../services/capabilities.ts';
 import type { IdentityService } from '../services/identity.ts';
+import { capabilityFacts, capabilityOf } from './capability-auth.ts';
 
 /**
  * `user`: a known, active user is required (the default); `optional`: anonymous callers get `actor = null`;
@@ -23,6 +25,8 @@ declare module 'fastify' {
      * Told to the caller when what they asked for is not public, rather than a bare 404.
      */
     authRefusal: RepomanError | null;
+    /** The id of the capability the request was authorized with, or null (a certificate, or nobody). */
+    capability: string | null;
   }
   interface FastifyContextConfig {
     auth?: AuthMode;
@@ -59,12 +63,32 @@ export function refuseCrossSite(request: FastifyRequest): void {
     );
 }
 
-export async function authenticate(request: FastifyRequest, identity: IdentityService): Promise<void> {
+export async function authenticate(
+  request: FastifyRequest,
+  services: { identity: IdentityService; capabilities: CapabilityService },
+): Promise<void> {
   const mode: AuthMode = request.routeOptions.config.auth ?? 'user';
   request.actor = null;
   request.authRefusal = null;
+  request.capability = null;
   refuseCrossSite(request);
+  const token = capabilityOf(request);
   if (mode === 'none') return;
+  if (token !== null) {
+    // A capability, when one comes, decides (with a certificate beside it too): it is the narrower of the two.
+    if (!isTls(request))
+      throw new RepomanError(
+        'https_required',
+        'Capabilities are taken over HTTPS only: they are bearer tokens',
+      );
+    const granted = await services.capabilities.authenticate(token, (owner) =>
+      capabilityFacts(request, owner),
+    );
+    request.actor = granted.actor;
+    request.capability = granted.capability;
+    return;
+  }
+  const { identity } = services;
   if (!isTls(request)) {
     if (request.routeOptions.config.plainHttp) return; // public image downloads: the only thing plain HTTP serves
     throw new RepomanError(

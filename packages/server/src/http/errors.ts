@@ -177,7 +177,8 @@ const JSON_TYPES = (value: unknown): string[] =>
  */
 export function checkJsonBody(request: FastifyRequest): void {
   const body = request.body;
-  const json = /^application\/json\b/i.test(request.headers['content-type'] ?? '');
+  // JSON, and JSON under dCache's media type for capabilities (routes/capabilities.ts)
+  const json = /^application\/(json|macaroon-request)\b/i.test(request.headers['content-type'] ?? '');
   const schema = request.routeOptions.schema?.body as TypeSchema | undefined;
   if (json && schema) checkTypes(body, schema, '');
   for (const [where, source] of [

@@ -6,7 +6,13 @@
 import { ADMINS_GROUP, isPermission, type Permission, RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
 import type { Db } from '../db/schema.ts';
-import { bindIssuerIfUnbound, findUserByDn, groupsOfUsers, permissionsOfUser } from '../db/users-dal.ts';
+import {
+  bindIssuerIfUnbound,
+  findUserByDn,
+  findUserById,
+  groupsOfUsers,
+  permissionsOfUser,
+} from '../db/users-dal.ts';
 import { ACTOR_CACHE_MS } from './actor-cache.ts';
 import { guardService } from './common.ts';
 
@@ -53,6 +59,10 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
         { details: { dn } },
       );
     }
+    return accountOfUser(user);
+  }
+
+  async function accountOfUser(user: { id: number; name: string; suspended: unknown }): Promise<Account> {
     if (user.suspended) throw new RepomanError('user_suspended', `The account ${user.name} is suspended`);
     const [groups, permissions] = await Promise.all([
       groupsOfUsers(db, [user.id]),
@@ -68,25 +78,43 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
     };
   }
 
+  /** The account `key` names, from the cache while it holds, else looked up with `lookUp`. */
+  async function cachedAccount(key: string, lookUp: () => Promise<Account>): Promise<Account> {
+    const now = Date.now();
+    let cached = cache.get(key);
+    if (!cached || cached.until <= now) {
+      const started = generation;
+      const outcome = await lookUp().catch((error: unknown) => {
+        if (error instanceof RepomanError) return error;
+        throw error; // the database failed: nothing to remember
+      });
+      cached = { outcome, until: now + cacheMs };
+      if (started === generation && cacheMs > 0) {
+        if (cache.size >= ACTOR_CACHE_ENTRIES) cache.clear();
+        cache.set(key, cached);
+      }
+    }
+    if (cached.outcome instanceof RepomanError) throw cached.outcome;
+    return cached.outcome;
+  }
+
   return guardService({
     async actorFor(identity: CertificateIdentity): Promise<Actor> {
-      const now = Date.now();
-      const key = `${identity.dn}\n${identity.issuerDn}`;
-      let cached = cache.get(key);
-      if (!cached || cached.until <= now) {
-        const started = generation;
-        const outcome = await accountOf(identity.dn, identity.issuerDn).catch((error: unknown) => {
-          if (error instanceof RepomanError) return error;
-          throw error; // the database failed: nothing to remember
-        });
-        cached = { outcome, until: now + cacheMs };
-        if (started === generation && cacheMs > 0) {
-          if (cache.size >= ACTOR_CACHE_ENTRIES) cache.clear();
-          cache.set(key, cached);
-        }
-      }
-      if (cached.outcome instanceof RepomanError) throw cached.outcome;
-      return { ...cached.outcome, limited: identity.limited };
+      const account = await cachedAccount(`${identity.dn}\n${identity.issuerDn}`, () =>
+        accountOf(identity.dn, identity.issuerDn),
+      );
+      return { ...account, limited: identity.limited };
+    },
+
+    /** The user a capability carries the rights of, as they are now (suspended: refused). */
+    async actorForUser(id: number): Promise<Actor> {
+      const account = await cachedAccount(`#${id}`, async () => {
+        const user = await findUserById(db, id);
+        if (!user)
+          throw new RepomanError('capability_revoked', 'The user this capability was issued to is gone');
+        return accountOfUser(user);
+      });
+      return { ...account, limited: false };
     },
 
     /** Something may have changed who someone is: look everyone up again. */

@@ -3,6 +3,7 @@ import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/schema.ts';
 import { createAuditService } from './audit.ts';
+import { type CapabilityPolicy, createCapabilityService } from './capabilities.ts';
 import { type ConversionSettings, createConversionService } from './conversions.ts';
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
@@ -48,6 +49,8 @@ export function createServices(deps: {
    * have forgotten it (cluster.ts); absent when the server is one process.
    */
   tellOtherWorkers?: (() => Promise<void>) | undefined;
+  /** Validity of capabilities (macaroons); by default an hour, and 30 days at most. */
+  capabilities?: CapabilityPolicy | undefined;
 }) {
   const { db, store, policy, hashing, limits } = deps;
   const quota = createQuotaService({ db });
@@ -78,6 +81,11 @@ export function createServices(deps: {
   };
   return {
     identity,
+    capabilities: createCapabilityService({
+      db,
+      identity,
+      policy: deps.capabilities ?? { defaultValiditySeconds: 3600, maxValiditySeconds: 30 * 86400 },
+    }),
     audit: createAuditService({ db }),
     users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged }),
     groups: createGroupService({ db, identitiesChanged }),

@@ -18,6 +18,8 @@ export type Engine = 'sqlite' | 'postgres';
 export interface TestServer extends RunningServer {
   dir: string;
   engine: Engine;
+  /** The environment the server was configured with (serverCommand runs its operator commands with it). */
+  env: Record<string, string>;
   /** The PostgreSQL schema, if any. */
   schema: string | undefined;
   stop(): Promise<void>;
@@ -119,6 +121,7 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
   return {
     ...running,
     dir,
+    env,
     engine: options.engine,
     schema,
     async stop() {
@@ -166,6 +169,7 @@ async function startClustered(
   const httpUrl = urls[2] ? urls[2].replace('//localhost:', '//127.0.0.1:') : null;
   const server = {
     dir,
+    env,
     engine,
     schema,
     primary,
@@ -192,6 +196,28 @@ async function startClustered(
       },
     });
   return server as unknown as ClusteredTestServer;
+}
+
+/** `repoman-server ARGS` (an operator command) run against the server's database and blobs, as a child process. */
+export async function serverCommand(
+  server: TestServer,
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: server.dir,
+    env: { ...process.env, ...server.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const code = await new Promise<number | null>((done) => child.once('close', done));
+  return { code, stdout, stderr };
 }
 
 /** A test server for a test PKI: trusting its CA, with its host certificate, and its `admin` as the admin. */

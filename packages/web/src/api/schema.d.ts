@@ -1713,6 +1713,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/capabilities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your capabilities still usable, newest first (all: revoked and expired too; admins: anyone’s) */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    offset?: number;
+                    /** @description Admins: this user’s capabilities only */
+                    user?: string;
+                    /** @description Revoked and expired ones too (by default only those still usable) */
+                    all?: boolean;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["Capability"][];
+                            total: number;
+                            limit: number;
+                            offset: number;
+                            next: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/capabilities/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke one of your capabilities (admins: anyone’s); it is refused from the next request on */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Capability"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/images/{user}/{image}/conversions": {
         parameters: {
             query?: never;
@@ -2462,7 +2549,48 @@ export interface paths {
                 };
             };
         };
-        post?: never;
+        /** Ask for a capability (a macaroon) for this URL: a bearer token for clients without a certificate */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/macaroon-request": {
+                        /** @description activity:, path:, before: and ip: caveats, as dCache takes them */
+                        caveats?: string[];
+                        /** @description An ISO 8601 duration, such as PT1H or P7D */
+                        validity?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            macaroon: string;
+                            id: string;
+                            /** Format: date-time */
+                            expires: string;
+                            uri: {
+                                target: string;
+                                targetWithMacaroon: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
         /** Delete the image, its versions and its shares, exactly as DELETE /api/images/{user}/{image} does (gfal-rm; gfal-copy -f deletes, then writes); ?dry_run=true only says whether it would */
         delete: {
             parameters: {
@@ -2598,6 +2726,116 @@ export interface paths {
                 };
             };
         };
+        patch?: never;
+        trace?: never;
+    };
+    "/api/images/raw/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Ask for a capability (a macaroon) for this URL: a bearer token for clients without a certificate */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    user: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/macaroon-request": {
+                        /** @description activity:, path:, before: and ip: caveats, as dCache takes them */
+                        caveats?: string[];
+                        /** @description An ISO 8601 duration, such as PT1H or P7D */
+                        validity?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            macaroon: string;
+                            id: string;
+                            /** Format: date-time */
+                            expires: string;
+                            uri: {
+                                target: string;
+                                targetWithMacaroon: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/images/raw": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Ask for a capability (a macaroon) for this URL: a bearer token for clients without a certificate */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/macaroon-request": {
+                        /** @description activity:, path:, before: and ip: caveats, as dCache takes them */
+                        caveats?: string[];
+                        /** @description An ISO 8601 duration, such as PT1H or P7D */
+                        validity?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            macaroon: string;
+                            id: string;
+                            /** Format: date-time */
+                            expires: string;
+                            uri: {
+                                target: string;
+                                targetWithMacaroon: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -2792,6 +3030,21 @@ export interface components {
                 users?: string[];
                 groups?: string[];
             };
+        };
+        Capability: {
+            id: string;
+            /** @description Whose rights it carries: it never grants more than they have */
+            user: string;
+            /** @description The URL path it is bound to */
+            path: string;
+            activities: ("DOWNLOAD" | "UPLOAD" | "DELETE" | "MANAGE" | "LIST" | "READ_METADATA" | "UPDATE_METADATA")[];
+            /** Format: date-time */
+            created: string;
+            /** Format: date-time */
+            expires: string;
+            /** Format: date-time */
+            revoked: string | null;
+            revoked_reason: string | null;
         };
         Job: {
             id: string;

@@ -1,0 +1,3 @@
+import { capabilitiesSuite } from './capabilities-suite.ts';
+
+capabilitiesSuite('postgres');
