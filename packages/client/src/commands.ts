@@ -78,6 +78,19 @@ function imageRef(context: Context, name = context.args.image as string) {
 const imagePath = (ref: { owner: string | undefined; name: string }, ...rest: string[]) =>
   path('images', ref.owner, ref.name, ...rest);
 
+/** `30m`, `1h`, `7d`, `2w` (or an ISO 8601 duration, passed on) as ISO 8601, which the server takes. */
+function isoDuration(text: string): string {
+  if (/^P/i.test(text)) return text.toUpperCase();
+  const match = /^(\d+)\s*([smhdw])$/i.exec(text.trim());
+  if (!match)
+    throw new ClientError('usage', `--expires takes 30m, 1h, 7d, 2w or an ISO 8601 duration, not '${text}'`);
+  const [, count, unit = 'h'] = match;
+  const lower = unit.toLowerCase();
+  return lower === 'd' || lower === 'w'
+    ? `P${count}${lower.toUpperCase()}`
+    : `PT${count}${lower.toUpperCase()}`;
+}
+
 /** `/api/transfers/{id}` of the offer the command names. */
 const transferPath = (context: Context) => path('transfers', context.args.id as string);
 
@@ -623,6 +636,38 @@ export const commands: CommandSpec[] = [
         { deleted: `${image.owner}/${image.name}` },
         `Removed image ${image.owner}/${image.name}`,
       );
+    },
+  },
+  {
+    name: 'share-url',
+    alias: 'su',
+    summary:
+      'print a URL of the image that works without a certificate until it expires (a capability, for qemu, curl, a cloud)',
+    args: ['image'],
+    options: {
+      expires: {
+        type: 'string',
+        short: 'e',
+        help: 'how long it works: 30m, 1h (the default), 7d, or an ISO 8601 duration',
+        value: 'DURATION',
+      },
+      write: { type: 'boolean', short: 'w', help: 'it may also upload new bytes (PUT)' },
+      ...ownerOption,
+    },
+    server: true,
+    async run(context) {
+      const ref = imageRef(context);
+      const api = await context.api();
+      const owner = ref.owner ?? (await api.get('/api/whoami')).user_name;
+      const validity = isoDuration(str(context.options.expires) ?? '1h');
+      const activities = context.options.write ? 'DOWNLOAD,LIST,UPLOAD' : 'DOWNLOAD,LIST';
+      const issued = (
+        await api.request('POST', path('images', 'raw', owner, ref.name), {
+          body: Buffer.from(JSON.stringify({ caveats: [`activity:${activities}`], validity })),
+          headers: { 'content-type': 'application/macaroon-request' },
+        })
+      ).json;
+      show(context, issued, () => issued.uri.targetWithMacaroon);
     },
   },
   ...(['users', 'groups'] as const).flatMap((kind) =>

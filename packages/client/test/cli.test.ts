@@ -310,6 +310,30 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     );
   });
 
+  it('prints a capability URL with share-url that curl uses without a certificate, to read or to write', async () => {
+    const bytes = randomBytes(100_000);
+    await writeFile(join(dir, 'shared.bin'), bytes);
+    await ok(['create-image', 'shared-url.img']);
+    await ok(['pi', join(dir, 'shared.bin'), 'shared-url.img']);
+    const url = (await ok(['share-url', 'shared-url.img', '--expires', '10m'])).trim();
+    assert.match(url, /^https:\/\/.*\/api\/images\/raw\/bob\/shared-url\.img\?authz=MDA[\w-]+$/);
+    const curl = (args: string[]) =>
+      run('curl', ['-sS', '--fail-with-body', '--cacert', join(dir, 'certificates', 'ca.pem'), ...args], {
+        encoding: 'buffer',
+        maxBuffer: 16 * 1024 * 1024,
+      });
+    assert.equal(sha256((await curl([url])).stdout), sha256(bytes));
+    await assert.rejects(curl(['-T', join(dir, 'shared.bin'), url]), /403/, 'the default URL only reads');
+    const issued = await json(['su', 'bob/shared-url.img', '-e', 'PT5M', '--write']);
+    const left = Date.parse(issued.expires) - Date.now();
+    assert.ok(left > 4 * 60_000 && left <= 5 * 60_000 + 1000, `expires in ${left} ms`);
+    await writeFile(join(dir, 'shared2.bin'), bytes.subarray(0, 1000));
+    await curl(['-T', join(dir, 'shared2.bin'), issued.uri.targetWithMacaroon]);
+    assert.equal((await json(['li', 'shared-url.img'])).size, 1000);
+    await fails(['share-url', 'shared-url.img', '--expires', 'soon'], 2, /--expires takes 30m, 1h/);
+    await fails(['share-url', 'missing.img'], 1, /No image 'missing\.img'/);
+  });
+
   it('stores a compressed upload decompressed, converts it, and downloads a variant checked by SHA-256', async () => {
     const raw = join(dir, 'disk.raw');
     await writeFile(raw, Buffer.concat([image.subarray(0, 4 * 1024 * 1024), Buffer.alloc(2 * 1024 * 1024)])); // whole sectors
