@@ -98,6 +98,9 @@ export async function measured<T>(
     const result = await work();
     const seconds = (performance.now() - started) / 1000;
     const after = await cpuSeconds(await pids());
+    // The peak once the sampler has taken its sample: work shorter than one would otherwise report 0.
+    running = false;
+    await sampler;
     return { result, peak, seconds, user: after.user - before.user, system: after.system - before.system };
   } finally {
     running = false;
