@@ -75,16 +75,16 @@ export function storedDigestsSuite(engine: Engine) {
         .execute();
     }
 
-    /** The blob a name's current version is stored in. */
-    async function blobOf(name: string) {
-      const row = await database.db
+    /** Overwrites the blob of a name's current version with other bytes of its length (a disk gone bad). */
+    async function damage(name: string, length: number) {
+      const { blob_key: key } = await database.db
         .selectFrom('image_versions')
         .innerJoin('images', 'images.id', 'image_versions.image_id')
         .select('image_versions.blob_key')
         .where('images.name', '=', name)
         .whereRef('image_versions.version', '=', 'images.version')
         .executeTakeFirstOrThrow();
-      return row.blob_key;
+      await writeFile(join(server.dir, 'data', 'blobs', 'blobs', key.slice(0, 2), key), randomBytes(length));
     }
 
     /** A versions service of the test's own over the server's database and blobs: another process's. */
@@ -189,11 +189,7 @@ export function storedDigestsSuite(engine: Engine) {
       const bytes = randomBytes(64 * 1024);
       await upload('rotten.img', bytes);
       await forget('rotten.img');
-      const key = await blobOf('rotten.img');
-      await writeFile(
-        join(server.dir, 'data', 'blobs', 'blobs', key.slice(0, 2), key),
-        randomBytes(bytes.length),
-      );
+      await damage('rotten.img', bytes.length);
       const report = await fsck(database.db, blobs, { fillDigests: ['adler32'] });
       assert.deepEqual(
         report.problems.map((p) => [p.kind, p.subject]),
@@ -283,11 +279,7 @@ export function storedDigestsSuite(engine: Engine) {
       const bytes = randomBytes(128 * 1024);
       await upload('damaged.img', bytes);
       await forget('damaged.img');
-      const key = await blobOf('damaged.img');
-      await writeFile(
-        join(server.dir, 'data', 'blobs', 'blobs', key.slice(0, 2), key),
-        randomBytes(bytes.length),
-      );
+      await damage('damaged.img', bytes.length);
       const { store, watch } = watched();
       const versions = versionsOver(store);
       const ref = { owner: 'bob', name: 'damaged.img' };

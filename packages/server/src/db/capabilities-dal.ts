@@ -83,23 +83,24 @@ export interface CapabilityQuery {
 
 /** Newest first (then by id: pages never overlap). */
 export async function listCapabilities(db: Db, query: CapabilityQuery) {
-  let rows = db
+  const { userId, usableAt } = query;
+  const chosen = db
     .selectFrom('capabilities as c')
-    .innerJoin('users', 'users.id', 'c.user_id')
-    .selectAll('c')
-    .select('users.name as user_name');
-  let count = db.selectFrom('capabilities as c');
-  if (query.userId !== null) {
-    rows = rows.where('c.user_id', '=', query.userId);
-    count = count.where('c.user_id', '=', query.userId);
-  }
-  if (query.usableAt !== null) {
-    rows = rows.where('c.revoked', 'is', null).where('c.expires', '>', query.usableAt);
-    count = count.where('c.revoked', 'is', null).where('c.expires', '>', query.usableAt);
-  }
+    .$if(userId !== null, (q) => q.where('c.user_id', '=', userId as number))
+    .$if(usableAt !== null, (q) =>
+      q.where('c.revoked', 'is', null).where('c.expires', '>', usableAt as string),
+    );
   const [items, total] = await Promise.all([
-    rows.orderBy('c.created', 'desc').orderBy('c.id').limit(query.limit).offset(query.offset).execute(),
-    count.select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirstOrThrow(),
+    chosen
+      .innerJoin('users', 'users.id', 'c.user_id')
+      .selectAll('c')
+      .select('users.name as user_name')
+      .orderBy('c.created', 'desc')
+      .orderBy('c.id')
+      .limit(query.limit)
+      .offset(query.offset)
+      .execute(),
+    chosen.select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirstOrThrow(),
   ]);
   return { items, total: Number(total.n) };
 }

@@ -7,7 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  ACTIVITIES,
   type Activity,
   type Capability,
   type CapabilityListQuery,
@@ -32,7 +31,6 @@ import {
   insertCapability,
   listCapabilities,
   revokeCapability,
-  rotateKey,
 } from '../db/capabilities-dal.ts';
 import type { Db } from '../db/schema.ts';
 import { findUserByName } from '../db/users-dal.ts';
@@ -58,6 +56,12 @@ export interface IssuedCapabilityView {
   id: string;
   expires: string;
 }
+
+/** A capability's id (its macaroon's identifier): 16 random bytes in hex. */
+const ID = /^[0-9a-f]{32}$/;
+
+/** What a capability asked for without an activity caveat allows: reading. */
+const READS: Activity[] = ['DOWNLOAD', 'LIST', 'READ_METADATA'];
 
 /** The activities that change something: asking for them needs the right to make that change. */
 const WRITES: readonly Activity[] = ['UPLOAD', 'DELETE', 'MANAGE'];
@@ -153,11 +157,8 @@ export function createCapabilityService(deps: {
             { details: { field: 'caveats' } },
           );
       }
-      const activities = activitiesOf(asked);
-      // Without an activity caveat, what the target allows to read: a capability to change something is asked for.
-      const granted = asked.some((c) => c.startsWith('activity:'))
-        ? activities
-        : (['DOWNLOAD', 'LIST', 'READ_METADATA'] as Activity[]);
+      // Without an activity caveat, reading: a capability to change something is asked for.
+      const granted = asked.some((c) => c.startsWith('activity:')) ? activitiesOf(asked) : READS;
       if (granted.length === 0)
         throw new RepomanError('invalid_field', 'The activity caveats leave nothing allowed', {
           details: { field: 'caveats' },
@@ -215,10 +216,11 @@ export function createCapabilityService(deps: {
       const macaroon = parseMacaroon(token);
       const invalid = (why: string) => new RepomanError('capability_invalid', `The capability ${why}`);
       if (!macaroon) throw invalid('is not a macaroon this server can read');
-      if (!/^[0-9a-f]{32}$/.test(macaroon.identifier)) throw invalid('was not issued by this server');
+      if (!ID.test(macaroon.identifier)) throw invalid('was not issued by this server');
       const row = await findCapabilityWithKey(db, macaroon.identifier);
       if (!row) throw invalid('was not issued by this server, or it expired long ago');
-      if (row.revoked_reason === 'secret_rotated' || row.secret === null)
+      // Its key is gone once the secret was rotated (whether or not the rotation got to mark its row).
+      if (row.secret === null)
         throw new RepomanError(
           'capability_revoked',
           "The capability was revoked when the server's secret was rotated; ask for a new one",
@@ -226,16 +228,8 @@ export function createCapabilityService(deps: {
       if (!signedWith(macaroon, Buffer.from(row.secret, 'hex')))
         throw invalid('was altered after it was issued');
       if (row.revoked) throw new RepomanError('capability_revoked', `The capability ${row.id} was revoked`);
-      const now = new Date();
-      if (now.toISOString() >= row.expires)
-        throw new RepomanError('capability_expired', `The capability ${row.id} expired at ${row.expires}`);
-      const request = facts(row.user_name);
-      const caveats = [
-        `path:${row.path}`,
-        `activity:${row.activities || ACTIVITIES.join(',')}`,
-        ...macaroon.caveats,
-      ];
-      const refusal = refusalOf(caveats, request);
+      // Signed, so its caveats hold the path, activities and expiry the server gave it, and any added since.
+      const refusal = refusalOf(macaroon.caveats, facts(row.user_name));
       if (refusal?.expired)
         throw new RepomanError('capability_expired', `The capability ${row.id} expired: ${refusal.reason}`);
       if (refusal)
@@ -273,17 +267,11 @@ export function createCapabilityService(deps: {
     /** Revokes one of the caller's capabilities (admins: anyone's); revoking it again changes nothing. */
     async revoke(actor: Actor, id: string): Promise<Capability> {
       const notFound = () => new RepomanError('capability_not_found', `No capability '${id}'`);
-      const row = /^[0-9a-f]{32}$/.test(id) ? await findCapabilityWithKey(db, id) : undefined;
+      const row = ID.test(id) ? await findCapabilityWithKey(db, id) : undefined;
       if (!row || (row.user_id !== actor.id && !actor.isAdmin)) throw notFound();
-      await revokeCapability(db, id, nowIso());
-      const after = await findCapabilityWithKey(db, id);
-      if (!after) throw notFound();
-      return viewOf(after);
-    },
-
-    /** A new secret: every capability issued before is revoked, on every server sharing the database. */
-    async rotateSecret(): Promise<{ generation: number; revoked: number }> {
-      return rotateKey(db, nowIso());
+      const now = nowIso();
+      const revoked = await revokeCapability(db, id, now);
+      return viewOf(revoked ? { ...row, revoked: now, revoked_reason: 'revoked' } : row);
     },
   });
 }

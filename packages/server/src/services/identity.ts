@@ -110,8 +110,7 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
     async actorForUser(id: number): Promise<Actor> {
       const account = await cachedAccount(`#${id}`, async () => {
         const user = await findUserById(db, id);
-        if (!user)
-          throw new RepomanError('capability_revoked', 'The user this capability was issued to is gone');
+        if (!user) throw new RepomanError('user_not_found', `No user #${id}`);
         return accountOfUser(user);
       });
       return { ...account, limited: false };

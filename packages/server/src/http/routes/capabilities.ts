@@ -43,6 +43,12 @@ const TARGETS: [string[], (params: Record<string, string>) => CapabilityTarget][
   [[RAW, `${RAW}/`], () => ({ kind: 'tree', path: `${RAW}/` })],
 ];
 
+const wrongType = () =>
+  new RepomanError(
+    'unsupported_media_type',
+    `Ask for a capability with Content-Type: ${MACAROON_REQUEST} and a JSON body`,
+  );
+
 /** Every route a capability is asked for at (the audit log's rules are made from them). */
 export const CAPABILITY_REQUEST_ROUTES = TARGETS.flatMap(([urls]) => urls);
 
@@ -64,15 +70,7 @@ export function capabilityRoutes(app: FastifyInstance, deps: RouteDeps) {
         }
       },
     );
-    scope.addContentTypeParser('*', (_request, _payload, done) =>
-      done(
-        new RepomanError(
-          'unsupported_media_type',
-          `Ask for a capability with Content-Type: ${MACAROON_REQUEST} and a JSON body`,
-        ),
-        undefined,
-      ),
-    );
+    scope.addContentTypeParser('*', (_request, _payload, done) => done(wrongType(), undefined));
     for (const [forms, targetOf] of TARGETS)
       for (const [index, url] of forms.entries())
         scope.post<{ Params: Record<string, string>; Body: CapabilityRequest }>(
@@ -89,11 +87,9 @@ export function capabilityRoutes(app: FastifyInstance, deps: RouteDeps) {
             },
           },
           async (request: FastifyRequest<{ Params: Record<string, string>; Body: CapabilityRequest }>) => {
+            // (a request without a body reaches no parser)
             if (request.headers['content-type']?.split(';')[0]?.trim().toLowerCase() !== MACAROON_REQUEST)
-              throw new RepomanError(
-                'unsupported_media_type',
-                `Ask for a capability with Content-Type: ${MACAROON_REQUEST}`,
-              );
+              throw wrongType();
             const actor = requireActor(request);
             const target = targetOf(request.params);
             const base = urls(request).https;

@@ -144,9 +144,11 @@ export function rawRoutes(app: FastifyInstance, deps: RouteDeps) {
               String(request.headers.overwrite ?? 'T')
                 .trim()
                 .toUpperCase() !== 'F';
-            request.audit = { detail: { fields: ['name'], to: to.name } };
+            // Set before the rename: a refused one is recorded with what it asked for too.
+            const detail: Record<string, unknown> = { fields: ['name'], to: to.name };
+            request.audit = { detail };
             const { replaced } = await services.images.rename(actor, from, to.name, { overwrite });
-            if (replaced) request.audit = { detail: { fields: ['name'], to: to.name, replaced } };
+            if (replaced) detail.replaced = replaced;
             return reply
               .code(replaced ? 204 : 201)
               .header('location', urls(request).https + rawPath(to.owner, to.name))

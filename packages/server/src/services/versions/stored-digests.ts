@@ -2,8 +2,9 @@
  * Digests of bytes already stored that a version or variant does not record: ADLER32 of those stored before it
  * was computed, MD5 or SHA-512 of those stored while they were configured off. Computed when a download first
  * asks for one the server computes now (ADLER32 always, MD5 and SHA-512 as configured: one configured off is
- * not computed for a download either, whoever asks), by reading the blob once, and recorded. Each reading is a whole blob's: a process runs one at a time, and every
- * request for the same blob meanwhile waits for that one rather than reading it again.
+ * not computed for a download either, whoever asks), by reading the blob once, and recorded. Each reading is
+ * a whole blob's: a process runs one at a time, and every request for the same blob meanwhile waits for that
+ * one rather than reading it again.
  */
 import type { DigestName } from '@repoman/core';
 import { type HashingPool, hashStream } from '../../blobs/hashing.ts';
@@ -91,8 +92,8 @@ export function createStoredDigests(deps: {
 
   /**
    * The `wanted` digests of the target's bytes: those it records, and any other the server computes (not
-   * SHA-1 or such, nor one configured off) computed now and recorded. Left out if its bytes no longer match their SHA-256 (fsck --verify finds
-   * those), or if the version was removed meanwhile.
+   * SHA-1 or such, nor one configured off) computed now and recorded. Left out if its bytes no longer match
+   * their SHA-256 (fsck --verify finds those), or if the version was removed meanwhile.
    */
   return async function digestsOf(
     target: DigestTarget,
