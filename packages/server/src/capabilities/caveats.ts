@@ -22,6 +22,11 @@ export interface CapabilityRequestFacts {
   need: Need;
   address: string;
   now: Date;
+  /**
+   * A `path:` caveat below the request's path holds too (a collection's MKCOL, which creates nothing here:
+   * gfal2 asks for a capability for `dir/gfal2_mkdir.reserved` and uses it to `MKCOL dir/`).
+   */
+  ancestors?: boolean;
 }
 
 type Caveat =
@@ -113,7 +118,9 @@ function unmet(text: string, facts: CapabilityRequestFacts): string | null {
         return `it allows ${[...caveat.activities].join(', ')}, and this request needs ${facts.need}`;
       return null;
     case 'path': {
-      const outside = facts.paths.find((path) => !pathWithin(path, caveat.path));
+      const outside = facts.paths.find(
+        (path) => !pathWithin(path, caveat.path) && !(facts.ancestors && pathWithin(caveat.path, path)),
+      );
       return outside === undefined
         ? null
         : `it is bound to ${caveat.path}, and this request is on ${outside}`;

@@ -89,5 +89,6 @@ export function capabilityFacts(request: FastifyRequest, owner: string): Capabil
     const destination = destinationPath(request);
     if (destination) paths.push(destination);
   }
-  return { paths, need: needOf(request), address: request.ip, now: new Date() };
+  const ancestors = request.method === 'MKCOL';
+  return { paths, need: needOf(request), address: request.ip, now: new Date(), ancestors };
 }

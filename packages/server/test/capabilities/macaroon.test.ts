@@ -132,6 +132,10 @@ describe('capability caveats', () => {
       /bound to/,
       'a prefix of a name is not a parent',
     );
+    // Below the request's path: refused, except where ancestors are allowed (a collection's MKCOL).
+    const below = 'path:/api/images/raw/bob/vm.img/x';
+    assert.match(refused(below)?.reason ?? '', /bound to/);
+    assert.equal(refusalOf([below], { ...facts, ancestors: true }), null);
     assert.deepEqual(refused('before:2026-06-01T00:00:00Z')?.expired, true);
     assert.match(refused('ip:192.0.2.0/24')?.reason ?? '', /not good from/);
     for (const unknown of [
