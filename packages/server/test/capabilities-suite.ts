@@ -277,6 +277,16 @@ export function capabilitiesSuite(engine: Engine) {
       const json = await as('bob').request('POST', '/api/images/raw/bob/private.img', { body: {} });
       expectError(json, 415, 'unsupported_media_type');
       expectError(await ask('bob', 'bob/missing.img'), 404, 'image_not_found');
+      expectError(
+        await ask('bob', 'carol/missing.img', { caveats: ['activity:UPLOAD'] }),
+        404,
+        'image_not_found',
+      );
+      // A name of one's own not taken yet: a capability to create it (a push's destination), not to read it.
+      assert.equal(
+        (await ask('bob', 'bob/missing.img', { caveats: ['activity:UPLOAD,DELETE,LIST'] })).status,
+        200,
+      );
       expectError(await ask('bob', 'nobody/'), 404, 'not_found');
       const anonymous = await request(
         `${server.httpsUrl}/api/images/raw/bob/private.img`,

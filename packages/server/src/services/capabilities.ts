@@ -109,12 +109,12 @@ export function createCapabilityService(deps: {
       return;
     }
     const found = await access.find(actor, target.ref).catch(async (error: unknown) => {
-      // A name not taken yet: a capability to upload there (a grid tool's PUT, a third-party copy) is one to
-      // create the image, for whoever may create it.
+      // A name not taken yet: a capability there that may write (a grid tool's PUT, the destination of a
+      // third-party copy, which gfal2 asks for with every activity) is one to create the image, for whoever
+      // may create it. One that may only read it is a typo's: still "not found".
       if (!(error instanceof RepomanError) || error.code !== 'image_not_found') throw error;
       const owner = await findUserByName(db, target.ref.owner);
-      const onlyUpload = activities.every((a) => a === 'UPLOAD' || a === 'READ_METADATA');
-      if (owner && onlyUpload && canCreateImage(actor, owner.id)) return null;
+      if (owner && writes.length > 0 && canCreateImage(actor, owner.id)) return null;
       throw error;
     });
     if (!found) return;
