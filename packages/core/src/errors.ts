@@ -85,6 +85,10 @@ export const ERRORS = {
     message: 'Plain HTTP serves public images only; use HTTPS with a certificate',
   },
   limited_proxy: { status: 403, message: 'A limited proxy may only download' },
+  destination_refused: {
+    status: 403,
+    message: 'A third-party copy may not reach this address (loopback, link-local or private)',
+  },
   capability_denied: {
     status: 403,
     message: 'The capability does not allow this request (its path, activities or addresses)',
@@ -116,6 +120,10 @@ export const ERRORS = {
   transfer_expired: {
     status: 410,
     message: 'The transfer offer expired; the giver may offer the image again',
+  },
+  remote_failed: {
+    status: 502,
+    message: 'The other end of a third-party copy failed or refused it',
   },
   // 409: the state of the repository does not allow it
   user_exists: { status: 409, message: 'A user with this name already exists' },

@@ -43,5 +43,8 @@ export const DIGEST_NAMES = ['sha256', 'md5', 'sha512', 'adler32'] as const;
 export type DigestName = (typeof DIGEST_NAMES)[number];
 /** Digests of an image's bytes, as lowercase hex (ADLER32 as its 8 digits). */
 export type Digests = Partial<Record<DigestName, string>> & { sha256: string };
-/** Digests a client declared for what it sends (Content-Digest, Repr-Digest, Content-MD5), as lowercase hex. */
-export type ExpectedDigests = Partial<Record<DigestAlgorithm, string>>;
+/**
+ * Digests the bytes must have, as lowercase hex: those a client declared for what it sends (Content-Digest,
+ * Repr-Digest, Content-MD5), or those the source of a third-party copy gave (ADLER32 among them).
+ */
+export type ExpectedDigests = Partial<Record<DigestName, string>>;

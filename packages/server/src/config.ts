@@ -96,6 +96,14 @@ export interface ServerConfig {
     /** The longest a capability may be valid (an image list's must last as long as the list). */
     maxValiditySeconds: number;
   };
+  /** Third-party copies (docs/grid-tools.md): where they may connect, and their limits. */
+  tpc: {
+    /** Loopback, link-local and private networks a copy may reach all the same. */
+    allowedNetworks: string[];
+    maxRedirects: number;
+    idleTimeoutSeconds: number;
+    markerSeconds: number;
+  };
   /** Conversion jobs (docs/formats.md). */
   conversions: {
     enabled: boolean;
@@ -197,6 +205,10 @@ const KEYS: Key[] = [
   ['transfers.offer_expiry_seconds', 'int'],
   ['capabilities.default_validity_seconds', 'int'],
   ['capabilities.max_validity_seconds', 'int'],
+  ['tpc.allowed_networks', 'addresses'],
+  ['tpc.max_redirects', 'int'],
+  ['tpc.idle_timeout_seconds', 'int'],
+  ['tpc.marker_seconds', 'int'],
   ['conversions.enabled', 'bool'],
   ['conversions.qemu_img', 'string'],
   ['conversions.max_jobs', 'int'],
@@ -534,6 +546,12 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
     },
     transfers: {
       offerExpirySeconds: Math.max(60, get('transfers.offer_expiry_seconds', 3 * 24 * 3600)),
+    },
+    tpc: {
+      allowedNetworks: get<string[]>('tpc.allowed_networks', []),
+      maxRedirects: Math.max(0, get('tpc.max_redirects', 5)),
+      idleTimeoutSeconds: Math.max(1, get('tpc.idle_timeout_seconds', 60)),
+      markerSeconds: Math.max(1, get('tpc.marker_seconds', 5)),
     },
     capabilities: (() => {
       const maxValiditySeconds = Math.max(1, get('capabilities.max_validity_seconds', 30 * 24 * 3600));

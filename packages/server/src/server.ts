@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import type { DigestName } from '@repoman/core';
 import type { FastifyInstance, FastifyListenOptions, FastifyServerOptions } from 'fastify';
 import { STALE_UPLOAD_MS } from './blobs/common.ts';
@@ -406,6 +407,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       serverFactory,
       logger: options.logger ?? false,
       ...(metrics ? { metrics: { metrics, allow: balancerList(config.metrics.allow) } } : {}),
+      copy: {
+        remote: {
+          allowed: balancerList(config.tpc.allowedNetworks),
+          maxRedirects: config.tpc.maxRedirects,
+          idleMs: config.tpc.idleTimeoutSeconds * 1000,
+          // The other end's certificate: the system's CAs, and those trusted for users (as reloaded).
+          cas: () => [...tls.rootCertificates, ...trust.caPems()],
+        },
+        markerMs: config.tpc.markerSeconds * 1000,
+      },
     });
     reloadLog = app.log;
     log = app.log;

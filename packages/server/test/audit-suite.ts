@@ -140,6 +140,11 @@ export function auditSuite(engine: Engine) {
       );
       ok(await bob.delete('/api/images/raw/bob/moved.img'));
       expectError(await bob.request('MKCOL', '/api/images/raw/bob/'), 405, 'method_not_allowed');
+      // A third-party copy, refused by the destination policy once started: recorded with its outcome.
+      const copied = await bob.request('COPY', '/api/images/raw/bob/grid-copy.img', {
+        headers: { source: 'https://127.0.0.1:9/x.img' },
+      });
+      assert.match(copied.text, /failure: The copy was refused/);
       // A capability asked for, and revoked.
       const capability = await bob.request('POST', '/api/images/raw/bob/', {
         body: '{"caveats": ["activity:DOWNLOAD"]}',
@@ -197,6 +202,11 @@ export function auditSuite(engine: Engine) {
         to: 'moved.img',
       });
       assert.equal(find('image.delete', (e) => e.path === '/api/images/raw/bob/moved.img')?.outcome, 'ok');
+      const copy = find('image.copy');
+      assert.deepEqual(
+        [copy?.target, copy?.outcome, (copy?.detail as { direction?: string } | undefined)?.direction],
+        ['bob/grid-copy.img', 'destination_refused', 'pull'],
+      );
       const asked = find('capability.create');
       assert.equal(asked?.target, '/api/images/raw/bob/');
       assert.equal(asked?.target_type, 'capability');

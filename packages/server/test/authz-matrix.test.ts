@@ -85,6 +85,8 @@ interface Cell {
 
 const TUS = { 'tus-resumable': '1.0.0' };
 const MACAROON = { 'content-type': 'application/macaroon-request' };
+/** The other end of a third-party copy: the policy refuses it once the copy has started (202, then failure). */
+const NOWHERE = 'https://127.0.0.1:9/nothing.img';
 const MACAROON_ASK = Buffer.from('{"validity": "PT1H"}');
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 
@@ -179,6 +181,8 @@ const MATRIX: [Cell, string][] = [
   [{ route: 'OPTIONS /api/users' },                                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'MKCOL /api/images/raw/bob/', label: 'an existing namespace' },                                                                                       '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
   [{ route: 'LOCK /api/images/raw/bob/vm.img', label: 'a method no route takes' },                                                                                '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
+  [{ route: 'COPY /api/images/raw/bob/cp-{r}.img', headers: { source: NOWHERE }, label: 'pull into it' },                                                           '401 403 403 404 403 403 202 403 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403'],
+  [{ route: 'COPY /api/images/raw/bob/vm.img', headers: { destination: NOWHERE }, label: 'push it' },                                                                '401 403 403 404 202 202 202 403 202 404 404 404 404 404 404 404 404 404 404 403 403 202 202'],
   [{ route: 'POST /api/images/raw/bob/vm.img', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                   '401 403 403 404 200 200 200 403 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
   [{ route: 'POST /api/images/raw/bob', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                          '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'POST /api/images/raw', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                              '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
@@ -323,6 +327,7 @@ describe('the authorization matrix', () => {
         `del-${r}.img`,
         `rdel-${r}.img`,
         `mv-${r}.img`,
+        `cp-${r}.img`,
         `give-${r}.img`,
         `off-${r}.img`,
       ]) {

@@ -569,7 +569,7 @@ export function hostileInputSuite(engine: Engine) {
       );
       await refused(
         'methods no route takes',
-        ['LOCK', 'UNLOCK', 'PROPPATCH', 'COPY', 'SEARCH', 'MKCOL', 'REPORT'].map((method) =>
+        ['LOCK', 'UNLOCK', 'PROPPATCH', 'SEARCH', 'MKCOL', 'REPORT'].map((method) =>
           request(method, '/api/images/raw/bob/vm.img', [], method === 'PROPPATCH' ? '<x/>' : ''),
         ),
         ['method_not_allowed'],
@@ -584,6 +584,29 @@ export function hostileInputSuite(engine: Engine) {
         ],
         ['method_not_allowed', 'forbidden', 'invalid_field', 'bad_request'],
       );
+      await refused(
+        'hostile third-party copies',
+        [
+          [],
+          ['Source: '],
+          ['Source: https://a.example/x', 'Destination: https://b.example/y'],
+          ['Source: file:///etc/passwd'],
+          ['Source: gopher://example.org/'],
+          ['Source: https://user:secret@example.org/x'],
+          ['Source: not a url'],
+          [`Source: https://example.org/${'x'.repeat(70_000)}`],
+          ['Destination: ftp://example.org/x'],
+          ['Source: https://example.org/x', 'Overwrite: F'],
+        ].map((headers) => request('COPY', '/api/images/raw/bob/vm.img', headers)),
+        ['bad_request', 'destination_exists', 'headers_too_large'],
+      );
+      await refused('third-party copies of what is not one’s own', [
+        request('COPY', '/api/images/raw/pam/secret.img', ['Destination: https://example.org/x']),
+        request('COPY', '/api/images/raw/pam/planted.img', ['Source: https://example.org/x']),
+        request('COPY', '/api/images/raw/bob/..%2f..%2fpam%2fsecret.img', [
+          'Destination: https://example.org/x',
+        ]),
+      ]);
       await refused('DELETE of what is not one’s own', [
         request('DELETE', '/api/images/raw/pam/secret.img'),
         request('DELETE', '/api/images/raw/bob/..%2f..%2fpam%2fsecret.img'),

@@ -3,7 +3,8 @@
  * HTTP; tests build the same app.
  */
 import { randomBytes } from 'node:crypto';
-import type { BlockList } from 'node:net';
+import { BlockList } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import { groupSchema, imageSchema, userSchema } from '@repoman/core';
@@ -27,6 +28,7 @@ import { type PublicUrls, urlsFor } from './present.ts';
 import { checkIntegerQuery } from './query.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { capabilityRoutes } from './routes/capabilities.ts';
+import { type CopySettings, copyRoutes } from './routes/copy.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageRoutes } from './routes/images.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -48,6 +50,8 @@ export interface AppOptions {
   metrics?: { metrics: Parameters<typeof registerMetrics>[1]; allow: BlockList };
   /** The built web interface, served at `/`; null or absent: `/` says it is not there. */
   web?: WebAssets | null;
+  /** Third-party copies; absent: the system's CAs only, no private network, the defaults of config.ts. */
+  copy?: CopySettings;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -89,6 +93,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHttpMethod('PROPFIND', { hasBody: true });
   app.addHttpMethod('MKCOL', { hasBody: true });
   app.addHttpMethod('MOVE');
+  app.addHttpMethod('COPY');
   const methods = trackAllowedMethods(app);
   app.setErrorHandler(errorHandler);
   // A known path asked with a method it does not take is a 405 with Allow; an unknown one is a 404.
@@ -136,6 +141,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const deps = {
     methods,
+    copy: options.copy ?? {
+      remote: { allowed: new BlockList(), maxRedirects: 5, idleMs: 60_000, cas: () => [...rootCertificates] },
+      markerMs: 5000,
+    },
     services: options.services,
     urls: (request: Parameters<typeof urlsFor>[0]) => urlsFor(request, options.publicUrls),
   };
@@ -145,6 +154,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   rawRoutes(app, deps);
   webdavRoutes(app, deps);
   capabilityRoutes(app, deps);
+  copyRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);
   transferRoutes(app, deps);

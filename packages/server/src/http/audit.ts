@@ -21,7 +21,18 @@ declare module 'fastify' {
     /** The error code the request was answered with (set by the error handlers). */
     errorCode?: string;
     /** What a route adds to its audit entry (the version an upload became, the image a tus upload is for). */
-    audit?: { detail?: Record<string, unknown>; target?: string | undefined };
+    audit?: {
+      detail?: Record<string, unknown>;
+      target?: string | undefined;
+      /**
+       * The outcome is known after the answer has started (a third-party copy reports in its body): the entry
+       * is written when the route calls `finishAudit`, not as the answer goes out.
+       */
+      later?: boolean;
+      /** Set by the audit hook for `finishAudit`, or the outcome `finishAudit` left for the hook. */
+      record?: (outcome: string, detail: Record<string, unknown>) => Promise<void>;
+      outcome?: { outcome: string; detail: Record<string, unknown> };
+    };
   }
 }
 
@@ -175,6 +186,9 @@ const RULES = new Map<string, Rule>([
   // image it replaced, if any.
   [`DELETE ${RAW_FORMS[0].path}`, { action: 'image.delete', type: 'image', target: image }],
   [`MOVE ${RAW_FORMS[0].path}`, { action: 'image.modify', type: 'image', target: image }],
+  // A third-party copy: its detail says which way (pull: into this image; push: from it), the other end, and
+  // the outcome's bytes, version and checksums verified; the entry waits for the outcome (routes/copy.ts).
+  [`COPY ${RAW_FORMS[0].path}`, { action: 'image.copy', type: 'image', target: image }],
   // WebDAV's MKCOL on a namespace, always refused (namespaces are accounts): recorded as the attempt it is.
   ...['/api/images/raw/:user', '/api/images/raw/:user/'].map((route): [string, Rule] => [
     `MKCOL ${route}`,
@@ -285,8 +299,33 @@ export function registerAudit(
       status: reply.statusCode,
       detail: Object.keys(detail).length > 0 ? detail : null,
     };
+    if (request.audit?.later) {
+      const later = request.audit;
+      const record = async (outcome: string, more: Record<string, unknown>) => {
+        const final = { ...entry, outcome, detail: { ...entry.detail, ...more } };
+        await audit.record(final).catch((error: unknown) => onLost(error, final));
+      };
+      if (later.outcome) await record(later.outcome.outcome, later.outcome.detail);
+      else later.record = record;
+      return;
+    }
     await audit.record(entry).catch((error: unknown) => onLost(error, entry));
   });
+}
+
+/**
+ * The outcome of a request whose audit entry waited for it (`request.audit.later`): the entry is written now
+ * (resolves once it is), or by the hook if the answer has not started yet.
+ */
+export async function finishAudit(
+  request: FastifyRequest,
+  outcome: string,
+  detail: Record<string, unknown>,
+): Promise<void> {
+  const later = request.audit;
+  if (!later?.later) return;
+  if (later.record) await later.record(outcome, detail);
+  else later.outcome = { outcome, detail };
 }
 
 /** Every action the audit log records (docs/api.md#audit-log). */

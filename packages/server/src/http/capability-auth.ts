@@ -59,6 +59,9 @@ function needOf(request: FastifyRequest): Need {
     case 'MOVE':
     case 'MKCOL':
       return 'MANAGE';
+    case 'COPY':
+      // a third-party copy into this image (Source:) writes it; one out of it (Destination:) reads it
+      return request.headers.source !== undefined ? 'UPLOAD' : 'DOWNLOAD';
     default:
       return 'metadata'; // HEAD, OPTIONS
   }

@@ -127,3 +127,33 @@ export function digestHeader(
   });
   return members.length > 0 ? members.join(',') : null;
 }
+
+const DIGEST_HEX_LENGTHS: Record<DigestName, number> = { adler32: 8, md5: 32, sha256: 64, sha512: 128 };
+
+/**
+ * The digests another server gave for the bytes it sends or holds (the other end of a third-party copy):
+ * RFC 9530 `Repr-Digest` / `Content-Digest`, and RFC 3230 `Digest` (ADLER32 in hex, the others in base64).
+ * Members that do not parse, or algorithms we do not compute, are passed over: a digest we cannot read is
+ * one we cannot check, not an error of the copy.
+ */
+export function digestsGiven(headers: Record<string, string | string[] | undefined>): ExpectedDigests {
+  let given: ExpectedDigests = {};
+  try {
+    given = expectedDigests({
+      'repr-digest': headers['repr-digest'],
+      'content-digest': headers['content-digest'],
+    });
+  } catch {
+    given = {};
+  }
+  const digest = headers.digest;
+  for (const member of (typeof digest === 'string' ? digest : '').split(',')) {
+    const at = member.indexOf('=');
+    const name = RFC3230_NAMES[member.slice(0, at).trim().toLowerCase()];
+    if (at < 0 || !name || given[name]) continue;
+    const value = member.slice(at + 1).trim();
+    const hex = name === 'adler32' ? value.toLowerCase() : Buffer.from(value, 'base64').toString('hex');
+    if (hex.length === DIGEST_HEX_LENGTHS[name] && /^[0-9a-f]+$/.test(hex)) given[name] = hex;
+  }
+  return given;
+}

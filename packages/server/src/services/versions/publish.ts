@@ -5,7 +5,7 @@
  * On failure before the commit the upload is left to the caller; after it, the blob is deleted, so nothing
  * unrecorded stays behind.
  */
-import { type DigestAlgorithm, type DigestName, type ExpectedDigests, RepomanError } from '@repoman/core';
+import { type DigestName, type ExpectedDigests, RepomanError } from '@repoman/core';
 import { Hasher, type HashingPool } from '../../blobs/hashing.ts';
 import {
   type BlobStore,
@@ -56,7 +56,7 @@ function refuseUnsafe(inspection: Inspection): void {
 /** The digests the hasher computed, once each one the client declared has been checked. */
 async function checkDigests(hasher: Hasher, expected: ExpectedDigests) {
   const digests = await hasher.digests();
-  for (const [algorithm, value] of Object.entries(expected) as [DigestAlgorithm, string][]) {
+  for (const [algorithm, value] of Object.entries(expected) as [DigestName, string][]) {
     if (digests[algorithm] !== value) {
       throw new RepomanError(
         'digest_mismatch',
@@ -114,7 +114,7 @@ export function createPublisher(deps: {
 
   /** The digests an upload computes: the configured ones, and any the client declared. */
   function algorithmsFor(expected: ExpectedDigests): DigestName[] {
-    return [...new Set([...policy.digests, ...(Object.keys(expected) as DigestAlgorithm[])])];
+    return [...new Set([...policy.digests, ...(Object.keys(expected) as DigestName[])])];
   }
 
   /** Where a body without a declared length stops: the size limit, or the owner's room if that is less. */

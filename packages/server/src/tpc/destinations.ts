@@ -1,0 +1,93 @@
+/**
+ * Where a third-party copy may connect: the guard against server-side request forgery (SSRF). A COPY makes
+ * this server open a connection to a URL its caller chose; left open, that reaches what only the server can
+ * reach (its database, a cloud's metadata service at 169.254.169.254, an admin interface on loopback).
+ *
+ * - **Refused by default**: loopback, link-local, private (RFC 1918, IPv6 unique local), carrier-grade NAT,
+ *   unspecified, multicast and broadcast addresses, in IPv4 and IPv6 (IPv4-mapped IPv6 addresses are read as
+ *   the IPv4 address they carry). A site lists what it does reach on purpose (another repository on its own
+ *   network) in `tpc.allowed_networks`.
+ * - **Checked where the connection is made**, not where the URL is read: a name is resolved once, every
+ *   address it resolves to is checked, and the connection goes to one of those very addresses, so a name that
+ *   resolves to a public address when checked and to a private one when used (DNS rebinding) gains nothing. A
+ *   name that resolves to any refused address is refused whole. An address written in the URL is checked as
+ *   it is (Node does not resolve it).
+ * - **Every redirect is a new destination**, checked again (remote.ts).
+ */
+import { lookup as dnsLookup } from 'node:dns';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { RepomanError } from '@repoman/core';
+
+/** The networks refused unless allowed, each with what it is, for the message. */
+const REFUSED: [string, number, 'ipv4' | 'ipv6', string][] = [
+  ['0.0.0.0', 8, 'ipv4', 'an unspecified address'],
+  ['10.0.0.0', 8, 'ipv4', 'a private address'],
+  ['100.64.0.0', 10, 'ipv4', 'a carrier-grade NAT address'],
+  ['127.0.0.0', 8, 'ipv4', 'a loopback address'],
+  ['169.254.0.0', 16, 'ipv4', 'a link-local address'],
+  ['172.16.0.0', 12, 'ipv4', 'a private address'],
+  ['192.168.0.0', 16, 'ipv4', 'a private address'],
+  ['224.0.0.0', 4, 'ipv4', 'a multicast address'],
+  ['240.0.0.0', 4, 'ipv4', 'a reserved or broadcast address'],
+  ['::', 128, 'ipv6', 'an unspecified address'],
+  ['::1', 128, 'ipv6', 'a loopback address'],
+  ['fc00::', 7, 'ipv6', 'a private (unique local) address'],
+  ['fe80::', 10, 'ipv6', 'a link-local address'],
+  ['ff00::', 8, 'ipv6', 'a multicast address'],
+];
+
+const refusedNetworks = REFUSED.map(([network, prefix, type, what]) => {
+  const list = new BlockList();
+  list.addSubnet(network, prefix, type);
+  return { list, type, what };
+});
+
+/** `::ffff:10.0.0.1` is 10.0.0.1. */
+function unmapped(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return mapped?.[1] ?? address;
+}
+
+/** Why the policy refuses `address`, or null if a copy may connect to it. */
+export function refusalOfAddress(address: string, allowed: BlockList): string | null {
+  const plain = unmapped(address);
+  const type = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
+  if (allowed.check(plain, type)) return null;
+  const hit = refusedNetworks.find((n) => n.type === type && n.list.check(plain, type));
+  return hit
+    ? `${address} is ${hit.what}, which third-party copies do not reach (tpc.allowed_networks)`
+    : null;
+}
+
+/** A refusal as the copy reports it. */
+export const destinationRefused = (why: string) =>
+  new RepomanError('destination_refused', `The copy was refused: ${why}`);
+
+/**
+ * A `lookup` for `https.request` that resolves the name once and lets the connection go only to addresses the
+ * policy allows (all of them must be allowed).
+ */
+export function guardedLookup(allowed: BlockList): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return callback(error, '', 0);
+      const list = addresses as { address: string; family: number }[];
+      for (const entry of list) {
+        const why = refusalOfAddress(entry.address, allowed);
+        if (why) return callback(destinationRefused(`${hostname} resolves to ${why}`), '', 0);
+      }
+      if (options.all) return (callback as (e: null, a: typeof list) => void)(null, list);
+      const [first] = list;
+      if (!first) return callback(new Error(`${hostname} resolves to no address`), '', 0);
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
+/** The address written in a URL's host, checked (a name is checked when it is resolved). */
+export function checkLiteralHost(url: URL, allowed: BlockList): void {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) === 0) return;
+  const why = refusalOfAddress(host, allowed);
+  if (why) throw destinationRefused(why);
+}
