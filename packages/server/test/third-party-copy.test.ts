@@ -418,3 +418,54 @@ describe('third-party copy as gfal2 drives it', () => {
     assert.match(`${refused.stdout}${refused.stderr}`, /loopback/);
   });
 });
+
+describe('repoman copy', () => {
+  const CLIENT = join(import.meta.dirname, '..', '..', 'client', 'src', 'main.ts');
+  /** The client, configured for server B, with Alice's proxy and both sites' CAs (X509_CERT_DIR). */
+  const repoman = (args: string[]) =>
+    run(
+      process.execPath,
+      [CLIENT, '-r', 'localhost', '-p', String(serverB.httpsPort), '-P', proxyFile, ...args],
+      {
+        env,
+        timeoutMs: 120_000,
+      },
+    );
+
+  it('copies an image between two repositories, pulled by default and pushed with --push', async () => {
+    const bytes = pattern(3 * 1024 * 1024 + 7, 7);
+    await uploadTo(serverA, 'client-src.img', bytes);
+    const pulled = await repoman(['copy', raw(serverA, 'alice/client-src.img'), 'client-pulled.img']);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.match(
+      pulled.stdout,
+      /^\[OK\] Copied .*client-src\.img to .*client-pulled\.img \(3145735 bytes; verified: sha256/,
+    );
+    assert.equal(
+      (await asAlice(serverB).get('/api/images/alice/client-pulled.img')).json.digests.sha256,
+      sha256(bytes),
+    );
+    const pushed = await repoman([
+      'copy',
+      '--push',
+      'client-pulled.img',
+      raw(serverA, 'alice/client-pushed.img'),
+    ]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.equal(
+      (await asAlice(serverA).get('/api/images/alice/client-pushed.img')).json.digests.sha256,
+      sha256(bytes),
+    );
+    // The capabilities the copies used were revoked once they were over.
+    const usable = (await asAlice(serverA).get('/api/capabilities?limit=1000')).json.items as {
+      path: string;
+    }[];
+    assert.ok(!usable.some((c) => c.path.includes('client-')), JSON.stringify(usable));
+  });
+
+  it('fails with the copy’s reason and a non-zero exit', async () => {
+    const refused = await repoman(['copy', 'client-pulled.img', raw(serverA, 'alice/refused.img')]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr.trim().split('\n').at(-1) ?? '', /^\[FAILED\] .*The copy failed: .*loopback/);
+  });
+});
