@@ -297,6 +297,22 @@ export async function targets(dir: string): Promise<Target[]> {
         ours.complete === wave.clients && evenness <= 1.5 && !(evenness > nginxEvenness) && ours.rss < 400e6,
     });
   }
+  const tpc = await load<{
+    sizeMib: number;
+    download: number;
+    upload: number;
+    pull: number;
+    push: number;
+    ratio: number;
+    ofUpload: number;
+  }>(dir, 'tpc.json');
+  if (tpc) {
+    latest.push({
+      name: `a third-party copy of ${tpc.sizeMib} MiB between two servers ≥ 0.8 of a plain download between them`,
+      figure: `pull ${mbps(tpc.pull)}, push ${mbps(tpc.push)} / download ${mbps(tpc.download)} = ${tpc.ratio.toFixed(2)} (${tpc.ofUpload.toFixed(2)} of an upload to the same server, ${mbps(tpc.upload)})`,
+      met: tpc.ratio >= 0.8,
+    });
+  }
   const flood = await load<{ ratio: number; quiet: { p99: number }; flooded: { p99: number } }>(
     dir,
     'flood.json',

@@ -131,6 +131,13 @@ describe('npm run bench, smoke mode', () => {
     for (const row of ['without the flood', 'with the flood'])
       assert.match(stdout, new RegExp(`^\\| ${row} \\| \\d+ \\| [\\d.]+ ms \\| [\\d.]+ ms \\|$`, 'm'), row);
     assert.match(stdout, /^The attackers' chains were refused \d+ times \(401\)/m);
+    // The third-party copy between two servers, beside a download and an upload.
+    for (const row of ['HTTPS download from A', 'HTTPS upload to B', 'COPY pull', 'COPY push'])
+      assert.match(stdout, new RegExp(`^\\| ${row}[^|]* \\| \\d+ MB/s \\| [\\d.]+ \\|$`, 'm'), row);
+    assert.match(
+      stdout,
+      /^\| a third-party copy of \d+ MiB between two servers ≥ 0\.8 of a plain download between them \| .* \| (yes|no) \|$/m,
+    );
     // And the targets, each met or not (figures from tiny files on a busy machine mean nothing here).
     assert.match(stdout, /^\| metadata p99 < 50 ms \| worst [\d.]+ ms .*\| (yes|no) \|$/m);
     assert.match(
