@@ -145,6 +145,14 @@ export function auditSuite(engine: Engine) {
         headers: { source: 'https://127.0.0.1:9/x.img' },
       });
       assert.match(copied.text, /failure: The copy was refused/);
+      // Refused before it starts (not Bob's to write): recorded as the refusal it is.
+      expectError(
+        await bob.request('COPY', '/api/images/raw/admin/theirs.img', {
+          headers: { source: 'https://127.0.0.1:9/x.img' },
+        }),
+        404,
+        'image_not_found',
+      );
       // A capability asked for, and revoked.
       const capability = await bob.request('POST', '/api/images/raw/bob/', {
         body: '{"caveats": ["activity:DOWNLOAD"]}',
@@ -202,11 +210,12 @@ export function auditSuite(engine: Engine) {
         to: 'moved.img',
       });
       assert.equal(find('image.delete', (e) => e.path === '/api/images/raw/bob/moved.img')?.outcome, 'ok');
-      const copy = find('image.copy');
+      const copy = find('image.copy', (e) => e.outcome !== 'image_not_found');
       assert.deepEqual(
         [copy?.target, copy?.outcome, (copy?.detail as { direction?: string } | undefined)?.direction],
         ['bob/grid-copy.img', 'destination_refused', 'pull'],
       );
+      assert.equal(find('image.copy', (e) => e.target === 'admin/theirs.img')?.outcome, 'image_not_found');
       const asked = find('capability.create');
       assert.equal(asked?.target, '/api/images/raw/bob/');
       assert.equal(asked?.target_type, 'capability');

@@ -91,7 +91,8 @@ export function copyRoutes(app: FastifyInstance, deps: RouteDeps) {
         requireChecksum: /^true$/i.test(header('requirechecksumverification') ?? ''),
       };
       const direction = source ? 'pull' : 'push';
-      request.audit = { later: true, detail: { direction, remote: shownUrl(remote) } };
+      // (A refusal from here on is recorded as the answer goes out; a copy that starts, once it has ended.)
+      request.audit = { detail: { direction, remote: shownUrl(remote) } };
       let prepared: PreparedCopy;
       if (source) {
         if (/^f$/i.test(header('overwrite') ?? '')) {
@@ -108,6 +109,7 @@ export function copyRoutes(app: FastifyInstance, deps: RouteDeps) {
       }
 
       // From here the copy runs, and its outcome is in the answer's body.
+      request.audit.later = true;
       const out = new PassThrough();
       const markers = perfMarkers(out, deps.copy.markerMs);
       const stop = new AbortController();
