@@ -67,11 +67,12 @@ function counted(stream: Readable, onBytes: (count: number) => void): Readable {
   return counter;
 }
 
-/** Up to 2 KiB of an answer's body, for a failure's message. */
+/** Up to 2 KiB of an answer's body, for a failure's message (the rest is not read: the caller closes it). */
 async function snippet(response: IncomingMessage): Promise<string> {
   let text = '';
   for await (const chunk of response) {
-    if (text.length < 2048) text += (chunk as Buffer).toString('utf8');
+    text += (chunk as Buffer).toString('utf8');
+    if (text.length >= 2048) break;
   }
   return text.slice(0, 2048).replace(/\s+/g, ' ').trim();
 }
@@ -145,7 +146,7 @@ export function createThirdPartyCopy(services: Services, policy: RemotePolicy) {
             },
             policy,
           );
-          const text = await snippet(response);
+          const text = await snippet(response).finally(() => response.destroy());
           if ((response.statusCode ?? 0) >= 300)
             throw remoteFailure(`${shownUrl(remote)} answered ${response.statusCode}: ${text}`);
           let given = digestsGiven(response.headers);
