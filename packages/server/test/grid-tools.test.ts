@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { derToPem } from '../src/pki/certificate.ts';
@@ -18,7 +18,7 @@ import {
   createUserCertificate,
   keyPem,
 } from '../src/pki/issue.ts';
-import { subjectHash, subjectHashOld } from '../src/pki/names.ts';
+import { gridCertDir, gridProxy, pattern } from './helpers/grid.ts';
 import { clientFor, expectError, request } from './helpers/http.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { put, type RunResult, run, tempDir } from './pki/fixtures.ts';
@@ -58,17 +58,6 @@ async function ok(file: string, args: string[]): Promise<string> {
   return result.stdout;
 }
 
-/** Bytes that are not all alike, so that a range read from the wrong place shows. */
-function pattern(size: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-}
-
 const digest = (algorithm: string, bytes: Buffer) => createHash(algorithm).update(bytes).digest('hex');
 
 /** ADLER32 as zlib computes it (an implementation other than the server's), 8 hex digits. */
@@ -84,36 +73,8 @@ async function adler32Hex(bytes: Buffer): Promise<string> {
 }
 
 before(async () => {
-  await mkdir(certDir);
-  const policy = `access_id_CA X509 '${ca.cert.subject.oneline}'\npos_rights globus CA:sign\ncond_subjects globus '"/C=CA/O=Grid/*"'\n`;
-  for (const hash of [subjectHash(ca.cert.subject.der), subjectHashOld(ca.cert.subject.der)]) {
-    await put(certDir, `${hash}.0`, caPem, 0o644);
-    await put(certDir, `${hash}.signing_policy`, policy, 0o644);
-  }
-  await put(dir, 'usercert.pem', derToPem(alice.cert.der), 0o644);
-  await put(dir, 'userkey.pem', keyPem(alice), 0o400);
-  proxyFile = join(dir, 'x509up_alice');
-  env = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: dir,
-    X509_USER_PROXY: proxyFile,
-    X509_CERT_DIR: certDir,
-    // gfal2's scripts run the first python on PATH that has gfal2: Debian's, whatever else PATH holds.
-    GFAL_PYTHONBIN: '/usr/bin/python3',
-  };
-  const made = await tool('grid-proxy-init', [
-    '-rfc',
-    '-q',
-    '-cert',
-    join(dir, 'usercert.pem'),
-    '-key',
-    join(dir, 'userkey.pem'),
-    '-certdir',
-    certDir,
-    '-out',
-    proxyFile,
-  ]);
-  assert.equal(made.code, 0, `grid-proxy-init failed: ${made.stdout}${made.stderr}`);
+  await gridCertDir(certDir, [{ ca, subjects: '"/C=CA/O=Grid/*"' }]);
+  ({ proxyFile, env } = await gridProxy(dir, alice, certDir));
 
   server = await startTestServer({
     engine: 'sqlite',

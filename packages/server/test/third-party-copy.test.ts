@@ -10,7 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,10 +22,10 @@ import {
   createUserCertificate,
   keyPem,
 } from '../src/pki/issue.ts';
-import { subjectHash, subjectHashOld } from '../src/pki/names.ts';
+import { gridCertDir, gridProxy, pattern } from './helpers/grid.ts';
 import { clientFor, expectError, request } from './helpers/http.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
-import { put, type RunResult, run, tempDir } from './pki/fixtures.ts';
+import { type RunResult, run, tempDir } from './pki/fixtures.ts';
 
 const dir = await tempDir('repoman-tpc-');
 const certDir = join(dir, 'certificates');
@@ -56,20 +55,14 @@ const webFiles = new Map<string, { bytes?: Buffer; headers?: Record<string, stri
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const b64sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('base64');
 
-/** Bytes that are not all alike. */
-function pattern(size: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-}
-
 const raw = (server: TestServer, path: string) =>
   `https://localhost:${server.httpsPort}/api/images/raw/${path}`;
 const caOf = (server: TestServer) => (server === serverA ? pem(caA) : pem(caB));
+const asAdmin = (server: TestServer) =>
+  clientFor(`https://localhost:${server.httpsPort}`, caOf(server), {
+    cert: chainPem(admin),
+    key: keyPem(admin),
+  });
 const asAlice = (server: TestServer) =>
   clientFor(`https://localhost:${server.httpsPort}`, caOf(server), aliceCredential);
 
@@ -109,44 +102,11 @@ async function uploadTo(server: TestServer, name: string, bytes: Buffer) {
 }
 
 before(async () => {
-  await mkdir(certDir);
-  for (const [ca, pattern_] of [
-    [caA, '"/C=CA/O=Grid/*"'],
-    [caB, '"/C=CH/O=Grid/*"'],
-  ] as const) {
-    const policy = `access_id_CA X509 '${ca.cert.subject.oneline}'\npos_rights globus CA:sign\ncond_subjects globus '${pattern_}'\n`;
-    for (const hash of [subjectHash(ca.cert.subject.der), subjectHashOld(ca.cert.subject.der)]) {
-      await put(certDir, `${hash}.0`, pem(ca), 0o644);
-      await put(certDir, `${hash}.signing_policy`, policy, 0o644);
-    }
-  }
-  await put(dir, 'usercert.pem', derToPem(alice.cert.der), 0o644);
-  await put(dir, 'userkey.pem', keyPem(alice), 0o400);
-  proxyFile = join(dir, 'x509up_alice');
-  env = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: dir,
-    X509_USER_PROXY: proxyFile,
-    X509_CERT_DIR: certDir,
-    GFAL_PYTHONBIN: '/usr/bin/python3',
-  };
-  const made = await run(
-    'grid-proxy-init',
-    [
-      '-rfc',
-      '-q',
-      '-cert',
-      join(dir, 'usercert.pem'),
-      '-key',
-      join(dir, 'userkey.pem'),
-      '-certdir',
-      certDir,
-      '-out',
-      proxyFile,
-    ],
-    { env },
-  );
-  assert.equal(made.code, 0, `grid-proxy-init failed: ${made.stdout}${made.stderr}`);
+  await gridCertDir(certDir, [
+    { ca: caA, subjects: '"/C=CA/O=Grid/*"' },
+    { ca: caB, subjects: '"/C=CH/O=Grid/*"' },
+  ]);
+  ({ proxyFile, env } = await gridProxy(dir, alice, certDir));
 
   const common = {
     engine: 'sqlite' as const,
@@ -172,11 +132,7 @@ before(async () => {
     },
   });
   for (const server of [serverA, serverB]) {
-    const asAdmin = clientFor(`https://localhost:${server.httpsPort}`, caOf(server), {
-      cert: chainPem(admin),
-      key: keyPem(admin),
-    });
-    const created = await asAdmin.post('/api/users', { user_name: 'alice', client_dn: ALICE_DN });
+    const created = await asAdmin(server).post('/api/users', { user_name: 'alice', client_dn: ALICE_DN });
     assert.equal(created.status, 201, created.text);
   }
   await asAlice(serverB).post('/api/images', { name: 'placeholder.img' }); // B's namespace has an image
@@ -244,10 +200,7 @@ describe('third-party copy with COPY, as curl sends it', () => {
       sha256(bytes),
     );
     // Recorded once the outcome is known: which way, the other end without its query, the bytes.
-    const audit = await clientFor(`https://localhost:${serverB.httpsPort}`, pem(caB), {
-      cert: chainPem(admin),
-      key: keyPem(admin),
-    }).get('/api/audit?action=image.copy&limit=10');
+    const audit = await asAdmin(serverB).get('/api/audit?action=image.copy&limit=10');
     const entry = audit.json.items.find((e: { target: string }) => e.target === 'alice/pushed.img');
     assert.equal(entry?.outcome, 'ok');
     assert.deepEqual(
@@ -307,10 +260,7 @@ describe('third-party copy with COPY, as curl sends it', () => {
     webFiles.set('/loop', { location: '/loop' });
     const loop = await copy(serverB, 'alice/loop.img', { source: `${webBase}/loop` });
     assert.match(outcome(loop.text).last, /^failure: .*redirected more than 3 times/);
-    const admin_ = clientFor(`https://localhost:${serverB.httpsPort}`, pem(caB), {
-      cert: chainPem(admin),
-      key: keyPem(admin),
-    });
+    const admin_ = asAdmin(serverB);
     // Room for 2000 bytes more: a copy of 5000 is refused once the source says how long it is.
     const usage = (await admin_.get('/api/users/alice')).json.usage as number;
     await admin_.patch('/api/users/alice', { quota: usage + 2000 });
