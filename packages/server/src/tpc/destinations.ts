@@ -3,9 +3,10 @@
  * this server open a connection to a URL its caller chose; left open, that reaches what only the server can
  * reach (its database, a cloud's metadata service at 169.254.169.254, an admin interface on loopback).
  *
- * - **Refused by default**: loopback, link-local, private (RFC 1918, IPv6 unique local), carrier-grade NAT,
- *   unspecified, multicast and broadcast addresses, in IPv4 and IPv6 (IPv4-mapped IPv6 addresses are read as
- *   the IPv4 address they carry). A site lists what it does reach on purpose (another repository on its own
+ * - **Refused by default**: loopback, link-local, private (RFC 1918, IPv6 unique local and site-local),
+ *   carrier-grade NAT, unspecified, multicast and broadcast addresses, in IPv4 and IPv6, and the IPv6 forms
+ *   that reach IPv4 (NAT64, 6to4, IPv4-compatible). An IPv4-mapped IPv6 address is read as the IPv4 address
+ *   it carries, however it is written (`[::ffff:127.0.0.1]` is `[::ffff:7f00:1]` once a URL is parsed). A site lists what it does reach on purpose (another repository on its own
  *   network) in `tpc.allowed_networks`.
  * - **Checked where the connection is made**, not where the URL is read: a name is resolved once, every
  *   address it resolves to is checked, and the connection goes to one of those very addresses, so a name that
@@ -31,7 +32,12 @@ const REFUSED: [string, number, 'ipv4' | 'ipv6', string][] = [
   ['240.0.0.0', 4, 'ipv4', 'a reserved or broadcast address'],
   ['::', 128, 'ipv6', 'an unspecified address'],
   ['::1', 128, 'ipv6', 'a loopback address'],
+  ['::', 96, 'ipv6', 'an IPv4-compatible address'],
+  ['64:ff9b::', 96, 'ipv6', 'a NAT64 address'],
+  ['64:ff9b:1::', 48, 'ipv6', 'a NAT64 address'],
+  ['2002::', 16, 'ipv6', 'a 6to4 address'],
   ['fc00::', 7, 'ipv6', 'a private (unique local) address'],
+  ['fec0::', 10, 'ipv6', 'a site-local address'],
   ['fe80::', 10, 'ipv6', 'a link-local address'],
   ['ff00::', 8, 'ipv6', 'a multicast address'],
 ];
@@ -42,10 +48,35 @@ const refusedNetworks = REFUSED.map(([network, prefix, type, what]) => {
   return { list, type, what };
 });
 
-/** `::ffff:10.0.0.1` is 10.0.0.1. */
+/** The 16 bytes of an IPv6 address, in any of its written forms (`::ffff:7f00:1`, `::ffff:127.0.0.1`). */
+function ipv6Bytes(address: string): number[] | null {
+  let text = address.toLowerCase().replace(/%.*$/, '');
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const zeros = tail === undefined ? 0 : 8 - headGroups.length - tailGroups.length;
+  const groups = [...headGroups, ...Array(Math.max(zeros, 0)).fill('0'), ...tailGroups];
+  if (groups.length !== 8) return null;
+  return groups.flatMap((group) => {
+    const value = Number.parseInt(group, 16);
+    return [value >> 8, value & 255];
+  });
+}
+
+/**
+ * An IPv4-mapped IPv6 address (`::ffff:0:0/96`, however written) as the IPv4 address it carries: a
+ * connection to it reaches that IPv4 address.
+ */
 function unmapped(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped?.[1] ?? address;
+  if (isIP(address) !== 6) return address;
+  const bytes = ipv6Bytes(address);
+  const mapped = bytes?.slice(0, 10).every((b) => b === 0) && bytes[10] === 255 && bytes[11] === 255;
+  return mapped && bytes ? bytes.slice(12).join('.') : address;
 }
 
 /** Why the policy refuses `address`, or null if a copy may connect to it. */
