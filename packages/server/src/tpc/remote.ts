@@ -90,23 +90,44 @@ export interface RemoteRequest {
   signal?: AbortSignal | undefined;
 }
 
+/** Headers that carry a credential: not sent on to another origin a redirect names (curl does the same). */
+const CREDENTIALS = ['authorization', 'cookie'];
+
 /** Sends the request, following redirects; resolves with the final response (any status). */
 export async function remoteRequest(request: RemoteRequest, policy: RemotePolicy): Promise<IncomingMessage> {
   let url = request.url;
+  let headers = request.headers;
   for (let hop = 0; ; hop++) {
-    const response = await once({ ...request, url }, policy);
+    const { response, bodySent } = await once({ ...request, url, headers }, policy);
     const location = response.headers.location;
     if (![301, 302, 303, 307, 308].includes(response.statusCode ?? 0) || !location) return response;
-    response.resume();
+    response.destroy();
+    const from = shownUrl(request.url);
     if (hop >= policy.maxRedirects)
-      throw remoteFailure(`${shownUrl(request.url)} redirected more than ${policy.maxRedirects} times`);
-    url = new URL(location, url);
-    if (url.protocol !== 'https:' && url.protocol !== 'http:')
-      throw remoteFailure(`${shownUrl(request.url)} redirected to a ${url.protocol} URL`);
+      throw remoteFailure(`${from} redirected more than ${policy.maxRedirects} times`);
+    if (bodySent) throw remoteFailure(`${from} redirected the upload after its body was sent`);
+    let next: URL;
+    try {
+      next = new URL(location, url);
+    } catch {
+      throw remoteFailure(`${from} redirected to something that is not a URL`);
+    }
+    if (next.protocol !== 'https:' && next.protocol !== 'http:')
+      throw remoteFailure(`${from} redirected to a ${next.protocol} URL`);
+    if (url.protocol === 'https:' && next.protocol === 'http:')
+      throw remoteFailure(
+        `${from} redirected from https to plain http, which would send its credentials in clear`,
+      );
+    if (next.origin !== url.origin)
+      headers = Object.fromEntries(Object.entries(headers).filter(([name]) => !CREDENTIALS.includes(name)));
+    url = next;
   }
 }
 
-function once(request: RemoteRequest, policy: RemotePolicy): Promise<IncomingMessage> {
+function once(
+  request: RemoteRequest,
+  policy: RemotePolicy,
+): Promise<{ response: IncomingMessage; bodySent: boolean }> {
   checkLiteralHost(request.url, policy.allowed);
   const secure = request.url.protocol === 'https:';
   const headers: OutgoingHttpHeaders = { ...request.headers, 'user-agent': 'repoman-tpc' };
@@ -123,9 +144,12 @@ function once(request: RemoteRequest, policy: RemotePolicy): Promise<IncomingMes
       lookup: guardedLookup(policy.allowed),
       timeout: policy.idleMs,
       ...(request.signal ? { signal: request.signal } : {}),
-      ...(secure ? { ca: policy.cas(), servername: request.url.hostname } : {}),
+      ...(secure ? { ca: policy.cas() } : {}),
     };
-    const sent = (secure ? https : http).request(request.url, options, resolve);
+    let bodySent = false;
+    const sent = (secure ? https : http).request(request.url, options, (response) =>
+      resolve({ response, bodySent }),
+    );
     sent.on('timeout', () =>
       sent.destroy(remoteFailure(`${shownUrl(request.url)} was silent for ${policy.idleMs / 1000} s`)),
     );
@@ -141,11 +165,11 @@ function once(request: RemoteRequest, policy: RemotePolicy): Promise<IncomingMes
     const body = request.body;
     if (!body) return void sent.end();
     // The body goes once the other end says to go on; one that never answers Expect gets it after a second,
-    // as curl does.
-    let started = false;
+    // as curl does. An answer before either (a refusal, a redirect) means it is never sent.
+    let answered = false;
     const start = () => {
-      if (started || sent.destroyed) return;
-      started = true;
+      if (answered || bodySent || sent.destroyed) return;
+      bodySent = true;
       clearTimeout(fallback);
       body.open().then(
         (stream) => pipeline(stream, sent).catch((error: Error) => sent.destroy(error)),
@@ -154,9 +178,8 @@ function once(request: RemoteRequest, policy: RemotePolicy): Promise<IncomingMes
     };
     const fallback = setTimeout(start, 1000);
     sent.on('continue', start);
-    // An answer before the go-ahead (a refusal, a redirect) ends it: the body is never sent.
     sent.on('response', () => {
-      started = true;
+      answered = true;
       clearTimeout(fallback);
     });
   });
