@@ -96,7 +96,10 @@ export function copyRoutes(app: FastifyInstance, deps: RouteDeps) {
       let prepared: PreparedCopy;
       if (source) {
         if (/^f$/i.test(header('overwrite') ?? '')) {
-          const image = await services.images.get(actor, ref).catch(() => null);
+          const image = await services.images.get(actor, ref).catch((error: unknown) => {
+            if (error instanceof RepomanError && error.code === 'image_not_found') return null;
+            throw error;
+          });
           if (image?.size != null)
             throw new RepomanError(
               'destination_exists',
@@ -134,6 +137,11 @@ export function copyRoutes(app: FastifyInstance, deps: RouteDeps) {
             return `failure: ${oneLine(message)}`;
           },
         )
+        // Whatever went wrong in reporting, the stream ends (its timer with it) and says so.
+        .catch((error: unknown) => {
+          request.log.error({ err: error }, 'a third-party copy could not report its outcome');
+          return 'failure: internal error';
+        })
         .then((line) => markers.end(line));
       return reply.code(202).type('text/perf-marker-stream').header('cache-control', 'no-store').send(out);
     },
