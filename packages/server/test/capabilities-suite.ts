@@ -339,7 +339,8 @@ export function capabilitiesSuite(engine: Engine) {
       await new Promise((resolve) => setTimeout(resolve, 200)); // the log is written asynchronously
       const log = (server as ClusteredTestServer).output();
       assert.match(log, /authz=…/, 'the request is logged, its capability hidden');
-      assert.ok(!log.includes(token.slice(0, 40)), 'no capability in the log');
+      // Its start is the same for every capability of this server (the location); its end is its signature.
+      assert.ok(!log.includes(token.slice(-40)), 'no capability in the log');
     });
 
     it('refuses every capability once the secret is rotated', async () => {

@@ -239,7 +239,7 @@ describe('third-party copy with COPY, as curl sends it', () => {
     expectError(await asAlice(serverB).get('/api/images/alice/lying.img'), 404, 'image_not_found');
   });
 
-  it('refuses loopback where it is not allowed, redirect loops, and copies past the quota', async () => {
+  it('refuses loopback where it is not allowed, in any form and after any redirect, loops, and the quota', async () => {
     const token = await capability(serverB, 'alice/placeholder.img', 'DOWNLOAD');
     const refused = await copy(serverA, 'alice/ssrf.img', {
       source: raw(serverB, 'alice/placeholder.img'),
@@ -257,6 +257,26 @@ describe('third-party copy with COPY, as curl sends it', () => {
       outcome(literal.text).last,
       /^failure: The copy was refused: 169\.254\.169\.254 is a link-local address/,
     );
+    // An IPv4-mapped IPv6 address is the IPv4 address it carries, however written.
+    const mapped = await copy(serverA, 'alice/ssrf.img', {
+      source: `https://[::ffff:127.0.0.1]:${serverB.httpsPort}/api/images/raw/alice/placeholder.img`,
+    });
+    assert.match(
+      outcome(mapped.text).last,
+      /^failure: The copy was refused: ::ffff:7f00:1 is a loopback address/,
+    );
+    // Every redirect is a destination of its own: to a refused address, or from https down to http.
+    webFiles.set('/to-metadata', { location: 'https://169.254.169.254/latest/meta-data/' });
+    const redirected = await copy(serverB, 'alice/ssrf.img', { source: `${webBase}/to-metadata` });
+    assert.match(
+      outcome(redirected.text).last,
+      /^failure: The copy was refused: 169\.254\.169\.254 is a link-local/,
+    );
+    webFiles.set('/downgrade', {
+      location: `http://localhost:${serverB.httpPort}/api/images/raw/alice/x.img`,
+    });
+    const downgraded = await copy(serverB, 'alice/ssrf.img', { source: `${webBase}/downgrade` });
+    assert.match(outcome(downgraded.text).last, /^failure: .*redirected from https to plain http/);
     webFiles.set('/loop', { location: '/loop' });
     const loop = await copy(serverB, 'alice/loop.img', { source: `${webBase}/loop` });
     assert.match(outcome(loop.text).last, /^failure: .*redirected more than 3 times/);
