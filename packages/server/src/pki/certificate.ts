@@ -42,7 +42,9 @@ export const OID = {
   pplLimited: '1.3.6.1.4.1.3536.1.1.1.9',
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
+  emailProtection: '1.3.6.1.5.5.7.3.4',
   anyExtendedKeyUsage: '2.5.29.37.0',
+  netscapeCertType: '2.16.840.1.113730.1.1',
 } as const;
 
 export type Extension = { oid: string; critical: boolean; value: Buffer };

@@ -209,6 +209,7 @@ function extension(oid: string, critical: boolean, value: Buffer): Buffer {
 const EKU_NAMES: Record<string, string> = {
   serverAuth: OID.serverAuth,
   clientAuth: OID.clientAuth,
+  emailProtection: OID.emailProtection,
   anyExtendedKeyUsage: OID.anyExtendedKeyUsage,
 };
 
@@ -401,7 +402,10 @@ export function createServerCertificate(
   return makeCredential(issued.parsed, keys.privateKey, chainAbove(ca));
 }
 
-/** A user (end-entity) certificate for client authentication, valid a year by default. */
+/**
+ * A user (end-entity) certificate for client authentication and for signing S/MIME messages (image lists),
+ * valid a year by default: `openssl smime -verify` refuses a signer whose extendedKeyUsage lacks emailProtection.
+ */
 export function createUserCertificate(
   ca: Credential,
   dn: string | Rdn[],
@@ -415,7 +419,7 @@ export function createUserCertificate(
     issuer: ca,
     ca: false,
     keyUsage: keyUsageFor(keys),
-    extKeyUsage: ['clientAuth'],
+    extKeyUsage: ['clientAuth', 'emailProtection'],
     notBefore: opts.notBefore ?? new Date(now - 3_600_000),
     notAfter: opts.notAfter ?? new Date(now + 365 * 86_400_000),
     ...(opts.serial === undefined ? {} : { serial: opts.serial }),

@@ -221,7 +221,7 @@ describe('parseCertificate', () => {
     assert.deepEqual(sub.cert.basicConstraints, { ca: true, pathLen: 0 });
     assert.deepEqual([...(sub.cert.keyUsage ?? [])], ['keyCertSign', 'cRLSign']);
     assert.deepEqual(sub.cert.authorityKeyIdentifier?.keyIdentifier, ca.cert.subjectKeyIdentifier);
-    assert.deepEqual(alice.cert.extKeyUsage, [OID.clientAuth]);
+    assert.deepEqual(alice.cert.extKeyUsage, [OID.clientAuth, OID.emailProtection]);
     assert.deepEqual(alice.cert.basicConstraints, { ca: false });
 
     const rfc = createProxy(alice, { pathLen: 3 }).cert;
