@@ -171,6 +171,8 @@ export const modifyUserBody = {
 export interface Group {
   name: string;
   url: string;
+  /** The group's signed HEPiX image list (docs/image-lists.md): what its endorsers endorse. */
+  image_list_url: string;
   protected: boolean;
   permissions: string[];
   users: string[];
@@ -181,10 +183,11 @@ export interface Group {
 export const groupSchema = {
   $id: 'Group',
   type: 'object',
-  required: ['name', 'url', 'protected', 'permissions', 'users', 'created', 'modified'],
+  required: ['name', 'url', 'image_list_url', 'protected', 'permissions', 'users', 'created', 'modified'],
   properties: {
     name: str,
     url: str,
+    image_list_url: { ...str, description: "The group's signed HEPiX image list" },
     protected: bool,
     permissions: stringList,
     users: stringList,
@@ -252,6 +255,8 @@ export interface Image {
   owner_url: string;
   file_url: string;
   http_file_url: string | null;
+  /** The image's own signed HEPiX image list: its endorsed version (docs/image-lists.md). */
+  image_list_url: string;
   description: string | null;
   os_variant: string | null;
   os_type: string | null;
@@ -290,6 +295,7 @@ export const imageSchema = {
     owner_url: str,
     file_url: { ...str, description: 'HTTPS URL of the image bytes' },
     http_file_url: { ...nullableStr, description: 'Plain HTTP URL, for public images only' },
+    image_list_url: { ...str, description: "The image's own signed HEPiX image list" },
     description: nullableStr,
     os_variant: nullableStr,
     os_type: nullableStr,
@@ -668,6 +674,94 @@ export interface CapabilityListQuery {
   all?: boolean;
 }
 
+// ---- endorsements and image lists ----
+
+/** A group's endorsement of one version of an image: what its image list offers sites (docs/image-lists.md). */
+export interface Endorsement {
+  url: string;
+  group: string;
+  /** `owner/name`. */
+  image: string;
+  image_url: string;
+  /** The version endorsed: a new upload changes nothing until an endorser endorses it. */
+  version: number;
+  /** That version's bytes, at a URL that never changes them. */
+  version_url: string;
+  size: number;
+  sha512: string;
+  /** Who endorsed it (the latest endorser of this image in this group). */
+  endorser: string;
+  comment: string | null;
+  created: string;
+  /** After this the lists leave it out. */
+  expires: string;
+  expired: boolean;
+}
+
+export const endorsementSchema = {
+  $id: 'Endorsement',
+  type: 'object',
+  required: [
+    'url',
+    'group',
+    'image',
+    'image_url',
+    'version',
+    'version_url',
+    'size',
+    'sha512',
+    'endorser',
+    'comment',
+    'created',
+    'expires',
+    'expired',
+  ],
+  properties: {
+    url: str,
+    group: str,
+    image: { ...str, description: 'owner/name' },
+    image_url: str,
+    version: { type: 'integer' },
+    version_url: { ...str, description: 'The endorsed version’s bytes, pinned' },
+    size: { type: 'integer' },
+    sha512: str,
+    endorser: str,
+    comment: nullableStr,
+    created: timestamp,
+    expires: timestamp,
+    expired: bool,
+  },
+} as const;
+
+export interface EndorseBody {
+  /** `owner/name`. */
+  image: string;
+  /** The version to endorse; the image's current one by default. */
+  version?: number;
+  /** ISO 8601 date or date-time (UTC): after it, sites stop trusting the endorsement. */
+  expires: string;
+  comment?: string | null;
+}
+
+export const endorseBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['image', 'expires'],
+  properties: {
+    image: { type: 'string', maxLength: 256, description: 'owner/name' },
+    version: versionNumber,
+    expires: { type: 'string', maxLength: 64, description: 'ISO 8601 date or date-time, in the future' },
+    comment: nullableText(TEXT_LIMITS.description),
+  },
+} as const;
+
+export interface EndorsementListQuery {
+  limit?: number;
+  offset?: number;
+  /** Expired endorsements too (kept until withdrawn). */
+  all?: boolean;
+}
+
 // ---- lists ----
 
 export interface Page<T> {
@@ -756,6 +850,15 @@ export const transferListQuery = {
       enum: ['to', 'from'],
       description: 'to: offers made to me; from: offers I made (both by default; admins: every offer)',
     },
+  },
+} as const;
+
+export const endorsementListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...pageQuery,
+    all: { ...bool, description: 'Expired endorsements too (by default only those in the lists)' },
   },
 } as const;
 

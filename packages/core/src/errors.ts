@@ -64,6 +64,10 @@ export const ERRORS = {
   },
   capability_expired: { status: 401, message: 'The capability has expired; ask for a new one' },
   capability_revoked: { status: 401, message: 'The capability was revoked; ask for a new one' },
+  list_token_required: {
+    status: 401,
+    message: 'This image list is for its subscribers: send a subscriber token as HTTP basic auth',
+  },
   // 403: you may not
   unknown_certificate: { status: 403, message: 'The certificate is valid but belongs to no Repoman user' },
   user_suspended: { status: 403, message: 'This account is suspended; contact an administrator' },
@@ -115,6 +119,12 @@ export const ERRORS = {
   job_not_found: { status: 404, message: 'No such job' },
   transfer_not_found: { status: 404, message: 'No such transfer offer' },
   capability_not_found: { status: 404, message: 'No such capability' },
+  endorsement_not_found: { status: 404, message: 'The group does not endorse this image' },
+  subscriber_not_found: { status: 404, message: 'No such subscriber of this group’s image lists' },
+  image_list_unsigned: {
+    status: 404,
+    message: 'Nobody has signed this image list: the server has no signing certificate configured',
+  },
   upload_expired: { status: 410, message: 'The upload expired; start a new one' },
   image_expired: { status: 410, message: 'The image has expired' },
   transfer_expired: {
@@ -126,6 +136,10 @@ export const ERRORS = {
     message: 'The other end of a third-party copy failed or refused it',
   },
   // 409: the state of the repository does not allow it
+  image_endorsed: {
+    status: 409,
+    message: 'Groups endorse versions of this image for their image lists; withdraw those endorsements first',
+  },
   user_exists: { status: 409, message: 'A user with this name already exists' },
   dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },
   group_exists: { status: 409, message: 'A group with this name already exists' },

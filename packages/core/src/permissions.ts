@@ -1,4 +1,4 @@
-/** The original Repoman's 14 permission names, granted to groups. */
+/** The original Repoman's 14 permission names, granted to groups, and `image_endorse` (image lists). */
 export const PERMISSIONS = [
   'user_create',
   'user_modify',
@@ -14,6 +14,8 @@ export const PERMISSIONS = [
   'image_delete',
   'image_modify_group',
   'image_delete_group',
+  /** Endorse image versions for a group one belongs to: its signed image list (docs/image-lists.md). */
+  'image_endorse',
 ] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];

@@ -176,3 +176,20 @@ export const canAnswerTransfer = (actor: Actor, transfer: TransferTarget) => act
 /** The giver (or an admin) may withdraw an offer before it is answered. */
 export const canCancelTransfer = (actor: Actor, transfer: TransferTarget) =>
   actor.isAdmin || actor.id === transfer.fromId;
+
+// ---- endorsements and image lists ----
+
+/** Endorsing for a group takes image_endorse and membership of it (as image_modify_group works), or admin. */
+export const canEndorseFor = (actor: Actor, group: string) =>
+  actor.isAdmin || (actor.permissions.has('image_endorse') && actor.groups.has(group));
+
+/**
+ * What a group may endorse: an image its members can see as members (public, shared with the group) or one
+ * a member owns; a list must not publish what the group has no part in.
+ */
+export const isVisibleToGroup = (image: ImageTarget, group: string) =>
+  image.public || image.sharedWithGroups.has(group) || image.ownerGroups.has(group);
+
+/** An endorser endorses only what they can read themselves, and what is visible to the group. */
+export const canEndorseImage = (actor: Actor, group: string, image: ImageTarget) =>
+  canEndorseFor(actor, group) && canReadImage(actor, image) && isVisibleToGroup(image, group);

@@ -33,6 +33,8 @@ export interface PkiPaths {
   devCa: { cert: string; key: string } | null;
   /** Whether clients are checked against the development CA (nothing configured): only then is a dev admin made. */
   devCaTrusted: boolean;
+  /** The certificate and key the server signs image lists with (configured, or the development CA's), or null. */
+  listSigner: { cert: string; key: string } | null;
 }
 
 export interface DevelopmentAdmin {
@@ -80,12 +82,20 @@ export function pkiPathsOf(config: ServerConfig): PkiPaths {
   const devCa = configuredHost ? null : { cert: join(caDir, 'ca.pem'), key: join(caDir, 'ca.key') };
   const trustDir = config.trust.caDir ?? join(config.dataDir, 'certificates');
   const hostDir = join(config.dataDir, 'host');
+  const { signingCert, signingKey } = config.imageLists;
+  const listSigner =
+    signingCert !== undefined && signingKey !== undefined
+      ? { cert: signingCert, key: signingKey }
+      : devCa
+        ? { cert: join(hostDir, 'listsigner.pem'), key: join(hostDir, 'listsigner.key') }
+        : null;
   return {
     hostCert: config.https.cert ?? join(hostDir, 'hostcert.pem'),
     hostKey: config.https.key ?? join(hostDir, 'hostkey.pem'),
     caDir: trustDir,
     devCa,
     devCaTrusted,
+    listSigner,
   };
 }
 
@@ -143,6 +153,26 @@ export async function ensureDevelopmentPki(config: ServerConfig): Promise<PkiPat
     const host = createServerCertificate(ca as Credential, names);
     writePublic(hostCert, certPemOf(host));
     writePrivate(hostKey, keyPem(host));
+  }
+  // The development CA also certifies the server as a signer of image lists (S/MIME signing: emailProtection).
+  const signer = paths.listSigner;
+  if (
+    signer &&
+    config.imageLists.signingCert === undefined &&
+    (!existsSync(signer.cert) || !existsSync(signer.key))
+  ) {
+    mkdirSync(dirname(signer.cert), { recursive: true, mode: 0o700 });
+    const made = createUserCertificate(
+      ca as Credential,
+      `${DEV_NAMESPACE}/CN=Repoman Image Lists ${hostname()}`,
+      {
+        keyKind: 'rsa',
+        notAfter: new Date(Date.now() + 825 * 86_400_000),
+        issue: { extKeyUsage: ['emailProtection'] },
+      },
+    );
+    writePublic(signer.cert, certPemOf(made));
+    writePrivate(signer.key, keyPem(made));
   }
   return paths;
 }

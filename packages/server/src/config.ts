@@ -96,6 +96,16 @@ export interface ServerConfig {
     /** The longest a capability may be valid (an image list's must last as long as the list). */
     maxValiditySeconds: number;
   };
+  /** Signed image lists (docs/image-lists.md): how long one is valid, and who signs them. */
+  imageLists: {
+    /** The longest a list is valid; at most the capabilities' maximum (its private images' URLs last that long). */
+    maxValiditySeconds: number;
+    /** The server's signing certificate and key (S/MIME signing); unset: the development one, or none. */
+    signingCert: string | undefined;
+    signingKey: string | undefined;
+    /** The `hv:email` of the lists the server signs (else the certificate's). */
+    signerEmail: string;
+  };
   /** Third-party copies (docs/grid-tools.md): where they may connect, and their limits. */
   tpc: {
     /** Loopback, link-local and private networks a copy may reach all the same. */
@@ -205,6 +215,10 @@ const KEYS: Key[] = [
   ['transfers.offer_expiry_seconds', 'int'],
   ['capabilities.default_validity_seconds', 'int'],
   ['capabilities.max_validity_seconds', 'int'],
+  ['image_lists.max_validity_seconds', 'int'],
+  ['image_lists.signing_cert', 'path'],
+  ['image_lists.signing_key', 'path'],
+  ['image_lists.signer_email', 'string'],
   ['tpc.allowed_networks', 'addresses'],
   ['tpc.max_redirects', 'int'],
   ['tpc.idle_timeout_seconds', 'int'],
@@ -557,6 +571,28 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       const maxValiditySeconds = Math.max(1, get('capabilities.max_validity_seconds', 30 * 24 * 3600));
       const asked = Math.max(1, get('capabilities.default_validity_seconds', 3600));
       return { defaultValiditySeconds: Math.min(asked, maxValiditySeconds), maxValiditySeconds };
+    })(),
+    imageLists: (() => {
+      const capabilityMax = Math.max(1, get('capabilities.max_validity_seconds', 30 * 24 * 3600));
+      // By default 28 days, or the capabilities' maximum if that is shorter; longer, only if set so.
+      const maxValiditySeconds = Math.max(
+        3600,
+        get('image_lists.max_validity_seconds', Math.min(28 * 24 * 3600, capabilityMax)),
+      );
+      if (maxValiditySeconds > capabilityMax)
+        throw new ConfigError(
+          `image_lists.max_validity_seconds (${maxValiditySeconds}) is longer than capabilities.max_validity_seconds (${capabilityMax}): the URLs of private images in a list would expire before the list`,
+        );
+      const signingCert = get<string | undefined>('image_lists.signing_cert', undefined);
+      const signingKey = get<string | undefined>('image_lists.signing_key', undefined);
+      if ((signingCert === undefined) !== (signingKey === undefined))
+        throw new ConfigError('image_lists.signing_cert and image_lists.signing_key must be set together');
+      return {
+        maxValiditySeconds,
+        signingCert,
+        signingKey,
+        signerEmail: get('image_lists.signer_email', ''),
+      };
     })(),
     conversions: {
       enabled: get('conversions.enabled', true),

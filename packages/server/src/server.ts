@@ -2,7 +2,7 @@
  * Starts Repoman: the database (migrated), the accounts bootstrap, the trust store, and the Fastify app on
  * HTTPS (client certificates verified by pki/, not by Node) and plain HTTP (public images only).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -15,7 +15,13 @@ import { createDirectoryStore } from './blobs/directory.ts';
 import { createDiscardingStore } from './blobs/discard.ts';
 import { HashingPool } from './blobs/hashing.ts';
 import type { BlobStore } from './blobs/store.ts';
-import { bootstrapAccounts, type DevelopmentAdmin, ensureDevelopmentPki, pkiPathsOf } from './bootstrap.ts';
+import {
+  bootstrapAccounts,
+  type DevelopmentAdmin,
+  ensureDevelopmentPki,
+  type PkiPaths,
+  pkiPathsOf,
+} from './bootstrap.ts';
 import type { WorkerLink } from './cluster.ts';
 import { type ServerConfig, serverUrls } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connect.ts';
@@ -26,7 +32,10 @@ import { clientErrorHandler } from './http/errors.ts';
 import { createMetrics, type Metrics, metricsOfThisProcess } from './http/metrics.ts';
 import { acceptProxyProtocol } from './http/proxy-protocol.ts';
 import { loadWebAssets } from './http/web.ts';
+import { loadCredential } from './pki/issue.ts';
+import { smimeSigningProblem } from './pki/smime.ts';
 import { attachCertificateAuth, tlsServerOptionsForClientAuth } from './pki/tls-auth.ts';
+import { signerOf } from './services/image-lists.ts';
 import { createServices, type Services } from './services/index.ts';
 import { loadTrust, type TrustStore } from './trust.ts';
 
@@ -155,6 +164,18 @@ interface Repository {
   sweep(olderThanMs: number): Promise<void>;
 }
 
+/**
+ * The server's image-list signer: its certificate and key, checked as consumers will check them (`openssl
+ * smime -verify` refuses a signer without S/MIME signing among its uses), or null where there is none.
+ */
+function listSigningOf(paths: PkiPaths['listSigner'], email: string) {
+  if (!paths || !existsSync(paths.cert) || !existsSync(paths.key)) return null;
+  const credential = loadCredential(readFileSync(paths.cert, 'utf8'), readFileSync(paths.key, 'utf8'));
+  const problem = smimeSigningProblem(credential.cert);
+  if (problem) throw new Error(`image_lists.signing_cert ${paths.cert} cannot sign image lists: ${problem}`);
+  return { credential, signer: signerOf(credential, email) };
+}
+
 /** Opens the database (migrated), the blob store and the services over them; `closers` gets what closes them. */
 async function openRepository(
   config: ServerConfig,
@@ -164,6 +185,8 @@ async function openRepository(
     onPoolError: (error: Error) => void;
     maxJobs: number;
     worker?: WorkerLink | undefined;
+    /** Where the server's image-list signing certificate and key are (pki.listSigner). */
+    listSigner: PkiPaths['listSigner'];
   },
 ): Promise<Repository> {
   const { metrics } = options;
@@ -198,6 +221,10 @@ async function openRepository(
     limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
     transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
     capabilities: config.capabilities,
+    imageLists: {
+      maxValiditySeconds: config.imageLists.maxValiditySeconds,
+      signing: listSigningOf(options.listSigner, config.imageLists.signerEmail),
+    },
     tellOtherWorkers: options.worker?.identitiesChanged,
     conversions: {
       enabled: config.conversions.enabled,
@@ -260,6 +287,7 @@ export async function prepareServer(config: ServerConfig): Promise<PreparedServe
       metrics: null,
       onPoolError: () => {},
       maxJobs: 0,
+      listSigner: pki.listSigner,
     });
     const devAdmin = await bootstrapAccounts(repository.database.db, config, pki);
     const trust = await loadTrust(config, pki.caDir, () => {});
@@ -307,6 +335,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         ? shareOf(config.conversions.maxJobs, worker.slot, config.workers)
         : config.conversions.maxJobs,
       worker,
+      listSigner: pki.listSigner,
     });
     const { database, store, services, sweep } = repository;
     const devAdmin = worker ? null : await bootstrapAccounts(database.db, config, pki);

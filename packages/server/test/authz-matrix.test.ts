@@ -2,11 +2,12 @@
  * The authorization matrix: every route of the API (checked against /api/openapi.json, so a new route must
  * join the table) against every role: anonymous, an unknown DN, a suspended user, an ordinary user, a user
  * the image is shared with, a member of a group it is shared with, its owner, an admin, and a holder of each
- * of the 14 permissions. The expected status of each cell is in MATRIX below; docs/security.md shows the same
+ * of the 15 permissions. The expected status of each cell is in MATRIX below; docs/security.md shows the same
  * table, and this test checks that it does.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PERMISSIONS } from '@repoman/core';
@@ -54,6 +55,7 @@ const TITLES: Record<Role, string> = {
   image_delete: 'id',
   image_modify_group: 'img',
   image_delete_group: 'idg',
+  image_endorse: 'ie',
 };
 
 /** The user name playing a role (anonymous has none; unknown has a certificate but no account). */
@@ -92,117 +94,131 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 // biome-ignore format: the table is read by people, column by column
 const MATRIX: [Cell, string][] = [
-  //                                                                                                                                                               ano unk sus usr shr grp own lim adm uc  um  ud  ums gc  gm  gd  gmm gmp ic  im  id  img idg
-  [{ route: 'GET /api/whoami' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/users' },                                                                                                                                   '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/users', body: { user_name: 'new-{r}', client_dn: '/O=Grid/CN=New {r}' } },                                                                 '401 403 403 403 403 403 403 403 201 201 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/users/bob' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'PATCH /api/users/victim-{r}', body: { full_name: 'Changed' } },                                                                                      '401 403 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'PATCH /api/users/{me}', body: { full_name: 'Myself' } },                                                                                             '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'DELETE /api/users/gone-{r}' },                                                                                                                       '401 403 403 403 403 403 403 403 204 403 403 204 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'POST /api/users/victim-{r}', body: { email: 'victim-{r}@example.org' } },                                                                            '401 403 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/users/bob/images' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/users/bob/groups' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/users/bob/shared' },                                                                                                                        '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/groups' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/groups', body: { name: 'ng-{r}' } },                                                                                                       '401 403 403 403 403 403 403 403 201 403 403 403 403 201 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/groups/team' },                                                                                                                             '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'PATCH /api/groups/vg-{r}', body: { name: 'vr-{r}' } },                                                                                               '401 403 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403'],
-  [{ route: 'POST /api/groups/vgr-{r}', body: { name: 'vs-{r}' } },                                                                                               '401 403 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403'],
-  [{ route: 'DELETE /api/groups/vgd-{r}' },                                                                                                                       '401 403 403 403 403 403 403 403 204 403 403 403 403 403 403 204 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/groups/team/shared' },                                                                                                                      '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 200 200'],
-  [{ route: 'GET /api/groups/team/users' },                                                                                                                       '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/groups/team/permissions' },                                                                                                                 '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/groups/vgm-{r}/users/victim-{r}' },                                                                                                        '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
-  [{ route: 'DELETE /api/groups/vgm-{r}/users/bob' },                                                                                                             '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
-  [{ route: 'POST /api/groups/vgp-{r}/permissions/image_delete' },                                                                                                '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'DELETE /api/groups/vgp-{r}/permissions/image_create' },                                                                                              '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 200 403 403 403 403 403'],
-  [{ route: 'GET /api/images' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/images', http: true, label: 'plain HTTP' },                                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/images', body: { name: 'new-{r}.img' }, label: 'in one’s own namespace' },                                                                 '401 403 403 201 201 201 201 403 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201'],
-  [{ route: 'POST /api/images', body: { name: 'for-bob-{r}.img', owner: 'bob' }, label: 'in bob’s namespace' },                                                   '401 403 403 403 403 403 201 403 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /api/images/bob/vm.img' },                                                                                                                       '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'GET /api/images/bob/pub.img' },                                                                                                                      '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/images/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                     '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'PATCH /api/images/bob/vm-{r}.img', body: { description: 'changed' } },                                                                               '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img', body: { os_type: 'linux' } },                                                                                      '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'PATCH /api/images/bob/give-{r}.img', body: { owner: 'ursula' }, label: 'give it away' },                                                             '401 403 403 404 403 403 403 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'POST /api/images/bob/off-{r}.img/transfer', body: { to: 'ursula' }, label: 'offer it' },                                                             '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'DELETE /api/images/bob/del-{r}.img' },                                                                                                               '401 403 403 404 403 403 204 403 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204'],
-  [{ route: 'GET /api/images/bob/vm.img/versions' },                                                                                                              '401 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/rollback', body: { version: 1 } },                                                                                   '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/share/user/ursula' },                                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/user/rita' },                                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/share/group/team' },                                                                                                 '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/group/readers' },                                                                                            '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403'],
-  [{ route: 'POST /api/images/bob/vm-{r}.img/conversions', body: { format: 'qcow2' } },                                                                           '401 403 403 404 403 403 202 403 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403'],
-  [{ route: 'DELETE /api/images/bob/vm.img/variants/qcow2' },                                                                                                     '401 403 403 404 403 403 404 403 404 404 404 404 404 404 404 404 404 404 404 404 403 404 403'],
-  [{ route: 'GET /api/images/own.img' },                                                                                                                          '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PATCH /api/images/own.img', body: { description: 'own' } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img', body: { os_arch: 'x86_64' } },                                                                                            '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/transfer', body: { to: 'ursula' } },                                                                                        '401 403 403 404 404 404 201 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/nothing.img' },                                                                                                                   '401 403 403 404 404 404 404 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/images/own.img/versions' },                                                                                                                 '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/rollback', body: { version: 1 } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/share/user/ursula' },                                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/own.img/share/user/rita' },                                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/share/group/team' },                                                                                                        '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/own.img/share/group/readers' },                                                                                                   '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/images/own.img/conversions', body: { format: 'qcow2' } },                                                                                  '401 403 403 404 404 404 202 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/own.img/variants/vmdk' },                                                                                                         '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/jobs' },                                                                                                                                    '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/jobs/{job}' },                                                                                                                              '401 403 403 404 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
-  [{ route: 'DELETE /api/jobs/{job}' },                                                                                                                           '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404'],
-  [{ route: 'GET /api/transfers' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/transfers/{transfer}', label: 'bob’s offer to ursula' },                                                                                    '401 403 403 200 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/transfers/{accept}/accept' },                                                                                                              '401 403 403 200 404 404 403 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/transfers/{decline}/decline' },                                                                                                            '401 403 403 204 404 404 403 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/transfers/{cancel}' },                                                                                                                   '401 403 403 403 404 404 204 403 204 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/images/raw/bob/vm.img' },                                                                                                                   '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200'],
-  [{ route: 'HEAD /api/images/raw/bob/vm.img' },                                                                                                                  '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200'],
-  [{ route: 'PUT /api/images/raw/bob/vm-{r}.img', raw: Buffer.from('new bytes') },                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403'],
-  [{ route: 'GET /api/images/raw/own.img' },                                                                                                                      '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'HEAD /api/images/raw/own.img' },                                                                                                                     '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PUT /api/images/raw/own.img', raw: Buffer.from('new bytes'), label: 'made if missing' },                                                             '401 403 403 201 201 201 200 403 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201'],
-  [{ route: 'GET /api/images/raw/bob/nothing.img', label: 'no such image' },                                                                                      '404 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/images/raw/bob/pub.img' },                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/images/raw/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/images/raw/bob/vm.img', http: true, label: 'plain HTTP' },                                                                                  '404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PUT /api/images/raw/bob/new-{r}.img', raw: Buffer.from('new bytes'), label: 'a free name in bob’s namespace' },                                      '401 403 403 404 404 404 201 403 201 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/images/raw/bob/rdel-{r}.img' },                                                                                                          '401 403 403 404 403 403 204 403 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204'],
-  [{ route: 'DELETE /api/images/raw/nothing.img', label: 'the short form: not a route' },                                                               '401 403 403 404 404 404 404 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'MOVE /api/images/raw/bob/mv-{r}.img', headers: (r) => ({ destination: `/api/images/raw/bob/mvd-${r}.img` }), label: 'rename' },                      '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403'],
-  [{ route: 'PROPFIND /api/images/raw/', headers: { depth: '1' } },                                                                                               '207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207'],
-  [{ route: 'PROPFIND /api/images/raw/bob/', headers: { depth: '1' } },                                                                                           '207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207'],
-  [{ route: 'PROPFIND /api/images/raw/bob/vm.img', headers: { depth: '0' } },                                                                                     '404 403 403 404 207 207 207 207 207 404 404 404 404 404 404 404 404 404 404 207 207 207 207'],
-  [{ route: 'OPTIONS /api/images/raw/bob/vm.img' },                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'OPTIONS /api/images/raw/' },                                                                                                                         '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'OPTIONS /api/images/raw/bob/' },                                                                                                                     '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'OPTIONS /api/users' },                                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'MKCOL /api/images/raw/bob/', label: 'an existing namespace' },                                                                                       '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
-  [{ route: 'LOCK /api/images/raw/bob/vm.img', label: 'a method no route takes' },                                                                                '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
-  [{ route: 'COPY /api/images/raw/bob/cp-{r}.img', headers: { source: NOWHERE }, label: 'pull into it' },                                                           '401 403 403 404 403 403 202 403 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403'],
-  [{ route: 'COPY /api/images/raw/bob/vm.img', headers: { destination: NOWHERE }, label: 'push it' },                                                                '401 403 403 404 202 202 202 403 202 404 404 404 404 404 404 404 404 404 404 403 403 202 202'],
-  [{ route: 'POST /api/images/raw/bob/vm.img', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                   '401 403 403 404 200 200 200 403 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200'],
-  [{ route: 'POST /api/images/raw/bob', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                          '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/images/raw', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                              '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/capabilities' },                                                                                                                            '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'DELETE /api/capabilities/{capability}', label: 'bob’s' },                                                                                             '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'POST /api/uploads', headers: (r) => ({ ...TUS, 'upload-length': '1', 'upload-metadata': `image ${b64(`vm-${r}.img`)},owner ${b64('bob')}` }) },      '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403'],
-  [{ route: 'HEAD /api/uploads/{upload}', headers: TUS },                                                                                                         '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'PATCH /api/uploads/{upload}', raw: Buffer.from('x'), headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } }, '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'DELETE /api/uploads/{upload2}', headers: TUS },                                                                                                      '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
-  [{ route: 'GET /api/audit' },                                                                                                                                   '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
-  [{ route: 'GET /metrics', label: 'from an allowed address' },                                                                                                   '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /metrics', http: true, label: 'plain HTTP, from an allowed address' },                                                                           '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/health' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/health', http: true, label: 'plain HTTP' },                                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'GET /api/openapi.json' },                                                                                                                            '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  //                                                                                                                                                               ano unk sus usr shr grp own lim adm uc  um  ud  ums gc  gm  gd  gmm gmp ic  im  id  img idg ie
+  [{ route: 'GET /api/whoami' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/users' },                                                                                                                                   '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/users', body: { user_name: 'new-{r}', client_dn: '/O=Grid/CN=New {r}' } },                                                                 '401 403 403 403 403 403 403 403 201 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/users/bob' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'PATCH /api/users/victim-{r}', body: { full_name: 'Changed' } },                                                                                      '401 403 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'PATCH /api/users/{me}', body: { full_name: 'Myself' } },                                                                                             '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'DELETE /api/users/gone-{r}' },                                                                                                                       '401 403 403 403 403 403 403 403 204 403 403 204 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'POST /api/users/victim-{r}', body: { email: 'victim-{r}@example.org' } },                                                                            '401 403 403 403 403 403 403 403 200 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/users/bob/images' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/users/bob/groups' },                                                                                                                        '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/users/bob/shared' },                                                                                                                        '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/groups', body: { name: 'ng-{r}' } },                                                                                                       '401 403 403 403 403 403 403 403 201 403 403 403 403 201 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups/team' },                                                                                                                             '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'PATCH /api/groups/vg-{r}', body: { name: 'vr-{r}' } },                                                                                               '401 403 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'POST /api/groups/vgr-{r}', body: { name: 'vs-{r}' } },                                                                                               '401 403 403 403 403 403 403 403 200 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/groups/vgd-{r}' },                                                                                                                       '401 403 403 403 403 403 403 403 204 403 403 403 403 403 403 204 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups/team/shared' },                                                                                                                      '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 200 200 403'],
+  [{ route: 'GET /api/groups/team/users' },                                                                                                                       '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/groups/team/permissions' },                                                                                                                 '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/groups/vgm-{r}/users/victim-{r}' },                                                                                                        '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/groups/vgm-{r}/users/bob' },                                                                                                             '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403'],
+  [{ route: 'POST /api/groups/vgp-{r}/permissions/image_delete' },                                                                                                '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/groups/vgp-{r}/permissions/image_create' },                                                                                              '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 200 403 403 403 403 403 403'],
+  [{ route: 'GET /api/groups/vo/endorsements' },                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/groups/vo/endorsements', body: { image: 'bob/pub.img', expires: '2099-01-01' } },                                                        '401 403 403 403 403 403 403 403 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403 201'],
+  [{ route: 'GET /api/groups/vo/endorsements/bob/pub.img' },                                                                                                      '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'DELETE /api/groups/vo/endorsements/bob/end-{r}.img' },                                                                                               '401 403 403 403 403 403 403 403 204 403 403 403 403 403 403 403 403 403 403 403 403 403 403 204'],
+  [{ route: 'GET /api/groups/vo/subscribers' },                                                                                                                   '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403 200'],
+  [{ route: 'POST /api/groups/vo/subscribers', body: { name: 'site {r}' } },                                                                                      '401 403 403 403 403 403 403 403 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403 201'],
+  [{ route: 'DELETE /api/groups/vo/subscribers/{subscriber}' },                                                                                                   '401 403 403 403 403 403 403 403 204 403 403 403 403 403 403 403 403 403 403 403 403 403 403 204'],
+  [{ route: 'GET /api/groups/vo/image-list' },                                                                                                                    '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/groups/vo/image-list', http: true, label: 'plain HTTP' },                                                                                   '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/groups/vo/image-list.json' },                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/groups/team/image-list', label: 'holding a private image, no subscriber token' },                                                           '401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401 401'],
+  [{ route: 'GET /api/images/bob/pub.img/image-list' },                                                                                                           '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images/bob/pub.img/image-list.json' },                                                                                                      '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images', http: true, label: 'plain HTTP' },                                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/images', body: { name: 'new-{r}.img' }, label: 'in one’s own namespace' },                                                                 '401 403 403 201 201 201 201 403 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201'],
+  [{ route: 'POST /api/images', body: { name: 'for-bob-{r}.img', owner: 'bob' }, label: 'in bob’s namespace' },                                                   '401 403 403 403 403 403 201 403 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/images/bob/vm.img' },                                                                                                                       '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200 404'],
+  [{ route: 'GET /api/images/bob/pub.img' },                                                                                                                      '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                     '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'PATCH /api/images/bob/vm-{r}.img', body: { description: 'changed' } },                                                                               '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403 404'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img', body: { os_type: 'linux' } },                                                                                      '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403 404'],
+  [{ route: 'PATCH /api/images/bob/give-{r}.img', body: { owner: 'ursula' }, label: 'give it away' },                                                             '401 403 403 404 403 403 403 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403 404'],
+  [{ route: 'POST /api/images/bob/off-{r}.img/transfer', body: { to: 'ursula' }, label: 'offer it' },                                                             '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 403 403 403 403 404'],
+  [{ route: 'DELETE /api/images/bob/del-{r}.img' },                                                                                                               '401 403 403 404 403 403 204 403 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204 404'],
+  [{ route: 'GET /api/images/bob/vm.img/versions' },                                                                                                              '401 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200 404'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/rollback', body: { version: 1 } },                                                                                   '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403 404'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/share/user/ursula' },                                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403 404'],
+  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/user/rita' },                                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403 404'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/share/group/team' },                                                                                                 '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403 404'],
+  [{ route: 'DELETE /api/images/bob/vm-{r}.img/share/group/readers' },                                                                                            '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 403 403 403 403 404'],
+  [{ route: 'POST /api/images/bob/vm-{r}.img/conversions', body: { format: 'qcow2' } },                                                                           '401 403 403 404 403 403 202 403 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403 404'],
+  [{ route: 'DELETE /api/images/bob/vm.img/variants/qcow2' },                                                                                                     '401 403 403 404 403 403 404 403 404 404 404 404 404 404 404 404 404 404 404 404 403 404 403 404'],
+  [{ route: 'GET /api/images/own.img' },                                                                                                                          '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PATCH /api/images/own.img', body: { description: 'own' } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img', body: { os_arch: 'x86_64' } },                                                                                            '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/transfer', body: { to: 'ursula' } },                                                                                        '401 403 403 404 404 404 201 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/nothing.img' },                                                                                                                   '401 403 403 404 404 404 404 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/images/own.img/versions' },                                                                                                                 '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/rollback', body: { version: 1 } },                                                                                          '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/share/user/ursula' },                                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/own.img/share/user/rita' },                                                                                                       '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/share/group/team' },                                                                                                        '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/own.img/share/group/readers' },                                                                                                   '401 403 403 404 404 404 200 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/images/own.img/conversions', body: { format: 'qcow2' } },                                                                                  '401 403 403 404 404 404 202 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/own.img/variants/vmdk' },                                                                                                         '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/jobs' },                                                                                                                                    '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/jobs/{job}' },                                                                                                                              '401 403 403 404 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404 404'],
+  [{ route: 'DELETE /api/jobs/{job}' },                                                                                                                           '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 200 404 200 404 404'],
+  [{ route: 'GET /api/transfers' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/transfers/{transfer}', label: 'bob’s offer to ursula' },                                                                                    '401 403 403 200 404 404 200 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/transfers/{accept}/accept' },                                                                                                              '401 403 403 200 404 404 403 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/transfers/{decline}/decline' },                                                                                                            '401 403 403 204 404 404 403 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/transfers/{cancel}' },                                                                                                                   '401 403 403 403 404 404 204 403 204 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/images/raw/bob/vm.img' },                                                                                                                   '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200 404'],
+  [{ route: 'HEAD /api/images/raw/bob/vm.img' },                                                                                                                  '404 403 403 404 200 200 200 200 200 404 404 404 404 404 404 404 404 404 404 403 403 200 200 404'],
+  [{ route: 'PUT /api/images/raw/bob/vm-{r}.img', raw: Buffer.from('new bytes') },                                                                                '401 403 403 404 403 403 200 403 200 404 404 404 404 404 404 404 404 404 404 200 403 200 403 404'],
+  [{ route: 'GET /api/images/raw/own.img' },                                                                                                                      '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'HEAD /api/images/raw/own.img' },                                                                                                                     '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PUT /api/images/raw/own.img', raw: Buffer.from('new bytes'), label: 'made if missing' },                                                             '401 403 403 201 201 201 200 403 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201 201'],
+  [{ route: 'GET /api/images/raw/bob/nothing.img', label: 'no such image' },                                                                                      '404 403 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/images/raw/bob/pub.img' },                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images/raw/bob/pub.img', http: true, label: 'plain HTTP' },                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/images/raw/bob/vm.img', http: true, label: 'plain HTTP' },                                                                                  '404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PUT /api/images/raw/bob/new-{r}.img', raw: Buffer.from('new bytes'), label: 'a free name in bob’s namespace' },                                      '401 403 403 404 404 404 201 403 201 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/images/raw/bob/rdel-{r}.img' },                                                                                                          '401 403 403 404 403 403 204 403 204 404 404 404 404 404 404 404 404 404 404 403 204 403 204 404'],
+  [{ route: 'DELETE /api/images/raw/nothing.img', label: 'the short form: not a route' },                                                               '401 403 403 404 404 404 404 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'MOVE /api/images/raw/bob/mv-{r}.img', headers: (r) => ({ destination: `/api/images/raw/bob/mvd-${r}.img` }), label: 'rename' },                      '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403 404'],
+  [{ route: 'PROPFIND /api/images/raw/', headers: { depth: '1' } },                                                                                               '207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207'],
+  [{ route: 'PROPFIND /api/images/raw/bob/', headers: { depth: '1' } },                                                                                           '207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207 207'],
+  [{ route: 'PROPFIND /api/images/raw/bob/vm.img', headers: { depth: '0' } },                                                                                     '404 403 403 404 207 207 207 207 207 404 404 404 404 404 404 404 404 404 404 207 207 207 207 404'],
+  [{ route: 'OPTIONS /api/images/raw/bob/vm.img' },                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'OPTIONS /api/images/raw/' },                                                                                                                         '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'OPTIONS /api/images/raw/bob/' },                                                                                                                     '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'OPTIONS /api/users' },                                                                                                                               '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'MKCOL /api/images/raw/bob/', label: 'an existing namespace' },                                                                                       '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
+  [{ route: 'LOCK /api/images/raw/bob/vm.img', label: 'a method no route takes' },                                                                                '401 403 403 405 405 405 405 403 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405 405'],
+  [{ route: 'COPY /api/images/raw/bob/cp-{r}.img', headers: { source: NOWHERE }, label: 'pull into it' },                                                           '401 403 403 404 403 403 202 403 202 404 404 404 404 404 404 404 404 404 404 202 403 202 403 404'],
+  [{ route: 'COPY /api/images/raw/bob/vm.img', headers: { destination: NOWHERE }, label: 'push it' },                                                                '401 403 403 404 202 202 202 403 202 404 404 404 404 404 404 404 404 404 404 403 403 202 202 404'],
+  [{ route: 'POST /api/images/raw/bob/vm.img', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                   '401 403 403 404 200 200 200 403 200 404 404 404 404 404 404 404 404 404 404 200 200 200 200 404'],
+  [{ route: 'POST /api/images/raw/bob', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                          '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/images/raw', raw: MACAROON_ASK, headers: MACAROON, label: 'a capability' },                                                              '401 403 403 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/capabilities' },                                                                                                                            '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'DELETE /api/capabilities/{capability}', label: 'bob’s' },                                                                                             '401 403 403 404 404 404 200 403 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'POST /api/uploads', headers: (r) => ({ ...TUS, 'upload-length': '1', 'upload-metadata': `image ${b64(`vm-${r}.img`)},owner ${b64('bob')}` }) },      '401 403 403 404 403 403 201 403 201 404 404 404 404 404 404 404 404 404 404 201 403 201 403 404'],
+  [{ route: 'HEAD /api/uploads/{upload}', headers: TUS },                                                                                                         '401 403 403 404 404 404 200 200 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'PATCH /api/uploads/{upload}', raw: Buffer.from('x'), headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } }, '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'DELETE /api/uploads/{upload2}', headers: TUS },                                                                                                      '401 403 403 404 404 404 204 403 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/audit' },                                                                                                                                   '401 403 403 403 403 403 403 403 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /metrics', label: 'from an allowed address' },                                                                                                   '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /metrics', http: true, label: 'plain HTTP, from an allowed address' },                                                                           '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/health' },                                                                                                                                  '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/health', http: true, label: 'plain HTTP' },                                                                                                 '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/openapi.json' },                                                                                                                            '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
 ];
 
 describe('the authorization matrix', () => {
   let pki: TestPki;
   let server: TestServer;
+  let signerDir = '';
   const credentials = new Map<Role, ClientCredential | null>();
   const call = (
     role: Role,
@@ -224,6 +240,8 @@ describe('the authorization matrix', () => {
   const short = (role: Role) => TITLES[role];
   const ids = { job: '', upload: '', upload2: '', transfer: '', capability: '' };
   /** Offers of bob's to ursula, one per role and answer: `{accept}`, `{decline}`, `{cancel}` in a route. */
+  /** A subscriber of vo's lists for each role to remove (`{subscriber}`). */
+  const subscribers = new Map<string, string>();
   const offers = {
     accept: new Map<string, string>(),
     decline: new Map<string, string>(),
@@ -232,7 +250,15 @@ describe('the authorization matrix', () => {
 
   before(async () => {
     pki = await makeTestPki();
-    server = await startServerFor(pki, 'sqlite');
+    // The server signs image lists with a certificate of the test CA.
+    signerDir = await mkdtemp(join(tmpdir(), 'repoman-matrix-'));
+    const signer = pki.credential('lists');
+    await writeFile(join(signerDir, 'signer.pem'), signer.cert);
+    await writeFile(join(signerDir, 'signer.key'), signer.key, { mode: 0o600 });
+    server = await startServerFor(pki, 'sqlite', {
+      REPOMAN_IMAGE_LISTS_SIGNING_CERT: join(signerDir, 'signer.pem'),
+      REPOMAN_IMAGE_LISTS_SIGNING_KEY: join(signerDir, 'signer.key'),
+    });
     for (const role of ROLES)
       credentials.set(
         role,
@@ -319,6 +345,12 @@ describe('the authorization matrix', () => {
     ).json.id;
     await must(bob('POST', '/api/images', { name: 'pub.img', unauthenticated_access: true }));
     await must(call('owner', 'PUT', '/api/images/raw/pub.img', { raw: Buffer.from('public') }));
+    // A VO that endorses images, with the image_endorse holder (and bob) in it; team's list holds a private one.
+    await must(admin('POST', '/api/groups', { name: 'vo', users: ['bob', userOf('image_endorse')] }));
+    await must(admin('POST', '/api/groups/vo/endorsements', { image: 'bob/pub.img', expires: '2099-01-01' }));
+    await must(
+      admin('POST', '/api/groups/team/endorsements', { image: 'bob/vm.img', expires: '2099-01-01' }),
+    );
     // A target of its own for every role, for the routes that change or delete something.
     for (const role of ROLES) {
       const r = short(role);
@@ -336,6 +368,15 @@ describe('the authorization matrix', () => {
         await must(bob('POST', `/api/images/${name}/share/user/rita`));
         await must(bob('POST', `/api/images/${name}/share/group/readers`));
       }
+      await must(bob('POST', '/api/images', { name: `end-${r}.img`, unauthenticated_access: true }));
+      await must(call('owner', 'PUT', `/api/images/raw/end-${r}.img`, { raw: Buffer.from(r) }));
+      await must(
+        admin('POST', '/api/groups/vo/endorsements', { image: `bob/end-${r}.img`, expires: '2099-01-01' }),
+      );
+      subscribers.set(
+        r,
+        (await must(admin('POST', '/api/groups/vo/subscribers', { name: `for ${r}` }))).json.id,
+      );
       await must(
         admin('POST', '/api/users', { user_name: `victim-${r}`, client_dn: `/O=Grid/CN=Victim ${r}` }),
       );
@@ -355,7 +396,10 @@ describe('the authorization matrix', () => {
       );
     }
   });
-  after(async () => server?.stop());
+  after(async () => {
+    await server?.stop();
+    if (signerDir) await rm(signerDir, { recursive: true, force: true });
+  });
 
   it('covers every route of the API', async () => {
     const spec = (await admin('GET', '/api/openapi.json')).json as {
@@ -415,6 +459,7 @@ describe('the authorization matrix', () => {
           .replaceAll('{upload2}', ids.upload2)
           .replaceAll('{transfer}', ids.transfer)
           .replaceAll('{capability}', ids.capability)
+          .replaceAll('{subscriber}', subscribers.get(short(role)) ?? '')
           .replaceAll('{accept}', offers.accept.get(short(role)) ?? '')
           .replaceAll('{decline}', offers.decline.get(short(role)) ?? '')
           .replaceAll('{cancel}', offers.cancel.get(short(role)) ?? '');

@@ -704,6 +704,86 @@ export function hostileInputSuite(engine: Engine) {
       assert.deepEqual(await snapshot(), before_);
     });
 
+    it('refuses hostile endorsements, subscribers and image-list requests, and changes nothing', async () => {
+      const endorse = (body: string, group = 'team') =>
+        send(
+          request('POST', `/api/groups/${group}/endorsements`, ['Content-Type: application/json'], body),
+          'admin',
+        );
+      const bodies = [
+        '{',
+        '[]',
+        '{"image":"bob/vm.img"}',
+        '{"expires":"2099-01-01"}',
+        '{"image":"bob/vm.img","expires":"tomorrow"}',
+        '{"image":"bob/vm.img","expires":"2099-02-30"}',
+        '{"image":"bob/vm.img","expires":"1999-01-01"}',
+        '{"image":"bob/vm.img","expires":42}',
+        '{"image":"bob/vm.img","expires":"2099-01-01","version":0}',
+        '{"image":"bob/vm.img","expires":"2099-01-01","version":2147483648}',
+        '{"image":"bob/vm.img","expires":"2099-01-01","version":"1"}',
+        '{"image":"bob/vm.img","expires":"2099-01-01","version":7}',
+        '{"image":"vm.img","expires":"2099-01-01"}',
+        '{"image":"bob/../pam/secret.img","expires":"2099-01-01"}',
+        '{"image":"pam/secret.img","expires":"2099-01-01"}',
+        `{"image":"${'b'.repeat(300)}/x","expires":"2099-01-01"}`,
+        `{"image":"bob/vm.img","expires":"2099-01-01","comment":"${'c'.repeat(70_000)}"}`,
+        '{"image":"bob/vm.img","expires":"2099-01-01","endorser":"pam"}',
+        '{"__proto__":{"image":"bob/vm.img"},"expires":"2099-01-01"}',
+      ];
+      let count = 0;
+      for (const body of bodies) {
+        const response = await endorse(body);
+        const what = `POST endorsements ${body.slice(0, 80)} -> ${response.status} ${response.body.slice(0, 160)}`;
+        assert.ok(response.status >= 400 && response.status < 500, what);
+        assert.ok(response.code, what);
+        count++;
+      }
+      for (const group of ['..%2f..%2fetc', 'nobody', '%00', 'a'.repeat(300)]) {
+        const response = await endorse('{"image":"bob/vm.img","expires":"2099-01-01"}', group);
+        assert.ok(
+          response.status >= 400 && response.status < 500 && response.code,
+          `${group} -> ${response.status}`,
+        );
+        count++;
+      }
+      tried.set('hostile endorsements', count);
+      const basic = (value: string) => [`Authorization: Basic ${value}`];
+      await refused('hostile image-list and subscriber requests', [
+        request('GET', '/api/groups/nobody/image-list'),
+        request('GET', '/api/groups/..%2f..%2fetc/image-list.json'),
+        request('GET', '/api/images/pam/secret.img/image-list'),
+        request('GET', '/api/images/bob/nothing.img/image-list.json'),
+        request('DELETE', '/api/groups/team/endorsements/bob/vm.img'),
+        request('DELETE', '/api/groups/team/endorsements/..%2f/vm.img'),
+        request('DELETE', '/api/groups/team/subscribers/x'),
+        request('POST', '/api/groups/team/subscribers', ['Content-Type: application/json'], '{"name":""}'),
+        request('POST', '/api/groups/team/subscribers', ['Content-Type: application/json'], '{"name":42}'),
+        request(
+          'POST',
+          '/api/groups/team/subscribers',
+          ['Content-Type: application/json'],
+          `{"name":"${'n'.repeat(300)}"}`,
+        ),
+      ]);
+      // Junk basic auth on a list of public images only is ignored: it needs none.
+      for (const value of [
+        '',
+        '%%%',
+        Buffer.from(':').toString('base64'),
+        'A'.repeat(5000),
+        Buffer.from('\u0000:x').toString('base64'),
+      ]) {
+        const response = await send(request('GET', '/api/groups/team/image-list.json', basic(value)));
+        assert.ok(
+          [200, 400, 431].includes(response.status),
+          `Basic ${value.slice(0, 20)} -> ${response.status}`,
+        );
+      }
+      tried.set('junk subscriber tokens', 5);
+      assert.deepEqual(await snapshot(), before_);
+    });
+
     it('stores SQL metacharacters and non-ASCII text in every field verbatim, and finds nothing with them', async () => {
       const nasty = [
         "'; DROP TABLE images; --",

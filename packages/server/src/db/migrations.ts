@@ -357,6 +357,52 @@ function migrations(engine: Engine): Record<string, Migration> {
         await db.schema.createIndex('capabilities_expires').on('capabilities').column('expires').execute();
       },
     },
+    '0015_endorsements': {
+      async up(db) {
+        // A group's endorsement of one version of an image (one per image and group: a new one replaces it),
+        // and the image lists made of them: each list's stable identifier, its version, and the signed
+        // message last published, with what it was made from, so that it is signed again only on change.
+        await db.schema
+          .createTable('endorsements')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('group_id', 'integer', (c) => c.notNull().references('groups.id').onDelete('cascade'))
+          .addColumn('image_id', 'integer', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('endorser_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('comment', 'text')
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('expires', time, (c) => c.notNull())
+          .addUniqueConstraint('endorsements_group_image', ['group_id', 'image_id'])
+          .execute();
+        await db.schema.createIndex('endorsements_image').on('endorsements').column('image_id').execute();
+        await db.schema
+          .createTable('image_lists')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('scope', 'text', (c) => c.notNull().unique())
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('fingerprint', 'text')
+          .addColumn('issued', time)
+          .addColumn('expires', time)
+          .addColumn('document', 'text')
+          .addColumn('signed', 'text')
+          .execute();
+        // Subscribers of a group's lists: a token each (only its SHA-256 kept), sent as HTTP basic auth.
+        await db.schema
+          .createTable('list_subscribers')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('group_id', 'integer', (c) => c.notNull().references('groups.id').onDelete('cascade'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('token_sha256', 'text', (c) => c.notNull().unique())
+          .addColumn('created_by', 'integer', (c) => c.references('users.id').onDelete('set null'))
+          .addColumn('created', time, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('list_subscribers_group')
+          .on('list_subscribers')
+          .column('group_id')
+          .execute();
+      },
+    },
   };
 }
 

@@ -216,6 +216,51 @@ export interface CapabilitiesTable {
   revoked_reason: string | null;
 }
 
+/** A group's endorsement of one version of an image, for its image lists (one per image and group). */
+export interface EndorsementsTable {
+  /** Opaque, a UUID. */
+  id: string;
+  group_id: number;
+  image_id: number;
+  /** The version endorsed: kept (never pruned) while endorsed. */
+  version: number;
+  endorser_id: number;
+  comment: string | null;
+  created: string;
+  expires: string;
+}
+
+/**
+ * An image list as last published. `scope` names it (`group:ID`, `image:ID`); `id` is its stable
+ * `dc:identifier`; `fingerprint` is a digest of what it was made from, so that it is signed again only when
+ * that changes or its expiry nears.
+ */
+export interface ImageListsTable {
+  id: string;
+  scope: string;
+  /** `hv:version`, raised each time the list is issued anew. */
+  version: number;
+  fingerprint: string | null;
+  issued: string | null;
+  expires: string | null;
+  /** The JSON text published (and signed). */
+  document: string | null;
+  /** The S/MIME message served; null if the server signs no lists. */
+  signed: string | null;
+}
+
+/** A subscriber of a group's image lists: a token (kept as its SHA-256) it sends as HTTP basic auth. */
+export interface ListSubscribersTable {
+  /** Opaque, a UUID. */
+  id: string;
+  group_id: number;
+  /** Who it is for, as the group's managers name it (a site). */
+  name: string;
+  token_sha256: string;
+  created_by: number | null;
+  created: string;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -232,6 +277,9 @@ export interface Database {
   image_transfers: ImageTransfersTable;
   capability_keys: CapabilityKeysTable;
   capabilities: CapabilitiesTable;
+  endorsements: EndorsementsTable;
+  image_lists: ImageListsTable;
+  list_subscribers: ListSubscribersTable;
 }
 
 /** The query layer over this schema, or a transaction on it: every data-access function takes one. */

@@ -169,11 +169,16 @@ export async function setCurrentVersion(
 }
 
 /**
- * Removes all but the newest `keep` versions, never the one served; returns their blob keys, for deletion
- * after commit.
+ * Removes all but the newest `keep` versions, never the one served nor one a group endorses (its image lists
+ * pin it); returns their blob keys, for deletion after commit.
  */
 export async function pruneVersions(db: Db, imageId: number, keep: number): Promise<string[]> {
   const image = await db.selectFrom('images').select('version').where('id', '=', imageId).executeTakeFirst();
+  const endorsed = new Set(
+    (await db.selectFrom('endorsements').select('version').where('image_id', '=', imageId).execute()).map(
+      (row) => row.version,
+    ),
+  );
   const old = (
     await db
       .selectFrom('image_versions')
@@ -183,7 +188,7 @@ export async function pruneVersions(db: Db, imageId: number, keep: number): Prom
       .offset(keep)
       .limit(1_000_000)
       .execute()
-  ).filter((row) => row.version !== image?.version);
+  ).filter((row) => row.version !== image?.version && !endorsed.has(row.version));
   if (old.length === 0) return [];
   const variants = await variantKeys(
     db,

@@ -30,6 +30,7 @@ import { auditRoutes } from './routes/audit.ts';
 import { capabilityRoutes } from './routes/capabilities.ts';
 import { type CopySettings, copyRoutes } from './routes/copy.ts';
 import { groupRoutes } from './routes/groups.ts';
+import { imageListRoutes } from './routes/image-lists.ts';
 import { imageRoutes } from './routes/images.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { rawRoutes } from './routes/raw.ts';
@@ -154,6 +155,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   rawRoutes(app, deps);
   webdavRoutes(app, deps);
   capabilityRoutes(app, deps);
+  imageListRoutes(app, deps);
   copyRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);

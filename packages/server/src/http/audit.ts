@@ -129,6 +129,37 @@ const RULES = new Map<string, Rule>([
     },
   ],
   [
+    'POST /api/groups/:group/endorsements',
+    {
+      action: 'image.endorse',
+      type: 'image',
+      target: (_p, b) => text(b?.image),
+      detail: (p, b) => ({ group: p.group, version: b?.version ?? null, expires: text(b?.expires) }),
+    },
+  ],
+  [
+    'DELETE /api/groups/:group/endorsements/:user/:image',
+    {
+      action: 'image.withdraw',
+      type: 'image',
+      target: (p) => (p.user && p.image ? `${p.user}/${p.image}` : null),
+      detail: (p) => ({ group: p.group }),
+    },
+  ],
+  [
+    'POST /api/groups/:group/subscribers',
+    {
+      action: 'group.subscriber_add',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (_p, b) => ({ name: text(b?.name) }),
+    },
+  ],
+  [
+    'DELETE /api/groups/:group/subscribers/:id',
+    { action: 'group.subscriber_remove', type: 'group', target: (p) => p.group ?? null },
+  ],
+  [
     'POST /api/images',
     {
       action: 'image.create',

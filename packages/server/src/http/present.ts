@@ -1,7 +1,8 @@
 /** Turns service views into the API's JSON, with absolute URLs for the server the client reached. */
-import type { Group, Image, Job, Page, User, Variant } from '@repoman/core';
+import type { Endorsement, Group, Image, Job, Page, User, Variant } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
 import type { JobView } from '../services/conversions.ts';
+import type { EndorsementView } from '../services/endorsements.ts';
 import type { GroupView } from '../services/groups.ts';
 import type { ImageView } from '../services/images.ts';
 import type { UserView } from '../services/users.ts';
@@ -82,7 +83,8 @@ export function userJson(urls: Urls, view: UserView): User {
 }
 
 export function groupJson(urls: Urls, view: GroupView): Group {
-  return { ...view, url: groupUrl(urls, view.name) };
+  const url = groupUrl(urls, view.name);
+  return { ...view, url, image_list_url: `${url}/image-list` };
 }
 
 export function imageJson(urls: Urls, view: ImageView): Image {
@@ -96,6 +98,20 @@ export function imageJson(urls: Urls, view: ImageView): Image {
     owner_url: userUrl(urls, owner),
     file_url: urls.https + file,
     http_file_url: view.unauthenticated_access && urls.http ? urls.http + file : null,
+    image_list_url: `${imageUrl(urls, owner, name)}/image-list`,
+    ...rest,
+  };
+}
+
+/** An endorsement, with its own URL, its image's and the endorsed version's pinned bytes URL. */
+export function endorsementJson(urls: Urls, view: EndorsementView): Endorsement {
+  const { group, owner, name, ...rest } = view;
+  return {
+    url: `${groupUrl(urls, group)}/endorsements/${seg(owner)}/${seg(name)}`,
+    group,
+    image: `${owner}/${name}`,
+    image_url: imageUrl(urls, owner, name),
+    version_url: `${urls.https}${rawPath(owner, name)}?version=${view.version}`,
     ...rest,
   };
 }

@@ -34,7 +34,7 @@ export interface ImageRef {
 }
 
 /** An image as an actor sees it: the API's fields but its URLs, which only HTTP knows. */
-export type ImageView = Omit<Image, 'url' | 'owner_url' | 'file_url' | 'http_file_url'>;
+export type ImageView = Omit<Image, 'url' | 'owner_url' | 'file_url' | 'http_file_url' | 'image_list_url'>;
 
 const isExpired = (row: Pick<ImageRow, 'expires'>, now = new Date()) =>
   row.expires !== null && new Date(row.expires).getTime() <= now.getTime();

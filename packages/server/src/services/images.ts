@@ -19,6 +19,7 @@ import {
   type ImageTarget,
 } from '../authz.ts';
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
+import { endorsingGroups } from '../db/endorsements-dal.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import type { ImageRow, ImageWithShares } from '../db/images-dal.ts';
 import * as images from '../db/images-dal.ts';
@@ -103,6 +104,17 @@ export function createImageService(deps: {
   const maxImages = deps.maxImagesPerUser ?? Number.POSITIVE_INFINITY;
 
   const { find } = createImageAccess(db);
+
+  /** Sites run what groups endorse: an endorsed image is not deleted (or replaced) under them. */
+  async function refuseIfEndorsed(imageId: number, name: string) {
+    const groups = await endorsingGroups(db, imageId);
+    if (groups.length > 0)
+      throw new RepomanError(
+        'image_endorsed',
+        `${name} is endorsed by ${groups.join(', ')}; withdraw the endorsements before deleting it`,
+        { details: { groups } },
+      );
+  }
 
   async function viewById(actor: Actor, id: number): Promise<ImageView> {
     const row = await images.findImageWithAccessById(db, id);
@@ -239,6 +251,7 @@ export function createImageService(deps: {
             `${ref.owner}/${ref.name} is read-only; clear read_only before deleting it`,
           );
         }
+        await refuseIfEndorsed(row.id, `${ref.owner}/${ref.name}`);
         if (options.dryRun) return;
         const blobs = await db.transaction().execute(async (trx) => {
           await lockImage(trx, row.id); // an upload finishing now either lands before this or finds no image
@@ -285,6 +298,7 @@ export function createImageService(deps: {
               'image_read_only',
               `${row.owner_name}/${name} is read-only; clear read_only before replacing it`,
             );
+          await refuseIfEndorsed(there.row.id, `${row.owner_name}/${name}`);
         }
         const blobs = await db.transaction().execute(async (trx) => {
           let keys: string[] = [];

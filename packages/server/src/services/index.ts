@@ -5,8 +5,10 @@ import type { Db } from '../db/schema.ts';
 import { createAuditService } from './audit.ts';
 import { type CapabilityPolicy, createCapabilityService } from './capabilities.ts';
 import { type ConversionSettings, createConversionService } from './conversions.ts';
+import { createEndorsementService } from './endorsements.ts';
 import { createGroupService } from './groups.ts';
 import { createIdentityService } from './identity.ts';
+import { createImageListService, type ListPolicy } from './image-lists.ts';
 import { createImageService } from './images.ts';
 import { createNamespaceService } from './namespaces.ts';
 import { createQuotaService } from './quota.ts';
@@ -51,6 +53,8 @@ export function createServices(deps: {
   tellOtherWorkers?: (() => Promise<void>) | undefined;
   /** Validity of capabilities (macaroons); by default an hour, and 30 days at most. */
   capabilities?: CapabilityPolicy | undefined;
+  /** Image lists: their validity (28 days by default) and the server's signer (none by default). */
+  imageLists?: ListPolicy | undefined;
 }) {
   const { db, store, policy, hashing, limits } = deps;
   const quota = createQuotaService({ db });
@@ -79,12 +83,22 @@ export function createServices(deps: {
     await identity.forget();
     await deps.tellOtherWorkers?.();
   };
+  const capabilities = createCapabilityService({
+    db,
+    identity,
+    policy: deps.capabilities ?? { defaultValiditySeconds: 3600, maxValiditySeconds: 30 * 86400 },
+  });
   return {
     identity,
-    capabilities: createCapabilityService({
+    capabilities,
+    /** Groups' endorsements of image versions, and the subscribers of their lists. */
+    endorsements: createEndorsementService({ db, store, hashing }),
+    /** The signed image lists made of the endorsements. */
+    imageLists: createImageListService({
       db,
       identity,
-      policy: deps.capabilities ?? { defaultValiditySeconds: 3600, maxValiditySeconds: 30 * 86400 },
+      capabilities,
+      policy: deps.imageLists ?? { maxValiditySeconds: 28 * 86400, signing: null },
     }),
     audit: createAuditService({ db }),
     users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged }),

@@ -1800,6 +1800,421 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/groups/{group}/image-list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The group’s HEPiX image list, signed (S/MIME): no certificate needed (a subscriber token if it holds private images) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/images/{user}/{image}/image-list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The image’s own HEPiX image list (its endorsed version), signed (S/MIME) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/groups/{group}/image-list.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The group’s HEPiX image list, unsigned JSON: no certificate needed (a subscriber token if it holds private images) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/images/{user}/{image}/image-list.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The image’s own HEPiX image list (its endorsed version), unsigned JSON */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/groups/{group}/endorsements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The group’s endorsements (all: expired ones too); non-members see those of images they can read */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    offset?: number;
+                    /** @description Expired endorsements too (by default only those in the lists) */
+                    all?: boolean;
+                };
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["Endorsement"][];
+                            total: number;
+                            limit: number;
+                            offset: number;
+                            next: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Endorse a version of an image for the group (image_endorse and membership), replacing its endorsement */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description owner/name */
+                        image: string;
+                        version?: number;
+                        /** @description ISO 8601 date or date-time, in the future */
+                        expires: string;
+                        comment?: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Endorsement"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/groups/{group}/endorsements/{user}/{image}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The group’s endorsement of an image */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Endorsement"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Withdraw the group’s endorsement of an image (image_endorse and membership) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/groups/{group}/subscribers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Subscribers of the group’s image lists (its endorsers and admins), never their tokens */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            group: string;
+                            name: string;
+                            created_by: string | null;
+                            /** Format: date-time */
+                            created: string;
+                            /** @description Shown once, when the subscriber is made */
+                            token?: string;
+                            /** @description The group’s list URL with the token in it, for vmcatcher_subscribe */
+                            list_url?: string;
+                        }[];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Add a subscriber (a site): its token, shown once, reads lists holding private images */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            group: string;
+                            name: string;
+                            created_by: string | null;
+                            /** Format: date-time */
+                            created: string;
+                            /** @description Shown once, when the subscriber is made */
+                            token?: string;
+                            /** @description The group’s list URL with the token in it, for vmcatcher_subscribe */
+                            list_url?: string;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/groups/{group}/subscribers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a subscriber’s token */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/images/{user}/{image}/conversions": {
         parameters: {
             query?: never;
@@ -2974,6 +3389,8 @@ export interface components {
         Group: {
             name: string;
             url: string;
+            /** @description The group's signed HEPiX image list */
+            image_list_url: string;
             protected: boolean;
             permissions: string[];
             users: string[];
@@ -2992,6 +3409,8 @@ export interface components {
             file_url: string;
             /** @description Plain HTTP URL, for public images only */
             http_file_url?: string | null;
+            /** @description The image's own signed HEPiX image list */
+            image_list_url?: string;
             description?: string | null;
             os_variant?: string | null;
             os_type?: string | null;
@@ -3045,6 +3464,25 @@ export interface components {
             /** Format: date-time */
             revoked: string | null;
             revoked_reason: string | null;
+        };
+        Endorsement: {
+            url: string;
+            group: string;
+            /** @description owner/name */
+            image: string;
+            image_url: string;
+            version: number;
+            /** @description The endorsed version’s bytes, pinned */
+            version_url: string;
+            size: number;
+            sha512: string;
+            endorser: string;
+            comment: string | null;
+            /** Format: date-time */
+            created: string;
+            /** Format: date-time */
+            expires: string;
+            expired: boolean;
         };
         Job: {
             id: string;

@@ -7,6 +7,7 @@ import { type DigestName, RepomanError } from '@repoman/core';
 import { type Actor, canReadImage } from '../../authz.ts';
 import type { HashingPool } from '../../blobs/hashing.ts';
 import { BlobNotFoundError, type BlobReadable, type BlobStore, type ByteRange } from '../../blobs/store.ts';
+import { isEndorsedVersion } from '../../db/endorsements-dal.ts';
 import { findVariant } from '../../db/jobs-dal.ts';
 import type { Db } from '../../db/schema.ts';
 import { findVersion, type VersionRow } from '../../db/versions-dal.ts';
@@ -122,14 +123,17 @@ export function createDownloads(deps: {
     // Without a certificate only the current version is served: an older one is not even looked up, so
     // nobody learns which versions are kept.
     const anonymous = actor === null;
-    const opened = await openVersion(actor, ref, anonymous ? undefined : options.version);
+    let opened = await openVersion(actor, ref, anonymous ? undefined : options.version);
     const { image } = opened;
     if (anonymous && options.version !== undefined && options.version !== image.version) {
-      // Older versions may predate the image's publication, or have been replaced for a reason.
-      throw new RepomanError(
-        'certificate_required',
-        'Older versions need a certificate; the current one is public',
-      );
+      // Older versions may predate the image's publication, or have been replaced for a reason; one a group
+      // endorses is published by its image list, at this pinned URL.
+      if (!(await isEndorsedVersion(db, image.id, options.version)))
+        throw new RepomanError(
+          'certificate_required',
+          'Older versions need a certificate; the current one is public',
+        );
+      opened = await openVersion(actor, ref, options.version);
     }
     const served = await servedOf(opened.version, options.format, ref);
     const type = contentType(served);

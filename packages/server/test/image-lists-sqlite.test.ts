@@ -1,0 +1,3 @@
+import { imageListsSuite } from './image-lists-suite.ts';
+
+imageListsSuite('sqlite');
