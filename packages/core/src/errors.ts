@@ -52,6 +52,10 @@ export const ERRORS = {
   },
   checksum_mismatch: { status: 460, message: 'The request body does not match its Upload-Checksum' },
   tus_version_unsupported: { status: 412, message: 'This server speaks tus 1.0.0 (Tus-Resumable: 1.0.0)' },
+  list_signature_invalid: {
+    status: 400,
+    message: 'The signed image list is not an S/MIME message whose signature verifies',
+  },
   // 401: who are you?
   certificate_required: {
     status: 401,
@@ -80,6 +84,10 @@ export const ERRORS = {
     message: 'A change sent by another site in your browser is refused; make it from Repoman’s own pages',
   },
   forbidden: { status: 403, message: 'You are not allowed to do this' },
+  list_signer_refused: {
+    status: 403,
+    message: 'The image list is not signed by its endorser’s own certificate (no proxy) from a trusted CA',
+  },
   propfind_finite_depth: {
     status: 403,
     message: 'PROPFIND with Depth: infinity is refused; ask with Depth: 0 or 1',
@@ -151,6 +159,14 @@ export const ERRORS = {
   group_protected: { status: 409, message: 'This group is protected and cannot be deleted or renamed' },
   image_read_only: { status: 409, message: 'The image is read-only' },
   conflict: { status: 409, message: 'The request conflicts with the current state' },
+  list_content_mismatch: {
+    status: 409,
+    message: 'The signed content is not the image list the server publishes; sign exactly that',
+  },
+  precondition_failed: {
+    status: 412,
+    message: 'What you changed has changed since you read it (If-Match); read it again',
+  },
   upload_offset_mismatch: { status: 409, message: 'Upload-Offset is not where the upload stands' },
   upload_locked: { status: 423, message: 'Another request is writing to this upload; try again shortly' },
   too_many_uploads: {

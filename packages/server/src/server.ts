@@ -446,6 +446,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         },
         markerMs: config.tpc.markerSeconds * 1000,
       },
+      trust: () => trust.verifier(),
     });
     reloadLog = app.log;
     log = app.log;

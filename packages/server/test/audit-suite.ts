@@ -160,14 +160,24 @@ export function auditSuite(engine: Engine) {
       });
       ok(capability);
       ok(await bob.delete(`/api/capabilities/${capability.json.id}`));
-      // Endorsing for a group, and its list's subscribers.
+      // Endorsing for a group, its list's subscribers, an endorser's signed list (refused: not signed).
       ok(await admin.post('/api/groups', { name: 'vo', users: ['admin'] }));
       ok(await bob.post('/api/images', { name: 'endorsed.img', unauthenticated_access: true }));
       ok(await bob.put('/api/images/raw/endorsed.img', Buffer.from('endorsed')));
-      ok(await admin.post('/api/groups/vo/endorsements', { image: 'bob/endorsed.img', expires: '2099-01-01' }));
+      ok(
+        await admin.post('/api/groups/vo/endorsements', { image: 'bob/endorsed.img', expires: '2099-01-01' }),
+      );
       const subscriber = await admin.post('/api/groups/vo/subscribers', { name: 'a site' });
       ok(subscriber);
       ok(await admin.delete(`/api/groups/vo/subscribers/${subscriber.json.id}`));
+      expectError(
+        await admin.request('PUT', '/api/groups/vo/endorsers/admin/image-list', {
+          body: Buffer.from('not signed'),
+          headers: { 'content-type': 'text/plain', 'if-match': '"x"' },
+        }),
+        412,
+        'precondition_failed',
+      );
       ok(await admin.delete('/api/groups/vo/endorsements/bob/endorsed.img'));
       // Refused: a stranger's certificate, and a user without the right.
       const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));

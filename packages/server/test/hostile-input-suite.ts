@@ -747,9 +747,44 @@ export function hostileInputSuite(engine: Engine) {
         );
         count++;
       }
+      // Garbage as an endorser's signed list (the admin may endorse for team): refused, nothing published.
+      for (const body of [
+        'not a MIME message',
+        'MIME-Version: 1.0\r\nContent-Type: multipart/signed; boundary="b"\r\n\r\n--b\r\n{}\r\n--b--\r\n',
+        `MIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol="application/x-pkcs7-signature"; boundary="b"\r\n\r\n--b\r\n{}\r\n--b\r\nContent-Type: application/x-pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.alloc(600, 0x30).toString('base64')}\r\n--b--\r\n`,
+        '\u0001'.repeat(1000),
+      ]) {
+        const json = await send(request('GET', '/api/groups/team/endorsers/admin/image-list.json'), 'admin');
+        const etag = /etag: ("[^"]*")/i.exec(json.head)?.[1] ?? '"x"';
+        const response = await send(
+          request(
+            'PUT',
+            '/api/groups/team/endorsers/admin/image-list',
+            ['Content-Type: text/plain', `If-Match: ${etag}`],
+            body,
+          ),
+          'admin',
+        );
+        assert.equal(
+          response.code,
+          'list_signature_invalid',
+          `${body.slice(0, 40)} -> ${response.status} ${response.body}`,
+        );
+        count++;
+      }
       tried.set('hostile endorsements', count);
       const basic = (value: string) => [`Authorization: Basic ${value}`];
       await refused('hostile image-list and subscriber requests', [
+        request(
+          'PUT',
+          '/api/groups/team/endorsers/bob/image-list',
+          ['Content-Type: text/plain', 'If-Match: "x"'],
+          'MIME-Version: 1.0\r\n\r\n',
+        ),
+        request('PUT', '/api/groups/team/endorsers/bob/image-list', ['Content-Type: application/json'], '{}'),
+        request('PUT', '/api/groups/team/endorsers/pam/image-list', ['Content-Type: text/plain'], 'x'),
+        request('PUT', '/api/groups/team/endorsers/..%2fpam/image-list', ['Content-Type: text/plain'], 'x'),
+        request('GET', '/api/groups/team/endorsers/nobody/image-list.json'),
         request('GET', '/api/groups/nobody/image-list'),
         request('GET', '/api/groups/..%2f..%2fetc/image-list.json'),
         request('GET', '/api/images/pam/secret.img/image-list'),

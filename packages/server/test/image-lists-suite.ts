@@ -392,6 +392,93 @@ export function imageListsSuite(engine: Engine) {
       assert.equal((await as('bob').delete('/api/images/pub.img')).status, 204);
     });
 
+    it('publishes an endorser’s own list signed on their machine, and nothing else in its place', async () => {
+      // An image of its own: this test stands alone.
+      await as('bob').post('/api/images', { name: 'signed.img', unauthenticated_access: true });
+      assert.equal((await as('bob').put('/api/images/raw/signed.img', v1)).status, 201);
+      const made = await endorse('eve', { image: 'bob/signed.img', expires: inDays(20), comment: 'Tested' });
+      assert.equal(made.status, 201, made.text);
+      const path = '/api/groups/atlas/endorsers/eve/image-list';
+      expectError(await anonymous(path), 404, 'image_list_unsigned');
+      const fetched = await anonymous(`${path}.json`);
+      assert.equal(fetched.status, 200, fetched.text);
+      const etag = String(fetched.headers.etag);
+      const list = fetched.json['hv:imagelist'];
+      // The endorser is the signer the list names, and the list's expiry is its endorsement's.
+      assert.equal(list['hv:endorser']['hv:x509']['hv:dn'], pki.dn('eve'));
+      assert.equal(list['hv:endorser']['hv:x509']['hv:ca'], pki.caDn);
+      assert.ok(Math.abs(new Date(list['dc:date:expires']).getTime() - (Date.now() + 20 * DAY)) < 60_000);
+      /** Signs `text` as `who` (a credential's files) with the system's openssl, as the client does. */
+      const sign = async (text: string, who: { cert: string; key: string }) => {
+        const work = await mkdtemp(join(tmpdir(), 'repoman-sign-'));
+        try {
+          await writeFile(join(work, 'cert.pem'), who.cert);
+          await writeFile(join(work, 'key.pem'), who.key, { mode: 0o600 });
+          await writeFile(join(work, 'list.json'), text);
+          const chain = who.cert
+            .split(/(?<=-----END CERTIFICATE-----\n)/)
+            .slice(1)
+            .join('');
+          const extra = chain ? ['-certfile', join(work, 'chain.pem')] : [];
+          if (chain) await writeFile(join(work, 'chain.pem'), chain);
+          await run('openssl', [
+            'smime',
+            '-sign',
+            '-signer',
+            join(work, 'cert.pem'),
+            '-inkey',
+            join(work, 'key.pem'),
+            ...extra,
+            '-in',
+            join(work, 'list.json'),
+            '-out',
+            join(work, 'list.smime'),
+          ]);
+          return await readFile(join(work, 'list.smime'), 'utf8');
+        } finally {
+          await rm(work, { recursive: true, force: true });
+        }
+      };
+      const put = (who: string, body: string, ifMatch: string | null = etag) =>
+        as(who).request('PUT', path, {
+          body: Buffer.from(body),
+          headers: { 'content-type': 'text/plain', ...(ifMatch ? { 'if-match': ifMatch } : {}) },
+        });
+      const signed = await sign(fetched.text, pki.credential('eve'));
+      // Refused: without If-Match, by another user, signed by someone else or by a proxy, or other content.
+      expectError(await put('eve', signed, null), 412, 'precondition_failed');
+      expectError(await put('eve', signed, '"stale"'), 412, 'precondition_failed');
+      expectError(await put('mallory', signed), 403, 'forbidden');
+      expectError(
+        await put('eve', await sign(fetched.text, pki.credential('mallory'))),
+        403,
+        'list_signer_refused',
+      );
+      const proxy = await put('eve', await sign(fetched.text, pki.proxy('eve', 'rfc')));
+      expectError(proxy, 403, 'list_signer_refused');
+      assert.match(proxy.json.error.message, /proxy/);
+      const other = fetched.text.replace('"hv:size": 50000', '"hv:size": 1');
+      expectError(await put('eve', await sign(other, pki.credential('eve'))), 409, 'list_content_mismatch');
+      expectError(await put('eve', 'not S/MIME at all'), 400, 'list_signature_invalid');
+      const tampered = signed.replace('"sl:comments": "Tested"', '"sl:comments": "Tasted"');
+      assert.notEqual(tampered, signed);
+      expectError(await put('eve', tampered), 400, 'list_signature_invalid');
+      const accepted = await put('eve', signed);
+      assert.equal(accepted.status, 200, accepted.text);
+      // Served as signed, and openssl verifies it as eve's.
+      const served = await anonymous(path);
+      assert.equal(served.status, 200, served.text);
+      assert.equal(served.text, signed);
+      const verified = await opensslVerify(served.text, caPath);
+      assert.ok(verified.ok, verified.ok ? '' : verified.stderr);
+      assert.equal(verified.subject, pki.dn('eve'));
+      // Another endorsement changes the list: the old signature is no longer served for it.
+      assert.equal((await endorse('eve', { image: 'bob/signed.img', expires: inDays(21) })).status, 201);
+      expectError(await anonymous(path), 404, 'image_list_unsigned');
+      expectError(await put('eve', signed), 412, 'precondition_failed');
+      assert.equal((await as('eve').delete('/api/groups/atlas/endorsements/bob/signed.img')).status, 204);
+    });
+
     it('audits endorsements', async () => {
       const log = await as('admin').get('/api/audit?action=image.endorse');
       assert.equal(log.status, 200, log.text);

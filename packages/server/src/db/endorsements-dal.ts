@@ -199,6 +199,22 @@ export async function recordIssuedList(
   return Number(result.numUpdatedRows) === 1;
 }
 
+/** Publishes an endorser's signature of the list, if the list is still the version they signed. */
+export async function recordSignature(
+  db: Db,
+  scope: string,
+  version: number,
+  signed: string,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('image_lists')
+    .set({ signed })
+    .where('scope', '=', scope)
+    .where('version', '=', version)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
 // ---- subscribers ----
 
 export async function insertSubscriber(db: Db, row: SubscriberRow): Promise<void> {

@@ -9,6 +9,7 @@ import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
 import { groupSchema, imageSchema, userSchema } from '@repoman/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import type { Verifier } from '../pki/verify.ts';
 import type { Services } from '../services/index.ts';
 import { trackAllowedMethods } from './allowed-methods.ts';
 import { registerAudit } from './audit.ts';
@@ -53,6 +54,8 @@ export interface AppOptions {
   web?: WebAssets | null;
   /** Third-party copies; absent: the system's CAs only, no private network, the defaults of config.ts. */
   copy?: CopySettings;
+  /** The trusted CAs' verifier (reloaded); absent: endorsers' signed lists are refused. */
+  trust?: () => Verifier;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -147,6 +150,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       markerMs: 5000,
     },
     services: options.services,
+    trust: options.trust ?? null,
     urls: (request: Parameters<typeof urlsFor>[0]) => urlsFor(request, options.publicUrls),
   };
   userRoutes(app, deps);

@@ -147,6 +147,15 @@ const RULES = new Map<string, Rule>([
     },
   ],
   [
+    'PUT /api/groups/:group/endorsers/:user/image-list',
+    {
+      action: 'group.list_sign',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ endorser: p.user }),
+    },
+  ],
+  [
     'POST /api/groups/:group/subscribers',
     {
       action: 'group.subscriber_add',

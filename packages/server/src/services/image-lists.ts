@@ -16,6 +16,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { RepomanError } from '@repoman/core';
+import { type Actor, canEndorseFor } from '../authz.ts';
 import {
   type EndorsementDetail,
   groupOfToken,
@@ -23,13 +24,24 @@ import {
   imageListOf,
   listEndorsements,
   recordIssuedList,
+  recordSignature,
 } from '../db/endorsements-dal.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import { findImage } from '../db/images-dal.ts';
 import type { Db } from '../db/schema.ts';
-import { type ListEntry, type ListHead, type ListSigner, listDocument, listText } from '../lists/hepix.ts';
+import { findUserByName, type UserRow } from '../db/users-dal.ts';
+import {
+  type ListEntry,
+  type ListHead,
+  type ListSigner,
+  listDocument,
+  listText,
+  sameText,
+} from '../lists/hepix.ts';
 import type { Credential } from '../pki/issue.ts';
-import { signSmime } from '../pki/smime.ts';
+import { normalizeDn } from '../pki/names.ts';
+import { SmimeError, signSmime, smimeSigningProblem, verifySmime } from '../pki/smime.ts';
+import type { Verifier } from '../pki/verify.ts';
 import type { CapabilityService } from './capabilities.ts';
 import type { IdentityService } from './identity.ts';
 import type { ImageRef } from './image-access.ts';
@@ -53,12 +65,20 @@ export interface ListUrls {
 export interface ListCaller {
   tls: boolean;
   token: string | null;
+  /** Who, if a certificate came with it: members of the list's groups (and admins) read it without a token. */
+  actor: Actor | null;
 }
 
-export type ListScope = { kind: 'group'; group: string } | { kind: 'image'; ref: ImageRef };
+export type ListScope =
+  | { kind: 'group'; group: string }
+  | { kind: 'image'; ref: ImageRef }
+  /** An endorser's own list in a group: what they endorse there, signed on their machine. */
+  | { kind: 'endorser'; group: string; user: string };
 
 /** A list as published: its JSON text, the S/MIME message (if signed), and what HTTP says of it. */
 export interface PublishedList {
+  /** Its scope (`group:ID`, `image:ID`, `endorser:GROUP:USER`). */
+  key: string;
   identifier: string;
   version: number;
   issued: string;
@@ -67,6 +87,30 @@ export interface PublishedList {
   signed: string | null;
   /** It holds capability URLs: HTTPS and a subscriber token only. */
   secret: boolean;
+}
+
+/** What a scope's list is made of now. */
+interface ListContent {
+  /** The `image_lists` scope. */
+  key: string;
+  title: string;
+  /** Groups whose subscriber tokens (and members) may read it. */
+  groupIds: number[];
+  groupNames: string[];
+  rows: EndorsementDetail[];
+  /** The endorser who signs it (an endorser's list), or null (the server signs it). */
+  endorser: UserRow | null;
+}
+
+/** An endorser as their list names its signer: what their certificate must say (DN and CA, slash form). */
+function endorserSigner(user: UserRow): ListSigner {
+  const cn = /\/CN=([^/]*)$/.exec(user.dn)?.[1];
+  return {
+    name: user.full_name ?? cn ?? user.name,
+    dn: user.dn,
+    ca: user.issuer_dn ?? '',
+    email: user.email ?? '',
+  };
 }
 
 const seg = encodeURIComponent;
@@ -95,12 +139,30 @@ export function createImageListService(deps: {
   const { db, policy } = deps;
 
   /** What a scope's list holds now: its endorsements (one per image), newest version first per image. */
-  async function entriesOf(scope: ListScope, now: string) {
-    if (scope.kind === 'group') {
+  async function entriesOf(scope: ListScope, now: string): Promise<ListContent> {
+    if (scope.kind !== 'image') {
       const group = await findGroupByName(db, scope.group);
       if (!group) throw new RepomanError('group_not_found', `No group '${scope.group}'`);
       const { items } = await listEndorsements(db, { groupId: group.id, activeAt: now });
-      return { key: `group:${group.id}`, title: group.name, groupIds: [group.id], rows: items };
+      if (scope.kind === 'group')
+        return {
+          key: `group:${group.id}`,
+          title: group.name,
+          groupIds: [group.id],
+          groupNames: [group.name],
+          rows: items,
+          endorser: null,
+        };
+      const user = await findUserByName(db, scope.user);
+      if (!user) throw new RepomanError('user_not_found', `No user '${scope.user}'`);
+      return {
+        key: `endorser:${group.id}:${user.id}`,
+        title: group.name,
+        groupIds: [group.id],
+        groupNames: [group.name],
+        rows: items.filter((row) => row.endorser_id === user.id),
+        endorser: user,
+      };
     }
     const image = await findImage(db, scope.ref.owner, scope.ref.name);
     if (!image) throw notFound(scope.ref);
@@ -113,8 +175,9 @@ export function createImageListService(deps: {
       key: `image:${image.id}`,
       title: `${scope.ref.owner}/${scope.ref.name}`,
       groupIds: items.map((row) => row.group_id),
+      groupNames: items.map((row) => row.group_name),
       rows: newest.slice(0, 1),
-      publicImage: Boolean(image.unauthenticated_access),
+      endorser: null,
     };
   }
 
@@ -186,19 +249,22 @@ export function createImageListService(deps: {
       const rows = found.rows;
       const secret = rows.some((row) => !row.unauthenticated_access);
       // Before anything is issued: a list holding capability URLs is for its subscribers only.
-      if (secret) await admit(scope, found.groupIds, caller);
+      if (secret) await admit(scope, found, caller);
       const row = await imageListOf(db, found.key, randomUUID());
       // What the list is made of; its dates, version and capability URLs aside.
+      const signer = found.endorser ? endorserSigner(found.endorser) : policy.signing?.signer;
       const basis = {
         urls,
-        signer: policy.signing?.signer ?? null,
+        signer: signer ?? null,
         max: policy.maxValiditySeconds,
         title: found.title,
         entries: rows.map((r) => ({ ...entryOf(r, urls, ''), public: Boolean(r.unauthenticated_access) })),
         expires: rows.map((r) => r.expires),
       };
       const fingerprint = createHash('sha256').update(JSON.stringify(basis)).digest('hex');
-      if (!stale(row, fingerprint, now)) return published(row, secret);
+      // An endorser's list is signed by them: issued anew only when what it holds changes (it cannot renew
+      // itself: it expires as a whole, and they sign the next one).
+      if (!stale(row, fingerprint, now, found.endorser === null)) return published(row, secret);
 
       const cap = new Date(now.getTime() + policy.maxValiditySeconds * 1000);
       const earliest = [cap.toISOString(), ...rows.map((r) => r.expires)].sort()[0] as string;
@@ -209,21 +275,28 @@ export function createImageListService(deps: {
         const uri = r.unauthenticated_access ? pinned(urls, r) : await capabilityUrl(urls, r, expires);
         if (uri) entries.push(entryOf(r, urls, uri));
       }
-      const signer = policy.signing?.signer ?? { name: '', dn: '', ca: '', email: '' };
       const head: ListHead = {
         identifier: row.id,
-        title: scope.kind === 'group' ? `Images endorsed by ${found.title}` : found.title,
-        description:
-          scope.kind === 'group'
-            ? `The image versions that ${found.title} endorses, published by Repoman at ${urls.https}`
-            : `The endorsed version of ${found.title}, published by Repoman at ${urls.https}`,
+        title:
+          scope.kind === 'image'
+            ? found.title
+            : scope.kind === 'group'
+              ? `Images endorsed by ${found.title}`
+              : `Images ${scope.user} endorses for ${found.title}`,
+        description: `${
+          scope.kind === 'image'
+            ? `The endorsed version of ${found.title}`
+            : scope.kind === 'group'
+              ? `The image versions that ${found.title} endorses`
+              : `The image versions ${scope.user} endorses for ${found.title}`
+        }, published by Repoman at ${urls.https}`,
         source: urls.https,
         uri: urls.list,
-        ...(scope.kind === 'group' ? { vo: found.title } : {}),
+        ...(scope.kind === 'image' ? {} : { vo: found.title }),
         created: new Date(Math.floor(now.getTime() / 1000) * 1000),
         expires,
         version: row.version + 1,
-        signer,
+        signer: signer ?? { name: '', dn: '', ca: '', email: '' },
       };
       const document = listText(listDocument(head, entries));
       const issued: Pick<
@@ -235,12 +308,84 @@ export function createImageListService(deps: {
         issued: head.created.toISOString(),
         expires: expires.toISOString(),
         document,
-        signed: policy.signing ? signSmime(document, policy.signing.credential) : null,
+        // The server signs its lists; an endorser's waits for their signature (acceptSigned).
+        signed: !found.endorser && policy.signing ? signSmime(document, policy.signing.credential) : null,
       };
       if (await recordIssuedList(db, found.key, row.version, issued))
         return published({ ...row, ...issued }, secret);
       // Another request issued it meanwhile: serve theirs.
       return published(await imageListOf(db, found.key, row.id), secret);
+    },
+
+    /**
+     * An endorser's list, signed on their machine: published only if it is signed by that endorser (their
+     * end-entity certificate, as the server knows them, from a trusted CA, allowed to sign S/MIME) and its
+     * content is exactly the list the server would publish now (line ends aside), whose JSON ETag the client
+     * names in `ifMatch` (another endorsement meanwhile: 412, and the client signs the new one).
+     */
+    async acceptSigned(
+      actor: Actor,
+      scope: Extract<ListScope, { kind: 'endorser' }>,
+      message: string,
+      ifMatch: string | undefined,
+      urls: ListUrls,
+      verifier: Verifier,
+    ): Promise<PublishedList> {
+      if (actor.name !== scope.user)
+        throw new RepomanError('forbidden', `Only ${scope.user} signs their own list`);
+      if (!canEndorseFor(actor, scope.group))
+        throw new RepomanError(
+          'forbidden',
+          `You may not endorse for ${scope.group}, so you have no list to sign there`,
+        );
+      const current = await this.publish(scope, urls, { tls: true, token: null, actor });
+      if (ifMatch === undefined || ifMatch !== jsonEtag(current))
+        throw new RepomanError(
+          'precondition_failed',
+          `The list changed (it is version ${current.version} now): fetch it again, sign it, and send it with If-Match: ${jsonEtag(current)}`,
+        );
+      let verified: ReturnType<typeof verifySmime>;
+      try {
+        verified = verifySmime(message);
+      } catch (error) {
+        if (!(error instanceof SmimeError)) throw error;
+        throw new RepomanError('list_signature_invalid', `The signed list does not verify: ${error.message}`);
+      }
+      const problem = smimeSigningProblem(verified.signer);
+      if (problem) throw new RepomanError('list_signer_refused', problem);
+      const others = verified.certificates.filter((c) => c !== verified.signer).map((c) => c.der);
+      const chain = verifier.verifyChain([verified.signer.der, ...others]);
+      if (!chain.ok)
+        throw new RepomanError(
+          'list_signer_refused',
+          `The signing certificate is not trusted: ${chain.reason}`,
+        );
+      if (chain.proxyType !== 'none')
+        throw new RepomanError(
+          'list_signer_refused',
+          'A grid proxy cannot sign an image list: sites trust end-entity DNs; sign with your certificate and key',
+        );
+      const user = await findUserByName(db, scope.user);
+      if (
+        !user ||
+        normalizeDn(chain.dn) !== user.dn ||
+        (user.issuer_dn !== null && chain.issuerDn !== user.issuer_dn)
+      )
+        throw new RepomanError(
+          'list_signer_refused',
+          `The list is signed by ${chain.dn} (issued by ${chain.issuerDn}), not by ${scope.user}'s certificate (${user?.dn ?? '?'})`,
+        );
+      if (!sameText(verified.content.toString('utf8'), current.document))
+        throw new RepomanError(
+          'list_content_mismatch',
+          'The signed content is not the list the server publishes for you now: sign exactly what GET …/image-list.json answers',
+        );
+      if (!(await recordSignature(db, current.key, current.version, message)))
+        throw new RepomanError(
+          'precondition_failed',
+          'The list changed while it was being checked: fetch it again and sign the new one',
+        );
+      return { ...current, signed: message };
     },
   };
 
@@ -248,9 +393,12 @@ export function createImageListService(deps: {
    * A list holding capability URLs: over HTTPS, to a token of a group whose endorsement it holds. An image's
    * own list refused looks like a missing image (a private image's name is not told to strangers).
    */
-  async function admit(scope: ListScope, groupIds: number[], caller: ListCaller) {
+  async function admit(scope: ListScope, found: ListContent, caller: ListCaller) {
+    const { actor } = caller;
+    if (caller.tls && actor && (actor.isAdmin || found.groupNames.some((name) => actor.groups.has(name))))
+      return;
     const groupId = caller.token === null ? undefined : await groupOfToken(db, tokenDigest(caller.token));
-    if (caller.tls && groupId !== undefined && groupIds.includes(groupId)) return;
+    if (caller.tls && groupId !== undefined && found.groupIds.includes(groupId)) return;
     if (scope.kind === 'image') throw notFound(scope.ref);
     if (!caller.tls)
       throw new RepomanError('https_required', "This list holds private images' URLs: fetch it over HTTPS");
@@ -263,16 +411,22 @@ export function createImageListService(deps: {
   }
 }
 
-/** To be issued anew: never issued, made of something else, or past half its validity. */
-function stale(row: ImageListRow, fingerprint: string, now: Date): boolean {
+/** To be issued anew: never issued, made of something else, or (if it `renews`) past half its validity. */
+function stale(row: ImageListRow, fingerprint: string, now: Date, renews: boolean): boolean {
   if (!row.issued || !row.expires || !row.document || row.fingerprint !== fingerprint) return true;
+  if (!renews) return false;
   const issued = new Date(row.issued).getTime();
   const expires = new Date(row.expires).getTime();
   return now.getTime() >= issued + (expires - issued) / 2;
 }
 
+/** The ETag of a list's JSON: what an endorser names in If-Match when they send it signed. */
+export const jsonEtag = (list: Pick<PublishedList, 'identifier' | 'version'>) =>
+  `"${list.identifier}-${list.version}-json"`;
+
 function published(row: ImageListRow, secret: boolean): PublishedList {
   return {
+    key: row.scope,
     identifier: row.id,
     version: row.version,
     issued: row.issued ?? '',

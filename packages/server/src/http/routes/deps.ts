@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { Verifier } from '../../pki/verify.ts';
 import type { Services } from '../../services/index.ts';
 import type { AllowedMethods } from '../allowed-methods.ts';
 import type { Urls } from '../present.ts';
@@ -14,4 +15,6 @@ export interface RouteDeps {
   methods: AllowedMethods;
   /** Third-party copies: the policy for the other end, how often to report. */
   copy: CopySettings;
+  /** The trusted CAs' verifier as now (reloaded): it checks who signed an endorser's image list. */
+  trust: (() => Verifier) | null;
 }

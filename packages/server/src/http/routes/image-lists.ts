@@ -15,7 +15,7 @@ import {
   RepomanError,
 } from '@repoman/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ListCaller, ListScope, PublishedList } from '../../services/image-lists.ts';
+import { jsonEtag, type ListCaller, type ListScope, type PublishedList } from '../../services/image-lists.ts';
 import { isTls, requireActor } from '../auth.ts';
 import { endorsementJson, groupUrl, imageUrl, page, type Urls } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
@@ -43,6 +43,8 @@ const subscriberSchema = {
 
 /** What the signed list is served as: the S/MIME message, as `openssl smime -verify -in` reads it. */
 export const SIGNED_LIST_TYPE = 'text/plain; charset=utf-8';
+/** A signed list: its JSON (a few KiB an image) and the signature; far below this for any real group. */
+const SIGNED_LIST_LIMIT = 4 * 1024 * 1024;
 
 /** The subscriber token of HTTP basic auth (`https://TOKEN:x-oauth-basic@host/...`): its user name. */
 function subscriberToken(request: FastifyRequest): string | null {
@@ -56,6 +58,7 @@ function subscriberToken(request: FastifyRequest): string | null {
 const callerOf = (request: FastifyRequest): ListCaller => ({
   tls: isTls(request),
   token: subscriberToken(request),
+  actor: request.actor,
 });
 
 /** Answers with the list (signed or its JSON), with the validators consumers and caches use. */
@@ -65,7 +68,7 @@ function send(request: FastifyRequest, reply: FastifyReply, list: PublishedList,
       'image_list_unsigned',
       'The server has no signing certificate (image_lists.signing_cert); its unsigned JSON is at …/image-list.json',
     );
-  const etag = `"${list.identifier}-${list.version}${signed ? '' : '-json'}"`;
+  const etag = signed ? `"${list.identifier}-${list.version}"` : jsonEtag(list);
   // A list with capability URLs in it is a secret: no shared cache keeps it.
   reply
     .header('etag', etag)
@@ -94,7 +97,7 @@ export function imageListRoutes(app: FastifyInstance, deps: RouteDeps) {
     app.get<{ Params: { group: string } }>(
       `/api/groups/:group/image-list${suffix}`,
       {
-        config: { auth: 'none', plainHttp: true },
+        config: { auth: 'optional', plainHttp: true },
         schema: {
           summary: `The group’s HEPiX image list, ${what}: no certificate needed (a subscriber token if it holds private images)`,
           tags: ['image lists'],
@@ -112,7 +115,7 @@ export function imageListRoutes(app: FastifyInstance, deps: RouteDeps) {
     app.get<{ Params: { user: string; image: string } }>(
       `/api/images/:user/:image/image-list${suffix}`,
       {
-        config: { auth: 'none', plainHttp: true },
+        config: { auth: 'optional', plainHttp: true },
         schema: {
           summary: `The image’s own HEPiX image list (its endorsed version), ${what}`,
           tags: ['image lists'],
@@ -132,6 +135,88 @@ export function imageListRoutes(app: FastifyInstance, deps: RouteDeps) {
       },
     );
   }
+
+  const endorserParams = {
+    type: 'object',
+    required: ['group', 'user'],
+    properties: { group: str, user: str },
+  } as const;
+  const endorserPath = (u: Urls, group: string, user: string) =>
+    `${new URL(groupUrl(u, group)).pathname}/endorsers/${encodeURIComponent(user)}/image-list`;
+  for (const [suffix, signed] of [
+    ['', true],
+    ['.json', false],
+  ] as const) {
+    app.get<{ Params: { group: string; user: string } }>(
+      `/api/groups/:group/endorsers/:user/image-list${suffix}`,
+      {
+        config: { auth: 'optional', plainHttp: true },
+        schema: {
+          summary: signed
+            ? 'An endorser’s own list in the group, as they signed it (404 until they sign the current one)'
+            : 'An endorser’s own list in the group, unsigned: what they sign (its ETag goes in If-Match)',
+          tags: ['image lists'],
+          params: endorserParams,
+        },
+      },
+      async (request, reply) => {
+        const u = urls(request);
+        const { group, user } = request.params;
+        const list = await services.imageLists.publish(
+          { kind: 'endorser', group, user },
+          listUrls(u, endorserPath(u, group, user)),
+          callerOf(request),
+        );
+        return send(request, reply, list, signed);
+      },
+    );
+  }
+
+  app.register(async (scope) => {
+    // The body is the S/MIME message, as openssl smime -sign writes it.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(
+      ['text/plain', 'application/pkcs7-mime', 'message/rfc822', 'multipart/signed'],
+      { parseAs: 'string', bodyLimit: SIGNED_LIST_LIMIT },
+      (_request, body, done) => done(null, body),
+    );
+    scope.addContentTypeParser('*', (_request, _payload, done) =>
+      done(new RepomanError('unsupported_media_type', 'Send the S/MIME message as text/plain'), undefined),
+    );
+    scope.put<{ Params: { group: string; user: string }; Body: string }>(
+      '/api/groups/:group/endorsers/:user/image-list',
+      {
+        schema: {
+          summary:
+            'Publish your own list in the group, signed on your machine (openssl smime -sign), with If-Match: its JSON ETag',
+          tags: ['image lists'],
+          params: endorserParams,
+        },
+      },
+      async (request, reply) => {
+        const { group, user } = request.params;
+        if (!deps.trust) throw new RepomanError('forbidden', 'This server takes no signed image lists');
+        const u = urls(request);
+        const path = endorserPath(u, group, user);
+        const list = await services.imageLists.acceptSigned(
+          requireActor(request),
+          { kind: 'endorser', group, user },
+          typeof request.body === 'string' ? request.body : '',
+          request.headers['if-match'],
+          listUrls(u, path),
+          deps.trust(),
+        );
+        request.audit = { detail: { group, version: list.version } };
+        return reply.header('etag', `"${list.identifier}-${list.version}"`).send({
+          group,
+          endorser: user,
+          version: list.version,
+          expires: list.expires,
+          url: `${u.https}${path}`,
+        });
+      },
+    );
+  });
 
   app.get<{
     Params: { group: string };
