@@ -105,6 +105,8 @@ export interface ServerConfig {
     signingKey: string | undefined;
     /** The `hv:email` of the lists the server signs (else the certificate's). */
     signerEmail: string;
+    /** A group's list expiring sooner than this is warned about (log), hourly. */
+    warnBeforeSeconds: number;
   };
   /** Third-party copies (docs/grid-tools.md): where they may connect, and their limits. */
   tpc: {
@@ -219,6 +221,7 @@ const KEYS: Key[] = [
   ['image_lists.signing_cert', 'path'],
   ['image_lists.signing_key', 'path'],
   ['image_lists.signer_email', 'string'],
+  ['image_lists.warn_before_seconds', 'int'],
   ['tpc.allowed_networks', 'addresses'],
   ['tpc.max_redirects', 'int'],
   ['tpc.idle_timeout_seconds', 'int'],
@@ -592,6 +595,7 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
         signingCert,
         signingKey,
         signerEmail: get('image_lists.signer_email', ''),
+        warnBeforeSeconds: Math.max(0, get('image_lists.warn_before_seconds', 7 * 24 * 3600)),
       };
     })(),
     conversions: {

@@ -164,6 +164,9 @@ interface Repository {
   sweep(olderThanMs: number): Promise<void>;
 }
 
+/** How often a server looks for image lists about to expire, to warn of them. */
+const LIST_WARNING_INTERVAL_MS = 3600_000;
+
 /**
  * The server's image-list signer: its certificate and key, checked as consumers will check them (`openssl
  * smime -verify` refuses a signer without S/MIME signing among its uses), or null where there is none.
@@ -450,6 +453,24 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     });
     reloadLog = app.log;
     log = app.log;
+    // Image lists expire with their earliest endorsement: /metrics shows when, and one process (the first
+    // worker) warns hourly of those expiring within image_lists.warn_before_seconds.
+    metrics?.watchImageLists(() => services.imageLists.expiries());
+    if (!worker || worker.slot === 0) {
+      const warnMs = config.imageLists.warnBeforeSeconds * 1000;
+      const warnOfExpiringLists = async () => {
+        for (const { group, expires } of await services.imageLists.expiries())
+          if (new Date(expires).getTime() - Date.now() < warnMs)
+            reloadLog?.warn(
+              { group, expires },
+              "a group's image list expires soon, with its earliest endorsement: its endorsers renew it (repoman endorse)",
+            );
+      };
+      const warner = setInterval(() => warnOfExpiringLists().catch(() => {}), LIST_WARNING_INTERVAL_MS);
+      warner.unref();
+      closers.push(async () => clearInterval(warner));
+      void warnOfExpiringLists().catch(() => {});
+    }
     if (config.web.enabled && !web)
       log.warn({ dir: config.web.dir }, 'the web interface is not built (npm run build); / serves nothing');
     closers.push(() => app.close());

@@ -260,6 +260,12 @@ export function imageListsSuite(engine: Engine) {
       const expires = new Date(list['dc:date:expires']).getTime();
       assert.ok(Math.abs(expires - (Date.now() + 28 * DAY)) < 60_000, list['dc:date:expires']);
       assert.equal(shown.image_list_url, `${server.httpsUrl}/api/images/bob/pub.img/image-list`);
+      // /metrics says when the group's list expires: with its endorsement, in 30 days.
+      const metrics = (await anonymous('/metrics')).text;
+      const seconds = Number(
+        /^repoman_image_list_expiry_seconds\{group="atlas"\} (\d+)$/m.exec(metrics)?.[1],
+      );
+      assert.ok(Math.abs(seconds - 30 * 86400) < 120, `repoman_image_list_expiry_seconds: ${seconds}`);
       const group = (await as('bob').get('/api/groups/atlas')).json;
       assert.equal(group.image_list_url, `${server.httpsUrl}/api/groups/atlas/image-list`);
     });

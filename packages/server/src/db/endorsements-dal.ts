@@ -142,6 +142,19 @@ export async function isEndorsedVersion(db: Db, imageId: number, version: number
   return row !== undefined;
 }
 
+/** Each group's earliest unexpired endorsement: when its image list expires. */
+export async function earliestExpiries(db: Db, now: string): Promise<{ group: string; expires: string }[]> {
+  const rows = await db
+    .selectFrom('endorsements as e')
+    .innerJoin('groups as g', 'g.id', 'e.group_id')
+    .select(['g.name as group', (eb) => eb.fn.min('e.expires').as('expires')])
+    .where('e.expires', '>', now)
+    .groupBy('g.name')
+    .orderBy('g.name')
+    .execute();
+  return rows.map((row) => ({ group: row.group, expires: new Date(String(row.expires)).toISOString() }));
+}
+
 /** The groups endorsing any version of the image, expired endorsements included (they still pin it). */
 export async function endorsingGroups(db: Db, imageId: number): Promise<string[]> {
   const rows = await db

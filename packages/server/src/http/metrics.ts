@@ -39,6 +39,8 @@ export interface Metrics {
   refusedConnection(port: 'https' | 'http', reason: 'connections' | 'refused_certificates'): void;
   /** What `/metrics` answers, in Prometheus's text format: the whole server's. */
   render(): Promise<string>;
+  /** Each group's image list expiry (its earliest endorsement's), asked for as `/metrics` is scraped. */
+  watchImageLists(expiries: () => Promise<{ group: string; expires: string }[]>): void;
 }
 
 export function createMetrics(
@@ -90,9 +92,28 @@ export function createMetrics(
     readBack: () => timed('upload_read', () => upload.readBack()),
     readAt: (offset, length) => timed('upload_read', () => upload.readAt(offset, length)),
   });
+  let listExpiries: (() => Promise<{ group: string; expires: string }[]>) | null = null;
+  new Gauge({
+    name: 'repoman_image_list_expiry_seconds',
+    help: "Seconds until each group's image list expires with its earliest endorsement (renew it before 0)",
+    labelNames: ['group'],
+    registers: [registry],
+    // Every worker reads the same database: one answer, not their sum.
+    aggregator: 'min',
+    async collect() {
+      this.reset();
+      if (!listExpiries) return;
+      const now = Date.now();
+      for (const { group, expires } of await listExpiries().catch(() => []))
+        this.set({ group }, Math.round((new Date(expires).getTime() - now) / 1000));
+    },
+  });
   return {
     registry,
     render: async () => (await options.gather?.()) ?? registry.metrics(),
+    watchImageLists: (expiries) => {
+      listExpiries = expiries;
+    },
     observeQuery: (seconds, failed) => query.observe({ outcome: failed ? 'error' : 'ok' }, seconds),
     refusedConnection: (port, reason) => refused.inc({ port, reason }),
     instrument: (inner) => ({

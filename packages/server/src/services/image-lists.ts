@@ -19,6 +19,7 @@ import { RepomanError } from '@repoman/core';
 import { type Actor, canEndorseFor } from '../authz.ts';
 import {
   type EndorsementDetail,
+  earliestExpiries,
   groupOfToken,
   type ImageListRow,
   imageListOf,
@@ -316,6 +317,9 @@ export function createImageListService(deps: {
       // Another request issued it meanwhile: serve theirs.
       return published(await imageListOf(db, found.key, row.id), secret);
     },
+
+    /** Each group's list expiry: its earliest unexpired endorsement's (for warnings and metrics). */
+    expiries: () => earliestExpiries(db, new Date().toISOString()),
 
     /**
      * An endorser's list, signed on their machine: published only if it is signed by that endorser (their
