@@ -18,6 +18,7 @@ import { type Api, path } from './api.ts';
 import type { CommandSpec, Context, OptionSpec } from './cli.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
+import { imageListCommands } from './image-lists.ts';
 import { bytes, details, table, text } from './output.ts';
 import {
   archOf,
@@ -1456,4 +1457,5 @@ export const commands: CommandSpec[] = [
       );
     },
   },
+  ...imageListCommands,
 ];
