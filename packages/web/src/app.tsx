@@ -8,6 +8,7 @@ import { ErrorBox, Loading, useAsync } from './lib/ui';
 import { AccountPage } from './pages/account';
 import { AdminPage } from './pages/admin';
 import { EditPage } from './pages/edit';
+import { GroupPage } from './pages/group';
 import { ImagePage } from './pages/image';
 import { ImagesPage } from './pages/images';
 import { UploadPage } from './pages/upload';
@@ -27,6 +28,9 @@ function route(
   if (edit) return ['Edit', <EditPage session={s} owner={edit.owner ?? ''} name={edit.name ?? ''} />];
   if (match('/upload', path)) return ['Upload', <UploadPage session={s} query={query} />];
   if (match('/account', path)) return ['Account', <AccountPage session={s} reload={reload} />];
+  const group = match('/groups/:name', path);
+  if (group)
+    return [`Group ${group.name ?? ''}`, <GroupPage session={s} name={group.name ?? ''} query={query} />];
   const admin = match('/admin', path) ?? match('/admin/:tab', path);
   if (admin) return ['Admin', <AdminPage session={s} tab={admin.tab ?? 'users'} />];
   return [

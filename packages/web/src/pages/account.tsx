@@ -2,10 +2,12 @@
  * Who I am (DN, groups, permissions, quota and usage) and the images offered to me and by me, or what to do when
  * the certificate is not a user's.
  */
+import { Fragment } from 'preact';
 import { plainHttp } from '../api/client';
 import { bytes, date } from '../lib/format';
 import type { Session } from '../lib/session';
 import { Copyable, ErrorBox } from '../lib/ui';
+import { groupPath } from './group';
 import { Offers } from './transfers';
 
 export function AccountPage({ session, reload }: { session: Session; reload: () => void }) {
@@ -41,7 +43,16 @@ export function AccountPage({ session, reload }: { session: Session; reload: () 
           )}
           <div>
             <dt>Groups</dt>
-            <dd>{(user.groups ?? []).join(', ') || 'none'}</dd>
+            <dd>
+              {(user.groups ?? []).length === 0
+                ? 'none'
+                : (user.groups ?? []).map((group, i) => (
+                    <Fragment key={group}>
+                      {i > 0 && ', '}
+                      <a href={groupPath(group)}>{group}</a>
+                    </Fragment>
+                  ))}
+            </dd>
           </div>
           <div>
             <dt>Permissions</dt>

@@ -10,6 +10,7 @@ import { bytes, date } from '../lib/format';
 import { navigate, withQuery } from '../lib/router';
 import { isAdmin, type Session, userName } from '../lib/session';
 import { ErrorBox, Loading, Notice, Pager, useAction, useAsync, useConfirmFocus } from '../lib/ui';
+import { groupPath } from './group';
 
 const TABS = [
   ['users', '/admin', 'Users'],
@@ -705,7 +706,9 @@ function GroupCard(props: {
   return (
     <section class="card group" aria-labelledby={id}>
       <div class="title-row">
-        <h3 id={id}>{name}</h3>
+        <h3 id={id}>
+          <a href={groupPath(name)}>{name}</a>
+        </h3>
         {group.protected && <span class="badge">protected</span>}
       </div>
       <div class="two">

@@ -1,4 +1,5 @@
 /** One image: its metadata, digests, versions, URLs and the commands that fetch or boot it. */
+import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, call, type Image, plainHttp } from '../api/client';
 import type { components } from '../api/schema';
@@ -6,6 +7,7 @@ import { bytes, date, shellQuote } from '../lib/format';
 import { imagePath } from '../lib/router';
 import { isAdmin, type Session, userName } from '../lib/session';
 import { Badges, Copyable, ErrorBox, Loading, Notice, useAction, useAsync } from '../lib/ui';
+import { endorsableGroups, endorseHref } from './group';
 
 /**
  * What the signed-in user may do to the image, as far as the page can tell (the server decides; this only
@@ -72,6 +74,7 @@ export function ImagePage({ session, owner, name }: { session: Session; owner: s
       </div>
       {data.description && <p class="lead">{data.description}</p>}
       <Details image={data} />
+      {data.raw_file_uploaded && <Endorse image={data} groups={endorsableGroups(session)} />}
       <Access image={data} />
       <Commands image={data} />
       {session.kind === 'user' && data.raw_file_uploaded && (
@@ -146,6 +149,27 @@ function Details({ image }: { image: Image }) {
         </>
       )}
     </>
+  );
+}
+
+/** For endorsers: to the endorsement form of each group they may endorse for, with the image filled in. */
+function Endorse({ image, groups }: { image: Image; groups: string[] }) {
+  if (groups.length === 0) return null;
+  return (
+    <p class="muted">
+      Endorse this version for a group’s image list:{' '}
+      {groups.map((group, i) => (
+        <Fragment key={group}>
+          {i > 0 && ', '}
+          <a
+            href={endorseHref(group, image.owner, image.name)}
+            aria-label={`Endorse this version for ${group}`}
+          >
+            {group}
+          </a>
+        </Fragment>
+      ))}
+    </p>
   );
 }
 
