@@ -82,6 +82,11 @@ need swift-account swift-account-server
 need swift-container swift-container-server
 need swift-object swift-object-server
 need memcached memcached
+# The cloud sync's tests against a real Keystone and Glance on loopback (scripts/openstack.sh), set up with
+# the openstack command line.
+need keystone keystone-manage
+need glance-api glance-api
+need python3-openstackclient openstack
 need python3 python3
 # Several servers behind a real HAProxy.
 need haproxy haproxy

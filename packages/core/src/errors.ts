@@ -139,6 +139,10 @@ export const ERRORS = {
     status: 410,
     message: 'The transfer offer expired; the giver may offer the image again',
   },
+  cloud_failed: {
+    status: 502,
+    message: 'The cloud (Keystone or Glance) failed or refused the request',
+  },
   remote_failed: {
     status: 502,
     message: 'The other end of a third-party copy failed or refused it',
