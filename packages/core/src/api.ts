@@ -762,6 +762,126 @@ export interface EndorsementListQuery {
   all?: boolean;
 }
 
+// ---- clouds ----
+
+export const CLOUD_TRANSFERS = ['web-download', 'upload'] as const;
+export type CloudTransfer = (typeof CLOUD_TRANSFERS)[number];
+export const CLOUD_VISIBILITIES = ['private', 'shared', 'community'] as const;
+export type CloudVisibility = (typeof CLOUD_VISIBILITIES)[number];
+
+/** A group's cloud: an OpenStack project that Repoman keeps chosen images present in (docs/clouds.md). */
+export interface Cloud {
+  url: string;
+  group: string;
+  name: string;
+  auth_url: string;
+  region: string | null;
+  /** `application_credential` (its id shown), or `password` (the user and project shown); never a secret. */
+  credential: {
+    kind: 'application_credential' | 'password';
+    id?: string;
+    username?: string;
+    user_domain?: string;
+    project?: string;
+    project_domain?: string;
+  };
+  /** The format images get there (converted if need be); null: as stored. */
+  disk_format: string | null;
+  visibility: CloudVisibility;
+  /** Projects a `shared` image is shared with. */
+  shared_projects: string[];
+  name_prefix: string;
+  transfer: CloudTransfer;
+  /** Sync what the group endorses (its image list), besides the images chosen. */
+  follow_endorsed: boolean;
+  /** The images chosen, `owner/name`, following their current version. */
+  images: string[];
+  created: string;
+  modified: string;
+  last_sync: string | null;
+  last_error: string | null;
+}
+
+const cloudFields = {
+  auth_url: { type: 'string', maxLength: 2048, description: 'Keystone’s v3 URL' },
+  region: nullableText(TEXT_LIMITS.short),
+  application_credential_id: { type: 'string', maxLength: 256 },
+  application_credential_secret: { type: 'string', maxLength: 1024 },
+  username: { type: 'string', maxLength: 256 },
+  password: { type: 'string', maxLength: 1024 },
+  user_domain: { type: 'string', maxLength: 256 },
+  project: { type: 'string', maxLength: 256 },
+  project_domain: { type: 'string', maxLength: 256 },
+  disk_format: { type: ['string', 'null'], enum: ['raw', 'qcow2', 'vmdk', null] },
+  visibility: { type: 'string', enum: CLOUD_VISIBILITIES },
+  shared_projects: { type: 'array', maxItems: 100, items: { type: 'string', maxLength: 256 } },
+  name_prefix: { type: 'string', maxLength: 64 },
+  transfer: { type: 'string', enum: CLOUD_TRANSFERS },
+  follow_endorsed: bool,
+} as const;
+
+/**
+ * A cloud to register: Keystone's URL and an application credential (`application_credential_id` and
+ * `_secret`), or a user's `username`, `password` and `project` (domains `Default` unless said).
+ */
+export interface CreateCloudBody {
+  name: string;
+  auth_url: string;
+  region?: string | null;
+  application_credential_id?: string;
+  application_credential_secret?: string;
+  username?: string;
+  password?: string;
+  user_domain?: string;
+  project?: string;
+  project_domain?: string;
+  disk_format?: string | null;
+  visibility?: CloudVisibility;
+  shared_projects?: string[];
+  name_prefix?: string;
+  transfer?: CloudTransfer;
+  follow_endorsed?: boolean;
+}
+
+export const createCloudBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'auth_url'],
+  properties: { name: { type: 'string', pattern: ACCOUNT_NAME_PATTERN }, ...cloudFields },
+} as const;
+
+export type ModifyCloudBody = Partial<Omit<CreateCloudBody, 'name'>>;
+
+export const modifyCloudBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: cloudFields,
+} as const;
+
+export const CLOUD_COPY_STATES = [
+  'pending',
+  'transferring',
+  'present',
+  'failed',
+  'conflict',
+  'retiring',
+] as const;
+export type CloudCopyState = (typeof CLOUD_COPY_STATES)[number];
+
+/** What a cloud holds of one image, or is doing about it. */
+export interface CloudCopy {
+  /** `owner/name`. */
+  image: string;
+  version: number;
+  state: CloudCopyState;
+  /** Glance's id of the copy, once made. */
+  glance_id: string | null;
+  /** Why it failed, or the conflict (Glance's or Keystone's words). */
+  detail: string | null;
+  attempts: number;
+  updated: string;
+}
+
 // ---- lists ----
 
 export interface Page<T> {

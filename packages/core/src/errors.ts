@@ -128,6 +128,7 @@ export const ERRORS = {
   transfer_not_found: { status: 404, message: 'No such transfer offer' },
   capability_not_found: { status: 404, message: 'No such capability' },
   endorsement_not_found: { status: 404, message: 'The group does not endorse this image' },
+  cloud_not_found: { status: 404, message: 'The group has no such cloud' },
   subscriber_not_found: { status: 404, message: 'No such subscriber of this group’s image lists' },
   image_list_unsigned: {
     status: 404,
@@ -138,6 +139,10 @@ export const ERRORS = {
   transfer_expired: {
     status: 410,
     message: 'The transfer offer expired; the giver may offer the image again',
+  },
+  cloud_check_failed: {
+    status: 400,
+    message: 'The cloud does not work with this credential (Keystone, Glance, or the right to create images)',
   },
   cloud_failed: {
     status: 502,
@@ -163,6 +168,7 @@ export const ERRORS = {
   group_protected: { status: 409, message: 'This group is protected and cannot be deleted or renamed' },
   image_read_only: { status: 409, message: 'The image is read-only' },
   conflict: { status: 409, message: 'The request conflicts with the current state' },
+  cloud_exists: { status: 409, message: 'The group has a cloud of this name already' },
   list_content_mismatch: {
     status: 409,
     message: 'The signed content is not the image list the server publishes; sign exactly that',

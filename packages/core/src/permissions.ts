@@ -1,4 +1,7 @@
-/** The original Repoman's 14 permission names, granted to groups, and `image_endorse` (image lists). */
+/**
+ * The original Repoman's 14 permission names, granted to groups, `image_endorse` (image lists) and
+ * `cloud_manage` (cloud sync).
+ */
 export const PERMISSIONS = [
   'user_create',
   'user_modify',
@@ -16,6 +19,8 @@ export const PERMISSIONS = [
   'image_delete_group',
   /** Endorse image versions for a group one belongs to: its signed image list (docs/image-lists.md). */
   'image_endorse',
+  /** Register a group's clouds and choose what is synced into them (docs/clouds.md). */
+  'cloud_manage',
 ] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];

@@ -193,3 +193,12 @@ export const isVisibleToGroup = (image: ImageTarget, group: string) =>
 /** An endorser endorses only what they can read themselves, and what is visible to the group. */
 export const canEndorseImage = (actor: Actor, group: string, image: ImageTarget) =>
   canEndorseFor(actor, group) && canReadImage(actor, image) && isVisibleToGroup(image, group);
+
+// ---- clouds ----
+
+/** Registering a group's clouds and choosing what goes there: cloud_manage and membership, or admin. */
+export const canManageClouds = (actor: Actor, group: string) =>
+  actor.isAdmin || (actor.permissions.has('cloud_manage') && actor.groups.has(group));
+
+/** A group's clouds and their state are its members' (and admins') to see. */
+export const canSeeClouds = (actor: Actor, group: string) => actor.isAdmin || actor.groups.has(group);

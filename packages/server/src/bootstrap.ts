@@ -3,10 +3,12 @@
  * directory: a development CA, a certificate for localhost, and a first admin with a certificate. On every
  * start it creates the default groups and the configured admins. Later starts reuse what exists.
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ADMINS_GROUP, DEFAULT_GROUP_PERMISSIONS, USERS_GROUP } from '@repoman/core';
+import { parseKey, type SecretKeys } from './clouds/secrets.ts';
 import type { AdminSpec, ServerConfig } from './config.ts';
 import * as groups from './db/groups-dal.ts';
 import type { Db } from './db/schema.ts';
@@ -59,6 +61,31 @@ function writePrivate(path: string, content: string) {
 function writePublic(path: string, content: string) {
   writeFileSync(path, content);
   chmodSync(path, 0o644);
+}
+
+/**
+ * The key cloud credentials' secrets are sealed with: `clouds.secret_key` (and the previous ones, for a
+ * rotation), or one made at the first start in the data directory (one server; several sharing a database
+ * must be given the same key).
+ */
+export function cloudKeysOf(config: ServerConfig, create: boolean): SecretKeys {
+  const previous = config.clouds.previousSecretKeys.map((key, i) =>
+    parseKey(key, `clouds.previous_secret_keys[${i}]`),
+  );
+  if (config.clouds.secretKey !== undefined)
+    return { current: parseKey(config.clouds.secretKey, 'clouds.secret_key'), previous };
+  const file = join(config.dataDir, 'secrets', 'clouds.key');
+  if (!existsSync(file)) {
+    if (!create) throw new Error(`${file} is missing: the primary makes it (or set clouds.secret_key)`);
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    try {
+      writePrivate(file, `${randomBytes(32).toString('base64')}\n`);
+    } catch (error) {
+      // Another server starting at the same moment made it first.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  return { current: parseKey(readFileSync(file, 'utf8'), file), previous };
 }
 
 /** What the development CA may certify: every DN it issues starts with this. */

@@ -108,6 +108,21 @@ export interface ServerConfig {
     /** A group's list expiring sooner than this is warned about (log), hourly. */
     warnBeforeSeconds: number;
   };
+  /** Syncing images into clouds (docs/clouds.md). */
+  clouds: {
+    /** The key cloud credentials' secrets are sealed with (base64 or hex of 32 bytes); unset: one made in data_dir. */
+    secretKey: string | undefined;
+    /** Keys that sealed secrets before a rotation: they still open them. */
+    previousSecretKeys: string[];
+    /** Loopback and private networks a cloud (Keystone, Glance) may be on all the same. */
+    allowedNetworks: string[];
+    /** How often each cloud is reconciled. */
+    syncSeconds: number;
+    /** How long a replaced or unsubscribed image stays in a cloud (deactivated) before it is deleted. */
+    graceSeconds: number;
+    /** Transfers into clouds one server runs at once. */
+    maxTransfers: number;
+  };
   /** Third-party copies (docs/grid-tools.md): where they may connect, and their limits. */
   tpc: {
     /** Loopback, link-local and private networks a copy may reach all the same. */
@@ -157,6 +172,7 @@ type Kind =
   | 'formats'
   | 'features'
   | 'addresses'
+  | 'keys'
   | 'bytesOrNone';
 
 interface Key {
@@ -222,6 +238,12 @@ const KEYS: Key[] = [
   ['image_lists.signing_key', 'path'],
   ['image_lists.signer_email', 'string'],
   ['image_lists.warn_before_seconds', 'int'],
+  ['clouds.secret_key', 'string'],
+  ['clouds.previous_secret_keys', 'keys'],
+  ['clouds.allowed_networks', 'addresses'],
+  ['clouds.sync_seconds', 'int'],
+  ['clouds.grace_seconds', 'int'],
+  ['clouds.max_transfers', 'int'],
   ['tpc.allowed_networks', 'addresses'],
   ['tpc.max_redirects', 'int'],
   ['tpc.idle_timeout_seconds', 'int'],
@@ -324,6 +346,13 @@ function convert(key: Key, raw: unknown, source: string, baseDir: string): unkno
       } catch (error) {
         return fail(`a list of IP addresses or CIDR blocks (${(error as Error).message})`);
       }
+      return list;
+    }
+    case 'keys': {
+      // Secret keys: a TOML array, or a comma list in an environment variable (base64 and hex have no commas).
+      const names = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
+      const list = names?.map((n) => (typeof n === 'string' ? n.trim() : n)).filter((n) => n !== '');
+      if (!list || list.some((n) => typeof n !== 'string')) return fail('a list of keys (base64 or hex)');
       return list;
     }
     case 'bytesOrNone': {
@@ -575,6 +604,14 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       const asked = Math.max(1, get('capabilities.default_validity_seconds', 3600));
       return { defaultValiditySeconds: Math.min(asked, maxValiditySeconds), maxValiditySeconds };
     })(),
+    clouds: {
+      secretKey: get<string | undefined>('clouds.secret_key', undefined),
+      previousSecretKeys: get<string[]>('clouds.previous_secret_keys', []),
+      allowedNetworks: get<string[]>('clouds.allowed_networks', []),
+      syncSeconds: Math.max(5, get('clouds.sync_seconds', 300)),
+      graceSeconds: Math.max(0, get('clouds.grace_seconds', 86400)),
+      maxTransfers: Math.max(1, get('clouds.max_transfers', 2)),
+    },
     imageLists: (() => {
       const capabilityMax = Math.max(1, get('capabilities.max_validity_seconds', 30 * 24 * 3600));
       // By default 28 days, or the capabilities' maximum if that is shorter; longer, only if set so.

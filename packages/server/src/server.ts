@@ -17,6 +17,7 @@ import { HashingPool } from './blobs/hashing.ts';
 import type { BlobStore } from './blobs/store.ts';
 import {
   bootstrapAccounts,
+  cloudKeysOf,
   type DevelopmentAdmin,
   ensureDevelopmentPki,
   type PkiPaths,
@@ -190,6 +191,11 @@ async function openRepository(
     worker?: WorkerLink | undefined;
     /** Where the server's image-list signing certificate and key are (pki.listSigner). */
     listSigner: PkiPaths['listSigner'];
+    /** Repoman's HTTPS URL as clouds reach it (known once the server listens). */
+    publicUrl?: () => string;
+    /** The CAs trusted for users (as reloaded): a cloud's certificate may chain to them too. */
+    cas?: () => string[];
+    onError?: (error: unknown, message: string) => void;
   },
 ): Promise<Repository> {
   const { metrics } = options;
@@ -224,6 +230,22 @@ async function openRepository(
     limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
     transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
     capabilities: config.capabilities,
+    clouds: {
+      keys: cloudKeysOf(config, !options.worker),
+      reach: {
+        allowed: balancerList(config.clouds.allowedNetworks),
+        cas: () => [...tls.rootCertificates, ...(options.cas?.() ?? [])],
+        idleMs: 120_000,
+      },
+      sync: {
+        syncMs: config.clouds.syncSeconds * 1000,
+        graceMs: config.clouds.graceSeconds * 1000,
+        maxTransfers: config.clouds.maxTransfers,
+        publicUrl: options.publicUrl ?? (() => config.publicUrl ?? `https://localhost:${config.https.port}`),
+      },
+      events: metrics ? { transfer: metrics.cloudTransfer } : undefined,
+    },
+    onError: options.onError,
     imageLists: {
       maxValiditySeconds: config.imageLists.maxValiditySeconds,
       signing: listSigningOf(options.listSigner, config.imageLists.signerEmail),
@@ -323,6 +345,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     : null;
   if (metrics) worker?.onMetrics(() => metricsOfThisProcess(metrics));
   let closers: (() => Promise<void>)[] = [];
+  /** What the cloud sync needs of this server once it listens: its port, and the trusted CAs. */
+  const listening: { httpsPort: number; trust: TrustStore | null } = {
+    httpsPort: config.https.port,
+    trust: null,
+  };
+  let reloadLog: FastifyInstance['log'] | undefined;
   const closeAll = async () => {
     const closing = closers;
     closers = [];
@@ -339,10 +367,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         : config.conversions.maxJobs,
       worker,
       listSigner: pki.listSigner,
+      publicUrl: () => config.publicUrl ?? `https://localhost:${listening.httpsPort}`,
+      cas: () => listening.trust?.caPems() ?? [],
+      onError: (error, message) => reloadLog?.warn({ err: error }, message),
     });
     const { database, store, services, sweep } = repository;
     const devAdmin = worker ? null : await bootstrapAccounts(database.db, config, pki);
-    let reloadLog: FastifyInstance['log'] | undefined;
     const trust = await loadTrust(config, pki.caDir, (error) =>
       reloadLog?.error(
         { err: error },
@@ -350,6 +380,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ),
     );
     closers.push(async () => trust.stop());
+    listening.trust = trust;
 
     const [cert, key] = await Promise.all([readFile(pki.hostCert), readFile(pki.hostKey)]);
     const timeouts = timeoutsOf(config);
@@ -485,6 +516,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await app.listen(listenOptions);
     const httpsPort = (app.server.address() as AddressInfo).port;
     publicUrls.httpsPort = httpsPort;
+    listening.httpsPort = httpsPort;
+    // Clouds are synced once the server answers (web-download fetches from it).
+    if (services.cloudSync) {
+      services.cloudSync.start();
+      const sync = services.cloudSync;
+      closers.push(() => sync.close());
+    }
     // Certificates are re-read on reload (new CA files, fresh CRLs); the TLS context's CA list follows.
     trust.onReload(() =>
       (app.server as https.Server).setSecureContext({

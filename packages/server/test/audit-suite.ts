@@ -179,6 +179,30 @@ export function auditSuite(engine: Engine) {
         'precondition_failed',
       );
       ok(await admin.delete('/api/groups/vo/endorsements/bob/endorsed.img'));
+      // Clouds: none answers here, so registering one fails its check; changes to a cloud that is not there.
+      expectError(
+        await admin.post('/api/clouds/vo', {
+          name: 'site',
+          auth_url: 'http://127.0.0.1:9/v3',
+          application_credential_id: 'x',
+          application_credential_secret: 'y',
+        }),
+        400,
+        'cloud_check_failed',
+      );
+      for (const [method, path] of [
+        ['PATCH', '/api/clouds/vo/none'],
+        ['POST', '/api/clouds/vo/none'],
+        ['DELETE', '/api/clouds/vo/none'],
+        ['PUT', '/api/clouds/vo/none/images/bob/endorsed.img'],
+        ['DELETE', '/api/clouds/vo/none/images/bob/endorsed.img'],
+        ['POST', '/api/clouds/vo/none/sync'],
+      ] as const)
+        expectError(
+          await admin.request(method, path, method === 'PATCH' || path.endsWith('none') ? { body: {} } : {}),
+          404,
+          'cloud_not_found',
+        );
       // Refused: a stranger's certificate, and a user without the right.
       const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));
       expectError(await stranger.post('/api/groups', { name: 'mine' }), 403, 'unknown_certificate');

@@ -819,6 +819,61 @@ export function hostileInputSuite(engine: Engine) {
       assert.deepEqual(await snapshot(), before_);
     });
 
+    it('refuses hostile clouds: bad URLs, half credentials, addresses it may not reach; nothing is kept', async () => {
+      const register = (body: string, group = 'team') =>
+        send(request('POST', `/api/clouds/${group}`, ['Content-Type: application/json'], body), 'admin');
+      const cred = '"application_credential_id":"x","application_credential_secret":"y"';
+      const bodies = [
+        '{',
+        '[]',
+        `{"name":"c",${cred}}`,
+        '{"name":"c","auth_url":"http://127.0.0.1:9/v3"}',
+        `{"name":"c","auth_url":"file:///etc/passwd",${cred}}`,
+        `{"name":"c","auth_url":"javascript:alert(1)",${cred}}`,
+        `{"name":"c","auth_url":"http://user:pw@127.0.0.1:9/v3",${cred}}`,
+        `{"name":"c","auth_url":"not a url",${cred}}`,
+        `{"name":"c","auth_url":"http://169.254.169.254/v3",${cred}}`,
+        `{"name":"c","auth_url":"http://[::ffff:127.0.0.1]:9/v3",${cred}}`,
+        `{"name":"c","auth_url":"http://10.0.0.1:5000/v3",${cred}}`,
+        '{"name":"c","auth_url":"http://127.0.0.1:9/v3","application_credential_id":"x"}',
+        '{"name":"c","auth_url":"http://127.0.0.1:9/v3","username":"u","password":"p"}',
+        `{"name":"c","auth_url":"http://127.0.0.1:9/v3",${cred},"username":"u","password":"p","project":"q"}`,
+        `{"name":"../c","auth_url":"http://127.0.0.1:9/v3",${cred}}`,
+        `{"name":"c","auth_url":"http://127.0.0.1:9/v3",${cred},"visibility":"public"}`,
+        `{"name":"c","auth_url":"http://127.0.0.1:9/v3",${cred},"transfer":"ftp"}`,
+        `{"name":"c","auth_url":"http://127.0.0.1:9/v3",${cred},"name_prefix":"${'p'.repeat(100)}"}`,
+        `{"name":"c","auth_url":"http://127.0.0.1:9/v3",${cred},"disk_format":"exe"}`,
+        `{"name":"c","auth_url":"${'h'.repeat(3000)}",${cred}}`,
+        `{"name":"c","auth_url":"http://127.0.0.1:9/v3",${cred},"secret":"x"}`,
+      ];
+      let count = 0;
+      for (const body of bodies) {
+        const response = await register(body);
+        const what = `POST clouds ${body.slice(0, 100)} -> ${response.status} ${response.body.slice(0, 200)}`;
+        assert.ok(response.status >= 400 && response.status < 500, what);
+        assert.ok(response.code, what);
+        assert.doesNotMatch(response.body, /root:/, what);
+        count++;
+      }
+      for (const path of [
+        '/api/clouds/nobody',
+        '/api/clouds/team/..%2f..%2fx',
+        '/api/clouds/team/c/status',
+        '/api/clouds/team/c/images/bob/vm.img',
+      ]) {
+        const response = await send(request('GET', path), 'admin');
+        assert.ok(
+          response.status >= 400 && response.status < 500 && response.code,
+          `${path} -> ${response.status}`,
+        );
+        count++;
+      }
+      tried.set('hostile clouds', count);
+      const listed = await as('admin').get('/api/clouds');
+      assert.deepEqual(listed.json, [], 'no cloud was kept');
+      assert.deepEqual(await snapshot(), before_);
+    });
+
     it('stores SQL metacharacters and non-ASCII text in every field verbatim, and finds nothing with them', async () => {
       const nasty = [
         "'; DROP TABLE images; --",

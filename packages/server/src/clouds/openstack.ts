@@ -320,6 +320,14 @@ export function createOpenStack(policy: CloudPolicy) {
           what: `Updating image ${image.id}`,
         });
       },
+      /** Shares an image (visibility `shared`) with another project. */
+      async addMember(id: string, project: string): Promise<void> {
+        await call('POST', at(`/images/${encodeURIComponent(id)}/members`), {
+          headers,
+          json: { member: project },
+          what: `Sharing image ${id} with ${project}`,
+        });
+      },
       async deactivate(id: string): Promise<void> {
         await call('POST', at(`/images/${encodeURIComponent(id)}/actions/deactivate`), {
           headers,

@@ -403,6 +403,59 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0016_clouds': {
+      async up(db) {
+        // A group's clouds (OpenStack projects), the images chosen for each, and what each holds of them.
+        await db.schema
+          .createTable('clouds')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('group_id', 'integer', (c) => c.notNull().references('groups.id').onDelete('cascade'))
+          .addColumn('name', name, (c) => c.notNull())
+          .addColumn('auth_url', 'text', (c) => c.notNull())
+          .addColumn('region', 'text')
+          .addColumn('credential_kind', 'text', (c) => c.notNull())
+          .addColumn('credential', 'text', (c) => c.notNull())
+          .addColumn('credential_secret', 'text', (c) => c.notNull())
+          .addColumn('disk_format', 'text')
+          .addColumn('visibility', 'text', (c) => c.notNull())
+          .addColumn('shared_projects', 'text', (c) => c.notNull())
+          .addColumn('name_prefix', 'text', (c) => c.notNull())
+          .addColumn('transfer', 'text', (c) => c.notNull())
+          .addColumn('follow_endorsed', bool, (c) => c.notNull())
+          .addColumn('created_by', 'integer', (c) => c.references('users.id').onDelete('set null'))
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('modified', time, (c) => c.notNull())
+          .addColumn('lease', 'text')
+          .addColumn('lease_until', time)
+          .addColumn('next_sync', time)
+          .addColumn('last_sync', time)
+          .addColumn('last_error', 'text')
+          .addUniqueConstraint('clouds_group_name', ['group_id', 'name'])
+          .execute();
+        await db.schema
+          .createTable('cloud_images')
+          .addColumn('cloud_id', 'text', (c) => c.notNull().references('clouds.id').onDelete('cascade'))
+          .addColumn('image_id', 'integer', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('added', time, (c) => c.notNull())
+          .addPrimaryKeyConstraint('cloud_images_pk', ['cloud_id', 'image_id'])
+          .execute();
+        await db.schema
+          .createTable('cloud_copies')
+          .addColumn('cloud_id', 'text', (c) => c.notNull().references('clouds.id').onDelete('cascade'))
+          .addColumn('image_uuid', 'text', (c) => c.notNull())
+          .addColumn('image_name', 'text', (c) => c.notNull())
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('glance_id', 'text')
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('detail', 'text')
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('next_attempt', time)
+          .addColumn('retire_after', time)
+          .addColumn('updated', time, (c) => c.notNull())
+          .addPrimaryKeyConstraint('cloud_copies_pk', ['cloud_id', 'image_uuid', 'version'])
+          .execute();
+      },
+    },
   };
 }
 

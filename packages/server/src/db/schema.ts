@@ -261,6 +261,62 @@ export interface ListSubscribersTable {
   created: string;
 }
 
+/** A group's cloud (an OpenStack project) and its reconciler's lease and last run. */
+export interface CloudsTable {
+  /** Opaque, a UUID; Glance images of this cloud carry it as `repoman_cloud`. */
+  id: string;
+  group_id: number;
+  name: string;
+  auth_url: string;
+  region: string | null;
+  /** `application_credential` or `password`. */
+  credential_kind: string;
+  /** JSON: the credential's public half (application credential id; user, project and domains). */
+  credential: string;
+  /** The secret half, encrypted with `clouds.secret_key` (clouds/secrets.ts). */
+  credential_secret: string;
+  disk_format: string | null;
+  visibility: string;
+  /** JSON array of project ids or names. */
+  shared_projects: string;
+  name_prefix: string;
+  transfer: string;
+  follow_endorsed: Bool;
+  created_by: number | null;
+  created: string;
+  modified: string;
+  /** Which server reconciles it, until when. */
+  lease: string | null;
+  lease_until: string | null;
+  next_sync: string | null;
+  last_sync: string | null;
+  last_error: string | null;
+}
+
+/** An image chosen for a cloud (its current version follows it there). */
+export interface CloudImagesTable {
+  cloud_id: string;
+  image_id: number;
+  added: string;
+}
+
+/** What a cloud holds (or is being given) of one version of an image. */
+export interface CloudCopiesTable {
+  cloud_id: string;
+  image_uuid: string;
+  /** `owner/name` when last seen, for people. */
+  image_name: string;
+  version: number;
+  glance_id: string | null;
+  state: string;
+  detail: string | null;
+  attempts: number;
+  next_attempt: string | null;
+  /** An old or unsubscribed copy: deleted from the cloud after this. */
+  retire_after: string | null;
+  updated: string;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -280,6 +336,9 @@ export interface Database {
   endorsements: EndorsementsTable;
   image_lists: ImageListsTable;
   list_subscribers: ListSubscribersTable;
+  clouds: CloudsTable;
+  cloud_images: CloudImagesTable;
+  cloud_copies: CloudCopiesTable;
 }
 
 /** The query layer over this schema, or a transaction on it: every data-access function takes one. */

@@ -29,6 +29,7 @@ import { type PublicUrls, urlsFor } from './present.ts';
 import { checkIntegerQuery } from './query.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { capabilityRoutes } from './routes/capabilities.ts';
+import { cloudRoutes } from './routes/clouds.ts';
 import { type CopySettings, copyRoutes } from './routes/copy.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { imageListRoutes } from './routes/image-lists.ts';
@@ -160,6 +161,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   webdavRoutes(app, deps);
   capabilityRoutes(app, deps);
   imageListRoutes(app, deps);
+  cloudRoutes(app, deps);
   copyRoutes(app, deps);
   uploadRoutes(app, deps);
   jobRoutes(app, deps);

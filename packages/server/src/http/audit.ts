@@ -168,6 +168,61 @@ const RULES = new Map<string, Rule>([
     'DELETE /api/groups/:group/subscribers/:id',
     { action: 'group.subscriber_remove', type: 'group', target: (p) => p.group ?? null },
   ],
+  ['POST /api/clouds/:group', { action: 'cloud.create', type: 'group', target: (p) => p.group ?? null }],
+  [
+    'PATCH /api/clouds/:group/:cloud',
+    {
+      action: 'cloud.modify',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ cloud: p.cloud }),
+    },
+  ],
+  [
+    'POST /api/clouds/:group/:cloud',
+    {
+      action: 'cloud.modify',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ cloud: p.cloud }),
+    },
+  ],
+  [
+    'DELETE /api/clouds/:group/:cloud',
+    {
+      action: 'cloud.delete',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ cloud: p.cloud }),
+    },
+  ],
+  [
+    'PUT /api/clouds/:group/:cloud/images/:user/:image',
+    {
+      action: 'cloud.choose',
+      type: 'image',
+      target: (p) => (p.user && p.image ? `${p.user}/${p.image}` : null),
+      detail: (p) => ({ cloud: `${p.group}/${p.cloud}` }),
+    },
+  ],
+  [
+    'DELETE /api/clouds/:group/:cloud/images/:user/:image',
+    {
+      action: 'cloud.unchoose',
+      type: 'image',
+      target: (p) => (p.user && p.image ? `${p.user}/${p.image}` : null),
+      detail: (p) => ({ cloud: `${p.group}/${p.cloud}` }),
+    },
+  ],
+  [
+    'POST /api/clouds/:group/:cloud/sync',
+    {
+      action: 'cloud.sync',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (p) => ({ cloud: p.cloud }),
+    },
+  ],
   [
     'POST /api/images',
     {

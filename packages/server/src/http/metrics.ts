@@ -39,6 +39,8 @@ export interface Metrics {
   refusedConnection(port: 'https' | 'http', reason: 'connections' | 'refused_certificates'): void;
   /** What `/metrics` answers, in Prometheus's text format: the whole server's. */
   render(): Promise<string>;
+  /** A transfer into a cloud ended (verified in Glance, or failed), with the bytes it moved. */
+  cloudTransfer(cloud: string, outcome: 'ok' | 'failed', bytes: number): void;
   /** Each group's image list expiry (its earliest endorsement's), asked for as `/metrics` is scraped. */
   watchImageLists(expiries: () => Promise<{ group: string; expires: string }[]>): void;
 }
@@ -92,6 +94,18 @@ export function createMetrics(
     readBack: () => timed('upload_read', () => upload.readBack()),
     readAt: (offset, length) => timed('upload_read', () => upload.readAt(offset, length)),
   });
+  const cloudTransfers = new Counter({
+    name: 'repoman_cloud_transfers_total',
+    help: 'Transfers of images into clouds, by cloud (its id) and outcome (ok: verified in Glance; failed)',
+    labelNames: ['cloud', 'outcome'],
+    registers: [registry],
+  });
+  const cloudBytes = new Counter({
+    name: 'repoman_cloud_transfer_bytes_total',
+    help: 'Bytes of images verified in clouds, by cloud (its id)',
+    labelNames: ['cloud'],
+    registers: [registry],
+  });
   let listExpiries: (() => Promise<{ group: string; expires: string }[]>) | null = null;
   new Gauge({
     name: 'repoman_image_list_expiry_seconds',
@@ -111,6 +125,10 @@ export function createMetrics(
   return {
     registry,
     render: async () => (await options.gather?.()) ?? registry.metrics(),
+    cloudTransfer: (cloud, outcome, bytes) => {
+      cloudTransfers.inc({ cloud, outcome });
+      if (bytes > 0) cloudBytes.inc({ cloud }, bytes);
+    },
     watchImageLists: (expiries) => {
       listExpiries = expiries;
     },

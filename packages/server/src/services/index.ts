@@ -1,9 +1,16 @@
+import { randomBytes } from 'node:crypto';
+import { BlockList } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import { sql } from 'kysely';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
+import { type CloudPolicy, createOpenStack } from '../clouds/openstack.ts';
+import type { SecretKeys } from '../clouds/secrets.ts';
 import type { Db } from '../db/schema.ts';
 import { createAuditService } from './audit.ts';
 import { type CapabilityPolicy, createCapabilityService } from './capabilities.ts';
+import { createCloudSync, type SyncEvents, type SyncPolicy } from './cloud-sync.ts';
+import { createCloudService } from './clouds.ts';
 import { type ConversionSettings, createConversionService } from './conversions.ts';
 import { createEndorsementService } from './endorsements.ts';
 import { createGroupService } from './groups.ts';
@@ -55,6 +62,12 @@ export function createServices(deps: {
   capabilities?: CapabilityPolicy | undefined;
   /** Image lists: their validity (28 days by default) and the server's signer (none by default). */
   imageLists?: ListPolicy | undefined;
+  /** The cloud sync: the key of its secrets, how it reaches clouds, how often it syncs; absent: no clouds. */
+  clouds?:
+    | { keys: SecretKeys; reach: CloudPolicy; sync: SyncPolicy; events?: SyncEvents | undefined }
+    | undefined;
+  /** Where background work reports what failed (the sync). */
+  onError?: ((error: unknown, message: string) => void) | undefined;
 }) {
   const { db, store, policy, hashing, limits } = deps;
   const quota = createQuotaService({ db });
@@ -88,9 +101,37 @@ export function createServices(deps: {
     identity,
     policy: deps.capabilities ?? { defaultValiditySeconds: 3600, maxValiditySeconds: 30 * 86400 },
   });
+  const audit = createAuditService({ db });
+  const openstack = createOpenStack(
+    deps.clouds?.reach ?? { allowed: new BlockList(), cas: () => [...rootCertificates], idleMs: 60_000 },
+  );
+  let sync: ReturnType<typeof createCloudSync> | null = null;
+  const clouds = createCloudService({
+    db,
+    keys: deps.clouds?.keys ?? { current: randomBytes(32), previous: [] },
+    openstack,
+    wake: () => sync?.wake(),
+  });
+  if (deps.clouds)
+    sync = createCloudSync({
+      db,
+      store,
+      hashing,
+      openstack,
+      clouds,
+      capabilities,
+      identity,
+      audit,
+      policy: deps.clouds.sync,
+      events: deps.clouds.events,
+      onError: deps.onError,
+    });
   return {
     identity,
     capabilities,
+    /** A group's clouds (OpenStack), and the sync that keeps images present in them. */
+    clouds,
+    cloudSync: sync,
     /** Groups' endorsements of image versions, and the subscribers of their lists. */
     endorsements: createEndorsementService({ db, store, hashing }),
     /** The signed image lists made of the endorsements. */
@@ -100,7 +141,7 @@ export function createServices(deps: {
       capabilities,
       policy: deps.imageLists ?? { maxValiditySeconds: 28 * 86400, signing: null },
     }),
-    audit: createAuditService({ db }),
+    audit,
     users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged }),
     groups: createGroupService({ db, identitiesChanged }),
     images: createImageService({ db, store, maxImagesPerUser: limits?.maxImagesPerUser, checkQuota }),

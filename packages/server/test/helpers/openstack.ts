@@ -20,6 +20,8 @@ export interface OpenStackFixture {
   adminToken(): Promise<{ token: string; userId: string; projectId: string }>;
   /** An application credential of the admin (Keystone makes it; its secret is shown once). */
   applicationCredential(name: string): Promise<{ id: string; secret: string }>;
+  /** A project of its own with a user of its own in it (the `member` role, as a cloud's users have). */
+  projectUser(name: string): Promise<{ username: string; password: string; project: string }>;
   /** Glance's API as the admin. */
   // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected field by field
   glance(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
@@ -95,6 +97,29 @@ export async function startOpenStack(options: { caPem?: string } = {}): Promise<
       if (response.status !== 201) throw new Error(`Keystone: ${response.status} ${await response.text()}`);
       const made = (await response.json()) as { application_credential: { id: string; secret: string } };
       return { id: made.application_credential.id, secret: made.application_credential.secret };
+    },
+    async projectUser(name) {
+      const { token } = await adminToken();
+      const post = async (path: string, body: unknown) => {
+        const response = await fetch(`${authUrl}${path}`, {
+          method: path.includes('/roles/') ? 'PUT' : 'POST',
+          headers: { 'content-type': 'application/json', 'x-auth-token': token },
+          ...(body === null ? {} : { body: JSON.stringify(body) }),
+        });
+        if (response.status >= 300) throw new Error(`Keystone: ${response.status} ${await response.text()}`);
+        return response.status === 204 ? {} : ((await response.json()) as Record<string, { id: string }>);
+      };
+      const password = `pw-${name}-${Date.now()}`;
+      const project = (await post('/projects', { project: { name, domain_id: 'default' } })).project as {
+        id: string;
+      };
+      const user = (await post('/users', { user: { name, password, domain_id: 'default' } })).user as {
+        id: string;
+      };
+      const roles = await fetch(`${authUrl}/roles?name=member`, { headers: { 'x-auth-token': token } });
+      const role = ((await roles.json()) as { roles: { id: string }[] }).roles[0] as { id: string };
+      await post(`/projects/${project.id}/users/${user.id}/roles/${role.id}`, null);
+      return { username: name, password, project: name };
     },
     async glance(method, path, body) {
       const { token } = await adminToken();

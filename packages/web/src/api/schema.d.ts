@@ -2310,6 +2310,487 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/clouds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The clouds of every group you belong to (admins: all) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": ({
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        })[];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/clouds/{group}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A group’s clouds (its members and admins) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": ({
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        })[];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Register a cloud for the group (cloud_manage and membership); its credential is checked at once */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name: string;
+                        /** @description Keystone’s v3 URL */
+                        auth_url: string;
+                        region?: string | null;
+                        application_credential_id?: string;
+                        application_credential_secret?: string;
+                        username?: string;
+                        password?: string;
+                        user_domain?: string;
+                        project?: string;
+                        project_domain?: string;
+                        /** @enum {string|null} */
+                        disk_format?: "raw" | "qcow2" | "vmdk" | null;
+                        /** @enum {string} */
+                        visibility?: "private" | "shared" | "community";
+                        shared_projects?: string[];
+                        name_prefix?: string;
+                        /** @enum {string} */
+                        transfer?: "web-download" | "upload";
+                        follow_endorsed?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/clouds/{group}/{cloud}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A cloud (never its secret) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Change a cloud (cloud_manage); a new credential or URL is checked at once */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Keystone’s v3 URL */
+                        auth_url?: string;
+                        region?: string | null;
+                        application_credential_id?: string;
+                        application_credential_secret?: string;
+                        username?: string;
+                        password?: string;
+                        user_domain?: string;
+                        project?: string;
+                        project_domain?: string;
+                        /** @enum {string|null} */
+                        disk_format?: "raw" | "qcow2" | "vmdk" | null;
+                        /** @enum {string} */
+                        visibility?: "private" | "shared" | "community";
+                        shared_projects?: string[];
+                        name_prefix?: string;
+                        /** @enum {string} */
+                        transfer?: "web-download" | "upload";
+                        follow_endorsed?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        /** Forget a cloud (cloud_manage): the images made there stay */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        /** Change a cloud (cloud_manage); a new credential or URL is checked at once */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Keystone’s v3 URL */
+                        auth_url?: string;
+                        region?: string | null;
+                        application_credential_id?: string;
+                        application_credential_secret?: string;
+                        username?: string;
+                        password?: string;
+                        user_domain?: string;
+                        project?: string;
+                        project_domain?: string;
+                        /** @enum {string|null} */
+                        disk_format?: "raw" | "qcow2" | "vmdk" | null;
+                        /** @enum {string} */
+                        visibility?: "private" | "shared" | "community";
+                        shared_projects?: string[];
+                        name_prefix?: string;
+                        /** @enum {string} */
+                        transfer?: "web-download" | "upload";
+                        follow_endorsed?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        trace?: never;
+    };
+    "/api/clouds/{group}/{cloud}/images/{user}/{image}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Choose an image for the cloud: its current version goes there (cloud_manage) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** No longer choose it: its copy there is retired (cloud_manage) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                    user: string;
+                    image: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            url: string;
+                            group: string;
+                            name: string;
+                            auth_url: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/clouds/{group}/{cloud}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What the cloud holds of each image: present (verified), transferring, pending, failed, conflict, retiring */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            image: string;
+                            version: number;
+                            state: string;
+                            glance_id: string | null;
+                            detail: string | null;
+                            attempts: number;
+                            updated: string;
+                        }[];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/clouds/{group}/{cloud}/sync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sync the cloud now (cloud_manage); 202, its status tells how it went */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    group: string;
+                    cloud: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/images/{user}/{image}/conversions": {
         parameters: {
             query?: never;

@@ -1,0 +1,487 @@
+/**
+ * The cloud sync's reconciler: makes each cloud hold what its group wants there (docs/clouds.md), as desired
+ * state. For each cloud due (one server at a time: a lease in the database), it works out what should be
+ * there (the group's endorsed versions, if the cloud follows them, and the current version of each image
+ * chosen for it), lists the Glance images it owns there (those carrying `repoman_cloud` = the cloud's id),
+ * and:
+ * - a wanted version that is missing: made, after checking for Glint's three conflicts with the project's
+ *   other images (same name, other bytes; same name and bytes, not Repoman's; same bytes under another
+ *   name), and filled by Glance's web-download import from its pinned URL (a capability URL if private) or by
+ *   an upload this server streams;
+ * - one being filled: checked again soon; `active` with Glance's SHA-512 equal to Repoman's is present and
+ *   verified; `active` with other bytes, or `killed`, is deleted and tried again, with backoff;
+ * - an owned image no longer wanted (an old version once its successor is present, or one unsubscribed):
+ *   deactivated, then deleted after `clouds.grace_seconds`;
+ * - a Glance image it does not own is never touched.
+ *
+ * Every change in a cloud is in the audit log (actor: the sync), and /metrics counts transfers, failures and
+ * bytes per cloud.
+ */
+import { randomUUID } from 'node:crypto';
+import type { CloudCopyState } from '@repoman/core';
+import type { HashingPool } from '../blobs/hashing.ts';
+import type { BlobStore } from '../blobs/store.ts';
+import type { Glance, GlanceImage, OpenStack } from '../clouds/openstack.ts';
+import {
+  type CloudCopyRow,
+  type CloudWithGroup,
+  chosenImages,
+  claimCloud,
+  copiesOf,
+  deleteCopy,
+  dueClouds,
+  releaseCloud,
+  saveCopy,
+} from '../db/clouds-dal.ts';
+import { listEndorsements } from '../db/endorsements-dal.ts';
+import { findImageWithAccessById } from '../db/images-dal.ts';
+import { findVariant } from '../db/jobs-dal.ts';
+import type { Db } from '../db/schema.ts';
+import { findVersion } from '../db/versions-dal.ts';
+import type { AuditService } from './audit.ts';
+import type { CapabilityService } from './capabilities.ts';
+import type { CloudService } from './clouds.ts';
+import type { IdentityService } from './identity.ts';
+import { createStoredDigests } from './versions/stored-digests.ts';
+
+export interface SyncPolicy {
+  /** How often each cloud is reconciled (and at once when something changes). */
+  syncMs: number;
+  /** How long an unwanted image stays (deactivated) before it is deleted. */
+  graceMs: number;
+  /** Uploads into clouds this server runs at once. */
+  maxTransfers: number;
+  /** Repoman's HTTPS URL as clouds reach it (web-download's source). */
+  publicUrl: () => string;
+}
+
+/** What a cloud should hold of one image. */
+interface Wanted {
+  uuid: string;
+  owner: string;
+  name: string;
+  version: number;
+  size: number;
+  sha512: string;
+  format: string;
+  blobKey: string;
+  public: boolean;
+  description: string | null;
+  osVariant: string | null;
+  osArch: string | null;
+  /** Why it cannot go yet (a variant to make first), or null. */
+  blocked: string | null;
+}
+
+export interface SyncEvents {
+  transfer(cloud: string, outcome: 'ok' | 'failed', bytes: number): void;
+}
+
+const CHECK_SOON_MS = 2000;
+const LEASE_MS = 30 * 60_000;
+const seg = encodeURIComponent;
+
+/** Glance's `disk_format` for a stored format. */
+const glanceFormat = (format: string) => (format === 'iso' ? 'iso' : format);
+
+export function createCloudSync(deps: {
+  db: Db;
+  store: BlobStore;
+  hashing: HashingPool;
+  openstack: OpenStack;
+  clouds: CloudService;
+  capabilities: CapabilityService;
+  identity: IdentityService;
+  audit: AuditService;
+  policy: SyncPolicy;
+  events?: SyncEvents | undefined;
+  onError?: ((error: unknown, message: string) => void) | undefined;
+}) {
+  const { db, openstack, policy } = deps;
+  const lease = `sync-${randomUUID()}`;
+  const digestsOf = createStoredDigests({
+    db,
+    store: deps.store,
+    hashing: deps.hashing,
+    computes: ['sha512'],
+  });
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> | null = null;
+  let again = false;
+  let closed = false;
+  let uploads = 0;
+
+  /** Records a change made in a cloud (the sync is the actor). */
+  async function audit(
+    cloud: CloudWithGroup,
+    action: string,
+    target: string,
+    detail: Record<string, unknown>,
+  ) {
+    await deps.audit
+      .record({
+        at: new Date().toISOString(),
+        actor: null,
+        dn: null,
+        address: null,
+        requestId: lease,
+        method: 'SYNC',
+        path: `/api/groups/${seg(cloud.group_name)}/clouds/${seg(cloud.name)}`,
+        action,
+        targetType: 'image',
+        target,
+        outcome: 'ok',
+        status: 200,
+        detail: { cloud: `${cloud.group_name}/${cloud.name}`, ...detail },
+      })
+      .catch((error: unknown) => deps.onError?.(error, 'recording a cloud change in the audit log failed'));
+  }
+
+  /** The versions the cloud should hold: endorsed ones (if it follows them), then chosen images' current. */
+  async function wantedOf(cloud: CloudWithGroup): Promise<Wanted[]> {
+    const wanted = new Map<number, { imageId: number; version: number }>();
+    if (cloud.follow_endorsed) {
+      const { items } = await listEndorsements(db, {
+        groupId: cloud.group_id,
+        activeAt: new Date().toISOString(),
+      });
+      for (const e of items) wanted.set(e.image_id, { imageId: e.image_id, version: e.version });
+    }
+    for (const chosen of await chosenImages(db, cloud.id))
+      if (!wanted.has(chosen.image_id)) wanted.set(chosen.image_id, { imageId: chosen.image_id, version: 0 });
+    const result: Wanted[] = [];
+    for (const { imageId, version } of wanted.values()) {
+      const image = await findImageWithAccessById(db, imageId);
+      if (!image || image.version === 0) continue;
+      const row = await findVersion(db, imageId, version || image.version);
+      if (!row) continue;
+      let { blob_key: blobKey, size, sha512, disk_format: format } = row;
+      let blocked: string | null = null;
+      if (cloud.disk_format && cloud.disk_format !== (format ?? 'raw')) {
+        const variant = await findVariant(db, row.id, cloud.disk_format);
+        if (variant) ({ blob_key: blobKey, size, sha512 } = variant);
+        else
+          blocked = `the cloud takes ${cloud.disk_format}: convert version ${row.version} to it first (repoman convert-image)`;
+        format = cloud.disk_format;
+      }
+      if (!sha512 && !blocked)
+        sha512 =
+          (await digestsOf({ ...row, blob_key: blobKey, table: 'image_versions' }, ['sha512'])).sha512 ??
+          null;
+      result.push({
+        uuid: image.uuid,
+        owner: image.owner_name,
+        name: image.name,
+        version: row.version,
+        size,
+        sha512: sha512 ?? '',
+        format: format ?? 'raw',
+        blobKey,
+        public: Boolean(image.unauthenticated_access),
+        description: image.description,
+        osVariant: image.os_variant,
+        osArch: image.os_arch,
+        blocked,
+      });
+    }
+    return result;
+  }
+
+  /** The URL Glance fetches: the pinned version, public or with a capability in the registrant's name. */
+  async function sourceOf(cloud: CloudWithGroup, want: Wanted): Promise<string> {
+    const path = `/api/images/raw/${seg(want.owner)}/${seg(want.name)}`;
+    const format =
+      cloud.disk_format && cloud.disk_format !== want.format
+        ? ''
+        : cloud.disk_format
+          ? `&format=${cloud.disk_format}`
+          : '';
+    const pinned = `${policy.publicUrl()}${path}?version=${want.version}${format}`;
+    if (want.public) return pinned;
+    if (cloud.created_by === null)
+      throw new Error('the cloud has no registrant to issue a capability in the name of');
+    const actor = await deps.identity.actorForUser(cloud.created_by);
+    const issued = await deps.capabilities.issue(
+      actor,
+      { kind: 'image', ref: { owner: want.owner, name: want.name }, path },
+      { caveats: ['activity:DOWNLOAD'], validity: 'P1D' },
+      policy.publicUrl(),
+    );
+    return `${pinned}&authz=${seg(issued.macaroon)}`;
+  }
+
+  const copyName = (cloud: CloudWithGroup, want: Wanted) => `${cloud.name_prefix}${want.name}`;
+
+  /** Glint's three conflicts, among the project's images Repoman does not own. */
+  function conflictOf(cloud: CloudWithGroup, want: Wanted, others: GlanceImage[]): string | null {
+    const name = copyName(cloud, want);
+    for (const other of others) {
+      const sameBytes = other.os_hash_algo === 'sha512' && other.os_hash_value === want.sha512;
+      if (other.name === name && sameBytes)
+        return `the cloud has an image ${name} (${other.id}) with the same bytes that Repoman did not make`;
+      if (other.name === name)
+        return `the cloud has another image named ${name} (${other.id}), with other bytes`;
+      if (sameBytes) return `the cloud has the same bytes under another name: ${other.name} (${other.id})`;
+    }
+    return null;
+  }
+
+  async function startCopy(
+    cloud: CloudWithGroup,
+    glance: Glance,
+    want: Wanted,
+    project: string,
+  ): Promise<string> {
+    const made = await glance.create({
+      name: copyName(cloud, want),
+      disk_format: glanceFormat(want.format),
+      container_format: 'bare',
+      visibility: cloud.visibility,
+      repoman_cloud: cloud.id,
+      repoman_image: want.uuid,
+      repoman_version: String(want.version),
+      repoman_sha512: want.sha512,
+      repoman_source: `${policy.publicUrl()}/api/images/${seg(want.owner)}/${seg(want.name)}`,
+      ...(want.osVariant ? { os_distro: want.osVariant } : {}),
+      ...(want.osArch ? { architecture: want.osArch } : {}),
+      ...(want.description ? { description: want.description } : {}),
+    });
+    await audit(cloud, 'cloud.image_create', `${want.owner}/${want.name}`, {
+      version: want.version,
+      glance_id: made.id,
+      transfer: cloud.transfer,
+    });
+    if (cloud.visibility === 'shared')
+      for (const member of JSON.parse(cloud.shared_projects) as string[])
+        if (member !== project) await glance.addMember(made.id, member).catch(() => undefined);
+    if (cloud.transfer === 'upload') {
+      if (uploads >= policy.maxTransfers) return made.id; // filled on a later pass
+      uploads++;
+      try {
+        const stream = await deps.store.read(want.blobKey);
+        await glance.upload(made.id, { length: want.size, stream });
+      } finally {
+        uploads--;
+      }
+    } else await glance.importFrom(made.id, await sourceOf(cloud, want));
+    return made.id;
+  }
+
+  /** One pass over one cloud; true if something is still on its way (check again soon). */
+  async function reconcile(cloud: CloudWithGroup): Promise<boolean> {
+    const session = await openstack.login(deps.clouds.endpointOf(cloud));
+    await deps.clouds.reseal(cloud);
+    const glance = openstack.glance(session);
+    const now = new Date();
+    const nowIso = now.toISOString();
+    const wanted = await wantedOf(cloud);
+    const owned = await glance.list({ repoman_cloud: cloud.id });
+    const copies = new Map((await copiesOf(db, cloud.id)).map((c) => [`${c.image_uuid}/${c.version}`, c]));
+    const others = (await glance.list({})).filter(
+      (image) => image.repoman_cloud !== cloud.id && image.owner === session.project.id,
+    );
+    let busy = false;
+    const present = new Set<string>();
+    const save = (
+      want: Pick<Wanted, 'uuid' | 'owner' | 'name' | 'version'>,
+      fields: Partial<CloudCopyRow>,
+    ) => {
+      const key = `${want.uuid}/${want.version}`;
+      const before = copies.get(key);
+      const row: CloudCopyRow = {
+        cloud_id: cloud.id,
+        image_uuid: want.uuid,
+        image_name: `${want.owner}/${want.name}`,
+        version: want.version,
+        glance_id: before?.glance_id ?? null,
+        state: before?.state ?? 'pending',
+        detail: null,
+        attempts: before?.attempts ?? 0,
+        next_attempt: null,
+        retire_after: null,
+        updated: nowIso,
+        ...fields,
+      };
+      copies.set(key, row);
+      return saveCopy(db, row);
+    };
+    const backoff = (attempts: number) =>
+      new Date(now.getTime() + Math.min(3600_000, 2 ** Math.min(attempts, 12) * 5000)).toISOString();
+
+    for (const want of wanted) {
+      const copy = copies.get(`${want.uuid}/${want.version}`);
+      const image = owned.find(
+        (i) => i.repoman_image === want.uuid && i.repoman_version === String(want.version),
+      );
+      const state = async (s: CloudCopyState, fields: Partial<CloudCopyRow> = {}) =>
+        save(want, { state: s, ...fields });
+      if (want.blocked) {
+        await state('pending', { detail: want.blocked });
+        continue;
+      }
+      if (image) {
+        if (image.status === 'active' && image.os_hash_value === want.sha512) {
+          if (copy?.state !== 'present') deps.events?.transfer(cloud.id, 'ok', want.size);
+          await state('present', { glance_id: image.id, attempts: copy?.attempts ?? 0 });
+          present.add(want.uuid);
+          continue;
+        }
+        if (['queued', 'saving', 'importing', 'uploading'].includes(image.status)) {
+          if (
+            image.status === 'queued' &&
+            cloud.transfer === 'upload' &&
+            uploads < policy.maxTransfers &&
+            !copy?.detail
+          ) {
+            // An upload that did not start (too many at once, or this server stopped): start it now.
+            await glance.remove(image.id);
+          } else {
+            busy = true;
+            await state('transferring', { glance_id: image.id });
+            continue;
+          }
+        } else {
+          // Failed in Glance (killed), or bytes other than ours: delete the copy and try again.
+          const why =
+            image.status === 'active'
+              ? `Glance's SHA-512 of ${image.id} is not the image's`
+              : `Glance left ${image.id} ${image.status}${image.os_glance_failed_import ? ` (import failed in ${image.os_glance_failed_import})` : ''}`;
+          await glance.remove(image.id);
+          await audit(cloud, 'cloud.image_delete', `${want.owner}/${want.name}`, {
+            version: want.version,
+            glance_id: image.id,
+            why,
+          });
+          deps.events?.transfer(cloud.id, 'failed', 0);
+          const attempts = (copy?.attempts ?? 0) + 1;
+          await state('failed', { glance_id: null, detail: why, attempts, next_attempt: backoff(attempts) });
+          busy = true;
+          continue;
+        }
+      }
+      if (copy?.next_attempt && copy.next_attempt > nowIso) {
+        busy = true;
+        continue;
+      }
+      const conflict = conflictOf(cloud, want, others);
+      if (conflict) {
+        await state('conflict', { glance_id: null, detail: conflict });
+        continue;
+      }
+      try {
+        const id = await startCopy(cloud, glance, want, session.project.id);
+        await state('transferring', { glance_id: id, detail: null });
+      } catch (error) {
+        const attempts = (copy?.attempts ?? 0) + 1;
+        deps.events?.transfer(cloud.id, 'failed', 0);
+        await state('failed', {
+          detail: error instanceof Error ? error.message : String(error),
+          attempts,
+          next_attempt: backoff(attempts),
+        });
+      }
+      busy = true;
+    }
+
+    // What it owns there and no longer wants: retired once its successor (if any) is present.
+    const wantedKeys = new Set(wanted.map((w) => `${w.uuid}/${w.version}`));
+    const wantedUuids = new Set(wanted.map((w) => w.uuid));
+    for (const image of owned) {
+      const uuid = String(image.repoman_image ?? '');
+      const version = Number(image.repoman_version ?? 0);
+      if (wantedKeys.has(`${uuid}/${version}`)) continue;
+      if (wantedUuids.has(uuid) && !present.has(uuid)) continue; // its successor is not there yet
+      const copy = copies.get(`${uuid}/${version}`);
+      const name = copy?.image_name ?? String(image.name ?? image.id);
+      const [owner = '', imageName = ''] = name.split('/');
+      const ref = { uuid, owner, name: imageName, version };
+      if (!copy?.retire_after) {
+        if (image.status === 'active') await glance.deactivate(image.id);
+        await audit(cloud, 'cloud.image_deactivate', name, { version, glance_id: image.id });
+        await save(ref, {
+          state: 'retiring',
+          glance_id: image.id,
+          retire_after: new Date(now.getTime() + policy.graceMs).toISOString(),
+        });
+        busy = busy || policy.graceMs < policy.syncMs;
+      } else if (copy.retire_after <= nowIso) {
+        await glance.remove(image.id);
+        await audit(cloud, 'cloud.image_delete', name, {
+          version,
+          glance_id: image.id,
+          why: 'no longer wanted',
+        });
+        await deleteCopy(db, cloud.id, uuid, version);
+      } else busy = busy || copy.retire_after < new Date(now.getTime() + policy.syncMs).toISOString();
+    }
+    // Copies of images gone from Glance and no longer wanted: forgotten.
+    for (const copy of copies.values())
+      if (
+        !wantedKeys.has(`${copy.image_uuid}/${copy.version}`) &&
+        !owned.some((i) => i.id === copy.glance_id)
+      )
+        await deleteCopy(db, cloud.id, copy.image_uuid, copy.version);
+    return busy;
+  }
+
+  async function pass() {
+    const now = new Date();
+    for (const cloud of await dueClouds(db, now.toISOString())) {
+      if (closed) return;
+      const until = new Date(now.getTime() + LEASE_MS).toISOString();
+      if (!(await claimCloud(db, cloud.id, lease, now.toISOString(), until))) continue;
+      let busy = false;
+      let error: string | null = null;
+      try {
+        busy = await reconcile(cloud);
+      } catch (failure) {
+        error = failure instanceof Error ? failure.message : String(failure);
+        deps.onError?.(failure, `syncing cloud ${cloud.group_name}/${cloud.name} failed; trying again later`);
+        deps.events?.transfer(cloud.id, 'failed', 0);
+      }
+      const next = new Date(
+        Date.now() + (busy ? CHECK_SOON_MS : error ? Math.min(policy.syncMs, 60_000) : policy.syncMs),
+      );
+      await releaseCloud(db, cloud.id, lease, {
+        next_sync: next.toISOString(),
+        last_sync: new Date().toISOString(),
+        last_error: error,
+      });
+    }
+  }
+
+  function run() {
+    if (closed) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = pass()
+      .catch((error: unknown) => deps.onError?.(error, 'the cloud sync failed; trying again later'))
+      .finally(() => {
+        running = null;
+        if (again) {
+          again = false;
+          run();
+        }
+      });
+  }
+
+  return {
+    /** Looks for clouds due every second (a sync asked for starts within it). */
+    start() {
+      timer = setInterval(run, 1000);
+      timer.unref();
+      run();
+    },
+    /** Something changed: look now. */
+    wake: () => run(),
+    async close() {
+      closed = true;
+      if (timer) clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+export type CloudSync = ReturnType<typeof createCloudSync>;
