@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { type Api, path } from './api.ts';
 import type { CommandSpec, Context, OptionSpec } from './cli.ts';
+import { cloudCommands } from './clouds.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
 import { imageListCommands } from './image-lists.ts';
@@ -1458,4 +1459,5 @@ export const commands: CommandSpec[] = [
     },
   },
   ...imageListCommands,
+  ...cloudCommands,
 ];

@@ -7,15 +7,21 @@
  * conflict; Glance stopped mid-sync, then back; a wrong credential a clear refusal.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { BIN, buildClient } from '../../../client/test/build.ts';
 import { clientFor, expectError } from '../helpers/http.ts';
 import { type OpenStackFixture, startOpenStack } from '../helpers/openstack.ts';
 import { makeTestPki, type TestPki } from '../helpers/pki.ts';
 import { startServerFor, type TestServer } from '../helpers/server.ts';
 
+const run = promisify(execFile);
 const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex');
 
 describe('syncing images into an OpenStack cloud', () => {
@@ -221,6 +227,67 @@ describe('syncing images into an OpenStack cloud', () => {
     const image = (await cloud.glance('GET', `/v2/images/${copies[0]?.glance_id}`)).json;
     assert.equal(image.name, 'up-worker.img');
     assert.equal(image.os_hash_value, sha512(v2));
+  });
+
+  it('is driven from the client: add-cloud from an RC file’s variables, sync --wait, cloud-status', async () => {
+    buildClient();
+    const home = await mkdtemp(join(tmpdir(), 'repoman-cloud-client-'));
+    try {
+      const mgr = pki.credential('mgr');
+      await writeFile(join(home, 'mgr.pem'), mgr.cert);
+      await writeFile(join(home, 'mgr.key'), mgr.key, { mode: 0o600 });
+      await writeFile(join(home, 'ca.pem'), pki.ca.certPem);
+      const user = await cloud.projectUser('cli');
+      const base = [
+        BIN,
+        '-r',
+        'localhost',
+        '-p',
+        String(server.httpsPort),
+        '--cert',
+        join(home, 'mgr.pem'),
+        '--key',
+        join(home, 'mgr.key'),
+        '--ca',
+        join(home, 'ca.pem'),
+      ];
+      const rc = {
+        HOME: home,
+        PATH: process.env.PATH,
+        OS_AUTH_URL: cloud.authUrl,
+        OS_USERNAME: user.username,
+        OS_PASSWORD: user.password,
+        OS_PROJECT_NAME: user.project,
+      };
+      const repoman = (args: string[], env: NodeJS.ProcessEnv = rc) =>
+        run(process.execPath, [...base, ...args], { env, timeout: 120_000 }).then(
+          (r) => ({ status: 0, ...r }),
+          (e: { code: number; stdout: string; stderr: string }) => ({
+            status: e.code,
+            stdout: e.stdout,
+            stderr: e.stderr,
+          }),
+        );
+      const refused = await repoman(['add-cloud', 'vo/cli', '--no-endorsed'], {
+        ...rc,
+        OS_PASSWORD: 'wrong',
+      });
+      assert.equal(refused.status, 1, refused.stderr);
+      assert.match(refused.stderr, /Keystone refused the credential/);
+      const added = await repoman(['add-cloud', 'vo/cli', '--no-endorsed', '--prefix', 'cli-']);
+      assert.equal(added.status, 0, added.stderr);
+      assert.match(added.stdout, /\[OK\] Registered cloud vo\/cli/);
+      const synced = await repoman(['sync', 'vo/cli', '--add', 'bob/worker.img', '--wait']);
+      assert.equal(synced.status, 0, synced.stderr);
+      assert.match(synced.stdout, /bob\/worker\.img\s+2\s+present \(verified\)/);
+      const shown = JSON.parse((await repoman(['cloud-status', 'vo/cli', '--json'])).stdout);
+      assert.equal(shown.copies[0].state, 'present');
+      const listed = await repoman(['list-clouds', 'vo']);
+      assert.match(listed.stdout, /vo\/cli\s+/);
+      assert.match(listed.stdout, /vo\/site\s+/);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
   });
 
   it('counts transfers in /metrics and records every change in the audit log', async () => {

@@ -1,0 +1,274 @@
+/**
+ * The cloud sync from the command line (docs/clouds.md): `list-clouds`, `add-cloud`, `remove-cloud`, `sync`
+ * and `cloud-status`. `add-cloud` takes what an OpenStack RC file sets (`OS_AUTH_URL`, `OS_REGION_NAME`,
+ * `OS_APPLICATION_CREDENTIAL_ID` and `_SECRET`, or `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME` and the
+ * domains), so that `source app-cred-openrc.sh; repoman add-cloud atlas cern` works; a secret is never taken
+ * from the command line (it would show in `ps`): from the environment, or asked for.
+ */
+import { path } from './api.ts';
+import type { CommandSpec, Context } from './cli.ts';
+import { ClientError } from './errors.ts';
+import { table, text } from './output.ts';
+
+const str = (value: unknown) => (typeof value === 'string' ? value : undefined);
+const list = (value: unknown) =>
+  (Array.isArray(value) ? value : value === undefined ? [] : [value]).map(String);
+
+// biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
+type Json = any;
+
+const print = (context: Context, json: unknown, human: string) =>
+  context.print(context.json ? JSON.stringify(json, null, 2) : human);
+
+/** `group/cloud`. */
+function cloudRef(arg: string): [string, string] {
+  const [group, cloud, ...rest] = arg.split('/');
+  if (!group || !cloud || rest.length > 0)
+    throw new ClientError('usage', `Name the cloud as group/cloud, not '${arg}'`);
+  return [group, cloud];
+}
+
+/** `owner/name` of an image (the caller's own namespace if no owner). */
+async function imageOf(context: Context, arg: string): Promise<[string, string]> {
+  if (arg.includes('/')) return arg.split('/', 2) as [string, string];
+  return [(await (await context.api()).get('/api/whoami')).user_name, arg];
+}
+
+const STATE_WORDS: Record<string, string> = {
+  present: 'present (verified)',
+  transferring: 'transferring',
+  pending: 'pending',
+  failed: 'FAILED',
+  conflict: 'CONFLICT',
+  retiring: 'retiring',
+};
+
+function statusTable(copies: Json[]): string {
+  if (copies.length === 0) return 'Nothing there yet: choose images (repoman sync GROUP/CLOUD --add IMAGE)';
+  return table(copies, [
+    { title: 'IMAGE', value: (c: Json) => c.image },
+    { title: 'VERSION', value: (c: Json) => String(c.version) },
+    { title: 'STATE', value: (c: Json) => STATE_WORDS[c.state] ?? c.state },
+    { title: 'GLANCE ID', value: (c: Json) => c.glance_id ?? '-' },
+    { title: 'DETAIL', value: (c: Json) => c.detail ?? '' },
+  ]);
+}
+
+export const cloudCommands: CommandSpec[] = [
+  {
+    name: 'list-clouds',
+    alias: 'lc',
+    summary: 'the clouds of your groups (or of one group), where Repoman keeps images (docs/clouds.md)',
+    args: ['group?'],
+    server: true,
+    async run(context) {
+      const api = await context.api();
+      const group = str(context.args.group);
+      const clouds = (await api.get(group ? path('clouds', group) : '/api/clouds')) as Json[];
+      print(
+        context,
+        clouds,
+        clouds.length === 0
+          ? 'No clouds'
+          : table(clouds, [
+              { title: 'CLOUD', value: (c: Json) => `${c.group}/${c.name}` },
+              { title: 'KEYSTONE', value: (c: Json) => c.auth_url },
+              { title: 'TRANSFER', value: (c: Json) => c.transfer },
+              {
+                title: 'IMAGES',
+                value: (c: Json) => String(c.images.length) + (c.follow_endorsed ? ' + endorsed' : ''),
+              },
+              { title: 'LAST SYNC', value: (c: Json) => text(c.last_sync) },
+              { title: 'LAST ERROR', value: (c: Json) => c.last_error ?? '' },
+            ]),
+      );
+    },
+  },
+  {
+    name: 'add-cloud',
+    alias: 'ac',
+    summary:
+      'register an OpenStack cloud for a group: Keystone URL and credential from the options or an OpenStack RC file’s OS_* variables',
+    args: ['cloud'],
+    options: {
+      'auth-url': { type: 'string', help: "Keystone's v3 URL (default $OS_AUTH_URL)", value: 'URL' },
+      region: { type: 'string', help: 'the region (default $OS_REGION_NAME)', value: 'REGION' },
+      'application-credential-id': {
+        type: 'string',
+        help: 'an application credential (default $OS_APPLICATION_CREDENTIAL_ID); its secret from $OS_APPLICATION_CREDENTIAL_SECRET, or asked for',
+        value: 'ID',
+      },
+      username: {
+        type: 'string',
+        help: 'or a user (default $OS_USERNAME); the password from $OS_PASSWORD, or asked for',
+        value: 'USER',
+      },
+      project: { type: 'string', help: "the user's project (default $OS_PROJECT_NAME)", value: 'PROJECT' },
+      prefix: { type: 'string', help: 'put before image names in Glance', value: 'TEXT' },
+      visibility: { type: 'string', help: 'private (default), shared or community', value: 'V' },
+      transfer: {
+        type: 'string',
+        help: 'web-download (default: the cloud fetches from Repoman) or upload (Repoman sends)',
+        value: 'HOW',
+      },
+      format: { type: 'string', help: 'the disk format the cloud wants (raw, qcow2, vmdk)', value: 'F' },
+      'no-endorsed': {
+        type: 'boolean',
+        help: "do not keep the group's endorsed images there, only those chosen",
+      },
+    },
+    server: true,
+    async run(context) {
+      const [group, name] = cloudRef(context.args.cloud as string);
+      const env = process.env;
+      const authUrl = str(context.options['auth-url']) ?? env.OS_AUTH_URL;
+      if (!authUrl)
+        throw new ClientError(
+          'usage',
+          "Say where Keystone is: --auth-url URL (or source the cloud's RC file)",
+        );
+      const appId = str(context.options['application-credential-id']) ?? env.OS_APPLICATION_CREDENTIAL_ID;
+      const username = str(context.options.username) ?? (appId ? undefined : env.OS_USERNAME);
+      let credential: Record<string, string>;
+      if (appId) {
+        const secret =
+          env.OS_APPLICATION_CREDENTIAL_SECRET || (await context.secret('Application credential secret: '));
+        credential = { application_credential_id: appId, application_credential_secret: secret };
+      } else if (username) {
+        const project = str(context.options.project) ?? env.OS_PROJECT_NAME;
+        if (!project)
+          throw new ClientError('usage', "Say the user's project: --project PROJECT (or $OS_PROJECT_NAME)");
+        const password = env.OS_PASSWORD || (await context.secret(`Password of ${username}: `));
+        credential = {
+          username,
+          password,
+          project,
+          user_domain: env.OS_USER_DOMAIN_NAME || 'Default',
+          project_domain: env.OS_PROJECT_DOMAIN_NAME || 'Default',
+        };
+      } else
+        throw new ClientError(
+          'usage',
+          'Give an application credential (--application-credential-id, or $OS_APPLICATION_CREDENTIAL_ID) or a user (--username)',
+        );
+      const region = str(context.options.region) ?? env.OS_REGION_NAME;
+      const body = {
+        name,
+        auth_url: authUrl,
+        ...(region ? { region } : {}),
+        ...credential,
+        ...(str(context.options.prefix) !== undefined ? { name_prefix: str(context.options.prefix) } : {}),
+        ...(str(context.options.visibility) ? { visibility: str(context.options.visibility) } : {}),
+        ...(str(context.options.transfer) ? { transfer: str(context.options.transfer) } : {}),
+        ...(str(context.options.format) ? { disk_format: str(context.options.format) } : {}),
+        ...(context.options['no-endorsed'] ? { follow_endorsed: false } : {}),
+      };
+      const made = await (await context.api()).post(path('clouds', group), body);
+      print(
+        context,
+        made,
+        `[OK] Registered cloud ${made.group}/${made.name}: its credential works (Keystone, Glance, creating images)`,
+      );
+    },
+  },
+  {
+    name: 'remove-cloud',
+    summary: 'forget a cloud (what Repoman made there stays: unchoose its images first to have them go)',
+    args: ['cloud'],
+    server: true,
+    async run(context) {
+      const [group, name] = cloudRef(context.args.cloud as string);
+      await (await context.api()).delete(path('clouds', group, name));
+      print(context, { removed: `${group}/${name}` }, `[OK] Forgot cloud ${group}/${name}`);
+    },
+  },
+  {
+    name: 'sync',
+    summary:
+      'choose images for a cloud (--add), stop (--remove), and sync it now; --wait follows it until it settles',
+    args: ['cloud'],
+    options: {
+      add: {
+        type: 'string',
+        short: 'a',
+        help: 'keep this image there (repeatable)',
+        value: 'IMAGE',
+        multiple: true,
+      },
+      remove: {
+        type: 'string',
+        short: 'd',
+        help: 'no longer keep it there (repeatable)',
+        value: 'IMAGE',
+        multiple: true,
+      },
+      wait: {
+        type: 'boolean',
+        short: 'w',
+        help: 'wait until nothing is transferring any more, then show the status',
+      },
+    },
+    server: true,
+    async run(context) {
+      const [group, name] = cloudRef(context.args.cloud as string);
+      const api = await context.api();
+      for (const [option, method] of [
+        ['add', 'PUT'],
+        ['remove', 'DELETE'],
+      ] as const)
+        for (const image of list(context.options[option])) {
+          const [owner, imageName] = await imageOf(context, image);
+          await api.request(method, path('clouds', group, name, 'images', owner, imageName));
+          if (!context.json)
+            context.note(
+              `${option === 'add' ? 'Keeping' : 'No longer keeping'} ${owner}/${imageName} in ${group}/${name}`,
+            );
+        }
+      await api.request('POST', path('clouds', group, name, 'sync'));
+      if (!context.options.wait)
+        return print(context, { sync: 'requested' }, `[OK] Syncing ${group}/${name}`);
+      const statusPath = path('clouds', group, name, 'status');
+      const deadline = Date.now() + 3600_000;
+      // A sync asked for starts within a second; give it that before reading its first state.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      for (;;) {
+        const copies = (await api.get(statusPath)) as Json[];
+        const cloud = await api.get(path('clouds', group, name));
+        const moving = copies.filter((c) => c.state === 'transferring');
+        if (moving.length === 0 || Date.now() > deadline) {
+          const bad = copies.filter((c) => c.state === 'failed' || c.state === 'conflict');
+          print(context, copies, statusTable(copies));
+          if (cloud.last_error)
+            throw new ClientError('server', `The last sync of ${group}/${name} failed: ${cloud.last_error}`);
+          if (bad.length > 0)
+            throw new ClientError(
+              'server',
+              `${bad.length} image(s) did not get to ${group}/${name}: ${bad.map((c) => c.image).join(', ')}`,
+            );
+          return;
+        }
+        if (!context.json) context.note(`${moving.length} transferring…`);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+    },
+  },
+  {
+    name: 'cloud-status',
+    alias: 'cs',
+    summary:
+      'what a cloud holds of each image: present (verified), transferring, pending, failed, conflict, retiring',
+    args: ['cloud'],
+    server: true,
+    async run(context) {
+      const [group, name] = cloudRef(context.args.cloud as string);
+      const api = await context.api();
+      const copies = (await api.get(path('clouds', group, name, 'status'))) as Json[];
+      const cloud = await api.get(path('clouds', group, name));
+      print(
+        context,
+        { cloud, copies },
+        `${statusTable(copies)}${cloud.last_error ? `\nLast sync failed: ${cloud.last_error}` : ''}`,
+      );
+    },
+  },
+];
