@@ -7,6 +7,7 @@ import { isAdmin, loadSession, type Session } from './lib/session';
 import { ErrorBox, Loading, useAsync } from './lib/ui';
 import { AccountPage } from './pages/account';
 import { AdminPage } from './pages/admin';
+import { CloudsPage } from './pages/clouds';
 import { EditPage } from './pages/edit';
 import { GroupPage } from './pages/group';
 import { ImagePage } from './pages/image';
@@ -31,6 +32,7 @@ function route(
   const group = match('/groups/:name', path);
   if (group)
     return [`Group ${group.name ?? ''}`, <GroupPage session={s} name={group.name ?? ''} query={query} />];
+  if (match('/clouds', path)) return ['Clouds', <CloudsPage session={s} />];
   const admin = match('/admin', path) ?? match('/admin/:tab', path);
   if (admin) return ['Admin', <AdminPage session={s} tab={admin.tab ?? 'users'} />];
   return [
@@ -79,6 +81,7 @@ export function App() {
 function Navigation({ session, path }: { session: Session; path: string }) {
   const items: [string, string][] = [['/', 'Images']];
   if (session.kind === 'user') items.push(['/upload', 'Upload']);
+  if (session.kind === 'user') items.push(['/clouds', 'Clouds']);
   if (session.kind !== 'public') items.push(['/account', 'Account']);
   if (isAdmin(session)) items.push(['/admin', 'Admin']);
   const current = (href: string) =>

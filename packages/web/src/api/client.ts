@@ -57,6 +57,9 @@ const ADVICE: Record<string, string> = {
   image_expired: 'Change or clear its expiry date on the Edit page to serve it again.',
   database_unavailable: 'The server’s database is unavailable: try again in a minute.',
   https_required: 'Open this page over HTTPS, with your certificate.',
+  cloud_check_failed:
+    'Check the Keystone URL, the region and the credential (not expired, with a role that may create images): nothing was kept.',
+  cloud_exists: 'Choose another name, or forget the other cloud first.',
 };
 
 interface Result<T> {

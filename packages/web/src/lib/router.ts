@@ -4,7 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 const listeners = new Set<() => void>();
 
 export function navigate(to: string, replace = false) {
-  if (to === location.pathname + location.search) return;
+  if (to === location.pathname + location.search + location.hash) return;
   history[replace ? 'replaceState' : 'pushState'](null, '', to);
   for (const listener of listeners) listener();
   if (!replace) {
@@ -34,7 +34,8 @@ addEventListener('click', (event) => {
   if (link.pathname.startsWith('/api/')) return;
   if (link.hash && link.pathname === location.pathname && link.search === location.search) return; // in-page
   event.preventDefault();
-  navigate(link.pathname + link.search);
+  // (a #fragment goes along: the page it leads to shows that part once loaded, e.g. /clouds#GROUP)
+  navigate(link.pathname + link.search + link.hash);
 });
 
 export interface Location {

@@ -79,6 +79,10 @@ export function GroupPage(props: { session: Session; name: string; query: URLSea
         </div>
       </div>
       <Members group={data} />
+      <p>
+        <a href={`/clouds#${encodeURIComponent(data.name)}`}>Clouds</a>: the images {data.name} keeps in its
+        OpenStack clouds.
+      </p>
       <ImageList url={data.image_list_url} />
       <Endorsements group={data.name} endorser={endorser} prefill={props.query.get('endorse') ?? ''} />
       {endorser && <Subscribers group={data.name} />}
