@@ -41,6 +41,7 @@ import { findVersion } from '../db/versions-dal.ts';
 import type { AuditService } from './audit.ts';
 import type { CapabilityService } from './capabilities.ts';
 import type { CloudService } from './clouds.ts';
+import type { ConversionService } from './conversions.ts';
 import type { IdentityService } from './identity.ts';
 import { createStoredDigests } from './versions/stored-digests.ts';
 
@@ -93,6 +94,8 @@ export function createCloudSync(deps: {
   capabilities: CapabilityService;
   identity: IdentityService;
   audit: AuditService;
+  /** Converts a version to the format a cloud wants (a job in its owner's name). */
+  conversions: ConversionService;
   policy: SyncPolicy;
   events?: SyncEvents | undefined;
   onError?: ((error: unknown, message: string) => void) | undefined;
@@ -137,6 +140,30 @@ export function createCloudSync(deps: {
       .catch((error: unknown) => deps.onError?.(error, 'recording a cloud change in the audit log failed'));
   }
 
+  /**
+   * Asks for a conversion of the version into the format the cloud takes, as a job in its owner's name (the
+   * variant counts in their quota, as any variant); what the copy waits for meanwhile, or null if it is there.
+   */
+  async function convert(
+    ownerId: number,
+    ref: { owner: string; name: string },
+    version: number,
+    format: string,
+  ) {
+    try {
+      const owner = await deps.identity.actorForUser(ownerId);
+      const asked = await deps.conversions.request(owner, ref, {
+        format: format as 'raw' | 'qcow2' | 'vmdk',
+        version,
+      });
+      if ('variant' in asked)
+        return `version ${version} was converted to ${format} just now: it goes at the next pass`;
+      return `waiting for version ${version} to be converted to ${format} (job ${asked.job.id}, ${asked.job.state})`;
+    } catch (error) {
+      return `version ${version} cannot be converted to ${format}: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+
   /** The versions the cloud should hold: endorsed ones (if it follows them), then chosen images' current. */
   async function wantedOf(cloud: CloudWithGroup): Promise<Wanted[]> {
     const wanted = new Map<number, { imageId: number; version: number }>();
@@ -161,7 +188,12 @@ export function createCloudSync(deps: {
         const variant = await findVariant(db, row.id, cloud.disk_format);
         if (variant) ({ blob_key: blobKey, size, sha512 } = variant);
         else
-          blocked = `the cloud takes ${cloud.disk_format}: convert version ${row.version} to it first (repoman convert-image)`;
+          blocked = await convert(
+            image.owner_id,
+            { owner: image.owner_name, name: image.name },
+            row.version,
+            cloud.disk_format,
+          );
         format = cloud.disk_format;
       }
       if (!sha512 && !blocked)
@@ -317,6 +349,8 @@ export function createCloudSync(deps: {
         save(want, { state: s, ...fields });
       if (want.blocked) {
         await state('pending', { detail: want.blocked });
+        // A conversion under way is looked at again soon; one that cannot be made, at the next sync.
+        busy = busy || !want.blocked.includes('cannot be converted');
         continue;
       }
       if (image) {

@@ -102,6 +102,14 @@ export function createServices(deps: {
     policy: deps.capabilities ?? { defaultValiditySeconds: 3600, maxValiditySeconds: 30 * 86400 },
   });
   const audit = createAuditService({ db });
+  const conversions = createConversionService({
+    db,
+    store,
+    hashing,
+    policy,
+    quota,
+    settings: deps.conversions,
+  });
   const openstack = createOpenStack(
     deps.clouds?.reach ?? { allowed: new BlockList(), cas: () => [...rootCertificates], idleMs: 60_000 },
   );
@@ -122,6 +130,7 @@ export function createServices(deps: {
       capabilities,
       identity,
       audit,
+      conversions,
       policy: deps.clouds.sync,
       events: deps.clouds.events,
       onError: deps.onError,
@@ -156,7 +165,7 @@ export function createServices(deps: {
     /** The byte path: uploads, downloads, versions (services/versions/). */
     versions,
     resumable: createResumableService({ db, store, hashing, versions, quota, policy }),
-    conversions: createConversionService({ db, store, hashing, policy, quota, settings: deps.conversions }),
+    conversions,
     /**
      * Whether the database and the blob store answer, and how fast (for balancers' health checks). Asked at
      * most once a second, however often it is called (it needs no certificate).

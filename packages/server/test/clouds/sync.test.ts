@@ -229,6 +229,32 @@ describe('syncing images into an OpenStack cloud', () => {
     assert.equal(image.os_hash_value, sha512(v2));
   });
 
+  it('converts an image to the format a cloud takes before it goes there', async () => {
+    const user = await cloud.projectUser('qcow2s');
+    const made = await as('mgr').post('/api/clouds/vo', {
+      name: 'qcow2',
+      auth_url: cloud.authUrl,
+      username: user.username,
+      password: user.password,
+      project: user.project,
+      disk_format: 'qcow2',
+      follow_endorsed: false,
+    });
+    assert.equal(made.status, 201, made.text);
+    await as('mgr').request('PUT', '/api/clouds/vo/qcow2/images/bob/worker.img');
+    const copies = await until(
+      'worker.img is present as qcow2',
+      (c) => c.some((x) => x.state === 'present'),
+      'qcow2',
+    );
+    const image = (await cloud.glance('GET', `/v2/images/${copies[0]?.glance_id}`)).json;
+    assert.equal(image.disk_format, 'qcow2');
+    const versions = (await as('bob').get('/api/images/bob/worker.img/versions')).json.items;
+    const variant = versions[0].variants.find((v: { format: string }) => v.format === 'qcow2');
+    assert.ok(variant, 'the conversion made a qcow2 variant, in its owner’s name');
+    assert.equal(image.os_hash_value, variant.digests.sha512);
+  });
+
   it('is driven from the client: add-cloud from an RC file’s variables, sync --wait, cloud-status', async () => {
     buildClient();
     const home = await mkdtemp(join(tmpdir(), 'repoman-cloud-client-'));
