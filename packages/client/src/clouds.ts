@@ -224,18 +224,24 @@ export const cloudCommands: CommandSpec[] = [
               `${option === 'add' ? 'Keeping' : 'No longer keeping'} ${owner}/${imageName} in ${group}/${name}`,
             );
         }
-      await api.request('POST', path('clouds', group, name, 'sync'));
+      const asked = (await api.request('POST', path('clouds', group, name, 'sync'))).headers.date;
       if (!context.options.wait)
         return print(context, { sync: 'requested' }, `[OK] Syncing ${group}/${name}`);
       const statusPath = path('clouds', group, name, 'status');
       const deadline = Date.now() + 3600_000;
-      // A sync asked for starts within a second; give it that before reading its first state.
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // The server's clock, not ours (to the second): a sync that ended since it was asked for has run.
+      const since = new Date(asked ?? Date.now()).getTime();
       for (;;) {
         const copies = (await api.get(statusPath)) as Json[];
         const cloud = await api.get(path('clouds', group, name));
-        const moving = copies.filter((c) => c.state === 'transferring');
-        if (moving.length === 0 || Date.now() > deadline) {
+        const synced = cloud.last_sync !== null && new Date(cloud.last_sync).getTime() >= since;
+        // Transferring, or waiting for a conversion into the cloud's format.
+        const moving = copies.filter(
+          (c) =>
+            c.state === 'transferring' ||
+            (c.state === 'pending' && /^(waiting|version \d+ was converted)/.test(c.detail ?? '')),
+        );
+        if ((synced && moving.length === 0) || Date.now() > deadline) {
           const bad = copies.filter((c) => c.state === 'failed' || c.state === 'conflict');
           print(context, copies, statusTable(copies));
           if (cloud.last_error)
