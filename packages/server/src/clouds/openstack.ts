@@ -20,7 +20,14 @@ import type { BlockList } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RepomanError } from '@repoman/core';
-import { checkLiteralHost, guardedLookup } from '../tpc/destinations.ts';
+import { checkLiteralHost, guardedLookup, type PolicyWords } from '../tpc/destinations.ts';
+
+/** The destination policy's refusals, in the cloud sync's words. */
+const CLOUD_WORDS: PolicyWords = {
+  reaching: 'clouds',
+  setting: 'clouds.allowed_networks',
+  refused: 'The cloud was refused',
+};
 
 export type CloudCredential =
   | { kind: 'application_credential'; id: string; secret: string }
@@ -120,7 +127,7 @@ export function createOpenStack(policy: CloudPolicy) {
       body?: { length: number; stream: Readable };
     },
   ): Promise<IncomingMessage> {
-    checkLiteralHost(url, policy.allowed);
+    checkLiteralHost(url, policy.allowed, CLOUD_WORDS);
     const headers: Record<string, string> = {
       accept: 'application/json',
       'user-agent': 'repoman',
@@ -145,7 +152,7 @@ export function createOpenStack(policy: CloudPolicy) {
         method,
         headers,
         agent: false,
-        lookup: guardedLookup(policy.allowed),
+        lookup: guardedLookup(policy.allowed, CLOUD_WORDS),
         timeout: policy.idleMs,
         ...(secure ? { ca: policy.cas() } : {}),
       });

@@ -183,10 +183,7 @@ export function createCloudService(deps: {
           `The cloud does not work with this credential: ${error.message}`,
         );
       if (error instanceof RepomanError && error.code === 'destination_refused')
-        throw new RepomanError(
-          'cloud_check_failed',
-          `The cloud's address is refused: ${error.message} (clouds.allowed_networks lists the private networks clouds may be on)`,
-        );
+        throw new RepomanError('cloud_check_failed', `The cloud's address is refused: ${error.message}`);
       throw error;
     }
   }

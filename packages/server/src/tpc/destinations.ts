@@ -79,33 +79,47 @@ function unmapped(address: string): string {
   return mapped && bytes ? bytes.slice(12).join('.') : address;
 }
 
+/** Who the policy guards, for its refusals: third-party copies by default, the cloud sync too. */
+export interface PolicyWords {
+  /** What does not reach such an address: `third-party copies`. */
+  reaching: string;
+  /** The setting that allows it all the same. */
+  setting: string;
+  /** How a refusal starts: `The copy was refused`. */
+  refused: string;
+}
+
+export const COPY_WORDS: PolicyWords = {
+  reaching: 'third-party copies',
+  setting: 'tpc.allowed_networks',
+  refused: 'The copy was refused',
+};
+
 /** Why the policy refuses `address`, or null if a copy may connect to it. */
-export function refusalOfAddress(address: string, allowed: BlockList): string | null {
+export function refusalOfAddress(address: string, allowed: BlockList, words = COPY_WORDS): string | null {
   const plain = unmapped(address);
   const type = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
   if (allowed.check(plain, type)) return null;
   const hit = refusedNetworks.find((n) => n.type === type && n.list.check(plain, type));
-  return hit
-    ? `${address} is ${hit.what}, which third-party copies do not reach (tpc.allowed_networks)`
-    : null;
+  return hit ? `${address} is ${hit.what}, which ${words.reaching} do not reach (${words.setting})` : null;
 }
 
 /** A refusal as the copy reports it. */
-export const destinationRefused = (why: string) =>
-  new RepomanError('destination_refused', `The copy was refused: ${why}`);
+export const destinationRefused = (why: string, words = COPY_WORDS) =>
+  new RepomanError('destination_refused', `${words.refused}: ${why}`);
 
 /**
  * A `lookup` for `https.request` that resolves the name once and lets the connection go only to addresses the
  * policy allows (all of them must be allowed).
  */
-export function guardedLookup(allowed: BlockList): LookupFunction {
+export function guardedLookup(allowed: BlockList, words = COPY_WORDS): LookupFunction {
   return (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
       if (error) return callback(error, '', 0);
       const list = addresses as { address: string; family: number }[];
       for (const entry of list) {
-        const why = refusalOfAddress(entry.address, allowed);
-        if (why) return callback(destinationRefused(`${hostname} resolves to ${why}`), '', 0);
+        const why = refusalOfAddress(entry.address, allowed, words);
+        if (why) return callback(destinationRefused(`${hostname} resolves to ${why}`, words), '', 0);
       }
       if (options.all) return (callback as (e: null, a: typeof list) => void)(null, list);
       const [first] = list;
@@ -116,9 +130,9 @@ export function guardedLookup(allowed: BlockList): LookupFunction {
 }
 
 /** The address written in a URL's host, checked (a name is checked when it is resolved). */
-export function checkLiteralHost(url: URL, allowed: BlockList): void {
+export function checkLiteralHost(url: URL, allowed: BlockList, words = COPY_WORDS): void {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (isIP(host) === 0) return;
-  const why = refusalOfAddress(host, allowed);
-  if (why) throw destinationRefused(why);
+  const why = refusalOfAddress(host, allowed, words);
+  if (why) throw destinationRefused(why, words);
 }

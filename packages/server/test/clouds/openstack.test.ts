@@ -97,6 +97,10 @@ describe('OpenStack (Keystone and Glance) as the cloud sync calls it', () => {
     const strict = createOpenStack({ allowed: new BlockList(), cas: () => [], idleMs: 5000 });
     await assert.rejects(strict.login(password), (error: unknown) => {
       assert.equal((error as { code?: string }).code, 'destination_refused');
+      assert.match(
+        (error as Error).message,
+        /^The cloud was refused: .*clouds do not reach \(clouds\.allowed_networks\)/,
+      );
       return true;
     });
   });
