@@ -18,6 +18,7 @@
  * bytes per cloud.
  */
 import { randomUUID } from 'node:crypto';
+import { Transform } from 'node:stream';
 import type { CloudCopyState } from '@repoman/core';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
@@ -79,6 +80,10 @@ export interface SyncEvents {
 }
 
 const CHECK_SOON_MS = 2000;
+/** How often an upload's progress is recorded. */
+const PROGRESS_MS = 3000;
+/** An upload with no progress recorded for this long has stopped (its server died): made again. */
+const STALLED_UPLOAD_MS = 5 * 60_000;
 const LEASE_MS = 30 * 60_000;
 const seg = encodeURIComponent;
 
@@ -263,6 +268,8 @@ export function createCloudSync(deps: {
     glance: Glance,
     want: Wanted,
     project: string,
+    /** An upload's progress: the Glance image, and the bytes sent so far (every few seconds). */
+    progress: (id: string, sent: number) => Promise<void>,
   ): Promise<string> {
     const made = await glance.create({
       name: copyName(cloud, want),
@@ -290,8 +297,22 @@ export function createCloudSync(deps: {
       if (uploads >= policy.maxTransfers) return made.id; // filled on a later pass
       uploads++;
       try {
-        const stream = await deps.store.read(want.blobKey);
-        await glance.upload(made.id, { length: want.size, stream });
+        let sent = 0;
+        let told = Date.now();
+        await progress(made.id, 0);
+        const counted = (await deps.store.read(want.blobKey)).pipe(
+          new Transform({
+            transform(chunk: Buffer, _encoding, done) {
+              sent += chunk.length;
+              if (Date.now() - told > PROGRESS_MS) {
+                told = Date.now();
+                progress(made.id, sent).catch(() => undefined);
+              }
+              done(null, chunk);
+            },
+          }),
+        );
+        await glance.upload(made.id, { length: want.size, stream: counted });
       } finally {
         uploads--;
       }
@@ -361,17 +382,16 @@ export function createCloudSync(deps: {
           continue;
         }
         if (['queued', 'saving', 'importing', 'uploading'].includes(image.status)) {
-          if (
-            image.status === 'queued' &&
-            cloud.transfer === 'upload' &&
-            uploads < policy.maxTransfers &&
-            !copy?.detail
-          ) {
-            // An upload that did not start (too many at once, or this server stopped): start it now.
+          // An upload that did not start (too many at once), or whose server stopped sending (no progress
+          // recorded for a while): made again. One still going records its progress every few seconds.
+          const uploading = copy?.detail?.startsWith('uploading') === true;
+          const stalled = uploading && Date.parse(copy?.updated ?? '') < now.getTime() - STALLED_UPLOAD_MS;
+          const neverStarted = image.status === 'queued' && !uploading;
+          if (cloud.transfer === 'upload' && uploads < policy.maxTransfers && (neverStarted || stalled)) {
             await glance.remove(image.id);
           } else {
             busy = true;
-            await state('transferring', { glance_id: image.id });
+            await state('transferring', { glance_id: image.id, detail: copy?.detail ?? null });
             continue;
           }
         } else {
@@ -403,7 +423,12 @@ export function createCloudSync(deps: {
         continue;
       }
       try {
-        const id = await startCopy(cloud, glance, want, session.project.id);
+        const id = await startCopy(cloud, glance, want, session.project.id, (glanceId, sent) =>
+          state('transferring', {
+            glance_id: glanceId,
+            detail: `uploading: ${sent} of ${want.size} bytes sent`,
+          }),
+        );
         await state('transferring', { glance_id: id, detail: null });
       } catch (error) {
         const attempts = (copy?.attempts ?? 0) + 1;
