@@ -4,10 +4,11 @@
  * (throughput.ts) and of 150 and 500 (scale.ts), each beside nginx, metadata requests under load on SQLite and
  * PostgreSQL (metadata.ts), and downloads from an object store, proxied and redirected, beside the local
  * directory (s3.ts), and a victim's latency under a flood of costly certificate chains beside the same without
- * it (flood.ts), and a third-party copy between two servers beside a plain download and an upload (tpc.ts); then
+ * it (flood.ts), a third-party copy between two servers beside a plain download and an upload (tpc.ts), and an
+ * image into an OpenStack cloud by Repoman's sync beside a web-download import by hand (clouds.ts); then
  * the targets, met or not.
  *
- *   npm run bench -- [--quick | --smoke] [--size-mib N] [--only memory,throughput,scale,metadata,s3,flood,tpc]
+ *   npm run bench -- [--quick | --smoke] [--size-mib N] [--only memory,throughput,scale,metadata,s3,flood,tpc,clouds]
  *                    [--out DIR] [any benchmark's own option, e.g. --workers 1,2 --glance DIR --modes a,b]
  *
  * Each benchmark gets the options it declares (read from its parseArgs), so that one's option does not stop
@@ -24,7 +25,7 @@ const at = args.indexOf('--only');
 const only =
   at >= 0
     ? (args.splice(at, 2)[1] ?? '').split(',')
-    : ['memory', 'throughput', 'scale', 'metadata', 's3', 'flood', 'tpc'];
+    : ['memory', 'throughput', 'scale', 'metadata', 's3', 'flood', 'tpc', 'clouds'];
 
 /** The options a benchmark declares in its parseArgs: each name, and whether it takes a value. */
 function declared(name: string): Map<string, boolean> {

@@ -29,7 +29,7 @@ describe('npm run bench, smoke mode', () => {
     );
     out = await mkdtemp(join(tmpdir(), 'repoman-bench-smoke-'));
     const { stdout } = await run(process.execPath, [join(root, 'bench/run.ts'), '--smoke', '--out', out], {
-      timeout: 300_000,
+      timeout: 480_000,
       maxBuffer: 16 * 1024 * 1024,
     });
     // Memory: one upload and one download beside nginx.
@@ -138,6 +138,20 @@ describe('npm run bench, smoke mode', () => {
       stdout,
       /^\| a third-party copy of \d+ MiB between two servers ≥ 0\.8 of a plain download between them \| .* \| (yes|no) \|$/m,
     );
+    // An image into a cloud (a real Keystone and Glance): the sync both ways, beside an import by hand.
+    for (const row of [
+      'by hand: `openstack image create`',
+      "Repoman's sync, web-download",
+      "Repoman's sync, upload",
+    ])
+      assert.match(
+        stdout,
+        new RegExp(
+          `^\\| ${row.replace(/[()]/g, '\\$&')}[^|]* \\| [\\d.]+ s \\| \\d+ MB/s \\| [\\d.]+ \\|$`,
+          'm',
+        ),
+        row,
+      );
     // And the targets, each met or not (figures from tiny files on a busy machine mean nothing here).
     assert.match(stdout, /^\| metadata p99 < 50 ms \| worst [\d.]+ ms .*\| (yes|no) \|$/m);
     assert.match(
