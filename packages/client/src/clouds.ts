@@ -253,7 +253,8 @@ export const cloudCommands: CommandSpec[] = [
             );
           return;
         }
-        if (!context.json) context.note(`${moving.length} transferring…`);
+        if (!context.json)
+          context.note(synced ? `${moving.length} transferring…` : 'waiting for the sync to run…');
         await new Promise((resolve) => setTimeout(resolve, 2000));
       }
     },
