@@ -96,24 +96,34 @@ interface Answer {
 }
 
 const MAX_ANSWER = 8 * 1024 * 1024;
+/** The most images a listing reads. */
+const MAX_LISTED = 20_000;
 
-/** What went wrong, in the cloud's words where it said any (Keystone and Glance nest them differently). */
+/**
+ * What went wrong, in the cloud's words where it said any (Keystone and Glance nest them differently): at
+ * most 300 characters, with any capability in a URL it repeats (Glance repeats a refused web-download URL)
+ * cut out. Its words reach the cloud's managers and members.
+ */
 function reasonOf(answer: Answer): string {
+  let reason = '';
   try {
     const json = JSON.parse(answer.text);
     const message = json?.error?.message ?? json?.message ?? json?.title ?? json?.badRequest?.message;
-    if (typeof message === 'string' && message) return message;
+    if (typeof message === 'string') reason = message;
   } catch {
     // Glance answers some refusals with an HTML page: its text is the reason.
   }
-  return (
-    answer.text
-      .replace(/<[^>]+>/g, ' ')
-      .replace(/\s+/g, ' ')
-      .trim()
-      .slice(0, 300) || `HTTP ${answer.status}`
-  );
+  if (!reason) reason = answer.text.replace(/<[^>]+>/g, ' ');
+  reason = reason
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/authz=[^&\s"'<>]+/g, 'authz=…');
+  return (reason.length > 300 ? `${reason.slice(0, 300)}…` : reason) || `HTTP ${answer.status}`;
 }
+
+/** A message with a secret cut out wherever it appears (a Keystone that echoes what it was sent). */
+const redacted = (message: string, secret: string) =>
+  secret.length >= 4 ? message.split(secret).join('***') : message;
 
 export function createOpenStack(policy: CloudPolicy) {
   /** One request under the destination policy; the whole answer (bounded), or the response to stream. */
@@ -233,7 +243,14 @@ export function createOpenStack(policy: CloudPolicy) {
             },
             scope: { project: { name: credential.project, domain: { name: credential.projectDomain } } },
           };
-    const answer = await call('POST', url, { json: { auth }, what: 'Keystone refused the credential' });
+    const secret = credential.kind === 'application_credential' ? credential.secret : credential.password;
+    const answer = await call('POST', url, { json: { auth }, what: 'Keystone refused the credential' }).catch(
+      (error: unknown) => {
+        if (error instanceof CloudError)
+          throw new CloudError(redacted(error.message, secret), error.httpStatus);
+        throw error;
+      },
+    );
     const token = answer.headers['x-subject-token'];
     if (typeof token !== 'string' || !token)
       throw new CloudError('Keystone answered without a token', answer.status);
@@ -262,7 +279,8 @@ export function createOpenStack(policy: CloudPolicy) {
       token,
       expires: new Date(body.expires_at ?? Date.now() + 3600_000),
       project: { id: body.project.id, name: body.project.name ?? '' },
-      glanceUrl: glance.replace(/\/+$/, ''),
+      // The catalog may name the API's version too: the calls add it themselves.
+      glanceUrl: glance.replace(/\/+$/, '').replace(/\/v2$/, ''),
     };
   }
 
@@ -275,7 +293,8 @@ export function createOpenStack(policy: CloudPolicy) {
       async list(filter: Record<string, string>): Promise<GlanceImage[]> {
         const found: GlanceImage[] = [];
         let next: string | null = `/v2/images?${new URLSearchParams({ limit: '200', ...filter })}`;
-        for (let pages = 0; next && pages < 1000; pages++) {
+        // At most MAX_LISTED images: a cloud that answers more (or a hostile one) does not fill the memory.
+        for (let pages = 0; next && found.length < MAX_LISTED && pages < MAX_LISTED / 100; pages++) {
           const page = json(await call('GET', at(next), { headers, what: 'Listing images' }));
           found.push(...((page.images ?? []) as GlanceImage[]));
           next = typeof page.next === 'string' ? page.next : null;
@@ -333,6 +352,12 @@ export function createOpenStack(policy: CloudPolicy) {
           headers,
           json: { member: project },
           what: `Sharing image ${id} with ${project}`,
+        });
+      },
+      async reactivate(id: string): Promise<void> {
+        await call('POST', at(`/images/${encodeURIComponent(id)}/actions/reactivate`), {
+          headers,
+          what: `Reactivating image ${id}`,
         });
       },
       async deactivate(id: string): Promise<void> {

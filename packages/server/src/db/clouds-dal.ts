@@ -68,17 +68,35 @@ export async function claimCloud(
   return Number(result.numUpdatedRows) === 1;
 }
 
+/**
+ * Lets the cloud go after a pass. A sync asked for during the pass (`next_sync` set after `claimed`) is kept if
+ * it is sooner than the pass's own next one: the change it stands for was perhaps not in the pass.
+ */
 export async function releaseCloud(
   db: Db,
   id: string,
   lease: string,
+  claimed: string,
   outcome: Pick<CloudRow, 'next_sync' | 'last_sync' | 'last_error'>,
 ): Promise<void> {
+  const row = await db.selectFrom('clouds').select('next_sync').where('id', '=', id).executeTakeFirst();
+  const asked = row?.next_sync && row.next_sync > claimed ? row.next_sync : null;
+  const next = asked && outcome.next_sync && asked < outcome.next_sync ? asked : outcome.next_sync;
   await db
     .updateTable('clouds')
-    .set({ ...outcome, lease: null, lease_until: null })
+    .set({ ...outcome, next_sync: next, lease: null, lease_until: null })
     .where('id', '=', id)
     .where('lease', '=', lease)
+    .execute();
+}
+
+/** Seals a cloud's secret anew, if it is still the one read (a change meanwhile wins). */
+export async function replaceSecret(db: Db, id: string, from: string, to: string): Promise<void> {
+  await db
+    .updateTable('clouds')
+    .set({ credential_secret: to })
+    .where('id', '=', id)
+    .where('credential_secret', '=', from)
     .execute();
 }
 
@@ -86,6 +104,7 @@ export async function releaseCloud(
 
 export interface ChosenImage {
   image_id: number;
+  chosen_by: number | null;
   uuid: string;
   owner_name: string;
   name: string;
@@ -96,17 +115,23 @@ export const chosenImages = (db: Db, cloudId: string): Promise<ChosenImage[]> =>
     .selectFrom('cloud_images as ci')
     .innerJoin('images as i', 'i.id', 'ci.image_id')
     .innerJoin('users as o', 'o.id', 'i.owner_id')
-    .select(['ci.image_id', 'i.uuid', 'o.name as owner_name', 'i.name'])
+    .select(['ci.image_id', 'ci.chosen_by', 'i.uuid', 'o.name as owner_name', 'i.name'])
     .where('ci.cloud_id', '=', cloudId)
     .orderBy('o.name')
     .orderBy('i.name')
     .execute();
 
-export async function chooseImage(db: Db, cloudId: string, imageId: number, added: string): Promise<void> {
+export async function chooseImage(
+  db: Db,
+  cloudId: string,
+  imageId: number,
+  chosenBy: number,
+  added: string,
+): Promise<void> {
   await db
     .insertInto('cloud_images')
-    .values({ cloud_id: cloudId, image_id: imageId, added })
-    .onConflict((c) => c.columns(['cloud_id', 'image_id']).doNothing())
+    .values({ cloud_id: cloudId, image_id: imageId, chosen_by: chosenBy, added })
+    .onConflict((c) => c.columns(['cloud_id', 'image_id']).doUpdateSet({ chosen_by: chosenBy }))
     .execute();
 }
 

@@ -436,6 +436,7 @@ function migrations(engine: Engine): Record<string, Migration> {
           .createTable('cloud_images')
           .addColumn('cloud_id', 'text', (c) => c.notNull().references('clouds.id').onDelete('cascade'))
           .addColumn('image_id', 'integer', (c) => c.notNull().references('images.id').onDelete('cascade'))
+          .addColumn('chosen_by', 'integer', (c) => c.references('users.id').onDelete('set null'))
           .addColumn('added', time, (c) => c.notNull())
           .addPrimaryKeyConstraint('cloud_images_pk', ['cloud_id', 'image_id'])
           .execute();

@@ -297,6 +297,8 @@ export interface CloudsTable {
 export interface CloudImagesTable {
   cloud_id: string;
   image_id: number;
+  /** Who chose it: the sync sends it only while they may still read it. */
+  chosen_by: number | null;
   added: string;
 }
 

@@ -20,6 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { CloudCopyState } from '@repoman/core';
+import { canReadImage, type ImageTarget, isVisibleToGroup } from '../authz.ts';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Glance, GlanceImage, OpenStack } from '../clouds/openstack.ts';
@@ -31,11 +32,12 @@ import {
   copiesOf,
   deleteCopy,
   dueClouds,
+  findCloudById,
   releaseCloud,
   saveCopy,
 } from '../db/clouds-dal.ts';
 import { listEndorsements } from '../db/endorsements-dal.ts';
-import { findImageWithAccessById } from '../db/images-dal.ts';
+import { findImageWithAccessById, type ImageWithAccess } from '../db/images-dal.ts';
 import { findVariant } from '../db/jobs-dal.ts';
 import type { Db } from '../db/schema.ts';
 import { findVersion } from '../db/versions-dal.ts';
@@ -71,6 +73,8 @@ interface Wanted {
   description: string | null;
   osVariant: string | null;
   osArch: string | null;
+  /** In whose name a private image's capability URL is issued: its chooser, or its endorser. */
+  issuer: number | null;
   /** Why it cannot go yet (a variant to make first), or null. */
   blocked: string | null;
 }
@@ -84,6 +88,8 @@ const CHECK_SOON_MS = 2000;
 const PROGRESS_MS = 3000;
 /** An upload with no progress recorded for this long has stopped (its server died): made again. */
 const STALLED_UPLOAD_MS = 5 * 60_000;
+/** A web-download import still `queued` this long after it was asked for did not start: made again. */
+const IMPORT_START_MS = 60_000;
 const LEASE_MS = 30 * 60_000;
 const seg = encodeURIComponent;
 
@@ -169,22 +175,60 @@ export function createCloudSync(deps: {
     }
   }
 
+  /** Whether the image may go to the group's cloud: visible to the group, and readable by its chooser. */
+  async function mayGo(
+    cloud: CloudWithGroup,
+    image: ImageWithAccess,
+    chooser: number | null,
+  ): Promise<boolean> {
+    const target: ImageTarget = {
+      ownerId: image.owner_id,
+      ownerGroups: new Set(image.ownerGroups),
+      public: Boolean(image.unauthenticated_access),
+      sharedWithUsers: new Set(image.shares.users.map((u) => u.id)),
+      sharedWithGroups: new Set(image.shares.groups.map((g) => g.name)),
+    };
+    if (!isVisibleToGroup(target, cloud.group_name)) return false;
+    if (chooser === null) return true;
+    const actor = await deps.identity.actorForUser(chooser).catch(() => null);
+    return actor !== null && canReadImage(actor, target);
+  }
+
   /** The versions the cloud should hold: endorsed ones (if it follows them), then chosen images' current. */
   async function wantedOf(cloud: CloudWithGroup): Promise<Wanted[]> {
-    const wanted = new Map<number, { imageId: number; version: number }>();
+    /** Who chose each chosen image (null: an endorsement's, which the group vouches for). */
+    const wanted = new Map<
+      number,
+      { imageId: number; version: number; chooser: number | null; issuer: number | null }
+    >();
     if (cloud.follow_endorsed) {
       const { items } = await listEndorsements(db, {
         groupId: cloud.group_id,
         activeAt: new Date().toISOString(),
       });
-      for (const e of items) wanted.set(e.image_id, { imageId: e.image_id, version: e.version });
+      for (const e of items)
+        wanted.set(e.image_id, {
+          imageId: e.image_id,
+          version: e.version,
+          chooser: null,
+          issuer: e.endorser_id,
+        });
     }
     for (const chosen of await chosenImages(db, cloud.id))
-      if (!wanted.has(chosen.image_id)) wanted.set(chosen.image_id, { imageId: chosen.image_id, version: 0 });
+      if (!wanted.has(chosen.image_id))
+        wanted.set(chosen.image_id, {
+          imageId: chosen.image_id,
+          version: 0,
+          chooser: chosen.chosen_by ?? cloud.created_by ?? -1,
+          issuer: chosen.chosen_by ?? cloud.created_by,
+        });
     const result: Wanted[] = [];
-    for (const { imageId, version } of wanted.values()) {
+    for (const { imageId, version, chooser, issuer } of wanted.values()) {
       const image = await findImageWithAccessById(db, imageId);
       if (!image || image.version === 0) continue;
+      // Sent only while it is visible to the group, and a chosen one while its chooser may still read it:
+      // unshared since, it is no longer wanted there (and its copy is retired).
+      if (!(await mayGo(cloud, image, chooser))) continue;
       const row = await findVersion(db, imageId, version || image.version);
       if (!row) continue;
       let { blob_key: blobKey, size, sha512, disk_format: format } = row;
@@ -218,13 +262,14 @@ export function createCloudSync(deps: {
         description: image.description,
         osVariant: image.os_variant,
         osArch: image.os_arch,
+        issuer,
         blocked,
       });
     }
     return result;
   }
 
-  /** The URL Glance fetches: the pinned version, public or with a capability in the registrant's name. */
+  /** The URL Glance fetches: the pinned version, public or with a capability in its chooser's name. */
   async function sourceOf(cloud: CloudWithGroup, want: Wanted): Promise<string> {
     const path = `/api/images/raw/${seg(want.owner)}/${seg(want.name)}`;
     const format =
@@ -235,9 +280,9 @@ export function createCloudSync(deps: {
           : '';
     const pinned = `${policy.publicUrl()}${path}?version=${want.version}${format}`;
     if (want.public) return pinned;
-    if (cloud.created_by === null)
-      throw new Error('the cloud has no registrant to issue a capability in the name of');
-    const actor = await deps.identity.actorForUser(cloud.created_by);
+    if (want.issuer === null)
+      throw new Error('nobody to issue a capability in the name of (the chooser is gone)');
+    const actor = await deps.identity.actorForUser(want.issuer);
     const issued = await deps.capabilities.issue(
       actor,
       { kind: 'image', ref: { owner: want.owner, name: want.name }, path },
@@ -263,6 +308,7 @@ export function createCloudSync(deps: {
     return null;
   }
 
+  /** Makes the copy in Glance and starts its transfer; the Glance image is deleted if the start fails. */
   async function startCopy(
     cloud: CloudWithGroup,
     glance: Glance,
@@ -271,6 +317,8 @@ export function createCloudSync(deps: {
     /** An upload's progress: the Glance image, and the bytes sent so far (every few seconds). */
     progress: (id: string, sent: number) => Promise<void>,
   ): Promise<string> {
+    // Where Glance fetches from, before anything is made there: a capability refused makes nothing.
+    const source = cloud.transfer === 'upload' ? null : await sourceOf(cloud, want);
     const made = await glance.create({
       name: copyName(cloud, want),
       disk_format: glanceFormat(want.format),
@@ -290,11 +338,15 @@ export function createCloudSync(deps: {
       glance_id: made.id,
       transfer: cloud.transfer,
     });
-    if (cloud.visibility === 'shared')
-      for (const member of JSON.parse(cloud.shared_projects) as string[])
-        if (member !== project) await glance.addMember(made.id, member).catch(() => undefined);
-    if (cloud.transfer === 'upload') {
-      if (uploads >= policy.maxTransfers) return made.id; // filled on a later pass
+    try {
+      if (cloud.visibility === 'shared')
+        for (const member of JSON.parse(cloud.shared_projects) as string[])
+          if (member !== project) await glance.addMember(made.id, member);
+      if (source !== null) {
+        await glance.importFrom(made.id, source);
+        return made.id;
+      }
+      if (uploads >= policy.maxTransfers) return made.id; // started by a later pass
       uploads++;
       try {
         let sent = 0;
@@ -316,25 +368,51 @@ export function createCloudSync(deps: {
       } finally {
         uploads--;
       }
-    } else await glance.importFrom(made.id, await sourceOf(cloud, want));
-    return made.id;
+      return made.id;
+    } catch (error) {
+      await glance.remove(made.id).catch(() => undefined);
+      throw error;
+    }
   }
 
-  /** One pass over one cloud; true if something is still on its way (check again soon). */
-  async function reconcile(cloud: CloudWithGroup): Promise<boolean> {
+  /** Why a copy in Glance is not the image's, or null if it is (active, with Repoman's SHA-512). */
+  function wrongOf(image: GlanceImage, want: Wanted): string | null {
+    if (image.status !== 'active') return null;
+    if (image.os_hash_algo !== 'sha512')
+      return `Glance hashes with ${image.os_hash_algo ?? 'nothing'}, not sha512 (its hashing_algorithm): ${image.id} cannot be checked`;
+    if (image.os_hash_value !== want.sha512) return `Glance's SHA-512 of ${image.id} is not the image's`;
+    return null;
+  }
+
+  /** One pass over one cloud: when to look again (soon while something is on its way). */
+  async function reconcile(cloud: CloudWithGroup, renew: () => Promise<void>): Promise<number> {
     const session = await openstack.login(deps.clouds.endpointOf(cloud));
     await deps.clouds.reseal(cloud);
     const glance = openstack.glance(session);
     const now = new Date();
     const nowIso = now.toISOString();
+    const project = session.project.id;
     const wanted = await wantedOf(cloud);
-    const owned = await glance.list({ repoman_cloud: cloud.id });
-    const copies = new Map((await copiesOf(db, cloud.id)).map((c) => [`${c.image_uuid}/${c.version}`, c]));
-    const others = (await glance.list({})).filter(
-      (image) => image.repoman_cloud !== cloud.id && image.owner === session.project.id,
+    // Owned: made by this cloud's registration, in its own project (a property alone could be forged).
+    const owned = (await glance.list({ repoman_cloud: cloud.id, owner: project })).filter(
+      (image) => image.owner === project && image.repoman_cloud === cloud.id,
     );
-    let busy = false;
+    const copies = new Map((await copiesOf(db, cloud.id)).map((c) => [`${c.image_uuid}/${c.version}`, c]));
+    // The project's other images, for the conflicts: read once, and only if a copy is to be made.
+    let others: GlanceImage[] | null = null;
+    const othersNow = async () => {
+      others ??= (await glance.list({ owner: project })).filter(
+        (image) => image.owner === project && image.repoman_cloud !== cloud.id,
+      );
+      return others;
+    };
+    let next = now.getTime() + policy.syncMs;
+    const soon = () => {
+      next = Math.min(next, Date.now() + CHECK_SOON_MS);
+    };
     const present = new Set<string>();
+    /** The Glance image each wanted version keeps (another copy of the same version is an extra: retired). */
+    const kept = new Set<string>();
     const save = (
       want: Pick<Wanted, 'uuid' | 'owner' | 'name' | 'version'>,
       fields: Partial<CloudCopyRow>,
@@ -363,106 +441,138 @@ export function createCloudSync(deps: {
 
     for (const want of wanted) {
       const copy = copies.get(`${want.uuid}/${want.version}`);
-      const image = owned.find(
+      const mine = owned.filter(
         (i) => i.repoman_image === want.uuid && i.repoman_version === String(want.version),
       );
+      const image = mine.find((i) => i.id === copy?.glance_id) ?? mine[0];
+      if (image) kept.add(image.id);
       const state = async (s: CloudCopyState, fields: Partial<CloudCopyRow> = {}) =>
         save(want, { state: s, ...fields });
+      const fail = async (why: string, glanceId: string | null) => {
+        deps.events?.transfer(cloud.id, 'failed', 0);
+        const attempts = (copy?.attempts ?? 0) + 1;
+        const retry = backoff(attempts);
+        next = Math.min(next, Date.parse(retry));
+        await state('failed', { glance_id: glanceId, detail: why, attempts, next_attempt: retry });
+      };
       if (want.blocked) {
         await state('pending', { detail: want.blocked });
         // A conversion under way is looked at again soon; one that cannot be made, at the next sync.
-        busy = busy || !want.blocked.includes('cannot be converted');
+        if (!want.blocked.includes('cannot be converted')) soon();
         continue;
       }
+      if (image?.status === 'deactivated') {
+        // Retiring, and wanted again: back in service rather than sent again.
+        await glance.reactivate(image.id);
+        await audit(cloud, 'cloud.image_reactivate', `${want.owner}/${want.name}`, {
+          version: want.version,
+          glance_id: image.id,
+        });
+        image.status = 'active';
+      }
       if (image) {
-        if (image.status === 'active' && image.os_hash_value === want.sha512) {
+        const wrong = wrongOf(image, want);
+        if (image.status === 'active' && !wrong) {
           if (copy?.state !== 'present') deps.events?.transfer(cloud.id, 'ok', want.size);
           await state('present', { glance_id: image.id, attempts: copy?.attempts ?? 0 });
           present.add(want.uuid);
           continue;
         }
-        if (['queued', 'saving', 'importing', 'uploading'].includes(image.status)) {
-          // An upload that did not start (too many at once), or whose server stopped sending (no progress
-          // recorded for a while): made again. One still going records its progress every few seconds.
-          const uploading = copy?.detail?.startsWith('uploading') === true;
-          const stalled = uploading && Date.parse(copy?.updated ?? '') < now.getTime() - STALLED_UPLOAD_MS;
-          const neverStarted = image.status === 'queued' && !uploading;
-          if (cloud.transfer === 'upload' && uploads < policy.maxTransfers && (neverStarted || stalled)) {
-            await glance.remove(image.id);
-          } else {
-            busy = true;
-            await state('transferring', { glance_id: image.id, detail: copy?.detail ?? null });
-            continue;
-          }
-        } else {
-          // Failed in Glance (killed), or bytes other than ours: delete the copy and try again.
-          const why =
-            image.status === 'active'
-              ? `Glance's SHA-512 of ${image.id} is not the image's`
-              : `Glance left ${image.id} ${image.status}${image.os_glance_failed_import ? ` (import failed in ${image.os_glance_failed_import})` : ''}`;
-          await glance.remove(image.id);
-          await audit(cloud, 'cloud.image_delete', `${want.owner}/${want.name}`, {
-            version: want.version,
-            glance_id: image.id,
-            why,
-          });
-          deps.events?.transfer(cloud.id, 'failed', 0);
-          const attempts = (copy?.attempts ?? 0) + 1;
-          await state('failed', { glance_id: null, detail: why, attempts, next_attempt: backoff(attempts) });
-          busy = true;
+        const failedImport = image.os_glance_failed_import ? String(image.os_glance_failed_import) : '';
+        const uploading = copy?.detail?.startsWith('uploading') === true;
+        const since = Date.parse(String(image.updated_at ?? nowIso));
+        // In progress: importing or saving; a web-download just asked for; an upload still sending.
+        const inProgress =
+          !wrong &&
+          !failedImport &&
+          (['saving', 'importing', 'uploading'].includes(image.status) ||
+            (image.status === 'queued' &&
+              (cloud.transfer === 'upload'
+                ? uploading && Date.parse(copy?.updated ?? '') > now.getTime() - STALLED_UPLOAD_MS
+                : since > now.getTime() - IMPORT_START_MS)));
+        if (inProgress) {
+          soon();
+          await state('transferring', { glance_id: image.id, detail: copy?.detail ?? null });
           continue;
         }
-      }
-      if (copy?.next_attempt && copy.next_attempt > nowIso) {
-        busy = true;
+        // Failed in Glance (killed, an import that fell back to queued), bytes other than ours, an upload that
+        // never started or stalled: the copy goes, and is made again (with backoff, but an upload not started
+        // for lack of room, at once).
+        const why =
+          wrong ??
+          (failedImport
+            ? `Glance's web-download of ${image.id} failed (in store ${failedImport}): can the cloud reach Repoman and trust its certificate?`
+            : `Glance left ${image.id} ${image.status}`);
+        await glance.remove(image.id);
+        await audit(cloud, 'cloud.image_delete', `${want.owner}/${want.name}`, {
+          version: want.version,
+          glance_id: image.id,
+          why,
+        });
+        kept.delete(image.id);
+        if (image.status === 'queued' && cloud.transfer === 'upload' && !uploading) {
+          soon();
+          await state('pending', { glance_id: null, detail: 'waiting for a free upload slot' });
+        } else await fail(why, null);
         continue;
       }
-      const conflict = conflictOf(cloud, want, others);
+      if (copy?.next_attempt && copy.next_attempt > nowIso) {
+        next = Math.min(next, Date.parse(copy.next_attempt));
+        continue;
+      }
+      const conflict = conflictOf(cloud, want, await othersNow());
       if (conflict) {
         await state('conflict', { glance_id: null, detail: conflict });
         continue;
       }
       try {
-        const id = await startCopy(cloud, glance, want, session.project.id, (glanceId, sent) =>
-          state('transferring', {
+        const id = await startCopy(cloud, glance, want, project, async (glanceId, sent) => {
+          await state('transferring', {
             glance_id: glanceId,
             detail: `uploading: ${sent} of ${want.size} bytes sent`,
-          }),
-        );
-        await state('transferring', { glance_id: id, detail: null });
-      } catch (error) {
-        const attempts = (copy?.attempts ?? 0) + 1;
-        deps.events?.transfer(cloud.id, 'failed', 0);
-        await state('failed', {
-          detail: error instanceof Error ? error.message : String(error),
-          attempts,
-          next_attempt: backoff(attempts),
+          });
+          await renew();
         });
+        kept.add(id);
+        await state('transferring', { glance_id: id, detail: null });
+        soon();
+      } catch (error) {
+        await fail(error instanceof Error ? error.message : String(error), null);
       }
-      busy = true;
     }
 
     // What it owns there and no longer wants: retired once its successor (if any) is present.
     const wantedKeys = new Set(wanted.map((w) => `${w.uuid}/${w.version}`));
     const wantedUuids = new Set(wanted.map((w) => w.uuid));
     for (const image of owned) {
+      if (kept.has(image.id)) continue;
       const uuid = String(image.repoman_image ?? '');
       const version = Number(image.repoman_version ?? 0);
-      if (wantedKeys.has(`${uuid}/${version}`)) continue;
-      if (wantedUuids.has(uuid) && !present.has(uuid)) continue; // its successor is not there yet
+      const extra = wantedKeys.has(`${uuid}/${version}`); // a second copy of a wanted version
+      if (!extra && wantedUuids.has(uuid) && !present.has(uuid)) continue; // its successor is not there yet
       const copy = copies.get(`${uuid}/${version}`);
       const name = copy?.image_name ?? String(image.name ?? image.id);
+      if (extra) {
+        await glance.remove(image.id);
+        await audit(cloud, 'cloud.image_delete', name, {
+          version,
+          glance_id: image.id,
+          why: 'a second copy',
+        });
+        continue;
+      }
       const [owner = '', imageName = ''] = name.split('/');
       const ref = { uuid, owner, name: imageName, version };
       if (!copy?.retire_after) {
         if (image.status === 'active') await glance.deactivate(image.id);
         await audit(cloud, 'cloud.image_deactivate', name, { version, glance_id: image.id });
+        const retireAfter = now.getTime() + policy.graceMs;
         await save(ref, {
           state: 'retiring',
           glance_id: image.id,
-          retire_after: new Date(now.getTime() + policy.graceMs).toISOString(),
+          retire_after: new Date(retireAfter).toISOString(),
         });
-        busy = busy || policy.graceMs < policy.syncMs;
+        next = Math.min(next, retireAfter);
       } else if (copy.retire_after <= nowIso) {
         await glance.remove(image.id);
         await audit(cloud, 'cloud.image_delete', name, {
@@ -471,7 +581,7 @@ export function createCloudSync(deps: {
           why: 'no longer wanted',
         });
         await deleteCopy(db, cloud.id, uuid, version);
-      } else busy = busy || copy.retire_after < new Date(now.getTime() + policy.syncMs).toISOString();
+      } else next = Math.min(next, Date.parse(copy.retire_after));
     }
     // Copies of images gone from Glance and no longer wanted: forgotten.
     for (const copy of copies.values())
@@ -480,29 +590,36 @@ export function createCloudSync(deps: {
         !owned.some((i) => i.id === copy.glance_id)
       )
         await deleteCopy(db, cloud.id, copy.image_uuid, copy.version);
-    return busy;
+    return next;
   }
 
   async function pass() {
-    const now = new Date();
-    for (const cloud of await dueClouds(db, now.toISOString())) {
+    for (const due of await dueClouds(db, new Date().toISOString())) {
       if (closed) return;
-      const until = new Date(now.getTime() + LEASE_MS).toISOString();
-      if (!(await claimCloud(db, cloud.id, lease, now.toISOString(), until))) continue;
-      let busy = false;
+      // Each cloud with the clock and the row as they are when it is taken (an earlier cloud's pass may
+      // have been long, and the cloud changed meanwhile).
+      const claimed = new Date().toISOString();
+      const leaseUntil = () => new Date(Date.now() + LEASE_MS).toISOString();
+      if (!(await claimCloud(db, due.id, lease, claimed, leaseUntil()))) continue;
+      const cloud = await findCloudById(db, due.id);
+      if (!cloud) continue;
+      // Renewed as an upload progresses; a pass that lost its lease stops at its next renewal.
+      const renew = async () => {
+        if (!(await claimCloud(db, cloud.id, lease, new Date().toISOString(), leaseUntil())))
+          throw new Error('another server took this cloud over (its lease ran out): this pass stops');
+      };
+      let next = Date.now() + policy.syncMs;
       let error: string | null = null;
       try {
-        busy = await reconcile(cloud);
+        next = await reconcile(cloud, renew);
       } catch (failure) {
         error = failure instanceof Error ? failure.message : String(failure);
         deps.onError?.(failure, `syncing cloud ${cloud.group_name}/${cloud.name} failed; trying again later`);
         deps.events?.transfer(cloud.id, 'failed', 0);
+        next = Date.now() + Math.min(policy.syncMs, 60_000);
       }
-      const next = new Date(
-        Date.now() + (busy ? CHECK_SOON_MS : error ? Math.min(policy.syncMs, 60_000) : policy.syncMs),
-      );
-      await releaseCloud(db, cloud.id, lease, {
-        next_sync: next.toISOString(),
+      await releaseCloud(db, cloud.id, lease, claimed, {
+        next_sync: new Date(Math.max(next, Date.now() + 500)).toISOString(),
         last_sync: new Date().toISOString(),
         last_error: error,
       });

@@ -28,10 +28,12 @@ import {
   findCloud,
   insertCloud,
   listClouds,
+  replaceSecret,
   unchooseImage,
   updateCloud,
 } from '../db/clouds-dal.ts';
 import { findGroupByName, type GroupRow } from '../db/groups-dal.ts';
+import { findImage } from '../db/images-dal.ts';
 import type { Db } from '../db/schema.ts';
 import { checkedAccountName, guardService, nowIso } from './common.ts';
 import { imageRefOf } from './endorsements.ts';
@@ -211,9 +213,8 @@ export function createCloudService(deps: {
   /** A secret sealed with a previous key, sealed again with the current one (a key rotation, docs/clouds.md). */
   async function reseal(row: Pick<CloudWithGroup, 'id' | 'credential_secret'>): Promise<void> {
     if (sealedWithCurrent(row.credential_secret, keys)) return;
-    await updateCloud(db, row.id, {
-      credential_secret: seal(open(row.credential_secret, keys, row.id), keys, row.id),
-    });
+    const resealed = seal(open(row.credential_secret, keys, row.id), keys, row.id);
+    await replaceSecret(db, row.id, row.credential_secret, resealed);
   }
 
   return {
@@ -296,7 +297,16 @@ export function createCloudService(deps: {
           mayManage(actor, { name: cloud.group_name } as GroupRow);
           const credential = credentialOf(body);
           const patch: Partial<CloudWithGroup> = { modified: nowIso(), next_sync: nowIso() };
-          if (body.auth_url !== undefined) patch.auth_url = checkedAuthUrl(body.auth_url);
+          if (body.auth_url !== undefined) {
+            patch.auth_url = checkedAuthUrl(body.auth_url);
+            // The stored secret goes only where it was given for: another Keystone needs it given again.
+            if (patch.auth_url !== cloud.auth_url && !credential)
+              throw new RepomanError(
+                'invalid_field',
+                'A new auth_url needs its credential given again (application_credential_id and _secret, or username, password and project)',
+                { details: { field: 'auth_url' } },
+              );
+          }
           if (body.region !== undefined) patch.region = body.region?.trim() || null;
           if (credential) {
             patch.credential_kind = credential.public.kind;
@@ -337,19 +347,23 @@ export function createCloudService(deps: {
           const cloud = await requireCloud(actor, groupName, name);
           mayManage(actor, { name: cloud.group_name } as GroupRow);
           const ref: ImageRef = imageRefOf(imageText);
-          const { row, target } = await access.find(actor, ref);
           if (on) {
+            const { row, target } = await access.find(actor, ref);
             if (!canReadImage(actor, target) || !isVisibleToGroup(target, cloud.group_name))
               throw new RepomanError(
                 'forbidden',
                 `${ref.owner}/${ref.name} is not visible to ${cloud.group_name}: make it public, share it with the group, or ask a member to own it`,
               );
-            await chooseImage(db, cloud.id, row.id, nowIso());
-          } else if (!(await unchooseImage(db, cloud.id, row.id)))
-            throw new RepomanError(
-              'image_not_found',
-              `${ref.owner}/${ref.name} is not chosen for ${cloud.name}`,
-            );
+            await chooseImage(db, cloud.id, row.id, actor.id, nowIso());
+          } else {
+            // Unchoosing needs no right to read the image: one that stopped being shared must be removable.
+            const row = await findImage(db, ref.owner, ref.name);
+            if (!row || !(await unchooseImage(db, cloud.id, row.id)))
+              throw new RepomanError(
+                'image_not_found',
+                `${ref.owner}/${ref.name} is not chosen for ${cloud.name}`,
+              );
+          }
           await updateCloud(db, cloud.id, { next_sync: nowIso() });
           deps.wake();
           return view(cloud);

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -117,6 +119,34 @@ describe('syncing images into an OpenStack cloud', () => {
     db.close();
     assert.match(row.credential_secret, /^v1\.[0-9a-f]{8}\./);
     assert.ok(!row.credential_secret.includes(credential.secret));
+    // A new Keystone URL without the credential given again: refused (the secret goes only where it was
+    // given for), and a Keystone that repeats what it was sent does not get the secret into an answer.
+    const moved = await as('mgr').patch('/api/clouds/vo/site', { auth_url: 'http://127.0.0.1:9/v3' });
+    expectError(moved, 400, 'invalid_field');
+    const echo = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => {
+        body += chunk;
+      });
+      request.on('end', () => {
+        response.writeHead(401, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ error: { message: `The request you sent was ${body}` } }));
+      });
+    });
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (echo.address() as AddressInfo).port;
+      const echoed = await as('mgr').post('/api/clouds/vo', {
+        ...body,
+        name: 'echo',
+        auth_url: `http://127.0.0.1:${port}/v3`,
+      });
+      expectError(echoed, 400, 'cloud_check_failed');
+      assert.doesNotMatch(echoed.text, new RegExp(credential.secret));
+      assert.match(echoed.text, /\*\*\*/);
+    } finally {
+      echo.close();
+    }
     // Members see it; others do not.
     assert.equal((await as('mia').get('/api/clouds/vo/site')).status, 200);
     expectError(await as('admin').get('/api/clouds/vo/nothing'), 404, 'cloud_not_found');
@@ -179,6 +209,24 @@ describe('syncing images into an OpenStack cloud', () => {
       (await cloud.glance('GET', `/v2/images/${copy.glance_id}`)).json.os_hash_value,
       sha512(secret),
     );
+  });
+
+  it('stops sending an image its chooser may no longer read, and lets it be unchosen', async () => {
+    const bob = as('bob');
+    await bob.post('/api/images', { name: 'team.img' });
+    assert.equal((await bob.put('/api/images/raw/team.img', randomBytes(80_000))).status, 201);
+    await bob.post('/api/images/team.img/share/group/vo');
+    await as('mgr').request('PUT', '/api/clouds/vo/site/images/bob/team.img');
+    await until('team.img is present', (c) =>
+      c.some((x) => x.image === 'bob/team.img' && x.state === 'present'),
+    );
+    // Unshared: no longer visible to the group, so no longer wanted there: retired, then gone.
+    await bob.delete('/api/images/team.img/share/group/vo');
+    await as('mgr').post('/api/clouds/vo/site/sync');
+    await until('team.img is retired and gone', (c) => !c.some((x) => x.image === 'bob/team.img'));
+    // The manager can no longer read it, and may still unchoose it.
+    assert.equal((await as('mgr').get('/api/images/bob/team.img')).status, 404);
+    assert.equal((await as('mgr').request('DELETE', '/api/clouds/vo/site/images/bob/team.img')).status, 200);
   });
 
   it('fails cleanly while Glance is down, and succeeds once it is back', async () => {
