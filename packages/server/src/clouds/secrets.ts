@@ -1,8 +1,8 @@
 /**
  * Cloud credentials' secrets at rest: AES-256-GCM with a key from the configuration (`clouds.secret_key`),
  * each sealed value naming the key it was sealed with, so that a site can rotate keys: the new key seals, the
- * previous ones (`clouds.previous_secret_keys`) still open what they sealed, and
- * `repoman-server rotate-cloud-secrets` seals everything again with the new one.
+ * previous ones (`clouds.previous_secret_keys`) still open what they sealed, and the sync seals each secret
+ * again with the new one at its cloud's next pass (services/clouds.ts, `reseal`).
  *
  * Traps:
  * - A key is 32 random bytes, given as base64 or hex; anything else is refused at start, not at first use.
