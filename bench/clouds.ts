@@ -8,14 +8,13 @@
  *
  *   node bench/clouds.ts [--size-mib 1024] [--smoke] [--quick] [--out DIR]
  */
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
+import { type OpenStackFixture, startOpenStack } from '../packages/server/test/helpers/openstack.ts';
 import { curl, randomFile, root, run, type Server, startRepoman, uploadAndRead } from './lib.ts';
 
-const exec = promisify(execFile);
 const { values } = parseArgs({
   strict: false, // npm run bench passes every benchmark the same options
   options: {
@@ -28,61 +27,26 @@ const { values } = parseArgs({
 const sizeMib = Number(values['size-mib'] ?? (values.smoke ? 16 : values.quick ? 256 : 1024));
 const out = resolve(typeof values.out === 'string' ? values.out : join(root, 'bench', 'results'));
 
-interface Cloud {
-  authUrl: string;
-  glanceUrl: string;
-  password: string;
-}
-
-async function keystone(cloud: Cloud, path: string, method: string, token: string | null, body?: unknown) {
-  const response = await fetch(`${cloud.authUrl}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(token ? { 'x-auth-token': token } : {}) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  if (response.status >= 300)
-    throw new Error(`Keystone ${path}: ${response.status} ${await response.text()}`);
-  return response;
-}
-
-/** A token of `user` in `project` (the admin's by default). */
-async function tokenOf(cloud: Cloud, user = 'admin', password = cloud.password, project = 'admin') {
-  const response = await keystone(cloud, '/auth/tokens', 'POST', null, {
-    auth: {
-      identity: {
-        methods: ['password'],
-        password: { user: { name: user, domain: { name: 'Default' }, password } },
+/** A token of `user` in `project`, as a user without Repoman gets one. */
+async function tokenOf(
+  cloud: OpenStackFixture,
+  user: { username: string; password: string; project: string },
+) {
+  const response = await fetch(`${cloud.authUrl}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      auth: {
+        identity: {
+          methods: ['password'],
+          password: { user: { name: user.username, domain: { name: 'Default' }, password: user.password } },
+        },
+        scope: { project: { name: user.project, domain: { name: 'Default' } } },
       },
-      scope: { project: { name: project, domain: { name: 'Default' } } },
-    },
+    }),
   });
+  if (response.status !== 201) throw new Error(`Keystone: ${response.status} ${await response.text()}`);
   return response.headers.get('x-subject-token') as string;
-}
-
-/** A project and a member user of its own. */
-async function projectUser(cloud: Cloud, name: string) {
-  const admin = await tokenOf(cloud);
-  const project = (await (
-    await keystone(cloud, '/projects', 'POST', admin, { project: { name, domain_id: 'default' } })
-  ).json()) as {
-    project: { id: string };
-  };
-  const password = `pw-${name}`;
-  const user = (await (
-    await keystone(cloud, '/users', 'POST', admin, { user: { name, password, domain_id: 'default' } })
-  ).json()) as {
-    user: { id: string };
-  };
-  const roles = (await (await keystone(cloud, '/roles?name=member', 'GET', admin)).json()) as {
-    roles: { id: string }[];
-  };
-  await keystone(
-    cloud,
-    `/projects/${project.project.id}/users/${user.user.id}/roles/${roles.roles[0]?.id}`,
-    'PUT',
-    admin,
-  );
-  return { username: name, password, project: name };
 }
 
 async function waitUntil<T>(check: () => Promise<T | null>, what: string, limitMs = 3600_000): Promise<T> {
@@ -96,8 +60,12 @@ async function waitUntil<T>(check: () => Promise<T | null>, what: string, limitM
 }
 
 /** Repoman's sync of the image into a new cloud (a project of its own) by `transfer`: seconds to verified. */
-async function bySync(repoman: Server, cloud: Cloud, transfer: 'web-download' | 'upload'): Promise<number> {
-  const user = await projectUser(cloud, `bench-${transfer}`);
+async function bySync(
+  repoman: Server,
+  cloud: OpenStackFixture,
+  transfer: 'web-download' | 'upload',
+): Promise<number> {
+  const user = await cloud.projectUser(`bench-${transfer}`);
   const api = (method: string, path: string, body?: unknown) =>
     run('curl', [
       '-sS',
@@ -133,9 +101,9 @@ async function bySync(repoman: Server, cloud: Cloud, transfer: 'web-download' | 
 }
 
 /** By hand, as a user without Repoman: an image made and imported by web-download from the pinned URL. */
-async function byHand(repoman: Server, cloud: Cloud): Promise<number> {
-  const user = await projectUser(cloud, 'bench-hand');
-  const token = await tokenOf(cloud, user.username, user.password, user.project);
+async function byHand(repoman: Server, cloud: OpenStackFixture): Promise<number> {
+  const user = await cloud.projectUser('bench-hand');
+  const token = await tokenOf(cloud, user);
   const glance = async (method: string, path: string, body?: unknown) => {
     const response = await fetch(`${cloud.glanceUrl}${path}`, {
       method,
@@ -167,9 +135,8 @@ async function byHand(repoman: Server, cloud: Cloud): Promise<number> {
 }
 
 const work = await mkdtemp(join(tmpdir(), 'repoman-bench-clouds-'));
-const script = join(root, 'scripts/openstack.sh');
-const openstackDir = join(work, 'openstack');
 let repoman: Server | null = null;
+let cloud: OpenStackFixture | null = null;
 try {
   const file = join(work, 'image.bin');
   await randomFile(file, sizeMib);
@@ -178,21 +145,8 @@ try {
     REPOMAN_CLOUDS_ALLOWED_NETWORKS: '127.0.0.0/8,::1',
     REPOMAN_CLOUDS_SYNC_SECONDS: '5',
   });
-  const { stdout } = await exec(script, ['start', openstackDir], {
-    env: { ...process.env, OPENSTACK_CA_FILE: join(data, 'ca/ca.pem') },
-    timeout: 300_000,
-  });
-  const env = Object.fromEntries(
-    stdout
-      .trim()
-      .split('\n')
-      .map((line) => line.split('=', 2) as [string, string]),
-  );
-  const cloud: Cloud = {
-    authUrl: env.OS_AUTH_URL as string,
-    glanceUrl: env.GLANCE_URL as string,
-    password: env.OS_PASSWORD as string,
-  };
+  // Glance trusts Repoman's development CA, as a site adds Repoman's CA to its Glance hosts.
+  cloud = await startOpenStack({ caPem: await readFile(join(data, 'ca/ca.pem'), 'utf8') });
 
   await curl([
     ...repoman.tls,
@@ -232,6 +186,6 @@ try {
   await writeFile(join(out, 'clouds.md'), `${table}\n`);
 } finally {
   await repoman?.stop();
-  await exec(script, ['stop', openstackDir]).catch(() => undefined);
+  await cloud?.stop();
   await rm(work, { recursive: true, force: true });
 }
