@@ -167,6 +167,9 @@ export function auditSuite(engine: Engine) {
       ok(
         await admin.post('/api/groups/vo/endorsements', { image: 'bob/endorsed.img', expires: '2099-01-01' }),
       );
+      ok(
+        await admin.request('PUT', '/api/groups/vo/image-list/access', { body: { subscribers_only: false } }),
+      );
       const subscriber = await admin.post('/api/groups/vo/subscribers', { name: 'a site' });
       ok(subscriber);
       ok(await admin.delete(`/api/groups/vo/subscribers/${subscriber.json.id}`));

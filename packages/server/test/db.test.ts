@@ -124,6 +124,7 @@ describe('database layer', () => {
         await sql`drop table cloud_copies`.execute(before.db);
         await sql`drop table cloud_images`.execute(before.db);
         await sql`drop table clouds`.execute(before.db);
+        await sql`drop table image_list_access`.execute(before.db);
         await sql`drop table list_subscribers`.execute(before.db);
         await sql`drop table image_lists`.execute(before.db);
         await sql`drop table endorsements`.execute(before.db);

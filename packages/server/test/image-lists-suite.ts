@@ -485,6 +485,42 @@ export function imageListsSuite(engine: Engine) {
       assert.equal((await as('eve').delete('/api/groups/atlas/endorsements/bob/signed.img')).status, 204);
     });
 
+    it('keeps a group’s lists of public images for its subscribers, when the group wants', async () => {
+      await as('bob').post('/api/images', { name: 'members.img', unauthenticated_access: true });
+      assert.equal((await as('bob').put('/api/images/raw/members.img', v1)).status, 201);
+      assert.equal((await endorse('eve', { image: 'bob/members.img', expires: inDays(9) })).status, 201);
+      assert.equal((await anonymous('/api/groups/atlas/image-list')).status, 200);
+      expectError(
+        await as('mallory').request('PUT', '/api/groups/atlas/image-list/access', {
+          body: { subscribers_only: true },
+        }),
+        403,
+        'forbidden',
+      );
+      const set = await as('eve').request('PUT', '/api/groups/atlas/image-list/access', {
+        body: { subscribers_only: true },
+      });
+      assert.deepEqual(set.json, { group: 'atlas', subscribers_only: true });
+      assert.deepEqual((await as('mallory').get('/api/groups/atlas/image-list/access')).json, set.json);
+      expectError(await anonymous('/api/groups/atlas/image-list'), 401, 'list_token_required');
+      expectError(await anonymous('/api/groups/atlas/image-list.json', {}, true), 403, 'https_required');
+      // The image's own list too (its image public: a token is asked for, not a 404).
+      expectError(await anonymous('/api/images/bob/members.img/image-list'), 401, 'list_token_required');
+      const made = await as('eve').post('/api/groups/atlas/subscribers', { name: 'a site' });
+      const basic = {
+        authorization: `Basic ${Buffer.from(`${made.json.token}:x-oauth-basic`).toString('base64')}`,
+      };
+      assert.equal((await anonymous('/api/groups/atlas/image-list', basic)).status, 200);
+      // Members read it with their certificate.
+      assert.equal((await as('mallory').get('/api/groups/atlas/image-list')).status, 200);
+      await as('eve').request('PUT', '/api/groups/atlas/image-list/access', {
+        body: { subscribers_only: false },
+      });
+      assert.equal((await anonymous('/api/groups/atlas/image-list')).status, 200);
+      await as('eve').delete(`/api/groups/atlas/subscribers/${made.json.id}`);
+      assert.equal((await as('eve').delete('/api/groups/atlas/endorsements/bob/members.img')).status, 204);
+    });
+
     it('audits endorsements', async () => {
       const log = await as('admin').get('/api/audit?action=image.endorse');
       assert.equal(log.status, 200, log.text);

@@ -263,3 +263,25 @@ export async function groupOfToken(db: Db, tokenSha256: string): Promise<number 
     .executeTakeFirst();
   return row?.group_id;
 }
+
+// ---- who may read a group's lists ----
+
+/** Of these groups, those whose lists are for their subscribers only. */
+export async function subscribersOnly(db: Db, groupIds: readonly number[]): Promise<Set<number>> {
+  if (groupIds.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('image_list_access')
+    .select('group_id')
+    .where('group_id', 'in', groupIds)
+    .where('subscribers_only', '=', true)
+    .execute();
+  return new Set(rows.map((r) => r.group_id));
+}
+
+export async function setSubscribersOnly(db: Db, groupId: number, on: boolean): Promise<void> {
+  await db
+    .insertInto('image_list_access')
+    .values({ group_id: groupId, subscribers_only: on })
+    .onConflict((c) => c.column('group_id').doUpdateSet({ subscribers_only: on }))
+    .execute();
+}

@@ -401,6 +401,12 @@ function migrations(engine: Engine): Record<string, Migration> {
           .on('list_subscribers')
           .column('group_id')
           .execute();
+        // A group's lists for its subscribers only, public images or not.
+        await db.schema
+          .createTable('image_list_access')
+          .addColumn('group_id', 'integer', (c) => c.primaryKey().references('groups.id').onDelete('cascade'))
+          .addColumn('subscribers_only', bool, (c) => c.notNull())
+          .execute();
       },
     },
     '0016_clouds': {

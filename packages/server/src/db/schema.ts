@@ -319,6 +319,12 @@ export interface CloudCopiesTable {
   updated: string;
 }
 
+/** Whether a group's lists are for its subscribers only (they are anyway when they hold private images). */
+export interface ImageListAccessTable {
+  group_id: number;
+  subscribers_only: Bool;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -338,6 +344,7 @@ export interface Database {
   endorsements: EndorsementsTable;
   image_lists: ImageListsTable;
   list_subscribers: ListSubscribersTable;
+  image_list_access: ImageListAccessTable;
   clouds: CloudsTable;
   cloud_images: CloudImagesTable;
   cloud_copies: CloudCopiesTable;

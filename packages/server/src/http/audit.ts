@@ -156,6 +156,15 @@ const RULES = new Map<string, Rule>([
     },
   ],
   [
+    'PUT /api/groups/:group/image-list/access',
+    {
+      action: 'group.list_access',
+      type: 'group',
+      target: (p) => p.group ?? null,
+      detail: (_p, b) => ({ subscribers_only: b?.subscribers_only ?? null }),
+    },
+  ],
+  [
     'POST /api/groups/:group/subscribers',
     {
       action: 'group.subscriber_add',

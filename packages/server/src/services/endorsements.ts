@@ -18,6 +18,8 @@ import {
   insertSubscriber,
   listEndorsements,
   listSubscribers,
+  setSubscribersOnly,
+  subscribersOnly,
   upsertEndorsement,
 } from '../db/endorsements-dal.ts';
 import { findGroupByName, type GroupRow } from '../db/groups-dal.ts';
@@ -138,6 +140,27 @@ export function createEndorsementService(deps: { db: Db; store: BlobStore; hashi
         created: row.created,
         token,
       };
+    },
+
+    /** Whether the group's lists are for its subscribers only (anyone with a certificate may ask). */
+    async listAccess(
+      _actor: Actor,
+      groupName: string,
+    ): Promise<{ group: string; subscribers_only: boolean }> {
+      const group = await requireGroup(groupName);
+      return { group: group.name, subscribers_only: (await subscribersOnly(db, [group.id])).has(group.id) };
+    },
+
+    /** Makes the group's lists for its subscribers (and members) only, or not, by its endorsers. */
+    async setListAccess(
+      actor: Actor,
+      groupName: string,
+      on: boolean,
+    ): Promise<{ group: string; subscribers_only: boolean }> {
+      const group = await requireGroup(groupName);
+      mayEndorse(actor, group);
+      await setSubscribersOnly(db, group.id, on);
+      return { group: group.name, subscribers_only: on };
     },
 
     /** The group's subscribers (never their tokens), for its endorsers and admins. */

@@ -26,6 +26,7 @@ import {
   listEndorsements,
   recordIssuedList,
   recordSignature,
+  subscribersOnly,
 } from '../db/endorsements-dal.ts';
 import { findGroupByName } from '../db/groups-dal.ts';
 import { findImage } from '../db/images-dal.ts';
@@ -86,7 +87,7 @@ export interface PublishedList {
   expires: string;
   document: string;
   signed: string | null;
-  /** It holds capability URLs: HTTPS and a subscriber token only. */
+  /** For subscribers (and members) only: it holds capability URLs, or its group wants it so. */
   secret: boolean;
 }
 
@@ -249,8 +250,10 @@ export function createImageListService(deps: {
       const found = await entriesOf(scope, now.toISOString());
       const rows = found.rows;
       const secret = rows.some((row) => !row.unauthenticated_access);
-      // Before anything is issued: a list holding capability URLs is for its subscribers only.
-      if (secret) await admit(scope, found, caller);
+      // Before anything is issued: a list holding capability URLs is for its subscribers only, and so is a
+      // list of a group that wants its lists so (and an image's own list when such a group endorses it).
+      const guarded = secret || (await subscribersOnly(db, found.groupIds)).size > 0;
+      if (guarded) await admit(scope, found, caller, secret);
       const row = await imageListOf(db, found.key, randomUUID());
       // What the list is made of; its dates, version and capability URLs aside.
       const signer = found.endorser ? endorserSigner(found.endorser) : policy.signing?.signer;
@@ -265,7 +268,7 @@ export function createImageListService(deps: {
       const fingerprint = createHash('sha256').update(JSON.stringify(basis)).digest('hex');
       // An endorser's list is signed by them: issued anew only when what it holds changes (it cannot renew
       // itself: it expires as a whole, and they sign the next one).
-      if (!stale(row, fingerprint, now, found.endorser === null)) return published(row, secret);
+      if (!stale(row, fingerprint, now, found.endorser === null)) return published(row, guarded);
 
       const cap = new Date(now.getTime() + policy.maxValiditySeconds * 1000);
       const earliest = [cap.toISOString(), ...rows.map((r) => r.expires)].sort()[0] as string;
@@ -313,9 +316,9 @@ export function createImageListService(deps: {
         signed: !found.endorser && policy.signing ? signSmime(document, policy.signing.credential) : null,
       };
       if (await recordIssuedList(db, found.key, row.version, issued))
-        return published({ ...row, ...issued }, secret);
+        return published({ ...row, ...issued }, guarded);
       // Another request issued it meanwhile: serve theirs.
-      return published(await imageListOf(db, found.key, row.id), secret);
+      return published(await imageListOf(db, found.key, row.id), guarded);
     },
 
     /** Each group's list expiry: its earliest unexpired endorsement's (for warnings and metrics). */
@@ -397,19 +400,19 @@ export function createImageListService(deps: {
    * A list holding capability URLs: over HTTPS, to a token of a group whose endorsement it holds. An image's
    * own list refused looks like a missing image (a private image's name is not told to strangers).
    */
-  async function admit(scope: ListScope, found: ListContent, caller: ListCaller) {
+  async function admit(scope: ListScope, found: ListContent, caller: ListCaller, secret: boolean) {
     const { actor } = caller;
     if (caller.tls && actor && (actor.isAdmin || found.groupNames.some((name) => actor.groups.has(name))))
       return;
     const groupId = caller.token === null ? undefined : await groupOfToken(db, tokenDigest(caller.token));
     if (caller.tls && groupId !== undefined && found.groupIds.includes(groupId)) return;
-    if (scope.kind === 'image') throw notFound(scope.ref);
+    if (scope.kind === 'image' && secret) throw notFound(scope.ref);
     if (!caller.tls)
-      throw new RepomanError('https_required', "This list holds private images' URLs: fetch it over HTTPS");
+      throw new RepomanError('https_required', 'This list is for its subscribers: fetch it over HTTPS');
     throw new RepomanError(
       'list_token_required',
       caller.token === null
-        ? "This list holds private images' URLs: send a subscriber token as HTTP basic auth (https://TOKEN:x-oauth-basic@host/...)"
+        ? 'This list is for its subscribers: send a subscriber token as HTTP basic auth (https://TOKEN:x-oauth-basic@host/...)'
         : 'The subscriber token is not one of this group',
     );
   }

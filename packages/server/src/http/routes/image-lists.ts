@@ -304,6 +304,51 @@ export function imageListRoutes(app: FastifyInstance, deps: RouteDeps) {
     },
   );
 
+  const accessSchema = {
+    type: 'object',
+    required: ['group', 'subscribers_only'],
+    properties: { group: str, subscribers_only: { type: 'boolean' } },
+  } as const;
+  app.get<{ Params: { group: string } }>(
+    '/api/groups/:group/image-list/access',
+    {
+      schema: {
+        summary:
+          'Whether the group’s lists are for its subscribers only (they are anyway when they hold private images)',
+        tags: ['image lists'],
+        params: groupParams,
+        response: { 200: accessSchema },
+      },
+    },
+    async (request) => services.endorsements.listAccess(requireActor(request), request.params.group),
+  );
+  app.put<{ Params: { group: string }; Body: { subscribers_only: boolean } }>(
+    '/api/groups/:group/image-list/access',
+    {
+      schema: {
+        summary: 'Make the group’s lists for its subscribers (and members) only, or not (its endorsers)',
+        tags: ['image lists'],
+        params: groupParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['subscribers_only'],
+          properties: { subscribers_only: { type: 'boolean' } },
+        },
+        response: { 200: accessSchema },
+      },
+    },
+    async (request) => {
+      const access = await services.endorsements.setListAccess(
+        requireActor(request),
+        request.params.group,
+        request.body.subscribers_only,
+      );
+      request.audit = { detail: { subscribers_only: access.subscribers_only } };
+      return access;
+    },
+  );
+
   app.get<{ Params: { group: string } }>(
     '/api/groups/:group/subscribers',
     {
