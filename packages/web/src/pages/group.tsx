@@ -1,7 +1,8 @@
 /**
  * A group: its members, its signed HEPiX image list (what sites subscribe to) and the endorsements in it. Its
- * endorsers (members holding image_endorse, and admins) endorse and withdraw versions here, and manage the
- * list's subscribers (sites with a token of their own, for lists holding private images).
+ * endorsers (members holding image_endorse, and admins) endorse and withdraw versions here, keep the lists for
+ * subscribers only or not, and manage the list's subscribers (sites with a token of their own, for lists
+ * holding private images or kept for subscribers).
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, call, type Group } from '../api/client';
@@ -83,7 +84,7 @@ export function GroupPage(props: { session: Session; name: string; query: URLSea
         <a href={`/clouds#${encodeURIComponent(data.name)}`}>Clouds</a>: the images {data.name} keeps in its
         OpenStack clouds.
       </p>
-      <ImageList url={data.image_list_url} />
+      <ImageList key={data.name} url={data.image_list_url} group={data.name} endorser={endorser} />
       <Endorsements group={data.name} endorser={endorser} prefill={props.query.get('endorse') ?? ''} />
       {endorser && <Subscribers group={data.name} />}
     </section>
@@ -111,7 +112,42 @@ function Members({ group }: { group: Group }) {
   );
 }
 
-function ImageList({ url }: { url: string }) {
+/**
+ * The list's links and, for the signed-in (`group` given), who may fetch the group's lists: anyone while they
+ * hold public images only, or only its subscribers and members. Its endorsers change that here, at once.
+ */
+function ImageList(props: { url: string; group?: string; endorser?: boolean }) {
+  const { url, group } = props;
+  const access = useAsync(
+    async () =>
+      group === undefined
+        ? null
+        : call(api.GET('/api/groups/{group}/image-list/access', { params: { path: { group } } })),
+    [group],
+  );
+  const action = useAction();
+  // The setting as asked until the server answers, then as it answered (undefined: as loaded).
+  const [asked, setAsked] = useState<boolean | undefined>(undefined);
+  const loaded = access.data?.subscribers_only;
+  const subscribersOnly = asked ?? loaded;
+  const change = async (on: boolean) => {
+    if (group === undefined) return;
+    const before = subscribersOnly;
+    setAsked(on);
+    const ok = await action.run(async () => {
+      const answer = await call(
+        api.PUT('/api/groups/{group}/image-list/access', {
+          params: { path: { group } },
+          body: { subscribers_only: on },
+        }),
+      );
+      setAsked(answer.subscribers_only);
+      return answer.subscribers_only
+        ? `Only subscribers and members may now fetch ${group}’s lists.`
+        : `Anyone may now fetch ${group}’s lists while they hold public images only.`;
+    });
+    if (!ok) setAsked(before);
+  };
   const links: [string, string, string][] = [
     ['Signed list', url, 'the signed list'],
     ['JSON', `${url}.json`, 'the list’s JSON'],
@@ -120,9 +156,49 @@ function ImageList({ url }: { url: string }) {
     <>
       <h2>Image list</h2>
       <p>
-        Sites subscribe to the signed list (with vmcatcher or cloudkeeper) and check its signature with{' '}
-        <code>openssl smime -verify</code>; the JSON is the same list, unsigned.
+        Sites subscribe to the signed list (with vmcatcher or cloudkeeper)
+        {subscribersOnly && ' with a subscriber token, sent as HTTP basic auth over HTTPS,'} and check its
+        signature with <code>openssl smime -verify</code>; the JSON is the same list, unsigned.
+        {subscribersOnly &&
+          (props.endorser ? (
+            <>
+              {' '}
+              Add a site’s token under <a href="#subscribers-heading">Subscribers</a>.
+            </>
+          ) : (
+            ' The group’s endorsers give sites their tokens.'
+          ))}
       </p>
+      {group !== undefined && (
+        <>
+          <ErrorBox error={access.error} title="Who may fetch the lists could not be shown." />
+          {subscribersOnly !== undefined && (
+            <p>
+              <strong>
+                {subscribersOnly
+                  ? 'Only subscribers and members may fetch the lists'
+                  : 'Anyone may fetch the lists (while they hold public images only)'}
+              </strong>
+              {subscribersOnly
+                ? ': sites with a subscriber token, members with their certificate, over HTTPS.'
+                : '; a list holding private images is for subscribers and members only.'}
+            </p>
+          )}
+          {props.endorser && loaded !== undefined && (
+            <label class="check">
+              <input
+                type="checkbox"
+                checked={subscribersOnly}
+                disabled={action.busy}
+                onChange={(event) => change((event.currentTarget as HTMLInputElement).checked)}
+              />{' '}
+              Only subscribers (and members) may fetch this group’s lists
+            </label>
+          )}
+          <ErrorBox error={action.error} title="Who may fetch the lists was not changed." />
+          {action.notice && <Notice ok>{action.notice}</Notice>}
+        </>
+      )}
       <dl class="details">
         {links.map(([label, href, what]) => (
           <div key={label}>
@@ -467,8 +543,9 @@ function Subscribers({ group }: { group: string }) {
     <>
       <h2 id="subscribers-heading">Subscribers</h2>
       <p class="muted">
-        A site reading a list that holds private images needs a token of its own (lists of public images need
-        none). Revoking a token refuses that site’s next fetch.
+        A site reading a list that holds private images needs a token of its own, and so does one reading any
+        of the group’s lists while they are for subscribers only. Revoking a token refuses that site’s next
+        fetch.
       </p>
       {notice && <Notice ok>{notice}</Notice>}
       <ErrorBox error={subscribers.error} title="The subscribers could not be listed." />
