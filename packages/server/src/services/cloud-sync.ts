@@ -473,6 +473,15 @@ export function createCloudSync(deps: {
       if (image) {
         const wrong = wrongOf(image, want);
         if (image.status === 'active' && !wrong) {
+          // The cloud's visibility changed since the copy was made (community to private, say): it follows.
+          if (image.visibility !== cloud.visibility) {
+            await glance.setProperties(image, { visibility: cloud.visibility });
+            await audit(cloud, 'cloud.image_modify', `${want.owner}/${want.name}`, {
+              version: want.version,
+              glance_id: image.id,
+              visibility: cloud.visibility,
+            });
+          }
           if (copy?.state !== 'present') deps.events?.transfer(cloud.id, 'ok', want.size);
           await state('present', { glance_id: image.id, attempts: copy?.attempts ?? 0 });
           present.add(want.uuid);

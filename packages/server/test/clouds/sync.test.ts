@@ -165,6 +165,17 @@ describe('syncing images into an OpenStack cloud', () => {
     assert.equal(image.repoman_version, '1');
     assert.equal(image.repoman_sha512, sha512(v1));
     assert.equal(image.os_distro, 'almalinux9');
+    assert.equal(image.visibility, 'private');
+    // A change of the cloud's visibility reaches the copies already there.
+    assert.equal((await as('mgr').patch('/api/clouds/vo/site', { visibility: 'community' })).status, 200);
+    const end = Date.now() + 30_000;
+    let now = image;
+    while (now.visibility !== 'community' && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      now = (await cloud.glance('GET', `/v2/images/${copy.glance_id}`)).json;
+    }
+    assert.equal(now.visibility, 'community');
+    assert.equal((await as('mgr').patch('/api/clouds/vo/site', { visibility: 'private' })).status, 200);
   });
 
   it('replaces it with a new version, and retires the old one after the grace period', async () => {
