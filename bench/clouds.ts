@@ -27,28 +27,6 @@ const { values } = parseArgs({
 const sizeMib = Number(values['size-mib'] ?? (values.smoke ? 16 : values.quick ? 256 : 1024));
 const out = resolve(typeof values.out === 'string' ? values.out : join(root, 'bench', 'results'));
 
-/** A token of `user` in `project`, as a user without Repoman gets one. */
-async function tokenOf(
-  cloud: OpenStackFixture,
-  user: { username: string; password: string; project: string },
-) {
-  const response = await fetch(`${cloud.authUrl}/auth/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      auth: {
-        identity: {
-          methods: ['password'],
-          password: { user: { name: user.username, domain: { name: 'Default' }, password: user.password } },
-        },
-        scope: { project: { name: user.project, domain: { name: 'Default' } } },
-      },
-    }),
-  });
-  if (response.status !== 201) throw new Error(`Keystone: ${response.status} ${await response.text()}`);
-  return response.headers.get('x-subject-token') as string;
-}
-
 async function waitUntil<T>(check: () => Promise<T | null>, what: string, limitMs = 3600_000): Promise<T> {
   const end = Date.now() + limitMs;
   for (;;) {
@@ -103,7 +81,7 @@ async function bySync(
 /** By hand, as a user without Repoman: an image made and imported by web-download from the pinned URL. */
 async function byHand(repoman: Server, cloud: OpenStackFixture): Promise<number> {
   const user = await cloud.projectUser('bench-hand');
-  const token = await tokenOf(cloud, user);
+  const { token } = await cloud.tokenOf(user);
   const glance = async (method: string, path: string, body?: unknown) => {
     const response = await fetch(`${cloud.glanceUrl}${path}`, {
       method,

@@ -6,19 +6,16 @@
  * from the command line (it would show in `ps`): from the environment, or asked for.
  */
 import { path } from './api.ts';
-import type { CommandSpec, Context } from './cli.ts';
+import type { CommandSpec } from './cli.ts';
+import { ownerAndName, show, str } from './command-kit.ts';
 import { ClientError } from './errors.ts';
 import { table, text } from './output.ts';
 
-const str = (value: unknown) => (typeof value === 'string' ? value : undefined);
 const list = (value: unknown) =>
   (Array.isArray(value) ? value : value === undefined ? [] : [value]).map(String);
 
 // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
 type Json = any;
-
-const print = (context: Context, json: unknown, human: string) =>
-  context.print(context.json ? JSON.stringify(json, null, 2) : human);
 
 /** `group/cloud`. */
 function cloudRef(arg: string): [string, string] {
@@ -26,12 +23,6 @@ function cloudRef(arg: string): [string, string] {
   if (!group || !cloud || rest.length > 0)
     throw new ClientError('usage', `Name the cloud as group/cloud, not '${arg}'`);
   return [group, cloud];
-}
-
-/** `owner/name` of an image (the caller's own namespace if no owner). */
-async function imageOf(context: Context, arg: string): Promise<[string, string]> {
-  if (arg.includes('/')) return arg.split('/', 2) as [string, string];
-  return [(await (await context.api()).get('/api/whoami')).user_name, arg];
 }
 
 const STATE_WORDS: Record<string, string> = {
@@ -65,7 +56,7 @@ export const cloudCommands: CommandSpec[] = [
       const api = await context.api();
       const group = str(context.args.group);
       const clouds = (await api.get(group ? path('clouds', group) : '/api/clouds')) as Json[];
-      print(
+      show(
         context,
         clouds,
         clouds.length === 0
@@ -164,7 +155,7 @@ export const cloudCommands: CommandSpec[] = [
         ...(context.options['no-endorsed'] ? { follow_endorsed: false } : {}),
       };
       const made = await (await context.api()).post(path('clouds', group), body);
-      print(
+      show(
         context,
         made,
         `[OK] Registered cloud ${made.group}/${made.name}: its credential works (Keystone, Glance, creating images)`,
@@ -179,7 +170,7 @@ export const cloudCommands: CommandSpec[] = [
     async run(context) {
       const [group, name] = cloudRef(context.args.cloud as string);
       await (await context.api()).delete(path('clouds', group, name));
-      print(context, { removed: `${group}/${name}` }, `[OK] Forgot cloud ${group}/${name}`);
+      show(context, { removed: `${group}/${name}` }, `[OK] Forgot cloud ${group}/${name}`);
     },
   },
   {
@@ -217,7 +208,7 @@ export const cloudCommands: CommandSpec[] = [
         ['remove', 'DELETE'],
       ] as const)
         for (const image of list(context.options[option])) {
-          const [owner, imageName] = await imageOf(context, image);
+          const [owner, imageName] = await ownerAndName(api, image);
           await api.request(method, path('clouds', group, name, 'images', owner, imageName));
           if (!context.json)
             context.note(
@@ -225,8 +216,7 @@ export const cloudCommands: CommandSpec[] = [
             );
         }
       const asked = (await api.request('POST', path('clouds', group, name, 'sync'))).headers.date;
-      if (!context.options.wait)
-        return print(context, { sync: 'requested' }, `[OK] Syncing ${group}/${name}`);
+      if (!context.options.wait) return show(context, { sync: 'requested' }, `[OK] Syncing ${group}/${name}`);
       const statusPath = path('clouds', group, name, 'status');
       const deadline = Date.now() + 3600_000;
       // The server's clock, not ours (to the second): a sync that ended since it was asked for has run.
@@ -243,7 +233,7 @@ export const cloudCommands: CommandSpec[] = [
         );
         if ((synced && moving.length === 0) || Date.now() > deadline) {
           const bad = copies.filter((c) => c.state === 'failed' || c.state === 'conflict');
-          print(context, copies, statusTable(copies));
+          show(context, copies, statusTable(copies));
           if (cloud.last_error)
             throw new ClientError('server', `The last sync of ${group}/${name} failed: ${cloud.last_error}`);
           if (bad.length > 0)
@@ -271,7 +261,7 @@ export const cloudCommands: CommandSpec[] = [
       const api = await context.api();
       const copies = (await api.get(path('clouds', group, name, 'status'))) as Json[];
       const cloud = await api.get(path('clouds', group, name));
-      print(
+      show(
         context,
         { cloud, copies },
         `${statusTable(copies)}${cloud.last_error ? `\nLast sync failed: ${cloud.last_error}` : ''}`,

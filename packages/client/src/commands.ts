@@ -17,6 +17,7 @@ import { createGzip } from 'node:zlib';
 import { type Api, path } from './api.ts';
 import type { CommandSpec, Context, OptionSpec } from './cli.ts';
 import { cloudCommands } from './clouds.ts';
+import { ownerAndName, show, str } from './command-kit.ts';
 import { configTemplate, findCaCertificates, findCredential, userHome } from './config.ts';
 import { ClientError } from './errors.ts';
 import { imageListCommands } from './image-lists.ts';
@@ -42,7 +43,6 @@ export const VERSION: string = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
 ).version;
 
-const str = (value: unknown) => (typeof value === 'string' ? value : undefined);
 const list = (value: unknown) =>
   str(value)
     ?.split(',')
@@ -65,9 +65,6 @@ const done = (context: Context, json: unknown, message: string) => {
   if (context.json) context.print(JSON.stringify(json, null, 2));
   else context.print(`[OK] ${message}`);
 };
-
-const show = (context: Context, json: unknown, human: () => string) =>
-  context.print(context.json ? JSON.stringify(json, null, 2) : human());
 
 /** `image` in the caller's namespace, or `owner/image` with --owner (or written as owner/image). */
 function imageRef(context: Context, name = context.args.image as string) {
@@ -107,9 +104,8 @@ async function askCapability(api: Api, url: string, activities: string, validity
 /** An image's bytes URL: a URL as given, or `[owner/]image` of this repository (the caller's by default). */
 async function rawUrl(api: Api, arg: string): Promise<string> {
   if (/^(https?|davs?):\/\//i.test(arg)) return arg.replace(/^dav(s?):/i, 'http$1:');
-  const slash = arg.indexOf('/');
-  const owner = slash > 0 ? arg.slice(0, slash) : (await api.get('/api/whoami')).user_name;
-  return api.url(path('images', 'raw', owner, slash > 0 ? arg.slice(slash + 1) : arg)).href;
+  const [owner, name] = await ownerAndName(api, arg);
+  return api.url(path('images', 'raw', owner, name)).href;
 }
 
 /** The length of the bytes at `url`, as a HEAD says. */

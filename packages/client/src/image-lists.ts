@@ -15,11 +15,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Api, path } from './api.ts';
 import type { CommandSpec, Context } from './cli.ts';
+import { ownerAndName, show, str } from './command-kit.ts';
 import { ClientError } from './errors.ts';
 import { bytes, table, text } from './output.ts';
 
 const run = promisify(execFile);
-const str = (value: unknown) => (typeof value === 'string' ? value : undefined);
 const DAY = 86_400_000;
 /** An endorser is warned when their signed list expires sooner than this. */
 const WARN_DAYS = 14;
@@ -27,14 +27,8 @@ const WARN_DAYS = 14;
 // biome-ignore lint/suspicious/noExplicitAny: list JSON is read field by field
 type Json = any;
 
-const print = (context: Context, json: unknown, human: string) =>
-  context.print(context.json ? JSON.stringify(json, null, 2) : human);
-
-/** `owner/name`, or `name` in the caller's own namespace. */
-async function imageName(api: Api, arg: string): Promise<string> {
-  if (arg.includes('/')) return arg;
-  return `${(await api.get('/api/whoami')).user_name}/${arg}`;
-}
+/** `owner/name`, the caller's own namespace when no owner is given. */
+const imageName = async (api: Api, arg: string) => (await ownerAndName(api, arg)).join('/');
 
 /** A grid proxy (RFC 3820 or the Globus forms): its subject is its issuer's plus one CN. */
 function isProxy(certPem: string): boolean {
@@ -334,7 +328,7 @@ export const imageListCommands: CommandSpec[] = [
         ...(str(context.options.comment) === undefined ? {} : { comment: str(context.options.comment) }),
       });
       const signed = context.options['no-sign'] ? null : await signOwnList(context, api, group);
-      print(
+      show(
         context,
         { endorsement: made, signed },
         `[OK] ${group} endorses ${made.image} version ${made.version} until ${text(made.expires)}`,
@@ -364,7 +358,7 @@ export const imageListCommands: CommandSpec[] = [
         context.options['no-sign'] || !mine.some((e) => e.endorser === me)
           ? null
           : await signOwnList(context, api, group);
-      print(
+      show(
         context,
         { withdrawn: `${owner}/${name}`, group, signed },
         `[OK] ${group} no longer endorses ${owner}/${name}`,
@@ -384,7 +378,7 @@ export const imageListCommands: CommandSpec[] = [
       const items = (await api.all(path('groups', context.args.group as string, 'endorsements'), {
         ...(context.options.all ? { all: true } : {}),
       })) as Json[];
-      print(
+      show(
         context,
         items,
         items.length === 0
@@ -452,7 +446,7 @@ export const imageListCommands: CommandSpec[] = [
       const output = str(context.options.output);
       if (output) await writeFile(output, message);
       if (!context.options.verify) {
-        if (output) return print(context, { saved: output }, `[OK] Saved the signed list to ${output}`);
+        if (output) return show(context, { saved: output }, `[OK] Saved the signed list to ${output}`);
         // The signed content, as JSON: what the list says.
         const json = await readBody(await api.open('GET', `${listPath}.json`, headers ? { headers } : {}));
         return context.print(json.trimEnd());
@@ -460,7 +454,7 @@ export const imageListCommands: CommandSpec[] = [
       const result = await verifyList(context, api, message);
       if (result.problems.length > 0)
         throw new ClientError('transfer', `The list does not verify: ${result.problems.join('; ')}`);
-      print(
+      show(
         context,
         { signer: result.signer, expires: result.expires, images: result.images },
         `[OK] Signed by ${result.signer}, valid until ${text(result.expires)}; ${result.images.length} image(s) downloaded and checked (size, SHA-512)`,

@@ -47,9 +47,5 @@ export const refOf = (request: FastifyRequest<{ Params: RefParams }>): ImageRef 
 /** `owner/name`, as the audit log and messages name an image. */
 export const refText = (ref: ImageRef) => `${ref.owner}/${ref.name}`;
 
-const seg = encodeURIComponent;
-
-/** The path of an image's metadata. */
-export const imagePath = (owner: string, name: string) => `${IMAGES}/${seg(owner)}/${seg(name)}`;
-/** The path of an image's bytes. */
-export const rawPath = (owner: string, name: string) => `${RAW}/${seg(owner)}/${seg(name)}`;
+/** The paths of an image's metadata and bytes (shared with the services, which know no HTTP). */
+export { imagePath, rawPath } from '@repoman/core';

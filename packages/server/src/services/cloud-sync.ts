@@ -19,8 +19,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
-import type { CloudCopyState } from '@repoman/core';
-import { canReadImage, type ImageTarget, isVisibleToGroup } from '../authz.ts';
+import { type CloudCopyState, imagePath, rawPath } from '@repoman/core';
+import { canReadImage, isVisibleToGroup } from '../authz.ts';
 import type { HashingPool } from '../blobs/hashing.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Glance, GlanceImage, OpenStack } from '../clouds/openstack.ts';
@@ -46,7 +46,8 @@ import type { CapabilityService } from './capabilities.ts';
 import type { CloudService } from './clouds.ts';
 import type { ConversionService } from './conversions.ts';
 import type { IdentityService } from './identity.ts';
-import { createStoredDigests } from './versions/stored-digests.ts';
+import { targetOf } from './image-access.ts';
+import { createStoredDigests, type DigestTarget } from './versions/stored-digests.ts';
 
 export interface SyncPolicy {
   /** How often each cloud is reconciled (and at once when something changes). */
@@ -140,7 +141,7 @@ export function createCloudSync(deps: {
         address: null,
         requestId: lease,
         method: 'SYNC',
-        path: `/api/groups/${seg(cloud.group_name)}/clouds/${seg(cloud.name)}`,
+        path: `/api/clouds/${seg(cloud.group_name)}/${seg(cloud.name)}`,
         action,
         targetType: 'image',
         target,
@@ -181,13 +182,7 @@ export function createCloudSync(deps: {
     image: ImageWithAccess,
     chooser: number | null,
   ): Promise<boolean> {
-    const target: ImageTarget = {
-      ownerId: image.owner_id,
-      ownerGroups: new Set(image.ownerGroups),
-      public: Boolean(image.unauthenticated_access),
-      sharedWithUsers: new Set(image.shares.users.map((u) => u.id)),
-      sharedWithGroups: new Set(image.shares.groups.map((g) => g.name)),
-    };
+    const target = targetOf(image);
     if (!isVisibleToGroup(target, cloud.group_name)) return false;
     if (chooser === null) return true;
     const actor = await deps.identity.actorForUser(chooser).catch(() => null);
@@ -231,12 +226,16 @@ export function createCloudSync(deps: {
       if (!(await mayGo(cloud, image, chooser))) continue;
       const row = await findVersion(db, imageId, version || image.version);
       if (!row) continue;
-      let { blob_key: blobKey, size, sha512, disk_format: format } = row;
+      // The bytes that go: the version's, or its variant in the format the cloud takes.
+      let served: DigestTarget = { ...row, table: 'image_versions' };
+      let { size, disk_format: format } = row;
       let blocked: string | null = null;
       if (cloud.disk_format && cloud.disk_format !== (format ?? 'raw')) {
         const variant = await findVariant(db, row.id, cloud.disk_format);
-        if (variant) ({ blob_key: blobKey, size, sha512 } = variant);
-        else
+        if (variant) {
+          served = { ...variant, table: 'image_variants' };
+          size = variant.size;
+        } else
           blocked = await convert(
             image.owner_id,
             { owner: image.owner_name, name: image.name },
@@ -245,10 +244,9 @@ export function createCloudSync(deps: {
           );
         format = cloud.disk_format;
       }
-      if (!sha512 && !blocked)
-        sha512 =
-          (await digestsOf({ ...row, blob_key: blobKey, table: 'image_versions' }, ['sha512'])).sha512 ??
-          null;
+      const blobKey = served.blob_key;
+      let sha512 = served.sha512;
+      if (!sha512 && !blocked) sha512 = (await digestsOf(served, ['sha512'])).sha512 ?? null;
       result.push({
         uuid: image.uuid,
         owner: image.owner_name,
@@ -271,7 +269,7 @@ export function createCloudSync(deps: {
 
   /** The URL Glance fetches: the pinned version, public or with a capability in its chooser's name. */
   async function sourceOf(cloud: CloudWithGroup, want: Wanted): Promise<string> {
-    const path = `/api/images/raw/${seg(want.owner)}/${seg(want.name)}`;
+    const path = rawPath(want.owner, want.name);
     const format =
       cloud.disk_format && cloud.disk_format !== want.format
         ? ''
@@ -328,7 +326,7 @@ export function createCloudSync(deps: {
       repoman_image: want.uuid,
       repoman_version: String(want.version),
       repoman_sha512: want.sha512,
-      repoman_source: `${policy.publicUrl()}/api/images/${seg(want.owner)}/${seg(want.name)}`,
+      repoman_source: `${policy.publicUrl()}${imagePath(want.owner, want.name)}`,
       ...(want.osVariant ? { os_distro: want.osVariant } : {}),
       ...(want.osArch ? { architecture: want.osArch } : {}),
       ...(want.description ? { description: want.description } : {}),

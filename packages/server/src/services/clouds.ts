@@ -125,11 +125,11 @@ export function createCloudService(deps: {
     return group;
   }
 
-  function mayManage(actor: Actor, group: GroupRow) {
-    if (!canManageClouds(actor, group.name))
+  function mayManage(actor: Actor, group: string) {
+    if (!canManageClouds(actor, group))
       throw new RepomanError(
         'forbidden',
-        `You may not manage ${group.name}'s clouds: that takes the cloud_manage permission and membership of the group`,
+        `You may not manage ${group}'s clouds: that takes the cloud_manage permission and membership of the group`,
       );
   }
 
@@ -225,7 +225,7 @@ export function createCloudService(deps: {
       {
         async register(actor: Actor, groupName: string, body: CreateCloudBody): Promise<CloudView> {
           const group = await requireGroup(groupName);
-          mayManage(actor, group);
+          mayManage(actor, group.name);
           const name = checkedAccountName('group', body.name);
           const credential = credentialOf(body);
           if (!credential)
@@ -294,7 +294,7 @@ export function createCloudService(deps: {
           body: ModifyCloudBody,
         ): Promise<CloudView> {
           const cloud = await requireCloud(actor, groupName, name);
-          mayManage(actor, { name: cloud.group_name } as GroupRow);
+          mayManage(actor, cloud.group_name);
           const credential = credentialOf(body);
           const patch: Partial<CloudWithGroup> = { modified: nowIso(), next_sync: nowIso() };
           if (body.auth_url !== undefined) {
@@ -332,7 +332,7 @@ export function createCloudService(deps: {
         /** Forgets a cloud: the images Repoman made there stay (docs/clouds.md says how to remove them first). */
         async remove(actor: Actor, groupName: string, name: string): Promise<void> {
           const cloud = await requireCloud(actor, groupName, name);
-          mayManage(actor, { name: cloud.group_name } as GroupRow);
+          mayManage(actor, cloud.group_name);
           await deleteCloud(db, cloud.id);
         },
 
@@ -345,7 +345,7 @@ export function createCloudService(deps: {
           on: boolean,
         ): Promise<CloudView> {
           const cloud = await requireCloud(actor, groupName, name);
-          mayManage(actor, { name: cloud.group_name } as GroupRow);
+          mayManage(actor, cloud.group_name);
           const ref: ImageRef = imageRefOf(imageText);
           if (on) {
             const { row, target } = await access.find(actor, ref);
@@ -386,7 +386,7 @@ export function createCloudService(deps: {
         /** Asks for a sync now (a manager's "Save", or after a change elsewhere). */
         async syncNow(actor: Actor, groupName: string, name: string): Promise<void> {
           const cloud = await requireCloud(actor, groupName, name);
-          mayManage(actor, { name: cloud.group_name } as GroupRow);
+          mayManage(actor, cloud.group_name);
           await updateCloud(db, cloud.id, { next_sync: nowIso() });
           deps.wake();
         },

@@ -77,21 +77,22 @@ export function imageView(row: ImageWithOwner, shares?: ImageShareRows): ImageVi
   return view;
 }
 
+/** The facts authz.ts decides an image's access by, from its row (with its shares and its owner's groups). */
+export function targetOf(row: ImageWithAccess): ImageTarget & { shares: ImageShareRows } {
+  const { shares } = row;
+  return {
+    ownerId: row.owner_id,
+    ownerGroups: new Set(row.ownerGroups),
+    public: Boolean(row.unauthenticated_access),
+    sharedWithUsers: new Set(shares.users.map((u) => u.id)),
+    sharedWithGroups: new Set(shares.groups.map((g) => g.name)),
+    shares,
+  };
+}
+
 export function createImageAccess(db: Db) {
   const notFound = (ref: ImageRef) =>
     new RepomanError('image_not_found', `No image '${ref.name}' in namespace '${ref.owner}'`);
-
-  function targetOf(row: ImageWithAccess): ImageTarget & { shares: ImageShareRows } {
-    const { shares } = row;
-    return {
-      ownerId: row.owner_id,
-      ownerGroups: new Set(row.ownerGroups),
-      public: Boolean(row.unauthenticated_access),
-      sharedWithUsers: new Set(shares.users.map((u) => u.id)),
-      sharedWithGroups: new Set(shares.groups.map((g) => g.name)),
-      shares,
-    };
-  }
 
   /**
    * The image, if the actor may see it or may act on it with `may` (image_modify and the like reach images

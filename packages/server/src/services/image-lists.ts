@@ -15,7 +15,7 @@
  *   public URL configured) issues it anew for that name rather than serving the other's.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { RepomanError } from '@repoman/core';
+import { imagePath, RepomanError, rawPath } from '@repoman/core';
 import { type Actor, canEndorseFor } from '../authz.ts';
 import {
   type EndorsementDetail,
@@ -116,7 +116,6 @@ function endorserSigner(user: UserRow): ListSigner {
 }
 
 const seg = encodeURIComponent;
-const rawPath = (owner: string, name: string) => `/api/images/raw/${seg(owner)}/${seg(name)}`;
 export const tokenDigest = (token: string) => createHash('sha256').update(token, 'utf8').digest('hex');
 
 /** The signer as the list names it: the certificate's CN, subject and issuer in slash form, its email. */
@@ -203,7 +202,7 @@ export function createImageListService(deps: {
       arch: row.os_arch ?? '',
       comments: row.comment ?? '',
       group: row.group_name,
-      imageUrl: `${urls.https}/api/images/${seg(row.owner_name)}/${seg(row.image_name)}`,
+      imageUrl: `${urls.https}${imagePath(row.owner_name, row.image_name)}`,
       endorser: {
         fullName: row.endorser_full_name ?? row.endorser_name,
         id: row.endorser_name,

@@ -18,6 +18,8 @@ export interface OpenStackFixture {
   admin: { username: string; password: string; project: string };
   /** A token of the admin, scoped to the admin project, for the tests' own calls. */
   adminToken(): Promise<{ token: string; userId: string; projectId: string }>;
+  /** A token of a user of projectUser's, scoped to their project. */
+  tokenOf(user: { username: string; password: string; project: string }): Promise<{ token: string }>;
   /** An application credential of the admin (Keystone makes it; its secret is shown once). */
   applicationCredential(name: string): Promise<{ id: string; secret: string }>;
   /** A project of its own with a user of its own in it (the `member` role, as a cloud's users have). */
@@ -59,7 +61,8 @@ export async function startOpenStack(options: { caPem?: string } = {}): Promise<
   const glanceUrl = vars.GLANCE_URL as string;
   const admin = { username: 'admin', password: vars.OS_PASSWORD as string, project: 'admin' };
 
-  async function adminToken() {
+  /** A token of `user` (the admin by default), scoped to their project. */
+  async function tokenOf(user: { username: string; password: string; project: string } = admin) {
     const response = await fetch(`${authUrl}/auth/tokens`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -67,9 +70,9 @@ export async function startOpenStack(options: { caPem?: string } = {}): Promise<
         auth: {
           identity: {
             methods: ['password'],
-            password: { user: { name: 'admin', domain: { name: 'Default' }, password: admin.password } },
+            password: { user: { name: user.username, domain: { name: 'Default' }, password: user.password } },
           },
-          scope: { project: { name: 'admin', domain: { name: 'Default' } } },
+          scope: { project: { name: user.project, domain: { name: 'Default' } } },
         },
       }),
     });
@@ -81,12 +84,14 @@ export async function startOpenStack(options: { caPem?: string } = {}): Promise<
       projectId: body.token.project.id,
     };
   }
+  const adminToken = () => tokenOf();
 
   return {
     authUrl,
     glanceUrl,
     admin,
     adminToken,
+    tokenOf,
     async applicationCredential(name) {
       const { token, userId } = await adminToken();
       const response = await fetch(`${authUrl}/users/${userId}/application_credentials`, {
