@@ -191,7 +191,7 @@ export class Api {
       );
     if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ETIMEDOUT', 'ENETUNREACH'].includes(code))
       return new ClientError('connection', `Cannot reach ${base}: ${error.message}`, { cause: error });
-    if (code === 'ECONNRESET' || /socket hang up/.test(error.message))
+    if (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/.test(error.message))
       return new ClientError('connection', `${base} closed the connection: ${error.message}`, {
         cause: error,
       });
