@@ -8,16 +8,44 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FEATURES, FORMATS } from '@repoman/core';
+import { ADMINS_GROUP, checkAccountName, FEATURES, FORMATS } from '@repoman/core';
 import { parse as parseToml } from 'smol-toml';
 import type { S3Settings } from './blobs/s3-settings.ts';
 import { balancerList } from './http/balancers.ts';
+import { joinBase } from './tokens/scopes.ts';
 
 export type CrlMode = 'off' | 'if-present' | 'require';
 
 export interface AdminSpec {
   name: string;
   dn: string;
+}
+
+/** One trusted token issuer, `[[tokens.issuers]]` (docs/authentication.md#tokens). */
+export interface TokenIssuer {
+  /** The `iss` of its tokens, and where its discovery document lies. */
+  url: string;
+  /** What the web sign-in button says. */
+  name: string;
+  /** The audiences taken; empty: the server's own URL. */
+  audiences: string[];
+  /**
+   * `identity`: a token names a user (iss+sub, linked to a Repoman user); its storage scopes narrow them.
+   * `capability`: its storage scopes authorize on their own, as the issuer's service user.
+   */
+  mode: 'identity' | 'capability';
+  /** Where the tokens' storage path `/` lies in the repository. */
+  basePath: string;
+  /** Identity mode: an unknown iss+sub becomes a new user at first use (else an admin links it). */
+  createUsers: boolean;
+  /** Capability mode: the user the tokens act as, who owns what they create. */
+  user: string | undefined;
+  /** `wlcg.groups` paths to group names; and whether other paths map by the prefix rule. */
+  groupMap: Record<string, string>;
+  groupPrefix: boolean;
+  /** Browser sign-in (OpenID Connect, code flow with PKCE) with this issuer: its client. */
+  clientId: string | undefined;
+  clientSecret: string | undefined;
 }
 
 export interface ServerConfig {
@@ -122,6 +150,16 @@ export interface ServerConfig {
     graceSeconds: number;
     /** Transfers into clouds one server runs at once. */
     maxTransfers: number;
+  };
+  /** Bearer tokens (JWTs) from trusted issuers, and browser sign-in with them (docs/authentication.md). */
+  tokens: {
+    /** Seconds of clock difference allowed in `exp`, `nbf` and `iat`. */
+    clockSkewSeconds: number;
+    /** How long a browser session lasts after its sign-in. */
+    sessionSeconds: number;
+    /** An issuer's keys are fetched again (for a key id not seen yet) at most this often. */
+    keyRefreshSeconds: number;
+    issuers: TokenIssuer[];
   };
   /** Third-party copies (docs/grid-tools.md): where they may connect, and their limits. */
   tpc: {
@@ -244,6 +282,9 @@ const KEYS: Key[] = [
   ['clouds.sync_seconds', 'int'],
   ['clouds.grace_seconds', 'int'],
   ['clouds.max_transfers', 'int'],
+  ['tokens.clock_skew_seconds', 'int'],
+  ['tokens.session_seconds', 'int'],
+  ['tokens.key_refresh_seconds', 'int'],
   ['tpc.allowed_networks', 'addresses'],
   ['tpc.max_redirects', 'int'],
   ['tpc.idle_timeout_seconds', 'int'],
@@ -387,7 +428,7 @@ function checkUnknownKeys(table: Record<string, unknown>, file: string) {
   const walk = (obj: Record<string, unknown>, prefix: string) => {
     for (const [name, value] of Object.entries(obj)) {
       const path = prefix + name;
-      if (path === 'admins') continue;
+      if (path === 'admins' || path === 'tokens.issuers') continue;
       if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)) {
         walk(value as Record<string, unknown>, `${path}.`);
       } else if (!known.has(path)) {
@@ -420,6 +461,103 @@ function parseAdmins(raw: unknown, source: string): AdminSpec[] {
       throw new ConfigError(`${source}: admins[${i}] needs a name and a dn`);
     }
     return { name, dn };
+  });
+}
+
+const ISSUER_KEYS = new Set([
+  'url',
+  'name',
+  'audiences',
+  'mode',
+  'base_path',
+  'create_users',
+  'user',
+  'groups',
+  'group_prefix',
+  'client_id',
+  'client_secret',
+]);
+
+/** `[[tokens.issuers]]`: each checked whole, so that a mistake stops the server rather than widening trust. */
+function parseIssuers(raw: unknown, source: string): TokenIssuer[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new ConfigError(`${source}: [[tokens.issuers]] must be a list of tables`);
+  const seen = new Set<string>();
+  return raw.map((entry, i) => {
+    const where = `${source}: tokens.issuers[${i}]`;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry))
+      throw new ConfigError(`${where} must be a table`);
+    const table = entry as Record<string, unknown>;
+    for (const key of Object.keys(table))
+      if (!ISSUER_KEYS.has(key)) throw new ConfigError(`${where}: unknown setting '${key}'`);
+    const text = (key: string) => {
+      const value = table[key];
+      if (value !== undefined && typeof value !== 'string')
+        throw new ConfigError(`${where}.${key} must be a string`);
+      return value === '' ? undefined : (value as string | undefined);
+    };
+    const url = text('url');
+    let parsed: URL;
+    try {
+      parsed = new URL(url ?? '');
+    } catch {
+      throw new ConfigError(
+        `${where}.url must be the issuer's URL (its tokens' iss); got ${JSON.stringify(url)}`,
+      );
+    }
+    const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(parsed.hostname);
+    if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && loopback))
+      throw new ConfigError(`${where}.url must be https (plain http only on this machine's loopback)`);
+    if (seen.has(url as string)) throw new ConfigError(`${where}: ${url} is configured twice`);
+    seen.add(url as string);
+    const mode = text('mode') ?? 'identity';
+    if (mode !== 'identity' && mode !== 'capability')
+      throw new ConfigError(`${where}.mode must be identity or capability; got ${JSON.stringify(mode)}`);
+    const audiences = table.audiences ?? [];
+    if (!Array.isArray(audiences) || audiences.some((a) => typeof a !== 'string' || a === ''))
+      throw new ConfigError(`${where}.audiences must be a list of strings`);
+    const user = text('user');
+    if (mode === 'capability' && user === undefined)
+      throw new ConfigError(
+        `${where}: an issuer in capability mode needs user, the Repoman user its tokens act as`,
+      );
+    if (user !== undefined && checkAccountName(user) !== null)
+      throw new ConfigError(`${where}.user must be a user name; got ${JSON.stringify(user)}`);
+    const basePath = text('base_path') ?? (mode === 'capability' ? `/${user}` : '/');
+    if (joinBase(basePath, '/') === null)
+      throw new ConfigError(
+        `${where}.base_path must be a path such as / or /atlas; got ${JSON.stringify(basePath)}`,
+      );
+    const groups = table.groups ?? {};
+    if (typeof groups !== 'object' || groups === null || Array.isArray(groups))
+      throw new ConfigError(`${where}.groups must be a table of group paths to group names`);
+    const groupMap: Record<string, string> = {};
+    for (const [path, name] of Object.entries(groups)) {
+      if (typeof name !== 'string' || checkAccountName(name) !== null || name === ADMINS_GROUP)
+        throw new ConfigError(
+          `${where}.groups: ${path} must map to a group name (not ${ADMINS_GROUP}); got ${JSON.stringify(name)}`,
+        );
+      groupMap[path] = name;
+    }
+    const flag = (key: string) => {
+      const value = table[key] ?? false;
+      if (typeof value !== 'boolean') throw new ConfigError(`${where}.${key} must be true or false`);
+      return value;
+    };
+    const clientId = text('client_id');
+    return {
+      url: url as string,
+      name: text('name') ?? parsed.host,
+      audiences: audiences as string[],
+      mode,
+      basePath: joinBase(basePath, '/') as string,
+      createUsers: flag('create_users'),
+      user,
+      groupMap,
+      groupPrefix: flag('group_prefix'),
+      clientId,
+      clientSecret: text('client_secret'),
+    };
   });
 }
 
@@ -598,6 +736,12 @@ export function loadConfig(options: LoadOptions = {}): ServerConfig {
       maxRedirects: Math.max(0, get('tpc.max_redirects', 5)),
       idleTimeoutSeconds: Math.max(1, get('tpc.idle_timeout_seconds', 60)),
       markerSeconds: Math.max(1, get('tpc.marker_seconds', 5)),
+    },
+    tokens: {
+      clockSkewSeconds: Math.min(600, get('tokens.clock_skew_seconds', 60)),
+      sessionSeconds: Math.max(60, get('tokens.session_seconds', 12 * 3600)),
+      keyRefreshSeconds: Math.max(1, get('tokens.key_refresh_seconds', 60)),
+      issuers: parseIssuers(lookup(table, 'tokens.issuers'), file ?? 'config'),
     },
     capabilities: (() => {
       const maxValiditySeconds = Math.max(1, get('capabilities.max_validity_seconds', 30 * 24 * 3600));

@@ -159,6 +159,56 @@ dn = "/C=CA/O=Grid/CN=Alice"
     );
   });
 
+  it('reads trusted token issuers, and refuses one that would widen trust by mistake', async () => {
+    const file = join(dir, 'issuers.toml');
+    const issuers = async (text: string) => {
+      await writeFile(file, text);
+      return loadConfig({ file, env: {}, cwd: dir }).tokens.issuers;
+    };
+    assert.deepEqual(loadConfig({ env: {}, cwd: dir }).tokens.issuers, [], 'none by default');
+    const [iam, fts] = await issuers(
+      [
+        '[[tokens.issuers]]',
+        'url = "https://iam.example.org/"',
+        'name = "WLCG IAM"',
+        'audiences = ["https://wlcg.cern.ch/jwt/v1/any"]',
+        'group_prefix = true',
+        'client_id = "repoman"',
+        '[tokens.issuers.groups]',
+        '"/atlas" = "atlas"',
+        '[[tokens.issuers]]',
+        'url = "https://fts-iam.example.org/"',
+        'mode = "capability"',
+        'user = "fts"',
+      ].join('\n'),
+    );
+    assert.equal(iam?.mode, 'identity');
+    assert.equal(iam?.basePath, '/');
+    assert.deepEqual(iam?.groupMap, { '/atlas': 'atlas' });
+    assert.equal(iam?.clientId, 'repoman');
+    assert.equal(
+      fts?.basePath,
+      '/fts',
+      "a capability issuer's tokens stay in its user's namespace by default",
+    );
+    const refused: [string, RegExp][] = [
+      ['url = "http://iam.example.org/"', /must be https/],
+      ['url = "https://iam.example.org/"\nmode = "capability"', /needs user/],
+      ['url = "https://iam.example.org/"\nmode = "admin"', /identity or capability/],
+      ['url = "https://iam.example.org/"\nbase_path = "/../x"', /base_path/],
+      ['url = "https://iam.example.org/"\nsecret = "x"', /unknown setting 'secret'/],
+      ['url = "https://iam.example.org/"\n[tokens.issuers.groups]\n"/vo/admins" = "admins"', /not admins/],
+    ];
+    for (const [text, message] of refused)
+      await assert.rejects(issuers(`[[tokens.issuers]]\n${text}\n`), message, text);
+    await assert.rejects(
+      issuers(
+        '[[tokens.issuers]]\nurl = "https://a.example/"\n[[tokens.issuers]]\nurl = "https://a.example/"\n',
+      ),
+      /configured twice/,
+    );
+  });
+
   it('allows no optional image feature by default, and the known ones when listed', async () => {
     assert.deepEqual(loadConfig({ env: {}, cwd: dir }).uploads.allowedFeatures, []);
     const file = join(dir, 'features.toml');
