@@ -52,12 +52,72 @@ export const permissionName = { type: 'string', enum: PERMISSIONS } as const;
 
 // ---- users ----
 
+/** How a request was authenticated (whoami shows it; the audit log records it). */
+export interface Credential {
+  kind: 'certificate' | 'proxy' | 'capability' | 'token' | 'session';
+  /** A capability's id, a token's `jti`, a session's short id; null for a certificate. */
+  id: string | null;
+  issuer?: string;
+  subject?: string | null;
+  /** A token's storage scopes, when they narrow what it may do; null: none. */
+  scopes?: string | null;
+}
+
+export const credentialSchema = {
+  type: 'object',
+  required: ['kind', 'id'],
+  properties: {
+    kind: { type: 'string', enum: ['certificate', 'proxy', 'capability', 'token', 'session'] },
+    id: nullableStr,
+    issuer: str,
+    subject: nullableStr,
+    scopes: nullableStr,
+  },
+} as const;
+
+/** An issuer's subject linked to a user: its tokens and browser sign-ins act as that user. */
+export interface TokenIdentity {
+  id: number;
+  issuer: string;
+  subject: string;
+  created: string;
+  last_used: string | null;
+}
+
+export const tokenIdentitySchema = {
+  $id: 'TokenIdentity',
+  type: 'object',
+  required: ['id', 'issuer', 'subject', 'created', 'last_used'],
+  properties: {
+    id: { type: 'integer' },
+    issuer: str,
+    subject: str,
+    created: timestamp,
+    last_used: { ...timestamp, type: ['string', 'null'] },
+  },
+} as const;
+
+export interface LinkIdentityBody {
+  issuer: string;
+  subject: string;
+}
+
+export const linkIdentityBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['issuer', 'subject'],
+  properties: {
+    issuer: { type: 'string', minLength: 1, maxLength: 2000 },
+    subject: { type: 'string', minLength: 1, maxLength: 255 },
+  },
+} as const;
+
 export interface User {
   user_name: string;
   full_name: string | null;
   url: string;
-  /** Shown to the user themselves and to admins only. */
-  client_dn?: string;
+  /** Shown to the user themselves and to admins only; null for a user made from a token identity. */
+  client_dn?: string | null;
   /**
    * Subject DN of the CA that issued the user's certificate: set by an admin, or at the user's first login. A
    * certificate with the same DN from another CA is not this user. Admins and the user only.
@@ -72,6 +132,13 @@ export interface User {
   usage?: number;
   created?: string;
   modified?: string;
+  /** whoami only: how this request was authenticated. */
+  credential?: Credential;
+  /**
+   * whoami only: the identity this browser is signed in with at an issuer, beside the certificate that
+   * authenticated it, and not linked to this user yet (the account page offers to link it).
+   */
+  offered_identity?: { issuer: string; subject: string; name: string | null } | null;
 }
 
 export const userSchema = {
@@ -83,8 +150,9 @@ export const userSchema = {
     full_name: nullableStr,
     url: str,
     client_dn: {
-      ...str,
-      description: 'Certificate subject DN in OpenSSL slash form (admins and the user only)',
+      ...nullableStr,
+      description:
+        'Certificate subject DN in OpenSSL slash form (admins and the user only); null for a user made from a token identity',
     },
     issuer_dn: {
       ...nullableStr,
@@ -99,6 +167,13 @@ export const userSchema = {
     usage: { type: 'integer' },
     created: timestamp,
     modified: timestamp,
+    credential: { ...credentialSchema, description: 'whoami only: how this request was authenticated' },
+    offered_identity: {
+      type: ['object', 'null'],
+      description: 'whoami only: an issuer identity this browser signed in with, not linked to this user yet',
+      required: ['issuer', 'subject', 'name'],
+      properties: { issuer: str, subject: str, name: nullableStr },
+    },
   },
 } as const;
 

@@ -68,6 +68,12 @@ export const ERRORS = {
   },
   capability_expired: { status: 401, message: 'The capability has expired; ask for a new one' },
   capability_revoked: { status: 401, message: 'The capability was revoked; ask for a new one' },
+  token_invalid: {
+    status: 401,
+    message: 'The bearer token was not accepted (its form, signature, issuer or audience)',
+  },
+  token_expired: { status: 401, message: 'The bearer token has expired or is not valid yet; get a new one' },
+  sign_in_failed: { status: 401, message: 'Signing in with the identity provider failed; try again' },
   list_token_required: {
     status: 401,
     message: 'This image list is for its subscribers: send a subscriber token as HTTP basic auth',
@@ -101,6 +107,11 @@ export const ERRORS = {
     status: 403,
     message: 'A third-party copy may not reach this address (loopback, link-local or private)',
   },
+  unknown_token_identity: {
+    status: 403,
+    message: 'The token is valid but its identity (issuer and subject) belongs to no Repoman user',
+  },
+  token_denied: { status: 403, message: 'The token’s scopes do not allow this request' },
   capability_denied: {
     status: 403,
     message: 'The capability does not allow this request (its path, activities or addresses)',
@@ -127,6 +138,7 @@ export const ERRORS = {
   job_not_found: { status: 404, message: 'No such job' },
   transfer_not_found: { status: 404, message: 'No such transfer offer' },
   capability_not_found: { status: 404, message: 'No such capability' },
+  identity_not_found: { status: 404, message: 'No such linked identity' },
   endorsement_not_found: { status: 404, message: 'The group does not endorse this image' },
   cloud_not_found: { status: 404, message: 'The group has no such cloud' },
   subscriber_not_found: { status: 404, message: 'No such subscriber of this group’s image lists' },
@@ -158,6 +170,7 @@ export const ERRORS = {
     message: 'Groups endorse versions of this image for their image lists; withdraw those endorsements first',
   },
   user_exists: { status: 409, message: 'A user with this name already exists' },
+  identity_linked: { status: 409, message: 'This token identity is already linked to a user' },
   dn_in_use: { status: 409, message: 'This certificate DN already belongs to another user' },
   group_exists: { status: 409, message: 'A group with this name already exists' },
   image_exists: { status: 409, message: 'An image with this name already exists in the namespace' },

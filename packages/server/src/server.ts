@@ -230,6 +230,10 @@ async function openRepository(
     limits: { defaultQuota: config.users.defaultQuota, maxImagesPerUser: config.users.maxImages },
     transfers: { offerExpiryMs: config.transfers.offerExpirySeconds * 1000 },
     capabilities: config.capabilities,
+    tokens: {
+      ...config.tokens,
+      serverUrl: options.publicUrl ?? (() => config.publicUrl ?? `https://localhost:${config.https.port}`),
+    },
     clouds: {
       keys: cloudKeysOf(config, !options.worker),
       reach: {

@@ -206,6 +206,16 @@ export function auditSuite(engine: Engine) {
           404,
           'cloud_not_found',
         );
+      // Token identities: linking one of an issuer not trusted here, unlinking one that is not there, and a
+      // browser's sign-out (a certificate beside it names who).
+      expectError(
+        await admin.post('/api/users/bob/identities', { issuer: 'https://iam.example', subject: 'bob' }),
+        400,
+        'invalid_field',
+      );
+      expectError(await bob.post('/api/whoami/identities'), 400, 'bad_request');
+      expectError(await bob.delete('/api/users/bob/identities/999'), 404, 'identity_not_found');
+      ok(await bob.post('/api/auth/sign-out'));
       // Refused: a stranger's certificate, and a user without the right.
       const stranger = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('stranger'));
       expectError(await stranger.post('/api/groups', { name: 'mine' }), 403, 'unknown_certificate');
@@ -238,8 +248,15 @@ export function auditSuite(engine: Engine) {
         1,
         'the first chunk is no entry',
       );
-      assert.deepEqual(find('user.modify', (e) => e.method === 'PATCH')?.detail, { fields: ['full_name'] });
-      assert.deepEqual(find('group.grant')?.detail, { permission: 'image_create' });
+      // each entry says how its actor was authenticated
+      assert.deepEqual(find('user.modify', (e) => e.method === 'PATCH')?.detail, {
+        fields: ['full_name'],
+        credential: 'certificate',
+      });
+      assert.deepEqual(find('group.grant')?.detail, {
+        permission: 'image_create',
+        credential: 'certificate',
+      });
       assert.equal(
         find('image.share', (e) => (e.detail as { group?: string })?.group === 'team')?.target,
         'bob/vm.img',
@@ -254,7 +271,18 @@ export function auditSuite(engine: Engine) {
       assert.deepEqual(find('image.modify', (e) => e.method === 'MOVE')?.detail, {
         fields: ['name'],
         to: 'moved.img',
+        credential: 'certificate',
       });
+      const link = find(
+        'user.link_identity',
+        (e) => e.method === 'POST' && e.target === 'bob' && e.actor === 'admin',
+      );
+      assert.deepEqual(
+        [link?.outcome, (link?.detail as { subject?: string })?.subject],
+        ['invalid_field', 'bob'],
+      );
+      assert.equal(find('user.unlink_identity')?.outcome, 'identity_not_found');
+      assert.equal(find('session.sign_out')?.target, 'bob');
       assert.equal(find('image.delete', (e) => e.path === '/api/images/raw/bob/moved.img')?.outcome, 'ok');
       const copy = find('image.copy', (e) => e.outcome !== 'image_not_found');
       assert.deepEqual(

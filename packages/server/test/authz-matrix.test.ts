@@ -98,6 +98,14 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 const MATRIX: [Cell, string][] = [
   //                                                                                                                                                               ano unk sus usr shr grp own lim adm uc  um  ud  ums gc  gm  gd  gmm gmp ic  im  id  img idg ie cm
   [{ route: 'GET /api/whoami' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'POST /api/whoami/identities', label: 'no token beside the certificate' }, '401 403 403 400 400 400 400 403 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400'],
+  [{ route: 'GET /api/users/bob/identities' }, '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'POST /api/users/bob/identities', body: { issuer: 'https://iam.example', subject: 'sub-{r}' }, label: 'an issuer not trusted here' }, '401 403 403 403 403 403 403 403 400 403 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'DELETE /api/users/bob/identities/999999' }, '401 403 403 403 403 403 404 403 404 403 404 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
+  [{ route: 'GET /api/auth/issuers' }, '200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
+  [{ route: 'GET /api/auth/sign-in?issuer=https%3A%2F%2Fiam.example', label: 'an issuer not trusted here' }, '404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404 404'],
+  [{ route: 'GET /api/auth/callback?state=x&code=y', label: 'no sign-in started' }, '303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303 303'],
+  [{ route: 'POST /api/auth/sign-out' }, '200 200 200 200 200 200 200 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'GET /api/users' },                                                                                                                                   '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
   [{ route: 'POST /api/users', body: { user_name: 'new-{r}', client_dn: '/O=Grid/CN=New {r}' } },                                                                 '401 403 403 403 403 403 403 403 201 201 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
   [{ route: 'GET /api/users/bob' },                                                                                                                               '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],

@@ -119,6 +119,9 @@ describe('database layer', () => {
         await sql`alter table uploads drop column decompress`.execute(before.db);
         await sql`alter table image_versions drop column adler32`.execute(before.db);
         await sql`alter table image_variants drop column adler32`.execute(before.db);
+        await sql`drop table sign_ins`.execute(before.db);
+        await sql`drop table sessions`.execute(before.db);
+        await sql`drop table token_identities`.execute(before.db);
         await sql`drop table capabilities`.execute(before.db);
         await sql`drop table capability_keys`.execute(before.db);
         await sql`drop table cloud_copies`.execute(before.db);
@@ -128,7 +131,7 @@ describe('database layer', () => {
         await sql`drop table list_subscribers`.execute(before.db);
         await sql`drop table image_lists`.execute(before.db);
         await sql`drop table endorsements`.execute(before.db);
-        await sql`delete from kysely_migration where name in ('0012_upload_options', '0013_adler32', '0014_capabilities', '0015_endorsements', '0016_clouds')`.execute(
+        await sql`delete from kysely_migration where name in ('0012_upload_options', '0013_adler32', '0014_capabilities', '0015_endorsements', '0016_clouds', '0017_tokens')`.execute(
           before.db,
         );
       } finally {

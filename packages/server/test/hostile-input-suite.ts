@@ -704,6 +704,83 @@ export function hostileInputSuite(engine: Engine) {
       assert.deepEqual(await snapshot(), before_);
     });
 
+    it('refuses hostile bearer tokens, identity links and sign-ins, and changes nothing', async () => {
+      const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const jwt = (header: unknown, claims: unknown, signature = 'c2ln') =>
+        `${b64(header)}.${b64(claims)}.${signature}`;
+      const bearer = (value: string, path = '/api/whoami') =>
+        request('GET', path, [`Authorization: Bearer ${value}`]);
+      await refused(
+        'hostile bearer tokens',
+        [
+          bearer(jwt({ alg: 'none' }, { iss: 'https://iam.example', sub: 'admin' }, '')),
+          bearer(jwt({ alg: 'HS256' }, { iss: 'https://iam.example', sub: 'admin' })),
+          bearer(jwt({ alg: 'RS256', kid: '../../etc/passwd' }, { iss: 'https://iam.example' })),
+          bearer(jwt({ alg: 'RS256', crit: ['x'] }, { iss: 'https://iam.example' })),
+          bearer(jwt({ alg: 'RS256' }, { iss: 'http://127.0.0.1:9/' })),
+          bearer(jwt({ alg: 'RS256' }, [1, 2, 3])),
+          bearer(jwt({ alg: 'RS256' }, 'claims')),
+          bearer(`eyJ${'A'.repeat(9000)}.eyJ.x`),
+          bearer('eyJhbGciOiJSUzI1NiJ9.!!!.x'),
+          bearer(
+            `${b64({ alg: 'RS256' })}.${b64({ iss: 'https://iam.example' })}.`,
+            '/api/images/raw/bob/vm.img',
+          ),
+          request('POST', '/api/whoami/identities', [`Authorization: Bearer ${jwt({ alg: 'ES256' }, {})}`]),
+        ],
+        ['token_invalid', 'capability_invalid', 'headers_too_large'],
+      );
+      const link = (body: string, user = 'bob') =>
+        send(
+          request('POST', `/api/users/${user}/identities`, ['Content-Type: application/json'], body),
+          'admin',
+        );
+      const bodies = [
+        '{',
+        '[]',
+        '{"issuer":"https://iam.example"}',
+        '{"subject":"x"}',
+        '{"issuer":"https://iam.example","subject":""}',
+        '{"issuer":"https://iam.example","subject":42}',
+        `{"issuer":"https://iam.example","subject":"${'s'.repeat(300)}"}`,
+        `{"issuer":"${'i'.repeat(3000)}","subject":"x"}`,
+        '{"issuer":"https://iam.example","subject":"x","user_id":1}',
+        '{"issuer":"https://iam.example","subject":"x"}',
+      ];
+      for (const body of bodies) {
+        const response = await link(body);
+        assert.ok(
+          response.status >= 400 && response.status < 500,
+          `${body.slice(0, 80)} -> ${response.status}`,
+        );
+        assert.ok(response.code, body.slice(0, 80));
+      }
+      tried.set('hostile identity links', bodies.length);
+      await refused('hostile sign-ins', [
+        request('GET', '/api/auth/sign-in'),
+        request('GET', '/api/auth/sign-in?issuer=https%3A%2F%2Fiam.example'),
+        request('GET', `/api/auth/sign-in?issuer=${'x'.repeat(3000)}`),
+        request('GET', '/api/auth/sign-in?issuer=x&return_to=https%3A%2F%2Fevil.example'),
+        request('GET', '/api/auth/sign-in?issuer=x&extra=1'),
+        request('DELETE', '/api/users/bob/identities/x'),
+        request('DELETE', '/api/users/bob/identities/-1'),
+        request('DELETE', '/api/users/bob/identities/99999999999999999999'),
+      ]);
+      // A callback nobody started goes back to the start page with the reason, and signs nobody in.
+      for (const query of [
+        '',
+        '?state=x&code=y',
+        `?state=${'s'.repeat(150)}&code=y`,
+        '?error=access_denied',
+      ]) {
+        const response = await send(request('GET', `/api/auth/callback${query}`));
+        assert.equal(response.status, 303, `callback${query}`);
+        assert.match(response.head, /location: \/\?sign_in_error=/i);
+        assert.doesNotMatch(response.head, /repoman_session=[^;\r]/);
+      }
+      assert.deepEqual(await snapshot(), before_);
+    });
+
     it('refuses hostile endorsements, subscribers and image-list requests, and changes nothing', async () => {
       const endorse = (body: string, group = 'team') =>
         send(

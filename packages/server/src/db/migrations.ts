@@ -463,6 +463,45 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0017_tokens': {
+      async up(db) {
+        // Token identities (an issuer's subject) linked to users, beside their DN; browser sessions signed in
+        // with an issuer (kept here so that any worker or server serves them); and sign-ins under way.
+        await idColumn(db, 'token_identities')
+          .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('last_used', time)
+          .addUniqueConstraint('token_identities_subject', ['issuer', 'subject'])
+          .execute();
+        await db.schema
+          .createIndex('token_identities_user')
+          .on('token_identities')
+          .column('user_id')
+          .execute();
+        await db.schema
+          .createTable('sessions')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'integer', (c) => c.references('users.id').onDelete('cascade'))
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('name', 'text')
+          .addColumn('created', time, (c) => c.notNull())
+          .addColumn('expires', time, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('sessions_expires').on('sessions').column('expires').execute();
+        await db.schema
+          .createTable('sign_ins')
+          .addColumn('state', 'text', (c) => c.primaryKey())
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('verifier', 'text', (c) => c.notNull())
+          .addColumn('nonce', 'text', (c) => c.notNull())
+          .addColumn('return_to', 'text', (c) => c.notNull())
+          .addColumn('expires', time, (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

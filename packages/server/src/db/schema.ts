@@ -325,6 +325,42 @@ export interface ImageListAccessTable {
   subscribers_only: Bool;
 }
 
+/** A token issuer's subject, linked to a user (beside or instead of a DN). */
+export interface TokenIdentitiesTable {
+  id: Generated<number>;
+  user_id: number;
+  /** The tokens' `iss` and `sub`. */
+  issuer: string;
+  subject: string;
+  created: string;
+  last_used: string | null;
+}
+
+/** A browser session, signed in with an issuer; the cookie holds a secret whose SHA-256 is the id. */
+export interface SessionsTable {
+  id: string;
+  /** The user the identity is linked to; null while it is linked to none (the account page offers the link). */
+  user_id: number | null;
+  issuer: string;
+  subject: string;
+  /** The name the issuer gave (preferred_username, name or email), to show. */
+  name: string | null;
+  created: string;
+  expires: string;
+}
+
+/** A sign-in under way: what the callback needs (PKCE verifier, nonce), for ten minutes. */
+export interface SignInsTable {
+  /** Random, sent to the issuer and back; its SHA-256 is kept in the browser's cookie too. */
+  state: string;
+  issuer: string;
+  verifier: string;
+  nonce: string;
+  /** Where the browser goes once signed in (a path of this server). */
+  return_to: string;
+  expires: string;
+}
+
 export interface Database {
   users: UsersTable;
   groups: GroupsTable;
@@ -348,6 +384,9 @@ export interface Database {
   clouds: CloudsTable;
   cloud_images: CloudImagesTable;
   cloud_copies: CloudCopiesTable;
+  token_identities: TokenIdentitiesTable;
+  sessions: SessionsTable;
+  sign_ins: SignInsTable;
 }
 
 /** The query layer over this schema, or a transaction on it: every data-access function takes one. */

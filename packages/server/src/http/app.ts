@@ -7,7 +7,7 @@ import { BlockList } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import formbody from '@fastify/formbody';
 import swagger from '@fastify/swagger';
-import { groupSchema, imageSchema, userSchema } from '@repoman/core';
+import { groupSchema, imageSchema, tokenIdentitySchema, userSchema } from '@repoman/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Verifier } from '../pki/verify.ts';
 import type { Services } from '../services/index.ts';
@@ -32,6 +32,7 @@ import { capabilityRoutes } from './routes/capabilities.ts';
 import { cloudRoutes } from './routes/clouds.ts';
 import { type CopySettings, copyRoutes } from './routes/copy.ts';
 import { groupRoutes } from './routes/groups.ts';
+import { identityRoutes } from './routes/identities.ts';
 import { imageListRoutes } from './routes/image-lists.ts';
 import { imageRoutes } from './routes/images.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -93,7 +94,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
 
-  for (const schema of [userSchema, groupSchema, imageSchema]) app.addSchema(schema);
+  for (const schema of [userSchema, groupSchema, imageSchema, tokenIdentitySchema]) app.addSchema(schema);
   // WebDAV's methods, as grid tools send them (routes/webdav.ts; MOVE renames, in routes/raw.ts).
   app.addHttpMethod('PROPFIND', { hasBody: true });
   app.addHttpMethod('MKCOL', { hasBody: true });
@@ -155,6 +156,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     urls: (request: Parameters<typeof urlsFor>[0]) => urlsFor(request, options.publicUrls),
   };
   userRoutes(app, deps);
+  identityRoutes(app, deps);
   groupRoutes(app, deps);
   imageRoutes(app, deps);
   rawRoutes(app, deps);

@@ -9,6 +9,7 @@
  */
 
 import type { TLSSocket } from 'node:tls';
+import type { Credential } from '@repoman/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { certificateAuthOf } from '../pki/tls-auth.ts';
 import type { AuditService } from '../services/audit.ts';
@@ -68,6 +69,17 @@ function tusImage(header: string | undefined, actor: string | null): string | nu
   );
   const name = pairs.get('image') || pairs.get('filename');
   return name ? `${pairs.get('owner') || actor || '?'}/${name}` : null;
+}
+
+/** The audit log's words for a credential: its kind, and a token's issuer and id. */
+function credentialDetail(credential: Credential): Record<string, unknown> {
+  if (credential.kind !== 'token' && credential.kind !== 'session') return { credential: credential.kind };
+  return {
+    credential: credential.kind,
+    token_issuer: credential.issuer,
+    ...(credential.id ? { token_id: credential.id } : {}),
+    ...(credential.scopes ? { token_scopes: credential.scopes } : {}),
+  };
 }
 
 /** `METHOD /route/template` → rule. */
@@ -303,6 +315,28 @@ const RULES = new Map<string, Rule>([
     `POST ${route}`,
     { action: 'capability.create', type: 'capability', target: () => null },
   ]),
+  // Token identities linked to users: who is linked is the detail (the route names the identity unlinked).
+  [
+    'POST /api/users/:user/identities',
+    {
+      action: 'user.link_identity',
+      type: 'user',
+      target: (p) => p.user ?? null,
+      detail: (_p, b) => ({ issuer: text(b?.issuer), subject: text(b?.subject) }),
+    },
+  ],
+  ['POST /api/whoami/identities', { action: 'user.link_identity', type: 'user', target: (_p, _b, a) => a }],
+  [
+    'DELETE /api/users/:user/identities/:id',
+    {
+      action: 'user.unlink_identity',
+      type: 'user',
+      target: (p) => p.user ?? null,
+      detail: (p) => ({ identity: Number(p.id) }),
+    },
+  ],
+  // A browser's session ended (its user, when the session or a certificate names one).
+  ['POST /api/auth/sign-out', { action: 'session.sign_out', type: 'user', target: (_p, _b, a) => a }],
   [
     'DELETE /api/capabilities/:id',
     { action: 'capability.revoke', type: 'capability', target: (p) => p.id ?? null },
@@ -387,6 +421,8 @@ export function registerAudit(
       ...request.audit?.detail,
       // A change made with a capability names it (the owner is the actor).
       ...(request.capability ? { with_capability: request.capability } : {}),
+      // How the actor was authenticated, and with which token (its jti) or session.
+      ...(request.credential ? credentialDetail(request.credential) : {}),
     };
     const entry = {
       at: new Date().toISOString(),

@@ -3,13 +3,30 @@
  * verified the client's chain once per connection (pki/tls-auth.ts); here that verdict becomes an actor.
  */
 import type { TLSSocket } from 'node:tls';
-import { RepomanError } from '@repoman/core';
+import { type Credential, RepomanError } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
 import type { Actor } from '../authz.ts';
 import { certificateAuthOf } from '../pki/tls-auth.ts';
 import type { CapabilityService } from '../services/capabilities.ts';
 import type { IdentityService } from '../services/identity.ts';
+import type { TokenService } from '../services/tokens.ts';
+import { looksLikeJwt } from '../tokens/jwt.ts';
 import { capabilityFacts, capabilityOf } from './capability-auth.ts';
+import { storageRequestOf } from './token-auth.ts';
+
+/** The browser session's cookie (docs/authentication.md#browser-sign-in). */
+export const SESSION_COOKIE = 'repoman_session';
+
+/** A cookie's value from the request's Cookie header. */
+export function cookieOf(request: FastifyRequest, name: string): string | undefined {
+  const header = request.headers.cookie;
+  if (typeof header !== 'string') return undefined;
+  for (const pair of header.split(';')) {
+    const at = pair.indexOf('=');
+    if (at > 0 && pair.slice(0, at).trim() === name) return pair.slice(at + 1).trim() || undefined;
+  }
+  return undefined;
+}
 
 /**
  * `user`: a known, active user is required (the default); `optional`: anonymous callers get `actor = null`;
@@ -27,6 +44,13 @@ declare module 'fastify' {
     authRefusal: RepomanError | null;
     /** The id of the capability the request was authorized with, or null (a certificate, or nobody). */
     capability: string | null;
+    /** How the actor was authenticated; null for nobody. */
+    credential: Credential | null;
+    /**
+     * On a route that links identities: the token identity (a bearer JWT's or the browser session's) offered
+     * beside the certificate that authenticated the actor.
+     */
+    offeredIdentity: { issuer: string; subject: string } | null;
   }
   interface FastifyContextConfig {
     auth?: AuthMode;
@@ -34,6 +58,11 @@ declare module 'fastify' {
     plainHttp?: boolean;
     /** The handler reads the body itself, after deciding from the headers (it answers Expect: 100-continue). */
     streamsBody?: boolean;
+    /**
+     * The actor comes from the certificate, and a token or session beside it is the identity offered to link
+     * (POST /api/whoami/identities).
+     */
+    linksIdentity?: boolean;
   }
 }
 
@@ -63,17 +92,27 @@ export function refuseCrossSite(request: FastifyRequest): void {
     );
 }
 
-export async function authenticate(
-  request: FastifyRequest,
-  services: { identity: IdentityService; capabilities: CapabilityService },
-): Promise<void> {
+type AuthServices = { identity: IdentityService; capabilities: CapabilityService; tokens: TokenService };
+
+export async function authenticate(request: FastifyRequest, services: AuthServices): Promise<void> {
   const mode: AuthMode = request.routeOptions.config.auth ?? 'user';
   request.actor = null;
   request.authRefusal = null;
   request.capability = null;
+  request.credential = null;
+  request.offeredIdentity = null;
   refuseCrossSite(request);
   const token = capabilityOf(request);
   if (mode === 'none') return;
+  if (request.routeOptions.config.linksIdentity) return linkingAuth(request, services, token);
+  if (token !== null && looksLikeJwt(token)) {
+    // A bearer JWT, when one comes, decides (with a certificate beside it too), as a capability does.
+    if (!isTls(request)) throw new RepomanError('https_required', 'Bearer tokens are taken over HTTPS only');
+    const granted = await services.tokens.authenticate(token, (actor) => storageRequestOf(request, actor));
+    request.actor = granted.actor;
+    request.credential = granted.credential;
+    return;
+  }
   if (token !== null) {
     // A capability, when one comes, decides (with a certificate beside it too): it is the narrower of the two.
     if (!isTls(request))
@@ -86,6 +125,7 @@ export async function authenticate(
     );
     request.actor = granted.actor;
     request.capability = granted.capability;
+    request.credential = { kind: 'capability', id: granted.capability };
     return;
   }
   const { identity } = services;
@@ -98,7 +138,11 @@ export async function authenticate(
   }
   try {
     request.actor = await actorOf(request, identity);
+    const verdict = certificateAuthOf(request.raw.socket as TLSSocket);
+    request.credential = { kind: verdict.ok && verdict.proxyDepth > 0 ? 'proxy' : 'certificate', id: null };
   } catch (error) {
+    // No certificate, or one of nobody here: a browser signed in with an issuer is its session's user.
+    if (await sessionAuth(request, services, error)) return;
     // Routes open to everyone stay open to a caller whose certificate is refused or unknown.
     const refused =
       error instanceof RepomanError &&
@@ -112,6 +156,55 @@ export async function authenticate(
     }
     throw error;
   }
+}
+
+/**
+ * A browser without a certificate (or with one of nobody here) signed in with an issuer: its session's user.
+ * True if the session decided; the certificate's refusal stands otherwise. A session of an identity linked to
+ * no user is refused as such, saying how to link it.
+ */
+async function sessionAuth(
+  request: FastifyRequest,
+  services: AuthServices,
+  refusal: unknown,
+): Promise<boolean> {
+  const secret = cookieOf(request, SESSION_COOKIE);
+  if (secret === undefined) return false;
+  const noCertificate =
+    refusal instanceof RepomanError && ['certificate_required', 'unknown_certificate'].includes(refusal.code);
+  if (!noCertificate) return false;
+  const session = await services.tokens.session(secret);
+  if (!session) return false;
+  if (session.userId === null) {
+    const error = new RepomanError(
+      'unknown_token_identity',
+      `You signed in as ${session.name ?? session.credential.subject} at ${session.credential.issuer}, which is linked to no Repoman user: sign in with your certificate as well and link it on your account page, or ask an administrator`,
+      { details: { issuer: session.credential.issuer, subject: session.credential.subject } },
+    );
+    if ((request.routeOptions.config.auth ?? 'user') === 'optional') {
+      request.authRefusal = error;
+      return true;
+    }
+    throw error;
+  }
+  request.actor = await services.identity.actorForUser(session.userId);
+  request.credential = session.credential;
+  return true;
+}
+
+/** POST /api/whoami/identities: the certificate is the actor; the token or session beside it is offered. */
+async function linkingAuth(request: FastifyRequest, services: AuthServices, token: string | null) {
+  if (!isTls(request)) throw new RepomanError('https_required', 'Linking identities is done over HTTPS only');
+  request.actor = await actorOf(request, services.identity);
+  request.credential = { kind: 'certificate', id: null };
+  if (token !== null && looksLikeJwt(token)) {
+    request.offeredIdentity = await services.tokens.identityOf(token);
+    return;
+  }
+  const secret = cookieOf(request, SESSION_COOKIE);
+  const session = secret === undefined ? null : await services.tokens.session(secret);
+  if (session?.credential.subject)
+    request.offeredIdentity = { issuer: session.credential.issuer, subject: session.credential.subject };
 }
 
 async function actorOf(request: FastifyRequest, identity: IdentityService): Promise<Actor> {

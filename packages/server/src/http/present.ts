@@ -1,4 +1,5 @@
 /** Turns service views into the API's JSON, with absolute URLs for the server the client reached. */
+
 import type { Endorsement, Group, Image, Job, Page, User, Variant } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
 import type { JobView } from '../services/conversions.ts';

@@ -6,10 +6,12 @@
 import { ADMINS_GROUP, isPermission, type Permission, RepomanError } from '@repoman/core';
 import type { Actor } from '../authz.ts';
 import type { Db } from '../db/schema.ts';
+import { findUserByTokenIdentity, touchTokenIdentity } from '../db/tokens-dal.ts';
 import {
   bindIssuerIfUnbound,
   findUserByDn,
   findUserById,
+  findUserByName,
   groupsOfUsers,
   permissionsOfUser,
 } from '../db/users-dal.ts';
@@ -111,6 +113,36 @@ export function createIdentityService(deps: { db: Db; cacheMs?: number }) {
       const account = await cachedAccount(`#${id}`, async () => {
         const user = await findUserById(db, id);
         if (!user) throw new RepomanError('user_not_found', `No user #${id}`);
+        return accountOfUser(user);
+      });
+      return { ...account, limited: false };
+    },
+
+    /** The user a token identity (issuer and subject) is linked to, or null; remembered as DNs are. */
+    async userOfTokenIdentity(issuer: string, subject: string): Promise<number | null> {
+      try {
+        const account = await cachedAccount(`${issuer}\n${subject}\n#token`, async () => {
+          const user = await findUserByTokenIdentity(db, issuer, subject);
+          if (!user) throw new RepomanError('unknown_token_identity');
+          await touchTokenIdentity(db, user.identity_id, new Date().toISOString());
+          return accountOfUser(user);
+        });
+        return account.id;
+      } catch (error) {
+        if (error instanceof RepomanError && error.code === 'unknown_token_identity') return null;
+        throw error;
+      }
+    },
+
+    /** A user named in the configuration (an issuer's service user), as they are now. */
+    async actorForUserName(name: string): Promise<Actor> {
+      const account = await cachedAccount(`@${name}`, async () => {
+        const user = await findUserByName(db, name);
+        if (!user)
+          throw new RepomanError(
+            'unknown_token_identity',
+            `The user ${name}, whom this issuer's tokens act as, does not exist; an administrator must create it`,
+          );
         return accountOfUser(user);
       });
       return { ...account, limited: false };

@@ -19,6 +19,7 @@ import { createImageListService, type ListPolicy } from './image-lists.ts';
 import { createImageService } from './images.ts';
 import { createNamespaceService } from './namespaces.ts';
 import { createQuotaService } from './quota.ts';
+import { createTokenService, type TokenPolicy } from './tokens.ts';
 import { createTransferService, type TransferPolicy } from './transfers.ts';
 import { createUserService } from './users.ts';
 import { createVersionsService, type UploadPolicy } from './versions/index.ts';
@@ -66,6 +67,8 @@ export function createServices(deps: {
   clouds?:
     | { keys: SecretKeys; reach: CloudPolicy; sync: SyncPolicy; events?: SyncEvents | undefined }
     | undefined;
+  /** Trusted token issuers and browser sessions; absent: none (no bearer JWT is taken). */
+  tokens?: TokenPolicy | undefined;
   /** Where background work reports what failed (the sync). */
   onError?: ((error: unknown, message: string) => void) | undefined;
 }) {
@@ -135,9 +138,23 @@ export function createServices(deps: {
       events: deps.clouds.events,
       onError: deps.onError,
     });
+  const tokens = createTokenService({
+    db,
+    identity,
+    defaultQuota: limits?.defaultQuota,
+    policy: deps.tokens ?? {
+      issuers: [],
+      clockSkewSeconds: 60,
+      sessionSeconds: 12 * 3600,
+      keyRefreshSeconds: 60,
+      serverUrl: () => 'https://localhost',
+    },
+  });
   return {
     identity,
     capabilities,
+    /** Bearer JWTs of trusted issuers, the identities linked to users, and browser sessions. */
+    tokens,
     /** A group's clouds (OpenStack), and the sync that keeps images present in them. */
     clouds,
     cloudSync: sync,
@@ -151,7 +168,7 @@ export function createServices(deps: {
       policy: deps.imageLists ?? { maxValiditySeconds: 28 * 86400, signing: null },
     }),
     audit,
-    users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged }),
+    users: createUserService({ db, store, defaultQuota: limits?.defaultQuota, identitiesChanged, tokens }),
     groups: createGroupService({ db, identitiesChanged }),
     images: createImageService({ db, store, maxImagesPerUser: limits?.maxImagesPerUser, checkQuota }),
     /** Namespaces as a tree (the WebDAV listings). */

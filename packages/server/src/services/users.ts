@@ -1,4 +1,5 @@
 /** Users: who may see, create, change and delete accounts, and what each sees of the others. */
+import type { LinkIdentityBody, TokenIdentity } from '@repoman/core';
 import {
   ADMINS_GROUP,
   type CreateUserBody,
@@ -21,6 +22,7 @@ import {
 import { type BlobStore, deleteBlobsQuietly } from '../blobs/store.ts';
 import { addMember, findGroupByName, permissionsOfGroups } from '../db/groups-dal.ts';
 import type { Db } from '../db/schema.ts';
+import { isTokenOnlyDn } from '../db/tokens-dal.ts';
 import type { UserRow, UserWithGroups } from '../db/users-dal.ts';
 import * as users from '../db/users-dal.ts';
 import { blobKeysOfOwner, lockImagesOfOwner, usageOfOwners } from '../db/versions-dal.ts';
@@ -36,6 +38,7 @@ import {
   requireUserRow,
   splitNames,
 } from './common.ts';
+import type { TokenService } from './tokens.ts';
 
 /** A user as one actor may see them: private fields only for the user and admins. */
 export interface UserView {
@@ -43,7 +46,8 @@ export interface UserView {
   fullName: string | null;
   groups: string[];
   private?: {
-    dn: string;
+    /** Null for a user made from a token identity, who has no certificate yet. */
+    dn: string | null;
     issuerDn: string | null;
     email: string | null;
     suspended: boolean;
@@ -86,6 +90,8 @@ export function createUserService(deps: {
   defaultQuota?: number | null | undefined;
   /** Told once a change to who someone is has committed, so that the next request sees it (`identity.forget`). */
   identitiesChanged: () => Promise<void>;
+  /** The token identities linked to users (services/tokens.ts). */
+  tokens: Pick<TokenService, 'identitiesOf' | 'link' | 'unlink'>;
 }) {
   const { db, store, identitiesChanged } = deps;
 
@@ -112,7 +118,7 @@ export function createUserService(deps: {
       return {
         ...base,
         private: {
-          dn: row.dn,
+          dn: isTokenOnlyDn(row.dn) ? null : row.dn,
           issuerDn: row.issuer_dn ?? null,
           email: row.email,
           suspended: Boolean(row.suspended),
@@ -304,6 +310,62 @@ export function createUserService(deps: {
         if (!updated) throw new RepomanError('user_not_found', `No user '${name}'`);
         await identitiesChanged();
         return viewById(actor, target.id);
+      },
+
+      /** The token identities linked to a user (the user and admins). */
+      async identities(actor: Actor, name: string): Promise<TokenIdentity[]> {
+        const target = await requireUser(name);
+        if (!canSeeUserDetails(actor, target))
+          throw new RepomanError('forbidden', `Only ${name} and admins may see ${name}'s identities`);
+        return deps.tokens.identitiesOf(target.id);
+      },
+
+      /**
+       * Links an issuer's subject to a user, as changing their DN is allowed (user_modify over users who hold no
+       * more, or an admin). Not to oneself by naming it: a user proves an identity by signing in with it
+       * (`linkOffered`).
+       */
+      async linkIdentity(actor: Actor, name: string, body: LinkIdentityBody): Promise<TokenIdentity> {
+        const target = await requireUser(name);
+        if (actor.id === target.id && !actor.isAdmin)
+          throw new RepomanError(
+            'forbidden',
+            'Link your own identity by presenting it: its token (or a browser session signed in with it) beside your certificate, to POST /api/whoami/identities',
+          );
+        if (!canModifyUser(actor, await targetOf(target), ['client_dn']))
+          throw new RepomanError('forbidden', `You may not change who '${name}' is (as their DN)`);
+        const linked = await deps.tokens.link(target.id, body.issuer, body.subject);
+        await identitiesChanged();
+        return linked;
+      },
+
+      /** Links the identity the caller presented beside their certificate (a token, or a browser session). */
+      async linkOffered(
+        actor: Actor,
+        offered: { issuer: string; subject: string } | null,
+      ): Promise<TokenIdentity> {
+        if (!offered)
+          throw new RepomanError(
+            'bad_request',
+            'Present the identity to link beside your certificate: a bearer token, or a browser session signed in with its issuer',
+          );
+        const linked = await deps.tokens.link(actor.id, offered.issuer, offered.subject);
+        await identitiesChanged();
+        return linked;
+      },
+
+      /** Unlinks one of a user's identities: the user themselves, or who may change their DN. */
+      async unlinkIdentity(
+        actor: Actor,
+        name: string,
+        id: number,
+      ): Promise<{ issuer: string; subject: string }> {
+        const target = await requireUser(name);
+        if (actor.id !== target.id && !canModifyUser(actor, await targetOf(target), ['client_dn']))
+          throw new RepomanError('forbidden', `You may not change who '${name}' is (as their DN)`);
+        const gone = await deps.tokens.unlink(target.id, id);
+        await identitiesChanged();
+        return gone;
       },
 
       async remove(actor: Actor, name: string): Promise<void> {

@@ -26,8 +26,16 @@ export type FetchJson = (url: string) => Promise<unknown>;
 
 const MIN_REFRESH_MS = 60_000;
 
+/** What browser sign-in needs of an issuer's discovery document. */
+export interface IssuerEndpoints {
+  authorization: string;
+  token: string;
+  endSession: string | null;
+}
+
 interface IssuerKeys {
   keys: Map<string, KeyObject>;
+  endpoints: IssuerEndpoints | null;
   /** The key of an issuer that has one key without `kid`. */
   only: KeyObject | null;
   fetched: number;
@@ -47,7 +55,10 @@ export function createIssuerKeys(deps: {
   issuers: readonly TrustedIssuer[];
   fetchJson: FetchJson;
   now?: () => number;
+  /** Keys are fetched again at most this often per issuer (a minute by default). */
+  minRefreshMs?: number;
 }) {
+  const minRefreshMs = deps.minRefreshMs ?? MIN_REFRESH_MS;
   const now = deps.now ?? Date.now;
   const byIssuer = new Map<string, IssuerKeys>();
 
@@ -60,6 +71,16 @@ export function createIssuerKeys(deps: {
         `the discovery document of ${issuer.url} names another issuer, ${String(discovery.issuer)}`,
       );
     const jwks = (await deps.fetchJson(checkedUrl(discovery.jwks_uri, 'jwks_uri'))) as { keys?: unknown };
+    const optional = (name: string) => {
+      try {
+        return checkedUrl(discovery[name], name);
+      } catch {
+        return null;
+      }
+    };
+    const [authorization, token] = [optional('authorization_endpoint'), optional('token_endpoint')];
+    state.endpoints =
+      authorization && token ? { authorization, token, endSession: optional('end_session_endpoint') } : null;
     const keys = new Map<string, KeyObject>();
     const kidless: KeyObject[] = [];
     for (const jwk of Array.isArray(jwks.keys) ? jwks.keys : []) {
@@ -79,22 +100,32 @@ export function createIssuerKeys(deps: {
     state.only = kidless.length === 1 && keys.size === 0 ? (kidless[0] as KeyObject) : null;
   }
 
-  /** The issuer's key for `kid`, fetching the keys again if it is not known and a minute has passed. */
-  async function keyOf(issuer: TrustedIssuer, kid: string | undefined): Promise<KeyObject | null> {
+  function stateOf(issuer: TrustedIssuer): IssuerKeys {
     let state = byIssuer.get(issuer.url);
     if (!state) {
-      state = { keys: new Map(), only: null, fetched: 0, pending: null };
+      state = { keys: new Map(), endpoints: null, only: null, fetched: 0, pending: null };
       byIssuer.set(issuer.url, state);
     }
-    const known = () => (kid === undefined ? state.only : (state.keys.get(kid) ?? null));
-    if (known()) return known();
-    if (!state.pending && now() - state.fetched >= MIN_REFRESH_MS) {
+    return state;
+  }
+
+  /** Fetches the issuer's documents again, unless that was done under a minute ago (or is under way). */
+  async function refreshBounded(issuer: TrustedIssuer, state: IssuerKeys): Promise<void> {
+    if (!state.pending && now() - state.fetched >= minRefreshMs) {
       state.fetched = now();
       state.pending = refresh(issuer, state).finally(() => {
-        (state as IssuerKeys).pending = null;
+        state.pending = null;
       });
     }
     if (state.pending) await state.pending;
+  }
+
+  /** The issuer's key for `kid`, fetching the keys again if it is not known and a minute has passed. */
+  async function keyOf(issuer: TrustedIssuer, kid: string | undefined): Promise<KeyObject | null> {
+    const state = stateOf(issuer);
+    const known = () => (kid === undefined ? state.only : (state.keys.get(kid) ?? null));
+    if (known()) return known();
+    await refreshBounded(issuer, state);
     return known();
   }
 
@@ -103,7 +134,10 @@ export function createIssuerKeys(deps: {
      * The token verified: by a configured issuer's key, with its registered claims holding. The issuer it
      * came from and its claims; JwtError otherwise.
      */
-    async verify(token: string, options: { clockSkewSeconds: number; now?: Date }) {
+    async verify(
+      token: string,
+      options: { clockSkewSeconds: number; now?: Date; audiences?: readonly string[] },
+    ) {
       const decoded: DecodedJwt = decodeJwt(token);
       const issuer = deps.issuers.find((i) => i.url === decoded.claims.iss);
       if (!issuer) throw new JwtError(`the token's issuer ${String(decoded.claims.iss)} is not trusted here`);
@@ -115,11 +149,20 @@ export function createIssuerKeys(deps: {
       checkSignature(decoded, key);
       checkClaims(decoded.claims, {
         issuer: issuer.url,
-        audiences: issuer.audiences,
+        audiences: options.audiences ?? issuer.audiences,
         clockSkewSeconds: options.clockSkewSeconds,
         ...(options.now ? { now: options.now } : {}),
       });
       return { issuer, claims: decoded.claims };
+    },
+
+    /** The issuer's sign-in endpoints, from its discovery document (fetched as the keys are); null if none. */
+    async endpoints(url: string): Promise<IssuerEndpoints | null> {
+      const issuer = deps.issuers.find((i) => i.url === url);
+      if (!issuer) return null;
+      const state = stateOf(issuer);
+      if (!state.endpoints) await refreshBounded(issuer, state).catch(() => {});
+      return state.endpoints;
     },
   };
 }

@@ -44,6 +44,8 @@ export interface TestServerOptions {
   hostKeyPem: string;
   admins: { name: string; dn: string }[];
   env?: Record<string, string>;
+  /** A configuration file's text (TOML), for what has no environment variable (`[[tokens.issuers]]`). */
+  configToml?: string;
   /** Another test server whose database and blob directory this one shares (several servers, one repository). */
   sharing?: TestServer;
   /** Server processes (`workers`); by default what useWorkers set, else 1 (the server runs in this process). */
@@ -111,6 +113,10 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
       : {}),
     ...options.env,
   };
+  if (options.configToml !== undefined) {
+    await writeFile(join(dir, 'repoman.toml'), options.configToml);
+    env.REPOMAN_CONFIG = join(dir, 'repoman.toml');
+  }
   const dropIt = async () => {
     if (schema && !options.sharing) await dropSchema(schema);
     await rm(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-/** /api/whoami and /api/users: accounts, their groups, images and what is shared with them. */
+/** /api/users: accounts, their groups, images and what is shared with them. */
 import {
   type CreateUserBody,
   createUserBody,
@@ -20,21 +20,6 @@ type PageQ = { limit: number; offset: number };
 
 export function userRoutes(app: FastifyInstance, deps: RouteDeps) {
   const { services, urls } = deps;
-
-  app.get(
-    '/api/whoami',
-    {
-      schema: {
-        summary: 'The user your certificate identifies',
-        tags: ['users'],
-        response: { 200: { $ref: 'User#' } },
-      },
-    },
-    async (request) => {
-      const actor = requireActor(request);
-      return userJson(urls(request), await services.users.get(actor, actor.name));
-    },
-  );
 
   app.get<{ Querystring: PageQ }>(
     '/api/users',

@@ -1,0 +1,3 @@
+import { tokensSuite } from './tokens-suite.ts';
+
+tokensSuite('sqlite');
