@@ -66,12 +66,12 @@ export class Api {
 
   constructor(connection: Connection) {
     this.connection = connection;
+    const { credential } = connection;
     this.agent = new https.Agent({
       keepAlive: true,
       ca: connection.ca,
       checkServerIdentity: checkServer,
-      cert: connection.credential.cert,
-      key: connection.credential.key,
+      ...(credential.kind === 'certificate' ? { cert: credential.cert, key: credential.key } : {}),
       ...(connection.passphrase === undefined ? {} : { passphrase: connection.passphrase }),
     });
   }
@@ -87,6 +87,9 @@ export class Api {
   async open(method: string, path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
     const url = this.url(path, options.query);
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    // A bearer token goes to this server only (the URL is always of its base).
+    const { credential } = this.connection;
+    if (credential.kind === 'token') headers.authorization = `Bearer ${credential.token}`;
     let payload: Buffer | undefined;
     if (options.json !== undefined) {
       payload = Buffer.from(JSON.stringify(options.json));

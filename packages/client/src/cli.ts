@@ -59,6 +59,7 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   },
   port: { type: 'string', short: 'p', help: 'its HTTPS port (default 443)', value: 'N' },
   proxy: { type: 'string', short: 'P', help: 'the grid proxy to present', value: 'FILE' },
+  token: { type: 'string', help: 'the bearer token to present (instead of a certificate)', value: 'TOKEN' },
   cert: { type: 'string', help: 'a user certificate to present instead of a proxy', value: 'FILE' },
   key: { type: 'string', help: 'the key of --cert', value: 'FILE' },
   ca: { type: 'string', help: 'the CA directory or file that vouches for the server', value: 'PATH' },
@@ -299,19 +300,22 @@ async function connect(
       proxy: options.proxy as string | undefined,
       cert: options.cert as string | undefined,
       key: options.key as string | undefined,
+      token: options.token as string | undefined,
     },
     io.env,
   );
   const ca = findCaCertificates(settings, options.ca as string | undefined, io.env);
-  const passphrase = credential.encrypted
-    ? await context.secret(`Passphrase for ${credential.source}: `)
-    : undefined;
+  const passphrase =
+    credential.kind === 'certificate' && credential.encrypted
+      ? await context.secret(`Passphrase for ${credential.source}: `)
+      : undefined;
   try {
-    createPrivateKey({ key: credential.key, ...(passphrase === undefined ? {} : { passphrase }) });
+    if (credential.kind === 'certificate')
+      createPrivateKey({ key: credential.key, ...(passphrase === undefined ? {} : { passphrase }) });
   } catch {
     throw new ClientError(
       'credentials',
-      credential.encrypted
+      credential.kind === 'certificate' && credential.encrypted
         ? `Cannot unlock the key of ${credential.source}: wrong passphrase?`
         : `The key of ${credential.source} cannot be read`,
     );

@@ -42,6 +42,8 @@ export interface Settings {
   repository: string | undefined;
   port: number;
   proxy: string | undefined;
+  /** Which credential goes first when both a certificate (or proxy) and a bearer token are found. */
+  prefer: 'certificate' | 'token';
   /** A user certificate and key, when not using a proxy. */
   certificate: string | undefined;
   key: string | undefined;
@@ -102,12 +104,16 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     const value = merged[section]?.[key]?.trim();
     return value === '' ? undefined : value;
   };
+  const prefer = get('user', 'prefer') ?? 'certificate';
+  if (prefer !== 'certificate' && prefer !== 'token')
+    throw new ClientError('config', `[User] prefer is certificate or token, not '${prefer}'`);
   const port = get('repository', 'port') ?? '443';
   if (!/^\d+$/.test(port)) throw new ClientError('config', `Repository port '${port}' is not a number`);
   return {
     repository: get('repository', 'repository'),
     port: Number(port),
     proxy: get('user', 'proxy_cert'),
+    prefer,
     certificate: get('user', 'user_cert'),
     key: get('user', 'user_key'),
     caPath: get('security', 'ca_dir') ?? get('repository', 'ca_dir'),
@@ -138,6 +144,9 @@ ${port ? '' : '# '}port: ${port ?? 443}
 # Or a user certificate and key. Default: ~/.globus/usercert.pem and ~/.globus/userkey.pem.
 # user_cert: ~/.globus/usercert.pem
 # user_key: ~/.globus/userkey.pem
+# Or a bearer token (WLCG Bearer Token Discovery: --token, $BEARER_TOKEN, $BEARER_TOKEN_FILE,
+# $XDG_RUNTIME_DIR/bt_u<uid>, /tmp/bt_u<uid>). Which goes first when both are found: certificate or token.
+# prefer: certificate
 
 [Security]
 # The CAs that vouch for the server: a directory of PEM files (as /etc/grid-security/certificates) or one
@@ -159,7 +168,21 @@ ${port ? '' : '# '}port: ${port ?? 443}
 const expandHome = (path: string, env: NodeJS.ProcessEnv) =>
   path.startsWith('~/') ? join(userHome(env), path.slice(2)) : path;
 
-export interface Credential {
+/** What the client presents: a certificate (or proxy), or a bearer token. */
+export type Credential = CertificateCredential | TokenCredential;
+
+export interface TokenCredential {
+  kind: 'token';
+  token: string;
+  /** Where it came from, for messages (`$BEARER_TOKEN`, `/tmp/bt_u1000`). */
+  source: string;
+  /** Its expiry and subject, read from it if it is a JWT (unverified: for messages only). */
+  notAfter: Date | null;
+  subject: string | null;
+}
+
+export interface CertificateCredential {
+  kind: 'certificate';
   /** PEM: the certificate chain, leaf first (a proxy file holds all of it and the key). */
   cert: string;
   key: string;
@@ -172,15 +195,94 @@ export interface Credential {
 }
 
 /**
- * The credential to present: `--proxy`; `--cert` (with `--key`, or its own key); the configured proxy,
+ * A bearer token as WLCG Bearer Token Discovery finds one: `--token`, then `$BEARER_TOKEN`, then the file
+ * `$BEARER_TOKEN_FILE` names, then `$XDG_RUNTIME_DIR/bt_u<uid>`, then `/tmp/bt_u<uid>`; its whitespace
+ * trimmed. Null if there is none.
+ */
+export function findToken(
+  flags: { token?: string | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+  tmpDir = '/tmp',
+): TokenCredential | null {
+  const uid = process.getuid?.() ?? '';
+  const made = (token: string, source: string): TokenCredential => {
+    const value = token.trim();
+    if (value === '' || /\s/.test(value))
+      throw new ClientError('credentials', `${source} holds no bearer token (or more than one word)`);
+    return { kind: 'token', token: value, source, ...jwtFacts(value) };
+  };
+  if (flags.token !== undefined) return made(flags.token, '--token');
+  if (env.BEARER_TOKEN) return made(env.BEARER_TOKEN, '$BEARER_TOKEN');
+  if (env.BEARER_TOKEN_FILE) {
+    const text = readFileSafe(env.BEARER_TOKEN_FILE);
+    if (text === undefined)
+      throw new ClientError(
+        'credentials',
+        `$BEARER_TOKEN_FILE names ${env.BEARER_TOKEN_FILE}, which cannot be read (or unset it)`,
+      );
+    return made(text, env.BEARER_TOKEN_FILE);
+  }
+  const files = [
+    env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, `bt_u${uid}`) : null,
+    join(tmpDir, `bt_u${uid}`),
+  ];
+  for (const file of files) {
+    if (!file || !existsSync(file)) continue;
+    const text = readFileSafe(file);
+    if (text !== undefined) return made(text, file);
+  }
+  return null;
+}
+
+/** A JWT's expiry and subject, unverified (the server verifies it): for `about` and messages. */
+function jwtFacts(token: string): { notAfter: Date | null; subject: string | null } {
+  try {
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    return {
+      notAfter: typeof claims.exp === 'number' ? new Date(claims.exp * 1000) : null,
+      subject: typeof claims.sub === 'string' ? `${claims.sub} (${String(claims.iss ?? '?')})` : null,
+    };
+  } catch {
+    return { notAfter: null, subject: null };
+  }
+}
+
+/**
+ * The credential to present. What is written on the command line wins: `--token`; `--proxy`; `--cert` (with
+ * `--key`, or its own key). Then, in the order `[User] prefer` says (a certificate first by default), a bearer
+ * token found by WLCG Bearer Token Discovery (`findToken`), or a certificate: the configured proxy,
  * `$X509_USER_PROXY`, `/tmp/x509up_u<uid>`; else the configured user certificate, `~/.globus/usercert.pem`
- * and `userkey.pem`. What is written on the command line wins over what the configuration or environment holds.
+ * and `userkey.pem`.
  */
 export function findCredential(
   settings: Settings,
-  flags: { proxy?: string | undefined; cert?: string | undefined; key?: string | undefined },
+  flags: {
+    proxy?: string | undefined;
+    cert?: string | undefined;
+    key?: string | undefined;
+    token?: string | undefined;
+  },
   env: NodeJS.ProcessEnv = process.env,
 ): Credential {
+  if (flags.token !== undefined) return findToken(flags, env) as TokenCredential;
+  if (flags.proxy || flags.cert) return findCertificate(settings, flags, env);
+  if (settings.prefer === 'token') return findToken({}, env) ?? findCertificate(settings, flags, env);
+  try {
+    return findCertificate(settings, flags, env);
+  } catch (error) {
+    const token =
+      error instanceof ClientError && /^No credentials/.test(error.message) ? findToken({}, env) : null;
+    if (token) return token;
+    throw error;
+  }
+}
+
+/** A certificate or proxy, as `findCredential` looks for one. */
+function findCertificate(
+  settings: Settings,
+  flags: { proxy?: string | undefined; cert?: string | undefined; key?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): CertificateCredential {
   const explicitProxy = flags.proxy ?? (flags.cert ? undefined : settings.proxy);
   if (explicitProxy) return proxyCredential(expandHome(explicitProxy, env));
   if (!flags.cert) {
@@ -209,7 +311,7 @@ function userCredential(
   settings: Settings,
   flags: { cert?: string | undefined; key?: string | undefined },
   env: NodeJS.ProcessEnv,
-): Credential {
+): CertificateCredential {
   const certFrom = flags.cert ? '--cert' : settings.certificate ? 'user_cert' : undefined;
   const cert = expandHome(flags.cert ?? settings.certificate ?? '~/.globus/usercert.pem', env);
   const keyFrom = flags.key ? '--key' : !flags.cert && settings.key ? 'user_key' : undefined;
@@ -219,7 +321,7 @@ function userCredential(
       throw new ClientError('credentials', `The certificate ${cert} (${certFrom}) does not exist`);
     throw new ClientError(
       'credentials',
-      `No credentials: no proxy (--proxy, proxy_cert in the configuration, $X509_USER_PROXY or /tmp/x509up_u${process.getuid?.() ?? '<uid>'}) and no user certificate (--cert, user_cert, or ${cert}). Make a proxy with grid-proxy-init.`,
+      `No credentials: no proxy (--proxy, proxy_cert in the configuration, $X509_USER_PROXY or /tmp/x509up_u${process.getuid?.() ?? '<uid>'}), no user certificate (--cert, user_cert, or ${cert}) and no bearer token (--token, $BEARER_TOKEN, $BEARER_TOKEN_FILE, /tmp/bt_u${process.getuid?.() ?? '<uid>'}). Make a proxy with grid-proxy-init.`,
     );
   }
   const certPem = readFileSafe(cert);
@@ -251,7 +353,7 @@ function userCredential(
   return describe(certPem, keyPem, `${cert} and ${key}`);
 }
 
-function proxyCredential(path: string): Credential {
+function proxyCredential(path: string): CertificateCredential {
   const pem = readFileSafe(path);
   if (pem === undefined) {
     throw new ClientError(
@@ -273,7 +375,7 @@ function proxyCredential(path: string): Credential {
   return credential;
 }
 
-function describe(certPem: string, keyPem: string, source: string): Credential {
+function describe(certPem: string, keyPem: string, source: string): CertificateCredential {
   const certs = certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (certs.length === 0) throw new ClientError('credentials', `${source}: no certificate found`);
   let notAfter: Date | null = null;
@@ -286,6 +388,7 @@ function describe(certPem: string, keyPem: string, source: string): Credential {
     // an unusual certificate Node cannot parse: the server will say what it thinks of it
   }
   return {
+    kind: 'certificate',
     cert: certs.join('\n'),
     key: keyPem,
     source,

@@ -77,6 +77,12 @@ function openssl(args: string[], key?: string): Promise<string> {
  */
 async function signOwnList(context: Context, api: Api, group: string) {
   const { credential, passphrase } = api.connection;
+  if (credential.kind === 'token') {
+    context.note(
+      `Not signing your own list of ${group}: you presented a bearer token (${credential.source}), and lists are signed with a certificate's key; sign yours with --cert and --key.`,
+    );
+    return null;
+  }
   if (isProxy(credential.cert)) {
     context.note(
       `Not signing your own list of ${group}: ${credential.source} is a grid proxy, and sites trust end-entity DNs. ` +
