@@ -43,6 +43,10 @@ const ADVICE: Record<string, string> = {
   certificate_invalid:
     'Your certificate was refused: renew it, or use another one, then restart the browser.',
   unknown_certificate: 'Send the DN shown on the Account page to a Repoman administrator.',
+  unknown_token_identity:
+    'Send the issuer and subject shown on the Account page to a Repoman administrator, or sign in with your certificate as well and link them there.',
+  sign_in_failed: 'Sign in again; if it fails again, tell an administrator what the message says.',
+  token_expired: 'Sign in again.',
   user_suspended: 'Your account is suspended: ask a Repoman administrator.',
   forbidden: 'Ask the owner of the image, or an administrator, if you need this.',
   limited_proxy: 'A limited proxy may only read: use a full proxy or your certificate.',

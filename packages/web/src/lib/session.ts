@@ -1,4 +1,4 @@
-/** Who the browser's certificate makes us: asked once at start, and again after changes to one's account. */
+/** Who the browser's certificate (or its session at an issuer) makes us: asked once at start, and again after changes to one's account. */
 import { ApiError, api, call, plainHttp, type User } from '../api/client';
 
 export type Session =
@@ -6,6 +6,8 @@ export type Session =
   /** A valid certificate that no Repoman user has: its DN, to send to an administrator. */
   | { kind: 'unknown'; dn: string; message: string }
   | { kind: 'no-certificate' }
+  /** Signed in at an issuer whose identity no Repoman user has linked: who, to link or send an admin. */
+  | { kind: 'unlinked'; issuer: string; subject: string; message: string }
   /** Refused (invalid, suspended): the server's words. */
   | { kind: 'refused'; error: ApiError }
   /** The plain-HTTP port: public images only. */
@@ -20,6 +22,13 @@ export async function loadSession(): Promise<Session> {
     if (error.code === 'unknown_certificate')
       return { kind: 'unknown', dn: String(error.details.dn ?? ''), message: error.message };
     if (error.code === 'certificate_required') return { kind: 'no-certificate' };
+    if (error.code === 'unknown_token_identity')
+      return {
+        kind: 'unlinked',
+        issuer: String(error.details.issuer ?? ''),
+        subject: String(error.details.subject ?? ''),
+        message: error.message,
+      };
     if (error.status === 401 || error.status === 403) return { kind: 'refused', error };
     throw error;
   }

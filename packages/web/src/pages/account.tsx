@@ -8,6 +8,7 @@ import { bytes, date } from '../lib/format';
 import type { Session } from '../lib/session';
 import { Copyable, ErrorBox } from '../lib/ui';
 import { groupPath } from './group';
+import { Identities, SignInButtons, SignOut } from './sign-in';
 import { Offers } from './transfers';
 
 export function AccountPage({ session, reload }: { session: Session; reload: () => void }) {
@@ -23,12 +24,22 @@ export function AccountPage({ session, reload }: { session: Session; reload: () 
             <dt>User name</dt>
             <dd>{user.user_name}</dd>
           </div>
-          <div>
-            <dt>Certificate DN</dt>
-            <dd>
-              <Copyable text={user.client_dn ?? ''} label="your DN" />
-            </dd>
-          </div>
+          {user.client_dn && (
+            <div>
+              <dt>Certificate DN</dt>
+              <dd>
+                <Copyable text={user.client_dn} label="your DN" />
+              </dd>
+            </div>
+          )}
+          {user.credential?.kind === 'session' && (
+            <div>
+              <dt>Signed in with</dt>
+              <dd>
+                {user.credential.issuer} ({user.credential.subject})
+              </dd>
+            </div>
+          )}
           {user.full_name && (
             <div>
               <dt>Full name</dt>
@@ -73,6 +84,8 @@ export function AccountPage({ session, reload }: { session: Session; reload: () 
             <dd>{date(user.created)}</dd>
           </div>
         </dl>
+        {user.credential?.kind === 'session' && <SignOut />}
+        <Identities user={user} reload={reload} />
         <Offers />
         <h2>From the command line</h2>
         <p>
@@ -137,14 +150,29 @@ export function SignInHint({
     );
   if (session.kind === 'refused')
     return <ErrorBox error={session.error} title="Your certificate was refused." />;
+  if (session.kind === 'unlinked')
+    return (
+      <div class="card warn" data-testid="unlinked-identity">
+        <h2>Your sign-in is not linked to a Repoman user yet</h2>
+        <p>{session.message}</p>
+        <p>Send these to a Repoman administrator, who links them to your account:</p>
+        <Copyable text={`${session.issuer} ${session.subject}`} label="your issuer and subject" />
+        <p class="muted">
+          If you have a certificate too, sign in with both (choose it when the browser asks) and link this
+          identity on this page yourself.
+        </p>
+        <SignOut />
+      </div>
+    );
   if (session.kind === 'no-certificate')
     return (
       <div class="card">
-        <h2>Sign in with your certificate</h2>
+        <h2>Sign in</h2>
+        <SignInButtons />
         <p>
-          Your browser presented no certificate, so you see public images only. Repoman signs you in with your
-          grid (X.509) certificate: import it into the browser as a PKCS#12 file, then restart the browser and
-          choose it when asked.
+          Your browser presented no certificate, so you see public images only. Sign in with an identity
+          provider above, where there is one, or with your grid (X.509) certificate: import it into the
+          browser as a PKCS#12 file, then restart the browser and choose it when asked.
         </p>
         {!plainHttp && (
           <Copyable
