@@ -20,6 +20,7 @@ import {
 } from '../src/pki/issue.ts';
 import { gridCertDir, gridProxy, pattern } from './helpers/grid.ts';
 import { clientFor, expectError, request } from './helpers/http.ts';
+import { issuerToml, startIssuer, type TestIssuer } from './helpers/oidc.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import { put, type RunResult, run, tempDir } from './pki/fixtures.ts';
 
@@ -36,6 +37,8 @@ const admin = createUserCertificate(ca, ADMIN_DN, { keyKind: 'rsa' });
 let server: TestServer;
 let base: string;
 let proxyFile: string;
+/** An OpenID provider whose tokens name alice (subject alice-cli): gfal2 and davix with bearer tokens. */
+let issuer: TestIssuer;
 let env: NodeJS.ProcessEnv;
 const caPem = derToPem(ca.cert.der);
 
@@ -75,6 +78,7 @@ async function adler32Hex(bytes: Buffer): Promise<string> {
 before(async () => {
   await gridCertDir(certDir, [{ ca, subjects: '"/C=CA/O=Grid/*"' }]);
   ({ proxyFile, env } = await gridProxy(dir, alice, certDir));
+  issuer = await startIssuer({ clients: ['alice-cli'] });
 
   server = await startTestServer({
     engine: 'sqlite',
@@ -82,15 +86,22 @@ before(async () => {
     hostCertPem: chainPem(host),
     hostKeyPem: keyPem(host),
     admins: [{ name: 'admin', dn: ADMIN_DN }],
+    configToml: issuerToml(issuer),
   });
   base = `https://localhost:${server.httpsPort}`;
   const asAdmin = clientFor(base, caPem, { cert: chainPem(admin), key: keyPem(admin) });
   const created = await asAdmin.post('/api/users', { user_name: 'alice', client_dn: ALICE_DN });
   assert.equal(created.status, 201, created.text);
+  const linked = await asAdmin.post('/api/users/alice/identities', {
+    issuer: issuer.url,
+    subject: 'alice-cli',
+  });
+  assert.equal(linked.status, 201, linked.text);
 });
 
 after(async () => {
   await server?.stop();
+  await issuer?.close();
 });
 
 const url = (path: string) => `${base}/api/images/raw/${path}`;
@@ -336,5 +347,61 @@ describe('capabilities (macaroons)', () => {
     });
     const refused = await run('qemu-img', ['info', `json:${bare}`], { timeoutMs: 60_000 });
     assert.notEqual(refused.code, 0);
+  });
+});
+
+describe('bearer tokens with grid tools, without a proxy', () => {
+  const bytes = pattern(1024 * 1024 + 3, 7);
+  /** The environment of someone with a token and no proxy at all. */
+  const tokenEnv = async (scope?: string) => {
+    const token = await issuer.token('alice-cli', scope ? { scope } : {});
+    return {
+      ...env,
+      X509_CERT_DIR: certDir,
+      X509_USER_PROXY: join(dir, 'no-proxy-here'),
+      BEARER_TOKEN: token,
+    };
+  };
+  /** How the change to `target` was authenticated, from the audit log. */
+  const credentialOf = async (target: string) => {
+    const asAdmin = clientFor(base, caPem, { cert: chainPem(admin), key: keyPem(admin) });
+    const log = await asAdmin.get(`/api/audit?action=image.upload&target=${target}`);
+    return log.json.items[0]?.detail;
+  };
+
+  it('gfal-copy copies in and out with BEARER_TOKEN', async () => {
+    const local = await put(dir, 'token-gfal.img', bytes);
+    const withToken = await tokenEnv('storage.read:/alice storage.create:/alice');
+    const copied = await run('gfal-copy', [`file://${local}`, url('alice/token-gfal.img')], {
+      env: withToken,
+    });
+    assert.equal(copied.code, 0, copied.stderr);
+    const detail = await credentialOf('alice/token-gfal.img');
+    assert.equal(detail?.credential, 'token');
+    assert.equal(detail?.token_scopes, 'storage.read:/alice storage.create:/alice');
+    const out = join(dir, 'token-gfal.out');
+    const back = await run('gfal-copy', [url('alice/token-gfal.img'), `file://${out}`], { env: withToken });
+    assert.equal(back.code, 0, back.stderr);
+    assert.ok((await readFile(out)).equals(bytes));
+    // storage.create does not replace: gfal-copy -f is refused
+    const again = await run('gfal-copy', ['-f', `file://${local}`, url('alice/token-gfal.img')], {
+      env: withToken,
+    });
+    assert.notEqual(again.code, 0);
+  });
+
+  it('davix-put and davix-get copy in and out with an Authorization header', async () => {
+    const local = await put(dir, 'token-davix.img', bytes);
+    const noProxy = await tokenEnv();
+    const header = ['--header', `Authorization: Bearer ${noProxy.BEARER_TOKEN}`, '--capath', certDir];
+    const putting = await run('davix-put', [...header, local, url('alice/token-davix.img')], {
+      env: noProxy,
+    });
+    assert.equal(putting.code, 0, putting.stderr);
+    assert.equal((await credentialOf('alice/token-davix.img'))?.credential, 'token');
+    const out = join(dir, 'token-davix.out');
+    const getting = await run('davix-get', [...header, url('alice/token-davix.img'), out], { env: noProxy });
+    assert.equal(getting.code, 0, getting.stderr);
+    assert.ok((await readFile(out)).equals(bytes));
   });
 });
