@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { clientFor } from '../../server/test/helpers/http.ts';
 import { issuerToml, startIssuer, type TestIssuer } from '../../server/test/helpers/oidc.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
-import { startTestServer, type TestServer } from '../../server/test/helpers/server.ts';
+import { startServerWithConfig, type TestServer } from '../../server/test/helpers/server.ts';
 import { findToken } from '../src/config.ts';
 import { BIN, buildClient } from './build.ts';
 
@@ -72,14 +72,7 @@ describe('the client with bearer tokens', () => {
     buildClient();
     pki = await makeTestPki();
     issuer = await startIssuer({ clients: ['bob-cli'] });
-    server = await startTestServer({
-      engine: 'sqlite',
-      caPems: [pki.ca.certPem],
-      hostCertPem: pki.host.certPem,
-      hostKeyPem: pki.host.keyPem,
-      admins: [{ name: 'admin', dn: pki.dn('admin') }],
-      configToml: issuerToml(issuer),
-    });
+    server = await startServerWithConfig(pki, 'sqlite', issuerToml(issuer));
     const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
     assert.equal(
       (await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') })).status,
@@ -172,6 +165,9 @@ describe('the client with bearer tokens', () => {
     assert.equal(refused.status, 1);
     const line = refused.stderr.trim().split('\n').at(-1) ?? '';
     // (put-image's resumable uploads are not a storage path a scope names: grid tools PUT the bytes' URL)
-    assert.match(line, /^\[FAILED\] put-image: A token with storage scopes \(storage\.read:\/bob\) is good only for/);
+    assert.match(
+      line,
+      /^\[FAILED\] put-image: A token with storage scopes \(storage\.read:\/bob\) is good only for/,
+    );
   });
 });

@@ -14,7 +14,7 @@ import { SignJWT } from 'jose';
 import { clientFor, expectError, request } from './helpers/http.ts';
 import { issuerToml, startIssuer, TEST_AUDIENCE, type TestIssuer } from './helpers/oidc.ts';
 import { makeTestPki, type TestPki } from './helpers/pki.ts';
-import { type Engine, startTestServer, type TestServer } from './helpers/server.ts';
+import { type Engine, startServerWithConfig, type TestServer } from './helpers/server.ts';
 
 export function tokensSuite(engine: Engine) {
   describe(`bearer tokens on ${engine}`, () => {
@@ -51,14 +51,10 @@ export function tokensSuite(engine: Engine) {
         startIssuer({ clients: ['fts-robot'] }),
         startIssuer({ clients: ['newcomer'] }),
       ]);
-      server = await startTestServer({
+      server = await startServerWithConfig(
+        pki,
         engine,
-        caPems: [pki.ca.certPem],
-        hostCertPem: pki.host.certPem,
-        hostKeyPem: pki.host.keyPem,
-        admins: [{ name: 'admin', dn: pki.dn('admin') }],
-        env: { REPOMAN_TOKENS_KEY_REFRESH_SECONDS: '1' },
-        configToml: [
+        [
           issuerToml(iam, {
             name: 'Test IAM',
             group_prefix: true,
@@ -68,7 +64,8 @@ export function tokensSuite(engine: Engine) {
           issuerToml(fts, { mode: 'capability', user: 'fts' }),
           issuerToml(open, { create_users: true }),
         ].join('\n'),
-      });
+        { REPOMAN_TOKENS_KEY_REFRESH_SECONDS: '1' },
+      );
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
       for (const name of ['bob', 'carol', 'fts'])
         assert.equal(

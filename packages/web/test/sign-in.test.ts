@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { clientFor } from '../../server/test/helpers/http.ts';
 import { issuerToml, startIssuer, type TestIssuer } from '../../server/test/helpers/oidc.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
-import { startTestServer, type TestServer } from '../../server/test/helpers/server.ts';
+import { startServerWithConfig, type TestServer } from '../../server/test/helpers/server.ts';
 import { type BrowserSession, openBrowser } from './helpers/browser.ts';
 
 const artefacts = join(import.meta.dirname, '..', '..', '..', 'artefacts', 'web', 'sign-in');
@@ -28,18 +28,15 @@ describe('browser sign-in with an OpenID provider, in Chromium', () => {
     await rm(artefacts, { recursive: true, force: true });
     pki = await makeTestPki();
     issuer = await startIssuer({ clients: [] });
-    server = await startTestServer({
-      engine: 'sqlite',
-      caPems: [pki.ca.certPem],
-      hostCertPem: pki.host.certPem,
-      hostKeyPem: pki.host.keyPem,
-      admins: [{ name: 'admin', dn: pki.dn('admin') }],
-      configToml: issuerToml(issuer, {
+    server = await startServerWithConfig(
+      pki,
+      'sqlite',
+      issuerToml(issuer, {
         name: 'Test IAM',
         client_id: issuer.webClient.id,
         client_secret: issuer.webClient.secret,
       }),
-    });
+    );
     issuer.setRedirectUris([`${server.httpsUrl}/api/auth/callback`]);
     const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
     assert.equal(

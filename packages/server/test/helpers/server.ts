@@ -245,3 +245,21 @@ export function startServerFor(
     env,
   });
 }
+
+/** A test server for a test PKI, as `startServerFor` makes it, with a configuration file (token issuers). */
+export function startServerWithConfig(
+  pki: TestPki,
+  engine: Engine,
+  configToml: string,
+  env: Record<string, string> = {},
+): Promise<TestServer> {
+  return startTestServer({
+    engine,
+    caPems: [pki.ca.certPem],
+    hostCertPem: pki.host.certPem,
+    hostKeyPem: pki.host.keyPem,
+    admins: [{ name: 'admin', dn: pki.dn('admin') }],
+    env,
+    configToml,
+  });
+}
