@@ -142,6 +142,14 @@ export async function takeSignIn(db: Db, state: string, now: string): Promise<Si
   return row;
 }
 
+export async function countSignIns(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('sign_ins')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 /** Expired sessions and sign-ins, removed. */
 export async function deleteExpiredSessions(db: Db, now: string): Promise<void> {
   await db.deleteFrom('sessions').where('expires', '<=', now).execute();

@@ -32,6 +32,7 @@ import { addMember, findGroupByName } from '../db/groups-dal.ts';
 import type { Db } from '../db/schema.ts';
 import {
   attachSessions,
+  countSignIns,
   deleteExpiredSessions,
   deleteSession,
   deleteTokenIdentity,
@@ -83,6 +84,8 @@ export interface TokenPolicy {
 }
 
 const SIGN_IN_SECONDS = 600;
+/** Sign-ins under way at once, at most: anyone may start one, and each is a row for ten minutes. */
+const MAX_PENDING_SIGN_INS = 10_000;
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const random = () => randomBytes(32).toString('base64url');
 
@@ -350,6 +353,13 @@ export function createTokenService(deps: {
         throw new RepomanError(
           'sign_in_failed',
           `${issuer.name} cannot be reached for signing in; try again later`,
+        );
+      const at = now().toISOString();
+      await deleteExpiredSessions(db, at);
+      if ((await countSignIns(db)) >= MAX_PENDING_SIGN_INS)
+        throw new RepomanError(
+          'sign_in_failed',
+          'Too many sign-ins are under way; try again in a few minutes',
         );
       const [binding, verifier, nonce] = [random(), random(), random()];
       const state = sha256(`state\n${binding}`);
