@@ -87,9 +87,15 @@ export class Api {
   async open(method: string, path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
     const url = this.url(path, options.query);
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
-    // A bearer token goes to this server only (the URL is always of its base).
-    const { credential } = this.connection;
-    if (credential.kind === 'token') headers.authorization = `Bearer ${credential.token}`;
+    // A bearer token goes to this server only: a command may name another's URL (copy's source), and a
+    // request that carries its own Authorization (a subscriber token) keeps it.
+    const { credential, base } = this.connection;
+    if (
+      credential.kind === 'token' &&
+      url.origin === new URL(base).origin &&
+      headers.authorization === undefined
+    )
+      headers.authorization = `Bearer ${credential.token}`;
     let payload: Buffer | undefined;
     if (options.json !== undefined) {
       payload = Buffer.from(JSON.stringify(options.json));

@@ -424,7 +424,12 @@ export const imageListCommands: CommandSpec[] = [
         type: 'boolean',
         help: 'check the signature, the signer, the expiry, and download every image to check its size and SHA-512',
       },
-      token: { type: 'string', short: 't', help: "a subscriber token of the group's lists", value: 'TOKEN' },
+      'subscriber-token': {
+        type: 'string',
+        short: 't',
+        help: "a subscriber token of the group's lists",
+        value: 'TOKEN',
+      },
       'ca-dir': {
         type: 'string',
         help: 'the CAs the signer is checked against (default $X509_CERT_DIR, --ca, /etc/grid-security/certificates)',
@@ -444,7 +449,7 @@ export const imageListCommands: CommandSpec[] = [
         : endorser
           ? path('groups', group, 'endorsers', endorser, 'image-list')
           : path('groups', group, 'image-list');
-      const token = str(context.options.token);
+      const token = str(context.options['subscriber-token']);
       const headers = token
         ? { authorization: `Basic ${Buffer.from(`${token}:x-oauth-basic`).toString('base64')}` }
         : undefined;

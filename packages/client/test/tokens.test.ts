@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +16,7 @@ import { clientFor } from '../../server/test/helpers/http.ts';
 import { issuerToml, startIssuer, type TestIssuer } from '../../server/test/helpers/oidc.ts';
 import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { startServerWithConfig, type TestServer } from '../../server/test/helpers/server.ts';
+import { Api } from '../src/api.ts';
 import { findToken } from '../src/config.ts';
 import { BIN, buildClient } from './build.ts';
 
@@ -169,5 +172,30 @@ describe('the client with bearer tokens', () => {
       line,
       /^\[FAILED\] put-image: A token with storage scopes \(storage\.read:\/bob\) is good only for/,
     );
+  });
+
+  it('sends the token to its own server only, and never over a header a request set itself', async () => {
+    const seen: (string | undefined)[] = [];
+    const other = createServer({ cert: pki.host.certPem, key: pki.host.keyPem }, (req, res) => {
+      seen.push(req.headers.authorization);
+      res.end('{}');
+    });
+    await new Promise<void>((done) => other.listen(0, '127.0.0.1', done));
+    const api = new Api({
+      base: `https://localhost:${server.httpsPort}`,
+      ca: [pki.ca.certPem],
+      caSource: 'test',
+      credential: { kind: 'token', token: 'secret-token', source: 'test', notAfter: null, subject: null },
+    });
+    try {
+      await api.request('GET', `https://localhost:${(other.address() as AddressInfo).port}/elsewhere`);
+      await api.request('GET', `https://localhost:${(other.address() as AddressInfo).port}/x`, {
+        headers: { authorization: 'Basic abc' },
+      });
+      assert.deepEqual(seen, [undefined, 'Basic abc']);
+    } finally {
+      api.close();
+      other.close();
+    }
   });
 });
