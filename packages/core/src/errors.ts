@@ -196,6 +196,10 @@ export const ERRORS = {
     status: 409,
     message: 'You have as many unfinished uploads as this repository allows; finish or delete one first',
   },
+  too_many_sign_ins: {
+    status: 429,
+    message: 'Too many sign-ins are under way from here; try again in a few minutes',
+  },
   too_many_images: {
     status: 409,
     message: 'The namespace holds as many images as this repository allows; delete one first',
@@ -208,6 +212,10 @@ export const ERRORS = {
     message: 'This server cannot convert images (qemu-img is missing)',
   },
   database_unavailable: { status: 503, message: 'The database is unavailable; try again shortly' },
+  identity_provider_unavailable: {
+    status: 503,
+    message: 'The identity provider cannot be reached for signing in; try again later',
+  },
   internal: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -98,7 +98,7 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 const MATRIX: [Cell, string][] = [
   //                                                                                                                                                               ano unk sus usr shr grp own lim adm uc  um  ud  ums gc  gm  gd  gmm gmp ic  im  id  img idg ie cm
   [{ route: 'GET /api/whoami' },                                                                                                                                  '401 403 403 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200 200'],
-  [{ route: 'POST /api/whoami/identities', label: 'no token beside the certificate' }, '401 403 403 400 400 400 400 403 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400'],
+  [{ route: 'POST /api/whoami/identities', label: 'no session beside the certificate' }, '401 403 403 400 400 400 400 403 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400 400'],
   [{ route: 'GET /api/users/bob/identities' }, '401 403 403 403 403 403 200 200 200 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
   [{ route: 'POST /api/users/bob/identities', body: { issuer: 'https://iam.example', subject: 'sub-{r}' }, label: 'an issuer not trusted here' }, '401 403 403 403 403 403 403 403 400 403 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],
   [{ route: 'DELETE /api/users/bob/identities/999999' }, '401 403 403 403 403 403 404 403 404 403 404 403 403 403 403 403 403 403 403 403 403 403 403 403 403'],

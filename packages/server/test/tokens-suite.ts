@@ -67,6 +67,7 @@ export function tokensSuite(engine: Engine) {
         { REPOMAN_TOKENS_KEY_REFRESH_SECONDS: '1' },
       );
       as = (name) => clientFor(server.httpsUrl, pki.ca.certPem, pki.credential(name));
+      iam.setRedirectUris([`${server.httpsUrl}/api/auth/callback`]);
       for (const name of ['bob', 'carol', 'fts'])
         assert.equal(
           (await as('admin').post('/api/users', { user_name: name, client_dn: pki.dn(name) })).status,
@@ -153,6 +154,8 @@ export function tokensSuite(engine: Engine) {
       expectError(await bearer('GET', '/api/users', token), 403, 'token_denied');
       // a path that only begins like the scope's is not below it
       expectError(await bearer('GET', '/api/images/raw/bobby/x.img', token), 403, 'token_denied');
+      // an image list hands out capability URLs that outlive the token: not for a scoped token
+      expectError(await bearer('GET', '/api/images/bob/rhel.img/image-list', token), 403, 'token_denied');
     });
 
     it("narrows an admin's token too: storage.read:/bob reads Bob's namespace and nothing else", async () => {
@@ -185,6 +188,8 @@ export function tokensSuite(engine: Engine) {
         'a new version of the image',
       );
       assert.equal((await bearer('DELETE', '/api/images/raw/bob/created.img', modify)).status, 204);
+      // MKCOL of the namespace (gfal-mkdir -p) is a creation: 405, it exists, rather than a refusal
+      expectError(await bearer('MKCOL', '/api/images/raw/bob/', create), 405, 'method_not_allowed');
       // SciTokens' words: write is modify
       const scitoken = await iam.token('bob-cli', { scope: 'read:/bob write:/bob/sci.img' });
       assert.equal(
@@ -311,28 +316,45 @@ export function tokensSuite(engine: Engine) {
       expectError(answer, 403, 'https_required');
     });
 
-    it('links an identity presented beside the certificate, and unlinks it', async () => {
+    it('links the identity a browser signed in with, in a sign-in started with the certificate', async () => {
       const token = await iam.token('bob-laptop');
       expectError(await bearer('GET', '/api/whoami', token), 403, 'unknown_token_identity');
-      // naming one's own identity is not proof: presenting it is
+      // Naming one's own identity is no proof; nor is a token (whoever it was given to holds a copy).
       expectError(
         await as('bob').post('/api/users/bob/identities', { issuer: iam.url, subject: 'bob-laptop' }),
         403,
         'forbidden',
       );
       expectError(await as('bob').post('/api/whoami/identities'), 400, 'bad_request');
-      const linked = await request(
-        `${server.httpsUrl}/api/whoami/identities`,
-        'POST',
-        pki.credential('bob'),
-        pki.ca.certPem,
-        {
-          headers: { authorization: `Bearer ${token}` },
-        },
+      const asBob = (method: string, path: string, headers: Record<string, string>) =>
+        request(`${server.httpsUrl}${path}`, method, pki.credential('bob'), pki.ca.certPem, { headers });
+      expectError(
+        await asBob('POST', '/api/whoami/identities', { authorization: `Bearer ${token}` }),
+        400,
+        'bad_request',
       );
+      const signInUrl = (await request(`${server.httpsUrl}/api/auth/issuers`, 'GET', null, pki.ca.certPem))
+        .json.items[0].sign_in_url;
+      // A sign-in started without the certificate links nothing, even presented beside it afterwards.
+      const elsewhere = await browserSignIn(signInUrl, 'bob-laptop', '/account');
+      expectError(
+        await asBob('POST', '/api/whoami/identities', { cookie: elsewhere.cookie }),
+        400,
+        'bad_request',
+      );
+      // Started with it: whoami offers the identity, and it links.
+      const mine = await browserSignIn(signInUrl, 'bob-laptop', '/account', pki.credential('bob'));
+      const me = await asBob('GET', '/api/whoami', { cookie: mine.cookie });
+      assert.equal(me.json.credential.kind, 'certificate', 'the certificate counts over the session');
+      assert.equal(me.json.offered_identity?.subject, 'bob-laptop');
+      const linked = await asBob('POST', '/api/whoami/identities', { cookie: mine.cookie });
       assert.equal(linked.status, 201, linked.text);
       assert.equal(linked.json.subject, 'bob-laptop');
       assert.equal((await bearer('GET', '/api/whoami', token)).json.user_name, 'bob');
+      const session = await request(`${server.httpsUrl}/api/whoami`, 'GET', null, pki.ca.certPem, {
+        headers: { cookie: mine.cookie },
+      });
+      assert.equal(session.json.user_name, 'bob', 'the session is now the account’s');
       // linked once only
       const again = await as('admin').post('/api/users/carol/identities', {
         issuer: iam.url,
@@ -352,7 +374,6 @@ export function tokensSuite(engine: Engine) {
     });
 
     it('signs a browser in with the authorization code flow, PKCE and a session cookie', async () => {
-      iam.setRedirectUris([`${server.httpsUrl}/api/auth/callback`]);
       const issuers = await request(`${server.httpsUrl}/api/auth/issuers`, 'GET', null, pki.ca.certPem);
       assert.equal(issuers.status, 200, issuers.text);
       assert.deepEqual(
@@ -373,7 +394,7 @@ export function tokensSuite(engine: Engine) {
         headers: { cookie: session.cookie },
       });
       assert.equal(out.status, 200);
-      assert.match(String(out.headers['set-cookie']), /repoman_session=;.*Max-Age=0/);
+      assert.match(String(out.headers['set-cookie']), /__Host-repoman_session=;.*Max-Age=0/);
       const after = await request(`${server.httpsUrl}/api/whoami`, 'GET', null, pki.ca.certPem, {
         headers: { cookie: session.cookie },
       });
@@ -403,24 +424,39 @@ export function tokensSuite(engine: Engine) {
       assert.match(String(foreign.headers.location), /^\/\?sign_in_error=.*did%20not%20start/);
       assert.equal(
         foreign.headers['set-cookie']?.some(
-          (c) => c.startsWith('repoman_session=') && !c.startsWith('repoman_session=;'),
+          (c) => c.startsWith('__Host-repoman_session=') && !c.startsWith('__Host-repoman_session=;'),
         ),
         false,
       );
     });
 
+    it('bounds the sign-ins one address has under way (the last test: it uses them up)', async () => {
+      const signInUrl = (await request(`${server.httpsUrl}/api/auth/issuers`, 'GET', null, pki.ca.certPem))
+        .json.items[0].sign_in_url;
+      let last = await request(signInUrl, 'GET', null, pki.ca.certPem);
+      for (let i = 0; i < 25 && last.status === 302; i++)
+        last = await request(signInUrl, 'GET', null, pki.ca.certPem);
+      expectError(last, 429, 'too_many_sign_ins');
+    });
+
     /** A browser's sign-in, driven by hand: the server's redirect, the provider's login and consent pages. */
-    async function browserSignIn(signInUrl: string, login: string, returnTo: string) {
+    async function browserSignIn(
+      signInUrl: string,
+      login: string,
+      returnTo: string,
+      certificate: ReturnType<TestPki['credential']> | null = null,
+    ) {
       const start = await request(
         `${signInUrl}&return_to=${encodeURIComponent(returnTo)}`,
         'GET',
-        null,
+        certificate,
         pki.ca.certPem,
       );
       assert.equal(start.status, 302, start.text);
       const binding =
-        String(start.headers['set-cookie']?.find((c) => c.startsWith('repoman_sign_in='))).split(';')[0] ??
-        '';
+        String(start.headers['set-cookie']?.find((c) => c.startsWith('__Secure-repoman_sign_in='))).split(
+          ';',
+        )[0] ?? '';
       const jar = new Map<string, string>();
       const keep = (response: Response) => {
         for (const cookie of response.headers.getSetCookie()) {
@@ -459,7 +495,7 @@ export function tokensSuite(engine: Engine) {
       assert.ok(location.startsWith(`${server.httpsUrl}/api/auth/callback`), location);
       const back = await request(location, 'GET', null, pki.ca.certPem, { headers: { cookie: binding } });
       assert.equal(back.status, 303, back.text);
-      const cookie = String(back.headers['set-cookie']?.find((c) => c.startsWith('repoman_session=')));
+      const cookie = String(back.headers['set-cookie']?.find((c) => c.startsWith('__Host-repoman_session=')));
       assert.match(cookie, /HttpOnly/);
       assert.match(cookie, /Secure/);
       assert.match(cookie, /SameSite=Lax/);

@@ -47,6 +47,10 @@ describe('browser sign-in with an OpenID provider, in Chromium', () => {
       (await admin.post('/api/users/sam/identities', { issuer: issuer.url, subject: 'sam' })).status,
       201,
     );
+    assert.equal(
+      (await admin.post('/api/users', { user_name: 'pat', client_dn: pki.dn('pat') })).status,
+      201,
+    );
   });
   after(async () => {
     for (const session of sessions) await session.close();
@@ -54,13 +58,22 @@ describe('browser sign-in with an OpenID provider, in Chromium', () => {
     await issuer?.close();
   });
 
-  /** A browser without a certificate, signed in at the provider as `login`. */
-  async function signIn(login: string): Promise<BrowserSession> {
-    const session = await openBrowser({ origin: server.httpsUrl, caPem: pki.ca.certPem, artefacts });
+  /** A browser (without a certificate, unless given one) signed in at the provider as `login`. */
+  async function signIn(
+    login: string,
+    certificate?: { cert: string; key: string },
+    button = 'Sign in with Test IAM',
+  ): Promise<BrowserSession> {
+    const session = await openBrowser({
+      origin: server.httpsUrl,
+      caPem: pki.ca.certPem,
+      artefacts,
+      ...(certificate ? { credential: certificate } : {}),
+    });
     sessions.push(session);
     const { page } = session;
     await page.goto(`${server.httpsUrl}/account`);
-    await page.getByRole('link', { name: 'Sign in with Test IAM' }).click();
+    await page.getByRole('link', { name: button }).click();
     // The provider's own pages: its login form, then its consent.
     await page.locator('input[name="login"]').fill(login);
     await page.locator('input[name="password"]').fill('any password');
@@ -117,5 +130,26 @@ describe('browser sign-in with an OpenID provider, in Chromium', () => {
     const text = await page.getByTestId('unlinked-identity').textContent();
     assert.match(text ?? '', /nobody-here/);
     await session.screenshot('unlinked');
+  });
+
+  it('links the identity signed in with to the certificate’s account, from the Account page', async () => {
+    const session = await signIn(
+      'pat-at-iam',
+      pki.credential('pat'),
+      'Link an identity: sign in with Test IAM',
+    );
+    const { page } = session;
+    await page.waitForURL(`${server.httpsUrl}/account`);
+    await page.getByTestId('offered-identity').waitFor();
+    await session.screenshot('pat-offered');
+    await page.getByRole('button', { name: 'Link it to pat' }).click();
+    await page.getByTestId('identities').getByText('pat-at-iam').waitFor();
+    await session.screenshot('pat-linked');
+    const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+    const linked = await admin.get('/api/users/pat/identities');
+    assert.deepEqual(
+      linked.json.items.map((i: { subject: string }) => i.subject),
+      ['pat-at-iam'],
+    );
   });
 });

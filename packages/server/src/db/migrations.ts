@@ -487,6 +487,7 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addColumn('issuer', 'text', (c) => c.notNull())
           .addColumn('subject', 'text', (c) => c.notNull())
           .addColumn('name', 'text')
+          .addColumn('started_by', 'integer', (c) => c.references('users.id').onDelete('cascade'))
           .addColumn('created', time, (c) => c.notNull())
           .addColumn('expires', time, (c) => c.notNull())
           .execute();
@@ -498,8 +499,11 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addColumn('verifier', 'text', (c) => c.notNull())
           .addColumn('nonce', 'text', (c) => c.notNull())
           .addColumn('return_to', 'text', (c) => c.notNull())
+          .addColumn('started_by', 'integer', (c) => c.references('users.id').onDelete('cascade'))
+          .addColumn('address', 'text', (c) => c.notNull())
           .addColumn('expires', time, (c) => c.notNull())
           .execute();
+        await db.schema.createIndex('sign_ins_address').on('sign_ins').column('address').execute();
       },
     },
   };

@@ -345,6 +345,11 @@ export interface SessionsTable {
   subject: string;
   /** The name the issuer gave (preferred_username, name or email), to show. */
   name: string | null;
+  /**
+   * The user whose certificate the browser presented when it started this sign-in: only they may link the
+   * identity to their account (proof that the same person holds both).
+   */
+  started_by: number | null;
   created: string;
   expires: string;
 }
@@ -358,6 +363,10 @@ export interface SignInsTable {
   nonce: string;
   /** Where the browser goes once signed in (a path of this server). */
   return_to: string;
+  /** The certificate's user who started it, if any (see SessionsTable.started_by). */
+  started_by: number | null;
+  /** Who asked (the client's address): how many sign-ins one address has under way is bounded. */
+  address: string;
   expires: string;
 }
 

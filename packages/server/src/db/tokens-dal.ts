@@ -142,12 +142,16 @@ export async function takeSignIn(db: Db, state: string, now: string): Promise<Si
   return row;
 }
 
-export async function countSignIns(db: Db): Promise<number> {
+/** Sign-ins under way, in all and from one address. */
+export async function countSignIns(db: Db, address: string): Promise<{ all: number; here: number }> {
   const row = await db
     .selectFrom('sign_ins')
-    .select((eb) => eb.fn.countAll().as('n'))
+    .select((eb) => [
+      eb.fn.countAll().as('all'),
+      eb.fn.sum(eb.case().when('address', '=', address).then(1).else(0).end()).as('here'),
+    ])
     .executeTakeFirst();
-  return Number(row?.n ?? 0);
+  return { all: Number(row?.all ?? 0), here: Number(row?.here ?? 0) };
 }
 
 /** Expired sessions and sign-ins, removed. */

@@ -15,7 +15,8 @@ import { capabilityFacts, capabilityOf } from './capability-auth.ts';
 import { storageRequestOf } from './token-auth.ts';
 
 /** The browser session's cookie (docs/authentication.md#browser-sign-in). */
-export const SESSION_COOKIE = 'repoman_session';
+/** `__Host-`: set only over HTTPS, for this host and path `/`: no sibling domain or plain-HTTP page plants it. */
+export const SESSION_COOKIE = '__Host-repoman_session';
 
 /** A cookie's value from the request's Cookie header. */
 export function cookieOf(request: FastifyRequest, name: string): string | undefined {
@@ -187,23 +188,37 @@ async function sessionAuth(
     }
     throw error;
   }
-  request.actor = await services.identity.actorForUser(session.userId);
+  try {
+    request.actor = await services.identity.actorForUser(session.userId);
+  } catch (error) {
+    // A suspended user's session: public pages stay open, as with a suspended user's certificate.
+    if ((request.routeOptions.config.auth ?? 'user') === 'optional' && error instanceof RepomanError) {
+      request.authRefusal = error;
+      return true;
+    }
+    throw error;
+  }
   request.credential = session.credential;
   return true;
 }
 
-/** POST /api/whoami/identities: the certificate is the actor; the token or session beside it is offered. */
+/**
+ * POST /api/whoami/identities: the certificate is the actor, and the identity offered is that of the browser's
+ * session, if that sign-in was started with this same certificate. A bearer token is no proof: whoever holds a
+ * copy of someone's token (a service they gave it to) could link that person's identity to their own account.
+ */
 async function linkingAuth(request: FastifyRequest, services: AuthServices, token: string | null) {
   if (!isTls(request)) throw new RepomanError('https_required', 'Linking identities is done over HTTPS only');
+  if (token !== null)
+    throw new RepomanError(
+      'bad_request',
+      'A token is no proof of who holds it: link an identity by signing in with its issuer in a browser that presents your certificate',
+    );
   request.actor = await actorOf(request, services.identity);
   request.credential = { kind: 'certificate', id: null };
-  if (token !== null && looksLikeJwt(token)) {
-    request.offeredIdentity = await services.tokens.identityOf(token);
-    return;
-  }
   const secret = cookieOf(request, SESSION_COOKIE);
   const session = secret === undefined ? null : await services.tokens.session(secret);
-  if (session?.credential.subject)
+  if (session?.credential.subject && session.startedBy === request.actor.id)
     request.offeredIdentity = { issuer: session.credential.issuer, subject: session.credential.subject };
 }
 

@@ -6,7 +6,8 @@
  * - **the bytes' tree**, `/api/images/raw/`, every method, as grid tools use it: GET/HEAD/PROPFIND read,
  *   PUT/COPY-in create or modify the image, DELETE and MOVE modify (a MOVE acts on both its paths), MKCOL of a
  *   namespace creates;
- * - **reads of images and namespaces** in the JSON API (`GET /api/images…`, `GET /api/users/{user}/images`);
+ * - **reads of images and namespaces** in the JSON API (`GET /api/images…`, `GET /api/users/{user}/images`),
+  but not image lists, which hand out capability URLs that would outlive the token;
  * - `GET /api/whoami`, which reads nothing but who is calling.
  * Anything else (metadata changes, sharing, resumable uploads, users, groups) has no path a scope names, and is
  * refused: a token without storage scopes, or a certificate, does those.
@@ -56,10 +57,13 @@ export function storageRequestOf(request: FastifyRequest, actorName: string): St
     }
     // Reading out of this image to another server (COPY with Destination) reads it.
     const change = !reads && !(request.method === 'COPY' && request.headers.source === undefined);
-    const makes = request.method === 'PUT' || request.method === 'COPY' || request.method === 'MKCOL';
+    if (request.method === 'MKCOL') return { paths, change: true, collection: true };
+    const makes = request.method === 'PUT' || request.method === 'COPY';
     return { paths, change, creates: makes ? creates : undefined };
   }
   if (!reads) return null;
+  // An image list hands out capabilities (URLs of its private images) that outlive any token: not by scope.
+  if (/\/image-list(\.json)?$/.test(route)) return null;
   if (route === '/api/images' || route.startsWith('/api/images/'))
     return { paths: [imagePath], change: false };
   if (route === '/api/users/:user/images') return { paths: [`/${params.user}`], change: false };

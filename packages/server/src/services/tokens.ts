@@ -69,6 +69,8 @@ export interface StorageRequest {
   change: boolean;
   /** The image a change would make if it is not there yet (storage.create allows only that). */
   creates?: { owner: string; image: string } | undefined;
+  /** It makes a collection (a namespace, MKCOL), which storage.create allows. */
+  collection?: boolean;
 }
 
 /** How a request was authenticated with a token or session, for the audit log and whoami. */
@@ -84,8 +86,12 @@ export interface TokenPolicy {
 }
 
 const SIGN_IN_SECONDS = 600;
-/** Sign-ins under way at once, at most: anyone may start one, and each is a row for ten minutes. */
-const MAX_PENDING_SIGN_INS = 10_000;
+/**
+ * Sign-ins under way at once, at most, from one address and in all: anyone may start one, and each is a row
+ * for ten minutes (and, at its callback, one request to the issuer).
+ */
+const MAX_SIGN_INS_PER_ADDRESS = 20;
+const MAX_SIGN_INS = 10_000;
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const random = () => randomBytes(32).toString('base64url');
 
@@ -97,9 +103,14 @@ export const fetchIssuerJson: FetchJson = async (url) => {
     headers: { accept: 'application/json' },
   });
   if (!response.ok) throw new Error(`${url} answered ${response.status}`);
-  const text = await response.text();
-  if (text.length > 65536) throw new Error(`${url} sent more than 64 KiB`);
-  return JSON.parse(text) as unknown;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.length;
+    if (size > 65536) throw new Error(`${url} sent more than 64 KiB`);
+    chunks.push(chunk);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
 };
 
 export function createTokenService(deps: {
@@ -137,7 +148,7 @@ export function createTokenService(deps: {
       if (!(error instanceof JwtError))
         throw new RepomanError(
           'token_invalid',
-          `The token's issuer could not be asked for its keys: ${(error as Error).message}`,
+          "The token's issuer could not be asked for its keys; try again later",
         );
       const expired = /expired|not valid before|issued in the future/.test(error.message);
       throw new RepomanError(expired ? 'token_expired' : 'token_invalid', `The token: ${error.message}`);
@@ -149,9 +160,14 @@ export function createTokenService(deps: {
     const wanted =
       typeof claims.preferred_username === 'string' ? claims.preferred_username.toLowerCase() : '';
     const fallback = `u-${sha256(`${issuer.url}\n${subject}`).slice(0, 12)}`;
-    const candidates = checkAccountName(wanted) === null ? [wanted, `${wanted}-${fallback.slice(2, 8)}`] : [];
+    // A configured service user's name is never taken from a token, even before an admin creates that user.
+    const reserved = new Set(issuers.map((i) => i.user).filter((u): u is string => u !== undefined));
+    const candidates =
+      checkAccountName(wanted) === null && !reserved.has(wanted)
+        ? [wanted, `${wanted}-${fallback.slice(2, 8)}`]
+        : [];
     candidates.push(fallback);
-    return db.transaction().execute(async (trx) => {
+    const made = db.transaction().execute(async (trx) => {
       const linked = await findUserByTokenIdentity(trx, issuer.url, subject);
       if (linked) return linked.id;
       let name: string | undefined;
@@ -176,6 +192,12 @@ export function createTokenService(deps: {
       if (users) await addMember(trx, users.id, row.id);
       await insertTokenIdentity(trx, { user_id: row.id, issuer: issuer.url, subject, created: at });
       return row.id;
+    });
+    // Two first uses at once: one makes the user, the other finds the link it made.
+    return made.catch(async (error: unknown) => {
+      const linked = await findUserByTokenIdentity(db, issuer.url, subject);
+      if (linked) return linked.id;
+      throw error;
     });
   }
 
@@ -215,6 +237,7 @@ export function createTokenService(deps: {
     const paths = request.paths;
     if (!request.change) return scopesAllow(scopes, { operation: 'read', paths });
     if (scopesAllow(scopes, { operation: 'modify', paths })) return true;
+    if (request.collection) return scopesAllow(scopes, { operation: 'create', paths });
     if (!request.creates || !scopesAllow(scopes, { operation: 'create', paths })) return false;
     const exists = await db
       .selectFrom('images')
@@ -277,14 +300,6 @@ export function createTokenService(deps: {
       return { actor, credential };
     },
 
-    /** The identity (issuer and subject) a verified token of an identity-mode issuer names, to link it. */
-    async identityOf(token: string): Promise<{ issuer: string; subject: string }> {
-      const { issuer, claims } = await verified(token);
-      if (issuer.mode !== 'identity' || typeof claims.sub !== 'string' || claims.sub === '')
-        throw new RepomanError('token_invalid', `Tokens of ${issuer.url} name no identity to link`);
-      return { issuer: issuer.url, subject: claims.sub };
-    },
-
     // ---- linked identities ----
 
     async identitiesOf(userId: number) {
@@ -343,23 +358,23 @@ export function createTokenService(deps: {
     /** Starts a sign-in: where to send the browser, and the secret its cookie keeps (binds the callback). */
     async startSignIn(
       issuerUrl: string,
-      returnTo: string,
-      callbackUrl: string,
+      from: { returnTo: string; callbackUrl: string; address: string; startedBy: number | null },
     ): Promise<{ location: string; binding: string }> {
       const issuer = issuerOf(issuerUrl);
       if (!issuer?.clientId) throw new RepomanError('not_found', `No sign-in with ${issuerUrl} here`);
       const endpoints = await keys.endpoints(issuer.url);
       if (!endpoints)
         throw new RepomanError(
-          'sign_in_failed',
+          'identity_provider_unavailable',
           `${issuer.name} cannot be reached for signing in; try again later`,
         );
       const at = now().toISOString();
       await deleteExpiredSessions(db, at);
-      if ((await countSignIns(db)) >= MAX_PENDING_SIGN_INS)
+      const pending = await countSignIns(db, from.address);
+      if (pending.here >= MAX_SIGN_INS_PER_ADDRESS || pending.all >= MAX_SIGN_INS)
         throw new RepomanError(
-          'sign_in_failed',
-          'Too many sign-ins are under way; try again in a few minutes',
+          'too_many_sign_ins',
+          'Too many sign-ins are under way from here; finish one, or try again in a few minutes',
         );
       const [binding, verifier, nonce] = [random(), random(), random()];
       const state = sha256(`state\n${binding}`);
@@ -368,14 +383,16 @@ export function createTokenService(deps: {
         issuer: issuer.url,
         verifier,
         nonce,
-        return_to: returnTo,
+        return_to: from.returnTo,
+        started_by: from.startedBy,
+        address: from.address,
         expires: new Date(now().getTime() + SIGN_IN_SECONDS * 1000).toISOString(),
       });
       const url = new URL(endpoints.authorization);
       url.search = new URLSearchParams({
         response_type: 'code',
         client_id: issuer.clientId,
-        redirect_uri: callbackUrl,
+        redirect_uri: from.callbackUrl,
         scope: 'openid profile email',
         state,
         nonce,
@@ -396,15 +413,16 @@ export function createTokenService(deps: {
       callbackUrl: string,
     ) {
       const failed = (why: string) => new RepomanError('sign_in_failed', `Signing in failed: ${why}`);
-      if (query.error)
-        throw failed(
-          `the identity provider said ${query.error}${query.error_description ? ` (${query.error_description})` : ''}`,
-        );
-      if (!query.state || !query.code) throw failed('the answer has no state or code');
-      if (!binding || sha256(`state\n${binding}`) !== query.state)
+      // Only the browser that started the sign-in is answered in any detail (the provider's words included).
+      if (!query.state || !binding || sha256(`state\n${binding}`) !== query.state)
         throw failed('this browser did not start this sign-in (or its cookie is gone); start again');
       const started = await takeSignIn(db, query.state, now().toISOString());
       if (!started) throw failed('the sign-in expired or was already used; start again');
+      if (query.error)
+        throw failed(
+          `the identity provider said ${query.error}${query.error_description ? ` (${query.error_description.slice(0, 200)})` : ''}`,
+        );
+      if (!query.code) throw failed('the answer has no code');
       const issuer = issuerOf(started.issuer);
       const endpoints = issuer ? await keys.endpoints(issuer.url) : null;
       if (!issuer?.clientId || !endpoints)
@@ -457,6 +475,7 @@ export function createTokenService(deps: {
         issuer: issuer.url,
         subject,
         name: name.slice(0, 200),
+        started_by: started.started_by,
         created: at.toISOString(),
         expires: new Date(at.getTime() + policy.sessionSeconds * 1000).toISOString(),
       });
@@ -474,7 +493,7 @@ export function createTokenService(deps: {
         subject: row.subject,
         scopes: null,
       };
-      return { userId: row.user_id, name: row.name, credential };
+      return { userId: row.user_id, name: row.name, startedBy: row.started_by, credential };
     },
 
     async signOut(secret: string): Promise<string | null> {

@@ -330,7 +330,7 @@ export function createUserService(deps: {
         if (actor.id === target.id && !actor.isAdmin)
           throw new RepomanError(
             'forbidden',
-            'Link your own identity by presenting it: its token (or a browser session signed in with it) beside your certificate, to POST /api/whoami/identities',
+            'Link your own identity by signing in with its issuer in a browser that presents your certificate, then linking it on the Account page (POST /api/whoami/identities)',
           );
         if (!canModifyUser(actor, await targetOf(target), ['client_dn']))
           throw new RepomanError('forbidden', `You may not change who '${name}' is (as their DN)`);
@@ -347,7 +347,7 @@ export function createUserService(deps: {
         if (!offered)
           throw new RepomanError(
             'bad_request',
-            'Present the identity to link beside your certificate: a bearer token, or a browser session signed in with its issuer',
+            'No identity to link: sign in with its issuer in this browser, starting from a page that has your certificate (the Account page)',
           );
         const linked = await deps.tokens.link(actor.id, offered.issuer, offered.subject);
         await identitiesChanged();

@@ -25,6 +25,8 @@ export interface TrustedIssuer {
 export type FetchJson = (url: string) => Promise<unknown>;
 
 const MIN_REFRESH_MS = 60_000;
+/** Keys are fetched again after this long even when they are known: a key the issuer withdrew stops working. */
+const MAX_KEY_AGE_MS = 3600_000;
 
 /** What browser sign-in needs of an issuer's discovery document. */
 export interface IssuerEndpoints {
@@ -42,11 +44,18 @@ interface IssuerKeys {
   pending: Promise<void> | null;
 }
 
-function checkedUrl(text: unknown, what: string): string {
+const isLoopback = (url: URL) => ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+
+/**
+ * A URL the issuer's discovery document names: https, or plain http on loopback for an issuer that is itself on
+ * loopback (a local or test issuer); an issuer elsewhere cannot send this server to its own loopback.
+ */
+function checkedUrl(text: unknown, what: string, issuer: string): string {
   if (typeof text !== 'string') throw new JwtError(`the issuer's ${what} is missing`);
   const url = new URL(text);
-  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback))
+  if (isLoopback(url) && !isLoopback(new URL(issuer)))
+    throw new JwtError(`the issuer's ${what} ${text} is on this server's loopback`);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url)))
     throw new JwtError(`the issuer's ${what} ${text} is not https`);
   return url.href;
 }
@@ -66,14 +75,16 @@ export function createIssuerKeys(deps: {
     const discovery = (await deps.fetchJson(
       `${issuer.url.replace(/\/+$/, '')}/.well-known/openid-configuration`,
     )) as Record<string, unknown>;
-    if (discovery.issuer !== undefined && discovery.issuer !== issuer.url)
+    if (discovery.issuer !== issuer.url)
       throw new JwtError(
         `the discovery document of ${issuer.url} names another issuer, ${String(discovery.issuer)}`,
       );
-    const jwks = (await deps.fetchJson(checkedUrl(discovery.jwks_uri, 'jwks_uri'))) as { keys?: unknown };
+    const jwks = (await deps.fetchJson(checkedUrl(discovery.jwks_uri, 'jwks_uri', issuer.url))) as {
+      keys?: unknown;
+    };
     const optional = (name: string) => {
       try {
-        return checkedUrl(discovery[name], name);
+        return checkedUrl(discovery[name], name, issuer.url);
       } catch {
         return null;
       }
@@ -124,8 +135,12 @@ export function createIssuerKeys(deps: {
   async function keyOf(issuer: TrustedIssuer, kid: string | undefined): Promise<KeyObject | null> {
     const state = stateOf(issuer);
     const known = () => (kid === undefined ? state.only : (state.keys.get(kid) ?? null));
-    if (known()) return known();
-    await refreshBounded(issuer, state);
+    if (known() && now() - state.fetched < MAX_KEY_AGE_MS) return known();
+    // Unknown, or known for an hour: fetched again (at the bounded rate). If the issuer cannot be reached, the
+    // keys it last gave stay in use.
+    await refreshBounded(issuer, state).catch((error: unknown) => {
+      if (!known()) throw error;
+    });
     return known();
   }
 

@@ -414,7 +414,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Link the token identity you present beside your certificate (a bearer token, or a browser session) to your account */
+        /** Link the identity this browser signed in with (a sign-in it started with your certificate) to your account */
         post: {
             parameters: {
                 query?: never;

@@ -7,11 +7,15 @@ import { api, call, type User } from '../api/client';
 import { date } from '../lib/format';
 import { ErrorBox, Notice, useAction, useAsync } from '../lib/ui';
 
-/** "Sign in with …" for each issuer, and why the last sign-in failed (the server's words, from the URL). */
-export function SignInButtons() {
+/**
+ * "Sign in with …" for each issuer, and why the last sign-in failed (the server's words, from the URL). Back
+ * to `returnTo` once signed in (by default where the browser is, or the start page from the Account page).
+ */
+export function SignInButtons({ returnTo, label = 'Sign in with' }: { returnTo?: string; label?: string }) {
   const issuers = useAsync(async () => (await call(api.GET('/api/auth/issuers'))).items, []);
   const failed = new URLSearchParams(location.search).get('sign_in_error');
-  const here = `${location.pathname}${location.search.replace(/[?&]sign_in_error=[^&]*/, '')}`;
+  const current = `${location.pathname}${location.search.replace(/[?&]sign_in_error=[^&]*/, '')}`;
+  const here = returnTo ?? (current === '/account' ? '/' : current);
   return (
     <>
       {failed && <Notice>{failed}</Notice>}
@@ -21,9 +25,9 @@ export function SignInButtons() {
             <a
               key={issuer.url}
               class="button"
-              href={`${issuer.sign_in_url}&return_to=${encodeURIComponent(here === '/account' ? '/' : here)}`}
+              href={`${issuer.sign_in_url}&return_to=${encodeURIComponent(here)}`}
             >
-              Sign in with {issuer.name}
+              {label} {issuer.name}
             </a>
           ))}
         </p>
@@ -71,7 +75,8 @@ export function Identities({ user, reload }: { user: User; reload: () => void })
     <>
       <h2>Linked identities</h2>
       <p class="muted">
-        Tokens and browser sign-ins of these identities act as you, beside your certificate.
+        Tokens and browser sign-ins of these identities act as you, beside your certificate. To link one, sign
+        in with its issuer here, in this browser, with your certificate: then link it below.
       </p>
       <ErrorBox error={list.error} />
       {list.data && list.data.length === 0 && <p>None.</p>}
@@ -116,6 +121,9 @@ export function Identities({ user, reload }: { user: User; reload: () => void })
             ))}
           </tbody>
         </table>
+      )}
+      {!offered && (user.credential?.kind === 'certificate' || user.credential?.kind === 'proxy') && (
+        <SignInButtons returnTo="/account" label="Link an identity: sign in with" />
       )}
       {offered && (
         <div class="card" data-testid="offered-identity">

@@ -15,7 +15,7 @@ import { cookieOf, requireActor, SESSION_COOKIE } from '../auth.ts';
 import { userJson } from '../present.ts';
 import type { RouteDeps } from './deps.ts';
 
-const SIGN_IN_COOKIE = 'repoman_sign_in';
+const SIGN_IN_COOKIE = '__Secure-repoman_sign_in';
 const userParams = { type: 'object', required: ['user'], properties: { user: { type: 'string' } } } as const;
 const identityList = {
   type: 'object',
@@ -53,10 +53,16 @@ export function identityRoutes(app: FastifyInstance, deps: RouteDeps) {
       const actor = requireActor(request);
       const json = userJson(urls(request), await services.users.get(actor, actor.name));
       if (request.credential) json.credential = request.credential;
-      // A browser signed in at an issuer beside its certificate: the identity, if it is not linked to this user.
+      // A browser signed in at an issuer beside its certificate, in a sign-in it started with that certificate:
+      // the identity, if it is not linked to this user yet (the Account page offers to link it).
       const secret = request.credential?.kind !== 'session' ? cookieOf(request, SESSION_COOKIE) : undefined;
       const session = secret === undefined ? null : await services.tokens.session(secret);
-      if (session && session.userId !== actor.id && session.credential.subject)
+      if (
+        session &&
+        session.userId !== actor.id &&
+        session.startedBy === actor.id &&
+        session.credential.subject
+      )
         json.offered_identity = {
           issuer: session.credential.issuer,
           subject: session.credential.subject,
@@ -72,7 +78,7 @@ export function identityRoutes(app: FastifyInstance, deps: RouteDeps) {
       config: { linksIdentity: true },
       schema: {
         summary:
-          'Link the token identity you present beside your certificate (a bearer token, or a browser session) to your account',
+          'Link the identity this browser signed in with (a sign-in it started with your certificate) to your account',
         tags: ['users'],
         response: { 201: { $ref: 'TokenIdentity#' } },
       },
@@ -186,7 +192,8 @@ export function identityRoutes(app: FastifyInstance, deps: RouteDeps) {
   app.get<{ Querystring: { issuer: string; return_to?: string } }>(
     '/api/auth/sign-in',
     {
-      config: { auth: 'none' },
+      // A certificate presented meanwhile is remembered: its user may link the identity signed in with.
+      config: { auth: 'optional' },
       schema: {
         summary: 'Sign in with an issuer: redirects the browser to it (authorization code flow with PKCE)',
         tags: ['sign-in'],
@@ -204,11 +211,13 @@ export function identityRoutes(app: FastifyInstance, deps: RouteDeps) {
     async (request, reply) => {
       if (!request.headers.host || !(request.raw.socket as { encrypted?: boolean }).encrypted)
         throw new RepomanError('https_required', 'Signing in is done over HTTPS only');
-      const { location, binding } = await services.tokens.startSignIn(
-        request.query.issuer,
-        localPath(request.query.return_to),
-        `${urls(request).https}/api/auth/callback`,
-      );
+      const certificate = request.credential?.kind === 'certificate' || request.credential?.kind === 'proxy';
+      const { location, binding } = await services.tokens.startSignIn(request.query.issuer, {
+        returnTo: localPath(request.query.return_to),
+        callbackUrl: `${urls(request).https}/api/auth/callback`,
+        address: request.ip,
+        startedBy: certificate && request.actor ? request.actor.id : null,
+      });
       setCookie(reply, SIGN_IN_COOKIE, binding, '/api/auth', 600);
       return reply.code(302).header('location', location).header('cache-control', 'no-store').send();
     },
