@@ -202,4 +202,51 @@ describe('bearer JWTs from trusted issuers', () => {
     clock += 61_000;
     assert.equal((await verify(token)).claims.sub, 'user-42');
   });
+
+  it('drops a key the issuer withdrew once its keys are an hour old', async () => {
+    const withdrawn = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    published = [...published, { ...withdrawn.publicKey.export({ format: 'jwk' }), kid: 'ec-old' }];
+    clock += 61_000;
+    const token = jwt({ alg: 'ES256', kid: 'ec-old' }, claims(), withdrawn.privateKey);
+    assert.equal((await verify(token)).claims.sub, 'user-42');
+    published = published.filter((key) => key.kid !== 'ec-old');
+    clock += 30 * 60_000;
+    assert.equal((await verify(token)).claims.sub, 'user-42', 'known, and under an hour old');
+    clock += 31 * 60_000;
+    await assert.rejects(verify(token), /no key ec-old/);
+  });
+
+  it("trusts no discovery document that names another issuer, or points at this server's loopback", async () => {
+    const documents: Record<string, unknown> = {
+      'https://iam.example.org/.well-known/openid-configuration': {
+        issuer: 'https://iam.example.org/',
+        jwks_uri: 'http://127.0.0.1:9/jwks',
+      },
+      'https://other.example.org/.well-known/openid-configuration': {
+        jwks_uri: 'https://other.example.org/jwks',
+      },
+    };
+    const fetched: string[] = [];
+    const strict = createIssuerKeys({
+      issuers: [
+        { url: 'https://iam.example.org/', audiences: ['https://repoman.example.org'] },
+        { url: 'https://other.example.org', audiences: ['https://repoman.example.org'] },
+      ],
+      fetchJson: async (url) => {
+        fetched.push(url);
+        return documents[url] ?? {};
+      },
+    });
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    const token = (iss: string) => jwt({ alg: 'ES256', kid: 'k' }, claims({ iss }), key);
+    await assert.rejects(
+      strict.verify(token('https://iam.example.org/'), { clockSkewSeconds: 60 }),
+      /jwks_uri .* is on this server's loopback/,
+    );
+    await assert.rejects(
+      strict.verify(token('https://other.example.org'), { clockSkewSeconds: 60 }),
+      /names another issuer/,
+    );
+    assert.ok(!fetched.some((url) => url.includes('127.0.0.1')), 'the loopback URL was never fetched');
+  });
 });
