@@ -81,7 +81,7 @@ function credentialWords(credential: {
         ? `the proxy ${credential.source}`
         : credential.kind === 'capability'
           ? `a capability from ${credential.source}`
-          : `${credential.source}`;
+          : `the certificate ${credential.source}`;
   return what;
 }
 

@@ -685,7 +685,10 @@ describe(`the repoman client (on Node ${spawnSync(NODE, ['-v'], { encoding: 'utf
     const flags = ['whoami', '--cert', join(dir, 'admin.pem'), '--key', join(dir, 'locked.key')];
     const right = await inTerminal(flags, 'open sesame');
     assert.equal(right.status, 0, right.stdout);
-    assert.match(right.stdout, /Passphrase for .*locked\.key: \r?\n(\r?\n)*admin/);
+    assert.match(
+      right.stdout,
+      /Passphrase for .*locked\.key: \r?\n(\r?\n)*\(with the certificate .*locked\.key\)\r?\nadmin/,
+    );
     assert.doesNotMatch(right.stdout, /open sesame/, 'the passphrase is not echoed');
     const wrong = await inTerminal(flags, 'guess');
     assert.notEqual(wrong.status, 0);
