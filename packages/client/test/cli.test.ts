@@ -20,7 +20,7 @@ import { makeTestPki, type TestPki } from '../../server/test/helpers/pki.ts';
 import { cuttingRelay } from '../../server/test/helpers/relay.ts';
 import { startServerFor, type TestServer } from '../../server/test/helpers/server.ts';
 import { GLOBAL_OPTIONS, parseCommandLine } from '../src/cli.ts';
-import { commands } from '../src/commands.ts';
+import { commands } from '../src/commands/index.ts';
 import { buildClient } from './build.ts';
 
 const run = promisify(execFile);

@@ -548,7 +548,7 @@ describe('repoman save-image without root', {
     const script = join(dir, 'save.mjs');
     await writeFile(
       script,
-      `import { snapshot } from './client/snapshot.ts';
+      `import { snapshot } from './client/commands/save-image/snapshot.ts';
 const shot = await snapshot({ root: ${JSON.stringify(tree)}, workDir: ${JSON.stringify(join(dir, 'work'))},
   names: { lock: 'lock', image: 'image.img', mount: 'mnt', staging: 'mnt-tree' }, method: 'auto',
   excludes: ['/tmp/*'], size: 16 * 1024 * 1024, partitioned: false, keepHostIdentity: false, clean: false,

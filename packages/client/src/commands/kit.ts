@@ -1,6 +1,6 @@
 /** What the commands share: reading options, printing a result, naming an image. */
-import type { Api } from './api.ts';
-import type { Context } from './cli.ts';
+import type { Api } from '../api.ts';
+import type { Context } from '../cli.ts';
 
 /** An option's value if it is a string (given once), else undefined. */
 export const str = (value: unknown) => (typeof value === 'string' ? value : undefined);

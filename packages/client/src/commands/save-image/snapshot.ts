@@ -29,7 +29,7 @@ import {
 import { arch as hostArch } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ClientError } from './errors.ts';
+import { ClientError } from '../../errors.ts';
 
 const run = promisify(execFile);
 

@@ -13,11 +13,11 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Api, path } from './api.ts';
-import type { CommandSpec, Context } from './cli.ts';
-import { ownerAndName, show, str } from './command-kit.ts';
-import { ClientError } from './errors.ts';
-import { bytes, table, text } from './output.ts';
+import { type Api, path } from '../api.ts';
+import type { CommandSpec, Context } from '../cli.ts';
+import { ClientError } from '../errors.ts';
+import { bytes, table, text } from '../output.ts';
+import { ownerAndName, show, str } from './kit.ts';
 
 const run = promisify(execFile);
 const DAY = 86_400_000;

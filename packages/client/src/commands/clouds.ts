@@ -5,11 +5,11 @@
  * domains), so that `source app-cred-openrc.sh; repoman add-cloud atlas cern` works; a secret is never taken
  * from the command line (it would show in `ps`): from the environment, or asked for.
  */
-import { path } from './api.ts';
-import type { CommandSpec } from './cli.ts';
-import { ownerAndName, show, str } from './command-kit.ts';
-import { ClientError } from './errors.ts';
-import { table, text } from './output.ts';
+import { path } from '../api.ts';
+import type { CommandSpec } from '../cli.ts';
+import { ClientError } from '../errors.ts';
+import { table, text } from '../output.ts';
+import { ownerAndName, show, str } from './kit.ts';
 
 const list = (value: unknown) =>
   (Array.isArray(value) ? value : value === undefined ? [] : [value]).map(String);
