@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import type { ErrorBody, Page } from '@repoman/core';
 import type { Credential } from './config.ts';
 import { ClientError } from './errors.ts';
 
@@ -21,11 +22,11 @@ export interface Connection {
   timeoutMs?: number;
 }
 
-export interface Response {
+/** An answer: its JSON typed by what the caller asked for (core's API types), unchecked at run time. */
+export interface Response<T = unknown> {
   status: number;
   headers: IncomingHttpHeaders;
-  // biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field by the commands
-  json: any;
+  json: T;
 }
 
 export interface RequestOptions {
@@ -139,7 +140,11 @@ export class Api {
     return response;
   }
 
-  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+  async request<T = unknown>(
+    method: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<Response<T>> {
     const response = await this.open(method, path, options);
     const text = await readText(response);
     let json: unknown;
@@ -151,24 +156,24 @@ export class Api {
         `The server answered ${response.statusCode} with something that is not JSON`,
       );
     }
-    return { status: response.statusCode ?? 0, headers: response.headers, json };
+    return { status: response.statusCode ?? 0, headers: response.headers, json: json as T };
   }
 
-  get = (path: string, query?: RequestOptions['query']) =>
-    this.request('GET', path, { query }).then((r) => r.json);
-  post = (path: string, json?: unknown) =>
-    this.request('POST', path, { json: json ?? {} }).then((r) => r.json);
-  patch = (path: string, json: unknown) => this.request('PATCH', path, { json }).then((r) => r.json);
-  delete = (path: string) => this.request('DELETE', path).then((r) => r.json);
+  get = <T>(path: string, query?: RequestOptions['query']) =>
+    this.request<T>('GET', path, { query }).then((r) => r.json);
+  post = <T>(path: string, json?: unknown) =>
+    this.request<T>('POST', path, { json: json ?? {} }).then((r) => r.json);
+  patch = <T>(path: string, json: unknown) => this.request<T>('PATCH', path, { json }).then((r) => r.json);
+  delete = (path: string) => this.request<undefined>('DELETE', path).then((r) => r.json);
 
   /** Every item of a paged list, following `next`. */
-  async all(path: string, query: RequestOptions['query'] = {}): Promise<unknown[]> {
-    const items: unknown[] = [];
-    let page = await this.get(path, { limit: 1000, ...query });
+  async all<T>(path: string, query: RequestOptions['query'] = {}): Promise<T[]> {
+    const items: T[] = [];
+    let page = await this.get<Page<T>>(path, { limit: 1000, ...query });
     items.push(...page.items);
     while (page.next) {
       const next = new URL(page.next);
-      page = await this.get(next.pathname + next.search);
+      page = await this.get<Page<T>>(next.pathname + next.search);
       items.push(...page.items);
     }
     return items;
@@ -211,7 +216,7 @@ export class Api {
     const text = await readText(response).catch(() => '');
     const status = response.statusCode ?? 0;
     try {
-      const { error } = JSON.parse(text) as { error: { code: string; message: string; details?: unknown } };
+      const { error } = JSON.parse(text) as ErrorBody;
       return new ClientError('server', error.message, {
         code: error.code,
         status,

@@ -1,4 +1,5 @@
 /** What goes wrong in the client, each with a kind for the exit status and a one-line message. */
+import type { ErrorCode } from '@repoman/core';
 
 export type ClientErrorKind =
   /** the command line is wrong (exit 2) */
@@ -21,7 +22,7 @@ export type ClientErrorKind =
 export class ClientError extends Error {
   readonly kind: ClientErrorKind;
   /** The server's stable error code, for `server` errors. */
-  readonly code: string | undefined;
+  readonly code: ErrorCode | undefined;
   readonly status: number | undefined;
   /** The server's `details`, for `server` errors that have them. */
   readonly details: unknown;
@@ -29,7 +30,7 @@ export class ClientError extends Error {
   constructor(
     kind: ClientErrorKind,
     message: string,
-    options: { code?: string; status?: number; details?: unknown; cause?: unknown } = {},
+    options: { code?: ErrorCode; status?: number; details?: unknown; cause?: unknown } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.kind = kind;

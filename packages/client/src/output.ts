@@ -44,7 +44,7 @@ export function localTime(iso: string): string {
 }
 
 /** One object, one `key : value` line per field, keys right-aligned (nested objects flattened with dots). */
-export function details(object: Record<string, unknown>): string {
+export function details(object: object): string {
   const entries: [string, string][] = [];
   const walk = (prefix: string, value: Record<string, unknown>) => {
     for (const [key, v] of Object.entries(value)) {
@@ -53,7 +53,7 @@ export function details(object: Record<string, unknown>): string {
       else entries.push([`${prefix}${key}`, text(v)]);
     }
   };
-  walk('', object);
+  walk('', object as Record<string, unknown>);
   const width = Math.max(...entries.map(([key]) => key.length));
   return entries.map(([key, value]) => `${key.padStart(width)} : ${value}`).join('\n');
 }

@@ -3,6 +3,7 @@
  * a rerun of the same command, downloads that resume a partial file with a Range request, both checked
  * against the SHA-256 the server reports, with a progress bar on a terminal.
  */
+
 import { createHash } from 'node:crypto';
 import {
   chownSync,
@@ -19,6 +20,7 @@ import { open, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Image, Job, Page, Version } from '@repoman/core';
 import type { Api } from './api.ts';
 import { ClientError } from './errors.ts';
 import { bytes } from './output.ts';
@@ -197,7 +199,7 @@ function statOf(file: string) {
 }
 
 /** Uploads a file as the image's next version; resolves with the image JSON the server then shows. */
-export async function upload(api: Api, options: UploadOptions): Promise<unknown> {
+export async function upload(api: Api, options: UploadOptions): Promise<Image> {
   const { file, owner, image, note } = options;
   const before = statOf(file);
   const size = before.size;
@@ -312,10 +314,7 @@ export async function upload(api: Api, options: UploadOptions): Promise<unknown>
   }
   progress.finish();
   remember(undefined);
-  const json = (await api.get(`/api/images/${encodeURIComponent(owner)}/${encodeURIComponent(image)}`)) as {
-    digests?: { sha256?: string };
-    compression?: string | null;
-  };
+  const json = await api.get<Image>(`/api/images/${encodeURIComponent(owner)}/${encodeURIComponent(image)}`);
   // Unpacked on the server, the stored bytes differ from the file; the server checked the file's SHA-256.
   const unpacked = options.decompress === true && json.compression === null;
   if (json.digests?.sha256 !== sha256 && !unpacked) {
@@ -341,23 +340,8 @@ export interface DownloadOptions {
   note: (text: string) => void;
 }
 
-interface VersionJson {
-  version: number;
-  current: boolean;
-  size: number;
-  disk_format: string | null;
-  virtual_size: number | null;
-  digests: { sha256: string };
-  variants?: { format: string; size: number; digests: { sha256: string } }[];
-}
-
-interface JobJson {
-  id: string;
-  state: string;
-  progress: number;
-  error: { code: string; message: string } | null;
-  variant: { format: string; size: number; digests: { sha256: string } } | null;
-}
+/** What a conversion ends with: the job's state and the variant it made (or found already there). */
+export type ConversionOutcome = Pick<Job, 'state' | 'progress' | 'error' | 'variant'>;
 
 /**
  * Asks the server to convert a version and waits for the job, showing its progress; resolves with the
@@ -367,21 +351,20 @@ export async function convertOnServer(
   api: Api,
   options: { owner: string; image: string; format: string; compress?: boolean; version?: number | undefined },
   estimate: number,
-): Promise<JobJson> {
+): Promise<ConversionOutcome> {
   const name = `${encodeURIComponent(options.owner)}/${encodeURIComponent(options.image)}`;
-  const answer = (await api.post(`/api/images/${name}/conversions`, {
+  const answer = await api.post<{ job?: Job; variant?: Job['variant'] }>(`/api/images/${name}/conversions`, {
     format: options.format,
     ...(options.compress ? { compress: true } : {}),
     ...(options.version === undefined ? {} : { version: options.version }),
-  })) as { job?: JobJson; variant?: JobJson['variant'] };
-  if (!answer.job)
-    return { id: '', state: 'succeeded', progress: 1, error: null, variant: answer.variant ?? null };
+  });
+  if (!answer.job) return { state: 'succeeded', progress: 1, error: null, variant: answer.variant ?? null };
   let job = answer.job;
   const progress = new Progress('converting ', estimate);
   try {
     while (job.state === 'queued' || job.state === 'running') {
       await new Promise((resolve) => setTimeout(resolve, 500));
-      job = (await api.get(`/api/jobs/${job.id}`)) as JobJson;
+      job = await api.get<Job>(`/api/jobs/${job.id}`);
       progress.add(Math.max(0, Math.floor(job.progress * estimate) - progress.done));
     }
   } finally {
@@ -404,15 +387,12 @@ export async function download(
 ): Promise<{ file: string; size: number; sha256: string }> {
   const { destination, note } = options;
   const name = `${encodeURIComponent(options.owner)}/${encodeURIComponent(options.image)}`;
-  const image = (await api.get(`/api/images/${name}`)) as {
-    size: number | null;
-    digests: { sha256: string } | null;
-  };
+  const image = await api.get<Image>(`/api/images/${name}`);
   let expected: { size: number; sha256: string };
   let format = options.format;
   let version = options.version;
   if (options.version !== undefined || format !== undefined) {
-    const versions = (await api.get(`/api/images/${name}/versions`)) as { items: VersionJson[] };
+    const versions = await api.get<Page<Version>>(`/api/images/${name}/versions`);
     const found = versions.items.find((v) =>
       options.version === undefined ? v.current : v.version === options.version,
     );

@@ -830,6 +830,15 @@ export const endorseBody = {
   },
 } as const;
 
+/** What publishing an endorser's own signed list answers. */
+export interface PublishedList {
+  group: string;
+  endorser: string;
+  version: number;
+  expires: string;
+  url: string;
+}
+
 export interface EndorsementListQuery {
   limit?: number;
   offset?: number;

@@ -1,4 +1,5 @@
 /** `repoman accept-transfer`: take an image offered to you into your namespace (optionally under another name). */
+import type { Image, Transfer } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { str } from './kit.ts';
@@ -20,10 +21,10 @@ export const acceptTransfer: CommandSpec = {
   server: true,
   async run(context) {
     const api = await context.api();
-    const offer = await api.get(transferPath(context));
+    const offer = await api.get<Transfer>(transferPath(context));
     const name = str(context.options.name);
     const image = await api
-      .post(`${transferPath(context)}/accept`, given({ name }))
+      .post<Image>(`${transferPath(context)}/accept`, given({ name }))
       .catch((error: unknown) => {
         throw error instanceof ClientError && error.code === 'image_exists'
           ? new ClientError('server', `${error.message}: take it under another name with --name NAME`, {

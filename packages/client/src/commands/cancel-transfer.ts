@@ -1,4 +1,5 @@
 /** `repoman cancel-transfer`: withdraw an offer you made (admins: any offer); the image stays where it is. */
+import type { Transfer } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { done, transferPath } from './shared.ts';
@@ -12,7 +13,7 @@ export const cancelTransfer: CommandSpec = {
   async run(context) {
     const api = await context.api();
     // An expired offer (410) may still be withdrawn: it is then named by its id alone.
-    const offer = await api.get(transferPath(context)).catch((error: unknown) => {
+    const offer = await api.get<Transfer>(transferPath(context)).catch((error: unknown) => {
       if (error instanceof ClientError && error.code === 'transfer_expired') return null;
       throw error;
     });

@@ -5,6 +5,7 @@
  * domains), so that `source app-cred-openrc.sh; repoman add-cloud atlas cern` works; a secret is never taken
  * from the command line (it would show in `ps`): from the environment, or asked for.
  */
+import type { Cloud, CloudCopy } from '@repoman/core';
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
@@ -13,9 +14,6 @@ import { ownerAndName, show, str } from './kit.ts';
 
 const list = (value: unknown) =>
   (Array.isArray(value) ? value : value === undefined ? [] : [value]).map(String);
-
-// biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
-type Json = any;
 
 /** `group/cloud`. */
 function cloudRef(arg: string): [string, string] {
@@ -34,14 +32,14 @@ const STATE_WORDS: Record<string, string> = {
   retiring: 'retiring',
 };
 
-function statusTable(copies: Json[]): string {
+function statusTable(copies: CloudCopy[]): string {
   if (copies.length === 0) return 'Nothing there yet: choose images (repoman sync GROUP/CLOUD --add IMAGE)';
   return table(copies, [
-    { title: 'IMAGE', value: (c: Json) => c.image },
-    { title: 'VERSION', value: (c: Json) => String(c.version) },
-    { title: 'STATE', value: (c: Json) => STATE_WORDS[c.state] ?? c.state },
-    { title: 'GLANCE ID', value: (c: Json) => c.glance_id ?? '-' },
-    { title: 'DETAIL', value: (c: Json) => c.detail ?? '' },
+    { title: 'IMAGE', value: (c) => c.image },
+    { title: 'VERSION', value: (c) => String(c.version) },
+    { title: 'STATE', value: (c) => STATE_WORDS[c.state] ?? c.state },
+    { title: 'GLANCE ID', value: (c) => c.glance_id ?? '-' },
+    { title: 'DETAIL', value: (c) => c.detail ?? '' },
   ]);
 }
 
@@ -55,22 +53,22 @@ export const cloudCommands: CommandSpec[] = [
     async run(context) {
       const api = await context.api();
       const group = str(context.args.group);
-      const clouds = (await api.get(group ? path('clouds', group) : '/api/clouds')) as Json[];
+      const clouds = await api.get<Cloud[]>(group ? path('clouds', group) : '/api/clouds');
       show(
         context,
         clouds,
         clouds.length === 0
           ? 'No clouds'
           : table(clouds, [
-              { title: 'CLOUD', value: (c: Json) => `${c.group}/${c.name}` },
-              { title: 'KEYSTONE', value: (c: Json) => c.auth_url },
-              { title: 'TRANSFER', value: (c: Json) => c.transfer },
+              { title: 'CLOUD', value: (c) => `${c.group}/${c.name}` },
+              { title: 'KEYSTONE', value: (c) => c.auth_url },
+              { title: 'TRANSFER', value: (c) => c.transfer },
               {
                 title: 'IMAGES',
-                value: (c: Json) => String(c.images.length) + (c.follow_endorsed ? ' + endorsed' : ''),
+                value: (c) => String(c.images.length) + (c.follow_endorsed ? ' + endorsed' : ''),
               },
-              { title: 'LAST SYNC', value: (c: Json) => text(c.last_sync) },
-              { title: 'LAST ERROR', value: (c: Json) => c.last_error ?? '' },
+              { title: 'LAST SYNC', value: (c) => text(c.last_sync) },
+              { title: 'LAST ERROR', value: (c) => c.last_error ?? '' },
             ]),
       );
     },
@@ -154,7 +152,7 @@ export const cloudCommands: CommandSpec[] = [
         ...(str(context.options.format) ? { disk_format: str(context.options.format) } : {}),
         ...(context.options['no-endorsed'] ? { follow_endorsed: false } : {}),
       };
-      const made = await (await context.api()).post(path('clouds', group), body);
+      const made = await (await context.api()).post<Cloud>(path('clouds', group), body);
       show(
         context,
         made,
@@ -222,8 +220,8 @@ export const cloudCommands: CommandSpec[] = [
       // The server's clock, not ours (to the second): a sync that ended since it was asked for has run.
       const since = new Date(asked ?? Date.now()).getTime();
       for (;;) {
-        const copies = (await api.get(statusPath)) as Json[];
-        const cloud = await api.get(path('clouds', group, name));
+        const copies = await api.get<CloudCopy[]>(statusPath);
+        const cloud = await api.get<Cloud>(path('clouds', group, name));
         const synced = cloud.last_sync !== null && new Date(cloud.last_sync).getTime() >= since;
         // Transferring, or waiting for a conversion into the cloud's format.
         const moving = copies.filter(
@@ -259,8 +257,8 @@ export const cloudCommands: CommandSpec[] = [
     async run(context) {
       const [group, name] = cloudRef(context.args.cloud as string);
       const api = await context.api();
-      const copies = (await api.get(path('clouds', group, name, 'status'))) as Json[];
-      const cloud = await api.get(path('clouds', group, name));
+      const copies = await api.get<CloudCopy[]>(path('clouds', group, name, 'status'));
+      const cloud = await api.get<Cloud>(path('clouds', group, name));
       show(
         context,
         { cloud, copies },

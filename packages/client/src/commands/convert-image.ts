@@ -1,9 +1,10 @@
 /** `repoman convert-image`: convert an image on the server to raw, qcow2 or vmdk (kept beside its version). */
+import type { Image } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { bytes } from '../output.ts';
 import { convertOnServer } from '../transfer.ts';
-import { done, imagePath, imageRef, type Json, ownerOption, variantFormat, versionOption } from './shared.ts';
+import { done, imagePath, imageRef, ownerOption, variantFormat, versionOption } from './shared.ts';
 
 export const convertImage: CommandSpec = {
   name: 'convert-image',
@@ -21,7 +22,7 @@ export const convertImage: CommandSpec = {
     const format = variantFormat(context);
     if (format === undefined) throw new ClientError('usage', 'Say which format: --format raw, qcow2 or vmdk');
     const api = await context.api();
-    const image = await api.get(imagePath(imageRef(context)));
+    const image = await api.get<Image>(imagePath(imageRef(context)));
     const job = await convertOnServer(
       api,
       {
@@ -33,7 +34,7 @@ export const convertImage: CommandSpec = {
       },
       image.virtual_size ?? image.size ?? 0,
     );
-    const variant = job.variant as Json;
+    const variant = job.variant;
     if (!variant)
       throw new ClientError(
         'server',

@@ -1,4 +1,5 @@
 /** `repoman create-group`: create a group, with members and permissions. */
+import type { Group } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { done, list } from './shared.ts';
 
@@ -18,7 +19,7 @@ export const createGroup: CommandSpec = {
   },
   server: true,
   async run(context) {
-    const group = await (await context.api()).post('/api/groups', {
+    const group = await (await context.api()).post<Group>('/api/groups', {
       name: context.args.group,
       permissions: list(context.options.permissions),
       users: list(context.options.users),

@@ -1,4 +1,5 @@
 /** `repoman create-image`: create an image slot (upload its bytes with put-image). */
+import type { Image } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { done, imageBody, imageFields, imageRef, ownerOption } from './shared.ts';
 
@@ -11,7 +12,7 @@ export const createImage: CommandSpec = {
   server: true,
   async run(context) {
     const ref = imageRef(context);
-    const created = await (await context.api()).post('/api/images', {
+    const created = await (await context.api()).post<Image>('/api/images', {
       name: ref.name,
       ...(ref.owner ? { owner: ref.owner } : {}),
       ...imageBody(context.options),

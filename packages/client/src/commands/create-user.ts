@@ -1,4 +1,5 @@
 /** `repoman create-user`: create a user from the DN of their certificate. */
+import type { User } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { str } from './kit.ts';
 import { done, given, list } from './shared.ts';
@@ -15,7 +16,7 @@ export const createUser: CommandSpec = {
   },
   server: true,
   async run(context) {
-    const user = await (await context.api()).post('/api/users', {
+    const user = await (await context.api()).post<User>('/api/users', {
       user_name: context.args.user,
       client_dn: context.args.client_dn,
       ...given({

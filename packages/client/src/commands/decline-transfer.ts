@@ -1,4 +1,5 @@
 /** `repoman decline-transfer`: refuse an image offered to you (it stays its owner’s). */
+import type { Transfer } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { done, transferPath } from './shared.ts';
 
@@ -10,7 +11,7 @@ export const declineTransfer: CommandSpec = {
   server: true,
   async run(context) {
     const api = await context.api();
-    const offer = await api.get(transferPath(context));
+    const offer = await api.get<Transfer>(transferPath(context));
     await api.post(`${transferPath(context)}/decline`);
     done(context, { declined: offer }, `Declined ${offer.image} from ${offer.from}; it stays theirs`);
   },

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { CommandSpec } from '../cli.ts';
 import { bytes } from '../output.ts';
 import { download } from '../transfer.ts';
-import { str } from './kit.ts';
+import { myName, str } from './kit.ts';
 import {
   done,
   forceOption,
@@ -36,7 +36,7 @@ export const getImage: CommandSpec = {
   async run(context) {
     const api = await context.api();
     const ref = imageRef(context);
-    const owner = ref.owner ?? (await api.get('/api/whoami')).user_name;
+    const owner = ref.owner ?? (await myName(api));
     const version = versionOption(context);
     const format = variantFormat(context);
     const target = str(context.args.path) ?? ref.name;

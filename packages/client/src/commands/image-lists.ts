@@ -5,6 +5,7 @@
  * as a site verifies it: `openssl smime -verify`, its signer against its `hv:endorser`, its expiry, and every
  * image it lists downloaded without a certificate and checked against its size and SHA-512.
  */
+
 import { execFile, spawn } from 'node:child_process';
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -13,19 +14,17 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { Endorsement, Page, PublishedList } from '@repoman/core';
 import { type Api, path } from '../api.ts';
 import type { CommandSpec, Context } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { bytes, table, text } from '../output.ts';
-import { ownerAndName, show, str } from './kit.ts';
+import { myName, ownerAndName, show, str } from './kit.ts';
 
 const run = promisify(execFile);
 const DAY = 86_400_000;
 /** An endorser is warned when their signed list expires sooner than this. */
 const WARN_DAYS = 14;
-
-// biome-ignore lint/suspicious/noExplicitAny: list JSON is read field by field
-type Json = any;
 
 /** `owner/name`, the caller's own namespace when no owner is given. */
 const imageName = async (api: Api, arg: string) => (await ownerAndName(api, arg)).join('/');
@@ -90,7 +89,7 @@ async function signOwnList(context: Context, api: Api, group: string) {
     );
     return null;
   }
-  const me = (await api.get('/api/whoami')).user_name as string;
+  const me = await myName(api);
   const listPath = path('groups', group, 'endorsers', me, 'image-list');
   // The key, unlocked here, goes to openssl on its standard input only.
   const key = createPrivateKey({
@@ -127,7 +126,7 @@ async function signOwnList(context: Context, api: Api, group: string) {
         ],
         key,
       );
-      const sent = await api.request('PUT', listPath, {
+      const sent = await api.request<PublishedList>('PUT', listPath, {
         body: Buffer.from(signed),
         headers: { 'content-type': 'text/plain', 'if-match': etag },
         accept: [412],
@@ -150,8 +149,11 @@ async function readBody(response: AsyncIterable<unknown>): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** What signing one's own list published (null: nothing was signed). */
+type SignedList = (PublishedList & { images: number }) | null;
+
 /** What signing said, and a warning if the list expires soon (it cannot renew itself). */
-function signedNote(context: Context, signed: Json, group: string) {
+function signedNote(context: Context, signed: SignedList, group: string) {
   if (!signed) return;
   context.note(
     `Signed your own list of ${group} (version ${signed.version}, ${signed.images} image(s)), valid until ${text(signed.expires)}: ${signed.url}`,
@@ -327,7 +329,7 @@ export const imageListCommands: CommandSpec[] = [
         throw new ClientError('usage', `--version takes a version number, not '${version}'`);
       const api = await context.api();
       const image = await imageName(api, context.args.image as string);
-      const made = await api.post(path('groups', group, 'endorsements'), {
+      const made = await api.post<Endorsement>(path('groups', group, 'endorsements'), {
         image,
         expires,
         ...(version === undefined ? {} : { version: Number(version) }),
@@ -358,8 +360,8 @@ export const imageListCommands: CommandSpec[] = [
         string,
       ];
       await api.delete(path('groups', group, 'endorsements', owner, name));
-      const mine = (await api.get(path('groups', group, 'endorsements'))).items as Json[];
-      const me = (await api.get('/api/whoami')).user_name;
+      const mine = (await api.get<Page<Endorsement>>(path('groups', group, 'endorsements'))).items;
+      const me = await myName(api);
       const signed =
         context.options['no-sign'] || !mine.some((e) => e.endorser === me)
           ? null
@@ -381,21 +383,21 @@ export const imageListCommands: CommandSpec[] = [
     server: true,
     async run(context) {
       const api = await context.api();
-      const items = (await api.all(path('groups', context.args.group as string, 'endorsements'), {
+      const items = await api.all<Endorsement>(path('groups', context.args.group as string, 'endorsements'), {
         ...(context.options.all ? { all: true } : {}),
-      })) as Json[];
+      });
       show(
         context,
         items,
         items.length === 0
           ? `${context.args.group} endorses nothing${context.options.all ? '' : ' now'}`
           : table(items, [
-              { title: 'IMAGE', value: (e: Json) => e.image },
-              { title: 'VERSION', value: (e: Json) => String(e.version) },
-              { title: 'SIZE', value: (e: Json) => bytes(e.size) },
-              { title: 'ENDORSER', value: (e: Json) => e.endorser },
-              { title: 'EXPIRES', value: (e: Json) => `${text(e.expires)}${e.expired ? ' (expired)' : ''}` },
-              { title: 'COMMENT', value: (e: Json) => e.comment ?? '' },
+              { title: 'IMAGE', value: (e) => e.image },
+              { title: 'VERSION', value: (e) => String(e.version) },
+              { title: 'SIZE', value: (e) => bytes(e.size) },
+              { title: 'ENDORSER', value: (e) => e.endorser },
+              { title: 'EXPIRES', value: (e) => `${text(e.expires)}${e.expired ? ' (expired)' : ''}` },
+              { title: 'COMMENT', value: (e) => e.comment ?? '' },
             ]),
       );
     },

@@ -1,4 +1,5 @@
 /** What the commands share: reading options, printing a result, naming an image. */
+import type { User } from '@repoman/core';
 import type { Api } from '../api.ts';
 import type { Context } from '../cli.ts';
 
@@ -13,5 +14,8 @@ export const show = (context: Context, json: unknown, human: string | (() => str
 export async function ownerAndName(api: Api, arg: string): Promise<[string, string]> {
   const slash = arg.indexOf('/');
   if (slash > 0) return [arg.slice(0, slash), arg.slice(slash + 1)];
-  return [(await api.get('/api/whoami')).user_name, arg];
+  return [await myName(api), arg];
 }
+
+/** The caller's user name, as the server knows them. */
+export const myName = async (api: Api) => (await api.get<User>('/api/whoami')).user_name;

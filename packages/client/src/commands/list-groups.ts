@@ -1,9 +1,10 @@
 /** `repoman list-groups`: list your groups (or all, or a user’s), or show one in full. */
+import type { Group, Page } from '@repoman/core';
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { details, table } from '../output.ts';
-import { show, str } from './kit.ts';
-import { type Json, shortOption } from './shared.ts';
+import { myName, show, str } from './kit.ts';
+import { shortOption } from './shared.ts';
 
 export const listGroups: CommandSpec = {
   name: 'list-groups',
@@ -19,14 +20,14 @@ export const listGroups: CommandSpec = {
   async run(context) {
     const api = await context.api();
     if (context.args.group) {
-      const group = await api.get(path('groups', context.args.group as string));
+      const group = await api.get<Group>(path('groups', context.args.group as string));
       return show(context, group, () => details(group));
     }
-    let groups = (await api.all('/api/groups')) as Json[];
+    let groups = await api.all<Group>('/api/groups');
     if (!context.options.all) {
-      const user = str(context.options.user) ?? (await api.get('/api/whoami')).user_name;
+      const user = str(context.options.user) ?? (await myName(api));
       const names = new Set(
-        ((await api.get(path('users', user, 'groups'))).items ?? []).map((g: Json) => g.name ?? g),
+        (await api.get<Page<Group>>(path('users', user, 'groups'))).items.map((g) => g.name),
       );
       groups = groups.filter((g) => names.has(g.name));
     }

@@ -1,12 +1,13 @@
 /** `repoman list-images`: list your images (or all you may see, or those shared with a group or user), or show one in full. */
+import type { Image } from '@repoman/core';
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { bytes, details, table, text } from '../output.ts';
-import { show, str } from './kit.ts';
-import { imagePath, imageRef, type Json, ownerOption, shortOption } from './shared.ts';
+import { myName, show, str } from './kit.ts';
+import { imagePath, imageRef, ownerOption, shortOption } from './shared.ts';
 
-function imagesTable(images: Json[]): string {
+function imagesTable(images: Image[]): string {
   if (images.length === 0) return 'No images.';
   const sorted = [...images].sort((a, b) =>
     `${a.owner}/${a.name}`.localeCompare(`${b.owner}/${b.name}`, undefined, { sensitivity: 'base' }),
@@ -59,24 +60,24 @@ export const listImages: CommandSpec = {
     const { options } = context;
     if (options.short && options.url) throw new ClientError('usage', '--short and --url do not go together');
     if (context.args.image) {
-      const image = await api.get(imagePath(imageRef(context)));
+      const image = await api.get<Image>(imagePath(imageRef(context)));
       return show(context, image, () => details(image));
     }
     if ([options.all, options.user, options.group].filter(Boolean).length > 1)
       throw new ClientError('usage', 'Choose one of --all, --group and --user');
-    const me = (await api.get('/api/whoami')).user_name as string;
-    let images: Json[];
-    if (options.all) images = await api.all('/api/images');
-    else if (options.group) images = await api.all(path('groups', options.group as string, 'shared'));
+    const me = await myName(api);
+    let images: Image[];
+    if (options.all) images = await api.all<Image>('/api/images');
+    else if (options.group) images = await api.all<Image>(path('groups', options.group as string, 'shared'));
     else if (options.user) {
       const user = options.user as string;
-      const mine = (await api.all('/api/images', { owner: me })) as Json[];
-      const theirs = (await api.all(path('users', me, 'shared'))) as Json[];
+      const mine = await api.all<Image>('/api/images', { owner: me });
+      const theirs = await api.all<Image>(path('users', me, 'shared'));
       images = [
         ...mine.filter((i) => i.shared_with?.users?.includes(user)),
         ...theirs.filter((i) => i.owner === user),
       ];
-    } else images = await api.all('/api/images', { owner: str(options.owner) ?? me });
+    } else images = await api.all<Image>('/api/images', { owner: str(options.owner) ?? me });
     if (context.json) return context.print(JSON.stringify(images, null, 2));
     if (options.short) return context.print(images.map((i) => `${i.owner}/${i.name}`).join('\n'));
     if (options.url)

@@ -1,9 +1,10 @@
 /** `repoman list-transfers`: pending offers of images made to you and by you (-N on modify-image makes one), or one in full. */
+import type { Transfer } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { bytes, details, table, text } from '../output.ts';
-import { show } from './kit.ts';
-import { type Json, transferPath } from './shared.ts';
+import { myName, show } from './kit.ts';
+import { transferPath } from './shared.ts';
 
 export const listTransfers: CommandSpec = {
   name: 'list-transfers',
@@ -18,14 +19,14 @@ export const listTransfers: CommandSpec = {
   async run(context) {
     const api = await context.api();
     if (context.args.id) {
-      const offer = await api.get(transferPath(context));
+      const offer = await api.get<Transfer>(transferPath(context));
       return show(context, offer, () => details(offer));
     }
     const { to, from } = context.options;
     if (to && from) throw new ClientError('usage', 'Choose one of --to and --from (neither: both)');
-    const offers = (await api.all('/api/transfers', {
+    const offers = await api.all<Transfer>('/api/transfers', {
       direction: to ? 'to' : from ? 'from' : undefined,
-    })) as Json[];
+    });
     if (context.json) return context.print(JSON.stringify(offers, null, 2));
     if (offers.length === 0) return context.print('No pending offers.');
     context.print(
@@ -39,7 +40,7 @@ export const listTransfers: CommandSpec = {
         { title: 'Description', value: (t) => t.description ?? '' },
       ]),
     );
-    const me = (await api.get('/api/whoami')).user_name;
+    const me = await myName(api);
     if (offers.some((t) => t.to === me))
       context.note('Answer an offer to you: repoman accept-transfer ID [--name NEW], or decline-transfer ID');
   },

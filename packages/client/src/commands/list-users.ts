@@ -1,9 +1,10 @@
 /** `repoman list-users`: list users (or a group’s members), or show one in full. */
+import type { Group, User } from '@repoman/core';
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { details, table } from '../output.ts';
 import { show } from './kit.ts';
-import { type Json, shortOption } from './shared.ts';
+import { shortOption } from './shared.ts';
 
 export const listUsers: CommandSpec = {
   name: 'list-users',
@@ -18,13 +19,13 @@ export const listUsers: CommandSpec = {
   async run(context) {
     const api = await context.api();
     if (context.args.user) {
-      const user = await api.get(path('users', context.args.user as string));
+      const user = await api.get<User>(path('users', context.args.user as string));
       return show(context, user, () => details(user));
     }
-    let users = (await api.all('/api/users')) as Json[];
+    let users = await api.all<User>('/api/users');
     if (context.options.group) {
       const members = new Set(
-        (await api.get(path('groups', context.options.group as string))).users as string[],
+        (await api.get<Group>(path('groups', context.options.group as string))).users ?? [],
       );
       users = users.filter((u) => members.has(u.user_name));
     }

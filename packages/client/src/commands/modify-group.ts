@@ -1,4 +1,5 @@
 /** `repoman modify-group`: rename a group, or set its members or permissions to exactly these. */
+import type { Group } from '@repoman/core';
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
@@ -26,7 +27,7 @@ export const modifyGroup: CommandSpec = {
     if (options.new_name === undefined && options.permissions === undefined && options.users === undefined)
       throw new ClientError('usage', 'Nothing to change: give at least one option');
     let name = context.args.group as string;
-    const group = await api.get(path('groups', name));
+    const group = await api.get<Group>(path('groups', name));
     for (const [option, field, route] of [
       ['users', 'users', 'users'],
       ['permissions', 'permissions', 'permissions'],
@@ -41,7 +42,7 @@ export const modifyGroup: CommandSpec = {
       await api.patch(path('groups', name), { name: options.new_name });
       name = options.new_name as string;
     }
-    const after = await api.get(path('groups', name));
+    const after = await api.get<Group>(path('groups', name));
     done(context, after, `Modified group ${after.name}`);
   },
 };

@@ -1,4 +1,5 @@
 /** `repoman modify-image`: change an image’s metadata, rename it (-n) or offer it to another user (-N; admins give it at once). */
+import type { Image, Transfer } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { text } from '../output.ts';
@@ -31,13 +32,13 @@ export const modifyImage: CommandSpec = {
     const api = await context.api();
     const ref = imageRef(context);
     if (to === undefined) {
-      const image = await api.patch(imagePath(ref), fields);
+      const image = await api.patch<Image>(imagePath(ref), fields);
       return done(context, image, `Modified image ${image.owner}/${image.name}`);
     }
     // Admins give an image away at once, with the other changes in one request; for anyone else the
     // server answers transfer_offer_required, and the image is offered instead (docs/api.md#transfers).
     try {
-      const image = await api.patch(imagePath(ref), { ...fields, owner: to });
+      const image = await api.patch<Image>(imagePath(ref), { ...fields, owner: to });
       return done(
         context,
         image,
@@ -48,10 +49,10 @@ export const modifyImage: CommandSpec = {
     }
     let offered = ref;
     if (Object.keys(fields).length > 0) {
-      const image = await api.patch(imagePath(ref), fields);
+      const image = await api.patch<Image>(imagePath(ref), fields);
       offered = { owner: image.owner, name: image.name };
     }
-    const offer = await api.post(imagePath(offered, 'transfer'), { to }).catch((error: unknown) => {
+    const offer = await api.post<Transfer>(imagePath(offered, 'transfer'), { to }).catch((error: unknown) => {
       throw offered === ref || !(error instanceof ClientError)
         ? error
         : new ClientError(

@@ -1,4 +1,5 @@
 /** `repoman modify-user`: change a user: name, DN, email, full name, suspension, quota. */
+import type { User } from '@repoman/core';
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
@@ -34,7 +35,7 @@ export const modifyUser: CommandSpec = {
     });
     if (Object.keys(body).length === 0)
       throw new ClientError('usage', 'Nothing to change: give at least one option');
-    const user = await (await context.api()).patch(path('users', context.args.user as string), body);
+    const user = await (await context.api()).patch<User>(path('users', context.args.user as string), body);
     done(context, user, `Modified user ${user.user_name}`);
   },
 };

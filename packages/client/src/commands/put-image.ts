@@ -1,4 +1,5 @@
 /** `repoman put-image`: upload a file as the image’s next version (resumable: rerun the same command to go on). */
+import type { Image } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { userHome } from '../config.ts';
 import { bytes } from '../output.ts';
@@ -10,7 +11,6 @@ import {
   forceOption,
   imagePath,
   imageRef,
-  type Json,
   ownerOption,
   retries,
   retriesOption,
@@ -45,10 +45,10 @@ export const putImage: CommandSpec = {
   async run(context) {
     const api = await context.api();
     const ref = imageRef(context);
-    const image = await api.get(imagePath(ref));
+    const image = await api.get<Image>(imagePath(ref));
     const question = `${image.owner}/${image.name} already holds version ${image.version} (${bytes(image.size)}). Upload a new version?`;
     const file = context.args.file as string;
-    const result = (await upload(api, {
+    const result = await upload(api, {
       file,
       owner: image.owner,
       image: image.name,
@@ -62,11 +62,11 @@ export const putImage: CommandSpec = {
           ? () => confirmOrForce(context, question)
           : undefined,
       note: context.note,
-    })) as Json;
+    });
     done(
       context,
       result,
-      `${file} uploaded to ${result.owner}/${result.name}: version ${result.version}, sha256 ${result.digests.sha256}`,
+      `${file} uploaded to ${result.owner}/${result.name}: version ${result.version}, sha256 ${result.digests?.sha256}`,
     );
   },
 };

@@ -1,4 +1,5 @@
 /** `repoman remove-image`: delete an image and all its versions. */
+import type { Image } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { confirmOrForce, done, forceOption, imagePath, imageRef, ownerOption } from './shared.ts';
 
@@ -12,7 +13,7 @@ export const removeImage: CommandSpec = {
   async run(context) {
     const ref = imageRef(context);
     const api = await context.api();
-    const image = await api.get(imagePath(ref));
+    const image = await api.get<Image>(imagePath(ref));
     if (!context.options.force) {
       // The server says first whether it would delete it: a refusal comes before the question.
       await api.request('DELETE', imagePath(ref), { query: { dry_run: true } });

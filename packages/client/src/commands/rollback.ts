@@ -1,4 +1,5 @@
 /** `repoman rollback`: serve an older, kept version of an image again. */
+import type { Image } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { done, imagePath, imageRef, ownerOption } from './shared.ts';
@@ -17,7 +18,7 @@ export const rollback: CommandSpec = {
     const ref = imageRef(context);
     const api = await context.api();
     await api.post(imagePath(ref, 'rollback'), { version });
-    const image = await api.get(imagePath(ref));
+    const image = await api.get<Image>(imagePath(ref));
     done(context, image, `Image ${image.owner}/${image.name} serves version ${version} again`);
   },
 };

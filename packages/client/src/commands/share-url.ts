@@ -2,7 +2,7 @@
 import { path } from '../api.ts';
 import type { CommandSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
-import { show, str } from './kit.ts';
+import { myName, show, str } from './kit.ts';
 import { askCapability, imageRef, ownerOption } from './shared.ts';
 
 /** `30m`, `1h`, `7d`, `2w` (or an ISO 8601 duration, passed on) as ISO 8601, which the server takes. */
@@ -38,7 +38,7 @@ export const shareUrl: CommandSpec = {
   async run(context) {
     const ref = imageRef(context);
     const api = await context.api();
-    const owner = ref.owner ?? (await api.get('/api/whoami')).user_name;
+    const owner = ref.owner ?? (await myName(api));
     const validity = isoDuration(str(context.options.expires) ?? '1h');
     const activities = context.options.write ? 'DOWNLOAD,LIST,UPLOAD' : 'DOWNLOAD,LIST';
     const issued = await askCapability(api, path('images', 'raw', owner, ref.name), activities, validity);

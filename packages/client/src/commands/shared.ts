@@ -5,9 +5,6 @@ import type { Context, OptionSpec } from '../cli.ts';
 import { ClientError } from '../errors.ts';
 import { str } from './kit.ts';
 
-// biome-ignore lint/suspicious/noExplicitAny: API JSON is read field by field
-export type Json = any;
-
 export const VERSION: string = JSON.parse(
   readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
 ).version;

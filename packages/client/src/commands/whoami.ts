@@ -1,4 +1,5 @@
 /** `repoman whoami`: the user your certificate, proxy or token identifies, and which credential was used. */
+import type { User } from '@repoman/core';
 import type { CommandSpec } from '../cli.ts';
 import { details } from '../output.ts';
 import { show } from './kit.ts';
@@ -29,11 +30,11 @@ export const whoami: CommandSpec = {
   options: { long: { type: 'boolean', short: 'l', help: 'everything about you, not just your name' } },
   async run(context) {
     const api = await context.api();
-    const me = await api.get('/api/whoami');
+    const me = await api.get<User>('/api/whoami');
     // Which credential this client presented, and what the server took it as.
-    const used = api.connection.credential;
-    me.credential = { ...me.credential, source: used.source };
-    if (!context.options.long) context.note(`(with ${credentialWords(me.credential)})`);
-    show(context, me, () => (context.options.long ? details(me) : me.user_name));
+    const credential = { ...me.credential, source: api.connection.credential.source };
+    const shown = { ...me, credential };
+    if (!context.options.long) context.note(`(with ${credentialWords(credential)})`);
+    show(context, shown, () => (context.options.long ? details(shown) : me.user_name));
   },
 };

@@ -1,7 +1,9 @@
 /** `repoman save-image`: snapshot this machine (or --root DIR) into a disk image and upload it as the image’s next version. */
+
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import type { Image, User } from '@repoman/core';
 import { path } from '../../api.ts';
 import type { CommandSpec, Context } from '../../cli.ts';
 import { userHome } from '../../config.ts';
@@ -16,7 +18,6 @@ import {
   imageFields,
   imagePath,
   imageRef,
-  type Json,
   ownerOption,
   retries,
   retriesOption,
@@ -39,7 +40,7 @@ async function quotaRoom(
   api: Awaited<ReturnType<Context['api']>>,
   owner: string | undefined,
 ): Promise<{ user: string; quota: number; usage: number; room: number } | null> {
-  const user: Json = await api.get(owner ? path('users', owner) : '/api/whoami').catch(() => null);
+  const user = await api.get<User>(owner ? path('users', owner) : '/api/whoami').catch(() => null);
   if (typeof user?.quota !== 'number' || typeof user.usage !== 'number') return null;
   return {
     user: user.user_name,
@@ -168,7 +169,7 @@ export const saveImage: CommandSpec = {
     ];
 
     const api = await context.api();
-    const existing = await api.get(imagePath(ref)).catch((error: unknown) => {
+    const existing = await api.get<Image>(imagePath(ref)).catch((error: unknown) => {
       if (error instanceof ClientError && error.status === 404) return null;
       throw error;
     });
@@ -266,14 +267,14 @@ export const saveImage: CommandSpec = {
     let created = false;
     let image = existing;
     if (!image) {
-      image = await api.post('/api/images', {
+      image = await api.post<Image>('/api/images', {
         name: ref.name,
         ...(ref.owner ? { owner: ref.owner } : {}),
         ...fields,
       });
       created = true;
     }
-    let result: Json;
+    let result: Image;
     try {
       result = await upload(api, {
         file,
@@ -295,7 +296,7 @@ export const saveImage: CommandSpec = {
         : error;
     }
     if (!created && Object.keys(fields).length > 0)
-      result = await api.post(imagePath({ owner: image.owner, name: image.name }), fields);
+      result = await api.post<Image>(imagePath({ owner: image.owner, name: image.name }), fields);
     const seconds = (performance.now() - started) / 1000;
     const synced = `${shot.synced.incremental ? 'synced' : 'copied'} ${shot.synced.files} files (${bytes(shot.synced.bytes)})`;
     if (context.json)
