@@ -6,7 +6,7 @@ import { match, useLocation } from './lib/router';
 import { isAdmin, loadSession, type Session } from './lib/session';
 import { ErrorBox, Loading, useAsync } from './lib/ui';
 import { AccountPage } from './pages/account';
-import { AdminPage } from './pages/admin';
+import { AdminPage } from './pages/admin/index';
 import { CloudsPage } from './pages/clouds';
 import { EditPage } from './pages/edit';
 import { GroupPage } from './pages/group';
