@@ -1,10 +1,20 @@
 /** The generated API files, as they should be (scripts/api.ts writes them; a test compares). */
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
-import { openApiDocument } from '../../server/src/http/app.ts';
+
+/** The server's OpenAPI document, as its own script prints it. */
+function serverDocument(): string {
+  const root = fileURLToPath(new URL('../../..', import.meta.url));
+  return execFileSync('npm', ['run', '--silent', 'openapi', '-w', '@repoman/server'], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+}
 
 export async function apiFiles(): Promise<Record<string, string>> {
-  const document = await openApiDocument();
-  const json = `${JSON.stringify(document, null, 2)}\n`;
+  const json = serverDocument();
   const types = astToString(await openapiTS(JSON.parse(json)));
   return {
     'src/api/openapi.json': json,

@@ -3,6 +3,7 @@
  * (scripts/api.ts). Every call goes through `call`, which turns the API's JSON errors into an `ApiError`
  * with its stable code, the server's message and what the user can do about it.
  */
+import type { ErrorCode } from '@repoman/core';
 import createClient from 'openapi-fetch';
 import type { components, paths } from './schema';
 
@@ -16,10 +17,13 @@ export const plainHttp = location.protocol === 'http:';
 
 export const api = createClient<paths>({ baseUrl: location.origin });
 
+export type ApiErrorCode = ErrorCode | 'network' | 'http_error';
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    /** The server's stable code, or the page's own: `network` (no answer), `http_error` (an answer not ours). */
+    readonly code: ApiErrorCode,
     message: string,
     readonly details: Record<string, unknown> = {},
   ) {
@@ -36,7 +40,8 @@ export class ApiError extends Error {
   }
 }
 
-const ADVICE: Record<string, string> = {
+/** What the person can do, by the server's codes (core's ErrorCode: a code that does not exist is a type error). */
+const ADVICE: Partial<Record<ApiErrorCode, string>> = {
   network: 'Check your network connection, then try again.',
   certificate_required:
     'Your browser sent no certificate. Import your certificate (a PKCS#12 file) into the browser and reload.',
@@ -83,7 +88,7 @@ export async function call<T>(request: Promise<Result<T>>): Promise<T> {
   const { response } = result;
   if (response.ok) return result.data as T;
   const body = (result.error ?? {}) as {
-    error?: { code?: string; message?: string; details?: Record<string, unknown> };
+    error?: { code?: ErrorCode; message?: string; details?: Record<string, unknown> };
   };
   const requestId = response.headers.get('x-request-id');
   throw new ApiError(

@@ -4,6 +4,7 @@
  * the same file again carries on from the server's offset).
  */
 
+import type { ErrorBody } from '@repoman/core';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { defaultOptions, type PreviousUpload, Upload } from 'tus-js-client';
 import { ApiError, api, call, type Image } from '../api/client';
@@ -376,7 +377,7 @@ function tusError(error: Error): Error {
   if (!response)
     return new ApiError(0, 'network', `The upload could not reach the server (${error.message}).`);
   try {
-    const body = JSON.parse(response.getBody()) as { error?: { code?: string; message?: string } };
+    const body = JSON.parse(response.getBody()) as Partial<ErrorBody>;
     if (body.error?.code && body.error.message)
       return new ApiError(response.getStatus(), body.error.code, body.error.message);
   } catch {
