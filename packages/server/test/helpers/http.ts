@@ -26,6 +26,8 @@ export interface RequestOptions {
   /** Send the body as form fields (what `curl -d` does) instead of JSON. */
   form?: boolean;
   headers?: Record<string, string>;
+  /** The address to send from (another loopback address, as another client would be). */
+  localAddress?: string;
 }
 
 export function request(
@@ -57,6 +59,7 @@ export function request(
       {
         method,
         headers,
+        ...(options.localAddress ? { localAddress: options.localAddress } : {}),
         ...(target.protocol === 'https:'
           ? { ca, ...(credential ? { cert: credential.cert, key: credential.key } : {}), agent: false }
           : { agent: false }),

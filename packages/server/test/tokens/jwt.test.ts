@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import { createIssuerKeys, type TrustedIssuer } from '../../src/tokens/issuers.ts';
 import { decodeJwt, JwtError, looksLikeJwt, MAX_JWT_BYTES } from '../../src/tokens/jwt.ts';
 
@@ -89,6 +89,10 @@ describe('bearer JWTs from trusted issuers', () => {
       url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
       audiences: ['https://repoman.example.org'],
     };
+  });
+  // Each test has a store of its own (nothing fetched yet), so that none depends on what another fetched.
+  beforeEach(() => {
+    fetches = 0;
     store = createIssuerKeys({ issuers: [issuer], fetchJson, now: () => clock });
   });
   after(() => server?.close());
