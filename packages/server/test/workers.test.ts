@@ -65,9 +65,32 @@ async function eventLoopDelay(server: ClusteredTestServer): Promise<number> {
 }
 
 /** The workers the primary started, by slot, from its log. */
+/** The workers serving now: those that started, less those that stopped, plus their replacements. */
 function workerPids(server: ClusteredTestServer): number[] {
-  const started = logLines(server).find((line) => line.msg === 'every worker serves');
-  return started?.workers as number[];
+  const workers = new Set<number>();
+  for (const line of logLines(server)) {
+    if (line.msg === 'every worker serves') for (const pid of line.workers as number[]) workers.add(pid);
+    if (line.msg === 'a worker stopped; starting another in its place') workers.delete(line.worker as number);
+    if (line.msg === 'a new worker serves in place of the old') workers.add(line.worker as number);
+  }
+  return [...workers];
+}
+
+/** A server of two workers on SQLite, with its admin and bob. */
+async function twoWorkers() {
+  const pki = await makeTestPki();
+  const server = (await startTestServer({
+    engine: 'sqlite',
+    caPems: [pki.ca.certPem],
+    hostCertPem: pki.host.certPem,
+    hostKeyPem: pki.host.keyPem,
+    admins: [{ name: 'admin', dn: pki.dn('admin') }],
+    workers: 2,
+  })) as ClusteredTestServer;
+  const admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
+  const bob = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('bob'));
+  assert.equal((await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') })).status, 201);
+  return { pki, server, admin, bob };
 }
 
 describe('a server of two worker processes on one SQLite file', () => {
@@ -77,21 +100,7 @@ describe('a server of two worker processes on one SQLite file', () => {
   let bob: ReturnType<typeof clientFor>;
 
   before(async () => {
-    pki = await makeTestPki();
-    server = (await startTestServer({
-      engine: 'sqlite',
-      caPems: [pki.ca.certPem],
-      hostCertPem: pki.host.certPem,
-      hostKeyPem: pki.host.keyPem,
-      admins: [{ name: 'admin', dn: pki.dn('admin') }],
-      workers: 2,
-    })) as ClusteredTestServer;
-    admin = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('admin'));
-    bob = clientFor(server.httpsUrl, pki.ca.certPem, pki.credential('bob'));
-    assert.equal(
-      (await admin.post('/api/users', { user_name: 'bob', client_dn: pki.dn('bob') })).status,
-      201,
-    );
+    ({ pki, server, admin, bob } = await twoWorkers());
   });
   after(async () => server?.stop());
 
@@ -241,6 +250,17 @@ describe('a server of two worker processes on one SQLite file', () => {
     assert.deepEqual([...new Set(answers.map((r) => r.status))], [200]);
     assert.deepEqual([...(await allLogged(server, since, 24)).keys()].sort(), [first, replacement].sort());
   });
+});
+
+/** Stopping ends the server: a server of its own, so that the other tests need not run first. */
+describe('a server of two worker processes stopping', () => {
+  let pki: TestPki;
+  let server: ClusteredTestServer;
+  let bob: ReturnType<typeof clientFor>;
+  before(async () => {
+    ({ pki, server, bob } = await twoWorkers());
+  });
+  after(async () => server?.stop());
 
   it('on SIGTERM, stops taking connections, lets an upload in progress finish, then exits', async () => {
     assert.equal((await bob.post('/api/images', { name: 'last.img' })).status, 201);
