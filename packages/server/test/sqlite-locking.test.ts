@@ -30,6 +30,7 @@ describe('SQLite shared by two connections', () => {
   });
 
   it('waits for the other connection to commit, and the event loop runs meanwhile', async () => {
+    await sql`update counter set n = 0`.execute(first.db);
     let held!: () => void;
     const holding = new Promise<void>((resolve) => {
       held = resolve;
