@@ -378,10 +378,11 @@ describe('third-party copy as gfal2 drives it', () => {
   });
 
   it('reports a copy the destination policy refuses as a failure', async () => {
+    await uploadTo(serverB, 'gfal-refused-source.img', pattern(64 * 1024, 5));
     const refused = await gfal([
       '--copy-mode',
       'pull',
-      raw(serverB, 'alice/gfal-pulled.img'),
+      raw(serverB, 'alice/gfal-refused-source.img'),
       raw(serverA, 'alice/gfal-refused.img'),
     ]);
     assert.notEqual(refused.code, 0);
@@ -434,7 +435,8 @@ describe('repoman copy', () => {
   });
 
   it('fails with the copy’s reason and a non-zero exit', async () => {
-    const refused = await repoman(['copy', 'client-pulled.img', raw(serverA, 'alice/refused.img')]);
+    await uploadTo(serverB, 'client-refused-source.img', pattern(64 * 1024, 6));
+    const refused = await repoman(['copy', 'client-refused-source.img', raw(serverA, 'alice/refused.img')]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr.trim().split('\n').at(-1) ?? '', /^\[FAILED\] .*The copy failed: .*loopback/);
   });
