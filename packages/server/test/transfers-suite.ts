@@ -52,33 +52,37 @@ export function transfersSuite(engine: Engine) {
     });
 
     it('makes an owner’s give-away an offer: nothing lands in the admin’s namespace unless they accept', async () => {
-      await image('alice', 'plant.img', 100);
-      const patched = await as('alice').patch('/api/images/plant.img', { owner: 'admin' });
+      // A giver of its own, whose offers and usage no other test touches; the admin's usage as it was.
+      await must(as('admin').post('/api/users', { user_name: 'hank', client_dn: pki.dn('hank') }), 201);
+      const adminHad = await usage('admin');
+      await image('hank', 'plant.img', 100);
+      const patched = await as('hank').patch('/api/images/plant.img', { owner: 'admin' });
       expectError(patched, 403, 'transfer_offer_required');
-      assert.match(patched.json.error.message, /\/api\/images\/alice\/plant\.img\/transfer/);
-      const made = await as('alice').post('/api/images/plant.img/transfer', { to: 'admin' });
+      assert.match(patched.json.error.message, /\/api\/images\/hank\/plant\.img\/transfer/);
+      const made = await as('hank').post('/api/images/plant.img/transfer', { to: 'admin' });
       assert.equal(made.status, 201, made.text);
       assert.equal(made.headers.location, made.json.url);
-      assert.equal(made.json.image, 'alice/plant.img');
-      assert.deepEqual([made.json.from, made.json.to, made.json.size], ['alice', 'admin', 100]);
-      // Still alice's, still counted as hers; nothing in the admin's namespace.
+      assert.equal(made.json.image, 'hank/plant.img');
+      assert.deepEqual([made.json.from, made.json.to, made.json.size], ['hank', 'admin', 100]);
+      // Still hank's, still counted as his; nothing in the admin's namespace.
       expectError(await as('admin').get('/api/images/admin/plant.img'), 404, 'image_not_found');
-      assert.equal(await ownerOf('alice/plant.img'), 'alice');
-      assert.equal(await usage('alice'), 100);
-      assert.equal(await usage('admin'), 0);
+      assert.equal(await ownerOf('hank/plant.img'), 'hank');
+      assert.equal(await usage('hank'), 100);
+      assert.equal(await usage('admin'), adminHad);
       const offers = (await as('admin').get('/api/transfers?direction=to')).json;
       assert.deepEqual(
         offers.items.map((t: { id: string }) => t.id),
         [made.json.id],
       );
-      assert.equal((await as('alice').get('/api/transfers?direction=from')).json.total, 1);
+      assert.equal((await as('hank').get('/api/transfers?direction=from')).json.total, 1);
       assert.equal((await must(as('admin').post(`/api/transfers/${made.json.id}/decline`), 204)).status, 204);
-      assert.equal(await ownerOf('alice/plant.img'), 'alice');
-      expectError(await as('alice').get(`/api/transfers/${made.json.id}`), 404, 'transfer_not_found');
+      assert.equal(await ownerOf('hank/plant.img'), 'hank');
+      expectError(await as('hank').get(`/api/transfers/${made.json.id}`), 404, 'transfer_not_found');
       expectError(await as('admin').post(`/api/transfers/${made.json.id}/accept`), 404, 'transfer_not_found');
     });
 
     it('never tells the giver that the receiver has a private image of that name', async () => {
+      const bobHad = await usage('bob');
       await image('bob', 'secret.img');
       await image('alice', 'secret.img', 10);
       const made = await as('alice').post('/api/images/secret.img/transfer', { to: 'bob' });
@@ -95,7 +99,7 @@ export function transfersSuite(engine: Engine) {
       );
       assert.deepEqual([taken.json.owner, taken.json.name], ['bob', 'secret-2.img']);
       expectError(await as('alice').get('/api/images/alice/secret.img'), 404, 'image_not_found');
-      assert.equal(await usage('bob'), 10);
+      assert.equal(await usage('bob'), bobHad + 10);
       // Renaming one's own image onto one's own name is about one's own namespace: that may say so.
       await image('bob', 'other.img');
       expectError(
@@ -106,39 +110,42 @@ export function transfersSuite(engine: Engine) {
     });
 
     it('checks the receiver’s quota on accept; giving away again no longer escapes the giver’s', async () => {
-      await must(as('admin').patch('/api/users/alice', { quota: 1000 }));
-      await must(as('admin').patch('/api/users/carol', { quota: 1000 }));
-      const stored = await usage('alice');
-      await image('alice', 'q1.img', 800 - stored);
-      const first = await offer('alice', 'q1.img', 'carol');
-      // Offered is not given: alice's quota still holds q1's bytes.
-      await image('alice', 'q2.img');
-      expectError(await as('alice').put('/api/images/raw/q2.img', Buffer.alloc(800)), 507, 'quota_exceeded');
-      await must(as('carol').post(`/api/transfers/${first.id}/accept`), 200);
-      assert.equal(await usage('carol'), 800 - stored);
-      // The room alice got back holds one more; giving that too finds carol's quota full.
-      await must(as('alice').put('/api/images/raw/q2.img', Buffer.alloc(800)));
-      const second = await offer('alice', 'q2.img', 'carol');
-      const refused = await as('carol').post(`/api/transfers/${second.id}/accept`);
+      // Users of its own: the quotas it sets must not reach the other tests, whatever their order.
+      for (const name of ['frank', 'gina'])
+        await must(as('admin').post('/api/users', { user_name: name, client_dn: pki.dn(name) }), 201);
+      await must(as('admin').patch('/api/users/frank', { quota: 1000 }));
+      await must(as('admin').patch('/api/users/gina', { quota: 1000 }));
+      const stored = await usage('frank');
+      await image('frank', 'q1.img', 800 - stored);
+      const first = await offer('frank', 'q1.img', 'gina');
+      // Offered is not given: frank's quota still holds q1's bytes.
+      await image('frank', 'q2.img');
+      expectError(await as('frank').put('/api/images/raw/q2.img', Buffer.alloc(800)), 507, 'quota_exceeded');
+      await must(as('gina').post(`/api/transfers/${first.id}/accept`), 200);
+      assert.equal(await usage('gina'), 800 - stored);
+      // The room frank got back holds one more; giving that too finds gina's quota full.
+      await must(as('frank').put('/api/images/raw/q2.img', Buffer.alloc(800)));
+      const second = await offer('frank', 'q2.img', 'gina');
+      const refused = await as('gina').post(`/api/transfers/${second.id}/accept`);
       expectError(refused, 507, 'quota_exceeded');
-      assert.equal(await ownerOf('alice/q2.img'), 'alice');
-      assert.equal(await usage('alice'), stored + 800);
-      assert.equal((await as('carol').get(`/api/transfers/${second.id}`)).status, 200, 'still pending');
+      assert.equal(await ownerOf('frank/q2.img'), 'frank');
+      assert.equal(await usage('frank'), stored + 800);
+      assert.equal((await as('gina').get(`/api/transfers/${second.id}`)).status, 200, 'still pending');
       // An admin's direct transfer is held to the same quota.
       expectError(
-        await as('admin').post('/api/images/alice/q2.img/transfer', { to: 'carol', direct: true }),
+        await as('admin').post('/api/images/frank/q2.img/transfer', { to: 'gina', direct: true }),
         507,
         'quota_exceeded',
       );
       expectError(
-        await as('admin').patch('/api/images/alice/q2.img', { owner: 'carol' }),
+        await as('admin').patch('/api/images/frank/q2.img', { owner: 'gina' }),
         507,
         'quota_exceeded',
       );
-      await must(as('admin').patch('/api/users/carol', { quota: null }));
-      await must(as('carol').post(`/api/transfers/${second.id}/accept`), 200);
-      assert.equal(await ownerOf('carol/q2.img'), 'carol');
-      await must(as('admin').patch('/api/users/alice', { quota: null }));
+      await must(as('admin').patch('/api/users/gina', { quota: null }));
+      await must(as('gina').post(`/api/transfers/${second.id}/accept`), 200);
+      assert.equal(await ownerOf('gina/q2.img'), 'gina');
+      await must(as('admin').patch('/api/users/frank', { quota: null }));
     });
 
     it('holds an accepted image to the receiver’s image count too', async () => {
