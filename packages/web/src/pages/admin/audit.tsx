@@ -1,3 +1,4 @@
+/** Admin, Audit log: every change, filtered by actor, action, target and outcome, in pages. */
 import { useState } from 'preact/hooks';
 import { api, call } from '../../api/client';
 import { date } from '../../lib/format';

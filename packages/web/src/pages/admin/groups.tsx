@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, call, type Group } from '../../api/client';
 import { ErrorBox, Loading, Notice, useAction, useAsync, useConfirmFocus } from '../../lib/ui';
 import { groupPath } from '../group';
-import { ADMINS, CreateForm, list, NAME_HINT, NAME_PATTERN, TextField } from './shared';
+import { ADMINS, CreateForm, list, NAME_PATTERN, NameField, TextField } from './shared';
 
 export function GroupsTab({ me }: { me: string }) {
   const groups = useAsync(() => call(api.GET('/api/groups', { params: { query: { limit: 1000 } } })), []);
@@ -97,16 +97,7 @@ function CreateGroup(props: {
   return (
     <CreateForm noun="group" action={action} create={create} created={props.created}>
       <div class="two">
-        <TextField
-          label="Group name"
-          name="name"
-          value={name}
-          onInput={edit(setName)}
-          hint={NAME_HINT}
-          required
-          pattern={NAME_PATTERN}
-          maxLength={64}
-        />
+        <NameField label="Group name" name="name" value={name} onInput={edit(setName)} />
         <TextField
           label="Members"
           name="users"

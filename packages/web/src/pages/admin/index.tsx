@@ -1,3 +1,7 @@
+/**
+ * Admin: users (created from a certificate DN; the CA they are bound to, suspension, quota, deletion), groups
+ * (members, permissions) and the audit log; one file per tab.
+ */
 import { isAdmin, type Session, userName } from '../../lib/session';
 import { ErrorBox } from '../../lib/ui';
 import { AuditTab } from './audit';

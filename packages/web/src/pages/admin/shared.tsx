@@ -119,3 +119,13 @@ export function CreateForm(props: {
     </form>
   );
 }
+
+/** A user's or group's name: the rule the server checks, said and checked here first. */
+export function NameField(props: {
+  label: string;
+  name: string;
+  value: string;
+  onInput: (value: string) => void;
+}) {
+  return <TextField {...props} hint={NAME_HINT} required pattern={NAME_PATTERN} maxLength={64} />;
+}

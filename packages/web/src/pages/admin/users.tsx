@@ -1,9 +1,10 @@
+/** Admin, Users: create users from a certificate DN, change their CA binding, suspension and quota, delete them. */
 import { useState } from 'preact/hooks';
 import { api, call, type User } from '../../api/client';
 import { bytes } from '../../lib/format';
 import { navigate, withQuery } from '../../lib/router';
 import { ErrorBox, Loading, Notice, Pager, useAction, useAsync, useConfirmFocus } from '../../lib/ui';
-import { CreateForm, GIB, gib, list, NAME_HINT, NAME_PATTERN, TextField, USERS_PER_PAGE } from './shared';
+import { CreateForm, GIB, gib, list, NameField, TextField, USERS_PER_PAGE } from './shared';
 
 export function UsersTab({ me }: { me: string }) {
   const query = new URLSearchParams(location.search);
@@ -131,16 +132,7 @@ function CreateUser(props: {
       }
     >
       <div class="two">
-        <TextField
-          label="User name"
-          name="user_name"
-          value={name}
-          onInput={edit(setName)}
-          hint={NAME_HINT}
-          required
-          pattern={NAME_PATTERN}
-          maxLength={64}
-        />
+        <NameField label="User name" name="user_name" value={name} onInput={edit(setName)} />
         <TextField
           label="Certificate DN"
           name="client_dn"
