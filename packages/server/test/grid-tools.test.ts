@@ -110,23 +110,39 @@ const asAlice = () => clientFor(base, caPem, { cert: chainPem(alice), key: keyPe
 describe('gfal2 (command line)', () => {
   const first = pattern(3 * 1024 * 1024 + 17, 1);
   const second = pattern(2 * 1024 * 1024 + 5, 2);
+  /** `first` copied in as `alice/name` with gfal-copy (a name each test has to itself). */
+  const copyIn = async (name: string) => {
+    const local = await put(dir, `${name}.local`, first);
+    await ok('gfal-copy', [`file://${local}`, url(`alice/${name}`)]);
+  };
+  /** gfal.img, which the listing and checksum tests read: copied in once, by whichever needs it first. */
+  let shared: Promise<void> | undefined;
+  const gfalImage = () => {
+    shared ??= copyIn('gfal.img');
+    return shared;
+  };
 
   it('copies a file in to a name that does not exist yet, and out again', async () => {
-    const local = await put(dir, 'first.img', first);
-    await ok('gfal-copy', [`file://${local}`, url('alice/gfal.img')]);
-    const image = (await asAlice().get('/api/images/alice/gfal.img')).json;
+    await copyIn('gfal-in.img');
+    const image = (await asAlice().get('/api/images/alice/gfal-in.img')).json;
     assert.equal(image.size, first.length);
     assert.equal(image.digests.sha256, digest('sha256', first));
     assert.equal(image.unauthenticated_access, false, 'made private, as POST would');
 
     const out = join(dir, 'first.out');
-    await ok('gfal-copy', [url('alice/gfal.img'), `file://${out}`]);
+    await ok('gfal-copy', [url('alice/gfal-in.img'), `file://${out}`]);
     assert.ok((await readFile(out)).equals(first));
   });
 
   it('lists a namespace and an image with their sizes and times (gfal-ls -l, gfal-stat)', async () => {
+    await gfalImage();
     const listing = await ok('gfal-ls', [url('alice/')]);
-    assert.deepEqual(listing.trim().split('\n'), ['gfal.img']);
+    // The namespace as the JSON API lists it (other tests add to it, in any order).
+    const held = (await asAlice().get('/api/images?owner=alice&limit=1000')).json.items.map(
+      (image: { name: string }) => image.name,
+    );
+    assert.deepEqual(listing.trim().split('\n').sort(), held.sort());
+    assert.ok(held.includes('gfal.img'));
     const long = await ok('gfal-ls', ['-l', url('alice/')]);
     assert.match(long, new RegExp(`\\s${first.length}\\s.*gfal\\.img`));
     assert.doesNotMatch(long, /1970/, 'times are the images’, not the epoch');
@@ -144,6 +160,7 @@ describe('gfal2 (command line)', () => {
   });
 
   it('gives ADLER32, MD5 and SHA256 as computed locally (gfal-sum)', async () => {
+    await gfalImage();
     const sums = {
       ADLER32: await adler32Hex(first),
       MD5: digest('md5', first),
@@ -156,13 +173,14 @@ describe('gfal2 (command line)', () => {
   });
 
   it('refuses to overwrite without -f, and replaces the image with -f', async () => {
+    await copyIn('gfal-over.img');
     const local = await put(dir, 'second.img', second);
-    const refused = await tool('gfal-copy', [`file://${local}`, url('alice/gfal.img')]);
+    const refused = await tool('gfal-copy', [`file://${local}`, url('alice/gfal-over.img')]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr + refused.stdout, /exists/i);
 
-    await ok('gfal-copy', ['-f', `file://${local}`, url('alice/gfal.img')]);
-    const image = (await asAlice().get('/api/images/alice/gfal.img')).json;
+    await ok('gfal-copy', ['-f', `file://${local}`, url('alice/gfal-over.img')]);
+    const image = (await asAlice().get('/api/images/alice/gfal-over.img')).json;
     assert.equal(image.size, second.length);
     assert.equal(image.digests.sha256, digest('sha256', second));
     assert.equal(image.version, 1, 'a new image (its versions went with the old one)');
@@ -177,9 +195,10 @@ describe('gfal2 (command line)', () => {
   });
 
   it('removes an image (gfal-rm)', async () => {
-    await ok('gfal-rm', [url('alice/checked.img')]);
-    assert.equal((await asAlice().get('/api/images/alice/checked.img')).status, 404);
-    const gone = await tool('gfal-stat', [url('alice/checked.img')]);
+    await copyIn('gfal-rm.img');
+    await ok('gfal-rm', [url('alice/gfal-rm.img')]);
+    assert.equal((await asAlice().get('/api/images/alice/gfal-rm.img')).status, 404);
+    const gone = await tool('gfal-stat', [url('alice/gfal-rm.img')]);
     assert.notEqual(gone.code, 0);
     assert.match(gone.stderr, /No such file|not found|404/i);
   });
@@ -238,6 +257,9 @@ describe('davix', () => {
   });
 
   it('reads a vector of ranges (DavPosix::preadVec) that match dd', async () => {
+    // An image of its own, put with davix as the other test does, and read back in ranges.
+    const local = await put(dir, 'davix-readv.img', bytes);
+    await ok('davix-put', [...credentials(), local, url('alice/davix-readv.img')]);
     const binary = join(dir, 'davix-readv');
     const compiled = await run(
       'g++',
@@ -262,11 +284,10 @@ describe('davix', () => {
     ];
     const result = await run(
       binary,
-      [url('alice/davix.img'), proxyFile, certDir, ...fragments.map(([o, l]) => `${o}:${l}`)],
+      [url('alice/davix-readv.img'), proxyFile, certDir, ...fragments.map(([o, l]) => `${o}:${l}`)],
       { env, timeoutMs: 60_000 },
     );
     assert.equal(result.code, 0, result.stderr);
-    const local = join(dir, 'davix.img');
     const expected: Buffer[] = [];
     for (const [offset, length] of fragments) {
       const dd = await run(
@@ -278,8 +299,8 @@ describe('davix', () => {
       expected.push(Buffer.from(dd.stdout, 'latin1'));
     }
     assert.ok(Buffer.from(result.stdout, 'latin1').equals(Buffer.concat(expected)));
-    await ok('davix-rm', [...credentials(), url('alice/davix.img')]);
-    assert.equal((await asAlice().get('/api/images/alice/davix.img')).status, 404);
+    await ok('davix-rm', [...credentials(), url('alice/davix-readv.img')]);
+    assert.equal((await asAlice().get('/api/images/alice/davix-readv.img')).status, 404);
   });
 });
 
