@@ -14,7 +14,7 @@ import { RepomanError } from '@repoman/core';
 import type { FastifyRequest } from 'fastify';
 import type { CapabilityRequestFacts, Need } from '../capabilities/caveats.ts';
 
-const RAW = '/api/images/raw';
+export const RAW = '/api/images/raw';
 
 /** The capability the request carries, if any (taken out of the query). */
 export function capabilityOf(request: FastifyRequest): string | null {
@@ -35,7 +35,7 @@ export function withoutCapability(url: string): string {
 }
 
 /** The path a MOVE's Destination names, if it is one of this tree (the route checks the rest). */
-function destinationPath(request: FastifyRequest): string | null {
+export function destinationPath(request: FastifyRequest): string | null {
   const header = request.headers.destination;
   if (typeof header !== 'string') return null;
   try {
@@ -44,6 +44,16 @@ function destinationPath(request: FastifyRequest): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The path of the bytes' tree a request acts on, its image named in full (the short form's owner is `owner`):
+ * `/api/images/raw/bob/rhel.img`, a namespace `/api/images/raw/bob/`, or the tree `/api/images/raw/`.
+ */
+export function pathOf(request: FastifyRequest, owner: string): string {
+  const params = (request.params ?? {}) as { user?: string; image?: string };
+  if (params.image !== undefined) return `${RAW}/${params.user ?? owner}/${params.image}`;
+  return params.user !== undefined ? `${RAW}/${params.user}/` : `${RAW}/`;
 }
 
 function needOf(request: FastifyRequest): Need {
@@ -80,14 +90,7 @@ export function capabilityFacts(request: FastifyRequest, owner: string): Capabil
     );
   if (request.method === 'POST')
     throw denied('A capability cannot ask for another one: ask with your certificate');
-  const params = (request.params ?? {}) as { user?: string; image?: string };
-  const path =
-    params.image !== undefined
-      ? `${RAW}/${params.user ?? owner}/${params.image}`
-      : params.user !== undefined
-        ? `${RAW}/${params.user}/`
-        : `${RAW}/`;
-  const paths = [path];
+  const paths = [pathOf(request, owner)];
   if (request.method === 'MOVE') {
     const destination = destinationPath(request);
     if (destination) paths.push(destination);

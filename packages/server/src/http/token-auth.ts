@@ -15,32 +15,17 @@
 import type { FastifyRequest } from 'fastify';
 import type { StorageRequest } from '../services/tokens.ts';
 import { READ_METHODS } from './auth.ts';
+import { destinationPath, pathOf, RAW } from './capability-auth.ts';
 
-const RAW = '/api/images/raw';
-
-/** `/api/images/raw/bob/a.img` → `/bob/a.img`, for a MOVE's Destination; null if it is not one of ours. */
-function destinationOf(request: FastifyRequest): string | null {
-  const header = request.headers.destination;
-  if (typeof header !== 'string') return null;
-  try {
-    const path = decodeURIComponent(new URL(header.trim(), 'https://localhost').pathname);
-    return path.startsWith(`${RAW}/`) ? path.slice(RAW.length).replace(/\/+$/, '') || '/' : null;
-  } catch {
-    return null;
-  }
-}
+/** A path of the bytes' tree as a storage path: `/api/images/raw/bob/` is `/bob`, the tree itself `/`. */
+const storagePath = (path: string) => path.slice(RAW.length).replace(/\/+$/, '') || '/';
 
 /** The storage request of `request`, made by `actorName`; null where no scope can allow anything. */
 export function storageRequestOf(request: FastifyRequest, actorName: string): StorageRequest | null {
   const route = request.routeOptions.url ?? '';
   const params = (request.params ?? {}) as { user?: string; image?: string };
   const reads = READ_METHODS.has(request.method);
-  const imagePath =
-    params.image !== undefined
-      ? `/${params.user ?? actorName}/${params.image}`
-      : params.user !== undefined
-        ? `/${params.user}`
-        : '/';
+  const imagePath = storagePath(pathOf(request, actorName));
   if (route === '/api/whoami' && reads) return { paths: [], change: false };
   if (route.startsWith(RAW)) {
     if (request.method === 'POST') return null; // asking for a capability: with a certificate only
@@ -48,8 +33,9 @@ export function storageRequestOf(request: FastifyRequest, actorName: string): St
     const creates =
       params.image !== undefined ? { owner: params.user ?? actorName, image: params.image } : undefined;
     if (request.method === 'MOVE') {
-      const destination = destinationOf(request);
-      if (destination === null) return null;
+      const destinationRaw = destinationPath(request);
+      if (destinationRaw === null) return null;
+      const destination = storagePath(destinationRaw);
       paths.push(destination);
       const [, owner = '', image = ''] = destination.split('/');
       // renaming into a new name creates it there; over an existing one modifies it

@@ -46,7 +46,6 @@ import {
   TOKEN_ONLY_DN_PREFIX,
   takeSignIn,
   tokenIdentitiesOfUser,
-  touchTokenIdentity,
 } from '../db/tokens-dal.ts';
 import { findUserByName, insertUser } from '../db/users-dal.ts';
 import { createIssuerKeys, type FetchJson } from '../tokens/issuers.ts';
@@ -349,9 +348,6 @@ export function createTokenService(deps: {
       await identity.forget();
       return { issuer: row.issuer, subject: row.subject };
     },
-
-    /** Notes that a linked identity was used (once per actor-cache period, not per request). */
-    touch: (id: number) => touchTokenIdentity(db, id, now().toISOString()),
 
     // ---- browser sign-in (OpenID Connect, authorization code with PKCE) ----
 
