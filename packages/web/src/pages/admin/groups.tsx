@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, call, type Group } from '../../api/client';
 import { ErrorBox, Loading, Notice, useAction, useAsync, useConfirmFocus } from '../../lib/ui';
 import { groupPath } from '../group';
-import { ADMINS, CreateForm, list, NAME_PATTERN, NameField, TextField } from './shared';
+import { ADMINS, CreateForm, editing, list, NAME_PATTERN, NameField, TextField } from './shared';
 
 export function GroupsTab({ me }: { me: string }) {
   const groups = useAsync(() => call(api.GET('/api/groups', { params: { query: { limit: 1000 } } })), []);
@@ -68,34 +68,25 @@ function CreateGroup(props: {
   const [name, setName] = useState('');
   const [members, setMembers] = useState('');
   const [granted, setGranted] = useState<string[]>([]);
-  const action = useAction();
-  const edit = (set: (value: string) => void) => (value: string) => {
-    set(value);
-    props.onEdit();
-  };
-  const create = async () => {
-    let group: Group | undefined;
-    const ok = await action.run(async () => {
-      group = await call(
-        api.POST('/api/groups', {
-          body: {
-            name: name.trim(),
-            ...(list(members).length > 0 ? { users: list(members) } : {}),
-            ...(granted.length > 0 ? { permissions: granted } : {}),
-          },
-        }),
-      );
-      return undefined;
-    });
-    if (!ok || !group) return false;
+  const edit = editing(props.onEdit);
+  const send = () =>
+    call(
+      api.POST('/api/groups', {
+        body: {
+          name: name.trim(),
+          ...(list(members).length > 0 ? { users: list(members) } : {}),
+          ...(granted.length > 0 ? { permissions: granted } : {}),
+        },
+      }),
+    );
+  const onCreated = (group: Group) => {
     setName('');
     setMembers('');
     setGranted([]);
     props.onCreated(group);
-    return true;
   };
   return (
-    <CreateForm noun="group" action={action} create={create} created={props.created}>
+    <CreateForm noun="group" send={send} onCreated={onCreated} created={props.created}>
       <div class="two">
         <NameField label="Group name" name="name" value={name} onInput={edit(setName)} />
         <TextField

@@ -1,7 +1,6 @@
 /** What the admin tabs share: name rules, list and quota readers, and the form that creates a user or a group. */
 import type { ComponentChildren } from 'preact';
-import type { useAction } from '../../lib/ui';
-import { ErrorBox, Notice } from '../../lib/ui';
+import { ErrorBox, Notice, useAction } from '../../lib/ui';
 
 /** User and group names (docs/api.md, "Names and DNs"); `\-` so that it is valid with the `v` flag too. */
 export const NAME_PATTERN = '[a-z0-9_\\-]{1,64}';
@@ -85,27 +84,42 @@ export function TextField(props: {
   );
 }
 
+/** A field's setter that also says the form was edited (the last "Created …" notice goes). */
+export const editing = (onEdit: () => void) => (set: (value: string) => void) => (value: string) => {
+  set(value);
+  onEdit();
+};
+
 /**
  * The "Create a user" and "Create a group" card: its heading, the fields given as children, why it failed,
- * what was created, and the button. `create` sends it; true once it was created.
+ * what was created, and the button. `send` creates it; `onCreated` gets what was made (to clear the fields).
  */
-export function CreateForm(props: {
+export function CreateForm<T>(props: {
   /** `user` or `group`: the heading, the button and the messages say it. */
   noun: string;
-  action: ReturnType<typeof useAction>;
-  create: () => Promise<boolean>;
+  send: () => Promise<T>;
+  onCreated: (made: T) => void;
   created: string;
   intro?: ComponentChildren;
   children: ComponentChildren;
 }) {
-  const { noun, action } = props;
+  const { noun } = props;
+  const action = useAction();
+  const submit = async () => {
+    let made: T | undefined;
+    const ok = await action.run(async () => {
+      made = await props.send();
+      return undefined;
+    });
+    if (ok && made !== undefined) props.onCreated(made);
+  };
   return (
     <form
       class="card"
       aria-labelledby={`create-${noun}-heading`}
       onSubmit={(event) => {
         event.preventDefault();
-        void props.create();
+        void submit();
       }}
     >
       <h2 id={`create-${noun}-heading`}>Create a {noun}</h2>

@@ -4,7 +4,7 @@ import { api, call, type User } from '../../api/client';
 import { bytes } from '../../lib/format';
 import { navigate, withQuery } from '../../lib/router';
 import { ErrorBox, Loading, Notice, Pager, useAction, useAsync, useConfirmFocus } from '../../lib/ui';
-import { CreateForm, GIB, gib, list, NameField, TextField, USERS_PER_PAGE } from './shared';
+import { CreateForm, editing, GIB, gib, list, NameField, TextField, USERS_PER_PAGE } from './shared';
 
 export function UsersTab({ me }: { me: string }) {
   const query = new URLSearchParams(location.search);
@@ -87,41 +87,32 @@ function CreateUser(props: {
   const [fullName, setFullName] = useState('');
   const [email, setEmail] = useState('');
   const [groups, setGroups] = useState('');
-  const action = useAction();
-  const edit = (set: (value: string) => void) => (value: string) => {
-    set(value);
-    props.onEdit();
-  };
-  const create = async () => {
-    let user: User | undefined;
-    const ok = await action.run(async () => {
-      user = await call(
-        api.POST('/api/users', {
-          body: {
-            user_name: name.trim(),
-            client_dn: dn.trim(),
-            ...(fullName.trim() ? { full_name: fullName.trim() } : {}),
-            ...(email.trim() ? { email: email.trim() } : {}),
-            ...(list(groups).length > 0 ? { groups: list(groups) } : {}),
-          },
-        }),
-      );
-      return undefined;
-    });
-    if (!ok || !user) return false;
+  const edit = editing(props.onEdit);
+  const send = () =>
+    call(
+      api.POST('/api/users', {
+        body: {
+          user_name: name.trim(),
+          client_dn: dn.trim(),
+          ...(fullName.trim() ? { full_name: fullName.trim() } : {}),
+          ...(email.trim() ? { email: email.trim() } : {}),
+          ...(list(groups).length > 0 ? { groups: list(groups) } : {}),
+        },
+      }),
+    );
+  const onCreated = (user: User) => {
     setName('');
     setDn('');
     setFullName('');
     setEmail('');
     setGroups('');
     props.onCreated(user);
-    return true;
   };
   return (
     <CreateForm
       noun="user"
-      action={action}
-      create={create}
+      send={send}
+      onCreated={onCreated}
       created={props.created}
       intro={
         props.dn && (
