@@ -83,17 +83,10 @@ async function byHand(repoman: Server, cloud: OpenStackFixture): Promise<number>
   const user = await cloud.projectUser('bench-hand');
   const { token } = await cloud.tokenOf(user);
   const glance = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${cloud.glanceUrl}${path}`, {
-      method,
-      headers: {
-        'x-auth-token': token,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    if (response.status >= 300) throw new Error(`Glance ${path}: ${response.status} ${text}`);
-    return text ? JSON.parse(text) : {};
+    const answer = await cloud.glance(method, path, body, token);
+    if (answer.status >= 300)
+      throw new Error(`Glance ${path}: ${answer.status} ${JSON.stringify(answer.json)}`);
+    return answer.json ?? {};
   };
   const started = performance.now();
   const image = await glance('POST', '/v2/images', {

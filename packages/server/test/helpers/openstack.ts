@@ -24,9 +24,14 @@ export interface OpenStackFixture {
   applicationCredential(name: string): Promise<{ id: string; secret: string }>;
   /** A project of its own with a user of its own in it (the `member` role, as a cloud's users have). */
   projectUser(name: string): Promise<{ username: string; password: string; project: string }>;
-  /** Glance's API as the admin. */
-  // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected field by field
-  glance(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
+  /** Glance's API as the admin, or as the holder of `token` (a project user's, from tokenOf). */
+  glance(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string,
+    // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected field by field
+  ): Promise<{ status: number; json: any }>;
   stopGlance(): Promise<void>;
   startGlance(): Promise<void>;
   stop(): Promise<void>;
@@ -126,12 +131,11 @@ export async function startOpenStack(options: { caPem?: string } = {}): Promise<
       await post(`/projects/${project.id}/users/${user.id}/roles/${role.id}`, null);
       return { username: name, password, project: name };
     },
-    async glance(method, path, body) {
-      const { token } = await adminToken();
+    async glance(method, path, body, token) {
       const response = await fetch(`${glanceUrl}${path}`, {
         method,
         headers: {
-          'x-auth-token': token,
+          'x-auth-token': token ?? (await adminToken()).token,
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
